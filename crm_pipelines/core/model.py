@@ -1,0 +1,75 @@
+"""The canonical model every provider maps to: entities, their fields, and records in flight."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from crm_pipelines.core.jsonutil import dumps
+
+ENTITIES: tuple[str, ...] = ("contacts", "companies", "deals")
+
+#: Canonical fields of each entity, in column order. Storage, mappings and hashes use this list.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "contacts": ("email", "first_name", "last_name", "phone", "company_name", "job_title", "lifecycle_stage", "document"),
+    "companies": ("name", "domain", "document", "phone", "industry", "city", "country"),
+    "deals": ("name", "amount", "currency", "stage", "pipeline", "close_date"),
+}
+
+#: Fields that identify a record across systems, used to match before creating a duplicate.
+MATCH_KEYS: dict[str, tuple[str, ...]] = {
+    "contacts": ("email", "document"),
+    "companies": ("domain", "document"),
+    "deals": (),
+}
+
+
+def check_entity(entity: str) -> str:
+    if entity not in FIELDS:
+        raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENTITIES)}")
+    return entity
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """One provider record, already mapped to canonical fields."""
+
+    external_id: str
+    updated_at: datetime | None
+    fields: dict[str, Any]
+    archived: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A provider record that could not be mapped (kept with the reason, never silently dropped)."""
+
+    external_id: str
+    category: str
+    message: str
+
+
+@dataclass
+class Page:
+    """One page read from a provider: mapped records plus those that failed mapping."""
+
+    records: list[RemoteRecord] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def content_hash(entity: str, fields: dict[str, Any]) -> str:
+    """A stable digest of a record's canonical fields (missing and None hash alike)."""
+    payload = [_canonical_value(fields.get(name)) for name in FIELDS[entity]]
+    return hashlib.sha256(dumps(payload)).hexdigest()[:32]

@@ -1,0 +1,36 @@
+"""Jobs and the 30-minute incremental schedule of each provider."""
+
+
+import dagster as dg
+
+from crm_pipelines.dagster_defs.imports import import_asset_key
+from crm_pipelines.dagster_defs.partitions import closed_window_key
+from crm_pipelines.providers.registry import ProviderPlugin
+
+
+def import_job_name(provider: str) -> str:
+    return f"{provider}_import"
+
+
+def build_import_job(plugin: ProviderPlugin):
+    return dg.define_asset_job(
+        import_job_name(plugin.name),
+        selection=dg.AssetSelection.assets(*[import_asset_key(plugin.name, e) for e in plugin.entities]),
+        description=f"Import {plugin.title} {', '.join(plugin.entities)} for a window (one run for all entities).",
+        tags={"crm/provider": plugin.name},
+    )
+
+
+def build_incremental_schedule(plugin: ProviderPlugin, job) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"{plugin.name}_incremental",
+        cron_schedule="*/30 * * * *",
+        job=job,
+        execution_timezone="UTC",
+        description=f"Every 30 minutes, import the {plugin.title} changes of the window that just closed.",
+    )
+    def _incremental(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        key = closed_window_key(context.scheduled_execution_time)
+        return dg.RunRequest(partition_key=key, run_key=f"{plugin.name}:{key}", tags={"crm/trigger": "schedule"})
+
+    return _incremental

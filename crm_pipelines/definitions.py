@@ -1,0 +1,25 @@
+"""The Dagster code location: every provider's assets, jobs, schedules and resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, build_import_assets
+from crm_pipelines.dagster_defs.schedules import build_import_job, build_incremental_schedule
+from crm_pipelines.providers.registry import all_plugins
+
+
+def build_definitions() -> dg.Definitions:
+    assets, jobs, schedules = [], [], []
+    resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource()}
+    for plugin in all_plugins():
+        assets.extend(build_import_assets(plugin))
+        job = build_import_job(plugin)
+        jobs.append(job)
+        schedules.append(build_incremental_schedule(plugin, job))
+        resources[plugin.resource_key] = plugin.default_resource()
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
+
+
+defs = build_definitions()

@@ -1,0 +1,31 @@
+"""HubSpot CRM: contacts, companies and deals.
+
+``api`` holds the endpoints, limits and client; ``mapping`` the field mapping; ``reader`` the
+delta strategy; ``resource`` the Dagster resource; ``simulator`` the local HTTP simulator.
+"""
+
+import os
+
+from crm_pipelines.providers.hubspot.api import BASE_URL, PROVIDER
+from crm_pipelines.providers.registry import ProviderPlugin
+
+
+def _default_resource():
+    import dagster as dg
+
+    from crm_pipelines.providers.hubspot.resource import HubSpotResource
+
+    return HubSpotResource(
+        access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+        base_url=os.environ.get("HUBSPOT_BASE_URL", BASE_URL),
+    )
+
+
+PLUGIN = ProviderPlugin(
+    name=PROVIDER,
+    title="HubSpot",
+    entities=("contacts", "companies", "deals"),
+    resource_key="hubspot",
+    default_resource=_default_resource,
+    env_vars=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL"),
+)

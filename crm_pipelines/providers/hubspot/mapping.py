@@ -1,0 +1,162 @@
+"""HubSpot properties <-> canonical fields, declared once per entity.
+
+| entity    | canonical field  | HubSpot property       | notes                                   |
+|-----------|------------------|------------------------|-----------------------------------------|
+| contacts  | email            | email                  | lower-cased; invalid -> reject          |
+| contacts  | first_name       | firstname              |                                         |
+| contacts  | last_name        | lastname               |                                         |
+| contacts  | phone            | phone                  |                                         |
+| contacts  | company_name     | company                |                                         |
+| contacts  | job_title        | jobtitle               |                                         |
+| contacts  | lifecycle_stage  | lifecyclestage         |                                         |
+| contacts  | document         | cpf_cnpj (custom)      | CPF/CNPJ digits; invalid -> reject      |
+| companies | name             | name                   |                                         |
+| companies | domain           | domain                 | lower-cased, no scheme or www.          |
+| companies | document         | cpf_cnpj (custom)      | CNPJ digits; invalid -> reject          |
+| companies | phone            | phone                  |                                         |
+| companies | industry         | industry               |                                         |
+| companies | city             | city                   |                                         |
+| companies | country          | country                |                                         |
+| deals     | name             | dealname               |                                         |
+| deals     | amount           | amount                 | exact decimal                           |
+| deals     | currency         | deal_currency_code     |                                         |
+| deals     | stage            | dealstage              | internal stage id                       |
+| deals     | pipeline         | pipeline               |                                         |
+| deals     | close_date       | closedate              | ISO-8601 or epoch ms                    |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from crm_pipelines.core.model import RecordError, RemoteRecord
+from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_domain, normalize_email
+
+DOCUMENT_PROPERTY = "cpf_cnpj"
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """HubSpot timestamps: ISO-8601 (``2025-02-01T09:30:11.123Z``) or epoch milliseconds."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _email(value: Any) -> str | None:
+    if clean_text(value) is None:
+        return None
+    email = normalize_email(value)
+    if email is None:
+        raise ValueError(f"invalid email {clean_text(value)!r}")
+    return email
+
+
+def _amount(value: Any) -> Decimal | None:
+    text = clean_text(value)
+    if text is None:
+        return None
+    try:
+        amount = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(f"amount {text!r} is not a number") from None
+    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
+        raise ValueError(f"amount {text!r} is out of range")
+    return amount.quantize(Decimal("0.01"))
+
+
+def _text(limit: int) -> Callable[[Any], str | None]:
+    return lambda value: clean_text(value, limit)
+
+
+def _text_out(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    canonical: str
+    remote: str
+    to_local: Callable[[Any], Any]
+    to_remote: Callable[[Any], Any] = _text_out
+
+
+FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
+    "contacts": (
+        FieldMap("email", "email", _email),
+        FieldMap("first_name", "firstname", _text(255)),
+        FieldMap("last_name", "lastname", _text(255)),
+        FieldMap("phone", "phone", _text(64)),
+        FieldMap("company_name", "company", _text(255)),
+        FieldMap("job_title", "jobtitle", _text(255)),
+        FieldMap("lifecycle_stage", "lifecyclestage", _text(64)),
+        FieldMap("document", DOCUMENT_PROPERTY, normalize_document),
+    ),
+    "companies": (
+        FieldMap("name", "name", _text(255)),
+        FieldMap("domain", "domain", normalize_domain),
+        FieldMap("document", DOCUMENT_PROPERTY, normalize_document),
+        FieldMap("phone", "phone", _text(64)),
+        FieldMap("industry", "industry", _text(128)),
+        FieldMap("city", "city", _text(128)),
+        FieldMap("country", "country", _text(128)),
+    ),
+    "deals": (
+        FieldMap("name", "dealname", _text(255)),
+        FieldMap("amount", "amount", _amount, lambda v: None if v is None else format(v, "f")),
+        FieldMap("currency", "deal_currency_code", _text(8)),
+        FieldMap("stage", "dealstage", _text(64)),
+        FieldMap("pipeline", "pipeline", _text(64)),
+        FieldMap("close_date", "closedate", parse_timestamp, format_timestamp),
+    ),
+}
+
+
+def properties_for(entity: str) -> list[str]:
+    """The HubSpot properties to request for ``entity`` (mapped ones plus the modification date)."""
+    from crm_pipelines.providers.hubspot.api import OBJECTS
+
+    return [m.remote for m in FIELD_MAPS[entity]] + [OBJECTS[entity].modified_property]
+
+
+def to_remote_record(entity: str, obj: dict[str, Any]) -> RemoteRecord | RecordError:
+    """Map one HubSpot object to a canonical record, or say why it cannot be."""
+    external_id = str(obj.get("id", ""))
+    properties = obj.get("properties") or {}
+    fields: dict[str, Any] = {}
+    problems: list[str] = []
+    for field_map in FIELD_MAPS[entity]:
+        try:
+            fields[field_map.canonical] = field_map.to_local(properties.get(field_map.remote))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{field_map.remote}: {exc}")
+    if problems:
+        return RecordError(external_id, "INVALID_FIELD", "; ".join(problems))
+    try:
+        updated_at = parse_timestamp(obj.get("updatedAt"))
+        created_at = parse_timestamp(obj.get("createdAt"))
+    except ValueError as exc:
+        return RecordError(external_id, "INVALID_TIMESTAMP", str(exc))
+    return RemoteRecord(external_id, updated_at, fields, archived=bool(obj.get("archived")), created_at=created_at)
+
+
+def to_properties(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Canonical fields as HubSpot properties (for writes)."""
+    return {m.remote: m.to_remote(fields.get(m.canonical)) for m in FIELD_MAPS[entity] if fields.get(m.canonical) is not None}

@@ -1,0 +1,29 @@
+"""What each provider module declares so the generic Dagster layer can build its definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProviderPlugin:
+    """One provider: its name, entities, and the resource that opens change readers.
+
+    The resource returned by ``default_resource`` must offer
+    ``open_reader(strategy=..., logger=...)``, a context manager yielding ``(reader, call_stats)``.
+    """
+
+    name: str
+    title: str
+    entities: tuple[str, ...]
+    resource_key: str
+    default_resource: Callable[[], Any]
+    env_vars: tuple[str, ...] = ()
+
+
+def all_plugins() -> list[ProviderPlugin]:
+    from crm_pipelines.providers import hubspot
+
+    return [hubspot.PLUGIN]

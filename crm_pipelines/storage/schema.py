@@ -1,0 +1,138 @@
+"""Tables of the local database.
+
+``contacts``, ``companies`` and ``deals`` hold the canonical records (one row per real-world
+record, whatever the number of providers it lives in). ``external_links`` ties each local row to
+its id at each provider, with what was last seen there. ``sync_state`` keeps one watermark per
+provider and entity, ``rejects`` every record that could not be imported or exported, with the
+reason, until it goes through.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from crm_pipelines.storage.types import Money, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger primary keys render as INTEGER on SQLite so they stay rowid aliases.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _bookkeeping() -> list[Column]:
+    return [
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("deleted_at", UTCDateTime, nullable=True),
+    ]
+
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("email", String(320), index=True),
+    Column("first_name", String(255)),
+    Column("last_name", String(255)),
+    Column("phone", String(64)),
+    Column("company_name", String(255)),
+    Column("job_title", String(255)),
+    Column("lifecycle_stage", String(64)),
+    Column("document", String(14), index=True),
+    *_bookkeeping(),
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("name", String(255)),
+    Column("domain", String(255), index=True),
+    Column("document", String(14), index=True),
+    Column("phone", String(64)),
+    Column("industry", String(128)),
+    Column("city", String(128)),
+    Column("country", String(128)),
+    *_bookkeeping(),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("name", String(255)),
+    Column("amount", Money),
+    Column("currency", String(8)),
+    Column("stage", String(64)),
+    Column("pipeline", String(64)),
+    Column("close_date", UTCDateTime),
+    *_bookkeeping(),
+)
+
+ENTITY_TABLES = {"contacts": contacts, "companies": companies, "deals": deals}
+
+external_links = Table(
+    "external_links",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("local_id", BigInteger, nullable=False),
+    Column("external_id", String(64), nullable=False),
+    Column("remote_updated_at", UTCDateTime),
+    Column("remote_hash", String(32)),
+    Column("exported_hash", String(32)),
+    Column("linked_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("archived_at", UTCDateTime),
+    UniqueConstraint("provider", "entity", "external_id", name="uq_external_links_external"),
+    UniqueConstraint("provider", "entity", "local_id", name="uq_external_links_local"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("entity", String(16), primary_key=True),
+    Column("synced_through", UTCDateTime),
+    Column("last_remote_update", UTCDateTime),
+    Column("last_run_at", UTCDateTime),
+    Column("last_run_id", String(64)),
+    Column("last_status", String(16)),
+    Column("last_metrics", JSON),
+)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("record_ref", String(64), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    UniqueConstraint("provider", "entity", "direction", "record_ref", name="uq_rejects_record"),
+)
+Index("ix_rejects_open", rejects.c.provider, rejects.c.entity, rejects.c.resolved_at)

@@ -1,0 +1,378 @@
+"""Reading and writing the local database in bulk.
+
+Every write is a batch of at most 100 records in one transaction: links looked up with one
+``IN`` query, changed rows updated with one executemany, new rows inserted with one multi-row
+``INSERT ... RETURNING``. A batch either lands whole or not at all, so a crash or a retry never
+leaves it half-applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.storage.engine import make_engine
+from crm_pipelines.storage.migrate import upgrade
+from crm_pipelines.storage.schema import ENTITY_TABLES, external_links, rejects, sync_state
+
+BATCH_SIZE = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def chunked(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class ApplyOutcome:
+    """What applying remote records did to the local database."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    linked: int = 0
+    deleted: int = 0
+
+    def add(self, other: ApplyOutcome) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class SyncState:
+    provider: str
+    entity: str
+    synced_through: datetime | None = None
+    last_remote_update: datetime | None = None
+    last_run_at: datetime | None = None
+    last_run_id: str | None = None
+    last_status: str | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
+    if a.updated_at is None:
+        return False
+    return b.updated_at is None or a.updated_at >= b.updated_at
+
+
+class LocalStore:
+    """The local database as this project uses it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> LocalStore:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- import side
+
+    def apply_remote(self, provider: str, entity: str, records: Sequence[RemoteRecord]) -> ApplyOutcome:
+        """Upsert provider records into the canonical table, in transactions of 100."""
+        newest: dict[str, RemoteRecord] = {}
+        for record in records:
+            current = newest.get(record.external_id)
+            if current is None or _newer(record, current):
+                newest[record.external_id] = record
+        total = ApplyOutcome()
+        for chunk in chunked(list(newest.values()), BATCH_SIZE):
+            for attempt in range(3):
+                outcome = ApplyOutcome()
+                try:
+                    with self.engine.begin() as conn:
+                        self._apply_chunk(conn, provider, entity, chunk, outcome)
+                    break
+                except IntegrityError:
+                    # Another run linked some of these records at the same moment: read again.
+                    if attempt == 2:
+                        raise
+            total.add(outcome)
+        return total
+
+    def _apply_chunk(self, conn, provider: str, entity: str, chunk: Sequence[RemoteRecord], outcome: ApplyOutcome) -> None:
+        table = ENTITY_TABLES[entity]
+        names = FIELDS[entity]
+        now = utcnow()
+        links = {
+            row.external_id: row
+            for row in conn.execute(
+                select(
+                    external_links.c.external_id,
+                    external_links.c.local_id,
+                    external_links.c.remote_updated_at,
+                    external_links.c.remote_hash,
+                    external_links.c.archived_at,
+                ).where(
+                    external_links.c.provider == provider,
+                    external_links.c.entity == entity,
+                    external_links.c.external_id.in_([r.external_id for r in chunk]),
+                )
+            )
+        }
+        local_updates: list[dict[str, Any]] = []
+        link_updates: list[dict[str, Any]] = []
+        archived_local: list[dict[str, Any]] = []
+        unlinked: list[tuple[RemoteRecord, str]] = []
+
+        for record in chunk:
+            link = links.get(record.external_id)
+            if record.archived:
+                if link is not None and link.archived_at is None:
+                    archived_local.append({"b_id": link.local_id, "b_now": now})
+                    link_updates.append(self._link_row(record, link.remote_hash, now, archived_at=now))
+                    outcome.deleted += 1
+                else:
+                    outcome.unchanged += 1
+                continue
+            digest = content_hash(entity, record.fields)
+            if link is None:
+                unlinked.append((record, digest))
+                continue
+            stale = link.remote_updated_at is not None and record.updated_at is not None and record.updated_at < link.remote_updated_at
+            if stale or (digest == link.remote_hash and link.archived_at is None):
+                outcome.unchanged += 1
+                if not stale and record.updated_at and record.updated_at != link.remote_updated_at:
+                    link_updates.append(self._link_row(record, digest, now))
+                continue
+            local_updates.append(self._local_row(names, record, link.local_id, now))
+            link_updates.append(self._link_row(record, digest, now))
+            outcome.updated += 1
+
+        new_links: list[dict[str, Any]] = []
+        if unlinked and MATCH_KEYS[entity]:
+            matches = self._match_unlinked(conn, provider, entity, [r for r, _ in unlinked])
+            remaining = []
+            for record, digest in unlinked:
+                local_id = matches.get(record.external_id)
+                if local_id is None:
+                    remaining.append((record, digest))
+                    continue
+                local_updates.append(self._local_row(names, record, local_id, now))
+                new_links.append(self._new_link(provider, entity, record, local_id, digest, now))
+                outcome.linked += 1
+            unlinked = remaining
+
+        if local_updates:
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({name: bindparam(f"v_{name}") for name in names} | {"updated_at": bindparam("b_now"), "deleted_at": None}),
+                local_updates,
+            )
+        if archived_local:
+            conn.execute(
+                update(table).where(table.c.id == bindparam("b_id"), table.c.deleted_at.is_(None)).values(deleted_at=bindparam("b_now"), updated_at=bindparam("b_now")),
+                archived_local,
+            )
+        if link_updates:
+            conn.execute(
+                update(external_links)
+                .where(
+                    external_links.c.provider == provider,
+                    external_links.c.entity == entity,
+                    external_links.c.external_id == bindparam("b_ext"),
+                )
+                .values(
+                    remote_updated_at=bindparam("b_rua"),
+                    remote_hash=bindparam("b_hash"),
+                    last_seen_at=bindparam("b_now"),
+                    archived_at=bindparam("b_archived"),
+                ),
+                link_updates,
+            )
+        if unlinked:
+            rows = [
+                {name: record.fields.get(name) for name in names} | {"created_at": record.created_at or now, "updated_at": now}
+                for record, _ in unlinked
+            ]
+            ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            for (record, digest), local_id in zip(unlinked, ids):
+                new_links.append(self._new_link(provider, entity, record, local_id, digest, now))
+            outcome.created += len(ids)
+        if new_links:
+            conn.execute(insert(external_links), new_links)
+
+    @staticmethod
+    def _local_row(names: Sequence[str], record: RemoteRecord, local_id: int, now: datetime) -> dict[str, Any]:
+        row = {f"v_{name}": record.fields.get(name) for name in names}
+        row["b_id"] = local_id
+        row["b_now"] = now
+        return row
+
+    @staticmethod
+    def _link_row(record: RemoteRecord, digest: str | None, now: datetime, archived_at: datetime | None = None) -> dict[str, Any]:
+        return {"b_ext": record.external_id, "b_rua": record.updated_at, "b_hash": digest, "b_now": now, "b_archived": archived_at}
+
+    @staticmethod
+    def _new_link(provider: str, entity: str, record: RemoteRecord, local_id: int, digest: str, now: datetime) -> dict[str, Any]:
+        return {
+            "provider": provider,
+            "entity": entity,
+            "local_id": local_id,
+            "external_id": record.external_id,
+            "remote_updated_at": record.updated_at,
+            "remote_hash": digest,
+            "linked_at": now,
+            "last_seen_at": now,
+        }
+
+    def _match_unlinked(self, conn, provider: str, entity: str, records: Sequence[RemoteRecord]) -> dict[str, int]:
+        """Local records (not yet linked to this provider) that share an identity key with these."""
+        table = ENTITY_TABLES[entity]
+        already_linked = (
+            select(external_links.c.local_id)
+            .where(external_links.c.provider == provider, external_links.c.entity == entity)
+            .scalar_subquery()
+        )
+        matches: dict[str, int] = {}
+        claimed: set[int] = set()
+        for key in MATCH_KEYS[entity]:
+            wanted: dict[Any, list[str]] = {}
+            for record in records:
+                value = record.fields.get(key)
+                if value and record.external_id not in matches:
+                    wanted.setdefault(value, []).append(record.external_id)
+            if not wanted:
+                continue
+            rows = conn.execute(
+                select(table.c.id, table.c[key])
+                .where(table.c[key].in_(list(wanted)), table.c.deleted_at.is_(None), table.c.id.not_in(already_linked))
+                .order_by(table.c.id)
+            )
+            for local_id, value in rows:
+                if local_id in claimed:
+                    continue
+                for external_id in wanted.get(value, []):
+                    if external_id not in matches:
+                        matches[external_id] = local_id
+                        claimed.add(local_id)
+                        break
+        return matches
+
+    # ---------------------------------------------------------------- rejects
+
+    def record_rejects(self, provider: str, entity: str, direction: str, errors: Sequence[RecordError]) -> None:
+        """Add records to the reject ledger, or bump their attempt count if already there."""
+        if not errors:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "provider": provider,
+                "entity": entity,
+                "direction": direction,
+                "record_ref": e.external_id,
+                "category": e.category,
+                "message": e.message[:4000],
+                "attempts": 1,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            for e in {e.external_id: e for e in errors}.values()
+        ]
+        dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        with self.engine.begin() as conn:
+            for chunk in chunked(rows, BATCH_SIZE):
+                stmt = dialect_insert(rejects).values(list(chunk))
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["provider", "entity", "direction", "record_ref"],
+                    set_={
+                        "attempts": rejects.c.attempts + 1,
+                        "category": stmt.excluded.category,
+                        "message": stmt.excluded.message,
+                        "last_seen_at": stmt.excluded.last_seen_at,
+                        "resolved_at": None,
+                    },
+                )
+                conn.execute(stmt)
+
+    def resolve_rejects(self, provider: str, entity: str, direction: str, refs: Sequence[str]) -> int:
+        """Mark ledger entries as resolved once their records went through."""
+        if not refs:
+            return 0
+        resolved = 0
+        with self.engine.begin() as conn:
+            for chunk in chunked(list(refs), 500):
+                resolved += conn.execute(
+                    update(rejects)
+                    .where(
+                        rejects.c.provider == provider,
+                        rejects.c.entity == entity,
+                        rejects.c.direction == direction,
+                        rejects.c.record_ref.in_(chunk),
+                        rejects.c.resolved_at.is_(None),
+                    )
+                    .values(resolved_at=utcnow())
+                ).rowcount
+        return resolved
+
+    def open_rejects(self, provider: str | None = None, entity: str | None = None, direction: str | None = None) -> list[dict[str, Any]]:
+        conditions = [rejects.c.resolved_at.is_(None)]
+        for column, value in ((rejects.c.provider, provider), (rejects.c.entity, entity), (rejects.c.direction, direction)):
+            if value is not None:
+                conditions.append(column == value)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(rejects).where(and_(*conditions)).order_by(rejects.c.id))]
+
+    # ---------------------------------------------------------------- sync state
+
+    def sync_state(self, provider: str, entity: str) -> SyncState:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sync_state).where(sync_state.c.provider == provider, sync_state.c.entity == entity)).first()
+        if row is None:
+            return SyncState(provider, entity)
+        data = dict(row._mapping)
+        data["last_metrics"] = data.get("last_metrics") or {}
+        return SyncState(**data)
+
+    def save_sync_state(self, state: SyncState) -> None:
+        values = asdict(state)
+        dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        stmt = dialect_insert(sync_state).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["provider", "entity"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("provider", "entity")},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # ---------------------------------------------------------------- reading
+
+    def linked_records(self, provider: str, entity: str, *, include_deleted: bool = False) -> dict[str, dict[str, Any]]:
+        """Local records linked to ``provider``, keyed by external id (used to reconcile)."""
+        table = ENTITY_TABLES[entity]
+        query = (
+            select(external_links.c.external_id, external_links.c.archived_at, table)
+            .join(table, table.c.id == external_links.c.local_id)
+            .where(external_links.c.provider == provider, external_links.c.entity == entity)
+        )
+        if not include_deleted:
+            query = query.where(table.c.deleted_at.is_(None), external_links.c.archived_at.is_(None))
+        with self.engine.connect() as conn:
+            return {row.external_id: dict(row._mapping) for row in conn.execute(query)}
+
+    def count(self, entity: str, *, include_deleted: bool = False) -> int:
+        table = ENTITY_TABLES[entity]
+        query = select(func.count()).select_from(table)
+        if not include_deleted:
+            query = query.where(table.c.deleted_at.is_(None))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
