@@ -117,7 +117,7 @@ class _BackoffWait:
     """Wait the provider's ``retry_after`` when it gave one, else exponential backoff with jitter."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self._exp = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._exp = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._max = maximum
 
     def __call__(self, state: RetryCallState) -> float:

@@ -112,3 +112,20 @@ class SlidingWindowLimiter:
             now = self._clock()
             self._blocked_until = max(self._blocked_until, now + (seconds if seconds is not None else self.period_s))
             return self._blocked_until - now
+
+
+_SHARED: dict[tuple, SlidingWindowLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(key: tuple, max_calls: int, period_s: float, **kwargs) -> SlidingWindowLimiter:
+    """One limiter per key (provider, account, limit name) for the whole process.
+
+    Every client of the same account in this process (threads, steps run in-process, several
+    resources) then draws from one budget instead of each believing it has the full limit.
+    """
+    with _SHARED_LOCK:
+        limiter = _SHARED.get(key)
+        if limiter is None or limiter.period_s != period_s:
+            limiter = _SHARED[key] = SlidingWindowLimiter(max_calls, period_s, **kwargs)
+        return limiter

@@ -66,9 +66,10 @@ def plan_window(
 ) -> ImportWindow:
     """Decide what to read for the partition range ``[start, end)``."""
     now = now or datetime.now(timezone.utc)
-    upper = min(end, now)
     if start <= first_start:
-        return ImportWindow(start, end, None, upper, "first partition: everything modified before the end")
+        # A full read returns every record as it is now, so it covers up to now.
+        return ImportWindow(start, end, None, now, "first partition: every record, as of now")
+    upper = min(end, now)
     lower = start - overlap
     reason = f"partition, with {int(overlap.total_seconds() // 60)} min overlap"
     if catch_up and state.synced_through is not None and state.synced_through < start:

@@ -11,6 +11,7 @@ or ``DAILY`` (stop until tomorrow).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import httpx
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, error_message, safe_json
-from crm_pipelines.core.ratelimit import SlidingWindowLimiter
+from crm_pipelines.core.ratelimit import SlidingWindowLimiter, shared_limiter
 
 PROVIDER = "hubspot"
 BASE_URL = "https://api.hubapi.com"
@@ -116,14 +117,16 @@ class HubSpotClient:
         if not access_token:
             raise ValueError("HubSpot needs an access token (set HUBSPOT_ACCESS_TOKEN)")
         self.search_total_cap = search_total_cap
+        # Limits are per account: clients of the same token share one budget in this process.
+        account = hashlib.sha256(access_token.encode()).hexdigest()[:16]
         self.api = ApiClient(
             provider=PROVIDER,
             base_url=base_url,
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
             policy=HubSpotPolicy(),
             limiters={
-                "default": SlidingWindowLimiter(burst_limit, burst_window_s, name="hubspot ten-secondly"),
-                "search": SlidingWindowLimiter(search_per_second, 1.0, name="hubspot search"),
+                "default": shared_limiter((PROVIDER, base_url, account, "ten-secondly"), burst_limit, burst_window_s, name="hubspot ten-secondly"),
+                "search": shared_limiter((PROVIDER, base_url, account, "search"), search_per_second, 1.0, name="hubspot search"),
             },
             timeout_s=timeout_s,
             max_attempts=max_attempts,

@@ -1,0 +1,217 @@
+"""``crm-pipelines``: the demo, the simulators and the development server from one command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIM_TOKEN = "sim-hubspot-token"
+#: Instance settings used when the command runs outside the project folder (see dagster.yaml).
+DEFAULT_INSTANCE_YAML = "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
+
+
+def _start_hubspot_simulator(args: argparse.Namespace):
+    from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
+
+    config = HubSpotSimConfig(
+        seed=args.seed,
+        contacts=args.contacts,
+        companies=args.companies,
+        deals=args.deals,
+        burst_limit=args.rate_limit,
+        tokens=(SIM_TOKEN,),
+    )
+    simulator = HubSpotSimulator(config, port=getattr(args, "port", 0) or 0)
+    simulator.start()
+    return simulator
+
+
+def _dagster_home() -> str:
+    """$DAGSTER_HOME, or ./.dagster_home seeded with the project's dagster.yaml (history survives restarts)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    project_config = Path.cwd() / "dagster.yaml"
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(project_config.read_text() if project_config.exists() else DEFAULT_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return str(home)
+
+
+def _simulator_env(simulator) -> dict[str, str]:
+    return {"HUBSPOT_BASE_URL": simulator.base_url, "HUBSPOT_ACCESS_TOKEN": SIM_TOKEN}
+
+
+def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _run_import_job(instance, partition_key: str):
+    from crm_pipelines.definitions import defs
+
+    job = defs.resolve_job_def("hubspot_import")
+    return job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False)
+
+
+def _materializations(result) -> list[dict[str, object]]:
+    rows = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        rows.append(
+            {
+                "asset": materialization.asset_key.to_user_string(),
+                "processed": meta.get("fetched"),
+                "created": meta.get("created"),
+                "updated": meta.get("updated"),
+                "unchanged": meta.get("unchanged"),
+                "errors": meta.get("failed"),
+                "duration_s": meta.get("duration_s"),
+                "api_calls": meta.get("api_calls"),
+                "429s": meta.get("rate_limited_429"),
+                "strategy": meta.get("strategy"),
+            }
+        )
+    return rows
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the HubSpot simulator, run the full import as a real Dagster run, then an incremental one."""
+    import dagster as dg
+
+    from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
+    from crm_pipelines.storage.engine import safe_url
+
+    if args.database:
+        os.environ["CRM_DATABASE_URL"] = args.database
+    dagster_home = _dagster_home()
+
+    print(f"Starting the HubSpot simulator: {args.contacts} contacts, {args.companies} companies, {args.deals} deals, "
+          f"{args.rate_limit} requests per 10 s ...")
+    simulator = _start_hubspot_simulator(args)
+    os.environ.update(_simulator_env(simulator))
+    try:
+        from crm_pipelines.storage.engine import database_url
+
+        print(f"Simulator at {simulator.base_url}; local database {safe_url(database_url())}; Dagster home {dagster_home}")
+        instance = dg.DagsterInstance.get()
+        first = SYNC_PARTITIONS.get_first_partition_key()
+        print(f"\n1) Initial sync: partition {first} (the first partition reads every record)")
+        started = time.monotonic()
+        result = _run_import_job(instance, first)
+        rows = _materializations(result)
+        _print_table(rows, ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
+        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+        if not result.success:
+            return 1
+
+        if args.changes:
+            for entity in ("contacts", "companies", "deals"):
+                simulator.modify(entity, n=args.changes)
+            key = partition_key_for(simulator.clock.now())
+            print(f"\n2) {args.changes} records per entity changed in HubSpot; incremental run for partition {key}")
+            started = time.monotonic()
+            result = _run_import_job(instance, key)
+            rows = _materializations(result)
+            _print_table(rows, ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
+            print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+            if not result.success:
+                return 1
+
+        print("\nReconciliation (simulator vs local database):")
+        from crm_pipelines.storage.store import LocalStore
+
+        store = LocalStore.open()
+        recon = []
+        for entity in ("contacts", "companies", "deals"):
+            remote = set(simulator.records(entity))
+            local = set(store.linked_records("hubspot", entity))
+            recon.append({"entity": entity, "simulator": len(remote), "local": len(local), "missing": len(remote - local), "extra": len(local - remote)})
+        _print_table(recon, ["entity", "simulator", "local", "missing", "extra"])
+        stats = simulator.stats
+        print(f"Simulator served {stats['total_requests']} API requests, {stats['rate_limited_total']} of them 429 (rate limited).")
+        store.dispose()
+        return 0 if all(r["missing"] == 0 and r["extra"] == 0 for r in recon) else 1
+    finally:
+        simulator.stop()
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Run the simulators in the foreground and print the environment to point Dagster at them."""
+    simulator = _start_hubspot_simulator(args)
+    print("HubSpot simulator running. Point crm_pipelines at it with:")
+    for name, value in _simulator_env(simulator).items():
+        print(f"  export {name}={value}")
+    sys.stdout.flush()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    simulator.stop()
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Start the simulators and ``dagster dev`` wired to them (UI on http://127.0.0.1:3000)."""
+    simulator = _start_hubspot_simulator(args)
+    _dagster_home()
+    env = dict(os.environ, **_simulator_env(simulator))
+    print(f"HubSpot simulator at {simulator.base_url}; starting dagster dev ...")
+    try:
+        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=env)
+    finally:
+        simulator.stop()
+
+
+def _add_sim_options(parser: argparse.ArgumentParser, *, contacts: int = 10_000) -> None:
+    parser.add_argument("--contacts", type=int, default=contacts)
+    parser.add_argument("--companies", type=int, default=contacts // 10)
+    parser.add_argument("--deals", type=int, default=contacts // 5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate-limit", type=int, default=100, help="simulated requests per 10 s (HubSpot Free/Starter: 100)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm-pipelines", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="full HubSpot import against the simulator, as a Dagster run, with a summary")
+    _add_sim_options(demo)
+    demo.add_argument("--changes", type=int, default=100, help="records per entity to change before the incremental run (0: skip it)")
+    demo.add_argument("--database", help="SQLAlchemy URL of the local database (default: $CRM_DATABASE_URL or ./crm_pipelines.db)")
+    demo.set_defaults(func=cmd_demo)
+
+    sandbox = sub.add_parser("sandbox", help="run the provider simulators in the foreground")
+    _add_sim_options(sandbox)
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    dev = sub.add_parser("dev", help="simulators + dagster dev")
+    _add_sim_options(dev)
+    dev.add_argument("--port", type=int, default=0)
+    dev.add_argument("--ui-port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
