@@ -5,16 +5,20 @@ from __future__ import annotations
 import dagster as dg
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+from crm_pipelines.dagster_defs.exports import build_export_assets, local_table_specs
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, build_import_assets
 from crm_pipelines.dagster_defs.schedules import build_import_job, build_incremental_schedule
 from crm_pipelines.providers.registry import all_plugins
 
 
 def build_definitions() -> dg.Definitions:
-    assets, jobs, schedules = [], [], []
+    plugins = all_plugins()
+    assets: list = local_table_specs(sorted({e for p in plugins for e in p.entities}))
+    jobs, schedules = [], []
     resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource()}
-    for plugin in all_plugins():
+    for plugin in plugins:
         assets.extend(build_import_assets(plugin))
+        assets.extend(build_export_assets(plugin))
         job = build_import_job(plugin)
         jobs.append(job)
         schedules.append(build_incremental_schedule(plugin, job))

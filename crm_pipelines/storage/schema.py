@@ -4,7 +4,7 @@
 record, whatever the number of providers it lives in). ``external_links`` ties each local row to
 its id at each provider, with what was last seen there. ``sync_state`` keeps one watermark per
 provider and entity, ``rejects`` every record that could not be imported or exported, with the
-reason, until it goes through.
+reason, until it goes through; ``export_intents`` the creates in flight.
 """
 
 from __future__ import annotations
@@ -136,3 +136,17 @@ rejects = Table(
     UniqueConstraint("provider", "entity", "direction", "record_ref", name="uq_rejects_record"),
 )
 Index("ix_rejects_open", rejects.c.provider, rejects.c.entity, rejects.c.resolved_at)
+
+# A create about to be sent: written (and committed) before the request, removed in the same
+# transaction that saves the provider's id. A row still here after a crash means "this record
+# may exist at the provider under its idempotency key": the next run looks it up before sending.
+export_intents = Table(
+    "export_intents",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("entity", String(16), primary_key=True),
+    Column("local_id", BigInteger, primary_key=True),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

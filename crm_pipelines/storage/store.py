@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.migrate import upgrade
-from crm_pipelines.storage.schema import ENTITY_TABLES, external_links, rejects, sync_state
+from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, rejects, sync_state
 
 BATCH_SIZE = 100
 
@@ -59,6 +59,16 @@ class SyncState:
     last_run_id: str | None = None
     last_status: str | None = None
     last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalChange:
+    """A local record to send: its canonical fields, their hash, and its provider id if linked."""
+
+    local_id: int
+    fields: dict[str, Any]
+    digest: str
+    external_id: str | None
 
 
 def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
@@ -266,6 +276,150 @@ class LocalStore:
                         claimed.add(local_id)
                         break
         return matches
+
+    # ---------------------------------------------------------------- export side
+
+    def export_candidates(self, provider: str, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000) -> Iterable[LocalChange]:
+        """Live local records whose content differs from what ``provider`` last had (streamed).
+
+        ``ids`` restricts the scan to those local records.
+        """
+        if ids is not None:
+            for start in range(0, len(ids), scan_chunk):
+                yield from self._export_candidates(provider, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
+            return
+        yield from self._export_candidates(provider, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
+
+    def _export_candidates(self, provider: str, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
+        table = ENTITY_TABLES[entity]
+        names = FIELDS[entity]
+        link = external_links
+        query = (
+            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
+            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.provider == provider, link.c.entity == entity)))
+            .where(table.c.deleted_at.is_(None))
+            .order_by(table.c.id)
+        )
+        if only_new:
+            query = query.where(link.c.external_id.is_(None))
+        if ids is not None:
+            query = query.where(table.c.id.in_(list(ids)))
+        last_id = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.where(table.c.id > last_id).limit(scan_chunk)).all()
+            if not rows:
+                return
+            last_id = rows[-1].id
+            for row in rows:
+                if row.archived_at is not None:
+                    continue  # deleted at the provider: not re-created behind the user's back
+                fields = {n: getattr(row, n) for n in names}
+                digest = content_hash(entity, fields)
+                if digest in (row.exported_hash, row.remote_hash):
+                    continue
+                yield LocalChange(row.id, fields, digest, row.external_id)
+
+    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]]) -> list[LocalChange]:
+        """Current fields of the given (local id, external id, hash) candidates, in that order."""
+        table = ENTITY_TABLES[entity]
+        names = FIELDS[entity]
+        with self.engine.connect() as conn:
+            rows = {r.id: r for r in conn.execute(select(table.c.id, *[table.c[n] for n in names]).where(table.c.id.in_([i[0] for i in items])))}
+        changes = []
+        for local_id, external_id, _digest in items:
+            row = rows.get(local_id)
+            if row is None:
+                continue  # deleted since the scan
+            fields = {n: getattr(row, n) for n in names}
+            changes.append(LocalChange(local_id, fields, content_hash(entity, fields), external_id))
+        return changes
+
+    def link_existing(self, provider: str, entity: str, pairs: dict[int, str]) -> dict[int, str]:
+        """Link local records to provider records found by matching; returns the links made."""
+        if not pairs:
+            return {}
+        now = utcnow()
+        with self.engine.begin() as conn:
+            taken = set(
+                conn.execute(
+                    select(external_links.c.external_id).where(
+                        external_links.c.provider == provider,
+                        external_links.c.entity == entity,
+                        external_links.c.external_id.in_(list(pairs.values())),
+                    )
+                ).scalars()
+            )
+            made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken}
+            if made:
+                conn.execute(
+                    insert(external_links),
+                    [
+                        {"provider": provider, "entity": entity, "local_id": local_id, "external_id": ext, "linked_at": now, "last_seen_at": now}
+                        for local_id, ext in made.items()
+                    ],
+                )
+        return made
+
+    def write_intents(self, provider: str, entity: str, intents: Sequence[tuple[int, str, str]]) -> None:
+        """Record creates about to be sent, as (local id, idempotency key, content hash)."""
+        if not intents:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_([i[0] for i in intents])))
+            conn.execute(
+                insert(export_intents),
+                [{"provider": provider, "entity": entity, "local_id": lid, "idempotency_key": key, "content_hash": h, "created_at": now} for lid, key, h in intents],
+            )
+
+    def pending_intents(self, provider: str, entity: str) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(export_intents.c.local_id, export_intents.c.idempotency_key).where(export_intents.c.provider == provider, export_intents.c.entity == entity)
+                ).all()
+            )
+
+    def drop_intents(self, provider: str, entity: str, local_ids: Sequence[int]) -> None:
+        if local_ids:
+            with self.engine.begin() as conn:
+                conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_(list(local_ids))))
+
+    def save_exported(self, provider: str, entity: str, created: Sequence[tuple[int, str, str, Any]], updated: Sequence[tuple[int, str, Any]]) -> None:
+        """In one transaction: links for created records (and their intents removed), hashes for updated ones.
+
+        ``created``: (local id, external id, content hash, remote updatedAt);
+        ``updated``: (local id, content hash, remote updatedAt).
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if created:
+                ids = [c[0] for c in created]
+                existing = set(
+                    conn.execute(
+                        select(external_links.c.local_id).where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id.in_(ids))
+                    ).scalars()
+                )
+                new_rows = [c for c in created if c[0] not in existing]
+                if new_rows:
+                    conn.execute(
+                        insert(external_links),
+                        [
+                            {"provider": provider, "entity": entity, "local_id": lid, "external_id": ext, "remote_updated_at": rua,
+                             "remote_hash": h, "exported_hash": h, "linked_at": now, "last_seen_at": now}
+                            for lid, ext, h, rua in new_rows
+                        ],
+                    )
+                updated = list(updated) + [(c[0], c[2], c[3]) for c in created if c[0] in existing]
+                conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_(ids)))
+            if updated:
+                conn.execute(
+                    update(external_links)
+                    .where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id == bindparam("b_id"))
+                    .values(exported_hash=bindparam("b_hash"), remote_hash=bindparam("b_hash"), remote_updated_at=bindparam("b_rua"), last_seen_at=bindparam("b_now")),
+                    [{"b_id": lid, "b_hash": h, "b_rua": rua, "b_now": now} for lid, h, rua in updated],
+                )
 
     # ---------------------------------------------------------------- rejects
 

@@ -20,6 +20,7 @@ from crm_pipelines.providers.hubspot.api import (
     HubSpotClient,
 )
 from crm_pipelines.providers.hubspot.reader import HubSpotChangeReader
+from crm_pipelines.providers.hubspot.writer import HubSpotWriter
 
 
 class HubSpotResource(dg.ConfigurableResource):
@@ -52,5 +53,14 @@ class HubSpotResource(dg.ConfigurableResource):
         client = self.client(stats)
         try:
             yield HubSpotChangeReader(client, strategy=strategy, logger=logger), stats
+        finally:
+            client.close()
+
+    @contextmanager
+    def open_writer(self) -> Iterator[tuple[HubSpotWriter, CallStats]]:
+        stats = CallStats()
+        client = self.client(stats)
+        try:
+            yield HubSpotWriter(client), stats
         finally:
             client.close()

@@ -1,0 +1,116 @@
+"""Export assets: local changes pushed to a provider (``hubspot/contacts_export``, ...).
+
+Each export asset is a small graph: ``select`` settles creates left in flight by a crash and
+lists the changed records, fanning them out in slices (5,000 records by default, so a million
+records make 200 steps, not 10,000); ``send`` writes one slice in 100-record batches and is
+retried on its own; ``summarize`` adds up the figures as the materialization's metadata.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY
+from crm_pipelines.providers.registry import ProviderPlugin
+from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
+
+
+class ExportConfig(dg.Config):
+    """Run options of an export (the CLI's --batch-size, --only-new, --dry-run)."""
+
+    batch_size: int = Field(default=100, ge=1, le=100, description="Records per bulk write (the provider's maximum is 100).")
+    only_new: bool = Field(default=False, description="Send only records never exported to this provider (apenas-novos).")
+    dry_run: bool = Field(default=False, description="Report what would be sent without sending anything.")
+    slice_size: int = Field(default=5000, ge=100, description="Records per send step (each step is retried on its own).")
+
+
+def local_table_key(entity: str) -> dg.AssetKey:
+    return dg.AssetKey(["local", entity])
+
+
+def local_table_specs(entities) -> list[dg.AssetSpec]:
+    """The local tables, written by the company's own applications and by imports."""
+    return [
+        dg.AssetSpec(local_table_key(e), group_name="local", description=f"The local `{e}` table (canonical records).", kinds={"sql"})
+        for e in entities
+    ]
+
+
+def export_asset_key(provider: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([provider, f"{entity}_export"])
+
+
+def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefinition:
+    prefix = f"{plugin.name}__{entity}_export"
+    resource_keys = {plugin.resource_key, DB_RESOURCE_KEY}
+
+    @dg.op(name=f"{prefix}__select", ins={"start_after": dg.In(dg.Nothing)}, out=dg.DynamicOut(list), required_resource_keys=resource_keys, pool=f"{plugin.name}_api")
+    def select(context: dg.OpExecutionContext, config: ExportConfig):
+        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        with getattr(context.resources, plugin.resource_key).open_writer() as (writer, _stats):
+            plan = plan_export(writer, store, plugin.name, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
+        if config.dry_run:
+            result = dry_run_result(plugin.name, entity, plan)
+            context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
+            yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update)], mapping_key="dry_run")
+            return
+        context.log.info("%d changed records to send in slices of %d (%d recovered after an interrupted run)", len(plan.items), config.slice_size, plan.recovered)
+        if plan.recovered:
+            yield dg.DynamicOutput([("recovered", plan.recovered)], mapping_key="recovered")
+        for index in range(0, len(plan.items), config.slice_size):
+            yield dg.DynamicOutput(plan.items[index : index + config.slice_size], mapping_key=f"slice_{index // config.slice_size}")
+
+    @dg.op(
+        name=f"{prefix}__send",
+        required_resource_keys=resource_keys,
+        pool=f"{plugin.name}_api",
+        retry_policy=dg.RetryPolicy(max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    )
+    def send(context: dg.OpExecutionContext, config: ExportConfig, items: list) -> dict:
+        if items and items[0][0] == "dry_run":
+            _, would_create, would_update = items[0]
+            return {"dry_run": True, "would_create": would_create, "would_update": would_update, "selected": would_create + would_update}
+        if items and items[0][0] == "recovered":
+            return {"recovered": items[0][1]}
+        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        # Records already sent by an earlier attempt of this step no longer differ: skip them.
+        items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(plugin.name, entity, ids=[i[0] for i in items])]
+        with getattr(context.resources, plugin.resource_key).open_writer() as (writer, stats):
+            result = send_changes(writer, store, plugin.name, entity, items, stats=stats, batch_size=config.batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
+        return _as_dict(result)
+
+    @dg.op(name=f"{prefix}__summarize")
+    def summarize(context: dg.OpExecutionContext, parts: list) -> dg.Output:
+        results = [ExportResult(plugin.name, entity, **{k: v for k, v in p.items() if k not in ("api",)}) for p in parts]
+        for result, part in zip(results, parts):
+            result.api = part.get("api", {})
+        total = combine(results, plugin.name, entity)
+        total.dry_run = any(p.get("dry_run") for p in parts)
+        context.log.info("%s", total.summary())
+        metadata = total.metadata()
+        return dg.Output(value=metadata, metadata=metadata)
+
+    @dg.graph_asset(
+        name=f"{entity}_export",
+        key_prefix=[plugin.name],
+        group_name=plugin.name,
+        description=f"Local {entity} changed since their last export, sent to {plugin.title} in 100-record bulk writes.",
+        ins={"local": dg.AssetIn(local_table_key(entity), dagster_type=dg.Nothing)},
+        kinds={plugin.name, "python"},
+        tags={"crm/provider": plugin.name, "crm/direction": "export"},
+    )
+    def _export(local):
+        return summarize(select(start_after=local).map(send).collect())
+
+    return _export
+
+
+def _as_dict(result: ExportResult) -> dict:
+    return {
+        "selected": result.selected, "created": result.created, "updated": result.updated, "linked": result.linked,
+        "rejected": result.rejected, "recovered": result.recovered, "batches": result.batches,
+        "duration_s": result.duration_s, "api": result.api,
+    }
+
+
+def build_export_assets(plugin: ProviderPlugin) -> list[dg.AssetsDefinition]:
+    return [build_export_asset(plugin, entity) for entity in plugin.entities]

@@ -1,0 +1,214 @@
+"""Export to HubSpot over real HTTP: bulk creates, matching, change detection, rejects, crashes."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, update
+
+from crm_pipelines.providers.hubspot.api import HubSpotClient
+from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
+from crm_pipelines.providers.hubspot.writer import IDEMPOTENCY_PROPERTY, HubSpotWriter
+from crm_pipelines.storage.schema import companies, contacts
+from crm_pipelines.sync.exporter import export_entity
+
+TOKEN = "export-test-token"
+UTC = timezone.utc
+
+
+@pytest.fixture
+def make_sim():
+    started = []
+
+    def _make(**overrides):
+        config = HubSpotSimConfig(**({"seed": 5, "contacts": 0, "companies": 0, "deals": 0, "tokens": (TOKEN,), "burst_limit": 1000} | overrides))
+        sim = HubSpotSimulator(config)
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield _make
+    for sim in started:
+        sim.stop()
+
+
+def add_local_contacts(store, n, *, start=0, invalid_every=0):
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(start, start + n):
+        email = f"pessoa{i}@exemplo.com.br"
+        if invalid_every and i % invalid_every == 0:
+            email = f"pessoa{i}-at-nowhere"  # HubSpot rejects it
+        rows.append({"email": email, "first_name": "João" if i % 2 else "Conceição", "last_name": f"Silva {i}", "created_at": now, "updated_at": now})
+    with store.engine.begin() as conn:
+        conn.execute(insert(contacts), rows)
+
+
+def export(sim, store, entity="contacts", **kw):
+    with HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=1000) as client:
+        return export_entity(HubSpotWriter(client), store, "hubspot", entity, stats=client.stats, **kw)
+
+
+def assert_exactly_once(sim, store, entity="contacts"):
+    remote = sim.records(entity)
+    keys = collections.Counter(o["properties"].get(IDEMPOTENCY_PROPERTY) for o in remote.values())
+    duplicated = {k: n for k, n in keys.items() if n > 1}
+    assert not duplicated, f"duplicates at the provider: {list(duplicated.items())[:5]}"
+    links = store.linked_records("hubspot", entity)
+    assert set(links) <= set(remote)
+    assert len(links) == len({row["id"] for row in links.values()})
+    return remote, links
+
+
+def test_new_contacts_are_created_in_100_record_batches_and_linked(make_sim, store):
+    sim = make_sim()
+    add_local_contacts(store, 1050)
+    result = export(sim, store)
+    assert result.created == 1050 and result.rejected == 0
+    assert result.api["by_kind"]["write"] == 11  # ceil(1050 / 100)
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 1050
+    # the values landed, accents included
+    by_email = {o["properties"]["email"]: o["properties"] for o in remote.values()}
+    assert by_email["pessoa1@exemplo.com.br"]["firstname"] == "João"
+    assert by_email["pessoa2@exemplo.com.br"]["firstname"] == "Conceição"
+
+    # nothing changed locally: nothing is sent
+    again = export(sim, store)
+    assert again.selected == 0 and again.api.get("by_kind", {}).get("write", 0) == 0
+
+
+def test_only_changed_records_are_sent_again(make_sim, store):
+    sim = make_sim()
+    add_local_contacts(store, 300)
+    export(sim, store)
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id <= 10).values(job_title="Diretora de Operações"))
+    result = export(sim, store)
+    assert (result.selected, result.updated, result.created) == (10, 10, 0)
+    assert result.api["by_kind"]["write"] == 1
+    titles = [o["properties"].get("jobtitle") for o in sim.records("contacts").values()]
+    assert titles.count("Diretora de Operações") == 10
+
+
+def test_existing_provider_records_are_matched_not_duplicated(make_sim, store):
+    sim = make_sim(contacts=200)
+    remote_emails = sorted(o["properties"]["email"] for o in sim.records("contacts").values() if o["properties"].get("email"))[:50]
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(contacts), [{"email": e.upper(), "first_name": "Local", "created_at": now, "updated_at": now} for e in remote_emails])
+    # the local table keeps e-mails as written; matching normalizes both sides
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).values(email=contacts.c.email))
+    before = sim.count("contacts")
+    result = export(sim, store)
+    assert result.linked == 50 and result.created == 0
+    assert sim.count("contacts") == before
+
+
+def test_companies_match_by_domain(make_sim, store):
+    sim = make_sim(companies=100)
+    domains = sorted(o["properties"]["domain"] for o in sim.records("companies").values() if o["properties"].get("domain"))[:20]
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(companies), [{"name": f"Local {d}", "domain": d, "created_at": now, "updated_at": now} for d in domains]
+                     + [{"name": "Nova Ltda", "domain": "nova-ltda.com.br", "created_at": now, "updated_at": now}])
+    before = sim.count("companies")
+    result = export(sim, store, "companies")
+    assert (result.linked, result.created) == (20, 1)
+    assert sim.count("companies") == before + 1
+
+
+def test_invalid_records_go_to_the_ledger_and_valid_ones_land_once_despite_faults(make_sim, store):
+    sim = make_sim()
+    add_local_contacts(store, 1000, invalid_every=20)  # 5% invalid
+    sim.faults.rate_429 = 0.1
+    sim.faults.rate_5xx = 0.1
+    result = export(sim, store)
+    assert result.created == 950
+    assert result.rejected == 50
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == 950
+    rejects = store.open_rejects("hubspot", "contacts", "export")
+    assert len(rejects) == 50
+    assert all("email" in r["message"].lower() for r in rejects), rejects[0]
+
+    # the next run retries the rejects (still invalid) and nothing else
+    sim.faults.rate_429 = sim.faults.rate_5xx = 0.0
+    again = export(sim, store)
+    assert again.selected == 50 and again.created == 0
+    assert store.open_rejects("hubspot", "contacts", "export")[0]["attempts"] == 2
+
+
+def test_conflict_on_create_becomes_a_link(make_sim, store, monkeypatch):
+    """Search lag: matching misses a just-created contact; the 409 on create links it instead."""
+    sim = make_sim(contacts=30)
+    existing = next(o for o in sim.records("contacts").values() if o["properties"].get("email"))
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(contacts), [{"email": existing["properties"]["email"], "first_name": "Ana", "created_at": now, "updated_at": now}])
+    monkeypatch.setattr(HubSpotWriter, "match", lambda self, entity, records: {})
+    result = export(sim, store)
+    assert result.linked == 1 and result.created == 0 and result.updated == 1
+    assert store.linked_records("hubspot", "contacts")[existing["id"]]["first_name"] == "Ana"
+    assert sim.records("contacts")[existing["id"]]["properties"]["firstname"] == "Ana"
+
+
+def test_dry_run_sends_nothing(make_sim, store):
+    sim = make_sim()
+    add_local_contacts(store, 120)
+    result = export(sim, store, dry_run=True)
+    assert (result.would_create, result.would_update) == (120, 0)
+    assert sim.count("contacts") == 0
+    assert sim.stats["by_route"].get("batch_upsert", 0) == 0 if "batch_upsert" in sim.stats["by_route"] else True
+    assert store.pending_intents("hubspot", "contacts") == {}
+
+
+def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
+    """SIGKILL the export process at 20+ points; the runs that follow create nothing twice."""
+    from crm_pipelines.storage.store import LocalStore
+
+    sim = make_sim()
+    store = LocalStore.open(sqlite_url)
+    add_local_contacts(store, 3000)
+    rng = random.Random(42)
+    helper = [sys.executable, "-m", "crm_pipelines_tests.helpers.export_once", sim.base_url, TOKEN, sqlite_url]
+    cwd = Path(__file__).resolve().parents[1]
+    kills = 0
+    for _ in range(60):
+        writes_before = sum(n for route, n in sim.stats["by_route"].items() if "upsert" in route or "update" in route)
+        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        target = writes_before + rng.randint(1, 2)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            writes = sum(n for route, n in sim.stats["by_route"].items() if "upsert" in route or "update" in route)
+            if writes >= target:
+                time.sleep(rng.uniform(0, 0.03))  # land anywhere: mid-request, before or after the commit
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait(timeout=60)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+        kills += 1
+    else:
+        pytest.fail("the export never completed")
+    assert kills >= 20, f"only {kills} kill points were exercised"
+    # one more run to be sure everything settled
+    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr[-2000:]
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == 3000, f"provider has {len(remote)} records for 3000 local ones"
+    assert len(links) == 3000
+    assert store.pending_intents("hubspot", "contacts") == {}
+    store.dispose()
