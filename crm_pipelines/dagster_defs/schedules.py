@@ -21,6 +21,21 @@ def build_import_job(plugin: ProviderPlugin):
     )
 
 
+def export_job_name(provider: str) -> str:
+    return f"{provider}_export"
+
+
+def build_export_job(plugin: ProviderPlugin):
+    from crm_pipelines.dagster_defs.exports import export_asset_key
+
+    return dg.define_asset_job(
+        export_job_name(plugin.name),
+        selection=dg.AssetSelection.assets(*[export_asset_key(plugin.name, e) for e in plugin.entities]),
+        description=f"Send local changes of {', '.join(plugin.entities)} to {plugin.title}.",
+        tags={"crm/provider": plugin.name},
+    )
+
+
 def build_incremental_schedule(plugin: ProviderPlugin, job) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"{plugin.name}_incremental",
