@@ -83,6 +83,15 @@ def _materializations(result) -> list[dict[str, object]]:
     return rows
 
 
+def _run_and_report(instance, partition_key: str) -> bool:
+    """Run the import job for one partition and print its per-asset summary."""
+    started = time.monotonic()
+    result = _run_import_job(instance, partition_key)
+    _print_table(_materializations(result), ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
+    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    return result.success
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the HubSpot simulator, run the full import as a real Dagster run, then an incremental one."""
     import dagster as dg
@@ -105,12 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         instance = dg.DagsterInstance.get()
         first = SYNC_PARTITIONS.get_first_partition_key()
         print(f"\n1) Initial sync: partition {first} (the first partition reads every record)")
-        started = time.monotonic()
-        result = _run_import_job(instance, first)
-        rows = _materializations(result)
-        _print_table(rows, ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
-        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
-        if not result.success:
+        if not _run_and_report(instance, first):
             return 1
 
         if args.changes:
@@ -118,12 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 simulator.modify(entity, n=args.changes)
             key = partition_key_for(simulator.clock.now())
             print(f"\n2) {args.changes} records per entity changed in HubSpot; incremental run for partition {key}")
-            started = time.monotonic()
-            result = _run_import_job(instance, key)
-            rows = _materializations(result)
-            _print_table(rows, ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
-            print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
-            if not result.success:
+            if not _run_and_report(instance, key):
                 return 1
 
         print("\nReconciliation (simulator vs local database):")

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
 from crm_pipelines.storage.store import LocalStore
 
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -47,3 +48,19 @@ def store(db_url):
     store = LocalStore.open(db_url)
     yield store
     store.dispose()
+
+
+@pytest.fixture
+def start_hubspot_sim():
+    """Start HubSpot simulators with the given config fields; all are stopped after the test."""
+    started = []
+
+    def _start(**config):
+        sim = HubSpotSimulator(HubSpotSimConfig(**config))
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield _start
+    for sim in started:
+        sim.stop()

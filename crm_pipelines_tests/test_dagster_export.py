@@ -59,12 +59,12 @@ def test_export_fans_out_in_slices_and_a_second_run_sends_nothing(sim, sqlite_ur
         sends = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and f"{OP}__send[slice_" in e.step_key]
         assert len(sends) == 4  # 350 records in slices of 100
         meta = export_metadata(result)
-        assert meta["created"] == 350 and meta["rejected"] == 0
+        assert meta["created"] == 350 and meta["rejected"] == 0 and meta["unchanged"] == 0
         assert meta["write_calls"] == 4
         assert sim.count("contacts") == 350
 
         again = export_metadata(run_export(sim, sqlite_url, instance))
-        assert again["selected"] == 0 and again["write_calls"] == 0
+        assert again["selected"] == 0 and again["write_calls"] == 0 and again["unchanged"] == 350
         for entry in instance.all_logs(result.run_id):
             assert TOKEN not in str(entry)
     assert len(store.linked_records("hubspot", "contacts")) == 350

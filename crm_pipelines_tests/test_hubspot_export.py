@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import insert, update
 
 from crm_pipelines.providers.hubspot.api import HubSpotClient
-from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
 from crm_pipelines.providers.hubspot.writer import IDEMPOTENCY_PROPERTY, HubSpotWriter
 from crm_pipelines.storage.schema import companies, contacts
 from crm_pipelines.sync.exporter import export_entity
@@ -26,19 +25,8 @@ UTC = timezone.utc
 
 
 @pytest.fixture
-def make_sim():
-    started = []
-
-    def _make(**overrides):
-        config = HubSpotSimConfig(**({"seed": 5, "contacts": 0, "companies": 0, "deals": 0, "tokens": (TOKEN,), "burst_limit": 1000} | overrides))
-        sim = HubSpotSimulator(config)
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield _make
-    for sim in started:
-        sim.stop()
+def make_sim(start_hubspot_sim):
+    return lambda **overrides: start_hubspot_sim(**({"seed": 5, "contacts": 0, "companies": 0, "deals": 0, "tokens": (TOKEN,), "burst_limit": 1000} | overrides))
 
 
 def add_local_contacts(store, n, *, start=0, invalid_every=0):
@@ -169,7 +157,7 @@ def test_dry_run_sends_nothing(make_sim, store):
     result = export(sim, store, dry_run=True)
     assert (result.would_create, result.would_update) == (120, 0)
     assert sim.count("contacts") == 0
-    assert sim.stats["by_route"].get("batch_upsert", 0) == 0 if "batch_upsert" in sim.stats["by_route"] else True
+    assert sim.stats["total_requests"] == 0
     assert store.pending_intents("hubspot", "contacts") == {}
 
 
@@ -212,3 +200,37 @@ def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
     assert len(links) == 3000
     assert store.pending_intents("hubspot", "contacts") == {}
     store.dispose()
+
+
+def test_batch_refused_as_a_whole_is_split_until_the_bad_records_are_alone(make_sim, store, monkeypatch):
+    """Without trace ids HubSpot fails the whole batch on one bad input; bisection saves the rest."""
+    sim = make_sim()
+    add_local_contacts(store, 100, invalid_every=25)  # 4 invalid e-mails among 100
+    original = HubSpotWriter._write
+
+    def without_trace_ids(self, entity, action, inputs):
+        return original(self, entity, action, [{k: v for k, v in i.items() if k != "objectWriteTraceId"} for i in inputs])
+
+    monkeypatch.setattr(HubSpotWriter, "_write", without_trace_ids)
+    result = export(sim, store)
+    assert (result.created, result.rejected) == (96, 4)
+    assert_exactly_once(sim, store)
+    assert sim.count("contacts") == 96
+    messages = [r["message"] for r in store.open_rejects("hubspot", "contacts", "export")]
+    assert len(messages) == 4 and all("email" in m.lower() for m in messages)
+
+
+def test_invalid_cpf_is_rejected_before_sending(make_sim, store):
+    sim = make_sim()
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(contacts), [
+            {"email": "ok@exemplo.com.br", "document": "529.982.247-25", "created_at": now, "updated_at": now},
+            {"email": "bad@exemplo.com.br", "document": "529.982.247-24", "created_at": now, "updated_at": now},
+        ])
+    result = export(sim, store)
+    assert (result.created, result.rejected) == (1, 1)
+    [reject] = store.open_rejects("hubspot", "contacts", "export")
+    assert "CPF" in reject["message"] and reject["category"] == "INVALID_FIELD"
+    [remote] = sim.records("contacts").values()
+    assert remote["properties"]["cpf_cnpj"] == "52998224725"

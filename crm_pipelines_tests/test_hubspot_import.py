@@ -11,7 +11,6 @@ import pytest
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted
 from crm_pipelines.providers.hubspot.api import HubSpotClient
 from crm_pipelines.providers.hubspot.reader import HubSpotChangeReader
-from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.importer import ImportWindow, run_import
 
@@ -20,19 +19,8 @@ UTC = timezone.utc
 
 
 @pytest.fixture
-def make_sim():
-    started = []
-
-    def _make(**overrides):
-        config = HubSpotSimConfig(**({"seed": 3, "contacts": 600, "companies": 80, "deals": 150, "tokens": (TOKEN,)} | overrides))
-        sim = HubSpotSimulator(config)
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield _make
-    for sim in started:
-        sim.stop()
+def make_sim(start_hubspot_sim):
+    return lambda **overrides: start_hubspot_sim(**({"seed": 3, "contacts": 600, "companies": 80, "deals": 150, "tokens": (TOKEN,)} | overrides))
 
 
 def client_for(sim, **kw) -> HubSpotClient:

@@ -51,11 +51,10 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         if config.dry_run:
             result = dry_run_result(plugin.name, entity, plan)
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
-            yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update)], mapping_key="dry_run")
+            yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update, plan.unchanged)], mapping_key="dry_run")
             return
         context.log.info("%d changed records to send in slices of %d (%d recovered after an interrupted run)", len(plan.items), config.slice_size, plan.recovered)
-        if plan.recovered:
-            yield dg.DynamicOutput([("recovered", plan.recovered)], mapping_key="recovered")
+        yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged)], mapping_key="plan")
         for index in range(0, len(plan.items), config.slice_size):
             yield dg.DynamicOutput(plan.items[index : index + config.slice_size], mapping_key=f"slice_{index // config.slice_size}")
 
@@ -67,10 +66,10 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     )
     def send(context: dg.OpExecutionContext, config: ExportConfig, items: list) -> dict:
         if items and items[0][0] == "dry_run":
-            _, would_create, would_update = items[0]
-            return {"dry_run": True, "would_create": would_create, "would_update": would_update, "selected": would_create + would_update}
-        if items and items[0][0] == "recovered":
-            return {"recovered": items[0][1]}
+            _, would_create, would_update, unchanged = items[0]
+            return {"dry_run": True, "would_create": would_create, "would_update": would_update, "selected": would_create + would_update, "unchanged": unchanged}
+        if items and items[0][0] == "plan":
+            return {"recovered": items[0][1], "unchanged": items[0][2]}
         store = getattr(context.resources, DB_RESOURCE_KEY).store()
         # Records already sent by an earlier attempt of this step no longer differ: skip them.
         items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(plugin.name, entity, ids=[i[0] for i in items])]

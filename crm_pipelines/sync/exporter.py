@@ -44,6 +44,8 @@ class Writer(Protocol):
 
     def update(self, entity: str, records: Sequence[Any]) -> Any: ...
 
+    def check(self, entity: str, fields: dict[str, Any]) -> str | None: ...
+
 
 @dataclass
 class ExportResult:
@@ -51,6 +53,7 @@ class ExportResult:
     entity: str
     dry_run: bool = False
     selected: int = 0
+    unchanged: int = 0
     created: int = 0
     updated: int = 0
     linked: int = 0
@@ -66,6 +69,7 @@ class ExportResult:
         sent = self.created + self.updated + self.rejected
         return {
             "selected": self.selected,
+            "unchanged": self.unchanged,
             "created": self.created,
             "updated": self.updated,
             "linked": self.linked,
@@ -110,6 +114,7 @@ class ExportPlan:
 
     items: list[tuple[int, str | None, str]]
     recovered: int = 0
+    unchanged: int = 0
 
 
 def plan_export(writer: Writer, store: LocalStore, provider: str, entity: str, *, only_new: bool = False, dry_run: bool = False, logger: Any = None) -> ExportPlan:
@@ -118,7 +123,8 @@ def plan_export(writer: Writer, store: LocalStore, provider: str, entity: str, *
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new)]
-    return ExportPlan(items, recovered)
+    unchanged = 0 if only_new else max(store.count(entity) - len(items), 0)
+    return ExportPlan(items, recovered, unchanged)
 
 
 def send_changes(
@@ -176,6 +182,7 @@ def export_entity(
     else:
         result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, logger=logger)
     result.recovered = plan.recovered
+    result.unchanged = plan.unchanged
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
     logger.info("%s", result.summary())
@@ -183,7 +190,7 @@ def export_entity(
 
 
 def dry_run_result(provider: str, entity: str, plan: ExportPlan) -> ExportResult:
-    result = ExportResult(provider, entity, dry_run=True, selected=len(plan.items))
+    result = ExportResult(provider, entity, dry_run=True, selected=len(plan.items), unchanged=plan.unchanged)
     result.would_update = sum(1 for _, external_id, _ in plan.items if external_id)
     result.would_create = result.selected - result.would_update
     return result
@@ -193,7 +200,7 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
     total = ExportResult(provider, entity)
     calls: dict[str, Any] = {"calls": 0, "rate_limited": 0, "by_kind": {}}
     for r in results:
-        for name in ("selected", "created", "updated", "linked", "rejected", "recovered", "batches", "would_create", "would_update"):
+        for name in ("selected", "unchanged", "created", "updated", "linked", "rejected", "recovered", "batches", "would_create", "would_update"):
             setattr(total, name, getattr(total, name) + getattr(r, name))
         total.duration_s = max(total.duration_s, r.duration_s)
         calls["calls"] += r.api.get("calls", 0)
@@ -220,6 +227,15 @@ def _recover_intents(writer: Writer, store: LocalStore, provider: str, entity: s
 
 def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult) -> None:
     outgoing, rejected_exc = writer.make_record, writer.Rejected
+    rejects: list[RecordError] = []
+    sendable = []
+    for change in batch:
+        problem = writer.check(entity, change.fields)
+        if problem:
+            rejects.append(RecordError(str(change.local_id), "INVALID_FIELD", problem))
+        else:
+            sendable.append(change)
+    batch = sendable
     digests = {c.local_id: c.digest for c in batch}
     external = {c.local_id: c.external_id for c in batch if c.external_id}
     unlinked = [c for c in batch if not c.external_id]
@@ -228,7 +244,6 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
         external.update(matched)
         result.linked += len(matched)
 
-    rejects: list[RecordError] = []
     to_update = [outgoing(c.local_id, c.fields, external[c.local_id]) for c in batch if c.local_id in external]
     to_create = [outgoing(c.local_id, c.fields) for c in batch if c.local_id not in external]
 

@@ -107,12 +107,12 @@ FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
         FieldMap("company_name", "company", _text(255)),
         FieldMap("job_title", "jobtitle", _text(255)),
         FieldMap("lifecycle_stage", "lifecyclestage", _text(64)),
-        FieldMap("document", DOCUMENT_PROPERTY, normalize_document),
+        FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
     ),
     "companies": (
         FieldMap("name", "name", _text(255)),
         FieldMap("domain", "domain", normalize_domain),
-        FieldMap("document", DOCUMENT_PROPERTY, normalize_document),
+        FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
         FieldMap("phone", "phone", _text(64)),
         FieldMap("industry", "industry", _text(128)),
         FieldMap("city", "city", _text(128)),
@@ -158,5 +158,8 @@ def to_remote_record(entity: str, obj: dict[str, Any]) -> RemoteRecord | RecordE
 
 
 def to_properties(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Canonical fields as HubSpot properties (for writes)."""
+    """Canonical fields as HubSpot properties (for writes).
+
+    Raises ``ValueError`` naming the field when a value cannot be sent (an invalid CPF/CNPJ).
+    """
     return {m.remote: m.to_remote(fields.get(m.canonical)) for m in FIELD_MAPS[entity] if fields.get(m.canonical) is not None}

@@ -68,6 +68,14 @@ class HubSpotWriter:
     def __init__(self, client: HubSpotClient) -> None:
         self.client = client
 
+    def check(self, entity: str, fields: dict[str, Any]) -> str | None:
+        """Why a record cannot be sent as it is (checked before any call), or None."""
+        try:
+            to_properties(entity, fields)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     # ------------------------------------------------------------------ matching
 
     def match(self, entity: str, records: Sequence[OutgoingRecord]) -> dict[int, str]:
