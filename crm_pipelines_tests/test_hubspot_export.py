@@ -234,3 +234,38 @@ def test_invalid_cpf_is_rejected_before_sending(make_sim, store):
     assert "CPF" in reject["message"] and reject["category"] == "INVALID_FIELD"
     [remote] = sim.records("contacts").values()
     assert remote["properties"]["cpf_cnpj"] == "52998224725"
+
+
+def test_only_new_sends_only_records_never_exported(make_sim, store):
+    sim = make_sim()
+    add_local_contacts(store, 50)
+    export(sim, store)
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id <= 5).values(job_title="CEO"))
+    add_local_contacts(store, 7, start=50)
+    result = export(sim, store, only_new=True)
+    assert (result.selected, result.created, result.updated) == (7, 7, 0)
+    assert "CEO" not in [o["properties"].get("jobtitle") for o in sim.records("contacts").values()]
+
+
+def test_deals_are_exported_with_exact_amounts_and_dates(make_sim, store):
+    from decimal import Decimal
+
+    from crm_pipelines.storage.schema import deals
+
+    sim = make_sim()
+    now = datetime.now(UTC)
+    close = datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(deals), [
+            {"name": "Pedido Açaí", "amount": Decimal("1234567.89"), "currency": "BRL", "stage": "closedwon", "pipeline": "default", "close_date": close, "created_at": now, "updated_at": now},
+            {"name": "Sem estágio", "amount": Decimal("10.00"), "currency": "BRL", "stage": None, "pipeline": "default", "close_date": None, "created_at": now, "updated_at": now},
+        ])
+    result = export(sim, store, "deals")
+    assert (result.created, result.rejected) == (1, 1)
+    [remote] = sim.records("deals").values()
+    assert remote["properties"]["dealname"] == "Pedido Açaí"
+    assert Decimal(remote["properties"]["amount"]) == Decimal("1234567.89")
+    assert remote["properties"]["closedate"].startswith("2026-12-31T15:00:00")
+    [reject] = store.open_rejects("hubspot", "deals", "export")
+    assert "dealstage" in reject["message"]
