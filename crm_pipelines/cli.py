@@ -10,23 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-SIM_TOKEN = "sim-hubspot-token"
 #: Instance settings used when the command runs outside the project folder (see dagster.yaml).
 DEFAULT_INSTANCE_YAML = "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
 
 
 def _start_hubspot_simulator(args: argparse.Namespace):
-    from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
+    from crm_pipelines.providers.hubspot.simulator import HubSpotSimulator
+    from crm_pipelines.simulator.__main__ import fault_config_from_args
 
-    config = HubSpotSimConfig(
-        seed=args.seed,
-        contacts=args.contacts,
-        companies=args.companies,
-        deals=args.deals,
-        burst_limit=args.rate_limit,
-        tokens=(SIM_TOKEN,),
-    )
-    simulator = HubSpotSimulator(config, port=getattr(args, "port", 0) or 0)
+    args.faults = fault_config_from_args(args)
+    simulator = HubSpotSimulator.from_cli_args(args)
     simulator.start()
     return simulator
 
@@ -43,7 +36,7 @@ def _dagster_home() -> str:
 
 
 def _simulator_env(simulator) -> dict[str, str]:
-    return {"HUBSPOT_BASE_URL": simulator.base_url, "HUBSPOT_ACCESS_TOKEN": SIM_TOKEN}
+    return {"HUBSPOT_BASE_URL": simulator.base_url, "HUBSPOT_ACCESS_TOKEN": simulator.config.tokens[0]}
 
 
 def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
@@ -173,12 +166,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         simulator.stop()
 
 
-def _add_sim_options(parser: argparse.ArgumentParser, *, contacts: int = 10_000) -> None:
-    parser.add_argument("--contacts", type=int, default=contacts)
-    parser.add_argument("--companies", type=int, default=contacts // 10)
-    parser.add_argument("--deals", type=int, default=contacts // 5)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate-limit", type=int, default=100, help="simulated requests per 10 s (HubSpot Free/Starter: 100)")
+def _add_sim_options(parser: argparse.ArgumentParser, *, port: int = 0) -> None:
+    """The simulator's own options (``python -m crm_pipelines.simulator hubspot --help``)."""
+    from crm_pipelines.providers.hubspot.simulator import HubSpotSimulator
+    from crm_pipelines.simulator.__main__ import add_common_arguments
+
+    add_common_arguments(parser)
+    HubSpotSimulator.add_cli_arguments(parser)
+    parser.set_defaults(contacts=10_000, companies=1_000, deals=2_000, port=port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,13 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     sandbox = sub.add_parser("sandbox", help="run the provider simulators in the foreground")
-    _add_sim_options(sandbox)
-    sandbox.add_argument("--port", type=int, default=8765)
+    _add_sim_options(sandbox, port=8765)
     sandbox.set_defaults(func=cmd_sandbox)
 
     dev = sub.add_parser("dev", help="simulators + dagster dev")
     _add_sim_options(dev)
-    dev.add_argument("--port", type=int, default=0)
     dev.add_argument("--ui-port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
     return parser

@@ -52,7 +52,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--slow-seconds", type=float, default=1.0)
 
 
-def _fault_config(args: argparse.Namespace) -> FaultConfig:
+def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
     config = FaultConfig(
         seed=args.fault_seed,
         rate_429=args.fault_429,
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator_class.add_cli_arguments(parser)
     args = parser.parse_args(args_list[1:])
     try:
-        args.faults = _fault_config(args)
+        args.faults = fault_config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -9,30 +9,19 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_pipelines.providers.hubspot.simulator import DEFAULT_TOKEN, HubSpotSimConfig, HubSpotSimulator
+from crm_pipelines.providers.hubspot.simulator import DEFAULT_TOKEN, HubSpotSimulator
 
 REFERENCE_TIME = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def make_hubspot() -> Iterator[Callable[..., HubSpotSimulator]]:
+def make_hubspot(start_hubspot_sim: Callable[..., HubSpotSimulator]) -> Callable[..., HubSpotSimulator]:
     """Factory: ``make_hubspot(contacts=..., burst_limit=...)`` returns a started simulator.
 
     Data is reproducible (fixed seed and reference time); every simulator is stopped afterwards.
     """
-    started: list[HubSpotSimulator] = []
-
-    def factory(**overrides: Any) -> HubSpotSimulator:
-        settings: dict[str, Any] = {"seed": 7, "contacts": 120, "companies": 30, "deals": 40, "reference_time": REFERENCE_TIME}
-        settings.update(overrides)
-        simulator = HubSpotSimulator(HubSpotSimConfig(**settings))
-        simulator.start()
-        started.append(simulator)
-        return simulator
-
-    yield factory
-    for simulator in started:
-        simulator.stop()
+    defaults: dict[str, Any] = {"seed": 7, "contacts": 120, "companies": 30, "deals": 40, "reference_time": REFERENCE_TIME}
+    return lambda **overrides: start_hubspot_sim(**(defaults | overrides))
 
 
 @pytest.fixture
