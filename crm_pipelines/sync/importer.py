@@ -38,6 +38,8 @@ class ChangeReader(Protocol):
 
     def archived(self, entity: str) -> Iterator[Page]: ...
 
+    def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]: ...
+
 
 @dataclass(frozen=True)
 class ImportWindow:

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
-from crm_pipelines.providers.hubspot.api import OBJECTS, SEARCH_PAGE_MAX, HubSpotClient
+from crm_pipelines.providers.hubspot.api import BATCH_MAX, OBJECTS, SEARCH_PAGE_MAX, HubSpotClient
 from crm_pipelines.providers.hubspot.mapping import parse_timestamp, properties_for, to_epoch_ms, to_remote_record
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,27 @@ class HubSpotChangeReader:
                     # A deleted record still counts as deleted even if its last values were odd.
                     mapped = RemoteRecord(str(obj.get("id")), parse_timestamp(obj.get("archivedAt") or obj.get("updatedAt")), {}, archived=True)
                 page.records.append(mapped)
+            yield page
+
+    def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]:
+        """The current state of specific records (``batch/read``, 100 ids a call).
+
+        Ids HubSpot no longer knows as live records are read again with ``archived=true``: those
+        come back as deletions; ids unknown either way (merged away, purged) are skipped.
+        """
+        properties = properties_for(entity)
+        for start in range(0, len(ids), BATCH_MAX):
+            chunk = ids[start : start + BATCH_MAX]
+            data = self.client.batch_read(entity, chunk, properties)
+            page = Page()
+            for obj in data.get("results") or []:
+                self._append(entity, obj, page)
+            missing = [i for error in data.get("errors") or [] if error.get("category") == "OBJECT_NOT_FOUND" for i in (error.get("context") or {}).get("ids", [])]
+            if missing:
+                archived = self.client.batch_read(entity, missing, properties, archived=True)
+                for obj in archived.get("results") or []:
+                    page.records.append(RemoteRecord(str(obj.get("id")), parse_timestamp(obj.get("archivedAt") or obj.get("updatedAt")), {}, archived=True))
+            self._tick(len(page.records) + len(page.errors))
             yield page
 
     # ------------------------------------------------------------------ list
