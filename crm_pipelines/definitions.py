@@ -8,6 +8,7 @@ from crm_pipelines.dagster_defs.database import LocalDatabaseResource
 from crm_pipelines.dagster_defs.exports import build_export_assets, local_table_specs
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, build_import_assets
 from crm_pipelines.dagster_defs.schedules import build_export_job, build_import_job, build_incremental_schedule
+from crm_pipelines.dagster_defs.targeted import build_sync_ids_job
 from crm_pipelines.providers.registry import all_plugins
 
 
@@ -20,7 +21,7 @@ def build_definitions() -> dg.Definitions:
         assets.extend(build_import_assets(plugin))
         assets.extend(build_export_assets(plugin))
         job = build_import_job(plugin)
-        jobs.extend([job, build_export_job(plugin)])
+        jobs.extend([job, build_export_job(plugin), build_sync_ids_job(plugin)])
         schedules.append(build_incremental_schedule(plugin, job))
         resources[plugin.resource_key] = plugin.default_resource()
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)

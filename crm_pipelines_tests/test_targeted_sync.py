@@ -44,3 +44,26 @@ def test_an_older_version_never_overwrites_a_newer_one(start_hubspot_sim, store)
         outcome = store.apply_remote("hubspot", "contacts", [older])
     assert outcome.unchanged == 1
     assert store.linked_records("hubspot", "contacts")[target]["first_name"] == newest["first_name"]
+
+
+def test_sync_ids_job_runs_in_dagster_and_reports_an_observation(start_hubspot_sim, sqlite_url):
+    import dagster as dg
+
+    from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+    from crm_pipelines.definitions import defs
+    from crm_pipelines.providers.hubspot.resource import HubSpotResource
+
+    sim = start_hubspot_sim(seed=10, contacts=60, companies=10, deals=0, tokens=(TOKEN,))
+    contacts, companies = sorted(sim.records("contacts"))[:7], sorted(sim.records("companies"))[:3]
+    job = defs.resolve_job_def("hubspot_sync_ids")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"ops": {"hubspot__sync_ids": {"config": {"ids": {"contacts": contacts, "companies": companies}}}}},
+            resources={"hubspot": HubSpotResource(access_token=TOKEN, base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=sqlite_url)},
+        )
+        assert result.success
+        observations = [e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    by_key = {o.asset_key.to_user_string(): {k: v.value for k, v in o.metadata.items()} for o in observations}
+    assert by_key["hubspot/contacts"]["created"] == 7
+    assert by_key["hubspot/companies"]["created"] == 3
