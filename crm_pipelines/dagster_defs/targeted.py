@@ -6,12 +6,14 @@ from pydantic import Field
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, import_asset_key
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.targeted import sync_ids
+from crm_pipelines.webhooks.inbox import WebhookInbox
 
 
 class SyncIdsConfig(dg.Config):
     """Which records to sync: provider ids per entity (e.g. ``{"contacts": ["512", "513"]}``)."""
 
     ids: dict[str, list[str]] = Field(default_factory=dict, description="Provider record ids per entity.")
+    inbox_range: list[int] = Field(default_factory=list, description="First and last webhook inbox ids this run settles (set by the sensor).")
 
 
 def sync_ids_job_name(provider: str) -> str:
@@ -31,6 +33,8 @@ def build_sync_ids_job(plugin: ProviderPlugin) -> dg.JobDefinition:
                 figures = sync_ids(reader, store, plugin.name, entity, ids, stats=stats, logger=context.log)
             # An observation (not a partition materialization): the records changed now, by id.
             context.log_event(dg.AssetObservation(asset_key=import_asset_key(plugin.name, entity), metadata={"synced_by_id": True, **figures}))
+        if config.inbox_range:
+            WebhookInbox(store.engine).mark_processed_range(plugin.name, config.inbox_range[0], config.inbox_range[-1])
 
     @dg.job(name=sync_ids_job_name(plugin.name), description=f"Sync specific {plugin.title} records by id (webhook-triggered).", tags={"crm/provider": plugin.name})
     def _job():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -21,6 +21,8 @@ class ProviderPlugin:
     resource_key: str
     default_resource: Callable[[], Any]
     env_vars: tuple[str, ...] = ()
+    #: Object types named in webhook events (lower-case) -> entity, for providers that send webhooks.
+    webhook_object_types: dict[str, str] = field(default_factory=dict)
 
 
 def all_plugins() -> list[ProviderPlugin]:

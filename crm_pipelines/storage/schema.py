@@ -150,3 +150,23 @@ export_intents = Table(
     Column("content_hash", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Webhook inbox: one row per event delivered by a provider, stored (and committed) before the
+# delivery is acknowledged. A provider may deliver the same event more than once; the unique
+# (provider, event_id) keeps a single copy. ``processed_at`` is set once the event has been acted on.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("subscription_type", String(128)),
+    Column("object_type", String(64)),
+    Column("object_id", String(64)),
+    Column("occurred_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("raw_body", Text, nullable=False),
+    Column("processed_at", UTCDateTime),
+    UniqueConstraint("provider", "event_id", name="uq_webhooks_event"),
+)
+Index("ix_webhooks_provider_id", webhooks.c.provider, webhooks.c.id)

@@ -28,4 +28,5 @@ PLUGIN = ProviderPlugin(
     resource_key="hubspot",
     default_resource=_default_resource,
     env_vars=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL"),
+    webhook_object_types={"contact": "contacts", "company": "companies", "deal": "deals", "0-1": "contacts", "0-2": "companies", "0-3": "deals"},
 )

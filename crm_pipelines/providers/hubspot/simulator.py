@@ -34,8 +34,9 @@ import math
 import random
 import re
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from crm_pipelines.simulator.datagen import FakeData
+from crm_pipelines.simulator.webhooks import WebhookEmitter
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
 from crm_pipelines.simulator.server import (
     FaultConfig,
@@ -52,6 +54,7 @@ from crm_pipelines.simulator.server import (
     Router,
     SimClock,
     SimulatorBase,
+    json_dumps,
     parse_datetime,
     utc_iso_ms,
 )
@@ -131,6 +134,11 @@ class HubSpotSimConfig:
     ``id_properties`` lists the properties usable as ``idProperty`` besides ``hs_object_id``.
     ``token_scopes`` (token -> granted scopes such as ``crm.objects.contacts.read``) restricts
     tokens; a token without an entry, or ``None`` for the whole mapping, has every scope.
+
+    Webhooks: with ``webhook_url`` set, every creation, property change and deletion (through
+    the API or the Python methods) is delivered there as HubSpot does: JSON arrays of up to
+    ``webhook_batch_max`` events, signed v1 and v3 with ``webhook_client_secret``, retried up to
+    ``webhook_max_attempts`` times with a growing delay and an incremented ``attemptNumber``.
     """
 
     seed: int = 1
@@ -171,6 +179,13 @@ class HubSpotSimConfig:
     id_properties: dict[str, tuple[str, ...]] = field(default_factory=_default_id_properties)
     token_scopes: dict[str, tuple[str, ...]] | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
+    webhook_url: str | None = None
+    webhook_client_secret: str = "sim-hubspot-client-secret"
+    webhook_app_id: int = 54321
+    webhook_portal_id: int = 62515
+    webhook_batch_max: int = 100
+    webhook_max_attempts: int = 10
+    webhook_retry_base_s: float = 0.5
 
     def validate(self) -> None:
         """Raise ``ValueError`` for inconsistent settings."""
@@ -305,6 +320,9 @@ class _ObjectStore:
         self.delta_index: list[int] = []
         self.next_id = ID_BASES[schema.entity]
         self._unique: dict[str, dict[str, int]] = {}
+        #: Called as ``listener(kind, row, changes)`` on creation, property change and deletion
+        #: (set once the seeded data exists, so generation emits nothing).
+        self.listener: Callable[[str, _Row, Mapping[str, str | None]], None] | None = None
 
     def fit(self, values: list[str | None]) -> list[str | None]:
         """Pad generated values with ``None`` for schema properties the generator does not fill."""
@@ -374,14 +392,19 @@ class _ObjectStore:
         self.live_ids.append(row.id)
         bisect.insort(self.delta_index, (row.updated_ms << ID_BITS) | row.id)
         self._index_values(row)
+        if self.listener is not None:
+            self.listener("creation", row, {n: v for n, v in zip(self.schema.stored, row.values) if v is not None})
 
     def update(self, row: _Row, changes: Mapping[str, str | None], now_ms: int) -> None:
         """Apply property changes and move the row to ``now_ms`` in the delta index."""
         self._unindex_values(row)
+        changed = {name: value for name, value in changes.items() if row.values[self.slot[name]] != value}
         for name, value in changes.items():
             row.values[self.slot[name]] = value
         self._index_values(row)
         self.touch(row, now_ms)
+        if self.listener is not None and changed:
+            self.listener("propertyChange", row, changed)
 
     def touch(self, row: _Row, now_ms: int) -> None:
         """Set the row's modification time, keeping the delta index sorted."""
@@ -406,6 +429,8 @@ class _ObjectStore:
             del self.live_ids[position]
         bisect.insort(self.archived_ids, row.id)
         row.archived_ms = now_ms
+        if self.listener is not None:
+            self.listener("deletion", row, {})
 
 
 class _ApiError(Exception):
@@ -485,6 +510,20 @@ class HubSpotSimulator(SimulatorBase):
         finally:
             if gc_was_enabled:
                 gc.enable()
+        self.webhooks: WebhookEmitter | None = None
+        self._event_ids = iter(range(1, 1 << 62))
+        if cfg.webhook_url:
+            self.webhooks = WebhookEmitter(
+                cfg.webhook_url,
+                sign=self._sign_delivery,
+                build_body=lambda events: [(json_dumps(events), {})],
+                on_retry=_bump_attempt_numbers,
+                batch_max=cfg.webhook_batch_max,
+                max_attempts=cfg.webhook_max_attempts,
+                retry_base_s=cfg.webhook_retry_base_s,
+            )
+            for entity, store in self._stores.items():
+                store.listener = self._webhook_listener(entity)
 
     # ---- data generation ------------------------------------------------------------------
 
@@ -710,6 +749,50 @@ class HubSpotSimulator(SimulatorBase):
             if cfg.search_counts_toward_daily:
                 self._daily.try_acquire(daily_key)
         return None, {}
+
+    # ---- webhooks -------------------------------------------------------------------------
+
+    def _webhook_listener(self, entity: str) -> Callable[[str, _Row, Mapping[str, str | None]], None]:
+        singular = SINGULAR[entity].lower()
+
+        def listener(kind: str, row: _Row, changes: Mapping[str, str | None]) -> None:
+            base = {
+                "subscriptionId": 2000 + ENTITIES.index(entity),
+                "portalId": self.config.webhook_portal_id,
+                "appId": self.config.webhook_app_id,
+                "occurredAt": row.archived_ms if kind == "deletion" else row.updated_ms,
+                "attemptNumber": 0,
+                "objectId": row.id,
+                "changeSource": "API",
+            }
+            if kind == "propertyChange":
+                for name, value in changes.items():
+                    self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.propertyChange", "propertyName": name, "propertyValue": "" if value is None else value})
+            else:
+                flag = {"creation": "CREATED", "deletion": "DELETED"}[kind]
+                self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.{kind}", "changeFlag": flag})
+
+        return listener
+
+    def _sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
+        """HubSpot's v1 and v3 signature headers (v3 stamped with the real time, as HubSpot does)."""
+        from crm_pipelines.webhooks.signatures import sign_hubspot_v1, sign_hubspot_v3
+
+        secret = self.config.webhook_client_secret
+        timestamp = int(time.time() * 1000)
+        return {
+            "X-HubSpot-Signature": sign_hubspot_v1(secret, body),
+            "X-HubSpot-Signature-Version": "v1",
+            "X-HubSpot-Signature-v3": sign_hubspot_v3(secret, "POST", url, body, timestamp),
+            "X-HubSpot-Request-Timestamp": str(timestamp),
+        }
+
+    def stop(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.flush(timeout_s=5)
+        super().stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
 
     def reset_rate_limits(self) -> None:
         """Forget burst, search and daily usage."""
@@ -1687,6 +1770,11 @@ class HubSpotSimulator(SimulatorBase):
             faults=args.faults,
         )
         return cls(config, host=args.host, port=args.port)
+
+
+def _bump_attempt_numbers(events: list[dict[str, Any]], attempt: int) -> None:
+    for event in events:
+        event["attemptNumber"] = attempt
 
 
 def _closed_flags(stage: str) -> tuple[str, str]:

@@ -1,0 +1,1 @@
+"""Webhook receiver: signature verification, per-provider parsing, the inbox table and the HTTP app."""

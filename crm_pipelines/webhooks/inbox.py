@@ -1,0 +1,93 @@
+"""The webhook inbox: deliveries stored once per (provider, event id), read back in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crm_pipelines.storage.schema import webhooks
+
+CHUNK = 500
+
+
+class WebhookInbox:
+    """Stores webhook events in the ``webhooks`` table and hands them to whoever processes them."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        if engine.dialect.name not in ("postgresql", "sqlite"):
+            raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def store(self, provider: str, events: list[dict[str, Any]], raw_body: bytes) -> int:
+        """Insert one row per event, skipping (provider, event_id) pairs already stored.
+
+        All rows of the delivery are written in one transaction, committed before this returns.
+        Returns the number of rows newly stored.
+        """
+        now = datetime.now(timezone.utc)
+        body = raw_body.decode("utf-8", errors="replace")
+        unique = {e["event_id"]: e for e in events}
+        rows = [
+            {
+                "provider": provider,
+                "event_id": e["event_id"],
+                "subscription_type": e.get("subscription_type"),
+                "object_type": e.get("object_type"),
+                "object_id": e.get("object_id"),
+                "occurred_at": e.get("occurred_at"),
+                "received_at": now,
+                "raw_body": body,
+            }
+            for e in unique.values()
+        ]
+        stored = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), CHUNK):
+                stmt = (
+                    self._insert(webhooks)
+                    .values(rows[start:start + CHUNK])
+                    .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+                    .returning(webhooks.c.id)
+                )
+                stored += len(conn.execute(stmt).all())
+        return stored
+
+    def read_after(self, provider: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``provider`` with an id above ``after_id``, oldest first."""
+        stmt = (
+            select(webhooks)
+            .where(webhooks.c.provider == provider, webhooks.c.id > after_id)
+            .order_by(webhooks.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def mark_processed(self, ids: Iterable[int]) -> None:
+        """Record that the events with these ids have been acted on (the first time only)."""
+        ids = list(ids)
+        if not ids:
+            return
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), CHUNK):
+                conn.execute(
+                    update(webhooks)
+                    .where(webhooks.c.id.in_(ids[start:start + CHUNK]), webhooks.c.processed_at.is_(None))
+                    .values(processed_at=now)
+                )
+
+    def mark_processed_range(self, provider: str, first_id: int, last_id: int) -> int:
+        """Mark the provider's rows with ids in ``[first_id, last_id]`` as acted on; returns rows marked."""
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(webhooks)
+                .where(webhooks.c.provider == provider, webhooks.c.id.between(first_id, last_id), webhooks.c.processed_at.is_(None))
+                .values(processed_at=now)
+            ).rowcount

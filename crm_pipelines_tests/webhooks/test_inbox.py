@@ -1,0 +1,46 @@
+"""The inbox table: one row per (provider, event id), read back in order, marked processed."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from crm_pipelines.webhooks.inbox import WebhookInbox
+from crm_pipelines.webhooks.parsing import parse_delivery
+
+
+def hubspot_body(*event_ids: int) -> bytes:
+    return json.dumps([
+        {"eventId": i, "subscriptionType": "contact.propertyChange", "objectId": 500 + i,
+         "occurredAt": 1735689600000, "propertyName": "email", "propertyValue": f"{i}@x.com"}
+        for i in event_ids
+    ]).encode()
+
+
+def test_store_ignores_duplicates_and_reads_in_order(engine, count_rows):
+    inbox = WebhookInbox(engine)
+    body = hubspot_body(1, 2, 3)
+    assert inbox.store("hubspot", parse_delivery("hubspot", body, {}), body) == 3
+    assert inbox.store("hubspot", parse_delivery("hubspot", body, {}), body) == 0
+    overlap = hubspot_body(3, 4, 4)
+    assert inbox.store("hubspot", parse_delivery("hubspot", overlap, {}), overlap) == 1
+    # the same event id from another provider is another event
+    assert inbox.store("bling", [{"event_id": "1"}], b'{"eventId":"1"}') == 1
+    assert count_rows("hubspot") == 4 and count_rows() == 5
+
+    rows = inbox.read_after("hubspot", 0, 10)
+    assert [r["event_id"] for r in rows] == ["1", "2", "3", "4"]
+    first = rows[0]
+    assert first["object_type"] == "contact" and first["object_id"] == "501"
+    assert first["subscription_type"] == "contact.propertyChange"
+    assert first["occurred_at"] == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert first["received_at"].tzinfo is not None and first["processed_at"] is None
+    assert json.loads(first["raw_body"]) == json.loads(body)
+
+    assert [r["event_id"] for r in inbox.read_after("hubspot", rows[1]["id"], 1)] == ["3"]
+    assert inbox.read_after("hubspot", rows[-1]["id"], 10) == []
+
+    inbox.mark_processed([rows[0]["id"], rows[1]["id"]])
+    inbox.mark_processed([])
+    processed = {r["event_id"]: r["processed_at"] for r in inbox.read_after("hubspot", 0, 10)}
+    assert processed["1"] and processed["2"] and processed["3"] is None and processed["4"] is None
