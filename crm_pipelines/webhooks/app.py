@@ -8,6 +8,8 @@ configured answers 503. One log line is written per rejected delivery, with the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -15,13 +17,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from crm_pipelines.webhooks import signatures
-from crm_pipelines.webhooks.inbox import WebhookInbox
+from crm_pipelines.webhooks.inbox import GroupCommitWriter, WebhookInbox
 from crm_pipelines.webhooks.parsing import MalformedDelivery, parse_delivery
 from crm_pipelines.webhooks.signatures import SignatureError, StaleTimestampError
 
@@ -137,7 +138,7 @@ def _reject(provider: str, request: Request, status: int, reason: str) -> JSONRe
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def _receiver(provider: str, inbox: WebhookInbox, secrets: WebhookSecrets) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def receive(request: Request) -> JSONResponse:
         body = await request.body()
         if not secrets.configured(provider):
@@ -152,7 +153,7 @@ def _receiver(provider: str, inbox: WebhookInbox, secrets: WebhookSecrets) -> Ca
             events = parse_delivery(provider, body, request.headers)
         except MalformedDelivery as exc:
             return _reject(provider, request, 400, str(exc))
-        stored = await run_in_threadpool(inbox.store, provider, events, body)
+        stored = await asyncio.wrap_future(writer.submit(provider, events, body))
         return JSONResponse({"stored": stored, "duplicates": len(events) - stored})
 
     receive.__name__ = f"receive_{provider}"
@@ -166,12 +167,19 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
     """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist)."""
     inbox = WebhookInbox(engine)
+    writer = GroupCommitWriter(inbox)
     routes = [Route("/healthz", healthz, methods=["GET"])]
     routes += [
-        Route(f"/webhooks/{provider}", _receiver(provider, inbox, secrets), methods=["POST"])
+        Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets), methods=["POST"])
         for provider in ("hubspot", "shopify", "pipedrive", "bling")
     ]
-    app = Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        writer.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.inbox = inbox
     app.state.secrets = secrets
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from datetime import datetime, timezone
 
 from crm_pipelines.webhooks.inbox import WebhookInbox
@@ -44,3 +46,34 @@ def test_store_ignores_duplicates_and_reads_in_order(engine, count_rows):
     inbox.mark_processed([])
     processed = {r["event_id"]: r["processed_at"] for r in inbox.read_after("hubspot", 0, 10)}
     assert processed["1"] and processed["2"] and processed["3"] is None and processed["4"] is None
+
+
+def test_group_commit_answers_each_delivery_and_isolates_a_failing_one(sqlite_url):
+    from crm_pipelines.storage.engine import make_engine
+    from crm_pipelines.storage.migrate import upgrade
+    from crm_pipelines.webhooks.inbox import GroupCommitWriter, WebhookInbox
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    inbox = WebhookInbox(engine)
+    original = inbox.store_in
+
+    def store_in(conn, provider, events, raw_body):
+        if events and events[0]["event_id"] == "poison":
+            raise ValueError("cannot store this delivery")
+        return original(conn, provider, events, raw_body)
+
+    inbox.store_in = store_in
+    writer = GroupCommitWriter(inbox)
+    try:
+        futures = [writer.submit("hubspot", [{"event_id": f"e{i}", "object_id": str(i)}], b"[]") for i in range(50)]
+        poison = writer.submit("hubspot", [{"event_id": "poison"}], b"[]")
+        futures += [writer.submit("hubspot", [{"event_id": f"e{i}"}], b"[]") for i in range(50, 60)]
+        duplicate = writer.submit("hubspot", [{"event_id": "e1"}], b"[]")
+        assert [f.result(timeout=10) for f in futures] == [1] * 60
+        assert duplicate.result(timeout=10) == 0
+        with pytest.raises(ValueError):
+            poison.result(timeout=10)
+    finally:
+        writer.close()
+    assert len(inbox.read_after("hubspot", 0, 1000)) == 60
