@@ -65,13 +65,15 @@ def measure(db_url: str, rate: int, seconds: float) -> dict:
                                               "X-HubSpot-Signature-v3": sign_hubspot_v3(SECRET, "POST", url, body, ts), "X-HubSpot-Request-Timestamp": str(ts),
                                               "Content-Type": "application/json"}))
 
-        def send(payload) -> tuple[int, float, bool]:
+        def send(payload) -> tuple[int, float, bool, float]:
             event_id, body, headers = payload
             client = getattr(local, "client", None) or httpx.Client(timeout=10)
             local.client = client
             started = time.perf_counter()
-            ok = client.post(url, content=body, headers=headers).status_code == 200
-            return event_id, time.perf_counter() - started, ok
+            response = client.post(url, content=body, headers=headers)
+            elapsed = time.perf_counter() - started
+            server = float(response.headers.get("Server-Timing", "ack;dur=nan").split("dur=")[1]) / 1000
+            return event_id, elapsed, response.status_code == 200, server
 
         futures = []
         with ThreadPoolExecutor(max_workers=16) as pool:
@@ -86,11 +88,17 @@ def measure(db_url: str, rate: int, seconds: float) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    acked = {event_id for event_id, _, ok in results if ok}
+    acked = {event_id for event_id, _, ok, _ in results if ok}
     stored = {int(r["event_id"]) for r in WebhookInbox(make_engine(db_url)).read_after("hubspot", 0, total + 10)}
-    times = sorted(t for _, t, ok in results if ok)
-    pct = lambda p: times[min(int(p * len(times)), len(times) - 1)] * 1000  # noqa: E731
-    return {"sent": total, "acked": len(acked), "lost": len(acked - stored), "rate": total / elapsed, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": times[-1] * 1000}
+    client_times = sorted(t for _, t, ok, _ in results if ok)
+    server_times = sorted(s for _, _, ok, s in results if ok)
+
+    def pct(values, p):
+        return values[min(int(p * len(values)), len(values) - 1)] * 1000
+
+    return {"sent": total, "acked": len(acked), "lost": len(acked - stored), "rate": total / elapsed,
+            "p50": pct(client_times, 0.50), "p95": pct(client_times, 0.95), "p99": pct(client_times, 0.99), "max": client_times[-1] * 1000,
+            "server_p50": pct(server_times, 0.50), "server_p99": pct(server_times, 0.99)}
 
 
 def main() -> None:
@@ -112,11 +120,12 @@ def main() -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     print(f"Webhook receiver, {args.rate} deliveries/s for {args.seconds:g} s (one uvicorn worker, signed HubSpot deliveries)")
-    header = f"{'database':<12}{'sent':>7}{'acked':>7}{'lost':>6}{'rate/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    print("client-side times include the sender's own queuing on the same cores; server times are the receiver's (Server-Timing)")
+    header = f"{'database':<12}{'sent':>7}{'acked':>7}{'lost':>6}{'rate/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'srv p50':>9}{'srv p99':>9}"
     print(header)
     print("-" * len(header))
     for name, r in rows:
-        print(f"{name:<12}{r['sent']:>7}{r['acked']:>7}{r['lost']:>6}{r['rate']:>8.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}")
+        print(f"{name:<12}{r['sent']:>7}{r['acked']:>7}{r['lost']:>6}{r['rate']:>8.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}{r['server_p50']:>9.1f}{r['server_p99']:>9.1f}")
 
 
 if __name__ == "__main__":

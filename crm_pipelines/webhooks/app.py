@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -140,6 +141,7 @@ def _reject(provider: str, request: Request, status: int, reason: str) -> JSONRe
 
 def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def receive(request: Request) -> JSONResponse:
+        started = time.perf_counter()
         body = await request.body()
         if not secrets.configured(provider):
             return _reject(provider, request, 503, f"{provider} webhooks are not configured: set {MISSING_SECRET[provider]}")
@@ -154,7 +156,9 @@ def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets)
         except MalformedDelivery as exc:
             return _reject(provider, request, 400, str(exc))
         stored = await asyncio.wrap_future(writer.submit(provider, events, body))
-        return JSONResponse({"stored": stored, "duplicates": len(events) - stored})
+        # The receiver's own acknowledgement time (body read to commit), for monitoring.
+        timing = f"ack;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return JSONResponse({"stored": stored, "duplicates": len(events) - stored}, headers={"Server-Timing": timing})
 
     receive.__name__ = f"receive_{provider}"
     return receive
