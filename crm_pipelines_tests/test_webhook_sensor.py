@@ -68,3 +68,59 @@ def test_sensor_run_syncs_the_records_and_marks_the_events_processed(start_hubsp
     [row] = WebhookInbox(store.engine).read_after("hubspot", 0, 10)
     assert row["processed_at"] is not None
     store.dispose()
+
+
+def test_a_merge_reaches_the_local_database(start_hubspot_sim, sqlite_url):
+    """HubSpot merges B into A: the merge webhook makes the sensor sync both; B goes, A stays."""
+    from datetime import datetime, timezone
+
+    from crm_pipelines.providers.hubspot.api import HubSpotClient
+    from crm_pipelines.providers.hubspot.reader import HubSpotChangeReader
+    from crm_pipelines.sync.importer import ImportWindow, run_import
+
+    store = LocalStore.open(sqlite_url)
+    deliveries = []
+
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        """Collects the simulator's deliveries (their signatures are tested elsewhere)."""
+
+        def do_POST(self):  # noqa: N802
+            deliveries.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sim = start_hubspot_sim(seed=13, contacts=30, companies=0, deals=0, tokens=("tok",), webhook_url=f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        with HubSpotClient(access_token="tok", base_url=sim.base_url) as client:
+            now = datetime.now(timezone.utc)
+            run_import(HubSpotChangeReader(client), store, "hubspot", "contacts", ImportWindow(now, now, None, now), stats=client.stats)
+        primary, merged = sorted(sim.records("contacts"), key=int)[:2]
+        sim.merge("contacts", primary, merged)
+        assert sim.webhooks.flush(10)
+        for body in deliveries:
+            WebhookInbox(store.engine).store("hubspot", parse_hubspot(body, {}), body)
+        [event] = [json.loads(b) for b in deliveries][0]
+        assert event["subscriptionType"] == "contact.merge" and event["mergedObjectIds"] == [int(merged)]
+
+        [request] = evaluate(defs.get_repository_def().get_sensor_def("hubspot_webhooks"), sqlite_url).run_requests
+        assert set(request.run_config["ops"]["hubspot__sync_ids"]["config"]["ids"]["contacts"]) == {primary, merged}
+        with dg.instance_for_test() as instance:
+            assert defs.resolve_job_def("hubspot_sync_ids").execute_in_process(
+                instance=instance, run_config=request.run_config,
+                resources={"hubspot": HubSpotResource(access_token="tok", base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=sqlite_url)},
+            ).success
+        local = store.linked_records("hubspot", "contacts")
+        assert primary in local and merged not in local
+        assert set(local) == set(sim.records("contacts"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.dispose()

@@ -89,7 +89,12 @@ def parse_hubspot(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
         event_id = event.get("eventId")
         if event_id is None:
             event_id = body_hash(json.dumps(event, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-        rows.append(_row(str(event_id), subscription_type, object_type, event.get("objectId"), _from_epoch_ms(event.get("occurredAt"))))
+        occurred = _from_epoch_ms(event.get("occurredAt"))
+        rows.append(_row(str(event_id), subscription_type, object_type, event.get("objectId"), occurred))
+        # A merge names the records merged away too: each gets a row, so it is synced (as gone).
+        for merged in event.get("mergedObjectIds") or []:
+            if str(merged) != str(event.get("objectId")):
+                rows.append(_row(f"{event_id}:merged:{merged}", subscription_type, object_type, merged, occurred))
     return rows
 
 

@@ -588,6 +588,7 @@ class HubSpotSimulator(SimulatorBase):
         for op in ("read", "create", "update", "upsert", "archive"):
             handler = self._api(getattr(self, f"_batch_{op}"), write=op != "read")
             router.add("POST", obj + rf"/batch/{op}", handler, name=f"POST /crm/v3/objects/{{obj}}/batch/{op}")
+        router.add("POST", obj + r"/merge", self._api(self._merge_endpoint, write=True), name="POST /crm/v3/objects/{obj}/merge")
         item = obj + r"/(?P<id>[^/]+)"
         router.add("GET", item, self._api(self._get_one), name="GET /crm/v3/objects/{obj}/{id}")
         router.add("PATCH", item, self._api(self._update_one, write=True), name="PATCH /crm/v3/objects/{obj}/{id}")
@@ -765,7 +766,11 @@ class HubSpotSimulator(SimulatorBase):
                 "objectId": row.id,
                 "changeSource": "API",
             }
-            if kind == "propertyChange":
+            if kind == "merge":
+                merged = int(changes["mergedObjectId"])
+                self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.merge", "primaryObjectId": row.id,
+                                              "mergedObjectIds": [merged], "newObjectId": row.id, "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])})
+            elif kind == "propertyChange":
                 for name, value in changes.items():
                     self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.propertyChange", "propertyName": name, "propertyValue": "" if value is None else value})
             else:
@@ -1097,6 +1102,33 @@ class HubSpotSimulator(SimulatorBase):
             if row is not None:
                 store.archive(row, self.clock.now_ms())
         return Response.empty(204)
+
+    def _merge_endpoint(self, request: Request) -> Response:
+        """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
+        store = self._store(request.params["obj"])
+        body = self._body_object(request)
+        primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
+        with self._lock:
+            row = self._merge_rows(store, primary, merged)
+            return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
+
+    def _merge_rows(self, store: _ObjectStore, primary_id: str, merged_id: str) -> _Row:
+        rows = [store.rows.get(int(i)) if i.isdigit() else None for i in (primary_id, merged_id)]
+        if any(r is None or r.archived_ms is not None for r in rows) or primary_id == merged_id:
+            raise _validation_error(f"cannot merge {merged_id} into {primary_id}: both must be distinct live records")
+        primary, merged = rows
+        fills = {name: merged.values[store.slot[name]] for name in store.schema.stored
+                 if primary.values[store.slot[name]] in (None, "") and merged.values[store.slot[name]] not in (None, "")}
+        listener, store.listener = store.listener, None  # HubSpot sends one merge event, not the parts
+        try:
+            now_ms = self.clock.now_ms()
+            store.archive(merged, now_ms)
+            store.update(primary, fills, now_ms)
+        finally:
+            store.listener = listener
+        if listener is not None:
+            listener("merge", primary, {"mergedObjectId": str(merged.id), "numberOfPropertiesMoved": str(len(fills))})
+        return primary
 
     # ---- batch endpoints ------------------------------------------------------------------
 
@@ -1706,6 +1738,12 @@ class HubSpotSimulator(SimulatorBase):
                     store.archive(row, now_ms)
                     done.append(str(row_id))
             return done
+
+    def merge(self, entity: str, primary_id: str, merged_id: str) -> str:
+        """Merge ``merged_id`` into ``primary_id`` as HubSpot does; returns the surviving id."""
+        store = self._entity_store(entity)
+        with self._lock:
+            return str(self._merge_rows(store, str(primary_id), str(merged_id)).id)
 
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Admin mutation: ``{"entity", "modify", "create", "archive", "same_timestamp", "ids"}``."""
