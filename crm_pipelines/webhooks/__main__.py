@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 import uvicorn
@@ -17,7 +18,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app_from_env(), host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False)
+    app = app_from_env()
+    # Objects made at start-up live as long as the process: keep them out of the collector's
+    # full passes, which would otherwise show up as pauses in acknowledgement times.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False)
 
 
 if __name__ == "__main__":

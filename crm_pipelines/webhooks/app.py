@@ -195,7 +195,9 @@ def app_from_env() -> Starlette:
     from crm_pipelines.storage.engine import make_engine
     from crm_pipelines.storage.migrate import upgrade
 
-    engine = make_engine()
+    # One writer thread keeps its connection busy; a broken connection fails that transaction,
+    # whose deliveries are then retried one by one on a fresh connection, so no pre-ping per commit.
+    engine = make_engine(pool_pre_ping=False)
     upgrade(engine)
     secrets = WebhookSecrets.from_env()
     for provider, names in MISSING_SECRET.items():
