@@ -33,7 +33,7 @@ def seed_local(url, n):
 
 
 def run_export(sim, url, instance, **config):
-    run_config = {"ops": {OP: {"ops": {f"{OP}__select": {"config": config}, f"{OP}__send": {"config": config}}}}} if config else None
+    run_config = {"ops": {OP: {"config": config}}} if config else None
     return dg.materialize(
         [defs.get_assets_def(KEY)],
         resources={"hubspot": HubSpotResource(access_token=TOKEN, base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=url)},

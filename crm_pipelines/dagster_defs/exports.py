@@ -88,8 +88,15 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         metadata = total.metadata()
         return dg.Output(value=metadata, metadata=metadata)
 
+    @dg.config_mapping
+    def one_config(config: ExportConfig) -> dict:
+        """One set of options for the whole export, handed to both ops that use it."""
+        values = {"config": config.model_dump()}
+        return {f"{prefix}__select": values, f"{prefix}__send": values}
+
     @dg.graph_asset(
         name=f"{entity}_export",
+        config=one_config,
         key_prefix=[plugin.name],
         group_name=plugin.name,
         description=f"Local {entity} changed since their last export, sent to {plugin.title} in 100-record bulk writes.",
