@@ -12,6 +12,10 @@ from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.importer import plan_window, run_import
 
 DB_RESOURCE_KEY = "crm_db"
+ERROR_RATE_CHECK = "error_rate_below_10pct"
+MAX_ERROR_RATE = 0.10
+#: The schedule runs every 30 minutes: warn after an hour without a successful import, fail after two.
+IMPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
 
 
 class ImportConfig(dg.Config):
@@ -48,6 +52,8 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         tags={"crm/provider": plugin.name, "crm/direction": "import"},
         required_resource_keys={plugin.resource_key, DB_RESOURCE_KEY},
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+        check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=import_asset_key(plugin.name, entity), description=f"At most {MAX_ERROR_RATE:.0%} of the records read were rejected.")],
+        freshness_policy=IMPORT_FRESHNESS,
     )
     def _import(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
         window = context.partition_time_window
@@ -80,10 +86,41 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         metadata = result.metadata()
         metadata["dagster/row_count"] = store.count(entity)
         metadata["database"] = db.display_url()
-        return dg.MaterializeResult(metadata=metadata)
+        error_rate = result.failed / result.fetched if result.fetched else 0.0
+        check = dg.AssetCheckResult(
+            check_name=ERROR_RATE_CHECK,
+            passed=error_rate <= MAX_ERROR_RATE,
+            metadata={"error_rate": round(error_rate, 4), "failed": result.failed, "fetched": result.fetched},
+            description=None if error_rate <= MAX_ERROR_RATE else f"{result.failed} of {result.fetched} records rejected; see the rejects table",
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return _import
 
 
 def build_import_assets(plugin: ProviderPlugin) -> list[dg.AssetsDefinition]:
     return [build_import_asset(plugin, entity) for entity in plugin.entities]
+
+
+def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefinition:
+    """Local live records linked to the provider == the provider's own count of live records."""
+
+    @dg.asset_check(
+        asset=import_asset_key(plugin.name, entity),
+        name="count_matches_provider",
+        description=f"The local {entity} linked to {plugin.title} are as many as {plugin.title} reports.",
+        required_resource_keys={plugin.resource_key, DB_RESOURCE_KEY},
+        pool=f"{plugin.name}_api",
+    )
+    def _count(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        with getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
+            remote = reader.total(entity)
+        local = len(store.linked_records(plugin.name, entity))
+        return dg.AssetCheckResult(
+            passed=local == remote,
+            metadata={"provider_count": remote, "local_count": local, "difference": local - remote},
+            description=None if local == remote else f"{abs(local - remote)} records {'more' if local > remote else 'fewer'} locally; run a backfill or the initial sync",
+        )
+
+    return _count

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from crm_pipelines.dagster_defs.imports import import_asset_key
+from crm_pipelines.dagster_defs.imports import ERROR_RATE_CHECK, import_asset_key
 from crm_pipelines.dagster_defs.partitions import closed_window_key
 from crm_pipelines.providers.registry import ProviderPlugin
 
@@ -13,9 +13,11 @@ def import_job_name(provider: str) -> str:
 
 
 def build_import_job(plugin: ProviderPlugin):
+    keys = [import_asset_key(plugin.name, e) for e in plugin.entities]
     return dg.define_asset_job(
         import_job_name(plugin.name),
-        selection=dg.AssetSelection.assets(*[import_asset_key(plugin.name, e) for e in plugin.entities]),
+        # The error-rate check comes with every run; the count check costs a provider call and runs on its own.
+        selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*[dg.AssetCheckKey(k, ERROR_RATE_CHECK) for k in keys]),
         description=f"Import {plugin.title} {', '.join(plugin.entities)} for a window (one run for all entities).",
         tags={"crm/provider": plugin.name},
     )

@@ -40,6 +40,8 @@ class ChangeReader(Protocol):
 
     def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]: ...
 
+    def total(self, entity: str) -> int: ...
+
 
 @dataclass(frozen=True)
 class ImportWindow:

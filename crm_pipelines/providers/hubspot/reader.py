@@ -86,6 +86,11 @@ class HubSpotChangeReader:
                 page.records.append(mapped)
             yield page
 
+    def total(self, entity: str) -> int:
+        """How many live records HubSpot holds (one search call; search never counts archived ones)."""
+        data = self.client.search(entity, {"filterGroups": [], "properties": ["hs_object_id"], "limit": 1})
+        return int(data.get("total") or 0)
+
     def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]:
         """The current state of specific records (``batch/read``, 100 ids a call).
 
