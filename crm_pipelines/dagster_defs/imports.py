@@ -74,7 +74,7 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                     reader, store, plugin.name, entity, plan,
                     stats=stats,
                     sweep_archived=_should_sweep(config.sweep_archived, window.start, window.end),
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                     logger=context.log,
                 )
         except QuotaExhausted as exc:
