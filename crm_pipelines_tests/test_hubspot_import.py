@@ -119,7 +119,7 @@ def test_search_past_the_10000_cap_and_equal_timestamps(make_sim, store):
     same = sim.modify("contacts", n=450, same_timestamp=True)
     spread = sim.modify("contacts", n=500)
     window = ImportWindow(since, since + timedelta(minutes=30), since, datetime.now(UTC) + timedelta(seconds=5))
-    result = import_entity(sim, store, "contacts", window, strategy="search", search_total_cap=300)
+    result = import_entity(sim, store, "contacts", window, strategy="search")
     assert result.fetched == len(set(same) | set(spread))
     assert sim.stats["by_status"].get("400", 0) == 0
     assert_reconciled(sim, store, "contacts")

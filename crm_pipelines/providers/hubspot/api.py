@@ -26,6 +26,7 @@ PROVIDER = "hubspot"
 BASE_URL = "https://api.hubapi.com"
 LIST_PAGE_MAX = 100
 SEARCH_PAGE_MAX = 200
+#: Search stops at 10,000 results per query; the reader's keyset paging never reaches it.
 SEARCH_TOTAL_CAP = 10_000
 BATCH_MAX = 100
 DEFAULT_BURST_LIMIT = 100
@@ -108,7 +109,6 @@ class HubSpotClient:
         burst_limit: int = DEFAULT_BURST_LIMIT,
         burst_window_s: float = BURST_WINDOW_S,
         search_per_second: int = SEARCH_PER_SECOND,
-        search_total_cap: int = SEARCH_TOTAL_CAP,
         timeout_s: float = 30.0,
         max_attempts: int = 8,
         stats: CallStats | None = None,
@@ -116,7 +116,6 @@ class HubSpotClient:
     ) -> None:
         if not access_token:
             raise ValueError("HubSpot needs an access token (set HUBSPOT_ACCESS_TOKEN)")
-        self.search_total_cap = search_total_cap
         # Limits are per account: clients of the same token share one budget in this process.
         account = hashlib.sha256(access_token.encode()).hexdigest()[:16]
         self.api = ApiClient(

@@ -16,7 +16,6 @@ from crm_pipelines.providers.hubspot.api import (
     BURST_WINDOW_S,
     DEFAULT_BURST_LIMIT,
     SEARCH_PER_SECOND,
-    SEARCH_TOTAL_CAP,
     HubSpotClient,
 )
 from crm_pipelines.providers.hubspot.reader import HubSpotChangeReader
@@ -30,7 +29,6 @@ class HubSpotResource(dg.ConfigurableResource):
     base_url: str = Field(default=BASE_URL, description="API base URL; a simulator's URL in development.")
     burst_limit: int = Field(default=DEFAULT_BURST_LIMIT, description="Requests allowed per ten-second window (the headers correct it).")
     search_per_second: int = Field(default=SEARCH_PER_SECOND, description="Search requests per second (HubSpot: 5 per account).")
-    search_total_cap: int = Field(default=SEARCH_TOTAL_CAP, description="Most results one search query can page through.")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
 
@@ -41,7 +39,6 @@ class HubSpotResource(dg.ConfigurableResource):
             burst_limit=self.burst_limit,
             burst_window_s=BURST_WINDOW_S,
             search_per_second=self.search_per_second,
-            search_total_cap=self.search_total_cap,
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
