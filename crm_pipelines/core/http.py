@@ -9,7 +9,6 @@ accounting. Credentials travel only in request headers and never appear in messa
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
+from crm_pipelines.core.counters import LockedCounters
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.jsonutil import loads
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CallStats:
+class CallStats(LockedCounters):
     """What a client did: calls made, 429s met, retries, seconds spent waiting for the limiter."""
 
     calls: int = 0
@@ -37,28 +37,11 @@ class CallStats:
     limiter_wait_s: float = 0.0
     backoff_wait_s: float = 0.0
     by_kind: Counter = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_call(self, kind: str) -> None:
         with self._lock:
             self.calls += 1
             self.by_kind[kind] += 1
-
-    def add(self, **deltas: float) -> None:
-        with self._lock:
-            for name, value in deltas.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "calls": self.calls,
-                "rate_limited": self.rate_limited,
-                "retries": self.retries,
-                "limiter_wait_s": round(self.limiter_wait_s, 3),
-                "backoff_wait_s": round(self.backoff_wait_s, 3),
-                "by_kind": dict(self.by_kind),
-            }
 
 
 class ResponsePolicy:

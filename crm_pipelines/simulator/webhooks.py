@@ -15,10 +15,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from crm_pipelines.core.counters import LockedCounters
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +29,13 @@ Signer = Callable[[bytes, str], dict[str, str]]
 
 
 @dataclass
-class WebhookStats:
+class WebhookStats(LockedCounters):
     events_enqueued: int = 0
     events_delivered: int = 0
     deliveries: int = 0
     attempts: int = 0
     failed_attempts: int = 0
     dropped_events: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: int) -> None:
-        with self._lock:
-            for name, value in deltas.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 class WebhookEmitter:
