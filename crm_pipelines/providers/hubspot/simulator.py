@@ -1071,28 +1071,18 @@ class HubSpotSimulator(SimulatorBase):
         store = self._store(request.params["obj"])
         body = self._body_object(request)
         with self._lock:
-            values, errors = self._normalize_properties(store, body.get("properties"), creating=True)
-            if errors:
-                raise _ApiError(Response.json(400, self._validation_body(errors)))
-            existing = self._conflict(store, values)
-            if existing is not None:
-                raise _ApiError(Response.json(409, self._conflict_body(existing)))
+            values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
             row = self._new_row(store, values, self.clock.now_ms())
-            return Response.json(201, self._render(store, row, list(store.schema.stored), only_set=True))
+            return Response.json(201, self._written(store, row, None))
 
     def _update_one(self, request: Request) -> Response:
         store = self._store(request.params["obj"])
         body = self._body_object(request)
         with self._lock:
             row = self._lookup(store, request)
-            values, errors = self._normalize_properties(store, body.get("properties"), creating=False)
-            if errors:
-                raise _ApiError(Response.json(400, self._validation_body(errors)))
-            existing = self._conflict(store, values, exclude_id=row.id)
-            if existing is not None:
-                raise _ApiError(Response.json(409, self._conflict_body(existing)))
+            values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
             store.update(row, values, self.clock.now_ms())
-            return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
+            return Response.json(200, self._written(store, row, None))
 
     def _delete_one(self, request: Request) -> Response:
         store = self._store(request.params["obj"])
@@ -1158,6 +1148,42 @@ class HubSpotSimulator(SimulatorBase):
         errors = [self._not_found_error(store, missing)] if missing else []
         return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
 
+    def _checked_input(
+        self,
+        store: _ObjectStore,
+        properties: Mapping[str, Any] | None,
+        *,
+        creating: bool,
+        exclude_id: int | None,
+        trace_id: str | None,
+        errors: list[dict[str, Any]],
+    ) -> dict[str, str | None] | None:
+        """Validate one batch input and check it against unique properties.
+
+        Without a trace id (``trace_id`` None) the first bad input fails the whole batch (400, or
+        409 for a duplicate); with one, the error is added to ``errors`` and None is returned.
+        """
+        values, details = self._normalize_properties(store, properties, creating=creating)
+        if details:
+            if trace_id is None:
+                raise _ApiError(Response.json(400, self._validation_body(details)))
+            errors.append(self._validation_body(details, trace_id))
+            return None
+        existing = self._conflict(store, values, exclude_id=exclude_id)
+        if existing is not None:
+            if trace_id is None:
+                raise _ApiError(Response.json(409, self._conflict_body(existing)))
+            errors.append(self._conflict_body(existing, trace_id))
+            return None
+        return values
+
+    def _written(self, store: _ObjectStore, row: _Row, trace_id: str | None) -> dict[str, Any]:
+        """A batch result for a written row, carrying its trace id when the input had one."""
+        result = self._render(store, row, list(store.schema.stored), only_set=True)
+        if trace_id is not None:
+            result["objectWriteTraceId"] = trace_id
+        return result
+
     def _batch_create(self, request: Request) -> Response:
         store = self._store(request.params["obj"])
         inputs = self._batch_inputs(self._body_object(request))
@@ -1169,12 +1195,7 @@ class HubSpotSimulator(SimulatorBase):
                 batch_emails: set[str] = set()
                 validated = []
                 for item in inputs:
-                    values, errors = self._normalize_properties(store, item.get("properties"), creating=True)
-                    if errors:
-                        raise _ApiError(Response.json(400, self._validation_body(errors)))
-                    existing = self._conflict(store, values)
-                    if existing is not None:
-                        raise _ApiError(Response.json(409, self._conflict_body(existing)))
+                    values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
                     email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
                     if email and email in batch_emails:
                         raise _validation_error(f"Duplicate email in batch input: {values['email']}")
@@ -1186,18 +1207,9 @@ class HubSpotSimulator(SimulatorBase):
             results, errors = [], []
             for item in inputs:
                 trace_id = str(item["objectWriteTraceId"])
-                values, details = self._normalize_properties(store, item.get("properties"), creating=True)
-                if details:
-                    errors.append(self._validation_body(details, trace_id))
-                    continue
-                existing = self._conflict(store, values)
-                if existing is not None:
-                    errors.append(self._conflict_body(existing, trace_id))
-                    continue
-                row = self._new_row(store, values, now_ms)
-                result = self._render(store, row, list(store.schema.stored), only_set=True)
-                result["objectWriteTraceId"] = trace_id
-                results.append(result)
+                values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
+                if values is not None:
+                    results.append(self._written(store, self._new_row(store, values, now_ms), trace_id))
         status = 207 if errors else 201
         return Response.json(status, self._batch_envelope(started, self._shuffled(results), errors))
 
@@ -1223,26 +1235,13 @@ class HubSpotSimulator(SimulatorBase):
                 if row is None:
                     missing.append(raw_id)
                     continue
-                values, details = self._normalize_properties(store, item.get("properties"), creating=False)
-                if details:
-                    if not traced:
-                        raise _ApiError(Response.json(400, self._validation_body(details)))
-                    errors.append(self._validation_body(details, trace_id))
-                    continue
-                existing = self._conflict(store, values, exclude_id=row.id)
-                if existing is not None:
-                    if not traced:
-                        raise _ApiError(Response.json(409, self._conflict_body(existing)))
-                    errors.append(self._conflict_body(existing, trace_id))
-                    continue
-                planned.append((row, values, trace_id))
+                values = self._checked_input(store, item.get("properties"), creating=False, exclude_id=row.id, trace_id=trace_id, errors=errors)
+                if values is not None:
+                    planned.append((row, values, trace_id))
             results = []
             for row, values, trace_id in planned:
                 store.update(row, values, now_ms)
-                result = self._render(store, row, list(store.schema.stored), only_set=True)
-                if trace_id is not None:
-                    result["objectWriteTraceId"] = trace_id
-                results.append(result)
+                results.append(self._written(store, row, trace_id))
         if missing:
             errors.insert(0, self._not_found_error(store, missing))
         return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
@@ -1273,19 +1272,9 @@ class HubSpotSimulator(SimulatorBase):
                 properties = dict(item.get("properties") or {})
                 if row is None:
                     properties.setdefault(id_property, raw_id)
-                values, details = self._normalize_properties(store, properties, creating=row is None)
-                if details:
-                    if not traced:
-                        raise _ApiError(Response.json(400, self._validation_body(details)))
-                    errors.append(self._validation_body(details, trace_id))
-                    continue
-                conflict = self._conflict(store, values, exclude_id=row.id if row else None)
-                if conflict is not None:
-                    if not traced:
-                        raise _ApiError(Response.json(409, self._conflict_body(conflict)))
-                    errors.append(self._conflict_body(conflict, trace_id))
-                    continue
-                plans.append((row, values, trace_id))
+                values = self._checked_input(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
+                if values is not None:
+                    plans.append((row, values, trace_id))
             results = []
             for row, values, trace_id in plans:
                 is_new = row is None
@@ -1293,11 +1282,7 @@ class HubSpotSimulator(SimulatorBase):
                     row = self._new_row(store, values, now_ms)
                 else:
                     store.update(row, values, now_ms)
-                result = self._render(store, row, list(store.schema.stored), only_set=True)
-                result["new"] = is_new
-                if trace_id is not None:
-                    result["objectWriteTraceId"] = trace_id
-                results.append(result)
+                results.append(self._written(store, row, trace_id) | {"new": is_new})
         if missing:
             errors.insert(0, self._not_found_error(store, missing))
         return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
