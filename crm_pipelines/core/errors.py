@@ -57,5 +57,12 @@ class QuotaExhausted(ProviderError):
     """
 
 
+class EntityUnavailable(ProviderError):
+    """The account does not offer this entity (a Shopify store without B2B has no companies).
+
+    Syncs of that entity are skipped with this message instead of failing.
+    """
+
+
 class ConfigurationError(Exception):
     """Bad settings or input from the user, reported with what to change."""

@@ -47,6 +47,11 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     def select(context: dg.OpExecutionContext, config: ExportConfig):
         store = getattr(context.resources, DB_RESOURCE_KEY).store()
         with getattr(context.resources, plugin.resource_key).open_writer() as (writer, _stats):
+            unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
+            if unavailable:
+                context.log.warning("skipped: %s", unavailable)
+                yield dg.DynamicOutput([("skipped", unavailable)], mapping_key="skipped")
+                return
             plan = plan_export(writer, store, plugin.name, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
         if config.dry_run:
             result = dry_run_result(plugin.name, entity, plan)
@@ -68,6 +73,8 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         if items and items[0][0] == "dry_run":
             _, would_create, would_update, unchanged = items[0]
             return {"dry_run": True, "would_create": would_create, "would_update": would_update, "selected": would_create + would_update, "unchanged": unchanged}
+        if items and items[0][0] == "skipped":
+            return {"skipped": items[0][1]}
         if items and items[0][0] == "plan":
             return {"recovered": items[0][1], "unchanged": items[0][2]}
         store = getattr(context.resources, DB_RESOURCE_KEY).store()
@@ -79,6 +86,10 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
 
     @dg.op(name=f"{prefix}__summarize")
     def summarize(context: dg.OpExecutionContext, parts: list) -> dg.Output:
+        skipped = [p["skipped"] for p in parts if "skipped" in p]
+        if skipped:
+            context.log.warning("skipped: %s", skipped[0])
+            return dg.Output(value={"skipped": skipped[0]}, metadata={"skipped": skipped[0], "selected": 0, "created": 0, "updated": 0})
         results = [ExportResult(plugin.name, entity, **{k: v for k, v in p.items() if k not in ("api",)}) for p in parts]
         for result, part in zip(results, parts):
             result.api = part.get("api", {})

@@ -6,7 +6,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
+from crm_pipelines.core.errors import EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, sync_start
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.importer import plan_window, run_import
@@ -77,6 +77,12 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                     run_id=context.run.run_id,
                     logger=context.log,
                 )
+        except EntityUnavailable as exc:
+            context.log.warning("skipped: %s", exc)
+            return dg.MaterializeResult(
+                metadata={"skipped": str(exc), "fetched": 0, "dagster/row_count": store.count(entity)},
+                check_results=[dg.AssetCheckResult(check_name=ERROR_RATE_CHECK, passed=True, metadata={"skipped": str(exc)})],
+            )
         except QuotaExhausted as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         except RetryableError as exc:
@@ -114,8 +120,11 @@ def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefi
     )
     def _count(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         store = getattr(context.resources, DB_RESOURCE_KEY).store()
-        with getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
-            remote = reader.total(entity)
+        try:
+            with getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
+                remote = reader.total(entity)
+        except EntityUnavailable as exc:
+            return dg.AssetCheckResult(passed=True, metadata={"skipped": str(exc)}, description=f"skipped: {exc}")
         local = len(store.linked_records(plugin.name, entity))
         return dg.AssetCheckResult(
             passed=local == remote,

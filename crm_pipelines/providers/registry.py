@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,16 @@ class ProviderPlugin:
     webhook_object_types: dict[str, str] = field(default_factory=dict)
 
 
-def all_plugins() -> list[ProviderPlugin]:
-    from crm_pipelines.providers import hubspot
+#: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
+PROVIDERS: tuple[str, ...] = ("hubspot",)
 
-    return [hubspot.PLUGIN]
+
+def all_plugins() -> list[ProviderPlugin]:
+    return [importlib.import_module(f"crm_pipelines.providers.{name}").PLUGIN for name in PROVIDERS]
+
+
+def plugin(name: str) -> ProviderPlugin:
+    """The plugin of one provider, with a clear message for an unknown name."""
+    if name not in PROVIDERS:
+        raise KeyError(f"unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}")
+    return importlib.import_module(f"crm_pipelines.providers.{name}").PLUGIN
