@@ -16,7 +16,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 class SlidingWindowLimiter:
@@ -50,25 +52,26 @@ class SlidingWindowLimiter:
         while self._sent and self._sent[0] <= horizon:
             self._sent.popleft()
 
-    def _delay(self, now: float) -> float:
+    def _delay(self, now: float, cost: int) -> float:
         self._purge(now)
         if now < self._blocked_until:
             return self._blocked_until - now
-        if len(self._sent) < self.max_calls:
+        if len(self._sent) + cost <= self.max_calls:
             return 0.0
-        # The oldest send that must leave the window before a slot frees up.
-        oldest = self._sent[len(self._sent) - self.max_calls]
+        # The oldest send that must leave the window before enough slots free up.
+        oldest = self._sent[max(len(self._sent) + cost - self.max_calls - 1, 0)]
         return max(oldest + self.period_s + self.safety_margin_s - now, 0.001)
 
-    def acquire(self) -> float:
-        """Block until a request may be sent, record it, and return the seconds waited."""
+    def acquire(self, cost: int = 1) -> float:
+        """Block until a request of ``cost`` units may be sent, record it, and return the seconds waited."""
+        cost = max(1, min(int(cost), self.max_calls))
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                delay = self._delay(now)
+                delay = self._delay(now, cost)
                 if delay <= 0:
-                    self._sent.append(now)
+                    self._sent.extend([now] * cost)
                     self.waited_s += waited
                     return waited
             self._sleep(delay)
@@ -114,16 +117,49 @@ class SlidingWindowLimiter:
             return self._blocked_until - now
 
 
+#: Who goes first when runs share an account's budget: webhook-triggered and scheduled
+#: incremental runs (high) before manual runs (normal) before backfills (low).
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+
 _SHARED: dict[tuple, SlidingWindowLimiter] = {}
 _SHARED_LOCK = threading.Lock()
+_backend: Callable[..., Any] | None = None
+_priority = "normal"
 
 
-def shared_limiter(key: tuple, max_calls: int, period_s: float, **kwargs) -> SlidingWindowLimiter:
-    """One limiter per key (provider, account, limit name) for the whole process.
+def current_priority() -> str:
+    return _priority
 
-    Every client of the same account in this process (threads, steps run in-process, several
-    resources) then draws from one budget instead of each believing it has the full limit.
+
+@contextmanager
+def shared_budgets(backend: Callable[..., Any] | None, priority: str = "normal") -> Iterator[None]:
+    """Within this block, :func:`shared_limiter` takes its limiters from ``backend``.
+
+    ``backend(key, max_calls, period_s, **kwargs)`` returns a limiter kept outside the process
+    (:class:`crm_pipelines.storage.quota.QuotaBudgets` keeps them in the project's database),
+    so every process calling the same account shares one budget; ``priority`` is this
+    process's place in the queue for it (one Dagster step runs per process).
     """
+    global _backend, _priority
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}; expected one of {', '.join(PRIORITIES)}")
+    saved = _backend, _priority
+    _backend, _priority = backend, priority
+    try:
+        yield
+    finally:
+        _backend, _priority = saved
+
+
+def shared_limiter(key: tuple, max_calls: int, period_s: float, **kwargs) -> Any:
+    """One limiter per key (provider, account, limit name).
+
+    Inside :func:`shared_budgets` the limiter is the deployment-wide one from its backend;
+    otherwise every client of the same account in this process (threads, steps run in-process,
+    several resources) draws from one in-process budget.
+    """
+    if _backend is not None:
+        return _backend(key, max_calls, period_s, **kwargs)
     with _SHARED_LOCK:
         limiter = _SHARED.get(key)
         if limiter is None or limiter.period_s != period_s:

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from crm_pipelines.storage.engine import database_url, safe_url
+from crm_pipelines.storage.quota import QuotaBudgets
 from crm_pipelines.storage.store import LocalStore
 
 
@@ -16,12 +17,19 @@ class LocalDatabaseResource(dg.ConfigurableResource):
     """
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; leave empty to use $CRM_DATABASE_URL or the SQLite default.", json_schema_extra={"dagster__is_secret": True})
+    shared_api_budgets: bool = Field(default=True, description="Keep API rate budgets in this database so every run process shares one budget per provider account.")
     _store: LocalStore | None = PrivateAttr(default=None)
+    _budgets: QuotaBudgets | None = PrivateAttr(default=None)
 
     def store(self) -> LocalStore:
         if self._store is None:
             self._store = LocalStore.open(self.url)
         return self._store
+
+    def budgets(self) -> QuotaBudgets:
+        if self._budgets is None:
+            self._budgets = QuotaBudgets(self.store().engine)
+        return self._budgets
 
     def display_url(self) -> str:
         return safe_url(database_url(self.url))
@@ -30,3 +38,4 @@ class LocalDatabaseResource(dg.ConfigurableResource):
         if self._store is not None:
             self._store.dispose()
             self._store = None
+            self._budgets = None

@@ -9,6 +9,7 @@ retried on its own; ``summarize`` adds up the figures as the materialization's m
 import dagster as dg
 from pydantic import Field
 
+from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
@@ -45,8 +46,9 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
 
     @dg.op(name=f"{prefix}__select", ins={"start_after": dg.In(dg.Nothing)}, out=dg.DynamicOut(list), required_resource_keys=resource_keys, pool=f"{plugin.name}_api")
     def select(context: dg.OpExecutionContext, config: ExportConfig):
-        store = getattr(context.resources, DB_RESOURCE_KEY).store()
-        with getattr(context.resources, plugin.resource_key).open_writer() as (writer, _stats):
+        db = getattr(context.resources, DB_RESOURCE_KEY)
+        store = db.store()
+        with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_writer() as (writer, _stats):
             unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
             if unavailable:
                 context.log.warning("skipped: %s", unavailable)
@@ -77,10 +79,11 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             return {"skipped": items[0][1]}
         if items and items[0][0] == "plan":
             return {"recovered": items[0][1], "unchanged": items[0][2]}
-        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        db = getattr(context.resources, DB_RESOURCE_KEY)
+        store = db.store()
         # Records already sent by an earlier attempt of this step no longer differ: skip them.
         items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(plugin.name, entity, ids=[i[0] for i in items])]
-        with getattr(context.resources, plugin.resource_key).open_writer() as (writer, stats):
+        with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_writer() as (writer, stats):
             result = send_changes(writer, store, plugin.name, entity, items, stats=stats, batch_size=config.batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
         return _as_dict(result)
 

@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.core.errors import EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
+from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, sync_start
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.importer import plan_window, run_import
@@ -69,7 +70,7 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             catch_up=config.catch_up,
         )
         try:
-            with source.open_reader(strategy=config.strategy, logger=context.log) as (reader, stats):
+            with provider_budget(context, db) as priority, source.open_reader(strategy=config.strategy, logger=context.log) as (reader, stats):
                 result = run_import(
                     reader, store, plugin.name, entity, plan,
                     stats=stats,
@@ -90,6 +91,7 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         except ProviderError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         metadata = result.metadata()
+        metadata["api_priority"] = priority
         metadata["dagster/row_count"] = store.count(entity)
         metadata["database"] = db.display_url()
         error_rate = result.failed / result.fetched if result.fetched else 0.0
@@ -119,9 +121,10 @@ def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefi
         pool=f"{plugin.name}_api",
     )
     def _count(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        db = getattr(context.resources, DB_RESOURCE_KEY)
+        store = db.store()
         try:
-            with getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
+            with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
                 remote = reader.total(entity)
         except EntityUnavailable as exc:
             return dg.AssetCheckResult(passed=True, metadata={"skipped": str(exc)}, description=f"skipped: {exc}")

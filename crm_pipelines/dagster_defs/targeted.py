@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, import_asset_key
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.targeted import sync_ids
@@ -24,12 +25,13 @@ def build_sync_ids_job(plugin: ProviderPlugin) -> dg.JobDefinition:
     @dg.op(name=f"{plugin.name}__sync_ids", required_resource_keys={plugin.resource_key, DB_RESOURCE_KEY}, pool=f"{plugin.name}_api",
            retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL))
     def sync_by_id(context: dg.OpExecutionContext, config: SyncIdsConfig) -> None:
-        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        db = getattr(context.resources, DB_RESOURCE_KEY)
+        store = db.store()
         source = getattr(context.resources, plugin.resource_key)
         for entity, ids in sorted(config.ids.items()):
             if entity not in plugin.entities:
                 raise dg.Failure(f"{plugin.title} has no entity {entity!r}; expected one of {', '.join(plugin.entities)}", allow_retries=False)
-            with source.open_reader(logger=context.log) as (reader, stats):
+            with provider_budget(context, db), source.open_reader(logger=context.log) as (reader, stats):
                 figures = sync_ids(reader, store, plugin.name, entity, ids, stats=stats, logger=context.log)
             # An observation (not a partition materialization): the records changed now, by id.
             context.log_event(dg.AssetObservation(asset_key=import_asset_key(plugin.name, entity), metadata={"synced_by_id": True, **figures}))

@@ -28,7 +28,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -445,14 +445,21 @@ class RequestStats:
             self._rate_limited: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
             self._since = time.time()
+            self._arrivals: deque[float] = deque(maxlen=1_000_000)
 
     def record_response(self, route: str, status: int | None) -> None:
         """Count one API request and its status (``None`` when the connection was reset)."""
         with self._lock:
             self._total += 1
+            self._arrivals.append(time.time())
             self._by_route[route] += 1
             if status is not None:
                 self._by_status[status] += 1
+
+    def arrival_times(self) -> list[float]:
+        """Wall-clock times of the API requests answered (the last million), for rate figures."""
+        with self._lock:
+            return list(self._arrivals)
 
     def record_admin(self) -> None:
         """Count one admin request."""

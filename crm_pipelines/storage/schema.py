@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -170,3 +171,17 @@ webhooks = Table(
     UniqueConstraint("provider", "event_id", name="uq_webhooks_event"),
 )
 Index("ix_webhooks_provider_id", webhooks.c.provider, webhooks.c.id)
+
+# Shared API budgets: one row per provider account and limit (``hubspot|<account>|ten-secondly``).
+# Every process that calls the provider takes its sends from here inside a short transaction, so
+# the schedule, webhook-triggered runs, a backfill and an export together stay within the limit.
+quota_budgets = Table(
+    "quota_budgets",
+    metadata,
+    Column("budget_key", String(255), primary_key=True),
+    Column("max_calls", Integer, nullable=False),
+    Column("period_s", Float, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("version", BigInteger, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""``crm-pipelines``: the demo, the simulators and the development server from one command."""
+"""``crm-pipelines demo | sandbox | dev``: the demo, the simulators and the development server."""
 
 from __future__ import annotations
 
@@ -176,10 +176,7 @@ def _add_sim_options(parser: argparse.ArgumentParser, *, port: int = 0) -> None:
     parser.set_defaults(contacts=10_000, companies=1_000, deals=2_000, port=port)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm-pipelines", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
     demo = sub.add_parser("demo", help="full HubSpot import against the simulator, as a Dagster run, with a summary")
     _add_sim_options(demo)
     demo.add_argument("--changes", type=int, default=100, help="records per entity to change before the incremental run (0: skip it)")
@@ -194,16 +191,3 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(dev)
     dev.add_argument("--ui-port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from crm_pipelines.cli import main
+
+sys.exit(main())
