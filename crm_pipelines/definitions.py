@@ -7,6 +7,7 @@ import dagster as dg
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
 from crm_pipelines.dagster_defs.exports import build_export_assets, local_table_specs
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, build_count_check, build_import_assets
+from crm_pipelines.dagster_defs.maintenance import maintenance_job, maintenance_schedule
 from crm_pipelines.dagster_defs.schedules import build_export_job, build_import_job, build_incremental_schedule
 from crm_pipelines.dagster_defs.targeted import build_sync_ids_job
 from crm_pipelines.dagster_defs.webhook_sensors import build_webhook_sensor
@@ -16,7 +17,7 @@ from crm_pipelines.providers.registry import all_plugins
 def build_definitions() -> dg.Definitions:
     plugins = all_plugins()
     assets: list = local_table_specs(sorted({e for p in plugins for e in p.entities}))
-    jobs, schedules, sensors, checks = [], [], [], []
+    jobs, schedules, sensors, checks = [maintenance_job], [maintenance_schedule], [], []
     resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource()}
     for plugin in plugins:
         assets.extend(build_import_assets(plugin))

@@ -16,20 +16,32 @@ POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg
 
 
 @pytest.fixture
-def postgres_url():
-    """A new, empty PostgreSQL database on the local server, dropped afterwards."""
+def make_postgres_database():
+    """Create new, empty PostgreSQL databases on the local server; all are dropped afterwards."""
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"crm_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # the suite must not silently skip PostgreSQL
-        pytest.fail(f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL).render_as_string()} is not usable: {exc}")
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
+    created = []
+
+    def _make() -> str:
+        name = f"crm_test_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # the suite must not silently skip PostgreSQL
+            pytest.fail(f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL).render_as_string()} is not usable: {exc}")
+        created.append(name)
+        return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield _make
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(make_postgres_database):
+    """A new, empty PostgreSQL database on the local server, dropped afterwards."""
+    return make_postgres_database()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_pipelines.storage.schema import webhooks
@@ -88,6 +88,12 @@ class WebhookInbox:
                     .where(webhooks.c.id.in_(ids[start:start + CHUNK]), webhooks.c.processed_at.is_(None))
                     .values(processed_at=now)
                 )
+
+    def purge_processed(self, before: datetime) -> int:
+        """Delete events processed before ``before`` (a redelivery that old is no longer expected)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(webhooks).where(webhooks.c.processed_at.is_not(None), webhooks.c.processed_at < before))
+        return result.rowcount or 0
 
     def mark_processed_range(self, provider: str, first_id: int, last_id: int) -> int:
         """Mark the provider's rows with ids in ``[first_id, last_id]`` as acted on; returns rows marked."""

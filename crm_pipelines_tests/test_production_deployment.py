@@ -1,0 +1,159 @@
+"""The production deployment, for real: Dagster on PostgreSQL, its daemon and webserver running.
+
+The instance is configured by ``deploy/production/dagster.yaml`` (PostgreSQL storage, queued
+runs, limits per provider), the local database is PostgreSQL too, and HubSpot is the simulator.
+The test starts the incremental schedule and launches a backfill of the first partition through
+the webserver's GraphQL API, as the UI does; the daemon launches the runs. Both must succeed and
+the local database must then hold exactly the simulator's records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from crm_pipelines.storage.store import LocalStore
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "e2e-token"
+LOCATION = "crm_pipelines"
+IMPORT_ASSETS = [["hubspot", "contacts"], ["hubspot", "companies"], ["hubspot", "deals"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(url: str, query: str, variables: dict) -> dict:
+    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    assert response.status_code == 200, f"GraphQL answered {response.status_code}: {response.text[:2000]}"
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def _wait(predicate, timeout_s: float, what: str, processes=()):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in processes:
+            assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}"
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def deployment(tmp_path, make_postgres_database, start_hubspot_sim, monkeypatch):
+    dagster_url = make_url(make_postgres_database()).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    crm_url = make_postgres_database()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
+    sim = start_hubspot_sim(seed=21, contacts=400, companies=60, deals=80, tokens=(TOKEN,), burst_limit=100)
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_URL=dagster_url,
+        CRM_DATABASE_URL=crm_url,
+        HUBSPOT_BASE_URL=sim.base_url,
+        HUBSPOT_ACCESS_TOKEN=TOKEN,
+        CRM_INCREMENTAL_CRON="* * * * *",
+        CRM_SYNC_START=(datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d"),
+    )
+    for name in ("DAGSTER_HOME", "DAGSTER_PG_URL", "CRM_DATABASE_URL", "CRM_SYNC_START"):
+        monkeypatch.setenv(name, env[name])
+    port = _free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    workspace = str(REPO / "workspace.yaml")
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+                         cwd=REPO, env=env, stdout=open(logs / "webserver.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
+                         cwd=REPO, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def webserver_up():
+            try:
+                return httpx.get(f"{url}/server_info", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(webserver_up, 120, "the webserver", processes)
+        yield {"url": url, "sim": sim, "crm_url": crm_url, "home": home, "processes": processes, "logs": logs}
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in processes:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment):
+    url, sim = deployment["url"], deployment["sim"]
+    data = _graphql(url, """
+        mutation($selector: ScheduleSelector!) {
+          startSchedule(scheduleSelector: $selector) { __typename ... on PythonError { message } }
+        }""", {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "hubspot_incremental"}})
+    assert data["startSchedule"]["__typename"] == "ScheduleStateResult", data
+
+    # The first partition of the deployment (CRM_SYNC_START at midnight) reads every record.
+    first_partition = os.environ["CRM_SYNC_START"] + "-00:00"
+    data = _graphql(url, """
+        mutation($params: LaunchBackfillParams!) {
+          launchPartitionBackfill(backfillParams: $params) {
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+          }
+        }""", {"params": {"partitionNames": [first_partition], "assetSelection": [{"path": p} for p in IMPORT_ASSETS]}})
+    assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
+
+    instance = dg.DagsterInstance.from_config(str(deployment["home"]))
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+    def done_runs():
+        runs = instance.get_runs()
+        scheduled = [r for r in runs if r.tags.get("dagster/schedule_name") == "hubspot_incremental" and r.status in finished]
+        backfilled = [r for r in runs if r.tags.get("dagster/backfill") and r.status in finished]
+        return (scheduled, backfilled) if scheduled and backfilled else None
+
+    try:
+        scheduled, backfilled = _wait(done_runs, 420, "a scheduled run and a backfill run to finish", deployment["processes"])
+    except AssertionError:
+        print((deployment["logs"] / "daemon.log").read_text()[-5000:])
+        raise
+    for run in scheduled + backfilled:
+        assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id} ({run.tags}) ended {run.status}"
+    # One run for the three assets of the partition (single-run backfill policy).
+    assert len(backfilled) == 1
+
+    store = LocalStore.open(deployment["crm_url"])
+    try:
+        for entity in ("contacts", "companies", "deals"):
+            assert set(store.linked_records("hubspot", entity)) == set(sim.records(entity)), entity
+            assert store.count(entity) == len(sim.records(entity))
+    finally:
+        store.dispose()
+    assert sim.stats["rate_limited_total"] == 0
+    instance.dispose()
