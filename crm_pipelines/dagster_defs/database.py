@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from crm_pipelines.storage.conflicts import ConflictPolicy
 from crm_pipelines.storage.engine import database_url, safe_url
 from crm_pipelines.storage.quota import QuotaBudgets
 from crm_pipelines.storage.store import LocalStore
@@ -17,13 +18,14 @@ class LocalDatabaseResource(dg.ConfigurableResource):
     """
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; leave empty to use $CRM_DATABASE_URL or the SQLite default.", json_schema_extra={"dagster__is_secret": True})
+    conflict_strategies: str | None = Field(default=None, description="Who wins when a record changed locally and at the provider: e.g. 'hubspot.contacts=manual,*=last_modified' (provider_wins, local_wins, last_modified, manual). Default: $CRM_CONFLICT_STRATEGIES, else provider_wins.")
     shared_api_budgets: bool = Field(default=True, description="Keep API rate budgets in this database so every run process shares one budget per provider account.")
     _store: LocalStore | None = PrivateAttr(default=None)
     _budgets: QuotaBudgets | None = PrivateAttr(default=None)
 
     def store(self) -> LocalStore:
         if self._store is None:
-            self._store = LocalStore.open(self.url)
+            self._store = LocalStore.open(self.url, conflict_policy=ConflictPolicy.from_env(self.conflict_strategies))
         return self._store
 
     def budgets(self) -> QuotaBudgets:

@@ -185,3 +185,26 @@ quota_budgets = Table(
     Column("version", BigInteger, nullable=False, default=0),
     Column("updated_at", Float, nullable=False),
 )
+
+# Records changed locally and at a provider since their last sync, and what was decided: by a
+# strategy at once (``resolved_by`` "auto:<strategy>") or by a person later (strategy ``manual``).
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("local_id", BigInteger, nullable=False),
+    Column("external_id", String(64), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("local_fields", JSON, nullable=False),
+    Column("remote_fields", JSON, nullable=False),
+    Column("local_updated_at", UTCDateTime),
+    Column("remote_updated_at", UTCDateTime),
+    Column("detected_at", UTCDateTime, nullable=False),
+    Column("decision", String(16)),
+    Column("resolved_at", UTCDateTime),
+    Column("resolved_by", String(64)),
+    Column("merge_choices", JSON),
+)
+Index("ix_conflicts_open", conflicts.c.provider, conflicts.c.entity, conflicts.c.resolved_at)

@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
+from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.migrate import upgrade
 from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, rejects, sync_state
@@ -43,6 +45,7 @@ class ApplyOutcome:
     unchanged: int = 0
     linked: int = 0
     deleted: int = 0
+    conflicts: int = 0
 
     def add(self, other: ApplyOutcome) -> None:
         for name, value in asdict(other).items():
@@ -80,15 +83,16 @@ def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
 class LocalStore:
     """The local database as this project uses it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, conflict_policy: ConflictPolicy | None = None) -> None:
         self.engine = engine
+        self.conflict_policy = conflict_policy or ConflictPolicy.from_env()
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate: bool = True) -> LocalStore:
+    def open(cls, url: str | None = None, *, migrate: bool = True, conflict_policy: ConflictPolicy | None = None) -> LocalStore:
         engine = make_engine(url)
         if migrate:
             upgrade(engine)
-        return cls(engine)
+        return cls(engine, conflict_policy=conflict_policy)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -129,6 +133,7 @@ class LocalStore:
                     external_links.c.local_id,
                     external_links.c.remote_updated_at,
                     external_links.c.remote_hash,
+                    external_links.c.exported_hash,
                     external_links.c.archived_at,
                 ).where(
                     external_links.c.provider == provider,
@@ -141,6 +146,7 @@ class LocalStore:
         link_updates: list[dict[str, Any]] = []
         archived_local: list[dict[str, Any]] = []
         unlinked: list[tuple[RemoteRecord, str]] = []
+        changed: list[tuple[RemoteRecord, str, Any]] = []
 
         for record in chunk:
             link = links.get(record.external_id)
@@ -162,9 +168,14 @@ class LocalStore:
                 if not stale and record.updated_at and record.updated_at != link.remote_updated_at:
                     link_updates.append(self._link_row(record, digest, now))
                 continue
-            local_updates.append(self._local_row(names, record, link.local_id, now))
+            changed.append((record, digest, link))
+
+        kept_local = self._settle_conflicts(conn, provider, entity, changed, now, outcome)
+        for record, digest, link in changed:
+            if link.local_id not in kept_local:
+                local_updates.append(self._local_row(names, record, link.local_id, now))
+                outcome.updated += 1
             link_updates.append(self._link_row(record, digest, now))
-            outcome.updated += 1
 
         new_links: list[dict[str, Any]] = []
         if unlinked and MATCH_KEYS[entity]:
@@ -219,6 +230,35 @@ class LocalStore:
             outcome.created += len(ids)
         if new_links:
             conn.execute(insert(external_links), new_links)
+
+    def _settle_conflicts(self, conn, provider: str, entity: str, changed: Sequence[tuple[RemoteRecord, str, Any]], now: datetime, outcome: ApplyOutcome) -> set[int]:
+        """Find linked records also changed locally since their last sync; returns the local ids to keep."""
+        if not changed:
+            return set()
+        table = ENTITY_TABLES[entity]
+        names = FIELDS[entity]
+        rows = {
+            row.id: row
+            for row in conn.execute(
+                select(table.c.id, table.c.updated_at, *[table.c[n] for n in names]).where(
+                    table.c.id.in_([link.local_id for _, _, link in changed]), table.c.deleted_at.is_(None)
+                )
+            )
+        }
+        strategy = self.conflict_policy.strategy_for(provider, entity)
+        found: list[Detected] = []
+        for record, digest, link in changed:
+            row = rows.get(link.local_id)
+            if row is None or link.archived_at is not None:
+                continue
+            local_fields = {n: getattr(row, n) for n in names}
+            local_digest = content_hash(entity, local_fields)
+            if local_digest in (link.remote_hash, link.exported_hash, digest):
+                continue  # unchanged locally since the last sync (or already the same)
+            found.append(Detected(link.local_id, record.external_id, local_fields, dict(record.fields), row.updated_at, record.updated_at, strategy))
+        record_conflicts(conn, provider, entity, found, now)
+        outcome.conflicts += len(found)
+        return {d.local_id for d in found if d.decision != "provider"}
 
     @staticmethod
     def _local_row(names: Sequence[str], record: RemoteRecord, local_id: int, now: datetime) -> dict[str, Any]:
@@ -297,7 +337,7 @@ class LocalStore:
         query = (
             select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
             .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.provider == provider, link.c.entity == entity)))
-            .where(table.c.deleted_at.is_(None))
+            .where(table.c.deleted_at.is_(None), table.c.id.not_in(open_conflict_ids(provider, entity)))
             .order_by(table.c.id)
         )
         if only_new:

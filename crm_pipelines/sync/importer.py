@@ -106,6 +106,7 @@ class ImportResult:
             "linked": self.outcome.linked,
             "unchanged": self.outcome.unchanged,
             "deleted": self.outcome.deleted,
+            "conflicts": self.outcome.conflicts,
             "failed": self.failed,
             "success_rate": round(success_rate, 4),
             "api_calls": int(self.api.get("calls", 0)),
@@ -127,7 +128,7 @@ class ImportResult:
         o = self.outcome
         return (
             f"{self.provider}/{self.entity}: processed {self.fetched}, created {o.created}, updated {o.updated}, "
-            f"linked {o.linked}, unchanged {o.unchanged}, deleted {o.deleted}, errors {self.failed}, "
+            f"linked {o.linked}, unchanged {o.unchanged}, deleted {o.deleted}, conflicts {o.conflicts}, errors {self.failed}, "
             f"{self.duration_s:.1f}s, {self.api.get('calls', 0)} API calls ({self.strategy})"
         )
 

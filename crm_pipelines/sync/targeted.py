@@ -48,6 +48,7 @@ def sync_ids(
         "linked": outcome.linked,
         "unchanged": outcome.unchanged,
         "deleted": outcome.deleted,
+        "conflicts": outcome.conflicts,
         "failed": failed,
         "api_calls": stats.snapshot()["calls"],
         "duration_s": round(time.monotonic() - started, 3),
