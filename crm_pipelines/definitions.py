@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from crm_pipelines.dagster_defs.alerts import ALERT_SENSORS, ALERTS_RESOURCE_KEY, AlertsResource
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
 from crm_pipelines.dagster_defs.exports import build_export_assets, local_table_specs
 from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, build_count_check, build_import_assets
@@ -17,8 +18,8 @@ from crm_pipelines.providers.registry import all_plugins
 def build_definitions() -> dg.Definitions:
     plugins = all_plugins()
     assets: list = local_table_specs(sorted({e for p in plugins for e in p.entities}))
-    jobs, schedules, sensors, checks = [maintenance_job], [maintenance_schedule], [], []
-    resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource()}
+    jobs, schedules, sensors, checks = [maintenance_job], [maintenance_schedule], list(ALERT_SENSORS), []
+    resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource(), ALERTS_RESOURCE_KEY: AlertsResource()}
     for plugin in plugins:
         assets.extend(build_import_assets(plugin))
         checks.extend(build_count_check(plugin, entity) for entity in plugin.entities)
