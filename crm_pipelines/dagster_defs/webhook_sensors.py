@@ -21,8 +21,10 @@ def targeted_run_request(plugin: ProviderPlugin, rows: list[dict]) -> dg.RunRequ
     """One run for every record the rows mention, or None when none maps to an entity."""
     ids: dict[str, set[str]] = {}
     for row in rows:
-        entity = plugin.webhook_object_types.get(str(row.get("object_type") or "").lower())
-        if entity and row.get("object_id"):
+        target = plugin.webhook_object_types.get(str(row.get("object_type") or "").lower())
+        if not target or not row.get("object_id"):
+            continue
+        for entity in (target,) if isinstance(target, str) else target:
             ids.setdefault(entity, set()).add(str(row["object_id"]))
     if not ids:
         return None

@@ -22,12 +22,13 @@ class ProviderPlugin:
     resource_key: str
     default_resource: Callable[[], Any]
     env_vars: tuple[str, ...] = ()
-    #: Object types named in webhook events (lower-case) -> entity, for providers that send webhooks.
-    webhook_object_types: dict[str, str] = field(default_factory=dict)
+    #: Object types named in webhook events (lower-case) -> entity (or entities, when one event
+    #: type covers several, like Bling's "contact" for persons and companies).
+    webhook_object_types: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
-PROVIDERS: tuple[str, ...] = ("hubspot",)
+PROVIDERS: tuple[str, ...] = ("hubspot", "bling")
 
 
 def all_plugins() -> list[ProviderPlugin]:

@@ -1,0 +1,165 @@
+"""Reading Bling changes for a time window without losing records.
+
+Bling filters lists by ``dataAlteracaoInicial``/``dataAlteracaoFinal``: local time
+(America/Sao_Paulo), whole seconds, both ends inclusive. The window sent is therefore
+``[floor(lower), floor(upper)]`` in local time: a record changed in the same second as either
+bound is read (perhaps twice, across two runs; the store compares by content, so the overlap
+costs reads, never duplicates). Wider windows than a year are split (Bling refuses them).
+
+Page-number paging has one hazard: when a record already passed leaves the result set while
+the pages are read (it changed, so its dataAlteracao is now past the window, or it was
+excluded), every later record moves one place up and the first record of each following page is
+never seen. Bling's list order is not documented, so the reader does not rely on it: after the
+last page it asks what changed since the scan began (one small query, plus one for excluded
+contatos), and if any of those records was already seen on a page, it reads again from that
+page on. Records added or changed during the scan are returned too (they are current).
+
+List items of contatos and pedidos are summaries; fields the mapping needs that a summary lacks
+(``mapping.DETAIL_KEYS``) are read with ``GET /{path}/{id}``, one request per record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from crm_pipelines.core.model import Page, RecordError, RemoteRecord
+from crm_pipelines.providers.bling.api import ENTITY_SPECS, PAGE_MAX, BlingClient, to_local_text
+from crm_pipelines.providers.bling.mapping import needs_detail, to_remote_record
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW = timedelta(days=365)
+#: Re-reading after records left the result set mid-scan stops after this many rounds.
+MAX_RESCANS = 5
+
+
+class BlingChangeReader:
+    """Pages of canonical records changed in ``[lower, upper]`` for one entity."""
+
+    def __init__(self, client: BlingClient, *, verify_pages: bool = True, clock_margin_s: float = 5.0, logger: logging.Logger | Any = None) -> None:
+        self.client = client
+        self.verify_pages = verify_pages
+        self.clock_margin_s = clock_margin_s
+        self.log = logger or log
+        self.strategy = "list"
+        self.rescans = 0
+        self.detail_reads = 0
+
+    @property
+    def progress(self) -> BlingChangeReader:  # the importer reads ``progress.strategy``
+        return self
+
+    # ------------------------------------------------------------------ public
+
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
+        if lower is None:
+            self.strategy = "list"
+            yield from self._scan(entity, {})
+            return
+        self.strategy = "delta"
+        upper = upper or datetime.now(timezone.utc)
+        start = lower
+        while True:
+            end = min(upper, start + MAX_WINDOW)
+            params = {"dataAlteracaoInicial": to_local_text(start), "dataAlteracaoFinal": to_local_text(end)}
+            yield from self._scan(entity, params)
+            if end >= upper:
+                return
+            start = end  # the shared second is read twice rather than risked
+
+    def archived(self, entity: str) -> Iterator[Page]:
+        """Excluded contatos (``criterio=2``) as deletions. Deleted pedidos vanish from Bling's
+        lists, so deals deletions arrive through webhooks and ``by_ids`` (404) only."""
+        if not ENTITY_SPECS[entity].has_excluded:
+            return
+        for _, items in self.client.iter_pages(entity, {"criterio": 2}):
+            yield Page(records=[RemoteRecord(str(item.get("id")), None, {}, archived=True) for item in items])
+
+    def total(self, entity: str) -> int:
+        """Live records, counted by paging (Bling's lists carry no total)."""
+        return sum(len(items) for _, items in self.client.iter_pages(entity))
+
+    def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]:
+        """Current state of specific records. A 404, an excluded contato, or a contato of the
+        other tipo (a contact event about a company) comes back as archived for this entity:
+        it is not, or no longer, one of its records."""
+        tipo = ENTITY_SPECS[entity].tipo
+        for start in range(0, len(ids), PAGE_MAX):
+            page = Page()
+            for record_id in ids[start : start + PAGE_MAX]:
+                obj = self.client.get_one(entity, record_id)
+                if obj is None or str(obj.get("situacao") or "") == "E" or (tipo and obj.get("tipo") not in (None, tipo)):
+                    page.records.append(RemoteRecord(str(record_id), None, {}, archived=True))
+                    continue
+                self._append(entity, obj, page)
+            yield page
+
+    # ------------------------------------------------------------------ scanning
+
+    def _scan(self, entity: str, params: dict[str, Any]) -> Iterator[Page]:
+        began = datetime.now(timezone.utc) - timedelta(seconds=self.clock_margin_s)
+        seen: dict[str, int] = {}  # id -> page it was read on
+        start_page = 1
+        for round_ in range(MAX_RESCANS + 1):
+            for number, items in self.client.iter_pages(entity, params, start_page=start_page):
+                fresh = []
+                for item in items:
+                    record_id = str(item.get("id"))
+                    if record_id not in seen:
+                        fresh.append(item)
+                    seen[record_id] = number
+                if fresh:
+                    yield self._page(entity, fresh)
+            if not self.verify_pages:
+                return
+            since = {"dataAlteracaoInicial": to_local_text(began)}
+            moved: list[str] = []
+            changed_items: list[dict[str, Any]] = []
+            for _, items in self.client.iter_pages(entity, since):
+                changed_items.extend(items)
+            excluded: list[str] = []
+            if ENTITY_SPECS[entity].has_excluded:
+                for _, items in self.client.iter_pages(entity, since | {"criterio": 2}):
+                    excluded.extend(str(i.get("id")) for i in items)
+            for record_id in [str(i.get("id")) for i in changed_items] + excluded:
+                if record_id in seen:
+                    moved.append(record_id)
+            unseen_changed = [i for i in changed_items if str(i.get("id")) not in seen]
+            if unseen_changed:
+                for item in unseen_changed:
+                    seen[str(item.get("id"))] = 0
+                yield self._page(entity, unseen_changed)
+            if not moved:
+                return
+            start_page = max(1, min(seen[i] for i in moved if seen[i] > 0) if any(seen[i] > 0 for i in moved) else 1)
+            began = datetime.now(timezone.utc) - timedelta(seconds=self.clock_margin_s)
+            self.rescans += 1
+            self.log.info("bling/%s: %d records read earlier changed while the pages were read; reading again from page %d", entity, len(moved), start_page)
+        self.log.warning("bling/%s: records kept changing during the scan; stopped re-reading after %d rounds (the next run covers the rest)", entity, MAX_RESCANS)
+
+    def _page(self, entity: str, items: list[dict[str, Any]]) -> Page:
+        page = Page()
+        for item in items:
+            if needs_detail(entity, item):
+                self.detail_reads += 1
+                full = self.client.get_one(entity, str(item.get("id")))
+                if full is None:  # deleted between the list and the read
+                    page.records.append(RemoteRecord(str(item.get("id")), None, {}, archived=True))
+                    continue
+                item = full
+            self._append(entity, item, page)
+        return page
+
+    @staticmethod
+    def _append(entity: str, obj: dict[str, Any], page: Page) -> None:
+        mapped = to_remote_record(entity, obj)
+        if isinstance(mapped, RecordError):
+            page.errors.append(mapped)
+        else:
+            page.records.append(mapped)
+
+
+__all__ = ["BlingChangeReader"]

@@ -1,0 +1,208 @@
+"""Writing local records to Bling, one request per record (Bling has no batch create/update).
+
+* **Matching** before creating: contacts and companies by CPF/CNPJ (the ``numeroDocumento`` list
+  filter, digits only, restricted to the entity's ``tipoPessoa``), then by e-mail (the
+  ``pesquisa`` text search, confirmed against the record's e-mail).
+* **Creating** carries the idempotency key ``<entity>:<local id>`` in the contato's ``codigo`` or
+  the pedido's ``numeroLoja``. After a crash, :meth:`BlingWriter.find_by_keys` finds what was
+  created with ``pesquisa`` (contatos; the hit's ``codigo`` must equal the key) or the
+  ``numerosLojas[]`` filter (pedidos, up to 50 keys a request).
+* **Updating**: Bling's PUT replaces the whole record, so the current record is read first and
+  the mapped fields are laid over it (fields this project does not manage survive).
+* Pedidos need a customer; orders created here use the account's "Consumidor Final" contato.
+
+Requests are paced by the client's 3-per-second limiter; concurrency would not raise that
+ceiling, so records are sent one after another. A validation error (400, with per-field messages)
+rejects that record only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
+from crm_pipelines.providers.bling.api import BlingClient
+from crm_pipelines.providers.bling.mapping import KEY_FIELD, document, to_payload
+
+KEYS_PER_LOOKUP = 50
+
+
+def idempotency_key(entity: str, local_id: int) -> str:
+    return f"{entity}:{local_id}"
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    local_id: int
+    fields: dict[str, Any]
+    external_id: str | None = None
+
+
+@dataclass
+class WriteResult:
+    """Per-record outcome of one batch of single-record writes."""
+
+    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (external id, updated at, created)
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
+    conflicts: dict[int, str] = field(default_factory=dict)
+
+
+class BatchRejected(Exception):
+    """Never raised for Bling (records are sent one by one); part of the writer protocol."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+class BlingWriter:
+    """Single-record writes and look-ups for one Bling account."""
+
+    batch_size = 25  # records saved locally after each group (one request each)
+    make_record = OutgoingRecord
+    Rejected = BatchRejected
+
+    def __init__(self, client: BlingClient, *, read_before_update: bool = True) -> None:
+        self.client = client
+        self.read_before_update = read_before_update
+        self._consumidor_final: str | None = None
+
+    def check(self, entity: str, fields: dict[str, Any]) -> str | None:
+        try:
+            to_payload(entity, fields, default_contato_id="1")
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ matching
+
+    def match(self, entity: str, records: Sequence[OutgoingRecord]) -> dict[int, str]:
+        if entity not in ("contacts", "companies"):
+            return {}
+        matches: dict[int, str] = {}
+        taken: set[str] = set()
+        for record in records:
+            found = self._by_document(entity, record.fields.get("document"))
+            if found is None and entity == "contacts":
+                found = self._by_email(entity, record.fields.get("email"))
+            if found is not None and found not in taken:
+                matches[record.local_id] = found
+                taken.add(found)
+        return matches
+
+    def _by_document(self, entity: str, value: Any) -> str | None:
+        try:
+            digits = document(value)
+        except ValueError:
+            return None
+        if not digits:
+            return None
+        for item in self.client.list_page(entity, 1, {"numeroDocumento": digits}, limit=10):
+            if re.sub(r"\D", "", str(item.get("numeroDocumento") or "")) == digits and item.get("situacao") != "E":
+                return str(item["id"])
+        return None
+
+    def _by_email(self, entity: str, value: Any) -> str | None:
+        email = str(value or "").strip().lower()
+        if not email:
+            return None
+        for item in self.client.list_page(entity, 1, {"pesquisa": email}, limit=5):
+            candidate = item if "email" in item else self.client.get_one(entity, str(item.get("id"))) or {}
+            if str(candidate.get("email") or "").strip().lower() == email and candidate.get("situacao") != "E":
+                return str(item["id"])
+        return None
+
+    def find_by_keys(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        field_name = KEY_FIELD[entity]
+        if entity == "deals":
+            for start in range(0, len(keys), KEYS_PER_LOOKUP):
+                chunk = list(keys[start : start + KEYS_PER_LOOKUP])
+                for _, items in self.client.iter_pages(entity, {"numerosLojas[]": chunk}):
+                    for item in items:
+                        if item.get(field_name) in chunk:
+                            found.setdefault(str(item[field_name]), str(item["id"]))
+            return found
+        for key in keys:
+            for item in self.client.list_page(entity, 1, {"pesquisa": key}, limit=10):
+                if item.get(field_name) == key:
+                    found[key] = str(item["id"])
+                    break
+        return found
+
+    # ------------------------------------------------------------------ writes
+
+    def create(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
+        result = WriteResult()
+        contato = self._default_contato() if entity == "deals" else None
+        for record in records:
+            payload = to_payload(entity, record.fields, key=idempotency_key(entity, record.local_id), default_contato_id=contato)
+            try:
+                result.written[record.local_id] = (self.client.create(entity, payload), None, True)
+            except (RetryableError, QuotaExhausted):
+                raise
+            except ProviderError as exc:
+                self._reject_or_raise(exc, record, result)
+        return result
+
+    def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
+        result = WriteResult()
+        for record in records:
+            assert record.external_id
+            payload = to_payload(entity, record.fields)
+            try:
+                if self.read_before_update:
+                    current = self.client.get_one(entity, record.external_id)
+                    if current is None:
+                        result.rejected[record.local_id] = ("RESOURCE_NOT_FOUND", f"Bling record {record.external_id} no longer exists")
+                        continue
+                    payload = _overlay(current, payload)
+                self.client.update(entity, record.external_id, payload)
+                result.written[record.local_id] = (record.external_id, None, False)
+            except (RetryableError, QuotaExhausted):
+                raise
+            except ProviderError as exc:
+                self._reject_or_raise(exc, record, result)
+        return result
+
+    # ------------------------------------------------------------------ helpers
+
+    def _default_contato(self) -> str:
+        if self._consumidor_final is None:
+            self._consumidor_final = self.client.consumidor_final_id()
+        return self._consumidor_final
+
+    @staticmethod
+    def _reject_or_raise(exc: ProviderError, record: OutgoingRecord, result: WriteResult) -> None:
+        if exc.status in (400, 404, 409, 422):
+            result.rejected[record.local_id] = (exc.category or f"HTTP_{exc.status}", exc.provider_message)
+            return
+        raise exc
+
+
+_READ_ONLY = ("id", "numero", "totalProdutos", "total", "parcelas", "notaFiscal")
+
+
+def _overlay(current: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """The current record with the mapped fields laid over it (nested dicts merged)."""
+    merged = {k: v for k, v in current.items() if k not in _READ_ONLY}
+    for key, value in payload.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _overlay_dict(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _overlay_dict(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _overlay_dict(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+__all__ = ["BatchRejected", "BlingWriter", "OutgoingRecord", "WriteResult", "idempotency_key"]
