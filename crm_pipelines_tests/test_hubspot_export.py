@@ -167,7 +167,7 @@ def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
 
     sim = make_sim()
     store = LocalStore.open(sqlite_url)
-    add_local_contacts(store, 3000)
+    add_local_contacts(store, 4000)  # 40 write batches: room for 20+ kills at one or two batches each
     rng = random.Random(42)
     helper = [sys.executable, "-m", "crm_pipelines_tests.helpers.export_once", sim.base_url, TOKEN, sqlite_url]
     cwd = Path(__file__).resolve().parents[1]
@@ -196,8 +196,8 @@ def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
     final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr[-2000:]
     remote, links = assert_exactly_once(sim, store)
-    assert len(remote) == 3000, f"provider has {len(remote)} records for 3000 local ones"
-    assert len(links) == 3000
+    assert len(remote) == 4000, f"provider has {len(remote)} records for 4000 local ones"
+    assert len(links) == 4000
     assert store.pending_intents("hubspot", "contacts") == {}
     store.dispose()
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.storage.schema import contacts, deals, external_links, metadata
@@ -105,3 +105,24 @@ def test_links_are_unique_per_provider_record(store):
     with store.engine.connect() as conn:
         ids = [r.external_id for r in conn.execute(select(external_links.c.external_id))]
     assert len(ids) == len(set(ids)) == 30
+
+
+def test_fields_a_provider_does_not_hold_survive_its_imports_and_are_not_exported(store):
+    from crm_pipelines.providers.registry import held_fields
+    from crm_pipelines.storage.schema import contacts as contacts_table
+
+    held = held_fields("bling", "contacts")
+    assert "company_name" not in held and "email" in held
+    at = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    first = RemoteRecord("77", at, {"email": "ana@exemplo.com.br", "first_name": "Ana", "last_name": "Conceição", "document": None})
+    store.apply_remote("bling", "contacts", [first])
+    local_id = store.linked_records("bling", "contacts")["77"]["id"]
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts_table).where(contacts_table.c.id == local_id).values(company_name="Padaria São João", job_title="Gerente"))
+    # A field Bling has no place for changed locally: nothing to send to Bling.
+    assert list(store.export_candidates("bling", "contacts")) == []
+    # Bling sends a new version: its fields change, the local-only ones stay.
+    store.apply_remote("bling", "contacts", [RemoteRecord("77", None, {**first.fields, "first_name": "Ana Maria"})])
+    with store.engine.connect() as conn:
+        row = conn.execute(select(contacts_table).where(contacts_table.c.id == local_id)).one()
+    assert (row.first_name, row.company_name, row.job_title) == ("Ana Maria", "Padaria São João", "Gerente")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -69,7 +70,11 @@ def _canonical_value(value: Any) -> Any:
     return value
 
 
-def content_hash(entity: str, fields: dict[str, Any]) -> str:
-    """A stable digest of a record's canonical fields (missing and None hash alike)."""
-    payload = [_canonical_value(fields.get(name)) for name in FIELDS[entity]]
+def content_hash(entity: str, fields: dict[str, Any], names: Sequence[str] | None = None) -> str:
+    """A stable digest of a record's canonical fields (missing and None hash alike).
+
+    ``names`` limits it to the fields one provider holds, so a field the provider has no place
+    for neither looks changed on import nor makes a record look changed on export.
+    """
+    payload = [_canonical_value(fields.get(name)) for name in (names or FIELDS[entity])]
     return hashlib.sha256(dumps(payload)).hexdigest()[:32]

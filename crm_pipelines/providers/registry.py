@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from crm_pipelines.core.model import FIELDS
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class ProviderPlugin:
     #: Object types named in webhook events (lower-case) -> entity (or entities, when one event
     #: type covers several, like Bling's "contact" for persons and companies).
     webhook_object_types: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    #: Canonical fields the provider has a place for, per entity (default: all of them). Imports
+    #: leave the other local fields alone, and changes to them are not exported to this provider.
+    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
@@ -33,6 +39,16 @@ PROVIDERS: tuple[str, ...] = ("hubspot", "bling")
 
 def all_plugins() -> list[ProviderPlugin]:
     return [importlib.import_module(f"crm_pipelines.providers.{name}").PLUGIN for name in PROVIDERS]
+
+
+@functools.cache
+def held_fields(provider: str, entity: str) -> tuple[str, ...]:
+    """The canonical fields of ``entity`` that ``provider`` holds (all of them for unknown names)."""
+    if provider in PROVIDERS:
+        held = plugin(provider).fields.get(entity)
+        if held:
+            return tuple(name for name in FIELDS[entity] if name in held)
+    return FIELDS[entity]
 
 
 def plugin(name: str) -> ProviderPlugin:

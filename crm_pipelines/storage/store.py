@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.providers.registry import held_fields
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
@@ -123,7 +124,7 @@ class LocalStore:
 
     def _apply_chunk(self, conn, provider: str, entity: str, chunk: Sequence[RemoteRecord], outcome: ApplyOutcome) -> None:
         table = ENTITY_TABLES[entity]
-        names = FIELDS[entity]
+        names = held_fields(provider, entity)
         now = utcnow()
         links = {
             row.external_id: row
@@ -158,7 +159,7 @@ class LocalStore:
                 else:
                     outcome.unchanged += 1
                 continue
-            digest = content_hash(entity, record.fields)
+            digest = content_hash(entity, record.fields, names)
             if link is None:
                 unlinked.append((record, digest))
                 continue
@@ -221,7 +222,7 @@ class LocalStore:
             )
         if unlinked:
             rows = [
-                {name: record.fields.get(name) for name in names} | {"created_at": record.created_at or now, "updated_at": now}
+                {name: record.fields.get(name) for name in FIELDS[entity]} | {"created_at": record.created_at or now, "updated_at": now}
                 for record, _ in unlinked
             ]
             ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
@@ -236,7 +237,7 @@ class LocalStore:
         if not changed:
             return set()
         table = ENTITY_TABLES[entity]
-        names = FIELDS[entity]
+        names = held_fields(provider, entity)
         rows = {
             row.id: row
             for row in conn.execute(
@@ -252,7 +253,7 @@ class LocalStore:
             if row is None or link.archived_at is not None:
                 continue
             local_fields = {n: getattr(row, n) for n in names}
-            local_digest = content_hash(entity, local_fields)
+            local_digest = content_hash(entity, local_fields, names)
             if local_digest in (link.remote_hash, link.exported_hash, digest):
                 continue  # unchanged locally since the last sync (or already the same)
             found.append(Detected(link.local_id, record.external_id, local_fields, dict(record.fields), row.updated_at, record.updated_at, strategy))
@@ -333,6 +334,7 @@ class LocalStore:
     def _export_candidates(self, provider: str, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
         table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
+        held = held_fields(provider, entity)
         link = external_links
         query = (
             select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
@@ -355,13 +357,14 @@ class LocalStore:
                 if row.archived_at is not None:
                     continue  # deleted at the provider: not re-created behind the user's back
                 fields = {n: getattr(row, n) for n in names}
-                digest = content_hash(entity, fields)
+                digest = content_hash(entity, fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
                 yield LocalChange(row.id, fields, digest, row.external_id)
 
-    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]]) -> list[LocalChange]:
+    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: str | None = None) -> list[LocalChange]:
         """Current fields of the given (local id, external id, hash) candidates, in that order."""
+        held = held_fields(provider, entity) if provider else FIELDS[entity]
         table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
         with self.engine.connect() as conn:
@@ -372,7 +375,7 @@ class LocalStore:
             if row is None:
                 continue  # deleted since the scan
             fields = {n: getattr(row, n) for n in names}
-            changes.append(LocalChange(local_id, fields, content_hash(entity, fields), external_id))
+            changes.append(LocalChange(local_id, fields, content_hash(entity, fields, held), external_id))
         return changes
 
     def link_existing(self, provider: str, entity: str, pairs: dict[int, str]) -> dict[int, str]:

@@ -146,7 +146,7 @@ def send_changes(
     result = ExportResult(provider, entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
     for index in range(total_batches):
-        batch = store.load_changes(entity, items[index * batch_size : (index + 1) * batch_size])
+        batch = store.load_changes(entity, items[index * batch_size : (index + 1) * batch_size], provider=provider)
         _export_batch(writer, store, provider, entity, batch, result)
         result.batches += 1
         done = min((index + 1) * batch_size, len(items))

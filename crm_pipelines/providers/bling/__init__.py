@@ -8,6 +8,7 @@
 import os
 
 from crm_pipelines.providers.bling.api import BASE_URL, PROVIDER
+from crm_pipelines.providers.bling.mapping import HELD_FIELDS
 from crm_pipelines.providers.registry import ProviderPlugin
 
 
@@ -35,4 +36,5 @@ PLUGIN = ProviderPlugin(
     # A "contact" event may name a person or a company: both entities read the id, and the one
     # whose tipo does not match sees it as not (or no longer) its record.
     webhook_object_types={"contact": ("contacts", "companies"), "order": "deals"},
+    fields=HELD_FIELDS,
 )

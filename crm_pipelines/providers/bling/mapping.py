@@ -152,6 +152,13 @@ FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     ),
 }
 
+#: Canonical fields Bling has a place for; the others (a contact's company or job title, a
+#: company's domain, a deal's pipeline...) are left alone locally and never sent.
+HELD_FIELDS: dict[str, tuple[str, ...]] = {
+    entity: tuple(m.canonical for m in maps) + {"contacts": ("first_name", "last_name"), "deals": ("currency",)}.get(entity, ())
+    for entity, maps in FIELD_MAPS.items()
+}
+
 #: Keys a list item must carry to be mapped without reading the record by id.
 DETAIL_KEYS: dict[str, tuple[str, ...]] = {
     entity: tuple(sorted({m.remote.split(".")[0] for m in maps if not m.in_list})) for entity, maps in FIELD_MAPS.items()

@@ -27,7 +27,6 @@ import base64
 import random
 import re
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
