@@ -1,4 +1,8 @@
-"""``crm-pipelines sync | export | status | budgets``: the day-to-day operations, run in this process."""
+"""``crm-pipelines sync | export | status | rejects | conflicts | dedupe | budgets``: day-to-day operations.
+
+``sync`` and ``export`` run in this process (with a progress bar) or, with ``--async``, are
+launched through Dagster and return at once.
+"""
 
 from __future__ import annotations
 
@@ -33,14 +37,53 @@ def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
         print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
 
 
+def _launch_async(args: argparse.Namespace, direction: str) -> int:
+    """Queue the provider's Dagster job (the daemon runs it) and say how to follow it."""
+    import subprocess
+    import sys
+
+    from crm_pipelines.dagster_defs.partitions import partition_key_for
+    from crm_pipelines.dagster_defs.schedules import export_job_name, import_job_name
+    from crm_pipelines.sync.runner import provider_plugin
+
+    found = provider_plugin(args.provider, args.entity)
+    job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
+    tags = {"crm/trigger": "cli", "crm/priority": args.priority}
+    if direction == "import":
+        tags["dagster/partition"] = partition_key_for(datetime.now(timezone.utc))
+    command = [sys.executable, "-m", "dagster", "job", "launch", "-m", "crm_pipelines.definitions", "-j", job, "--tags", json.dumps(tags)]
+    if direction == "export":
+        config = {"batch_size": args.batch_size, "only_new": args.only_new, "dry_run": args.dry_run}
+        entities = [args.entity] if args.entity else list(found.entities)
+        ops = {f"{found.name}__{e}_export": {"config": config} for e in entities}
+        command += ["--config-json", json.dumps({"ops": ops})]
+    launched = subprocess.run(command, capture_output=True, text=True)
+    if launched.returncode != 0:
+        last = (launched.stderr.strip().splitlines() or ["dagster job launch failed"])[-1]
+        raise RuntimeError(f"could not launch {job}: {last}")
+    print(f"launched {job} through Dagster ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
+    print("Follow it in the Dagster UI (Runs) or with: crm-pipelines status " + found.name)
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
+    from crm_pipelines.cli.progress import ProgressBar
     from crm_pipelines.sync.runner import import_now
 
+    if args.async_:
+        if args.entity:
+            print("note: --async imports every entity of the provider (one run per window)")
+        return _launch_async(args, "import")
     store = _store(args)
     try:
         failed = 0
         for entity in _entities(args):
-            result = import_now(args.provider, entity, store, full=args.full, strategy=args.strategy, priority=args.priority, shared=not args.no_shared_budget)
+            bar = ProgressBar(f"{args.provider}/{entity} import")
+            try:
+                result = import_now(args.provider, entity, store, full=args.full, strategy=args.strategy, priority=args.priority,
+                                    shared=not args.no_shared_budget, progress=bar.update)
+            finally:
+                bar.close()
             print(result.summary())
             failed += result.failed
         if failed:
@@ -51,18 +94,99 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from crm_pipelines.cli.progress import ProgressBar
     from crm_pipelines.sync.runner import export_now
 
+    if args.async_:
+        return _launch_async(args, "export")
     store = _store(args)
     try:
         rejected = 0
         for entity in _entities(args):
-            result = export_now(args.provider, entity, store, batch_size=args.batch_size, only_new=args.only_new, dry_run=args.dry_run,
-                                priority=args.priority, shared=not args.no_shared_budget)
+            bar = ProgressBar(f"{args.provider}/{entity} export")
+            try:
+                result = export_now(args.provider, entity, store, batch_size=args.batch_size, only_new=args.only_new, dry_run=args.dry_run,
+                                    priority=args.priority, shared=not args.no_shared_budget, progress=bar.update)
+            finally:
+                bar.close()
             print(result.summary())
             rejected += result.rejected
         if rejected:
             print(f"{rejected} records rejected; list them with: crm-pipelines rejects list {args.provider}")
+        return 0
+    finally:
+        store.dispose()
+
+
+def cmd_rejects(args: argparse.Namespace) -> int:
+    from crm_pipelines.sync.runner import retry_rejects
+
+    store = _store(args)
+    try:
+        if args.action == "retry":
+            if not args.provider:
+                raise ValueError("rejects retry needs a provider (and optionally an entity)")
+            for entity in _entities(args):
+                for direction in ("import", "export"):
+                    figures = retry_rejects(args.provider, entity, store, direction=direction, shared=not args.no_shared_budget)
+                    if figures["retried"]:
+                        print(f"{args.provider}/{entity} {direction}: retried {figures['retried']}, still rejected {figures['still_rejected']}")
+            return 0
+        rows = store.open_rejects(args.provider, args.entity)
+        shown = [{"provider": r["provider"], "entity": r["entity"], "direction": r["direction"], "record": r["record_ref"], "category": r["category"],
+                  "attempts": r["attempts"], "last seen": _ago(r["last_seen_at"]), "reason": str(r["message"])[:90]} for r in rows[: args.limit]]
+        _print_table(shown, ["provider", "entity", "direction", "record", "category", "attempts", "last seen", "reason"])
+        if len(rows) > args.limit:
+            print(f"... {len(rows) - args.limit} more (use --limit)")
+        return 0
+    finally:
+        store.dispose()
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    from crm_pipelines.storage.conflicts import ConflictLedger
+
+    store = _store(args)
+    try:
+        ledger = ConflictLedger(store.engine)
+        if args.action == "resolve":
+            fields = dict(pair.split("=", 1) for pair in args.field or [])
+            take = "merge" if fields and args.take is None else (args.take or "")
+            result = ledger.resolve(args.id, take, fields=fields or None)
+            print(f"conflict {result['id']} resolved: {result['decision']} (local {result['entity']} {result['local_id']})"
+                  + ("; the next export sends it" if result["decision"] != "provider" else ""))
+            return 0
+        rows = ledger.list(provider=args.provider, include_resolved=args.all, limit=args.limit)
+        shown = []
+        for r in rows:
+            changed = [n for n in r["local_fields"] if r["local_fields"].get(n) != r["remote_fields"].get(n)]
+            diff = "; ".join(f"{n}: {r['local_fields'].get(n)!r} | {r['remote_fields'].get(n)!r}" for n in changed)
+            shown.append({"id": r["id"], "provider": r["provider"], "entity": r["entity"], "local": r["local_id"], "remote": r["external_id"],
+                          "decision": r["decision"] or "waiting", "differs (local | provider)": diff[:100]})
+        _print_table(shown, ["id", "provider", "entity", "local", "remote", "decision", "differs (local | provider)"])
+        return 0
+    finally:
+        store.dispose()
+
+
+def cmd_dedupe(args: argparse.Namespace) -> int:
+    from crm_pipelines.storage.dedupe import Deduplicator
+
+    store = _store(args)
+    try:
+        dedupe = Deduplicator(store.engine)
+        if args.merge:
+            survivor, *others = args.merge
+            done = dedupe.merge(args.entity, survivor, others)
+            print(f"kept {args.entity} {done['survivor']}, merged {done['merged']}, filled {done['filled'] or 'nothing'}, moved {done['links_moved']} links")
+            return 0
+        rows = []
+        for entity in ([args.entity] if args.entity else ["contacts", "companies"]):
+            for line in dedupe.run(entity, args.policy, dry_run=args.dry_run):
+                rows.append({"entity": line["entity"], "records": ",".join(map(str, line["ids"])), "shared": ", ".join(f"{k}={v}" for k, v in line["keys"].items()),
+                             "action": line["action"]})
+        _print_table(rows, ["entity", "records", "shared", "action"])
+        print(f"{len(rows)} groups of duplicates" + (" (dry run: nothing changed)" if args.dry_run else ""))
         return 0
     finally:
         store.dispose()
@@ -132,17 +256,19 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub) -> None:
-    sync = sub.add_parser("sync", help="import changes from a provider into the local database, now, in this process")
+    sync = sub.add_parser("sync", help="import changes from a provider into the local database")
     _target(sync)
     sync.add_argument("--full", action="store_true", help="read every record, not just what changed since the last sync")
     sync.add_argument("--strategy", default="auto", help="auto | list | search (providers with several read paths)")
+    sync.add_argument("--async", dest="async_", action="store_true", help="launch through Dagster and return at once")
     sync.set_defaults(func=cmd_sync)
 
-    export = sub.add_parser("export", help="send local changes to a provider, now, in this process")
+    export = sub.add_parser("export", help="send local changes to a provider")
     _target(export)
     export.add_argument("--batch-size", type=int, default=100, help="records per write request (capped by the provider's batch limit)")
     export.add_argument("--only-new", action="store_true", help="create records not yet at the provider; leave linked ones alone")
     export.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
+    export.add_argument("--async", dest="async_", action="store_true", help="launch through Dagster and return at once")
     export.set_defaults(func=cmd_export)
 
     status = sub.add_parser("status", help="last sync of every provider and entity")
@@ -150,6 +276,34 @@ def add_parsers(sub) -> None:
     status.add_argument("--json", action="store_true")
     _common(status)
     status.set_defaults(func=cmd_status)
+
+    rejects = sub.add_parser("rejects", help="records a provider or the local database refused, with the reason; retry them")
+    rejects.add_argument("action", choices=("list", "retry"))
+    rejects.add_argument("provider", nargs="?")
+    rejects.add_argument("entity", nargs="?", choices=ENTITIES)
+    rejects.add_argument("--limit", type=int, default=50)
+    rejects.add_argument("--no-shared-budget", action="store_true")
+    _common(rejects)
+    rejects.set_defaults(func=cmd_rejects)
+
+    conflicts = sub.add_parser("conflicts", help="records changed locally and at a provider: list, and resolve by hand")
+    conflicts.add_argument("action", choices=("list", "resolve"))
+    conflicts.add_argument("id", nargs="?", type=int, help="conflict id (resolve)")
+    conflicts.add_argument("--provider")
+    conflicts.add_argument("--all", action="store_true", help="include resolved conflicts (every decision is kept)")
+    conflicts.add_argument("--take", choices=("local", "provider", "merge"), help="which side wins (resolve)")
+    conflicts.add_argument("--field", action="append", metavar="NAME=local|provider", help="merge field by field (repeatable)")
+    conflicts.add_argument("--limit", type=int, default=50)
+    _common(conflicts)
+    conflicts.set_defaults(func=cmd_conflicts)
+
+    dedupe = sub.add_parser("dedupe", help="find local duplicates (same e-mail, CPF/CNPJ or domain) and merge them")
+    dedupe.add_argument("entity", nargs="?", choices=("contacts", "companies"))
+    dedupe.add_argument("--policy", choices=("keep_latest", "keep_provider", "manual"), default="manual")
+    dedupe.add_argument("--dry-run", action="store_true", help="list what would be merged; change nothing")
+    dedupe.add_argument("--merge", nargs="+", type=int, metavar="ID", help="merge these ids into the first one (after a manual review)")
+    _common(dedupe)
+    dedupe.set_defaults(func=cmd_dedupe)
 
     budgets = sub.add_parser("budgets", help="the shared API budgets as they stand now")
     _common(budgets)

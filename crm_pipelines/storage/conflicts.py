@@ -199,7 +199,7 @@ class ConflictLedger:
                     decision="merged" if take == "merge" else take, resolved_at=now, resolved_by=by, merge_choices=fields if take == "merge" else None,
                 )
             )
-        return {"id": conflict_id, "entity": entity, "local_id": row.local_id, "decision": take, "hash": content_hash(entity, chosen)}
+        return {"id": conflict_id, "entity": entity, "local_id": row.local_id, "decision": "merged" if take == "merge" else take, "hash": content_hash(entity, chosen)}
 
 
 __all__ = ["ConflictLedger", "ConflictPolicy", "Detected", "STRATEGIES", "open_conflict_ids", "record"]

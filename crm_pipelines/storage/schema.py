@@ -208,3 +208,18 @@ conflicts = Table(
     Column("merge_choices", JSON),
 )
 Index("ix_conflicts_open", conflicts.c.provider, conflicts.c.entity, conflicts.c.resolved_at)
+
+# Local duplicates merged into one survivor: who was merged into whom, why, and the merged row's
+# values (the row itself stays, marked deleted).
+merges = Table(
+    "merges",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("entity", String(16), nullable=False),
+    Column("survivor_id", BigInteger, nullable=False),
+    Column("merged_id", BigInteger, nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("reason", String(255)),
+    Column("merged_fields", JSON, nullable=False),
+    Column("merged_at", UTCDateTime, nullable=False),
+)

@@ -117,12 +117,13 @@ class ExportPlan:
     unchanged: int = 0
 
 
-def plan_export(writer: Writer, store: LocalStore, provider: str, entity: str, *, only_new: bool = False, dry_run: bool = False, logger: Any = None) -> ExportPlan:
-    """Settle creates left in flight by a crash, then list the records to send (ids only)."""
+def plan_export(writer: Writer, store: LocalStore, provider: str, entity: str, *, only_new: bool = False, dry_run: bool = False,
+                ids: Sequence[int] | None = None, logger: Any = None) -> ExportPlan:
+    """Settle creates left in flight by a crash, then list the records to send (ids only; ``ids`` limits them)."""
     logger = logger or log
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
-    items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new)]
+    items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
     unchanged = 0 if only_new else max(store.count(entity) - len(items), 0)
     return ExportPlan(items, recovered, unchanged)
 
@@ -138,6 +139,7 @@ def send_changes(
     batch_size: int = 100,
     logger: Any = None,
     label: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Send the given changes in batches; every batch is saved before the next one is sent."""
     logger = logger or log
@@ -150,6 +152,8 @@ def send_changes(
         _export_batch(writer, store, provider, entity, batch, result)
         result.batches += 1
         done = min((index + 1) * batch_size, len(items))
+        if progress is not None:
+            progress(done, len(items))
         elapsed = time.monotonic() - started
         eta = elapsed / done * (len(items) - done) if done else 0.0
         if index == 0 or (index + 1) % 10 == 0 or index + 1 == total_batches:
@@ -170,17 +174,19 @@ def export_entity(
     batch_size: int = 100,
     only_new: bool = False,
     dry_run: bool = False,
+    ids: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     logger: logging.Logger | Any = None,
 ) -> ExportResult:
     """Plan and send in one go (the assets split the two across ops)."""
     logger = logger or log
     started = time.monotonic()
-    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, logger=logger)
+    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, logger=logger)
     logger.info("%s/%s: %d records to export%s", provider, entity, len(plan.items), " (dry run)" if dry_run else "")
     if dry_run:
         result = dry_run_result(provider, entity, plan)
     else:
-        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, logger=logger)
+        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, progress=progress, logger=logger)
     result.recovered = plan.recovered
     result.unchanged = plan.unchanged
     result.duration_s = time.monotonic() - started

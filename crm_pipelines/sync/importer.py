@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -143,6 +143,7 @@ def run_import(
     stats: CallStats,
     sweep_archived: bool = False,
     run_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
     logger: logging.Logger | Any = None,
 ) -> ImportResult:
     """Read the window's changes page by page and upsert them; then advance the sync state."""
@@ -161,6 +162,8 @@ def run_import(
         for page in pages:
             result.fetched += len(page.records) + len(page.errors)
             result.outcome.add(store.apply_remote(provider, entity, page.records))
+            if progress is not None:
+                progress(result.fetched)
             if page.errors:
                 result.failed += len(page.errors)
                 store.record_rejects(provider, entity, "import", page.errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crm_pipelines.core.errors import ConfigurationError
@@ -19,6 +20,7 @@ from crm_pipelines.storage.quota import QuotaBudgets
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.exporter import ExportResult, export_entity
 from crm_pipelines.sync.importer import ImportResult, plan_window, run_import
+from crm_pipelines.sync.targeted import sync_ids
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -57,6 +59,7 @@ def import_now(
     strategy: str = "auto",
     priority: str = "normal",
     shared: bool = True,
+    progress: Callable[[int], None] | None = None,
     logger: Any = None,
 ) -> ImportResult:
     """Import what changed since the last synced point (or everything with ``full``) up to now."""
@@ -73,7 +76,7 @@ def import_now(
         _budgets(store, shared, priority, stack)
         resource = open_resource(found)
         reader, stats = stack.enter_context(resource.open_reader(strategy=strategy, logger=logger))
-        return run_import(reader, store, found.name, entity, window, stats=stats, sweep_archived=window.is_full, logger=logger)
+        return run_import(reader, store, found.name, entity, window, stats=stats, sweep_archived=window.is_full, progress=progress, logger=logger)
 
 
 def export_now(
@@ -86,6 +89,8 @@ def export_now(
     dry_run: bool = False,
     priority: str = "normal",
     shared: bool = True,
+    ids: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     logger: Any = None,
 ) -> ExportResult:
     found = provider_plugin(provider, entity)
@@ -96,7 +101,31 @@ def export_now(
         unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
         if unavailable:
             raise ConfigurationError(unavailable)
-        return export_entity(writer, store, found.name, entity, stats=stats, batch_size=batch_size, only_new=only_new, dry_run=dry_run, logger=logger or log)
+        return export_entity(writer, store, found.name, entity, stats=stats, batch_size=batch_size, only_new=only_new, dry_run=dry_run,
+                             ids=ids, progress=progress, logger=logger or log)
 
 
-__all__ = ["export_now", "import_now", "open_resource", "provider_plugin"]
+def sync_ids_now(provider: str, entity: str, store: LocalStore, ids: list[str], *, priority: str = "high", shared: bool = True, logger: Any = None) -> dict[str, Any]:
+    """Read specific records by provider id and apply them (what the webhook sensors request)."""
+    found = provider_plugin(provider, entity)
+    with ExitStack() as stack:
+        _budgets(store, shared, priority, stack)
+        reader, stats = stack.enter_context(open_resource(found).open_reader(logger=logger or log))
+        return sync_ids(reader, store, found.name, entity, ids, stats=stats, logger=logger or log)
+
+
+def retry_rejects(provider: str, entity: str, store: LocalStore, *, direction: str, shared: bool = True, logger: Any = None) -> dict[str, Any]:
+    """Try the open rejects of one provider and entity again: imports re-read by id, exports re-sent."""
+    open_refs = [r["record_ref"] for r in store.open_rejects(provider, entity, direction)]
+    if not open_refs:
+        return {"retried": 0, "still_rejected": 0}
+    if direction == "import":
+        sync_ids_now(provider, entity, store, open_refs, shared=shared, logger=logger)
+    else:
+        ids = [int(ref) for ref in open_refs if str(ref).isdigit()]
+        export_now(provider, entity, store, ids=ids, shared=shared, logger=logger)
+    still = len(store.open_rejects(provider, entity, direction))
+    return {"retried": len(open_refs), "still_rejected": still}
+
+
+__all__ = ["export_now", "import_now", "open_resource", "provider_plugin", "retry_rejects", "sync_ids_now"]

@@ -40,6 +40,7 @@ def sync_ids(
         if page.errors:
             failed += len(page.errors)
             store.record_rejects(provider, entity, "import", page.errors)
+        store.resolve_rejects(provider, entity, "import", [r.external_id for r in page.records])
     figures = {
         "requested": len(unique),
         "fetched": fetched,

@@ -1,0 +1,136 @@
+"""Every ``crm-pipelines`` command, against the HubSpot simulator, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from crm_pipelines.cli import main
+from crm_pipelines.storage.schema import contacts
+from crm_pipelines.storage.store import LocalStore
+
+TOKEN = "cli-token"
+
+
+@pytest.fixture
+def env(start_hubspot_sim, db_url, monkeypatch):
+    sim = start_hubspot_sim(seed=8, contacts=250, companies=30, deals=40, tokens=(TOKEN,), burst_limit=1000)
+    monkeypatch.setenv("HUBSPOT_BASE_URL", sim.base_url)
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("CRM_DATABASE_URL", db_url)
+    monkeypatch.delenv("CRM_CONFLICT_STRATEGIES", raising=False)
+    store = LocalStore.open(db_url)
+    yield sim, store
+    store.dispose()
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def add_local(store, *rows):
+    now = datetime.now(timezone.utc)
+    with store.engine.begin() as conn:
+        blank = {"email": None, "first_name": None, "phone": None, "document": None}
+        return conn.execute(insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True),
+                            [{**blank, "created_at": now, "updated_at": now, **r} for r in rows]).scalars().all()
+
+
+def test_sync_status_and_budgets(env, capsys):
+    sim, store = env
+    code, out, err = run(capsys, "sync", "hubspot", "--full")
+    assert code == 0, err
+    assert "hubspot/contacts: processed 250, created 250" in out
+    for entity in ("contacts", "companies", "deals"):
+        assert set(store.linked_records("hubspot", entity)) == set(sim.records(entity))
+    sim.modify("contacts", n=7)
+    code, out, _ = run(capsys, "sync", "hubspot", "contacts")
+    assert code == 0 and "updated 7" in out
+    code, out, _ = run(capsys, "status", "hubspot")
+    assert code == 0 and "contacts" in out and "success" in out and "250" in out
+    code, out, _ = run(capsys, "budgets")
+    assert code == 0 and "ten-secondly" in out
+
+
+def test_export_dry_run_then_for_real_then_rejects_and_retry(env, capsys):
+    sim, store = env
+    good, bad = add_local(store, {"email": "nova@exemplo.com.br", "first_name": "Conceição"}, {"email": "sem-arroba", "first_name": "Antônio"})
+    code, out, _ = run(capsys, "export", "hubspot", "contacts", "--dry-run")
+    assert code == 0 and "would create 2" in out
+    assert len(sim.records("contacts")) == 250
+    code, out, _ = run(capsys, "export", "hubspot", "contacts", "--only-new", "--batch-size", "50")
+    assert code == 0 and "created 1" in out and "rejected 1" in out
+    assert "crm-pipelines rejects list hubspot" in out
+    code, out, _ = run(capsys, "rejects", "list", "hubspot")
+    assert code == 0 and str(bad) in out and "export" in out
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id == bad).values(email="antonio@exemplo.com.br"))
+    code, out, _ = run(capsys, "rejects", "retry", "hubspot", "contacts")
+    assert code == 0 and "retried 1, still rejected 0" in out
+    emails = {o["properties"].get("email") for o in sim.records("contacts").values()}
+    assert {"nova@exemplo.com.br", "antonio@exemplo.com.br"} <= emails
+
+
+def test_conflicts_list_and_resolve(env, capsys, monkeypatch):
+    sim, store = env
+    monkeypatch.setenv("CRM_CONFLICT_STRATEGIES", "hubspot.contacts=manual")
+    assert run(capsys, "sync", "hubspot", "contacts", "--full")[0] == 0
+    [external_id] = sim.modify("contacts", n=1)
+    local_id = store.linked_records("hubspot", "contacts")[external_id]["id"]
+    with store.engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id == local_id).values(job_title="Diretora local", updated_at=datetime.now(timezone.utc)))
+    code, out, _ = run(capsys, "sync", "hubspot", "contacts")
+    assert code == 0 and "conflicts 1" in out
+    code, out, _ = run(capsys, "conflicts", "list")
+    assert code == 0 and "waiting" in out and "Diretora local" in out
+    conflict_id = int(out.splitlines()[2].split()[0])
+    code, out, _ = run(capsys, "conflicts", "resolve", str(conflict_id), "--field", "job_title=local")
+    assert code == 0 and "resolved: merged" in out
+    with store.engine.connect() as conn:
+        assert conn.execute(select(contacts.c.job_title).where(contacts.c.id == local_id)).scalar_one() == "Diretora local"
+    code, _, err = run(capsys, "conflicts", "resolve", str(conflict_id), "--take", "provider")
+    assert code == 1 and "already resolved" in err
+    code, out, _ = run(capsys, "conflicts", "list")
+    assert "(nothing)" in out
+
+
+def test_dedupe_dry_run_policy_and_manual_merge(env, capsys):
+    _, store = env
+    a, b, c, d = add_local(store, {"email": "ana@exemplo.com.br"}, {"email": "ANA@exemplo.com.br", "phone": "11 5555"},
+                           {"document": "529.982.247-25"}, {"document": "52998224725"})
+    code, out, _ = run(capsys, "dedupe", "contacts", "--dry-run", "--policy", "keep_latest")
+    assert code == 0 and "2 groups of duplicates (dry run" in out and f"would keep {b}" in out
+    code, out, _ = run(capsys, "dedupe", "contacts")
+    assert code == 0 and "review (manual)" in out
+    code, out, _ = run(capsys, "dedupe", "contacts", "--merge", str(c), str(d))
+    assert code == 0 and f"kept contacts {c}, merged [{d}]" in out
+    code, out, _ = run(capsys, "dedupe", "contacts", "--policy", "keep_latest")
+    assert code == 0 and f"kept {b}, merged [{a}]" in out and "1 groups" in out
+
+
+def test_errors_are_one_line_and_exit_non_zero(env, capsys, monkeypatch):
+    code, _, err = run(capsys, "sync", "nowhere")
+    assert code == 1 and err.strip() == "crm-pipelines sync: error: unknown provider 'nowhere'; expected one of " + err.split("expected one of ")[1].strip()
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "wrong-token")
+    code, _, err = run(capsys, "sync", "hubspot", "contacts")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "401" in err and "wrong-token" not in err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monkeypatch):
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    code, out, err = run(capsys, "sync", "hubspot", "--async")
+    assert code == 0, err
+    assert "launched hubspot_import through Dagster" in out
+    with dg.DagsterInstance.get() as instance:
+        [queued] = instance.get_runs()
+        assert queued.job_name == "hubspot_import" and queued.tags["crm/trigger"] == "cli"
+        assert queued.status == dg.DagsterRunStatus.QUEUED  # the daemon would run it
