@@ -50,25 +50,31 @@ class SlidingWindowLimiter:
         while self._sent and self._sent[0] <= horizon:
             self._sent.popleft()
 
-    def _delay(self, now: float) -> float:
+    def _delay(self, now: float, weight: int = 1) -> float:
         self._purge(now)
         if now < self._blocked_until:
             return self._blocked_until - now
-        if len(self._sent) < self.max_calls:
+        if len(self._sent) + weight <= self.max_calls:
             return 0.0
-        # The oldest send that must leave the window before a slot frees up.
-        oldest = self._sent[len(self._sent) - self.max_calls]
+        # The oldest send that must leave the window before ``weight`` slots free up.
+        index = min(len(self._sent) + weight - self.max_calls, len(self._sent)) - 1
+        oldest = self._sent[index]
         return max(oldest + self.period_s + self.safety_margin_s - now, 0.001)
 
-    def acquire(self) -> float:
-        """Block until a request may be sent, record it, and return the seconds waited."""
+    def acquire(self, weight: int = 1) -> float:
+        """Block until a request may be sent, record it, and return the seconds waited.
+
+        ``weight`` is what the request costs against the limit (1 for request-counted limits;
+        a provider counting units, e.g. tokens per endpoint, passes the unit cost).
+        """
+        weight = max(1, min(int(weight), self.max_calls))
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                delay = self._delay(now)
+                delay = self._delay(now, weight)
                 if delay <= 0:
-                    self._sent.append(now)
+                    self._sent.extend([now] * weight)
                     self.waited_s += waited
                     return waited
             self._sleep(delay)
