@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -75,10 +76,15 @@ def format_rfc3339(moment: datetime) -> str:
 class TokenBudget:
     """What the daily token headers last said for one account (shared by its clients)."""
 
-    def __init__(self) -> None:
+    #: An answer older than this no longer says anything (the budget may have been reset or topped up).
+    FRESH_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self.limit: int | None = None
         self.remaining: int | None = None
+        self._seen_at = 0.0
 
     def update(self, limit: int | None, remaining: int | None) -> None:
         with self._lock:
@@ -86,11 +92,12 @@ class TokenBudget:
                 self.limit = limit
             if remaining is not None:
                 self.remaining = remaining
+                self._seen_at = self._clock()
 
     def spend(self, cost: int) -> None:
-        """Stop before a call the budget cannot pay for (another process may have spent it)."""
+        """Stop before a call the budget cannot pay for, as the last (recent) answer told."""
         with self._lock:
-            if self.remaining is None:
+            if self.remaining is None or self._clock() - self._seen_at > self.FRESH_S:
                 return
             if self.remaining < cost:
                 raise QuotaExhausted(
