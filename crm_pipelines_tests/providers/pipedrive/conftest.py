@@ -32,6 +32,16 @@ def start_pipedrive_sim():
 
 
 @pytest.fixture
+def sqlite_store(sqlite_url):
+    """A SQLite-only store, for tests whose subject is the API side rather than the database."""
+    from crm_pipelines.storage.store import LocalStore
+
+    store = LocalStore.open(sqlite_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
 def http():
     """Factory of raw httpx clients bound to a simulator (closed afterwards)."""
     clients = []

@@ -80,8 +80,8 @@ def assert_reconciled(sim, store, entity):
 
 
 def test_initial_import_of_10000_persons_reconciles_exactly(start_pipedrive_sim, store):
-    sim = start_pipedrive_sim(seed=9, persons=10_000, organizations=0, deals=0, plan="ultimate", burst_unit="tokens")
-    result = import_entity(sim, store, "contacts", full_window(), burst_limit=120, burst_unit="tokens")
+    sim = start_pipedrive_sim(seed=9, persons=10_000, organizations=0, deals=0, burst_limit=1000, burst_unit="tokens")
+    result = import_entity(sim, store, "contacts", full_window(), burst_limit=1000, burst_unit="tokens")
     assert result.strategy == "list"
     assert (result.outcome.created, result.failed) == (10_000, 0)
     assert result.api["by_kind"]["list"] == 20 + 20  # 20 pages of 500, and the id sweep for deletions
@@ -90,11 +90,11 @@ def test_initial_import_of_10000_persons_reconciles_exactly(start_pipedrive_sim,
 
 
 @pytest.mark.parametrize("entity", ["companies", "deals"])
-def test_initial_import_of_organizations_and_deals(make_sim, store, entity):
+def test_initial_import_of_organizations_and_deals(make_sim, sqlite_store, entity):
     sim = make_sim()
-    result = import_entity(sim, store, entity, full_window())
+    result = import_entity(sim, sqlite_store, entity, full_window())
     assert result.outcome.created == sim.count(ENTITY_PATH[entity]) and result.failed == 0
-    assert_reconciled(sim, store, entity)
+    assert_reconciled(sim, sqlite_store, entity)
 
 
 def test_incremental_import_after_creates_updates_and_deletes(make_sim, store):
@@ -112,14 +112,14 @@ def test_incremental_import_after_creates_updates_and_deletes(make_sim, store):
     assert_reconciled(sim, store, "contacts")
 
 
-def test_deleted_deals_are_read_from_status_deleted(make_sim, store):
+def test_deleted_deals_are_read_from_status_deleted(make_sim, sqlite_store):
     sim = make_sim()
-    import_entity(sim, store, "deals", full_window())
+    import_entity(sim, sqlite_store, "deals", full_window())
     gone = sim.delete("deals", 5)
     now = datetime.now(UTC)
-    result = import_entity(sim, store, "deals", delta_window(now - timedelta(minutes=1)), sweep=True)
+    result = import_entity(sim, sqlite_store, "deals", delta_window(now - timedelta(minutes=1)), sweep=True)
     assert result.outcome.deleted == len(gone) == 5
-    assert_reconciled(sim, store, "deals")
+    assert_reconciled(sim, sqlite_store, "deals")
 
 
 def test_records_sharing_one_update_time_are_not_missed_across_pages_and_windows(make_sim, store):
@@ -138,69 +138,69 @@ def test_records_sharing_one_update_time_are_not_missed_across_pages_and_windows
     assert_reconciled(sim, store, "contacts")
 
 
-def test_retried_pages_after_faults_do_not_duplicate(make_sim, store):
-    sim = make_sim(persons=3000)
+def test_retried_pages_after_faults_do_not_duplicate(make_sim, sqlite_store):
+    sim = make_sim(persons=1500)
     sim.faults.rate_5xx = 0.2
     sim.faults.rate_truncated = 0.1
     sim.faults.rate_reset = 0.05
-    result = import_entity(sim, store, "contacts", full_window())
+    result = import_entity(sim, sqlite_store, "contacts", full_window())
     assert result.api["retries"] > 0
-    assert result.outcome.created == 3000
-    assert_reconciled(sim, store, "contacts")
+    assert result.outcome.created == 1500
+    assert_reconciled(sim, sqlite_store, "contacts")
 
 
-def test_pacing_from_headers_gives_zero_429s_and_adopts_a_lower_limit(make_sim, store):
-    sim = make_sim(persons=3000, burst_limit=3)
-    result = import_entity(sim, store, "contacts", full_window(), burst_limit=50)
+def test_pacing_from_headers_gives_zero_429s_and_adopts_a_lower_limit(make_sim, sqlite_store):
+    sim = make_sim(persons=1000, burst_limit=3)
+    result = import_entity(sim, sqlite_store, "contacts", full_window(), burst_limit=50)
     assert sim.stats["rate_limited_total"] <= 1  # at most the first burst, before the headers told the limit
-    assert result.api["calls"] - result.api["retries"] == 1 + 6 + 6
-    assert_reconciled(sim, store, "contacts")
+    assert result.api["calls"] - result.api["retries"] == 1 + 2 + 2
+    assert_reconciled(sim, sqlite_store, "contacts")
 
 
-def test_burst_429_waits_x_ratelimit_reset_and_continues(make_sim, store):
+def test_burst_429_waits_x_ratelimit_reset_and_continues(make_sim, sqlite_store):
     sim = make_sim(persons=1200)
     sim.faults.rate_429 = 0.3
-    result = import_entity(sim, store, "contacts", full_window())
+    result = import_entity(sim, sqlite_store, "contacts", full_window())
     assert result.api["rate_limited"] > 0
-    assert_reconciled(sim, store, "contacts")
+    assert_reconciled(sim, sqlite_store, "contacts")
 
 
-def test_daily_budget_stops_cleanly_with_quota_exhausted(make_sim, store):
+def test_daily_budget_stops_cleanly_with_quota_exhausted(make_sim, sqlite_store):
     sim = make_sim(persons=5000, daily_token_budget=45)
     with pytest.raises(QuotaExhausted) as info:
-        import_entity(sim, store, "contacts", full_window())
+        import_entity(sim, sqlite_store, "contacts", full_window())
     assert "daily" in str(info.value).lower() and "pipedrive-test-token" not in str(info.value)
-    state = store.sync_state("pipedrive", "contacts")
+    state = sqlite_store.sync_state("pipedrive", "contacts")
     assert state.last_status == "failed" and state.synced_through is None
     # the client stopped on the budget headers: at most one refused call reached the API
     assert sim.stats["rate_limited_total"] <= 1
 
 
-def test_bad_token_fails_at_once_with_the_provider_message(make_sim, store):
+def test_bad_token_fails_at_once_with_the_provider_message(make_sim, sqlite_store):
     sim = make_sim(persons=10)
     with pytest.raises(ProviderError) as info:
-        import_entity(sim, store, "contacts", full_window(), token="wrong-token")
+        import_entity(sim, sqlite_store, "contacts", full_window(), token="wrong-token")
     assert info.value.status == 401 and "unauthorized" in str(info.value)
     assert "wrong-token" not in str(info.value)
 
 
-def test_invalid_values_go_to_the_reject_ledger_and_the_rest_proceeds(make_sim, store, http):
+def test_invalid_values_go_to_the_reject_ledger_and_the_rest_proceeds(make_sim, sqlite_store, http):
     sim = make_sim(persons=200)
     victim = sorted(sim.records("persons"), key=int)[0]
     key = sim.field_keys("persons")["CPF/CNPJ"]
     assert http(sim).patch(f"/api/v2/persons/{victim}", json={"custom_fields": {key: "123.456.789-00"}}).status_code == 200
-    result = import_entity(sim, store, "contacts", full_window())
+    result = import_entity(sim, sqlite_store, "contacts", full_window())
     assert (result.failed, result.outcome.created) == (1, 199)
-    [reject] = store.open_rejects("pipedrive", "contacts", "import")
+    [reject] = sqlite_store.open_rejects("pipedrive", "contacts", "import")
     assert reject["record_ref"] == victim and "CPF" in reject["message"]
 
 
-def test_sync_by_ids_reads_live_records_and_reports_deleted_ones(make_sim, store):
+def test_sync_by_ids_reads_live_records_and_reports_deleted_ones(make_sim, sqlite_store):
     sim = make_sim()
-    import_entity(sim, store, "contacts", full_window())
+    import_entity(sim, sqlite_store, "contacts", full_window())
     [changed] = sim.modify("persons", n=1)
     [gone] = sim.delete("persons", 1)
     with client_for(sim, burst_limit=1000) as client:
-        figures = sync_ids(PipedriveChangeReader(client), store, "pipedrive", "contacts", [changed, gone, "999999"], stats=client.stats)
+        figures = sync_ids(PipedriveChangeReader(client), sqlite_store, "pipedrive", "contacts", [changed, gone, "999999"], stats=client.stats)
     assert figures["deleted"] == 1 and figures["fetched"] == 3
-    assert_reconciled(sim, store, "contacts")
+    assert_reconciled(sim, sqlite_store, "contacts")
