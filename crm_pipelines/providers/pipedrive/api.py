@@ -109,15 +109,6 @@ class TokenBudget:
             self.remaining -= cost
 
 
-_BUDGETS: dict[tuple, TokenBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def shared_budget(key: tuple) -> TokenBudget:
-    with _BUDGETS_LOCK:
-        return _BUDGETS.setdefault(key, TokenBudget())
-
-
 class CostGate:
     """One kind of call: its token cost against the daily budget and the limiters it passes.
 
@@ -232,7 +223,9 @@ class PipedriveClient:
         account = hashlib.sha256(api_token.encode()).hexdigest()[:16]
         burst = shared_limiter((PROVIDER, base_url, account, "burst"), burst_limit, BURST_WINDOW_S, name="pipedrive burst")
         search = shared_limiter((PROVIDER, base_url, account, "search"), search_burst, BURST_WINDOW_S, name="pipedrive search")
-        budget = shared_budget((PROVIDER, base_url, account))
+        # Each client learns the budget from its own answers: a new run always asks the API again
+        # (the budget may have been reset at midnight or topped up since the last run stopped).
+        budget = TokenBudget()
         self.budget = budget
         self.burst_unit = burst_unit
         gates = {kind: CostGate(cost, burst, budget, burst_unit=burst_unit, extra=search if kind == "search" else None) for kind, cost in TOKEN_COSTS.items()}
