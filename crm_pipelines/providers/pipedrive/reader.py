@@ -9,7 +9,8 @@
   by the next window.
 * **list** (no date filter, ``sort_by=id``): every live record, for the initial sync.
 
-Deletions: deals deleted in the last 30 days are listed with ``status=deleted``. Persons and
+Deletions: deals deleted in the last 30 days are listed with ``status=deleted`` (the delta read
+asks for every status, so a deal deleted in the window comes with the window's changes). Persons and
 organizations have no such listing; their ids are sequential, so the sweep lists live ids in order
 and reports every id missing between two live ones as deleted (the store ignores ids it never
 linked; a deleted record above the highest live id is found by webhooks or by id). Records read by
@@ -88,6 +89,8 @@ class PipedriveChangeReader:
         params: dict[str, Any] = {"updated_since": format_rfc3339(floor_second(lower)), "sort_by": "update_time", "sort_direction": "asc", "limit": LIST_PAGE_MAX}
         if upper is not None:
             params["updated_until"] = format_rfc3339(ceil_second(upper))
+        if entity == "deals":
+            params["status"] = "open,won,lost,deleted"  # deletions in the window come with the changes
         for results in self.client.iter_list(entity, params):
             page = self._page(entity, results, keys)
             if page.records or page.errors:
