@@ -22,6 +22,7 @@ from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
 SIMULATORS: dict[str, str] = {
     "hubspot": "crm_pipelines.providers.hubspot.simulator:HubSpotSimulator",
+    "shopify": "crm_pipelines.providers.shopify.simulator:ShopifySimulator",
 }
 
 PROG = "python -m crm_pipelines.simulator"
