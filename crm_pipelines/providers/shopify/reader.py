@@ -99,13 +99,14 @@ class ShopifyChangeReader:
                 terms.append(f"updated_at:>='{format_timestamp(start)}'")
             if upper_text:
                 terms.append(f"updated_at:<'{upper_text}'")
-            walked, last_stamp, at_last = 0, None, set()
+            walked, first_stamp, last_stamp, at_last = 0, None, None, set()
             exhausted = True
             for nodes in self._walk(entity, " AND ".join(terms) or None):
                 page = Page()
                 for node in nodes:
                     gid = str(node.get("id"))
                     stamp = node.get("updatedAt")
+                    first_stamp = first_stamp or stamp
                     if stamp != last_stamp:
                         last_stamp, at_last = stamp, set()
                     at_last.add(gid)
@@ -122,9 +123,9 @@ class ShopifyChangeReader:
             if exhausted or last_stamp is None:
                 return
             restart = parse_timestamp(last_stamp)
-            if start is not None and restart <= start:
+            if first_stamp == last_stamp:
                 # One second holds more records than a walk covers: read it by id, then go on.
-                yield from self._one_second(entity, restart, at_last)
+                yield from self._one_second(entity, restart, at_last | skip)
                 start, skip = restart + timedelta(seconds=1), set()
                 continue
             self.log.info("%s: %d records read in this walk; continuing from %s", entity, walked, last_stamp)

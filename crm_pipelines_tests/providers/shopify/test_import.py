@@ -103,8 +103,11 @@ def test_incremental_import_after_creates_updates_and_deletes(make_sim, store, c
     assert all(gone[g]["deleted_at"] is not None for g in deleted)
 
 
-def test_records_sharing_one_second_are_all_read_across_walk_restarts(make_sim, store, client_for):
+def test_records_sharing_one_second_are_all_read_across_walk_restarts(make_sim, store, client_for, monkeypatch):
     """600 changes in one second, walks restarted every 250 records: nothing lost, nothing twice."""
+    seconds_read_by_id = []
+    original = ShopifyChangeReader._one_second
+    monkeypatch.setattr(ShopifyChangeReader, "_one_second", lambda self, *a: (seconds_read_by_id.append(a[1]), (yield from original(self, *a))))
     sim = make_sim(customers=1500, orders=0, companies=0)
     client = client_for(sim)
     import_entity(client, store, "contacts", full_window())
@@ -118,6 +121,7 @@ def test_records_sharing_one_second_are_all_read_across_walk_restarts(make_sim, 
     pages = list(ShopifyChangeReader(client, restart_every=250).changes("contacts", window.lower, window.upper))
     ids = [r.external_id for p in pages for r in p.records]
     assert len(ids) == len(set(ids)) == len(set(same) | set(spread))
+    assert len(seconds_read_by_id) == 2  # both crowded seconds (600 and 300 records) were read on their own, by id
     result = import_entity(client, store, "contacts", window, restart_every=250)
     assert result.fetched == len(set(same) | set(spread))
     assert_reconciled(sim, store, "contacts")
