@@ -258,6 +258,7 @@ class ShopifySimulator(SimulatorBase):
         self._events: list[dict[str, Any]] = []
         self.cost_totals = {"requested": 0, "actual": 0, "throttled": 0}
         self._warnings: list[dict[str, Any]] = []
+        self._documents: dict[str, tuple[Any, list[Any]]] = {}
         self._index: dict[str, dict[str, dict[str, set[int]]]] = {kind: {name: {} for name in INDEXED[kind]} for kind in KINDS}
         self.webhooks: WebhookEmitter | None = None
         if cfg.webhook_url:
@@ -480,10 +481,9 @@ class ShopifySimulator(SimulatorBase):
             return Response.json(400, {"errors": {"query": "Required parameter missing or invalid"}}, headers)
         variables = body.get("variables") or {}
         try:
-            document = parse(body["query"])
+            document, problems = self._parsed(body["query"])
         except GraphQLError as exc:
             return Response.json(200, {"errors": [exc.formatted]}, headers)
-        problems = validate(schema(), document)
         if problems:
             return Response.json(200, {"errors": [p.formatted for p in problems]}, headers)
         operation_name = body.get("operationName")
@@ -518,6 +518,17 @@ class ShopifySimulator(SimulatorBase):
             self._warnings = []
         payload["extensions"] = extensions
         return Response.json(200, payload, headers)
+
+    def _parsed(self, text: str) -> tuple[Any, list[Any]]:
+        """Parsed and validated document, cached by text (clients repeat a few query shapes)."""
+        cached = self._documents.get(text)
+        if cached is None:
+            document = parse(text)
+            cached = (document, validate(schema(), document))
+            if len(self._documents) >= 512:
+                self._documents.clear()
+            self._documents[text] = cached
+        return cached
 
     # ---- resolvers (called under self._lock) --------------------------------------------------
 
