@@ -246,7 +246,7 @@ class ShopifyWriter:
                     result.written[local_id] = (gid, parse_timestamp(node.get("updatedAt")), action == "create")
                     continue
                 message = "; ".join(_user_error_text(e) for e in errors) or "rejected without a reason"
-                if entity == "contacts" and any("already been taken" in str(e.get("message")) and "email" in (e.get("field") or []) for e in errors):
+                if entity == "contacts" and action == "create" and any("already been taken" in str(e.get("message")) and "email" in (e.get("field") or []) for e in errors):
                     taken[local_id] = str(values["i"].get("email", "")).lower()
                     result.rejected[local_id] = ("TAKEN", message)
                     continue
