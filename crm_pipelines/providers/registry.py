@@ -34,7 +34,7 @@ class ProviderPlugin:
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
-PROVIDERS: tuple[str, ...] = ("hubspot", "pipedrive", "bling")
+PROVIDERS: tuple[str, ...] = ("hubspot", "pipedrive", "shopify", "bling")
 
 
 def all_plugins() -> list[ProviderPlugin]:

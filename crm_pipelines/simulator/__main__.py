@@ -24,6 +24,7 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "crm_pipelines.providers.hubspot.simulator:HubSpotSimulator",
     "pipedrive": "crm_pipelines.providers.pipedrive.simulator:PipedriveSimulator",
     "bling": "crm_pipelines.providers.bling.simulator:BlingSimulator",
+    "shopify": "crm_pipelines.providers.shopify.simulator:ShopifySimulator",
 }
 
 PROG = "python -m crm_pipelines.simulator"

@@ -1,0 +1,470 @@
+"""The GraphQL side of the Shopify simulator: schema subset, search syntax, query cost.
+
+* :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
+  events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``).
+* :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
+  quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
+  parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
+  reported as search warnings, as the Admin API does.
+* :func:`query_cost` prices an operation the Shopify way: scalars and enums 0, objects 1,
+  connections 2 + page size x item cost, mutations 10 each; ``requested`` from the arguments
+  (before running), ``actual`` from the data returned (null objects cost nothing).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    build_schema,
+    get_named_type,
+    is_leaf_type,
+    value_from_ast,
+)
+from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
+
+SDL = """
+scalar DateTime
+scalar Decimal
+scalar UnsignedInt64
+
+interface Node { id: ID! }
+
+type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
+
+type MoneyV2 { amount: Decimal! currencyCode: String! }
+type MoneyBag { shopMoney: MoneyV2! presentmentMoney: MoneyV2! }
+
+type MailingAddress { id: ID! company: String address1: String city: String province: String country: String countryCodeV2: String zip: String phone: String firstName: String lastName: String }
+type CustomerEmailAddress { emailAddress: String }
+type CustomerPhoneNumber { phoneNumber: String! }
+
+enum CustomerState { DECLINED DISABLED ENABLED INVITED }
+
+type Customer implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  firstName: String
+  lastName: String
+  displayName: String!
+  email: String
+  phone: String
+  defaultEmailAddress: CustomerEmailAddress
+  defaultPhoneNumber: CustomerPhoneNumber
+  state: CustomerState!
+  tags: [String!]!
+  note: String
+  numberOfOrders: UnsignedInt64!
+  amountSpent: MoneyV2!
+  defaultAddress: MailingAddress
+  createdAt: DateTime!
+  updatedAt: DateTime!
+}
+type CustomerEdge { cursor: String! node: Customer! }
+type CustomerConnection { edges: [CustomerEdge!]! nodes: [Customer!]! pageInfo: PageInfo! }
+
+enum OrderDisplayFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
+enum OrderDisplayFulfillmentStatus { FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED REQUEST_DECLINED }
+
+type Order implements Node {
+  id: ID!
+  legacyResourceId: UnsignedInt64!
+  name: String!
+  email: String
+  note: String
+  tags: [String!]!
+  currencyCode: String!
+  totalPriceSet: MoneyBag!
+  displayFinancialStatus: OrderDisplayFinancialStatus
+  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  createdAt: DateTime!
+  updatedAt: DateTime!
+  processedAt: DateTime!
+  closedAt: DateTime
+  cancelledAt: DateTime
+}
+type OrderEdge { cursor: String! node: Order! }
+type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
+
+type Company implements Node {
+  id: ID!
+  name: String!
+  externalId: String
+  note: String
+  customerSince: DateTime!
+  createdAt: DateTime!
+  updatedAt: DateTime!
+}
+type CompanyEdge { cursor: String! node: Company! }
+type CompanyConnection { edges: [CompanyEdge!]! nodes: [Company!]! pageInfo: PageInfo! }
+
+enum CountPrecision { AT_LEAST EXACT }
+type Count { count: Int! precision: CountPrecision! }
+
+enum EventSubjectType { COMPANY CUSTOMER ORDER PRODUCT UNKNOWN }
+interface Event { id: ID! action: String! createdAt: DateTime! message: String! }
+type BasicEvent implements Event & Node { id: ID! action: String! createdAt: DateTime! message: String! subjectId: ID! subjectType: EventSubjectType! }
+type EventEdge { cursor: String! node: Event! }
+type EventConnection { edges: [EventEdge!]! nodes: [Event!]! pageInfo: PageInfo! }
+
+enum CustomerSortKeys { CREATED_AT ID NAME RELEVANCE UPDATED_AT }
+enum OrderSortKeys { CREATED_AT ID PROCESSED_AT RELEVANCE UPDATED_AT }
+enum CompanySortKeys { CREATED_AT ID NAME RELEVANCE SINCE_DATE UPDATED_AT }
+enum EventSortKeys { CREATED_AT ID RELEVANCE }
+
+type QueryRoot {
+  customers(first: Int, after: String, last: Int, before: String, query: String, sortKey: CustomerSortKeys = ID, reverse: Boolean = false): CustomerConnection!
+  orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys = PROCESSED_AT, reverse: Boolean = false): OrderConnection!
+  companies(first: Int, after: String, last: Int, before: String, query: String, sortKey: CompanySortKeys = ID, reverse: Boolean = false): CompanyConnection!
+  events(first: Int, after: String, last: Int, before: String, query: String, sortKey: EventSortKeys = ID, reverse: Boolean = false): EventConnection!
+  customersCount(query: String, limit: Int = 10000): Count
+  ordersCount(query: String, limit: Int = 10000): Count
+  companiesCount(query: String, limit: Int = 10000): Count
+  customer(id: ID!): Customer
+  order(id: ID!): Order
+  company(id: ID!): Company
+  node(id: ID!): Node
+  nodes(ids: [ID!]!): [Node]!
+}
+
+type UserError { field: [String!] message: String! code: String }
+
+input MailingAddressInput { company: String address1: String city: String countryCode: String phone: String firstName: String lastName: String zip: String }
+input CustomerInput { id: ID email: String phone: String firstName: String lastName: String note: String tags: [String!] addresses: [MailingAddressInput!] }
+input CustomerDeleteInput { id: ID! }
+type CustomerCreatePayload { customer: Customer userErrors: [UserError!]! }
+type CustomerUpdatePayload { customer: Customer userErrors: [UserError!]! }
+type CustomerDeletePayload { deletedCustomerId: ID userErrors: [UserError!]! }
+
+enum OrderCreateFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
+input MoneyInput { amount: Decimal! currencyCode: String! }
+input MoneyBagInput { shopMoney: MoneyInput! presentmentMoney: MoneyInput }
+input OrderCreateLineItemInput { title: String quantity: Int! priceSet: MoneyBagInput }
+input OrderCreateOrderInput { name: String email: String note: String tags: [String!] currency: String financialStatus: OrderCreateFinancialStatus lineItems: [OrderCreateLineItemInput!] processedAt: DateTime closedAt: DateTime }
+input OrderCreateOptionsInput { sendReceipt: Boolean sendFulfillmentReceipt: Boolean }
+input OrderInput { id: ID! email: String note: String tags: [String!] }
+type OrderCreatePayload { order: Order userErrors: [UserError!]! }
+type OrderUpdatePayload { order: Order userErrors: [UserError!]! }
+type OrderDeletePayload { deletedId: ID userErrors: [UserError!]! }
+
+input CompanyInput { name: String externalId: String note: String customerSince: DateTime }
+input CompanyCreateInput { company: CompanyInput! }
+type CompanyCreatePayload { company: Company userErrors: [UserError!]! }
+type CompanyUpdatePayload { company: Company userErrors: [UserError!]! }
+type CompanyDeletePayload { deletedCompanyId: ID userErrors: [UserError!]! }
+
+type Mutation {
+  customerCreate(input: CustomerInput!): CustomerCreatePayload
+  customerUpdate(input: CustomerInput!): CustomerUpdatePayload
+  customerDelete(input: CustomerDeleteInput!): CustomerDeletePayload
+  orderCreate(order: OrderCreateOrderInput!, options: OrderCreateOptionsInput): OrderCreatePayload
+  orderUpdate(input: OrderInput!): OrderUpdatePayload
+  orderDelete(orderId: ID!): OrderDeletePayload
+  companyCreate(input: CompanyCreateInput!): CompanyCreatePayload
+  companyUpdate(companyId: ID!, input: CompanyInput!): CompanyUpdatePayload
+  companyDelete(id: ID!): CompanyDeletePayload
+}
+
+schema { query: QueryRoot mutation: Mutation }
+"""
+
+_SCHEMA: GraphQLSchema | None = None
+
+
+def schema() -> GraphQLSchema:
+    """The schema, built once per process."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = build_schema(SDL)
+    return _SCHEMA
+
+
+# --------------------------------------------------------------------------------------------
+# Search syntax
+# --------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<conn>AND|OR|NOT)(?=\s|$)
+      | (?P<neg>-)?(?P<field>[A-Za-z_][A-Za-z0-9_.]*):(?P<op><=|>=|<|>|=)?
+            (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s]+)
+      | (?P<word>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s]+)
+    )""",
+    re.VERBOSE,
+)
+
+DATE_FIELDS = frozenset({"updated_at", "created_at", "processed_at", "customer_since", "since_date"})
+
+
+@dataclass(frozen=True)
+class Term:
+    field: str | None
+    op: str
+    value: str
+    negated: bool = False
+
+
+@dataclass
+class Search:
+    """A parsed ``query`` argument: OR of AND groups of terms, plus warnings for ignored fields."""
+
+    groups: list[list[Term]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def matches(self, values: Callable[[str], Any]) -> bool:
+        if not self.groups:
+            return True
+        return any(all(_term_matches(t, values) for t in group) for group in self.groups)
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return text
+
+
+def parse_search(query: str | None, known_fields: frozenset[str]) -> Search:
+    search = Search()
+    if not query or not query.strip():
+        return search
+    group: list[Term] = []
+    negate_next = False
+    position = 0
+    text = query.strip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            break
+        position = match.end()
+        if match.group("conn"):
+            word = match.group("conn")
+            if word == "OR":
+                if group:
+                    search.groups.append(group)
+                group = []
+            elif word == "NOT":
+                negate_next = True
+            continue
+        if match.group("field"):
+            name = match.group("field").lower()
+            term = Term(name, match.group("op") or "=", _unquote(match.group("value")), bool(match.group("neg")) or negate_next)
+            if name not in known_fields:
+                search.warnings.append({"field": name, "message": "Invalid search field for this query."})
+            else:
+                group.append(term)
+        else:
+            group.append(Term(None, "=", _unquote(match.group("word")), negate_next))
+        negate_next = False
+    if group:
+        search.groups.append(group)
+    return search
+
+
+def parse_search_time(value: str) -> datetime:
+    """ISO-8601 instants or dates as the search syntax accepts them (naive = UTC)."""
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00"
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    if op == "=":
+        return left == right
+    if op == ">":
+        return left > right
+    if op == ">=":
+        return left >= right
+    if op == "<":
+        return left < right
+    return left <= right
+
+
+def _term_matches(term: Term, values: Callable[[str], Any]) -> bool:
+    result = _term_matches_plain(term, values)
+    return not result if term.negated else result
+
+
+def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
+    if term.field is None:
+        needle = term.value.casefold()
+        return any(needle in str(v).casefold() for v in values("") or () if v)
+    actual = values(term.field)
+    if term.field in DATE_FIELDS:
+        if actual is None:
+            return False
+        try:
+            bound = parse_search_time(term.value).timestamp()
+        except ValueError:
+            return False
+        return _compare(float(actual), term.op, bound)
+    if term.field == "id":
+        try:
+            return _compare(int(actual), term.op, int(term.value.rsplit("/", 1)[-1]))
+        except (TypeError, ValueError):
+            return False
+    if isinstance(actual, (list, tuple, set, frozenset)):
+        wanted = term.value.casefold()
+        return any(str(v).casefold() == wanted for v in actual)
+    if actual is None:
+        return term.value == "*" and False
+    if term.value == "*":
+        return True
+    return str(actual).casefold() == term.value.casefold()
+
+
+# --------------------------------------------------------------------------------------------
+# Query cost
+# --------------------------------------------------------------------------------------------
+
+MUTATION_COST = 10
+CONNECTION_BASE_COST = 2
+
+
+@dataclass
+class CostContext:
+    schema: GraphQLSchema
+    fragments: dict[str, FragmentDefinitionNode]
+    variables: Mapping[str, Any]
+
+
+def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        return next((o for o in operations if o.name and o.name.value == operation_name), None)
+    return operations[0] if len(operations) == 1 else None
+
+
+def query_cost(schema_: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None = None, data: Any = None, *, actual: bool = False) -> int:
+    """Requested cost (``actual=False``, from arguments) or actual cost (from ``data``)."""
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return 0
+    context = CostContext(schema_, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}, variables or {})
+    if operation.operation.value == "mutation":
+        fields = _collect(context, operation.selection_set)
+        if actual:
+            return sum(MUTATION_COST for f in fields if isinstance(data, Mapping) and data.get(_key(f)) is not None)
+        return MUTATION_COST * len(fields)
+    root = schema_.query_type
+    return _selection_cost(context, operation.selection_set, root, data if actual else None, actual)
+
+
+def _key(node: FieldNode) -> str:
+    return node.alias.value if node.alias else node.name.value
+
+
+def _collect(context: CostContext, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+    fields: list[FieldNode] = []
+    if selection_set is None:
+        return fields
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            fields.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            fields.extend(_collect(context, selection.selection_set))
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = context.fragments.get(selection.name.value)
+            if fragment is not None:
+                fields.extend(_collect(context, fragment.selection_set))
+    return fields
+
+
+def _field_type(context: CostContext, parent: Any, name: str) -> Any:
+    fields = getattr(parent, "fields", None)
+    if fields and name in fields:
+        return fields[name]
+    # Fields of fragments on implementations of an interface or union.
+    for type_ in context.schema.type_map.values():
+        if isinstance(type_, GraphQLObjectType) and name in type_.fields and (parent in getattr(type_, "interfaces", ()) or type_ is parent):
+            return type_.fields[name]
+    return None
+
+
+def _argument(context: CostContext, node: FieldNode, definition: Any, name: str) -> Any:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            arg_def = definition.args.get(name)
+            return value_from_ast(argument.value, arg_def.type, context.variables) if arg_def else None
+    return None
+
+
+def _selection_cost(context: CostContext, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
+    total = 0
+    for node in _collect(context, selection_set):
+        name = node.name.value
+        if name.startswith("__"):
+            continue
+        definition = _field_type(context, parent, name)
+        if definition is None:
+            continue
+        named = get_named_type(definition.type)
+        if is_leaf_type(named):
+            continue
+        value = data.get(_key(node)) if actual and isinstance(data, Mapping) else None
+        if actual and (not isinstance(data, Mapping) or _key(node) not in data):
+            continue
+        if named.name.endswith("Connection"):
+            total += _connection_cost(context, node, definition, named, value, actual)
+        elif _is_list(definition.type):
+            if actual:
+                total += sum(1 + _selection_cost(context, node.selection_set, named, item, True) for item in value or () if item is not None)
+            else:
+                size = len(_argument(context, node, definition, "ids") or ()) or 1
+                total += size * (1 + _selection_cost(context, node.selection_set, named, None, False))
+        else:
+            if actual and value is None:
+                continue
+            total += 1 + _selection_cost(context, node.selection_set, named, value, actual)
+    return total
+
+
+def _connection_cost(context: CostContext, node: FieldNode, definition: Any, connection: Any, value: Any, actual: bool) -> int:
+    if actual and value is None:
+        return 0
+    size = _argument(context, node, definition, "first") or _argument(context, node, definition, "last") or 0
+    per_item_requested = 0
+    actual_items = 0
+    for child in _collect(context, node.selection_set):
+        child_name = child.name.value
+        if child_name not in ("nodes", "edges"):
+            continue
+        item_type = get_named_type(connection.fields[child_name].type)
+        selection = child.selection_set
+        if child_name == "edges":
+            inner = next((c for c in _collect(context, selection) if c.name.value == "node"), None)
+            item_type = get_named_type(item_type.fields["node"].type)
+            selection = inner.selection_set if inner is not None else None
+        if actual:
+            items = value.get(_key(child)) or []
+            for item in items:
+                if child_name == "edges":
+                    item = item.get(_key(inner)) if inner is not None and isinstance(item, Mapping) else None
+                    if inner is None:
+                        actual_items += 1
+                        continue
+                actual_items += 1 + _selection_cost(context, selection, item_type, item, True)
+        else:
+            per_item_requested += 1 + _selection_cost(context, selection, item_type, None, False)
+    if actual:
+        return CONNECTION_BASE_COST + actual_items
+    return CONNECTION_BASE_COST + int(size) * per_item_requested
+
+
+def _is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)

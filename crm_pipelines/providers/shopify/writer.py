@@ -1,0 +1,287 @@
+"""Writing local records to Shopify: many aliased mutations per request, paced by cost.
+
+Shopify has no batch create for customers, orders or companies, but one GraphQL request may
+carry several mutations under aliases (``m0: customerCreate(...) m1: customerCreate(...)``);
+each is 10 cost points and succeeds or fails on its own, reporting problems in its own
+``userErrors``. A batch of 100 records goes out as requests of ``MUTATIONS_PER_REQUEST`` (50:
+500 requested points, half the single-query cap), and the cost bucket paces them.
+
+* **Idempotent creates**: every create carries the key ``crm:<entity>:<local id>`` as a tag
+  (customers, orders) or as the ``externalId`` (companies); after a crash, ``find_by_keys`` finds
+  what was created by ``tag:`` / ``external_id:`` searches OR'd together.
+* **Matching** before creating: customers by e-mail (``email:`` OR'd), companies by exact name
+  when exactly one Shopify company bears it. A create refused with "Email has already been taken"
+  (the customer appeared meanwhile) becomes a link to that customer.
+* **Updates**: ``customerUpdate`` / ``companyUpdate``. Orders cannot change amount, currency,
+  financial status or name after creation; a changed order is read back and reported as a reject
+  naming the fields, an unchanged one is confirmed.
+* A top-level GraphQL error that names no alias refuses the request as a whole
+  (:class:`BatchRejected`): the exporter splits the batch until the bad record is alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crm_pipelines.core.errors import EntityUnavailable, ProviderError
+from crm_pipelines.providers.shopify.api import MUTATION_COST, MUTATIONS_PER_REQUEST, OBJECTS, PAGE_MAX, ShopifyClient, graphql_error
+from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, create_input, financial_status, order_differences, parse_timestamp, update_input
+
+LOOKUP_CHUNK = 50
+_INPUT_TYPES = {
+    ("contacts", "create"): "CustomerInput!", ("contacts", "update"): "CustomerInput!",
+    ("deals", "create"): "OrderCreateOrderInput!", ("companies", "create"): "CompanyCreateInput!", ("companies", "update"): "CompanyInput!",
+}
+
+
+def idempotency_key(entity: str, local_id: int) -> str:
+    return f"crm:{entity}:{local_id}"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    local_id: int
+    fields: dict[str, Any]
+    external_id: str | None = None
+
+
+@dataclass
+class WriteResult:
+    """Per-record outcome of one batch write."""
+
+    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (gid, updatedAt, created)
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
+    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing gid
+
+
+class BatchRejected(Exception):
+    """Shopify refused a request as a whole; the caller splits the batch to find the bad record."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+class ShopifyWriter:
+    """Aliased-mutation writes and search look-ups for one Shopify store."""
+
+    batch_size = 100
+    make_record = OutgoingRecord
+    Rejected = BatchRejected
+
+    def __init__(self, client: ShopifyClient, *, mutations_per_request: int = MUTATIONS_PER_REQUEST) -> None:
+        self.client = client
+        self.mutations_per_request = max(1, min(mutations_per_request, 100))
+        self._unavailable: dict[str, str | None] = {}
+
+    def unavailable(self, entity: str) -> str | None:
+        """Why this store cannot take ``entity`` (companies without B2B), or None."""
+        if entity != "companies":
+            return None
+        if entity not in self._unavailable:
+            try:
+                self.client.graphql("query { companiesCount { count } }", kind="probe", cost=1, entity=entity)
+                self._unavailable[entity] = None
+            except EntityUnavailable as exc:
+                self._unavailable[entity] = str(exc)
+        return self._unavailable[entity]
+
+    def check(self, entity: str, fields: dict[str, Any]) -> str | None:
+        """Why a record cannot be sent as it is (checked before any call), or None."""
+        try:
+            create_input(entity, fields, "crm:check")
+            if entity == "deals":
+                financial_status(fields.get("stage"))
+        except (ValueError, ArithmeticError) as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ look-ups
+
+    def _search(self, entity: str, terms: list[str], selection: str) -> list[dict[str, Any]]:
+        """Every node matching any of ``terms`` (OR'd), paged."""
+        connection = OBJECTS[entity].connection
+        query = f"query($first: Int!, $after: String, $query: String) {{ {connection}(first: $first, after: $after, query: $query, sortKey: ID) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {selection} }} }} }}"
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(terms), LOOKUP_CHUNK):
+            chunk = terms[start : start + LOOKUP_CHUNK]
+            first = min(PAGE_MAX, len(chunk) * 2)
+            after = None
+            while True:
+                data = self.client.graphql(query, {"first": first, "after": after, "query": " OR ".join(chunk)}, kind="match", cost=2 + first, entity=entity)
+                result = data.get(connection) or {}
+                found.extend(result.get("nodes") or [])
+                info = result.get("pageInfo") or {}
+                if not info.get("hasNextPage"):
+                    break
+                after = info.get("endCursor")
+        return found
+
+    def match(self, entity: str, records: Sequence[OutgoingRecord]) -> dict[int, str]:
+        """Shopify ids of existing records that are the same as these unlinked local ones."""
+        if entity == "contacts":
+            by_email = {str(r.fields["email"]).lower(): r.local_id for r in records if r.fields.get("email")}
+            return {by_email[e]: gid for e, gid in self._customers_by_email(list(by_email)).items() if e in by_email}
+        if entity == "companies":
+            by_name: dict[str, list[int]] = {}
+            for r in records:
+                if r.fields.get("name"):
+                    by_name.setdefault(str(r.fields["name"]).strip().casefold(), []).append(r.local_id)
+            if not by_name:
+                return {}
+            nodes = self._search(entity, [f"name:{_quote(n)}" for n in by_name], "id name")
+            remote: dict[str, list[str]] = {}
+            for node in nodes:
+                remote.setdefault(str(node.get("name") or "").strip().casefold(), []).append(str(node["id"]))
+            # A name is not an identity: link only when one Shopify company and one local record share it.
+            return {ids[0]: remote[n][0] for n, ids in by_name.items() if len(ids) == 1 and len(remote.get(n, ())) == 1}
+        return {}
+
+    def _customers_by_email(self, emails: list[str]) -> dict[str, str]:
+        if not emails:
+            return {}
+        nodes = self._search("contacts", [f"email:{_quote(e)}" for e in emails], "id email")
+        return {str(n.get("email") or "").lower(): str(n["id"]) for n in nodes if n.get("email")}
+
+    def find_by_keys(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Shopify ids of records already created under these idempotency keys."""
+        # The exporter names intents "<entity>:<local id>"; Shopify carries them as "crm:<entity>:<local id>".
+        wanted = {(k if k.startswith("crm:") else f"crm:{k}"): k for k in keys}
+        found: dict[str, str] = {}
+        if entity == "companies":
+            for node in self._search(entity, [f"external_id:{_quote(k)}" for k in wanted], "id externalId"):
+                if node.get("externalId") in wanted:
+                    found.setdefault(wanted[node["externalId"]], str(node["id"]))
+            return found
+        for node in self._search(entity, [f"tag:{_quote(k)}" for k in wanted], "id tags"):
+            for tag in node.get("tags") or ():
+                if tag in wanted:
+                    found.setdefault(wanted[tag], str(node["id"]))
+        return found
+
+    # ------------------------------------------------------------------ writes
+
+    def create(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
+        result = WriteResult()
+        inputs = []
+        for r in records:
+            try:
+                inputs.append((r.local_id, {"i": create_input(entity, r.fields, idempotency_key(entity, r.local_id))}))
+            except ValueError as exc:
+                result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
+        self._send(entity, "create", inputs, result)
+        return result
+
+    def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
+        result = WriteResult()
+        if entity == "deals":
+            self._confirm_orders(records, result)
+            return result
+        inputs = []
+        for r in records:
+            try:
+                variables = update_input(entity, r.fields, str(r.external_id))
+            except ValueError as exc:
+                result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
+                continue
+            inputs.append((r.local_id, {"i": variables["input"]} | ({"c": variables["companyId"]} if "companyId" in variables else {})))
+        self._send(entity, "update", inputs, result, external={r.local_id: str(r.external_id) for r in records})
+        return result
+
+    def _send(self, entity: str, action: str, inputs: list[tuple[int, dict[str, Any]]], result: WriteResult, external: dict[int, str] | None = None) -> None:
+        spec = OBJECTS[entity]
+        mutation = spec.create_mutation if action == "create" else spec.update_mutation
+        taken: dict[int, str] = {}
+        for start in range(0, len(inputs), self.mutations_per_request):
+            chunk = inputs[start : start + self.mutations_per_request]
+            declarations, calls, variables = [], [], {}
+            for n, (_local_id, values) in enumerate(chunk):
+                declarations.append(f"$i{n}: {_INPUT_TYPES[(entity, action)]}")
+                variables[f"i{n}"] = values["i"]
+                if "c" in values:
+                    declarations.append(f"$c{n}: ID!")
+                    variables[f"c{n}"] = values["c"]
+                    arguments = f"companyId: $c{n}, input: $i{n}"
+                else:
+                    arguments = f"{'order' if mutation == 'orderCreate' else 'input'}: $i{n}"
+                calls.append(f"m{n}: {mutation}({arguments}) {{ {spec.payload_field} {{ id updatedAt }} userErrors {{ field message }} }}")
+            text = f"mutation({', '.join(declarations)}) {{ {' '.join(calls)} }}"
+            try:
+                body = self.client.execute(text, variables, kind="write", cost=MUTATION_COST * len(chunk))
+            except ProviderError as exc:
+                if exc.status in (400, 422):
+                    raise BatchRejected(exc.category or f"HTTP_{exc.status}", exc.provider_message) from None
+                raise
+            data = body.get("data") or {}
+            by_alias: dict[str, list[str]] = {}
+            for error in body.get("errors") or []:
+                path = error.get("path") or []
+                if path and str(path[0]).startswith("m"):
+                    by_alias.setdefault(str(path[0]), []).append(str(error.get("message")))
+                else:
+                    code_error = graphql_error([error], f"POST {self.client.path}", entity)
+                    if isinstance(code_error, EntityUnavailable) or error.get("extensions", {}).get("code") in ("ACCESS_DENIED", "MAX_COST_EXCEEDED"):
+                        raise code_error
+                    raise BatchRejected(code_error.category or "GRAPHQL_ERROR", code_error.provider_message)
+            for n, (local_id, values) in enumerate(chunk):
+                alias = f"m{n}"
+                payload = data.get(alias)
+                if alias in by_alias or payload is None:
+                    result.rejected[local_id] = ("GRAPHQL_ERROR", "; ".join(by_alias.get(alias, ["no result"])))
+                    continue
+                errors = payload.get("userErrors") or []
+                node = payload.get(spec.payload_field)
+                if not errors and node:
+                    gid = str(node["id"])
+                    if external and external.get(local_id) and external[local_id] != gid:
+                        result.rejected[local_id] = ("MISMATCH", f"Shopify answered for {gid}, not {external[local_id]}")
+                        continue
+                    result.written[local_id] = (gid, parse_timestamp(node.get("updatedAt")), action == "create")
+                    continue
+                message = "; ".join(_user_error_text(e) for e in errors) or "rejected without a reason"
+                if entity == "contacts" and action == "create" and any("already been taken" in str(e.get("message")) and "email" in (e.get("field") or []) for e in errors):
+                    taken[local_id] = str(values["i"].get("email", "")).lower()
+                    result.rejected[local_id] = ("TAKEN", message)
+                    continue
+                result.rejected[local_id] = ("USER_ERROR", message)
+        if taken:
+            # The e-mail belongs to a customer created since matching: link to it instead.
+            existing = self._customers_by_email(sorted(set(taken.values())))
+            for local_id, email in taken.items():
+                if email in existing:
+                    result.rejected.pop(local_id, None)
+                    result.conflicts[local_id] = existing[email]
+
+    def _confirm_orders(self, records: Sequence[OutgoingRecord], result: WriteResult) -> None:
+        """Orders keep amount, currency, status and name once created: confirm or reject the local change."""
+        query = f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on Order {{ {NODE_FIELDS['deals']} }} }} }}"
+        for start in range(0, len(records), PAGE_MAX):
+            chunk = list(records[start : start + PAGE_MAX])
+            data = self.client.graphql(query, {"ids": [str(r.external_id) for r in chunk]}, kind="batch_read", cost=len(chunk) * (1 + NODE_COST["deals"]), entity="deals")
+            for record, node in zip(chunk, data.get("nodes") or []):
+                if node is None:
+                    result.rejected[record.local_id] = ("NOT_FOUND", f"order {record.external_id} no longer exists at Shopify")
+                    continue
+                different = order_differences(record.fields, node)
+                if different:
+                    result.rejected[record.local_id] = (
+                        "IMMUTABLE_FIELD",
+                        f"Shopify orders cannot change {', '.join(different)} after creation (orderUpdate takes only email, note, tags and addresses)",
+                    )
+                else:
+                    result.written[record.local_id] = (str(node["id"]), parse_timestamp(node.get("updatedAt")), False)
+
+
+def _user_error_text(error: dict[str, Any]) -> str:
+    field_path = ".".join(str(f) for f in error.get("field") or [])
+    return f"{field_path}: {error.get('message')}" if field_path else str(error.get("message"))
+
+
+__all__ = ["BatchRejected", "OutgoingRecord", "ShopifyWriter", "WriteResult", "idempotency_key"]
