@@ -1,4 +1,8 @@
-"""``crm-pipelines demo | sandbox | dev``: the demo, the simulators and the development server."""
+"""``crm-pipelines demo | sandbox | dev``: the demo, the simulators and the development server.
+
+Each provider's simulator starts with its real rate limits on a free local port; the
+environment variables its plugin names point the Dagster resources at it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,60 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 #: Instance settings used when the command runs outside the project folder (see dagster.yaml).
 DEFAULT_INSTANCE_YAML = "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
 
+#: Records per entity (contacts, companies, deals) each simulator starts with in the demo: sized
+#: so every import takes seconds at the provider's real limits (Bling's lists need one read per
+#: contact at 3 per second).
+DEMO_SIZES: dict[str, tuple[int, int, int]] = {
+    "hubspot": (10_000, 1_000, 2_000),
+    "salesforce": (5_000, 1_000, 1_000),
+    "pipedrive": (2_000, 300, 500),
+    "shopify": (1_000, 100, 300),
+    "bling": (60, 20, 30),
+    "gestaoclick": (300, 60, 100),
+}
 
-def _start_hubspot_simulator(args: argparse.Namespace):
-    from crm_pipelines.providers.hubspot.simulator import HubSpotSimulator
-    from crm_pipelines.simulator.__main__ import fault_config_from_args
 
+SIZE_OPTIONS = (
+    ("contacts", "persons", "customers", "clientes", "contatos"),
+    ("companies", "organizations", "accounts"),
+    ("deals", "orders", "opportunities", "vendas"),
+)
+
+
+def _selected(names: str) -> list:
+    from crm_pipelines.providers.registry import PROVIDERS, plugin
+
+    wanted = list(PROVIDERS) if names in ("all", "") else [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in PROVIDERS]
+    if unknown:
+        raise ValueError(f"unknown provider(s) {', '.join(unknown)}; expected some of {', '.join(PROVIDERS)} or all")
+    return [plugin(n) for n in wanted]
+
+
+def start_simulator(name: str, *, sizes: tuple[int, int, int] | None = None, seed: int = 1, port: int = 0, extra: list[str] | None = None):
+    """Start the simulator registered for ``name`` with its command-line defaults (and these sizes)."""
+    from crm_pipelines.simulator.__main__ import add_common_arguments, fault_config_from_args, load_simulator_class
+
+    simulator_class = load_simulator_class(name)
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    simulator_class.add_cli_arguments(parser)
+    argv = ["--seed", str(seed), "--port", str(port), *(extra or [])]
+    if sizes:
+        # Each simulator names its sizes in its provider's words (--persons, --customers, ...).
+        for size, words in zip(sizes, SIZE_OPTIONS):
+            option = next((f"--{w}" for w in words if f"--{w}" in parser._option_string_actions), None)
+            if option:
+                argv += [option, str(size)]
+    args = parser.parse_args(argv)
     args.faults = fault_config_from_args(args)
-    simulator = HubSpotSimulator.from_cli_args(args)
+    simulator = simulator_class.from_cli_args(args)
     simulator.start()
     return simulator
 
@@ -35,10 +81,6 @@ def _dagster_home() -> str:
     return str(home)
 
 
-def _simulator_env(simulator) -> dict[str, str]:
-    return {"HUBSPOT_BASE_URL": simulator.base_url, "HUBSPOT_ACCESS_TOKEN": simulator.config.tokens[0]}
-
-
 def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
@@ -47,100 +89,106 @@ def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
         print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
 
 
-def _run_import_job(instance, partition_key: str):
-    from crm_pipelines.definitions import defs
-
-    job = defs.resolve_job_def("hubspot_import")
-    return job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False)
-
-
 def _materializations(result) -> list[dict[str, object]]:
     rows = []
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
-        rows.append(
-            {
-                "asset": materialization.asset_key.to_user_string(),
-                "processed": meta.get("fetched"),
-                "created": meta.get("created"),
-                "updated": meta.get("updated"),
-                "unchanged": meta.get("unchanged"),
-                "errors": meta.get("failed"),
-                "duration_s": meta.get("duration_s"),
-                "api_calls": meta.get("api_calls"),
-                "429s": meta.get("rate_limited_429"),
-                "strategy": meta.get("strategy"),
-            }
-        )
+        rows.append({
+            "asset": materialization.asset_key.to_user_string(), "processed": meta.get("fetched"), "created": meta.get("created"),
+            "updated": meta.get("updated"), "unchanged": meta.get("unchanged"), "errors": meta.get("failed"),
+            "duration_s": meta.get("duration_s"), "api_calls": meta.get("api_calls"), "429s": meta.get("rate_limited_429"),
+            "strategy": meta.get("strategy") or meta.get("skipped", ""),
+        })
     return rows
 
 
-def _run_and_report(instance, partition_key: str) -> bool:
-    """Run the import job for one partition and print its per-asset summary."""
+def _run_and_report(instance, plugin, partition_key: str) -> bool:
+    """Run the provider's import job for one partition and print its per-asset summary."""
+    from crm_pipelines.dagster_defs.schedules import import_job_name
+    from crm_pipelines.definitions import defs
+
     started = time.monotonic()
-    result = _run_import_job(instance, partition_key)
+    job = defs.resolve_job_def(import_job_name(plugin.name))
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False)
     _print_table(_materializations(result), ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
-    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s\n")
     return result.success
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the HubSpot simulator, run the full import as a real Dagster run, then an incremental one."""
+    """Start the simulators, run each provider's full import as a real Dagster run, then an incremental one."""
     import dagster as dg
 
     from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
-    from crm_pipelines.storage.engine import safe_url
+    from crm_pipelines.storage.engine import database_url, safe_url
+    from crm_pipelines.storage.store import LocalStore
 
     if args.database:
         os.environ["CRM_DATABASE_URL"] = args.database
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     dagster_home = _dagster_home()
-
-    print(f"Starting the HubSpot simulator: {args.contacts} contacts, {args.companies} companies, {args.deals} deals, "
-          f"{args.rate_limit} requests per 10 s ...")
-    simulator = _start_hubspot_simulator(args)
-    os.environ.update(_simulator_env(simulator))
+    plugins = _selected(args.providers)
+    simulators = {}
     try:
-        from crm_pipelines.storage.engine import database_url
-
-        print(f"Simulator at {simulator.base_url}; local database {safe_url(database_url())}; Dagster home {dagster_home}")
+        for found in plugins:
+            sizes = (args.records, args.records // 5, args.records // 4) if args.records else DEMO_SIZES.get(found.name, (500, 100, 200))
+            simulators[found.name] = simulator = start_simulator(found.name, sizes=sizes, seed=args.seed)
+            os.environ.update(found.simulator_env(simulator))
+            print(f"{found.title} simulator at {simulator.base_url}: {sizes[0]} contacts, {sizes[1]} companies, {sizes[2]} deals, real rate limits")
+        print(f"Local database {safe_url(database_url())}; Dagster home {dagster_home}\n")
         instance = dg.DagsterInstance.get()
         first = SYNC_PARTITIONS.get_first_partition_key()
-        print(f"\n1) Initial sync: partition {first} (the first partition reads every record)")
-        if not _run_and_report(instance, first):
-            return 1
-
+        ok = True
+        for found in plugins:
+            print(f"== {found.title}: initial sync, partition {first} (the first partition reads every record)")
+            ok &= _run_and_report(instance, found, first)
         if args.changes:
-            for entity in ("contacts", "companies", "deals"):
-                simulator.modify(entity, n=args.changes)
-            key = partition_key_for(simulator.clock.now())
-            print(f"\n2) {args.changes} records per entity changed in HubSpot; incremental run for partition {key}")
-            if not _run_and_report(instance, key):
-                return 1
+            for found in plugins:
+                simulator = simulators[found.name]
+                for entity in found.entities:
+                    simulator.modify(entity, n=min(args.changes, len(simulator.records(entity))))
+                key = partition_key_for(simulator.clock.now())
+                print(f"== {found.title}: {args.changes} records per entity changed; incremental run for partition {key}")
+                ok &= _run_and_report(instance, found, key)
 
-        print("\nReconciliation (simulator vs local database):")
-        from crm_pipelines.storage.store import LocalStore
-
+        print("Reconciliation (simulator vs local database):")
         store = LocalStore.open()
         recon = []
-        for entity in ("contacts", "companies", "deals"):
-            remote = set(simulator.records(entity))
-            local = set(store.linked_records("hubspot", entity))
-            recon.append({"entity": entity, "simulator": len(remote), "local": len(local), "missing": len(remote - local), "extra": len(local - remote)})
-        _print_table(recon, ["entity", "simulator", "local", "missing", "extra"])
-        stats = simulator.stats
-        print(f"Simulator served {stats['total_requests']} API requests, {stats['rate_limited_total']} of them 429 (rate limited).")
+        for found in plugins:
+            simulator = simulators[found.name]
+            for entity in found.entities:
+                remote = set(simulator.records(entity))
+                local = set(store.linked_records(found.name, entity))
+                recon.append({"provider": found.name, "entity": entity, "simulator": len(remote), "local": len(local),
+                              "missing": len(remote - local), "extra": len(local - remote)})
         store.dispose()
-        return 0 if all(r["missing"] == 0 and r["extra"] == 0 for r in recon) else 1
+        _print_table(recon, ["provider", "entity", "simulator", "local", "missing", "extra"])
+        for name, simulator in simulators.items():
+            stats = simulator.stats
+            print(f"{name}: {stats['total_requests']} API requests served, {stats['rate_limited_total']} of them rate limited")
+        return 0 if ok and all(r["missing"] == 0 and r["extra"] == 0 for r in recon) else 1
     finally:
-        simulator.stop()
+        for simulator in simulators.values():
+            simulator.stop()
+
+
+def _start_all(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    simulators, env = {}, {}
+    for offset, found in enumerate(_selected(args.providers)):
+        port = args.port + offset if args.port else 0
+        simulators[found.name] = simulator = start_simulator(found.name, seed=args.seed, port=port)
+        env.update(found.simulator_env(simulator))
+    return simulators, env
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Run the simulators in the foreground and print the environment to point Dagster at them."""
-    simulator = _start_hubspot_simulator(args)
-    print("HubSpot simulator running. Point crm_pipelines at it with:")
-    for name, value in _simulator_env(simulator).items():
+    simulators, env = _start_all(args)
+    for name, simulator in simulators.items():
+        print(f"{name} simulator at {simulator.base_url}")
+    print("Point crm_pipelines at them with:")
+    for name, value in env.items():
         print(f"  export {name}={value}")
     sys.stdout.flush()
     stop = []
@@ -150,44 +198,37 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    simulator.stop()
+    for simulator in simulators.values():
+        simulator.stop()
     return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the simulators and ``dagster dev`` wired to them (UI on http://127.0.0.1:3000)."""
-    simulator = _start_hubspot_simulator(args)
+    simulators, env = _start_all(args)
     _dagster_home()
-    env = dict(os.environ, **_simulator_env(simulator))
-    print(f"HubSpot simulator at {simulator.base_url}; starting dagster dev ...")
+    print(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in simulators.items())}; starting dagster dev ...")
     try:
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=env)
+        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=dict(os.environ, **env))
     finally:
-        simulator.stop()
-
-
-def _add_sim_options(parser: argparse.ArgumentParser, *, port: int = 0) -> None:
-    """The simulator's own options (``python -m crm_pipelines.simulator hubspot --help``)."""
-    from crm_pipelines.providers.hubspot.simulator import HubSpotSimulator
-    from crm_pipelines.simulator.__main__ import add_common_arguments
-
-    add_common_arguments(parser)
-    HubSpotSimulator.add_cli_arguments(parser)
-    parser.set_defaults(contacts=10_000, companies=1_000, deals=2_000, port=port)
+        for simulator in simulators.values():
+            simulator.stop()
 
 
 def add_parsers(sub) -> None:
-    demo = sub.add_parser("demo", help="full HubSpot import against the simulator, as a Dagster run, with a summary")
-    _add_sim_options(demo)
-    demo.add_argument("--changes", type=int, default=100, help="records per entity to change before the incremental run (0: skip it)")
+    demo = sub.add_parser("demo", help="every provider's full and incremental import against its simulator, as Dagster runs, with a reconciliation")
+    demo.add_argument("--providers", default="all", help="comma-separated providers, or all (default)")
+    demo.add_argument("--records", type=int, default=0, help="contacts per simulator (companies and deals follow); default: sized per provider")
+    demo.add_argument("--changes", type=int, default=25, help="records per entity to change before the incremental runs (0: skip them)")
+    demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--database", help="SQLAlchemy URL of the local database (default: $CRM_DATABASE_URL or ./crm_pipelines.db)")
     demo.set_defaults(func=cmd_demo)
 
-    sandbox = sub.add_parser("sandbox", help="run the provider simulators in the foreground")
-    _add_sim_options(sandbox, port=8765)
-    sandbox.set_defaults(func=cmd_sandbox)
-
-    dev = sub.add_parser("dev", help="simulators + dagster dev")
-    _add_sim_options(dev)
-    dev.add_argument("--ui-port", type=int, default=3000)
-    dev.set_defaults(func=cmd_dev)
+    for name, func, text in (("sandbox", cmd_sandbox, "run the provider simulators in the foreground"), ("dev", cmd_dev, "simulators + dagster dev")):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("--providers", default="all", help="comma-separated providers, or all (default)")
+        parser.add_argument("--port", type=int, default=8765 if name == "sandbox" else 0, help="first port (one per provider, consecutive); 0 picks free ports")
+        parser.add_argument("--seed", type=int, default=1)
+        if name == "dev":
+            parser.add_argument("--ui-port", type=int, default=3000)
+        parser.set_defaults(func=func)

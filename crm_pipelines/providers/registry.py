@@ -31,6 +31,8 @@ class ProviderPlugin:
     #: Canonical fields the provider has a place for, per entity (default: all of them). Imports
     #: leave the other local fields alone, and changes to them are not exported to this provider.
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The environment variables that point the resource at a running simulator of this provider.
+    simulator_env: Callable[[Any], dict[str, str]] | None = None
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.

@@ -26,12 +26,18 @@ def _default_resource():
     )
 
 
+def _simulator_env(sim) -> dict[str, str]:
+    return {"BLING_BASE_URL": sim.base_url + "/Api/v3", "BLING_CLIENT_ID": sim.config.client_id,
+            "BLING_CLIENT_SECRET": sim.config.client_secret, "BLING_REFRESH_TOKEN": sim.config.refresh_token}
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Bling",
     entities=("contacts", "companies", "deals"),
     resource_key="bling",
     default_resource=_default_resource,
+    simulator_env=_simulator_env,
     env_vars=("BLING_CLIENT_ID", "BLING_CLIENT_SECRET", "BLING_REFRESH_TOKEN", "BLING_ACCESS_TOKEN", "BLING_BASE_URL"),
     # A "contact" event may name a person or a company: both entities read the id, and the one
     # whose tipo does not match sees it as not (or no longer) its record.

@@ -21,12 +21,17 @@ def _default_resource():
     )
 
 
+def _simulator_env(sim) -> dict[str, str]:
+    return {"HUBSPOT_BASE_URL": sim.base_url, "HUBSPOT_ACCESS_TOKEN": sim.config.tokens[0]}
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="HubSpot",
     entities=("contacts", "companies", "deals"),
     resource_key="hubspot",
     default_resource=_default_resource,
+    simulator_env=_simulator_env,
     env_vars=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL"),
     webhook_object_types={"contact": "contacts", "company": "companies", "deal": "deals", "0-1": "contacts", "0-2": "companies", "0-3": "deals"},
 )

@@ -23,12 +23,17 @@ def _default_resource():
     )
 
 
+def _simulator_env(sim) -> dict[str, str]:
+    return {"PIPEDRIVE_BASE_URL": sim.base_url, "PIPEDRIVE_API_TOKEN": sim.config.tokens[0]}
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Pipedrive",
     entities=("contacts", "companies", "deals"),
     resource_key="pipedrive",
     default_resource=_default_resource,
+    simulator_env=_simulator_env,
     env_vars=("PIPEDRIVE_API_TOKEN", "PIPEDRIVE_BASE_URL", "PIPEDRIVE_BURST_LIMIT"),
     webhook_object_types={"person": "contacts", "organization": "companies", "deal": "deals"},
 )

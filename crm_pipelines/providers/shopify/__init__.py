@@ -32,12 +32,17 @@ def _default_resource():
     )
 
 
+def _simulator_env(sim) -> dict[str, str]:
+    return {"SHOPIFY_BASE_URL": sim.base_url, "SHOPIFY_ACCESS_TOKEN": sim.config.tokens[0], "SHOPIFY_PLAN": sim.config.plan}
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Shopify",
     entities=("contacts", "companies", "deals"),
     resource_key="shopify",
     default_resource=_default_resource,
+    simulator_env=_simulator_env,
     env_vars=("SHOPIFY_ACCESS_TOKEN", "SHOPIFY_BASE_URL", "SHOPIFY_SHOP", "SHOPIFY_API_VERSION", "SHOPIFY_PLAN", "SHOPIFY_WEBHOOK_SECRET"),
     webhook_object_types={"customers": "contacts", "orders": "deals", "companies": "companies"},
     # Shopify has no field for a customer's CPF/CNPJ, job title or lifecycle stage, nor for a
