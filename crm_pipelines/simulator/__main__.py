@@ -22,6 +22,7 @@ from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
 SIMULATORS: dict[str, str] = {
     "hubspot": "crm_pipelines.providers.hubspot.simulator:HubSpotSimulator",
+    "gestaoclick": "crm_pipelines.providers.gestaoclick.simulator:GestaoClickSimulator",
 }
 
 PROG = "python -m crm_pipelines.simulator"
