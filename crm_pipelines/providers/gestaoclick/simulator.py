@@ -732,7 +732,8 @@ class GestaoClickSimulator(SimulatorBase):
             row["valor_total"] = amount
             return
         data = self._data[row["tipo_pessoa"] if row["tipo_pessoa"] in self._data else "PF"]
-        row["telefone"] = data.phone() if row.get("telefone") != data.phone() else "(11) 3333-0000"
+        phone = data.phone()
+        row["telefone"] = phone if phone != row.get("telefone") else "(11) 3333-0000"
         if rng.random() < 0.5:
             row["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
 
