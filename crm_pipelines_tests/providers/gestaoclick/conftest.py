@@ -8,7 +8,10 @@ import httpx
 import pytest
 
 from crm_pipelines.providers.gestaoclick.api import GestaoClickClient
-from crm_pipelines.providers.gestaoclick.simulator import GestaoClickSimConfig, GestaoClickSimulator
+from crm_pipelines.providers.gestaoclick.simulator import (
+    GestaoClickSimConfig,
+    GestaoClickSimulator,
+)
 
 ACCESS = "gc-test-access-token"
 SECRET = "gc-test-secret-token"
@@ -30,6 +33,12 @@ def start_gestaoclick_sim():
     yield _start
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture
+def make_empty_sim(start_gestaoclick_sim):
+    """An account with no records and no rate limits (export tests add what they need)."""
+    return lambda **kw: start_gestaoclick_sim(**({"contacts": 0, "companies": 0, "deals": 0, "rate_limits_enabled": False} | kw))
 
 
 @pytest.fixture
