@@ -145,8 +145,8 @@ def split_notes(value: Any) -> tuple[str | None, dict[str, Any]]:
             continue
         if isinstance(parsed, dict):
             tag = parsed
-    rest = _TAG_LINE.sub("", text)
-    return clean_text(rest.strip("\n"), 4000), tag
+    rest = _TAG_LINE.sub("", text).strip()  # line breaks inside the user's text are kept as written
+    return rest or None, tag
 
 
 def join_notes(text: str | None, tag: Mapping[str, Any]) -> str:
@@ -188,6 +188,10 @@ def _document(primary: str, other: str) -> Callable[[Mapping[str, Any]], str | N
     return read
 
 
+def _one_line(text: str | None) -> str | None:
+    return _text(" ".join((text or "").split()))
+
+
 def _phone(record: Mapping[str, Any]) -> str | None:
     return _text(record.get("telefone"), 64) or _text(record.get("celular"), 64)
 
@@ -208,7 +212,7 @@ FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
         FieldMap("country", "enderecos[0].endereco.pais", lambda r: _text(first_of(r.get("enderecos"), "endereco").get("pais"), 128)),
     ),
     "deals": (
-        FieldMap("name", "observacoes", lambda r: _text(split_notes(r.get("observacoes"))[0])),
+        FieldMap("name", "observacoes", lambda r: _one_line(split_notes(r.get("observacoes"))[0])),
         FieldMap("amount", "valor_total", lambda r: _amount(r.get("valor_total"))),
         FieldMap("currency", "(none)", lambda r: CURRENCY),
         FieldMap("stage", "nome_situacao", lambda r: _text(r.get("nome_situacao"), 64)),
@@ -318,7 +322,10 @@ def to_payload(entity: str, fields: Mapping[str, Any], *, key: str | None, curre
 
 def _venda_payload(fields: Mapping[str, Any], current: Mapping[str, Any], tag: Mapping[str, Any]) -> dict[str, Any]:
     amount: Decimal = fields["amount"]
-    payload: dict[str, Any] = {"observacoes": join_notes(clean_text(fields.get("name")), tag)}
+    text = split_notes(current.get("observacoes"))[0]
+    if _one_line(text) != _one_line(fields.get("name")):
+        text = clean_text(fields.get("name"))  # the name changed: it replaces the notes' text
+    payload: dict[str, Any] = {"observacoes": join_notes(text, tag)}
     day = format_date(fields.get("close_date")) or current.get("data") or datetime.now(ZoneInfo(ACCOUNT_TIMEZONE)).date().isoformat()
     payload["data"] = day
     produtos = current.get("produtos") or []
