@@ -194,3 +194,28 @@ def test_python_side_mutations(start_gestaoclick_sim, entity):
     assert sim.count(entity) == before + 3 - 2
     assert not set(gone) & set(sim.records(entity)) and set(changed) <= set(sim.records(entity))
     assert set(created) - set(gone) <= set(sim.records(entity))
+
+
+def test_command_line_and_admin_mutations(start_gestaoclick_sim):
+    import argparse
+
+    import httpx
+
+    from crm_pipelines.providers.gestaoclick.simulator import GestaoClickSimulator
+    from crm_pipelines.simulator.__main__ import add_common_arguments, fault_config_from_args, load_simulator_class
+
+    assert load_simulator_class("gestaoclick") is GestaoClickSimulator
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    GestaoClickSimulator.add_cli_arguments(parser)
+    args = parser.parse_args(["--contacts", "5", "--companies", "2", "--deals", "3", "--token", "a", "--secret", "b", "--limite-honoured", "--daily-limit", "0"])
+    args.faults = fault_config_from_args(args)
+    sim = GestaoClickSimulator.from_cli_args(args)
+    assert (sim.count("contacts"), sim.count("companies"), sim.count("deals")) == (5, 2, 3)
+    assert sim.config.credentials == (("a", "b"),) and sim.config.limite_honoured and sim.config.daily_limit is None
+
+    running = start_gestaoclick_sim(contacts=10, companies=0, deals=0)
+    body = httpx.post(f"{running.base_url}/_simulator/mutate", json={"entity": "contacts", "create": 2, "delete": 3}).json()
+    assert len(body["created"]) == 2 and len(body["deleted"]) == 3 and running.count("contacts") == 9
+    health = httpx.get(f"{running.base_url}/_simulator/health").json()
+    assert health["records"]["contacts"] == 9 and health["per_second"] == 3
