@@ -25,6 +25,7 @@ SIMULATORS: dict[str, str] = {
     "pipedrive": "crm_pipelines.providers.pipedrive.simulator:PipedriveSimulator",
     "bling": "crm_pipelines.providers.bling.simulator:BlingSimulator",
     "shopify": "crm_pipelines.providers.shopify.simulator:ShopifySimulator",
+    "gestaoclick": "crm_pipelines.providers.gestaoclick.simulator:GestaoClickSimulator",
 }
 
 PROG = "python -m crm_pipelines.simulator"

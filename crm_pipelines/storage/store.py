@@ -566,6 +566,19 @@ class LocalStore:
         with self.engine.connect() as conn:
             return {row.external_id: dict(row._mapping) for row in conn.execute(query)}
 
+    def unseen_links(self, provider: str, entity: str, seen: set[str]) -> list[str]:
+        """External ids linked to live (not archived) records of ``provider`` that are not in ``seen``.
+
+        Used after a complete scan of a provider without deletion events: these may be deleted.
+        """
+        query = select(external_links.c.external_id).where(
+            external_links.c.provider == provider,
+            external_links.c.entity == entity,
+            external_links.c.archived_at.is_(None),
+        )
+        with self.engine.connect() as conn:
+            return sorted((ext for ext in conn.execute(query).scalars() if ext not in seen), key=lambda e: (len(e), e))
+
     def count(self, entity: str, *, include_deleted: bool = False) -> int:
         table = ENTITY_TABLES[entity]
         query = select(func.count()).select_from(table)

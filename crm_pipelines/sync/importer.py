@@ -157,9 +157,14 @@ def run_import(
         "%s/%s: reading changes from %s to %s (%s)",
         provider, entity, window.lower.isoformat() if window.lower else "the beginning", window.upper.isoformat(), window.reason,
     )
+    snapshot = bool(getattr(reader, "complete_snapshot", False))
+    seen: set[str] = set()
     try:
         pages = reader.changes(entity, window.lower, window.upper)
         for page in pages:
+            if snapshot:
+                seen.update(r.external_id for r in page.records)
+                seen.update(e.external_id for e in page.errors)
             result.fetched += len(page.records) + len(page.errors)
             result.outcome.add(store.apply_remote(provider, entity, page.records))
             if progress is not None:
@@ -178,6 +183,9 @@ def run_import(
                 if record.updated_at and (last_remote is None or record.updated_at > last_remote):
                     last_remote = record.updated_at
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
+        if snapshot:
+            # The scan read every record and finished: linked records it did not return may be gone.
+            result.outcome.add(_settle_unseen(reader, store, provider, entity, seen, logger))
         if result.sweep_archived:
             for page in reader.archived(entity):
                 result.outcome.add(store.apply_remote(provider, entity, page.records))
@@ -202,6 +210,24 @@ def run_import(
     store.save_sync_state(state)
     logger.info("%s", result.summary())
     return result
+
+
+def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: str, entity: str, seen: set[str], logger) -> ApplyOutcome:
+    """After a complete scan: re-read linked records it did not return; those gone are archived.
+
+    Reading them again by id (instead of archiving at once) keeps a record skipped by paging that
+    shifted mid-scan from being deleted locally; the reader returns the gone ones as archived.
+    """
+    outcome = ApplyOutcome()
+    missing = store.unseen_links(provider, entity, seen)
+    if not missing:
+        return outcome
+    logger.info("%s/%s: %d linked records absent from the complete scan; checking them one by one", provider, entity, len(missing))
+    for page in reader.by_ids(entity, missing):
+        outcome.add(store.apply_remote(provider, entity, page.records))
+        if page.errors:
+            store.record_rejects(provider, entity, "import", page.errors)
+    return outcome
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
