@@ -27,7 +27,7 @@ class ProviderPlugin:
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
-PROVIDERS: tuple[str, ...] = ("hubspot",)
+PROVIDERS: tuple[str, ...] = ("hubspot", "salesforce")
 
 
 def all_plugins() -> list[ProviderPlugin]:

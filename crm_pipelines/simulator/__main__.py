@@ -22,6 +22,7 @@ from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
 SIMULATORS: dict[str, str] = {
     "hubspot": "crm_pipelines.providers.hubspot.simulator:HubSpotSimulator",
+    "salesforce": "crm_pipelines.providers.salesforce.simulator:SalesforceSimulator",
 }
 
 PROG = "python -m crm_pipelines.simulator"
