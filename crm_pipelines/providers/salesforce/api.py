@@ -87,8 +87,11 @@ class DailyAllocationGuard:
       ``max_slowdown_s`` as ``N`` approaches the share, leaving the org room to recover;
     * at ``max_share`` x M raises :class:`QuotaExhausted` with the figures, before the call.
 
-    Before the first response it knows nothing and lets calls through. ``acquire``/``observe``/
-    ``saturate`` match the limiter interface that :class:`ApiClient` drives.
+    Before the first response it knows nothing and lets calls through. A reading older than
+    ``stale_after_s`` (or forgotten when a session opens) no longer blocks: usage only falls as the
+    24-hour window rolls on, so the next call is let through to read it again; a stopped sync thus
+    costs one call per attempt, never a lock-out until the process restarts. ``acquire``/
+    ``observe``/``saturate`` match the limiter interface that :class:`ApiClient` drives.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class DailyAllocationGuard:
         max_slowdown_s: float = DEFAULT_MAX_SLOWDOWN_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        stale_after_s: float = 60.0,
         name: str = "salesforce daily allocation",
     ) -> None:
         if not 0 < max_share <= 1:
@@ -112,8 +116,10 @@ class DailyAllocationGuard:
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
+        self.stale_after_s = stale_after_s
         self.used: int | None = None
         self.allowed: int | None = None
+        self._observed_at = 0.0
         self._blocked_until = 0.0
         self.waited_s = 0.0
 
@@ -126,8 +132,16 @@ class DailyAllocationGuard:
         """Calls this client may reach (usage figure), or None before the allocation is known."""
         return None if self.allowed is None else math.floor(self.allowed * self.max_share)
 
+    def forget(self) -> None:
+        """Drop the last reading (a new session reads the usage again with its first call)."""
+        with self._lock:
+            self.used = None
+
     def _delay(self) -> float:
         if self.used is None or self.allowed is None:
+            return 0.0
+        if self._clock() - self._observed_at > self.stale_after_s:
+            self.used = None
             return 0.0
         budget = math.floor(self.allowed * self.max_share)
         if self.used + 1 > budget:
@@ -157,7 +171,7 @@ class DailyAllocationGuard:
 
     def observe(self, *, used: int, allowed: int) -> None:
         with self._lock:
-            self.used, self.allowed = used, allowed
+            self.used, self.allowed, self._observed_at = used, allowed, self._clock()
 
     def saturate(self, seconds: float | None = None) -> float:
         """After a 429: hold further sends for ``seconds`` (default 5 s)."""
@@ -341,6 +355,7 @@ class SalesforceClient:
         org_id = parts[-2] if len(parts) >= 2 and parts[-2].startswith("00D") else hashlib.sha256(instance_url.encode()).hexdigest()[:16]
         self.instance_url, self.org_id = instance_url, org_id
         self.guard = shared_allocation_guard((PROVIDER, instance_url, org_id, "daily-allocation"), **self._guard_settings)
+        self.guard.forget()
         if self._api is not None:
             self._api.close()
         self._api = ApiClient(
