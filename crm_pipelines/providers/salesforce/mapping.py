@@ -199,14 +199,18 @@ class Mapping:
             return RecordError(external_id, "INVALID_TIMESTAMP", str(exc))
         return RemoteRecord(external_id, updated_at, values, archived=archived or bool(obj.get("IsDeleted")), created_at=created_at)
 
-    def to_sobject(self, entity: str, values: dict[str, Any]) -> dict[str, Any]:
-        """Canonical fields as Salesforce fields for a write (absent values are left out).
+    def to_sobject(self, entity: str, values: dict[str, Any], *, clear_missing: bool = False) -> dict[str, Any]:
+        """Canonical fields as Salesforce fields for a write.
 
-        Raises ``ValueError`` naming the field when a value cannot be sent (an invalid CPF/CNPJ).
+        Empty values are left out of creates; with ``clear_missing`` (updates) they are sent as
+        ``null``, which clears the field in Salesforce. Raises ``ValueError`` naming the field when
+        a value cannot be sent (an invalid CPF/CNPJ).
         """
         out: dict[str, Any] = {}
         for field_map in self.fields(entity):
             value = values.get(field_map.canonical)
             if value is not None:
                 out[field_map.remote] = field_map.to_remote(value)
+            elif clear_missing:
+                out[field_map.remote] = None
         return out

@@ -6,7 +6,8 @@
 * **Creating** is an upsert on the external-id field (``Crm_Record_Id__c`` = ``<entity>:<local
   id>``) through ``PATCH /composite/sobjects/{SObject}/{field}``: sending the same record twice
   (after a crash or a timeout whose outcome is unknown) updates the record created the first time.
-* **Updating** goes through ``PATCH /composite/sobjects`` by ``Id``.
+* **Updating** goes through ``PATCH /composite/sobjects`` by ``Id``; a value emptied locally is
+  sent as ``null`` and cleared in Salesforce.
 
 Calls use ``allOrNone: false``: Salesforce answers per record, in request order, so a bad record
 fails alone (``WriteResult.rejected``). A request refused as a whole (400) raises
@@ -152,7 +153,7 @@ class SalesforceWriter:
 
     def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
         sobject = SOBJECTS[entity]
-        body = [{"attributes": {"type": sobject}, "Id": r.external_id, **self.mapping.to_sobject(entity, r.fields)} for r in records]
+        body = [{"attributes": {"type": sobject}, "Id": r.external_id, **self.mapping.to_sobject(entity, r.fields, clear_missing=True)} for r in records]
         results = self._write("PATCH", "", body)
         return self._collect(records, results, upsert=False)
 

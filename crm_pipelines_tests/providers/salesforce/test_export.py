@@ -75,11 +75,13 @@ def test_changed_records_go_as_updates_by_id(make_sim, store, sf_client):
     export(sf_client(sim), store)
     with store.engine.begin() as conn:
         conn.execute(update(contacts).where(contacts.c.id <= 10).values(job_title="Diretora de Operações"))
+        conn.execute(update(contacts).where(contacts.c.id.between(11, 13)).values(first_name=None))
     result = export(sf_client(sim), store)
-    assert (result.selected, result.updated, result.created) == (10, 10, 0)
+    assert (result.selected, result.updated, result.created) == (13, 13, 0)
     assert result.api["by_kind"] == {"write": 1}
-    titles = [o["Title"] for o in sim.records("contacts").values()]
-    assert titles.count("Diretora de Operações") == 10
+    remote = sim.records("contacts").values()
+    assert [o["Title"] for o in remote].count("Diretora de Operações") == 10
+    assert sorted(o["LastName"] for o in remote if o["FirstName"] is None) == ["Silva 10", "Silva 11", "Silva 12"]  # cleared remotely
 
 
 def test_rejected_records_go_to_the_ledger_and_the_rest_land_despite_faults(make_sim, store, sf_client):
@@ -189,8 +191,8 @@ def test_batch_refused_as_a_whole_is_split_until_the_bad_records_are_alone(make_
     add_local_contacts(store, 200)
     original = Mapping.to_sobject
 
-    def with_unknown_field(self, entity, values):
-        out = original(self, entity, values)
+    def with_unknown_field(self, entity, values, **kw):
+        out = original(self, entity, values, **kw)
         if values.get("email", "").startswith(("pessoa13@", "pessoa77@")):
             out["Apelido__c"] = "x"
         return out
