@@ -235,3 +235,17 @@ def test_by_ids_reports_deletions_and_total_counts_live_records(make_sim, sf_cli
     assert reader.total("contacts") == 697
     stamp = parse_datetime(sim.records("contacts", deleted=True)[min(gone)]["SystemModstamp"])
     assert next(r for r in records if r.external_id == min(gone)).updated_at == stamp
+
+
+def test_resuming_after_an_expired_cursor_with_millisecond_stamps(make_sim, sf_client):
+    """With millisecond stamps the resume query carries a fractional literal, and still misses nothing."""
+    sim = make_sim(contacts=1200, companies=0, deals=0, timestamp_resolution_ms=1)
+    client = sf_client(sim, query_batch_size=200)
+    reader = SalesforceChangeReader(client)
+    seen = []
+    for number, page in enumerate(reader.changes("contacts", None, None)):
+        seen += [r.external_id for r in page.records]
+        if number == 2:
+            sim.expire_cursors()
+    assert reader.progress.resumed == 1
+    assert len(seen) == len(set(seen)) == 1200

@@ -320,3 +320,9 @@ def test_seeded_data_is_reproducible_and_accented(make_sim):
     assert any(ch in names for ch in "ãçéêôõáí")
     assert all(r["LastName"] for r in one.records("contacts").values())  # required by Salesforce
     assert all(r["SystemModstamp"].endswith(".000+0000") for r in one.records("contacts").values())  # whole seconds
+
+
+def test_timestamp_resolution_switch(make_sim):
+    fine = make_sim(timestamp_resolution_ms=1)
+    stamps = [r["SystemModstamp"] for r in fine.records("contacts").values()]
+    assert any(not s.endswith(".000+0000") for s in stamps)
