@@ -1070,7 +1070,7 @@ class SalesforceSimulator(SimulatorBase):
         rid = str(record_id or "")
         rec = store.rows.get(rid) or next((r for r in store.rows.values() if len(rid) == 15 and r.id[:15] == rid), None)
         if rec is None or not rid.startswith(KEY_PREFIX[store.sobject]):
-            return None, [_record_error("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id", ["Id"])]
+            return None, [_record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"])]
         if rec.deleted_ms is not None:
             return None, [_record_error("ENTITY_IS_DELETED", "entity is deleted", [])]
         return rec, []
