@@ -36,7 +36,7 @@ class ProviderPlugin:
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.
-PROVIDERS: tuple[str, ...] = ("hubspot", "pipedrive", "shopify", "bling", "gestaoclick")
+PROVIDERS: tuple[str, ...] = ("hubspot", "salesforce", "pipedrive", "shopify", "bling", "gestaoclick")
 
 
 def all_plugins() -> list[ProviderPlugin]:

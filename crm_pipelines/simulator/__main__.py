@@ -22,6 +22,7 @@ from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
 SIMULATORS: dict[str, str] = {
     "hubspot": "crm_pipelines.providers.hubspot.simulator:HubSpotSimulator",
+    "salesforce": "crm_pipelines.providers.salesforce.simulator:SalesforceSimulator",
     "pipedrive": "crm_pipelines.providers.pipedrive.simulator:PipedriveSimulator",
     "bling": "crm_pipelines.providers.bling.simulator:BlingSimulator",
     "shopify": "crm_pipelines.providers.shopify.simulator:ShopifySimulator",
