@@ -136,3 +136,31 @@ def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monke
         [queued] = instance.get_runs()
         assert queued.job_name == "hubspot_import" and queued.tags["crm/trigger"] == "cli"
         assert queued.status == dg.DagsterRunStatus.QUEUED  # the daemon would run it
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "crm_pipelines.cli", "sandbox", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, env=dict(os.environ))
+    try:
+        lines = []
+        while not any(line.startswith("  export GESTAOCLICK_SECRET_ACCESS_TOKEN=") for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"sandbox stopped: {proc.stderr.read()[-2000:]}"
+            lines.append(line)
+        exports = dict(line.strip()[len("export "):].split("=", 1) for line in lines if line.startswith("  export "))
+        # The HubSpot simulator answers the real path with the printed token.
+        response = httpx.get(f"{exports['HUBSPOT_BASE_URL']}/crm/v3/objects/contacts", params={"limit": 1},
+                             headers={"Authorization": f"Bearer {exports['HUBSPOT_ACCESS_TOKEN']}"}, timeout=10)
+        assert response.status_code == 200 and len(response.json()["results"]) == 1
+        assert {"SALESFORCE_LOGIN_URL", "PIPEDRIVE_API_TOKEN", "SHOPIFY_ACCESS_TOKEN", "BLING_REFRESH_TOKEN"} <= set(exports)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

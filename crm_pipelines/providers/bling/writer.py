@@ -20,43 +20,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.providers.bling.api import BlingClient
 from crm_pipelines.providers.bling.mapping import KEY_FIELD, document, to_payload
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 KEYS_PER_LOOKUP = 50
-
-
-def idempotency_key(entity: str, local_id: int) -> str:
-    return f"{entity}:{local_id}"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one batch of single-record writes."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (external id, updated at, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
-    conflicts: dict[int, str] = field(default_factory=dict)
-
-
-class BatchRejected(Exception):
-    """Never raised for Bling (records are sent one by one); part of the writer protocol."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
 
 
 class BlingWriter:

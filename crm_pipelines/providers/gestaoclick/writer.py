@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_email
 from crm_pipelines.providers.gestaoclick.api import RESOURCES, GestaoClickClient, as_int, describe_error
 from crm_pipelines.providers.gestaoclick.mapping import belongs_to, check_outgoing, parse_timestamp, tag_key, to_payload
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 _DIGITS = str.maketrans("", "", ".-/ ")
 
@@ -60,41 +60,12 @@ def _remote_identity(record: dict[str, Any]) -> list[tuple[str, str]]:
     return keys
 
 
-def idempotency_key(entity: str, local_id: int) -> str:
-    return f"{entity}:{local_id}"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one batch of single writes."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (external id, modificado_em, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
-    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing external id
-
-
-class RecordRejected(Exception):
-    """Never raised for single writes (each record has its own outcome); kept for the Writer protocol."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
-
-
 class GestaoClickWriter:
     """Single-record writes and look-ups for one GestaoClick account."""
 
     batch_size = 100
     make_record = OutgoingRecord
-    Rejected = RecordRejected
+    Rejected = BatchRejected
 
     def __init__(self, client: GestaoClickClient, *, deal_cliente_id: str | None = None, deal_vendedor_id: str | None = None) -> None:
         self.client = client
@@ -284,4 +255,4 @@ class GestaoClickWriter:
         return self._situacoes
 
 
-__all__ = ["GestaoClickWriter", "OutgoingRecord", "RecordRejected", "WriteResult", "idempotency_key"]
+__all__ = ["GestaoClickWriter", "OutgoingRecord", "BatchRejected", "WriteResult", "idempotency_key"]

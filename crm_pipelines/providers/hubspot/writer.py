@@ -19,43 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.providers.hubspot.api import OBJECTS, HubSpotClient
 from crm_pipelines.providers.hubspot.mapping import DOCUMENT_PROPERTY, parse_timestamp, to_properties
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 IDEMPOTENCY_PROPERTY = "crm_record_id"
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
-
-
-def idempotency_key(entity: str, local_id: int) -> str:
-    return f"{entity}:{local_id}"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one batch write."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (external id, updatedAt, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
-    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing external id
-
-
-class BatchRejected(Exception):
-    """The provider refused the batch as a whole; the caller splits it to find the bad record."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
 
 
 class HubSpotWriter:

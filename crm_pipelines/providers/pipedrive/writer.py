@@ -20,13 +20,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain, normalize_email
 from crm_pipelines.providers.pipedrive.api import LIST_PAGE_MAX, PipedriveClient
 from crm_pipelines.providers.pipedrive.mapping import IDEMPOTENCY_FIELD, FieldKeys, parse_timestamp, to_body
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 #: Match keys per entity, in the order they are tried: canonical field -> search field.
 MATCH_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -34,35 +34,6 @@ MATCH_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "companies": (("domain", "custom_fields"), ("document", "custom_fields")),
     "deals": (),
 }
-
-
-def idempotency_key(entity: str, local_id: int) -> str:
-    return f"{entity}:{local_id}"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one batch write."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (external id, update_time, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
-    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing external id (Pipedrive has no unique fields)
-
-
-class BatchRejected(Exception):
-    """Never raised by this writer (each record is its own request); part of the Writer protocol."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
 
 
 def _document_forms(digits: str) -> list[str]:

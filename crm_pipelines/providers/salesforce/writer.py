@@ -18,42 +18,13 @@ record becomes a link to it (the record is then sent as an update).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain
 from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.mapping import Mapping
-
-
-def idempotency_key(entity: str, local_id: int) -> str:
-    return f"{entity}:{local_id}"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one collection call."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (Id, modified at, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (errorCode, message)
-    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing Id
-
-
-class BatchRejected(Exception):
-    """Salesforce refused the request as a whole; the caller splits it to find the bad record."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 
 def _formatted_document(digits: str) -> str:

@@ -22,12 +22,12 @@ each is 10 cost points and succeeds or fails on its own, reporting problems in i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import EntityUnavailable, ProviderError
 from crm_pipelines.providers.shopify.api import MUTATION_COST, MUTATIONS_PER_REQUEST, OBJECTS, PAGE_MAX, ShopifyClient, graphql_error
 from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, create_input, financial_status, order_differences, parse_timestamp, update_input
+from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult
 
 LOOKUP_CHUNK = 50
 _INPUT_TYPES = {
@@ -42,31 +42,6 @@ def idempotency_key(entity: str, local_id: int) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    local_id: int
-    fields: dict[str, Any]
-    external_id: str | None = None
-
-
-@dataclass
-class WriteResult:
-    """Per-record outcome of one batch write."""
-
-    written: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)  # local id -> (gid, updatedAt, created)
-    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # local id -> (category, message)
-    conflicts: dict[int, str] = field(default_factory=dict)  # local id -> existing gid
-
-
-class BatchRejected(Exception):
-    """Shopify refused a request as a whole; the caller splits the batch to find the bad record."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
 
 
 class ShopifyWriter:
