@@ -76,7 +76,7 @@ def test_no_200_when_the_write_fails(engine, count_rows):
     def failing_store(*args, **kwargs):
         raise RuntimeError("database unavailable")
 
-    app.state.inbox.store_in = failing_store
+    app.state.inbox.store_many_in = failing_store
     body = body_for("bling")
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/webhooks/bling", content=body, headers=sign("bling", body, SECRETS))

@@ -56,14 +56,14 @@ def test_group_commit_answers_each_delivery_and_isolates_a_failing_one(sqlite_ur
     engine = make_engine(sqlite_url)
     upgrade(engine)
     inbox = WebhookInbox(engine)
-    original = inbox.store_in
+    original = inbox.store_many_in
 
-    def store_in(conn, provider, events, raw_body):
-        if events and events[0]["event_id"] == "poison":
+    def store_many_in(conn, deliveries):
+        if any(events and events[0]["event_id"] == "poison" for _, events, _ in deliveries):
             raise ValueError("cannot store this delivery")
-        return original(conn, provider, events, raw_body)
+        return original(conn, deliveries)
 
-    inbox.store_in = store_in
+    inbox.store_many_in = store_many_in
     writer = GroupCommitWriter(inbox)
     try:
         futures = [writer.submit("hubspot", [{"event_id": f"e{i}", "object_id": str(i)}], b"[]") for i in range(50)]
