@@ -136,6 +136,15 @@ def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monke
         [queued] = instance.get_runs()
         assert queued.job_name == "hubspot_import" and queued.tags["crm/trigger"] == "cli"
         assert queued.status == dg.DagsterRunStatus.QUEUED  # the daemon would run it
+    code, _, err = run(capsys, "export", "hubspot", "contacts", "--async")
+    assert code == 1 and "exports every entity" in err
+    code, out, err = run(capsys, "export", "hubspot", "--async", "--dry-run")
+    assert code == 0, err
+    with dg.DagsterInstance.get() as instance:
+        export_run = next(r for r in instance.get_runs() if r.job_name == "hubspot_export")
+        configs = export_run.run_config["ops"]
+        assert set(configs) == {"hubspot__contacts_export", "hubspot__companies_export", "hubspot__deals_export"}
+        assert all(c["config"]["dry_run"] for c in configs.values())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -53,9 +53,10 @@ def _launch_async(args: argparse.Namespace, direction: str) -> int:
         tags["dagster/partition"] = partition_key_for(datetime.now(timezone.utc))
     command = [sys.executable, "-m", "dagster", "job", "launch", "-m", "crm_pipelines.definitions", "-j", job, "--tags", json.dumps(tags)]
     if direction == "export":
+        if args.entity:
+            raise ValueError(f"--async runs the {job} job, which exports every entity of {found.title}; leave out {args.entity!r} or drop --async")
         config = {"batch_size": args.batch_size, "only_new": args.only_new, "dry_run": args.dry_run}
-        entities = [args.entity] if args.entity else list(found.entities)
-        ops = {f"{found.name}__{e}_export": {"config": config} for e in entities}
+        ops = {f"{found.name}__{e}_export": {"config": config} for e in found.entities}
         command += ["--config-json", json.dumps({"ops": ops})]
     launched = subprocess.run(command, capture_output=True, text=True)
     if launched.returncode != 0:
