@@ -669,6 +669,26 @@ class SimulatorBase:
         """Apply a provider-specific data mutation requested through the admin API."""
         raise ValueError(f"{self.provider} simulator does not support mutations")
 
+    def apply_mutation(self, spec: Mapping[str, Any], *, check_entity: Callable[[str], Any]) -> dict[str, Any]:
+        """The admin mutation ``{"entity", "modify", "create", "delete", "ids"}``, through the
+        simulator's own ``modify(entity, n=, ids=)``, ``create(entity, n)`` and ``delete(entity, n)``."""
+        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids"}
+        if unknown:
+            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
+        entity = str(spec.get("entity", ""))
+        check_entity(entity)
+        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
+        if spec.get("ids"):
+            result["modified"] = self.modify(entity, ids=spec["ids"])  # type: ignore[attr-defined]
+        elif int(spec.get("modify") or 0) > 0:
+            result["modified"] = self.modify(entity, n=int(spec["modify"]))  # type: ignore[attr-defined]
+        if int(spec.get("create") or 0) > 0:
+            result["created"] = self.create(entity, int(spec["create"]))  # type: ignore[attr-defined]
+        if int(spec.get("delete") or 0) > 0:
+            result["deleted"] = self.delete(entity, int(spec["delete"]))  # type: ignore[attr-defined]
+        result["now"] = self.clock.now().isoformat()
+        return result
+
     def describe(self) -> dict[str, Any]:
         """Extra provider facts for ``GET /_simulator/health``."""
         return {}

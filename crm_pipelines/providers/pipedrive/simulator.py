@@ -1012,23 +1012,7 @@ class PipedriveSimulator(SimulatorBase):
             return done
 
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation: ``{"entity", "modify", "create", "delete", "ids"}``."""
-        entity = str(spec.get("entity", ""))
-        self._entity_table(entity)
-        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids"}
-        if unknown:
-            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
-        if spec.get("ids"):
-            result["modified"] = self.modify(entity, ids=spec["ids"])
-        elif int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, n=int(spec["modify"]))
-        if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]))
-        if int(spec.get("delete") or 0) > 0:
-            result["deleted"] = self.delete(entity, int(spec["delete"]))
-        result["now"] = iso(self._now_ts())
-        return result
+        return self.apply_mutation(spec, check_entity=self._entity_table)
 
     def describe(self) -> dict[str, Any]:
         with self._lock:

@@ -843,22 +843,7 @@ class ShopifySimulator(SimulatorBase):
             return [dict(e) for e in self._events if action is None or e["action"] == action]
 
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation: ``{"entity", "modify", "create", "delete", "ids"}``."""
-        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids"}
-        if unknown:
-            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        entity = str(spec.get("entity", ""))
-        self._kind(entity)
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
-        if spec.get("ids"):
-            result["modified"] = self.modify(entity, ids=spec["ids"])
-        elif int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, n=int(spec["modify"]))
-        if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]))
-        if int(spec.get("delete") or 0) > 0:
-            result["deleted"] = self.delete(entity, int(spec["delete"]))
-        return result
+        return self.apply_mutation(spec, check_entity=self._kind)
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
