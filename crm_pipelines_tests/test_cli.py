@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -173,3 +174,61 @@ def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_demo_runs_and_reconciles(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    done = subprocess.run([sys.executable, "-m", "crm_pipelines.cli", "demo", "--providers", "hubspot,pipedrive", "--records", "300",
+                           "--changes", "5", "--database", db_url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout[done.stdout.index("Reconciliation"):]
+    rows = [line.split() for line in table.splitlines()[3:9]]
+    assert [(r[0], r[1]) for r in rows] == [("hubspot", "contacts"), ("hubspot", "companies"), ("hubspot", "deals"),
+                                            ("pipedrive", "contacts"), ("pipedrive", "companies"), ("pipedrive", "deals")]
+    assert all(r[2] == r[3] and r[4] == "0" and r[5] == "0" for r in rows), table
+    assert rows[0][2] == "300"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time as clock
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"), CRM_DATABASE_URL=db_url)
+    proc = subprocess.Popen([sys.executable, "-m", "crm_pipelines.cli", "dev", "--providers", "hubspot", "--ui-port", str(port)],
+                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = clock.monotonic() + 180
+        while clock.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            clock.sleep(1)
+        else:
+            pytest.fail("the Dagster UI did not come up")
+        jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}, timeout=30).json()
+        names = {j["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"] for j in node["jobs"]}
+        assert {"hubspot_import", "hubspot_export", "bling_import"} <= names
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
