@@ -27,12 +27,13 @@ from crm_pipelines.sync.exporter import export_entity
 TOKEN = "bench-token"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--burst-limit", type=int, default=100)
     parser.add_argument("--database", help="SQLAlchemy URL (default: a new SQLite file)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     url = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     store = LocalStore.open(url)
@@ -64,7 +65,7 @@ def main() -> None:
         print(f"{label:<26}{created:>9}{writes:>8}{lookups:>9}{calls:>10}{seconds:>9.2f}{floor:>9.2f}{ratio:>7}{limited:>6}")
     print(f"reconciled: {remote} records at the provider, {linked} local records linked (of {args.contacts})")
     store.dispose()
-
+    return rows
 
 if __name__ == "__main__":
     main()

@@ -39,14 +39,15 @@ def run(reader, store, window, stats):
     return result, time.monotonic() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--changed", type=int, default=10_000, help="contacts changed before the incremental run")
     parser.add_argument("--burst-limit", type=int, default=100, help="requests per 10 s (HubSpot Free/Starter: 100)")
     parser.add_argument("--search-per-second", type=int, default=5)
     parser.add_argument("--database", help="SQLAlchemy URL (default: a new SQLite file)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     url = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     store = LocalStore.open(url)
@@ -90,7 +91,7 @@ def main() -> None:
         print(f"{name:<22}{records:>9}{requests:>10}{seconds:>10.2f}{rate_floor:>12.2f}{ratio_rate:>8.3f}{floor:>16.2f}{ratio_floor:>8.3f}{limited:>6}")
     print(f"429 responses served by the simulator: {served_429}")
     store.dispose()
-
+    return rows
 
 if __name__ == "__main__":
     main()
