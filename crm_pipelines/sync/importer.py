@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -162,28 +163,28 @@ def run_import(
     snapshot = bool(getattr(reader, "complete_snapshot", False))
     seen: set[str] = set()
     try:
-        pages = read_ahead(reader.changes(entity, window.lower, window.upper))
-        for page in pages:
-            if snapshot:
-                seen.update(r.external_id for r in page.records)
-                seen.update(e.external_id for e in page.errors)
-            result.fetched += len(page.records) + len(page.errors)
-            result.outcome.add(store.apply_remote(provider, entity, page.records))
-            if progress is not None:
-                progress(result.fetched)
-            if page.errors:
-                result.failed += len(page.errors)
-                store.record_rejects(provider, entity, "import", page.errors)
-                for error in page.errors[:5]:
-                    logger.warning("%s/%s record %s rejected: %s", provider, entity, error.external_id, error.message)
-            if open_rejects:
-                fixed = [r.external_id for r in page.records if r.external_id in open_rejects]
-                if fixed:
-                    store.resolve_rejects(provider, entity, "import", fixed)
-                    open_rejects.difference_update(fixed)
-            for record in page.records:
-                if record.updated_at and (last_remote is None or record.updated_at > last_remote):
-                    last_remote = record.updated_at
+        with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
+            for page in pages:
+                if snapshot:
+                    seen.update(r.external_id for r in page.records)
+                    seen.update(e.external_id for e in page.errors)
+                result.fetched += len(page.records) + len(page.errors)
+                result.outcome.add(store.apply_remote(provider, entity, page.records))
+                if progress is not None:
+                    progress(result.fetched)
+                if page.errors:
+                    result.failed += len(page.errors)
+                    store.record_rejects(provider, entity, "import", page.errors)
+                    for error in page.errors[:5]:
+                        logger.warning("%s/%s record %s rejected: %s", provider, entity, error.external_id, error.message)
+                if open_rejects:
+                    fixed = [r.external_id for r in page.records if r.external_id in open_rejects]
+                    if fixed:
+                        store.resolve_rejects(provider, entity, "import", fixed)
+                        open_rejects.difference_update(fixed)
+                for record in page.records:
+                    if record.updated_at and (last_remote is None or record.updated_at > last_remote):
+                        last_remote = record.updated_at
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
         if snapshot:
             # The scan read every record and finished: linked records it did not return may be gone.
