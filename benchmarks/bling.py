@@ -43,12 +43,13 @@ def client(sim: BlingSimulator, rate: int) -> BlingClient:
                        base_url=sim.base_url + "/Api/v3", per_second=rate)
 
 
-def report(label: str, requests: int, seconds: float, rate: int, note: str = "") -> None:
+def report(label: str, requests: int, seconds: float, rate: int, note: str = "") -> tuple:
     floor = requests / rate
     print(f"{label:<44} requests {requests:>6}  wall {seconds:7.1f} s  floor {floor:7.1f} s  ratio {seconds / floor:5.3f}  {note}")
+    return (label, requests, seconds, floor)
 
 
-def bench_import(n: int, rate: int, shape: str, db: Path) -> None:
+def bench_import(n: int, rate: int, shape: str, db: Path) -> tuple:
     sim = simulator(rate, contacts=n, companies=0, deals=0, list_shape=shape)
     store = LocalStore.open(f"sqlite:///{db}")
     try:
@@ -61,13 +62,13 @@ def bench_import(n: int, rate: int, shape: str, db: Path) -> None:
         assert result.outcome.created == n, result.summary()
         requests = int(result.api["calls"])
         note = "real limit" if rate == 3 else f"SCALED limit {rate}/s (real 3/s: {requests / 3 / 60:.0f} min)"
-        report(f"import {n} contacts, list items '{shape}'", requests, seconds, rate, note + f"; 429s {result.api['rate_limited']}")
+        return report(f"import {n} contacts, list items '{shape}'", requests, seconds, rate, note + f"; 429s {result.api['rate_limited']}")
     finally:
         store.dispose()
         sim.stop()
 
 
-def bench_export(n: int, rate: int, db: Path) -> None:
+def bench_export(n: int, rate: int, db: Path) -> tuple:
     sim = simulator(rate, contacts=0, companies=0, deals=0)
     store = LocalStore.open(f"sqlite:///{db}")
     now = datetime.now(timezone.utc)
@@ -80,23 +81,31 @@ def bench_export(n: int, rate: int, db: Path) -> None:
             seconds = time.monotonic() - started
         assert result.created == n and sim.count("contacts") == n, result.summary()
         requests = int(result.api["calls"])
-        report(f"export {n} contacts (single POSTs)", requests, seconds, rate, f"SCALED limit {rate}/s (real 3/s: {requests / 3 / 60:.0f} min); 429s {result.api['rate_limited']}")
+        return report(f"export {n} contacts (single POSTs)", requests, seconds, rate, f"SCALED limit {rate}/s (real 3/s: {requests / 3 / 60:.0f} min); 429s {result.api['rate_limited']}")
     finally:
         store.dispose()
         sim.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple]:
+    """Run the benchmark, print one line per run and return the rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--import-rate", type=int, default=3, help="requests/second for the full-items import (real: 3)")
     parser.add_argument("--export-rate", type=int, default=100, help="scaled requests/second for the export and the summary-shape import")
+    parser.add_argument("--skip-import", action="store_true", help="skip the import with full list items")
+    parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--skip-summary", action="store_true", help="skip the import with summary list items (10,100 requests)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        bench_import(args.contacts, 3, "full", Path(tmp) / "import_full.db")
+        if not args.skip_import:
+            rows.append(bench_import(args.contacts, args.import_rate, "full", Path(tmp) / "import_full.db"))
         if not args.skip_summary:
-            bench_import(args.contacts, args.export_rate, "summary", Path(tmp) / "import_summary.db")
-        bench_export(args.contacts, args.export_rate, Path(tmp) / "export.db")
+            rows.append(bench_import(args.contacts, args.export_rate, "summary", Path(tmp) / "import_summary.db"))
+        if not args.skip_export:
+            rows.append(bench_export(args.contacts, args.export_rate, Path(tmp) / "export.db"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -47,32 +47,35 @@ def client(sim: GestaoClickSimulator, per_second: int) -> GestaoClickClient:
     return GestaoClickClient(access_token=ACCESS, secret_access_token=SECRET, base_url=sim.base_url, per_second=per_second)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--import-per-second", type=int, default=REQUESTS_PER_SECOND, help="limit for the import (real: 3)")
     parser.add_argument("--export-per-second", type=int, default=100, help="scaled limit for the export (real: 3)")
     parser.add_argument("--database", help="SQLAlchemy URL (default: new SQLite files)")
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-export", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     notes = []
 
     if not args.skip_import:
         url = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'import.db'}"
         store = LocalStore.open(url)
-        config = GestaoClickSimConfig(seed=7, contacts=args.contacts, companies=0, deals=0, credentials=((ACCESS, SECRET),))
+        config = GestaoClickSimConfig(seed=7, contacts=args.contacts, companies=0, deals=0, credentials=((ACCESS, SECRET),),
+                                      per_second=args.import_per_second)
         with GestaoClickSimulator(config) as sim:
             now = datetime.now(timezone.utc)
             window = ImportWindow(now - timedelta(days=365), now, None, now + timedelta(seconds=1), "benchmark: full scan")
-            with client(sim, REQUESTS_PER_SECOND) as gc:
+            with client(sim, args.import_per_second) as gc:
                 started = time.monotonic()
                 result = run_import(GestaoClickChangeReader(gc), store, "gestaoclick", "contacts", window, stats=gc.stats)
                 seconds = time.monotonic() - started
             assert store.count("contacts") == sim.count("contacts") == args.contacts, "import did not reconcile"
             requests = result.api["calls"]
-            rows.append(("import, full scan", result.fetched, requests, seconds, REQUESTS_PER_SECOND, sim.stats["rate_limited_total"]))
-            notes.append(f"import: real limit {REQUESTS_PER_SECOND}/s, page size {config.page_size} (limite not honoured: simulator default), database {url.split(':')[0]}")
+            rows.append(("import, full scan", result.fetched, requests, seconds, args.import_per_second, sim.stats["rate_limited_total"]))
+            notes.append(f"import: {'real' if args.import_per_second == REQUESTS_PER_SECOND else 'SCALED'} limit {args.import_per_second}/s, page size {config.page_size} (limite not honoured: simulator default), database {url.split(':')[0]}")
         store.dispose()
 
     if not args.skip_export:
@@ -109,7 +112,7 @@ def main() -> None:
         ratio = seconds / floor if floor else float("nan")
         ratio_strict = seconds / strict if strict else float("nan")
         print(f"{name:<26}{records:>9}{requests:>10}{per_second:>9}{seconds:>10.2f}{floor:>10.2f}{ratio:>8.3f}{strict:>14.2f}{ratio_strict:>8.3f}{limited:>6}")
-
+    return rows
 
 if __name__ == "__main__":
     main()

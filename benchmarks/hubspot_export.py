@@ -27,12 +27,14 @@ from crm_pipelines.sync.exporter import export_entity
 TOKEN = "bench-token"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--burst-limit", type=int, default=100)
+    parser.add_argument("--burst-limit", type=int, default=100, help="requests per window (HubSpot Free/Starter: 100 per 10 s)")
+    parser.add_argument("--burst-window", type=float, default=10.0, help="window of the burst limit in seconds (HubSpot: 10)")
     parser.add_argument("--database", help="SQLAlchemy URL (default: a new SQLite file)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     url = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     store = LocalStore.open(url)
@@ -40,11 +42,11 @@ def main() -> None:
     with store.engine.begin() as conn:
         conn.execute(insert(contacts), [{"email": f"c{i}@bench.example.com", "first_name": "Zoë", "last_name": f"Gonçalves {i}", "created_at": now, "updated_at": now} for i in range(args.contacts)])
 
-    config = HubSpotSimConfig(seed=9, contacts=0, companies=0, deals=0, tokens=(TOKEN,), burst_limit=args.burst_limit)
+    config = HubSpotSimConfig(seed=9, contacts=0, companies=0, deals=0, tokens=(TOKEN,), burst_limit=args.burst_limit, burst_window_s=args.burst_window)
     with HubSpotSimulator(config) as sim:
         rows = []
         for label in ("export of new contacts", "second run, no changes"):
-            with HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit) as client:
+            with HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit, burst_window_s=args.burst_window) as client:
                 started = time.monotonic()
                 result = export_entity(HubSpotWriter(client), store, "hubspot", "contacts", stats=client.stats)
                 seconds = time.monotonic() - started
@@ -53,8 +55,8 @@ def main() -> None:
         remote = sim.count("contacts")
         linked = len(store.linked_records("hubspot", "contacts"))
 
-    rate = args.burst_limit / 10.0
-    print(f"HubSpot simulator, {args.burst_limit} requests/10 s; {args.contacts} local contacts; database {url.split(':')[0]}")
+    rate = args.burst_limit / args.burst_window
+    print(f"HubSpot simulator, {args.burst_limit} requests/{args.burst_window:g} s; {args.contacts} local contacts; database {url.split(':')[0]}")
     header = f"{'run':<26}{'created':>9}{'writes':>8}{'lookups':>9}{'requests':>10}{'seconds':>9}{'floor s':>9}{'ratio':>7}{'429s':>6}"
     print(header)
     print("-" * len(header))
@@ -64,7 +66,7 @@ def main() -> None:
         print(f"{label:<26}{created:>9}{writes:>8}{lookups:>9}{calls:>10}{seconds:>9.2f}{floor:>9.2f}{ratio:>7}{limited:>6}")
     print(f"reconciled: {remote} records at the provider, {linked} local records linked (of {args.contacts})")
     store.dispose()
-
+    return rows
 
 if __name__ == "__main__":
     main()

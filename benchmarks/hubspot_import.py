@@ -39,29 +39,31 @@ def run(reader, store, window, stats):
     return result, time.monotonic() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--changed", type=int, default=10_000, help="contacts changed before the incremental run")
-    parser.add_argument("--burst-limit", type=int, default=100, help="requests per 10 s (HubSpot Free/Starter: 100)")
+    parser.add_argument("--burst-limit", type=int, default=100, help="requests per window (HubSpot Free/Starter: 100 per 10 s)")
+    parser.add_argument("--burst-window", type=float, default=10.0, help="window of the burst limit in seconds (HubSpot: 10)")
     parser.add_argument("--search-per-second", type=int, default=5)
     parser.add_argument("--database", help="SQLAlchemy URL (default: a new SQLite file)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     url = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     store = LocalStore.open(url)
     config = HubSpotSimConfig(seed=7, contacts=args.contacts, companies=0, deals=0, tokens=(TOKEN,),
-                              burst_limit=args.burst_limit, search_rate_per_s=args.search_per_second)
+                              burst_limit=args.burst_limit, burst_window_s=args.burst_window, search_rate_per_s=args.search_per_second)
     rows = []
     with HubSpotSimulator(config) as sim:
         # Full import: list endpoint, 100 per page, ten-second window.
-        client = HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit, search_per_second=args.search_per_second)
+        client = HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit, burst_window_s=args.burst_window, search_per_second=args.search_per_second)
         now = datetime.now(timezone.utc)
         full = ImportWindow(now - timedelta(days=365), now, None, now + timedelta(seconds=1), "benchmark: full")
         result, seconds = run(HubSpotChangeReader(client, strategy="list"), store, full, client.stats)
         requests = result.api["calls"]
-        rate = args.burst_limit / 10.0
-        rows.append(("full import (list)", result.fetched, requests, seconds, requests / rate, window_floor(requests, args.burst_limit, 10.0), result.api["rate_limited"]))
+        rate = args.burst_limit / args.burst_window
+        rows.append(("full import (list)", result.fetched, requests, seconds, requests / rate, window_floor(requests, args.burst_limit, args.burst_window), result.api["rate_limited"]))
         assert store.count("contacts") == sim.count("contacts"), "full import did not reconcile"
         client.close()
 
@@ -70,7 +72,7 @@ def main() -> None:
             time.sleep(0.01)
             since = datetime.now(timezone.utc)
             sim.modify("contacts", n=min(args.changed, args.contacts))
-            client = HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit, search_per_second=args.search_per_second)
+            client = HubSpotClient(access_token=TOKEN, base_url=sim.base_url, burst_limit=args.burst_limit, burst_window_s=args.burst_window, search_per_second=args.search_per_second)
             # The simulator stamps bulk changes 1 ms apart, so read up to the window end.
             window = ImportWindow(since, since + timedelta(minutes=30), since - timedelta(seconds=1), since + timedelta(minutes=30), "benchmark: incremental")
             result, seconds = run(HubSpotChangeReader(client, strategy="search"), store, window, client.stats)
@@ -80,7 +82,7 @@ def main() -> None:
             client.close()
         served_429 = sim.stats["rate_limited_total"]
 
-    print(f"HubSpot simulator: {args.contacts} contacts, {args.burst_limit} requests/10 s, search {args.search_per_second}/s; database {url.split(':')[0]}")
+    print(f"HubSpot simulator: {args.contacts} contacts, {args.burst_limit} requests/{args.burst_window:g} s, search {args.search_per_second}/s; database {url.split(':')[0]}")
     header = f"{'run':<22}{'records':>9}{'requests':>10}{'seconds':>10}{'req/rate s':>12}{'ratio':>8}{'window floor s':>16}{'ratio':>8}{'429s':>6}"
     print(header)
     print("-" * len(header))
@@ -90,7 +92,7 @@ def main() -> None:
         print(f"{name:<22}{records:>9}{requests:>10}{seconds:>10.2f}{rate_floor:>12.2f}{ratio_rate:>8.3f}{floor:>16.2f}{ratio_floor:>8.3f}{limited:>6}")
     print(f"429 responses served by the simulator: {served_429}")
     store.dispose()
-
+    return rows
 
 if __name__ == "__main__":
     main()

@@ -95,12 +95,13 @@ def bare_export(sim: SalesforceSimulator, n: int) -> tuple[int, float]:
         http.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--daily-limit", type=int, default=100_000, help="org allocation per rolling 24 h (Enterprise base: 100,000)")
     parser.add_argument("--database", help="SQLAlchemy URL (default: a new SQLite file)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = args.records
     rows = []
 
@@ -153,7 +154,7 @@ def main() -> None:
     for name, records, calls, minimum, used, limit, seconds, bare in rows:
         print(f"{name:<22}{records:>9}{calls:>7}{minimum:>9}{used / limit:>13.3%} {seconds:>9.2f}{records / seconds:>11.0f}{bare:>8.2f}{records / bare:>12.0f}{seconds / bare:>7.2f}")
     print("ratio = sync wall time / bare loop sending the same requests (no mapping, no database); share of day = calls counted by the org")
-
+    return rows
 
 if __name__ == "__main__":
     main()

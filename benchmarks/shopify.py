@@ -54,51 +54,57 @@ def measure(label: str, plan: str, work) -> dict:
             "throttled": cost["throttled"], "seconds": seconds, "floor": floor}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list:
+    """Run the benchmark, print its table and return its rows (``benchmarks/run.py`` reads them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--import-plan", choices=sorted(PLANS), default="standard")
     parser.add_argument("--export-plan", choices=sorted(PLANS), default="plus")
     parser.add_argument("--database", help="SQLAlchemy URL of an empty database (default: new SQLite files)")
-    args = parser.parse_args()
+    parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-export", action="store_true")
+    args = parser.parse_args(argv)
     rows = []
 
+    imported_ok = exported = linked = url = None
     # ---- import
-    store, url = fresh_store(args.database, "import")
-    config = ShopifySimConfig(seed=9, customers=args.customers, orders=0, companies=0, tokens=(TOKEN,), plan=args.import_plan)
-    with ShopifySimulator(config) as sim:
-        def do_import(size, rate):
-            client = ShopifyClient(access_token=TOKEN, base_url=sim.base_url, bucket_size=size, restore_rate=rate)
-            now = datetime.now(timezone.utc)
-            window = ImportWindow(now - timedelta(days=365), now, None, now + timedelta(seconds=5), "benchmark: full")
-            result = run_import(ShopifyChangeReader(client), store, "shopify", "contacts", window, stats=client.stats)
-            client.close()
-            return client, result.outcome.created
+    if not args.skip_import:
+        store, url = fresh_store(args.database, "import")
+        config = ShopifySimConfig(seed=9, customers=args.customers, orders=0, companies=0, tokens=(TOKEN,), plan=args.import_plan)
+        with ShopifySimulator(config) as sim:
+            def do_import(size, rate):
+                client = ShopifyClient(access_token=TOKEN, base_url=sim.base_url, bucket_size=size, restore_rate=rate)
+                now = datetime.now(timezone.utc)
+                window = ImportWindow(now - timedelta(days=365), now, None, now + timedelta(seconds=5), "benchmark: full")
+                result = run_import(ShopifyChangeReader(client), store, "shopify", "contacts", window, stats=client.stats)
+                client.close()
+                return client, result.outcome.created
 
-        rows.append(measure("import of customers", args.import_plan, do_import))
-        imported_ok = set(store.linked_records("shopify", "contacts")) == set(sim.records("contacts"))
-    store.dispose()
+            rows.append(measure("import of customers", args.import_plan, do_import))
+            imported_ok = set(store.linked_records("shopify", "contacts")) == set(sim.records("contacts"))
+        store.dispose()
 
     # ---- export
-    store, url = fresh_store(args.database, "export")
-    now = datetime.now(timezone.utc)
-    with store.engine.begin() as conn:
-        conn.execute(insert(contacts), [{"email": f"c{i}@bench.example.com", "first_name": "Zoë", "last_name": f"Gonçalves {i}", "created_at": now, "updated_at": now} for i in range(args.customers)])
-    config = ShopifySimConfig(seed=9, customers=0, orders=0, companies=0, tokens=(TOKEN,), plan=args.export_plan)
-    with ShopifySimulator(config) as sim:
-        for label in ("export of new contacts", "second export, no changes"):
-            def do_export(size, rate):
-                client = ShopifyClient(access_token=TOKEN, base_url=sim.base_url, bucket_size=size, restore_rate=rate)
-                result = export_entity(ShopifyWriter(client), store, "shopify", "contacts", stats=client.stats)
-                client.close()
-                return client, result.created
+    if not args.skip_export:
+        store, url = fresh_store(args.database, "export")
+        now = datetime.now(timezone.utc)
+        with store.engine.begin() as conn:
+            conn.execute(insert(contacts), [{"email": f"c{i}@bench.example.com", "first_name": "Zoë", "last_name": f"Gonçalves {i}", "created_at": now, "updated_at": now} for i in range(args.customers)])
+        config = ShopifySimConfig(seed=9, customers=0, orders=0, companies=0, tokens=(TOKEN,), plan=args.export_plan)
+        with ShopifySimulator(config) as sim:
+            for label in ("export of new contacts", "second export, no changes"):
+                def do_export(size, rate):
+                    client = ShopifyClient(access_token=TOKEN, base_url=sim.base_url, bucket_size=size, restore_rate=rate)
+                    result = export_entity(ShopifyWriter(client), store, "shopify", "contacts", stats=client.stats)
+                    client.close()
+                    return client, result.created
 
-            rows.append(measure(label, args.export_plan, do_export))
-        exported = sim.count("contacts")
-        linked = len(store.linked_records("shopify", "contacts"))
-    store.dispose()
+                rows.append(measure(label, args.export_plan, do_export))
+            exported = sim.count("contacts")
+            linked = len(store.linked_records("shopify", "contacts"))
+        store.dispose()
 
-    print(f"Shopify simulator (GraphQL cost limits); {args.customers} records; database {url.split(':')[0]}")
+    print(f"Shopify simulator (GraphQL cost limits); {args.customers} records; database {(url or 'sqlite').split(':')[0]}")
     if args.export_plan == "plus":
         print("export runs on the Plus limits (20,000 points, 1,000/s): on a standard plan 10,000 creates = 100,000 points = over 16 minutes of restore")
     header = f"{'run':<28}{'plan':>9}{'records':>9}{'requests':>10}{'requested':>11}{'actual':>9}{'throttled':>10}{'seconds':>9}{'floor s':>9}{'ratio':>7}"
@@ -108,7 +114,7 @@ def main() -> None:
         ratio = f"{r['seconds'] / r['floor']:.3f}" if r["floor"] else "-"
         print(f"{r['label']:<28}{r['plan']:>9}{r['records']:>9}{r['requests']:>10}{r['requested']:>11}{r['actual']:>9}{r['throttled']:>10}{r['seconds']:>9.2f}{r['floor']:>9.2f}{ratio:>7}")
     print(f"import reconciled: {imported_ok}; export: {exported} customers at the provider, {linked} local contacts linked (of {args.customers})")
-
+    return rows
 
 if __name__ == "__main__":
     main()

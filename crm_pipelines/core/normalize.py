@@ -12,9 +12,13 @@ def clean_text(value: object, max_length: int | None = None) -> str | None:
     """Strip surrounding space and control characters; empty becomes None. Accents are kept."""
     if value is None:
         return None
-    text = str(value)
-    text = "".join(ch for ch in text if ch in "\t" or unicodedata.category(ch)[0] != "C").strip()
-    text = unicodedata.normalize("NFC", text)
+    text = value if type(value) is str else str(value)
+    if not text.isprintable():
+        # Only text holding a control, format or separator character needs the per-character pass.
+        text = "".join(ch for ch in text if ch in "\t" or unicodedata.category(ch)[0] != "C")
+    text = text.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
     if not text:
         return None
     if max_length is not None:

@@ -84,9 +84,15 @@ def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
 class LocalStore:
     """The local database as this project uses it."""
 
+    #: Rows this store adds before it first refreshes PostgreSQL's planner statistics; the
+    #: threshold then doubles (see :meth:`_refresh_statistics`).
+    ANALYZE_AFTER_ROWS = 2_000
+
     def __init__(self, engine: Engine, *, conflict_policy: ConflictPolicy | None = None) -> None:
         self.engine = engine
         self.conflict_policy = conflict_policy or ConflictPolicy.from_env()
+        self._rows_added = 0
+        self._analyze_at = self.ANALYZE_AFTER_ROWS
 
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True, conflict_policy: ConflictPolicy | None = None) -> LocalStore:
@@ -120,7 +126,24 @@ class LocalStore:
                     if attempt == 2:
                         raise
             total.add(outcome)
+        self._rows_added += total.created + total.linked
+        if self._rows_added >= self._analyze_at:
+            self._refresh_statistics(entity)
         return total
+
+    def _refresh_statistics(self, entity: str) -> None:
+        """ANALYZE the tables a bulk import is filling (PostgreSQL only), each time they double.
+
+        Without statistics, PostgreSQL plans the per-batch look-ups of an initial sync for
+        near-empty tables (a scan of the entity's links or rows instead of the unique index on
+        ``external_id`` or the e-mail index), and each batch costs more as the tables grow.
+        Autovacuum analyzes too, but only after a good share of the table has changed.
+        """
+        self._analyze_at = max(self._analyze_at * 2, self._rows_added * 2)
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {ENTITY_TABLES[entity].name}, {external_links.name}")
 
     def _apply_chunk(self, conn, provider: str, entity: str, chunk: Sequence[RemoteRecord], outcome: ApplyOutcome) -> None:
         table = ENTITY_TABLES[entity]
@@ -288,10 +311,12 @@ class LocalStore:
     def _match_unlinked(self, conn, provider: str, entity: str, records: Sequence[RemoteRecord]) -> dict[str, int]:
         """Local records (not yet linked to this provider) that share an identity key with these."""
         table = ENTITY_TABLES[entity]
+        # Correlated NOT EXISTS: one look-up in the (provider, entity, local_id) unique index per
+        # candidate, where NOT IN (every link of the entity) costs a pass over all links per batch.
         already_linked = (
-            select(external_links.c.local_id)
-            .where(external_links.c.provider == provider, external_links.c.entity == entity)
-            .scalar_subquery()
+            select(external_links.c.id)
+            .where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id == table.c.id)
+            .exists()
         )
         matches: dict[str, int] = {}
         claimed: set[int] = set()
@@ -305,7 +330,7 @@ class LocalStore:
                 continue
             rows = conn.execute(
                 select(table.c.id, table.c[key])
-                .where(table.c[key].in_(list(wanted)), table.c.deleted_at.is_(None), table.c.id.not_in(already_linked))
+                .where(table.c[key].in_(list(wanted)), table.c.deleted_at.is_(None), ~already_linked)
                 .order_by(table.c.id)
             )
             for local_id, value in rows:

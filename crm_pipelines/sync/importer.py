@@ -18,8 +18,11 @@ overlaps cost reads, never duplicates or stale overwrites.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -160,28 +163,28 @@ def run_import(
     snapshot = bool(getattr(reader, "complete_snapshot", False))
     seen: set[str] = set()
     try:
-        pages = reader.changes(entity, window.lower, window.upper)
-        for page in pages:
-            if snapshot:
-                seen.update(r.external_id for r in page.records)
-                seen.update(e.external_id for e in page.errors)
-            result.fetched += len(page.records) + len(page.errors)
-            result.outcome.add(store.apply_remote(provider, entity, page.records))
-            if progress is not None:
-                progress(result.fetched)
-            if page.errors:
-                result.failed += len(page.errors)
-                store.record_rejects(provider, entity, "import", page.errors)
-                for error in page.errors[:5]:
-                    logger.warning("%s/%s record %s rejected: %s", provider, entity, error.external_id, error.message)
-            if open_rejects:
-                fixed = [r.external_id for r in page.records if r.external_id in open_rejects]
-                if fixed:
-                    store.resolve_rejects(provider, entity, "import", fixed)
-                    open_rejects.difference_update(fixed)
-            for record in page.records:
-                if record.updated_at and (last_remote is None or record.updated_at > last_remote):
-                    last_remote = record.updated_at
+        with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
+            for page in pages:
+                if snapshot:
+                    seen.update(r.external_id for r in page.records)
+                    seen.update(e.external_id for e in page.errors)
+                result.fetched += len(page.records) + len(page.errors)
+                result.outcome.add(store.apply_remote(provider, entity, page.records))
+                if progress is not None:
+                    progress(result.fetched)
+                if page.errors:
+                    result.failed += len(page.errors)
+                    store.record_rejects(provider, entity, "import", page.errors)
+                    for error in page.errors[:5]:
+                        logger.warning("%s/%s record %s rejected: %s", provider, entity, error.external_id, error.message)
+                if open_rejects:
+                    fixed = [r.external_id for r in page.records if r.external_id in open_rejects]
+                    if fixed:
+                        store.resolve_rejects(provider, entity, "import", fixed)
+                        open_rejects.difference_update(fixed)
+                for record in page.records:
+                    if record.updated_at and (last_remote is None or record.updated_at > last_remote):
+                        last_remote = record.updated_at
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
         if snapshot:
             # The scan read every record and finished: linked records it did not return may be gone.
@@ -212,6 +215,61 @@ def run_import(
     return result
 
 
+_DONE = object()
+
+
+def read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
+    """Pages of ``pages``, produced by a worker thread up to ``depth`` pages ahead of the consumer.
+
+    The next page's request, JSON decoding and mapping run while the caller writes the current
+    one to the database (socket waits and database calls release the GIL). Order is kept; an
+    exception of the reader is raised here, in the caller's thread; closing this generator (the
+    caller failed or stopped early) stops the worker at its next page.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        source = iter(pages)
+        try:
+            for page in source:
+                while not stop.is_set():
+                    try:
+                        slots.put((page, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = (_DONE, None)
+        except BaseException as exc:  # handed to the consumer
+            item = (_DONE, exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            page, error = slots.get()
+            if page is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield page
+    finally:
+        stop.set()
+        worker.join()
+
+
 def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: str, entity: str, seen: set[str], logger) -> ApplyOutcome:
     """After a complete scan: re-read linked records it did not return; those gone are archived.
 
@@ -234,4 +292,4 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in values.items()}
 
 
-__all__ = ["ChangeReader", "ImportResult", "ImportWindow", "plan_window", "run_import"]
+__all__ = ["ChangeReader", "ImportResult", "ImportWindow", "plan_window", "read_ahead", "run_import"]
