@@ -267,7 +267,9 @@ def read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
             yield page
     finally:
         stop.set()
-        worker.join()
+        # A worker waiting on the provider (a rate-limit window, a retry) stops at its next page;
+        # the caller's error is not held back for longer than this.
+        worker.join(timeout=30)
 
 
 def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: str, entity: str, seen: set[str], logger) -> ApplyOutcome:
