@@ -182,11 +182,16 @@ def simulated_client_time(sims: list, timeout_s: float = CLIENT_TIMEOUT_S) -> It
         kwargs["sleep"] = fake_sleep
         original(self, *args, **kwargs)
 
+    from crm_pipelines.sync import exporter
+
+    settle = exporter.AMBIGUOUS_SETTLE_S
     ApiClient.__init__ = init
+    exporter.AMBIGUOUS_SETTLE_S = timeout_s * 4  # a slow answer lands 2 timeouts late
     try:
         yield
     finally:
         ApiClient.__init__ = original
+        exporter.AMBIGUOUS_SETTLE_S = settle
 
 
 @contextlib.contextmanager

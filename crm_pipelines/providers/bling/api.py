@@ -349,7 +349,7 @@ class BlingClient:
     # ------------------------------------------------------------------ writes
 
     def create(self, entity: str, payload: Mapping[str, Any]) -> str:
-        body = self.api.request("POST", f"/{ENTITY_SPECS[entity].path}", json=dict(payload), kind="write") or {}
+        body = self.api.request("POST", f"/{ENTITY_SPECS[entity].path}", json=dict(payload), kind="write", idempotent=False) or {}
         return str((body.get("data") or {}).get("id"))
 
     def update(self, entity: str, record_id: str, payload: Mapping[str, Any]) -> None:
