@@ -400,10 +400,14 @@ def run_export_scenario(provider: str, scenario: Scenario, db_url: str, *, recor
                     outcome.failed_runs += 1
                     run.calm()
             outcome.completed = not pending
-            # one more run on a healthy provider: it must find nothing left to create
+            # one more run on a healthy provider: it settles what is left
             run.calm()
             for entity in entities:
-                export_now(provider, entity, store, shared=False)
+                try:
+                    export_now(provider, entity, store, shared=False)
+                except Exception as exc:  # noqa: BLE001
+                    outcome.completed = False
+                    outcome.failure_messages.append(f"run after recovery failed: {exc}"[:300])
         details = []
         for entity in entities:
             checked, lost, duplicated, detail = reconcile_export(sim, store, provider, entity, before[entity])
