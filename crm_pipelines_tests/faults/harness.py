@@ -117,6 +117,12 @@ class FaultRun:
         self.reject_status = None
         if self.outage_until is not None:
             self.sim.clock.advance(max(0.0, self.outage_until - self.sim.clock.timestamp()) + 1)
+        if self.sim.provider == "bling":
+            # A token refused right after a refresh is not refreshed again for a few seconds (no
+            # refresh storms); the next scheduled run comes later than that.
+            from crm_pipelines.providers.bling.api import MIN_REFRESH_INTERVAL_S
+
+            time.sleep(MIN_REFRESH_INTERVAL_S)
 
 
 def _rates(**rates) -> Callable[[Any, FaultRun], None]:
