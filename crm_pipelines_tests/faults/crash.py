@@ -23,7 +23,7 @@ EXPORT_RECORDS = {"bling": 15, "gestaoclick": 30, "pipedrive": 30}
 
 def _child(provider: str, op: str, db_url: str, entity: str, ids: list[str], env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "crm_pipelines_tests.faults.crash_once", provider, op, db_url, entity, *ids]
-    full_env = dict(os.environ, **env, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env = dict(os.environ, **env, CRM_DATABASE_URL=db_url, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -76,6 +76,8 @@ def run_crash_matrix(provider: str, op: str, db_url: str, *, kills: int, seed: i
                 raise AssertionError(f"{provider} {op} failed: {err.decode()[-1500:]}")
             else:
                 span = max(span or 0, _requests(sim) - start_count)  # completed: now we know its length
+                if op == "export":  # give the next run something to send
+                    add_local(store, entity, EXPORT_RECORDS.get(provider, 60) // 3, tag=f"more{attempts}")
         outcome.runs += 1
         run_to_end()
         outcome.completed = True
