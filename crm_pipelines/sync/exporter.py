@@ -30,8 +30,8 @@ from crm_pipelines.storage.store import LocalChange, LocalStore
 log = logging.getLogger(__name__)
 
 #: A create whose outcome is unknown (timeout, reset, 5xx) is looked up by its idempotency key
-#: before it is sent again, at most this many times per batch; then the run fails and the next
-#: one settles it from the intent outbox.
+#: before it is sent again; after this many tries in a row without progress the run fails and the
+#: next one settles the batch from the intent outbox.
 AMBIGUOUS_CREATE_RETRIES = 4
 #: Seconds to let a request the client gave up on reach the provider before looking it up.
 AMBIGUOUS_SETTLE_S = 5.0
@@ -243,15 +243,18 @@ def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, o
     """Create ``to_create``; when a create's outcome is unknown, link what landed and send only the rest again."""
     pending = list(to_create)
     failures: list = []
-    for attempt in range(AMBIGUOUS_CREATE_RETRIES + 1):
+    tries_left = AMBIGUOUS_CREATE_RETRIES
+    while True:
+        before = len(pending)
         try:
             failures += _send_isolating_failures(lambda rs: writer.create(entity, rs), pending, rejected_exc, outcomes)
             return failures
         except RetryableError as exc:
-            if exc.rate_limited or attempt == AMBIGUOUS_CREATE_RETRIES:
+            if exc.rate_limited or tries_left <= 0:
                 raise
             log.warning("%s: a create's outcome is unknown (%s); looking the batch up by idempotency key before sending again", entity, exc)
-            time.sleep(AMBIGUOUS_SETTLE_S)
+            if exc.status is None:  # no answer (timeout, reset): the request may still be on its way
+                time.sleep(AMBIGUOUS_SETTLE_S)
             settled = {lid for wr in outcomes for lid in (*wr.written, *wr.rejected, *wr.conflicts)} | {r.local_id for r, _ in failures}
             pending = [r for r in pending if r.local_id not in settled]
             keys = {f"{entity}:{r.local_id}": r.local_id for r in pending}
@@ -263,7 +266,8 @@ def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, o
             pending = [r for r in pending if r.local_id not in landed]
             if not pending:
                 return failures
-    return failures
+            if len(pending) >= before:  # no progress since the last try
+                tries_left -= 1
 
 
 def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult) -> None:
