@@ -29,7 +29,7 @@ def _one(case: tuple[str, str, str]) -> Outcome:
         try:
             return run(provider, SCENARIOS[fault], url)
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            return Outcome(fault, provider, direction, detail=f"CRASHED: {type(exc).__name__}: {exc}"[:300])
+            return Outcome(fault, provider, direction, detail=f"CRASHED: {type(exc).__name__}: {exc}"[-1500:])
 
 
 def _crash(case: tuple[str, str, int]) -> Outcome:
@@ -40,7 +40,7 @@ def _crash(case: tuple[str, str, int]) -> Outcome:
         try:
             return run_crash_matrix(provider, op, f"sqlite:///{Path(folder) / 'crm.db'}", kills=kills)
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            return Outcome("SIGKILL", provider, op, detail=f"CRASHED: {type(exc).__name__}: {exc}"[:300])
+            return Outcome("SIGKILL", provider, op, detail=f"CRASHED: {type(exc).__name__}: {exc}"[-1500:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(outcomes)} scenarios, {sum(o.checked for o in outcomes)} records checked, "
           f"{sum(o.lost for o in outcomes)} lost, {sum(o.duplicated for o in outcomes)} duplicated, {len(bad)} not clean")
     for o in bad:
-        print(f"  {o.fault} / {o.provider} / {o.direction}: {o.detail[:300]} {o.failure_messages[:2]}")
+        print(f"  {o.fault} / {o.provider} / {o.direction}: {o.detail[-700:]} {o.failure_messages[:2]}")
     return 1 if bad else 0
 
 
