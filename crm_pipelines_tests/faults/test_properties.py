@@ -16,7 +16,7 @@ from crm_pipelines.core.normalize import clean_text, is_valid_email, normalize_d
 from crm_pipelines.providers.registry import PROVIDERS
 from crm_pipelines_tests.faults.harness import _cnpj, _cpf
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
