@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
 from crm_pipelines.core.counters import LockedCounters
@@ -113,6 +113,11 @@ class _BackoffWait:
         return self._exp(state)
 
 
+def _safe_to_resend(exc: BaseException) -> bool:
+    """A failed non-idempotent request that surely was not applied: rate limited, or never sent."""
+    return isinstance(exc, RetryableError) and (exc.rate_limited or getattr(exc, "not_sent", False))
+
+
 class ApiClient:
     """JSON requests to one provider account, paced by named limiters and retried on transient errors."""
 
@@ -166,8 +171,15 @@ class ApiClient:
         json: Any = None,
         limiter: str | None = "default",
         kind: str | None = None,
+        idempotent: bool = True,
     ) -> Any:
-        """Send one logical request (with retries) and return its decoded JSON body (None if empty)."""
+        """Send one logical request (with retries) and return its decoded JSON body (None if empty).
+
+        ``idempotent=False`` (a plain create): a failure after which the provider may have applied
+        the request (timeout, reset, truncated body, 5xx) is raised at once instead of being sent
+        again, so the caller can look the record up before creating it a second time. Only 429s
+        and connections that never reached the provider are retried.
+        """
         request_line = f"{method} {path}"
         bucket = self.limiters.get(limiter) if limiter else None
 
@@ -181,7 +193,7 @@ class ApiClient:
             )
 
         retrying = Retrying(
-            retry=retry_if_exception_type(RetryableError),
+            retry=retry_if_exception_type(RetryableError) if idempotent else retry_if_exception(_safe_to_resend),
             stop=stop_after_attempt(self._max_attempts) | stop_after_delay(self._max_elapsed_s),
             wait=self._wait,
             before_sleep=before_sleep,
@@ -198,6 +210,10 @@ class ApiClient:
         self.stats.count_call(kind)
         try:
             response = self._http.request(method, path, params=params, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            error = RetryableError(self.provider, f"could not connect ({type(exc).__name__})", request=request_line)
+            error.not_sent = True
+            raise error from None
         except httpx.TimeoutException as exc:
             raise RetryableError(self.provider, f"timed out ({type(exc).__name__})", request=request_line) from None
         except httpx.TransportError as exc:

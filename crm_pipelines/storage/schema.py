@@ -223,3 +223,13 @@ merges = Table(
     Column("merged_fields", JSON, nullable=False),
     Column("merged_at", UTCDateTime, nullable=False),
 )
+
+# The newest OAuth refresh token of a provider account whose tokens rotate (Bling): each refresh
+# replaces it, so every process (Dagster runs, the CLI) must start from the last one issued.
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("account_key", String(64), primary_key=True),
+    Column("refresh_token", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

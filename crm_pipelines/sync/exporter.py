@@ -22,11 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crm_pipelines.core.errors import RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.store import LocalChange, LocalStore
 
 log = logging.getLogger(__name__)
+
+#: A create whose outcome is unknown (timeout, reset, 5xx) is looked up by its idempotency key
+#: before it is sent again; after this many tries in a row without progress the run fails and the
+#: next one settles the batch from the intent outbox.
+AMBIGUOUS_CREATE_RETRIES = 4
+#: Seconds to let a request the client gave up on reach the provider before looking it up.
+AMBIGUOUS_SETTLE_S = 5.0
 
 
 class Writer(Protocol):
@@ -231,6 +239,37 @@ def _recover_intents(writer: Writer, store: LocalStore, provider: str, entity: s
     return len(linked)
 
 
+def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes: list, created_rows: list, digests) -> list:
+    """Create ``to_create``; when a create's outcome is unknown, link what landed and send only the rest again."""
+    pending = list(to_create)
+    failures: list = []
+    tries_left = AMBIGUOUS_CREATE_RETRIES
+    while True:
+        before = len(pending)
+        try:
+            failures += _send_isolating_failures(lambda rs: writer.create(entity, rs), pending, rejected_exc, outcomes)
+            return failures
+        except RetryableError as exc:
+            if exc.rate_limited or tries_left <= 0:
+                raise
+            log.warning("%s: a create's outcome is unknown (%s); looking the batch up by idempotency key before sending again", entity, exc)
+            if exc.status is None:  # no answer (timeout, reset): the request may still be on its way
+                time.sleep(AMBIGUOUS_SETTLE_S)
+            settled = {lid for wr in outcomes for lid in (*wr.written, *wr.rejected, *wr.conflicts)} | {r.local_id for r, _ in failures}
+            pending = [r for r in pending if r.local_id not in settled]
+            keys = {f"{entity}:{r.local_id}": r.local_id for r in pending}
+            found = writer.find_by_keys(entity, list(keys)) if keys else {}
+            for key, external_id in found.items():
+                if key in keys:
+                    created_rows.append((keys[key], external_id, digests[keys[key]], None))
+            landed = {keys[k] for k in found if k in keys}
+            pending = [r for r in pending if r.local_id not in landed]
+            if not pending:
+                return failures
+            if len(pending) >= before:  # no progress since the last try
+                tries_left -= 1
+
+
 def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult) -> None:
     outgoing, rejected_exc = writer.make_record, writer.Rejected
     rejects: list[RecordError] = []
@@ -276,7 +315,7 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     if to_create:
         store.write_intents(provider, entity, [(r.local_id, f"{entity}:{r.local_id}", digests[r.local_id]) for r in to_create])
         outcomes = []
-        failures = _send_isolating_failures(lambda rs: writer.create(entity, rs), to_create, rejected_exc, outcomes)
+        failures = _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes, created_rows, digests)
         apply(outcomes, created=True)
         rejects.extend(RecordError(str(r.local_id), getattr(e, "category", "REJECTED"), getattr(e, "message", str(e))) for r, e in failures)
     if conflicts:

@@ -205,6 +205,24 @@ class BlingAuth:
             return self._state.access_token
 
     def _refresh_locked(self) -> None:
+        from crm_pipelines.storage.tokens import TokenStore
+
+        store = TokenStore.from_env()
+        stored = store.load(self.account_key) if store is not None else None
+        candidates = [t for t in dict.fromkeys([stored, self._state.refresh_token]) if t]
+        for index, refresh_token in enumerate(candidates):
+            self._state.refresh_token = refresh_token
+            try:
+                self._refresh_with_locked()
+                break
+            except ProviderError as exc:
+                # The newest token another process saved, then the one this process knows.
+                if isinstance(exc, RetryableError) or index == len(candidates) - 1:
+                    raise
+        if store is not None and self._state.refresh_token != stored:
+            store.save(self.account_key, self._state.refresh_token)
+
+    def _refresh_with_locked(self) -> None:
         basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
         self._state.refreshed_at = time.monotonic()
         try:
@@ -349,7 +367,7 @@ class BlingClient:
     # ------------------------------------------------------------------ writes
 
     def create(self, entity: str, payload: Mapping[str, Any]) -> str:
-        body = self.api.request("POST", f"/{ENTITY_SPECS[entity].path}", json=dict(payload), kind="write") or {}
+        body = self.api.request("POST", f"/{ENTITY_SPECS[entity].path}", json=dict(payload), kind="write", idempotent=False) or {}
         return str((body.get("data") or {}).get("id"))
 
     def update(self, entity: str, record_id: str, payload: Mapping[str, Any]) -> None:

@@ -273,7 +273,7 @@ class GestaoClickClient:
         return data if isinstance(data, Mapping) and data else None
 
     def write(self, method: str, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        body = self.api.request(method, path, json=dict(payload), kind="write")
+        body = self.api.request(method, path, json=dict(payload), kind="write", idempotent=method != "POST")
         data = body.get("data") if isinstance(body, Mapping) else None
         return data if isinstance(data, Mapping) else {}
 

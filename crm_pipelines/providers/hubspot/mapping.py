@@ -140,6 +140,8 @@ def to_remote_record(entity: str, obj: dict[str, Any]) -> RemoteRecord | RecordE
     """Map one HubSpot object to a canonical record, or say why it cannot be."""
     external_id = str(obj.get("id", ""))
     properties = obj.get("properties") or {}
+    if not isinstance(properties, dict):
+        return RecordError(external_id, "INVALID_FIELD", f"properties is {type(properties).__name__}, expected an object")
     fields: dict[str, Any] = {}
     problems: list[str] = []
     for field_map in FIELD_MAPS[entity]:

@@ -318,7 +318,7 @@ class PipedriveClient:
     # ------------------------------------------------------------------ writes
 
     def create(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = self.api.request("POST", f"/api/v2/{ENTITY_SPECS[entity].path}", json=body, limiter="write", kind="write") or {}
+        data = self.api.request("POST", f"/api/v2/{ENTITY_SPECS[entity].path}", json=body, limiter="write", kind="write", idempotent=False) or {}
         return data.get("data") or {}
 
     def update(self, entity: str, record_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,10 @@ class FieldKeys:
 
     def custom(self, obj: dict[str, Any], canonical: str) -> Any:
         key = self.keys.get(canonical)
-        value = (obj.get("custom_fields") or {}).get(key) if key else None
+        custom = obj.get("custom_fields") or {}
+        if not isinstance(custom, dict):
+            raise TypeError(f"custom_fields is {type(custom).__name__}, expected an object")
+        value = custom.get(key) if key else None
         if isinstance(value, dict):  # monetary/address-like custom values
             value = value.get("value")
         return value

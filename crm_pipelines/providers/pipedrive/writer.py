@@ -119,6 +119,10 @@ class PipedriveWriter:
 
     def find_by_keys(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Pipedrive ids of records already created under these idempotency keys."""
+        # Asked when a create's outcome is unknown: the index kept for matching does not hold a
+        # record whose create answer was lost, so read afresh.
+        with self._index_lock:
+            self._indexes.pop(entity, None)
         return self._lookup(entity, IDEMPOTENCY_FIELD, "custom_fields", list(keys))
 
     def _lookup(self, entity: str, canonical: str, search_field: str, values: list[str]) -> dict[str, str]:

@@ -1,0 +1,69 @@
+"""Rotated OAuth refresh tokens kept in the local database, so every process starts from the newest.
+
+Bling answers each refresh with a new refresh token and invalidates the old one. A process that
+only knew the configured ``BLING_REFRESH_TOKEN`` would fail with ``invalid_grant`` as soon as any
+other process (an earlier Dagster run, the CLI) had refreshed. The newest token is saved here
+right after each refresh and read before the next one. Used when ``$CRM_DATABASE_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from crm_pipelines.storage.engine import DATABASE_URL_ENV
+
+log = logging.getLogger(__name__)
+_ENGINES: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+class TokenStore:
+    """load/save of one account's refresh token; database problems are logged, never raised."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @classmethod
+    def from_env(cls) -> TokenStore | None:
+        url = os.environ.get(DATABASE_URL_ENV)
+        return cls(url) if url else None
+
+    def _engine(self):
+        from crm_pipelines.storage.store import LocalStore
+
+        with _LOCK:
+            engine = _ENGINES.get(self.url)
+            if engine is None:
+                engine = _ENGINES[self.url] = LocalStore.open(self.url).engine
+            return engine
+
+    def load(self, account_key: str) -> str | None:
+        from crm_pipelines.storage.schema import oauth_tokens
+
+        try:
+            with self._engine().connect() as conn:
+                return conn.execute(select(oauth_tokens.c.refresh_token).where(oauth_tokens.c.account_key == account_key)).scalar()
+        except Exception as exc:  # noqa: BLE001 - the configured token still works for a first refresh
+            log.warning("could not read the stored refresh token (%s)", type(exc).__name__)
+            return None
+
+    def save(self, account_key: str, refresh_token: str) -> None:
+        from crm_pipelines.storage.schema import oauth_tokens
+
+        try:
+            with self._engine().begin() as conn:
+                values = {"refresh_token": refresh_token, "updated_at": time.time()}
+                if not conn.execute(update(oauth_tokens).where(oauth_tokens.c.account_key == account_key).values(**values)).rowcount:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(oauth_tokens.insert().values(account_key=account_key, **values))
+                    except IntegrityError:
+                        conn.execute(update(oauth_tokens).where(oauth_tokens.c.account_key == account_key).values(**values))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not store the new refresh token (%s); other processes will not see it", type(exc).__name__)
