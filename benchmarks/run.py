@@ -33,7 +33,6 @@ import io
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
