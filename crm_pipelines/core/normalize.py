@@ -39,6 +39,16 @@ def is_valid_email(value: object) -> bool:
     return text is not None and bool(_EMAIL_RE.match(text))
 
 
+def checked_email(value: object) -> str | None:
+    """A provider's or a local e-mail, normalized; None when empty; ``ValueError`` when it is not an address."""
+    if clean_text(value) is None:
+        return None
+    email = normalize_email(value)
+    if email is None:
+        raise ValueError(f"invalid email {clean_text(value)!r}")
+    return email
+
+
 def normalize_domain(value: object) -> str | None:
     text = clean_text(value)
     if text is None:

@@ -44,7 +44,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document
 from crm_pipelines.providers.bling.api import ENTITY_SPECS, LOCAL_TZ
 
 KEY_FIELD = {"contacts": "codigo", "companies": "codigo", "deals": "numeroLoja"}
@@ -69,14 +69,6 @@ def document(value: Any, *, kind: str | None = None) -> str | None:
         raise ValueError(f"a pessoa jurídica needs a CNPJ (14 digits), not CPF {text}")
     return digits
 
-
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid e-mail {clean_text(value)!r}")
-    return email
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -133,7 +125,7 @@ class FieldMap:
 
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
-        FieldMap("email", "email", _email, False),
+        FieldMap("email", "email", checked_email, False),
         FieldMap("phone", "telefone", _text(64), True),
         FieldMap("document", "numeroDocumento", lambda v: document(v, kind="F"), True),
     ),
@@ -205,7 +197,7 @@ def to_payload(entity: str, fields: dict[str, Any], *, key: str | None = None, d
     if entity in ("contacts", "companies"):
         tipo = ENTITY_SPECS[entity].tipo
         if entity == "contacts":
-            nome = " ".join(p for p in (clean_text(fields.get("first_name")), clean_text(fields.get("last_name"))) if p) or _email(fields.get("email"))
+            nome = " ".join(p for p in (clean_text(fields.get("first_name")), clean_text(fields.get("last_name"))) if p) or checked_email(fields.get("email"))
         else:
             nome = clean_text(fields.get("name"))
         if not nome:
@@ -215,7 +207,7 @@ def to_payload(entity: str, fields: dict[str, Any], *, key: str | None = None, d
         body["numeroDocumento"] = doc or ""
         body["telefone"] = clean_text(fields.get("phone"), 64) or ""
         if entity == "contacts":
-            body["email"] = _email(fields.get("email")) or ""
+            body["email"] = checked_email(fields.get("email")) or ""
         else:
             body["endereco"] = {"geral": {"municipio": clean_text(fields.get("city"), 128) or ""}}
             body["pais"] = {"nome": clean_text(fields.get("country"), 128) or ""}

@@ -42,7 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_email
 from crm_pipelines.providers.gestaoclick.api import ACCOUNT_TIMEZONE, RESOURCES
 
 TAG_PREFIX = "[crm_pipelines]"
@@ -64,14 +64,6 @@ _TEXT_LIMITS = {"company_name": 255, "job_title": 255, "lifecycle_stage": 64, "d
 def _text(value: Any, limit: int = 255) -> str | None:
     return clean_text(value, limit)
 
-
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid e-mail {clean_text(value)!r}")
-    return email
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -198,7 +190,7 @@ def _phone(record: Mapping[str, Any]) -> str | None:
 
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
-        FieldMap("email", "email", lambda r: _email(r.get("email"))),
+        FieldMap("email", "email", lambda r: checked_email(r.get("email"))),
         FieldMap("first_name", "nome", lambda r: _nome_parts(r)[0]),
         FieldMap("last_name", "nome", lambda r: _nome_parts(r)[1]),
         FieldMap("phone", "telefone", _phone),

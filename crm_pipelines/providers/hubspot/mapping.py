@@ -34,7 +34,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_domain, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
 
 DOCUMENT_PROPERTY = "cpf_cnpj"
 
@@ -59,14 +59,6 @@ def format_timestamp(value: datetime | None) -> str | None:
 def to_epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
-
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid email {clean_text(value)!r}")
-    return email
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -100,7 +92,7 @@ class FieldMap:
 
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
-        FieldMap("email", "email", _email),
+        FieldMap("email", "email", checked_email),
         FieldMap("first_name", "firstname", _text(255)),
         FieldMap("last_name", "lastname", _text(255)),
         FieldMap("phone", "phone", _text(64)),

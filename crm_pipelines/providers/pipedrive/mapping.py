@@ -41,7 +41,7 @@ from typing import Any
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_domain, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
 
 IDEMPOTENCY_FIELD = "crm_record_id"
 
@@ -61,14 +61,6 @@ def parse_timestamp(value: Any) -> datetime | None:
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
-
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid email {clean_text(value)!r}")
-    return email
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -148,7 +140,7 @@ class FieldKeys:
 def _local_values(entity: str, obj: dict[str, Any], keys: FieldKeys) -> dict[str, Callable[[], Any]]:
     if entity == "contacts":
         return {
-            "email": lambda: _email(_primary(obj.get("emails"))),
+            "email": lambda: checked_email(_primary(obj.get("emails"))),
             "first_name": lambda: clean_text(obj.get("first_name"), 255),
             "last_name": lambda: clean_text(obj.get("last_name"), 255),
             "phone": lambda: clean_text(_primary(obj.get("phones")), 64),
@@ -223,7 +215,7 @@ def to_body(entity: str, fields: dict[str, Any], keys: FieldKeys, *, creating: b
     get = fields.get
     body: dict[str, Any] = {}
     if entity == "contacts":
-        email = _email(get("email"))
+        email = checked_email(get("email"))
         first, last = clean_text(get("first_name")), clean_text(get("last_name"))
         name = " ".join(p for p in (first, last) if p) or email
         if not name:

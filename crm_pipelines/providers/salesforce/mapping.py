@@ -37,7 +37,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_domain, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
 
 DOCUMENT_FIELD = "CPF_CNPJ__c"
 EXTERNAL_ID_FIELD = "Crm_Record_Id__c"
@@ -92,14 +92,6 @@ def _date_out(value: Any) -> str | None:
     return str(value)[:10]
 
 
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid email {clean_text(value)!r}")
-    return email
-
 
 def _amount(value: Any) -> Decimal | None:
     if value is None or value == "":
@@ -145,7 +137,7 @@ class Mapping:
     def fields(self, entity: str) -> tuple[FieldMap, ...]:
         if entity == "contacts":
             return (
-                FieldMap("email", "Email", _email),
+                FieldMap("email", "Email", checked_email),
                 FieldMap("first_name", "FirstName", _text(40)),
                 FieldMap("last_name", "LastName", _text(80)),
                 FieldMap("phone", "Phone", _text(40)),

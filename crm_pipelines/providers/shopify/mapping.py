@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import clean_text, normalize_email
+from crm_pipelines.core.normalize import checked_email, clean_text
 
 #: GraphQL selections of one node per entity (what the reader requests).
 NODE_FIELDS: dict[str, str] = {
@@ -59,14 +59,6 @@ def format_timestamp(value: datetime | None) -> str | None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _email(value: Any) -> str | None:
-    if clean_text(value) is None:
-        return None
-    email = normalize_email(value)
-    if email is None:
-        raise ValueError(f"invalid email {clean_text(value)!r}")
-    return email
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -99,7 +91,7 @@ class FieldMap:
 
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
-        FieldMap("email", ("email",), _email),
+        FieldMap("email", ("email",), checked_email),
         FieldMap("first_name", ("firstName",), _text(255)),
         FieldMap("last_name", ("lastName",), _text(255)),
         FieldMap("phone", ("phone",), _text(64)),
