@@ -116,7 +116,7 @@ def test_invalid_documents_and_emails_go_to_the_reject_ledger(start_gestaoclick_
     rejects = {r["record_ref"]: r for r in store.open_rejects("gestaoclick", "contacts", "import")}
     assert set(rejects) == {ids[0], ids[1]}
     assert "CPF" in rejects[ids[0]]["message"] and "check digits" in rejects[ids[0]]["message"]
-    assert "e-mail" in rejects[ids[1]]["message"]
+    assert "invalid email" in rejects[ids[1]]["message"]
     result = import_entity(sim, store, "companies")
     [reject] = store.open_rejects("gestaoclick", "companies", "import")
     assert reject["record_ref"] == company and "CNPJ" in reject["message"]
