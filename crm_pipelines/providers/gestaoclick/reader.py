@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.gestaoclick.api import RESOURCES, GestaoClickClient, as_int
 from crm_pipelines.providers.gestaoclick.mapping import belongs_to, to_remote_record
+from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,6 @@ STRATEGY = "full scan (no modification filter)"
 STRATEGIES = ("auto", "list", "scan")
 
 
-@dataclass
-class ReadProgress:
-    strategy: str = ""
-    expected: int | None = None
-    fetched: int = 0
-    pages: int = 0
-    started: float = 0.0
 
 
 class GestaoClickChangeReader:
@@ -124,15 +117,4 @@ class GestaoClickChangeReader:
         return count
 
     def _tick(self, count: int) -> None:
-        progress = self.progress
-        progress.fetched += count
-        progress.pages += 1
-        if progress.pages % self.progress_every:
-            return
-        elapsed = time.monotonic() - progress.started
-        if progress.expected:
-            share = min(progress.fetched / progress.expected, 1.0)
-            eta = elapsed / share - elapsed if share > 0 else float("nan")
-            self.log.info("read %d of ~%d records (%d pages, %.0f%%), ETA %.0fs", progress.fetched, progress.expected, progress.pages, share * 100, eta)
-        else:
-            self.log.info("read %d records (%d pages)", progress.fetched, progress.pages)
+        self.progress.tick(count, self.log, self.progress_every)

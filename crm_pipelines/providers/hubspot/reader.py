@@ -19,26 +19,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.hubspot.api import BATCH_MAX, OBJECTS, SEARCH_PAGE_MAX, HubSpotClient
 from crm_pipelines.providers.hubspot.mapping import parse_timestamp, properties_for, to_epoch_ms, to_remote_record
+from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "list", "search")
 
 
-@dataclass
-class ReadProgress:
-    strategy: str = ""
-    expected: int | None = None
-    fetched: int = 0
-    pages: int = 0
-    started: float = 0.0
 
 
 class HubSpotChangeReader:
@@ -241,19 +234,7 @@ class HubSpotChangeReader:
             page.records.append(mapped)
 
     def _tick(self, count: int) -> None:
-        progress = self.progress
-        progress.fetched += count
-        progress.pages += 1
-        if progress.pages % self.progress_every:
-            return
-        elapsed = time.monotonic() - progress.started
-        if progress.expected:
-            share = min(progress.fetched / progress.expected, 1.0)
-            eta = elapsed / share - elapsed if share > 0 else float("nan")
-            self.log.info("read %d of ~%d records (%d pages, %.0f%%), ETA %.0fs", progress.fetched, progress.expected, progress.pages, share * 100, eta)
-        else:
-            rate = progress.fetched / elapsed if elapsed > 0 else 0.0
-            self.log.info("read %d records (%d pages, %.0f records/s)", progress.fetched, progress.pages, rate)
+        self.progress.tick(count, self.log, self.progress_every)
 
 
 def _modified_ms(obj: dict[str, Any], prop: str) -> int | None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.pipedrive.api import IDS_FILTER_MAX, LIST_PAGE_MAX, PipedriveClient, chunks, format_rfc3339
 from crm_pipelines.providers.pipedrive.mapping import FieldKeys, to_remote_record
+from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ STRATEGIES = ("auto", "list", "delta", "search")
 GAP_PAGE = 1000
 
 
-@dataclass
-class ReadProgress:
-    strategy: str = ""
-    fetched: int = 0
-    pages: int = 0
-    started: float = 0.0
 
 
 def floor_second(moment: datetime) -> datetime:
@@ -164,10 +158,4 @@ class PipedriveChangeReader:
         return page
 
     def _tick(self, count: int) -> None:
-        progress = self.progress
-        progress.fetched += count
-        progress.pages += 1
-        if progress.pages % self.progress_every == 0:
-            elapsed = time.monotonic() - progress.started
-            rate = progress.fetched / elapsed if elapsed > 0 else 0.0
-            self.log.info("read %d records (%d pages, %.0f records/s)", progress.fetched, progress.pages, rate)
+        self.progress.tick(count, self.log, self.progress_every)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from crm_pipelines.core.errors import ProviderError
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.salesforce.api import MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
+from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,6 @@ STRATEGIES = ("auto", "soql")
 IDS_PER_QUERY = 300
 
 
-@dataclass
-class ReadProgress:
-    strategy: str = ""
-    expected: int | None = None
-    fetched: int = 0
-    pages: int = 0
-    resumed: int = 0
-    started: float = 0.0
 
 
 class SalesforceChangeReader:
@@ -169,18 +161,7 @@ class SalesforceChangeReader:
         return mapped
 
     def _tick(self, count: int) -> None:
-        progress = self.progress
-        progress.fetched += count
-        progress.pages += 1
-        if progress.pages % self.progress_every:
-            return
-        elapsed = time.monotonic() - progress.started
-        if progress.expected:
-            share = min(progress.fetched / progress.expected, 1.0)
-            eta = elapsed / share - elapsed if share > 0 else float("nan")
-            self.log.info("read %d of ~%d records (%d pages, %.0f%%), ETA %.0fs", progress.fetched, progress.expected, progress.pages, share * 100, eta)
-        else:
-            self.log.info("read %d records (%d pages)", progress.fetched, progress.pages)
+        self.progress.tick(count, self.log, self.progress_every)
 
 
 def _stamp_literal(row: dict[str, Any]) -> str:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.shopify.api import OBJECTS, PAGE_MAX, ShopifyClient, to_gid
 from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, format_timestamp, parse_timestamp, to_remote_record
+from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,6 @@ def _ceil_second(value: datetime) -> datetime:
     return floored if floored == value else floored + timedelta(seconds=1)
 
 
-@dataclass
-class ReadProgress:
-    strategy: str = "search"
-    expected: int | None = None
-    fetched: int = 0
-    pages: int = 0
-    started: float = 0.0
 
 
 class ShopifyChangeReader:
@@ -83,7 +76,7 @@ class ShopifyChangeReader:
         self.restart_every = max(PAGE_MAX, min(restart_every, PAGINATION_CAP - PAGE_MAX))
         self.log = logger or log
         self.progress_every = progress_every
-        self.progress = ReadProgress()
+        self.progress = ReadProgress(strategy="search")
 
     # ------------------------------------------------------------------ public
 
@@ -237,13 +230,7 @@ class ShopifyChangeReader:
             page.records.append(mapped)
 
     def _tick(self, count: int) -> None:
-        progress = self.progress
-        progress.fetched += count
-        if progress.pages % self.progress_every:
-            return
-        elapsed = time.monotonic() - progress.started
-        rate = progress.fetched / elapsed if elapsed > 0 else 0.0
-        self.log.info("read %d records (%d pages, %.0f records/s)", progress.fetched, progress.pages, rate)
+        self.progress.tick(count, self.log, self.progress_every, page=False)
 
 
 __all__ = ["PAGINATION_CAP", "ShopifyChangeReader"]
