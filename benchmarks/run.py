@@ -3,25 +3,35 @@
 1. Rate-limit efficiency per provider: wall time / floor (requests needed / allowed rate), from
    the per-provider scripts (``hubspot_import.py``, ``pipedrive.py``...); Salesforce, which has no
    per-second limit, as calls / the minimum calls. Goal <= 1.05.
-2. Overhead without limits: records/s of a full HubSpot import (reader + ``LocalStore.apply_remote``)
-   into SQLite and PostgreSQL over records/s of a bare loop downloading the same pages (httpx +
-   JSON decode). Goal >= 0.8.
+2. Overhead without limits: records/s of a full HubSpot import (reader + ``run_import``) into
+   SQLite and PostgreSQL over records/s of a bare loop downloading the same pages (httpx + orjson
+   decode), with the CPU each needs per 1,000 records. Goal >= 0.8 on SQLite, >= 0.6 on PostgreSQL.
 3. Against dlt: records/s of our import over dlt's ``rest_api`` source reading the same list pages
-   into the same SQLite database (dlt's ``sqlalchemy`` destination). Goal >= 2.
+   into the same database: SQLite (dlt's ``sqlalchemy`` destination) and PostgreSQL (the faster of
+   dlt's ``postgres`` and ``sqlalchemy`` destinations). Goal >= 2 on both.
 4. Incremental cost: one 30-minute incremental run (``plan_window`` + ``run_import``, search) on a
    simulator holding 1,000,000 contacts (quick: 100,000) with k = 0, 100, 10,000 changed: API calls
    against ceil(k / 200) + 1 (search pages hold 200) and the time against the same run on a
    10,000-contact simulator. Goal: calls within the bound, time ratio <= 1.5 (or under 0.25 s apart).
-5. Memory: peak RSS of an import of 10,000 and of 1,000,000 records (quick: 100,000), each in a
-   fresh process (the simulator in another). Goal: growth < 64 MB.
+5. Memory and CPU per record: peak RSS and CPU seconds per 1,000 records of imports of 10,000,
+   100,000 and 1,000,000 records (quick: 10,000 and 100,000), each in a fresh process (the
+   simulator in another), into SQLite and PostgreSQL. Goals: RSS growth < 64 MB (SQLite), CPU per
+   record at the largest size within 1.1x of that at 10,000.
 6. Dagster: one schedule tick of ``hubspot_incremental`` with nothing changed after an initial
    sync: run requests per tick (goal 1, all entities in it) and the wall time of that run
    executed in process (goal < 30 s).
+7. Export overhead: records/s of an export of new contacts (``export_entity``: match by e-mail,
+   intents, upsert, links) from SQLite and PostgreSQL over records/s of a bare loop sending the same
+   requests from memory. Goal >= 0.6 on both.
+
+Sections 2, 3, 5 and 7 give the median of 3 runs, taken in turns (bare, ours, the peer) so that
+a change of load hits each alike, and the 1-minute load average seen during them: the machine
+may be shared, and a figure taken while it was busy says so.
 
 The simulators run in their own processes where the client's CPU time is measured (2, 4, 5), so
 the simulator's work does not share the client's interpreter.
 
-Usage: ``python benchmarks/run.py [--quick] [--only 1,2,...] [--postgres URL]``
+Usage: ``python benchmarks/run.py [--quick] [--only 1,2,...] [--rounds 3] [--postgres URL]``
 (dlt is a benchmark-only dependency: ``pip install -e .[bench]``).
 """
 
@@ -30,9 +40,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,8 +58,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
+import speed  # noqa: E402
+from speed import TOKEN, Median, Run, median  # noqa: E402
 
-TOKEN = "bench-token"
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -131,53 +142,6 @@ def postgres_database(admin_url: str):
         admin.dispose()
 
 
-def full_window(reason: str = "benchmark: full"):
-    from crm_pipelines.sync.importer import ImportWindow
-
-    now = datetime.now(timezone.utc)
-    return ImportWindow(now - timedelta(days=3650), now, None, now + timedelta(days=1), reason)
-
-
-def our_import(base_url: str, url: str) -> tuple[int, float]:
-    """The real path: HubSpot reader (list) + run_import/apply_remote; returns (records, seconds)."""
-    from crm_pipelines.providers.hubspot.api import HubSpotClient
-    from crm_pipelines.providers.hubspot.reader import HubSpotChangeReader
-    from crm_pipelines.storage.store import LocalStore
-    from crm_pipelines.sync.importer import run_import
-
-    store = LocalStore.open(url)
-    try:
-        with HubSpotClient(access_token=TOKEN, base_url=base_url, burst_limit=1_000_000, search_per_second=1_000_000) as client:
-            started = time.perf_counter()
-            result = run_import(HubSpotChangeReader(client, strategy="list"), store, "hubspot", "contacts", full_window(), stats=client.stats)
-            seconds = time.perf_counter() - started
-        assert result.outcome.created == result.fetched, result.summary()
-        return result.fetched, seconds
-    finally:
-        store.dispose()
-
-
-def bare_download(base_url: str) -> tuple[int, float]:
-    """Only download the pages our import reads (same properties, 100 per page) and decode them."""
-    from crm_pipelines.providers.hubspot.mapping import properties_for
-
-    properties = ",".join(properties_for("contacts"))
-    count = 0
-    started = time.perf_counter()
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}) as client:
-        after = None
-        while True:
-            params = {"limit": 100, "properties": properties}
-            if after:
-                params["after"] = after
-            data = json.loads(client.get("/crm/v3/objects/contacts", params=params).content)
-            count += len(data["results"])
-            after = ((data.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                break
-    return count, time.perf_counter() - started
-
-
 # ------------------------------------------------------------------------------ 1. rate limits
 
 
@@ -253,82 +217,86 @@ def section_rate_limits(quick: bool) -> None:
         add("1", f"Salesforce {name.split(' ')[0]} {n:,} (calls/minimum)", value, goal, value <= 1.05, f"{calls} calls, minimum {minimum}, {seconds:.1f} s")
 
 
-# ------------------------------------------------------------------------------ 2. overhead
+# ------------------------------------------------------------------------------ 2, 3. import speed
+
+ROUNDS = 3
+_IMPORTS: dict[str, Median] = {}
 
 
-def section_overhead(quick: bool, postgres_admin: str) -> None:
-    n = 20_000 if quick else 50_000
-    print(f"2. overhead without limits ({n:,} contacts)", flush=True)
-    with simulator_process("--contacts", str(n), "--no-rate-limits") as base_url:
-        bare_download(base_url)  # warm-up: the simulator renders its pages once
-        count, bare_s = bare_download(base_url)
-        bare_rate = count / bare_s
-        tmp = Path(tempfile.mkdtemp())
-        records, seconds = our_import(base_url, f"sqlite:///{tmp / 'overhead.db'}")
-        value = (records / seconds) / bare_rate
-        add("2", "import/bare download, SQLite", value, ">= 0.8", value >= 0.8, f"{records / seconds:,.0f} vs {bare_rate:,.0f} records/s")
-        with postgres_database(postgres_admin) as pg_url:
-            if pg_url is None:
-                add("2", "import/bare download, PostgreSQL", None, ">= 0.8", None, "PostgreSQL not reachable")
-            else:
-                records, seconds = our_import(base_url, pg_url)
-                value = (records / seconds) / bare_rate
-                add("2", "import/bare download, PostgreSQL", value, ">= 0.8", value >= 0.8, f"{records / seconds:,.0f} vs {bare_rate:,.0f} records/s")
-
-
-# ------------------------------------------------------------------------------ 3. dlt
-
-
-def dlt_import(base_url: str, db_path: Path) -> tuple[int, float]:
-    import dlt
-    from dlt.sources.rest_api import rest_api_source
-
-    from crm_pipelines.providers.hubspot.mapping import properties_for
-
-    source = rest_api_source({
-        "client": {"base_url": base_url, "auth": {"type": "bearer", "token": TOKEN},
-                   "paginator": {"type": "json_link", "next_url_path": "paging.next.link"}},
-        "resources": [{
-            "name": "contacts",
-            "endpoint": {"path": "crm/v3/objects/contacts", "params": {"limit": 100, "properties": ",".join(properties_for("contacts"))},
-                         "data_selector": "results"},
-            "primary_key": "id",
-            "write_disposition": "merge",
-        }],
-    })
-    pipeline = dlt.pipeline(pipeline_name=f"bench_{uuid.uuid4().hex[:8]}", pipelines_dir=str(db_path.parent / "dlt"),
-                            destination=dlt.destinations.sqlalchemy(credentials=f"sqlite:///{db_path}"), dataset_name="hubspot")
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        info = pipeline.run(source)
-    seconds = time.perf_counter() - started
-    info.raise_on_failed_jobs()
-    # On SQLite, dlt's sqlalchemy destination keeps each dataset in its own attached file.
-    import sqlite3
-
-    with contextlib.closing(sqlite3.connect(db_path.parent / f"{db_path.stem}__hubspot.db")) as conn:
-        rows = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
-    return rows, seconds
-
-
-def section_dlt(quick: bool) -> None:
-    n = 10_000 if quick else 20_000
-    print(f"3. against dlt rest_api ({n:,} contacts, SQLite)", flush=True)
+def dlt_installed() -> bool:
     try:
         import dlt  # noqa: F401
     except ImportError:
-        print("  dlt not installed: pip install -e .[bench]")
-        add("3", "ours/dlt records/s, SQLite", None, ">= 2", None, "dlt not installed: pip install -e .[bench]")
-        return
+        return False
+    return True
+
+
+def import_medians(quick: bool, postgres_admin: str) -> dict[str, Median]:
+    """Bare download, ours and dlt on SQLite and PostgreSQL, ``ROUNDS`` times in turns (once per run of run.py)."""
+    if _IMPORTS:
+        return _IMPORTS
+    n = 20_000 if quick else 50_000
+    print(f"  {n:,} contacts, {ROUNDS} rounds of: bare download, ours and dlt into SQLite and PostgreSQL", flush=True)
+    runs: dict[str, list[Run]] = {}
+
+    def record(kind: str, run: Run) -> None:
+        runs.setdefault(kind, []).append(run)
+        print(f"    {kind}: {run.rate:,.0f} records/s, {run.cpu_per_1000:.3f} CPU s/1,000 (load {run.load:.1f})", flush=True)
+
     with simulator_process("--contacts", str(n), "--no-rate-limits") as base_url:
-        bare_download(base_url)
-        tmp = Path(tempfile.mkdtemp())
-        records, seconds = our_import(base_url, f"sqlite:///{tmp / 'ours.db'}")
-        theirs, their_seconds = dlt_import(base_url, tmp / "dlt.db")
-    ours_rate, their_rate = records / seconds, n / their_seconds
-    value = ours_rate / their_rate
-    add("3", "ours/dlt records/s, SQLite", value, ">= 2", value >= 2, f"{ours_rate:,.0f} vs {their_rate:,.0f} records/s (dlt sqlalchemy destination, {theirs:,} rows)")
+        speed.bare_download(base_url)  # warm-up: the simulator renders its pages once
+        for _ in range(ROUNDS):
+            tmp = Path(tempfile.mkdtemp())
+            record("bare", speed.bare_download(base_url))
+            record("ours sqlite", speed.our_import(base_url, f"sqlite:///{tmp / 'ours.db'}"))
+            with postgres_database(postgres_admin) as pg_url:
+                if pg_url is not None:
+                    record("ours postgresql", speed.our_import(base_url, pg_url))
+            if dlt_installed():
+                record("dlt sqlite", speed.dlt_import(base_url, "sqlalchemy", f"sqlite:///{tmp / 'dlt.db'}", tmp))
+                for destination in ("postgres", "sqlalchemy"):
+                    with postgres_database(postgres_admin) as pg_url:
+                        if pg_url is not None:
+                            record(f"dlt postgresql ({destination})", speed.dlt_import(base_url, destination, pg_url, tmp))
+    _IMPORTS.update({kind: median(found) for kind, found in runs.items()})
+    return _IMPORTS
+
+
+def section_overhead(quick: bool, postgres_admin: str) -> None:
+    print("2. overhead without limits (import / bare download)", flush=True)
+    found = import_medians(quick, postgres_admin)
+    bare = found["bare"]
+    for database, goal in (("SQLite", 0.8), ("PostgreSQL", 0.6)):
+        ours = found.get(f"ours {database.lower()}")
+        if ours is None:
+            add("2", f"import/bare download, {database}", None, f">= {goal}", None, "PostgreSQL not reachable")
+            continue
+        value = ours.rate / bare.rate
+        add("2", f"import/bare download, {database}", value, f">= {goal}", value >= goal,
+            f"median of {ROUNDS}: {ours.rate:,.0f} vs {bare.rate:,.0f} records/s; CPU s/1,000 {ours.cpu_per_1000:.3f} vs {bare.cpu_per_1000:.3f}; "
+            f"load {ours.load} / {bare.load}")
+
+
+def section_dlt(quick: bool, postgres_admin: str) -> None:
+    print("3. against dlt rest_api (ours / dlt)", flush=True)
+    if not dlt_installed():
+        for database in ("SQLite", "PostgreSQL"):
+            add("3", f"ours/dlt records/s, {database}", None, ">= 2", None, "dlt not installed: pip install -e .[bench]")
+        return
+    found = import_medians(quick, postgres_admin)
+    theirs_pg = max((m for kind, m in found.items() if kind.startswith("dlt postgresql")), key=lambda m: m.rate, default=None)
+    pg_destination = next((kind for kind, m in found.items() if m is theirs_pg), "")
+    for database, ours, theirs, label in (
+        ("SQLite", found.get("ours sqlite"), found.get("dlt sqlite"), "sqlalchemy destination"),
+        ("PostgreSQL", found.get("ours postgresql"), theirs_pg, pg_destination.removeprefix("dlt postgresql ").strip("()") + " destination, the faster of two"),
+    ):
+        if ours is None or theirs is None:
+            add("3", f"ours/dlt records/s, {database}", None, ">= 2", None, "PostgreSQL not reachable")
+            continue
+        value = ours.rate / theirs.rate
+        add("3", f"ours/dlt records/s, {database}", value, ">= 2", value >= 2,
+            f"median of {ROUNDS}: {ours.rate:,.0f} vs {theirs.rate:,.0f} records/s (dlt {label}); CPU s/1,000 {ours.cpu_per_1000:.3f} vs "
+            f"{theirs.cpu_per_1000:.3f}; load {ours.load} / {theirs.load}")
 
 
 # ------------------------------------------------------------------------------ 4. incremental
@@ -388,31 +356,57 @@ def section_incremental(quick: bool) -> None:
         add("4", f"time {big:,} / 10,000 total, k={k:,}", value, "<= 1.5 or < 0.25 s apart", met, f"{times[(big, k)]:.2f} s vs {times[(10_000, k)]:.2f} s")
 
 
-# ------------------------------------------------------------------------------ 5. memory
+# ------------------------------------------------------------------------------ 5. memory and CPU
 
 
 MEMORY_CHILD = """
-import resource, sys, tempfile
+import resource, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
-from run import our_import
-records, seconds = our_import({base_url!r}, "sqlite:///" + tempfile.mkdtemp() + "/mem.db")
-print(records, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+from speed import our_import
+run = our_import({base_url!r}, {db_url!r})
+print(run.records, run.seconds, run.cpu_s, run.load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def section_memory(quick: bool) -> None:
-    big = 100_000 if quick else 1_000_000
-    print(f"5. memory (10,000 vs {big:,} records)", flush=True)
-    peaks = {}
-    for n in (10_000, big):
+def import_in_child(base_url: str, db_url: str) -> tuple[Run, float]:
+    """An import in a fresh process: its run and its peak RSS in MB."""
+    code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), base_url=base_url, db_url=db_url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True).stdout.split()
+    return Run(int(out[0]), float(out[1]), float(out[2]), float(out[3])), int(out[4]) / 1024
+
+
+def section_memory(quick: bool, postgres_admin: str) -> None:
+    sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
+    print(f"5. memory and CPU per record ({', '.join(f'{n:,}' for n in sizes)} records, {ROUNDS} rounds)", flush=True)
+    runs: dict[tuple[str, int], list[Run]] = {}
+    peaks: dict[int, list[float]] = {}
+    for n in sizes:
         with simulator_process("--contacts", str(n), "--no-rate-limits", "--daily-limit", "0") as base_url:
-            code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), base_url=base_url)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True).stdout.split()
-            records, seconds, kb = int(out[0]), float(out[1]), int(out[2])
-            peaks[n] = kb / 1024
-            print(f"  {records:,} records in {seconds:.1f} s, peak RSS {kb / 1024:.1f} MB", flush=True)
-    growth = peaks[big] - peaks[10_000]
-    add("5", f"peak RSS growth 10,000 -> {big:,}", growth, "< 64 MB", growth < 64, f"{peaks[10_000]:.0f} MB -> {peaks[big]:.0f} MB", fmt="{:.1f} MB")
+            for _ in range(ROUNDS):
+                run, peak = import_in_child(base_url, f"sqlite:///{Path(tempfile.mkdtemp()) / 'mem.db'}")
+                runs.setdefault(("SQLite", n), []).append(run)
+                peaks.setdefault(n, []).append(peak)
+                print(f"  SQLite {n:,}: {run.rate:,.0f} records/s, {run.cpu_per_1000:.3f} CPU s/1,000, peak RSS {peak:.0f} MB (load {run.load:.1f})", flush=True)
+                with postgres_database(postgres_admin) as pg_url:
+                    if pg_url is None:
+                        continue
+                    run, _ = import_in_child(base_url, pg_url)
+                    runs.setdefault(("PostgreSQL", n), []).append(run)
+                    print(f"  PostgreSQL {n:,}: {run.rate:,.0f} records/s, {run.cpu_per_1000:.3f} CPU s/1,000 (load {run.load:.1f})", flush=True)
+    small, big = sizes[0], sizes[-1]
+    growth = statistics.median(peaks[big]) - statistics.median(peaks[small])
+    add("5", f"peak RSS growth {small:,} -> {big:,}", growth, "< 64 MB", growth < 64,
+        f"median of {ROUNDS}: {statistics.median(peaks[small]):.0f} MB -> {statistics.median(peaks[big]):.0f} MB", fmt="{:.1f} MB")
+    for database in ("SQLite", "PostgreSQL"):
+        if (database, big) not in runs:
+            add("5", f"CPU per record {big:,} / {small:,}, {database}", None, "<= 1.1", None, "PostgreSQL not reachable")
+            continue
+        medians = {n: median(runs[(database, n)]) for n in sizes}
+        value = medians[big].cpu_per_1000 / medians[small].cpu_per_1000
+        per_size = ", ".join(f"{n:,}: {m.cpu_per_1000:.3f}" for n, m in medians.items())
+        loads = ", ".join(m.load for m in medians.values())
+        add("5", f"CPU per record {big:,} / {small:,}, {database}", value, "<= 1.1", value <= 1.1,
+            f"CPU s per 1,000 records (median of {ROUNDS}, this process only) {per_size}; load {loads}")
 
 
 # ------------------------------------------------------------------------------ 6. Dagster
@@ -454,24 +448,65 @@ def section_dagster(quick: bool) -> None:
             f"one run materialized {', '.join(materialized)}; {fetched} records read", fmt="{:.1f}")
 
 
+# ------------------------------------------------------------------------------ 7. export
+
+
+def section_export(quick: bool, postgres_admin: str) -> None:
+    n = 5_000 if quick else 10_000
+    print(f"7. export overhead ({n:,} new contacts, {ROUNDS} rounds of: bare send loop, ours from SQLite and PostgreSQL)", flush=True)
+    runs: dict[str, list[Run]] = {}
+    first_id = 0
+
+    def record(kind: str, run: Run) -> None:
+        runs.setdefault(kind, []).append(run)
+        print(f"    {kind}: {run.rate:,.0f} records/s, {run.cpu_per_1000:.3f} CPU s/1,000 (load {run.load:.1f})", flush=True)
+
+    with simulator_process("--contacts", "0", "--no-rate-limits", "--daily-limit", "0") as base_url:
+        speed.bare_send(base_url, 500, 10**9, "warm-up")
+        for round_ in range(ROUNDS):
+            # Every measurement has its own local ids and e-mails: each creates new provider records.
+            first_id += 1_000_000
+            record("bare", speed.bare_send(base_url, n, first_id, f"bare{round_}"))
+            first_id += 1_000_000
+            record("SQLite", speed.our_export(base_url, f"sqlite:///{Path(tempfile.mkdtemp()) / 'export.db'}", n, first_id, f"sqlite{round_}"))
+            with postgres_database(postgres_admin) as pg_url:
+                if pg_url is not None:
+                    first_id += 1_000_000
+                    record("PostgreSQL", speed.our_export(base_url, pg_url, n, first_id, f"postgres{round_}"))
+    bare = median(runs["bare"])
+    for database in ("SQLite", "PostgreSQL"):
+        if database not in runs:
+            add("7", f"export/bare send loop, {database}", None, ">= 0.6", None, "PostgreSQL not reachable")
+            continue
+        ours = median(runs[database])
+        value = ours.rate / bare.rate
+        add("7", f"export/bare send loop, {database}", value, ">= 0.6", value >= 0.6,
+            f"median of {ROUNDS}: {ours.rate:,.0f} vs {bare.rate:,.0f} records/s; CPU s/1,000 {ours.cpu_per_1000:.3f} vs {bare.cpu_per_1000:.3f}; "
+            f"load {ours.load} / {bare.load}")
+
+
 # ------------------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> int:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and scaled limits (under 2 minutes)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 2,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 2,3")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs per measurement whose median is kept (sections 2, 3, 5, 7)")
     parser.add_argument("--postgres", default=POSTGRES_ADMIN_URL, help="admin URL of a PostgreSQL server (a throwaway database is created)")
     args = parser.parse_args(argv)
+    ROUNDS = max(1, args.rounds)
     only = {s.strip() for s in args.only.split(",")}
     started = time.monotonic()
     sections = {
         "1": lambda: section_rate_limits(args.quick),
         "2": lambda: section_overhead(args.quick, args.postgres),
-        "3": lambda: section_dlt(args.quick),
+        "3": lambda: section_dlt(args.quick, args.postgres),
         "4": lambda: section_incremental(args.quick),
-        "5": lambda: section_memory(args.quick),
+        "5": lambda: section_memory(args.quick, args.postgres),
         "6": lambda: section_dagster(args.quick),
+        "7": lambda: section_export(args.quick, args.postgres),
     }
     for key, run in sections.items():
         if key in only:

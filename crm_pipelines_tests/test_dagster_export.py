@@ -12,6 +12,7 @@ from crm_pipelines.providers.hubspot.resource import HubSpotResource
 from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
 from crm_pipelines.storage.schema import contacts
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 TOKEN = "dagster-export-token"
 KEY = dg.AssetKey(["hubspot", "contacts_export"])
@@ -39,6 +40,7 @@ def run_export(sim, url, instance, **config):
         resources={"hubspot": HubSpotResource(access_token=TOKEN, base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=url)},
         instance=instance,
         run_config=run_config,
+        partition_key=DEFAULT,
     )
 
 
@@ -49,7 +51,7 @@ def export_metadata(result):
 
 def test_export_fans_out_in_slices_and_a_second_run_sends_nothing(sim, sqlite_url):
     store = seed_local(sqlite_url, 350)
-    with dg.instance_for_test() as instance:
+    with instance_with_integrations() as instance:
         dry = export_metadata(run_export(sim, sqlite_url, instance, dry_run=True, slice_size=100))
         assert dry["dry_run"] is True and dry["would_create"] == 350
         assert sim.count("contacts") == 0

@@ -8,12 +8,12 @@ import dagster as dg
 import pytest
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import PARTITION_FORMAT, SYNC_PARTITIONS, partition_key_for
 from crm_pipelines.definitions import defs
 from crm_pipelines.providers.hubspot.mapping import parse_timestamp
 from crm_pipelines.providers.hubspot.resource import HubSpotResource
 from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations, metadata_by_asset
 
 TOKEN = "dagster-test-secret-token-42"
 UTC = timezone.utc
@@ -39,28 +39,10 @@ def resources(sim, db_url):
     return {"hubspot": HubSpotResource(access_token=TOKEN, base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=db_url)}
 
 
-def ranged(first: str, last: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-
-
-def metadata_by_asset(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
-    return out
-
-
-def all_keys():
-    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
-        return SYNC_PARTITIONS.get_first_partition_key(), SYNC_PARTITIONS.get_last_partition_key()
-
-
 def test_initial_sync_then_incremental_run(sim, sqlite_url):
-    """The first partition reads every record; the current one only what changed since."""
-    first, _ = all_keys()
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(assets(), resources=resources(sim, sqlite_url), partition_key=first, instance=instance)
+    """The first run of an integration reads every record; the next one only what changed since."""
+    with instance_with_integrations() as instance:
+        result = dg.materialize(assets(), resources=resources(sim, sqlite_url), partition_key=DEFAULT, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
         assert meta["hubspot/contacts"]["created"] == 2000
@@ -73,17 +55,18 @@ def test_initial_sync_then_incremental_run(sim, sqlite_url):
 
         sim.modify("contacts", n=25)
         new = sim.create("deals", 4)
-        key = partition_key_for(datetime.now(UTC))
-        result = dg.materialize(assets(), resources=resources(sim, sqlite_url), partition_key=key, instance=instance)
+        gone = sim.archive("companies", 3)
+        result = dg.materialize(assets(), resources=resources(sim, sqlite_url), partition_key=DEFAULT, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
         assert meta["hubspot/contacts"]["strategy"] == "search"
         assert meta["hubspot/contacts"]["fetched"] == 25
         assert meta["hubspot/contacts"]["updated"] + meta["hubspot/contacts"]["unchanged"] == 25
         assert meta["hubspot/deals"]["created"] == len(new) == 4
-        assert meta["hubspot/companies"]["fetched"] == 0
+        # deletions arrive with the next run, not a day later
+        assert meta["hubspot/companies"]["deleted"] == len(gone) == 3
         # an incremental run with few changes costs a handful of calls, not a scan
-        assert meta["hubspot/contacts"]["api_calls"] <= 2
+        assert meta["hubspot/contacts"]["api_calls"] <= 3
 
         store = LocalStore.open(sqlite_url)
         for entity in ("contacts", "companies", "deals"):
@@ -97,19 +80,19 @@ def test_initial_sync_then_incremental_run(sim, sqlite_url):
 
 
 def test_backfill_of_a_past_window_imports_exactly_that_window(sim, sqlite_url):
+    """A run given a window re-reads that window only: one run for the whole range, one integration."""
     remote = sim.records("contacts")
     stamps = sorted(parse_timestamp(o["updatedAt"]) for o in remote.values())
     middle = stamps[len(stamps) // 2]
-    start = datetime.strptime(partition_key_for(middle), PARTITION_FORMAT).replace(tzinfo=UTC) - timedelta(hours=6)
+    start = middle.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     end = start + timedelta(hours=12)
-    first_key = start.strftime(PARTITION_FORMAT)
-    last_key = (end - timedelta(minutes=30)).strftime(PARTITION_FORMAT)
     lower = start - timedelta(minutes=5)  # the configured overlap
     expected = {i for i, o in remote.items() if lower <= parse_timestamp(o["updatedAt"]) < end}
     assert expected, "the chosen window should hold some records"
+    config = {"ops": {"hubspot__contacts": {"config": {"window_start": start.strftime("%Y-%m-%d-%H:%M"), "window_end": end.strftime("%Y-%m-%d-%H:%M")}}}}
 
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([defs.get_assets_def(KEYS[0])], resources=resources(sim, sqlite_url), tags=ranged(first_key, last_key), instance=instance)
+    with instance_with_integrations() as instance:
+        result = dg.materialize([defs.get_assets_def(KEYS[0])], resources=resources(sim, sqlite_url), partition_key=DEFAULT, run_config=config, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)["hubspot/contacts"]
     assert meta["strategy"] == "search"
@@ -121,9 +104,8 @@ def test_backfill_of_a_past_window_imports_exactly_that_window(sim, sqlite_url):
 
 def test_daily_quota_fails_the_run_without_retries_and_with_a_clear_message(sqlite_url):
     with HubSpotSimulator(HubSpotSimConfig(seed=2, contacts=500, companies=0, deals=0, tokens=(TOKEN,), daily_limit=2)) as simulator:
-        first, _ = all_keys()
-        with dg.instance_for_test() as instance:
-            result = dg.materialize([defs.get_assets_def(KEYS[0])], resources=resources(simulator, sqlite_url), partition_key=first, instance=instance, raise_on_error=False)
+        with instance_with_integrations() as instance:
+            result = dg.materialize([defs.get_assets_def(KEYS[0])], resources=resources(simulator, sqlite_url), partition_key=DEFAULT, instance=instance, raise_on_error=False)
             assert not result.success
             failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             assert failures and "daily" in failures[0].event_specific_data.error.message.lower()

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import RemoteRecord
 from crm_pipelines.storage.dedupe import Deduplicator
-from crm_pipelines.storage.schema import contacts, external_links, merges
+from crm_pipelines.storage.schema import contacts, merges
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -72,9 +72,8 @@ def test_keep_provider_keeps_the_linked_row_and_moves_links(duplicated):
     store, a, b, c = duplicated
     # HubSpot's record has a's e-mail as spelled there: the import links it to a.
     store.apply_remote("hubspot", "contacts", [RemoteRecord("901", T0, {"email": "Joao.Silva@Exemplo.com.br", "first_name": "João"})])
-    with store.engine.begin() as conn:
-        conn.execute(insert(external_links), [{"provider": "bling", "entity": "contacts", "local_id": a, "external_id": "77", "linked_at": T0, "last_seen_at": T0},
-                                              {"provider": "pipedrive", "entity": "contacts", "local_id": b, "external_id": "5", "linked_at": T0, "last_seen_at": T0}])
+    store.link_existing("bling", "contacts", {a: "77"})
+    store.link_existing("pipedrive", "contacts", {b: "5"})
     assert store.linked_records("hubspot", "contacts")["901"]["id"] == a
     # a is linked to two providers, b (modified later) to one: keep_provider keeps a.
     Deduplicator(store.engine).run("contacts", "keep_provider")
@@ -97,9 +96,7 @@ def test_manual_lists_groups_and_merges_on_request(duplicated):
 
 def test_rows_linked_to_two_records_at_one_provider_are_not_merged(duplicated):
     store, a, b, c = duplicated
-    with store.engine.begin() as conn:
-        conn.execute(insert(external_links), [{"provider": "hubspot", "entity": "contacts", "local_id": a, "external_id": "1", "linked_at": T0, "last_seen_at": T0},
-                                              {"provider": "hubspot", "entity": "contacts", "local_id": b, "external_id": "2", "linked_at": T0, "last_seen_at": T0}])
+    store.link_existing("hubspot", "contacts", {a: "1", b: "2"})
     report = Deduplicator(store.engine).run("contacts", "keep_latest")
     assert report[0]["action"].startswith("skip: linked to 2 different records at hubspot")
     assert a in live_ids(store) and b in live_ids(store)

@@ -2,8 +2,9 @@
 
 The instance is configured by ``deploy/production/dagster.yaml`` (PostgreSQL storage, queued
 runs, limits per provider), the local database is PostgreSQL too, and HubSpot is the simulator.
-The test starts the incremental schedule and launches a backfill of the first partition through
-the webserver's GraphQL API, as the UI does; the daemon launches the runs. Both must succeed and
+The test starts the incremental schedule and, once its first run has synced the default
+integration, launches a backfill of that integration's partition through the webserver's GraphQL
+API, as the UI does; the daemon launches the runs. Both must succeed and
 the local database must then hold exactly the simulator's records.
 """
 
@@ -119,30 +120,39 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
         }""", {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "hubspot_incremental"}})
     assert data["startSchedule"]["__typename"] == "ScheduleStateResult", data
 
-    # The first partition of the deployment (CRM_SYNC_START at midnight) reads every record.
-    first_partition = os.environ["CRM_SYNC_START"] + "-00:00"
+    instance = dg.DagsterInstance.from_config(str(deployment["home"]))
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+    def runs_where(predicate):
+        def found():
+            return [r for r in instance.get_runs() if predicate(r) and r.status in finished] or None
+        return found
+
+    def wait_for(predicate, what):
+        try:
+            return _wait(runs_where(predicate), 420, what, deployment["processes"])
+        except AssertionError:
+            print((deployment["logs"] / "daemon.log").read_text()[-5000:])
+            raise
+
+    # The schedule's first tick syncs the default integration (from the environment) from scratch
+    # and registers its partition.
+    scheduled = wait_for(lambda r: r.tags.get("dagster/schedule_name") == "hubspot_incremental", "a scheduled run to finish")
+    for run in scheduled:
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            errors = [e.message for e in instance.all_logs(run.run_id) if e.is_error or "ERROR" in str(e.level)]
+            raise AssertionError(f"scheduled run ended {run.status}: {errors[-3:]}")
+    assert "default" in instance.get_dynamic_partitions("hubspot_integrations")
+
+    # A backfill of that integration's partition, launched as the UI does, re-syncs it in one run.
     data = _graphql(url, """
         mutation($params: LaunchBackfillParams!) {
           launchPartitionBackfill(backfillParams: $params) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
           }
-        }""", {"params": {"partitionNames": [first_partition], "assetSelection": [{"path": p} for p in IMPORT_ASSETS]}})
+        }""", {"params": {"partitionNames": ["default"], "assetSelection": [{"path": p} for p in IMPORT_ASSETS]}})
     assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
-
-    instance = dg.DagsterInstance.from_config(str(deployment["home"]))
-    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-
-    def done_runs():
-        runs = instance.get_runs()
-        scheduled = [r for r in runs if r.tags.get("dagster/schedule_name") == "hubspot_incremental" and r.status in finished]
-        backfilled = [r for r in runs if r.tags.get("dagster/backfill") and r.status in finished]
-        return (scheduled, backfilled) if scheduled and backfilled else None
-
-    try:
-        scheduled, backfilled = _wait(done_runs, 420, "a scheduled run and a backfill run to finish", deployment["processes"])
-    except AssertionError:
-        print((deployment["logs"] / "daemon.log").read_text()[-5000:])
-        raise
+    backfilled = wait_for(lambda r: bool(r.tags.get("dagster/backfill")), "the backfill run to finish")
     for run in scheduled + backfilled:
         assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id} ({run.tags}) ended {run.status}"
     # One run for the three assets of the partition (single-run backfill policy).

@@ -47,7 +47,6 @@ def test_an_older_version_never_overwrites_a_newer_one(start_hubspot_sim, store)
 
 
 def test_sync_ids_job_runs_in_dagster_and_reports_an_observation(start_hubspot_sim, sqlite_url):
-    import dagster as dg
 
     from crm_pipelines.dagster_defs.database import LocalDatabaseResource
     from crm_pipelines.definitions import defs
@@ -56,7 +55,9 @@ def test_sync_ids_job_runs_in_dagster_and_reports_an_observation(start_hubspot_s
     sim = start_hubspot_sim(seed=10, contacts=60, companies=10, deals=0, tokens=(TOKEN,))
     contacts, companies = sorted(sim.records("contacts"))[:7], sorted(sim.records("companies"))[:3]
     job = defs.resolve_job_def("hubspot_sync_ids")
-    with dg.instance_for_test() as instance:
+    from crm_pipelines_tests.helpers.dagster import instance_with_integrations
+
+    with instance_with_integrations() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"ops": {"hubspot__sync_ids": {"config": {"ids": {"contacts": contacts, "companies": companies}}}}},

@@ -10,6 +10,7 @@ from crm_pipelines.providers.hubspot.resource import HubSpotResource
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.webhooks.inbox import WebhookInbox
 from crm_pipelines.webhooks.parsing import parse_hubspot
+from crm_pipelines_tests.helpers.dagster import instance_with_integrations
 
 
 def deliver(store, events):
@@ -37,7 +38,8 @@ def test_tick_coalesces_events_into_one_run_and_advances_the_cursor(sqlite_url):
     [request] = result.run_requests
     config = request.run_config["ops"]["hubspot__sync_ids"]["config"]
     assert config["ids"] == {"companies": ["5000000001"], "contacts": ["101", "102"], "deals": ["9000000001"]}
-    assert request.run_key == "hubspot:inbox:1-5"
+    assert request.run_key == "hubspot:default:inbox:1-5"
+    assert config["integration"] == "default"
     assert result.cursor == "5"
 
     # nothing new: no run, cursor unchanged
@@ -58,7 +60,7 @@ def test_sensor_run_syncs_the_records_and_marks_the_events_processed(start_hubsp
     deliver(store, [event(1, "contact.creation", int(created))])
     sensor = defs.get_repository_def().get_sensor_def("hubspot_webhooks")
     [request] = evaluate(sensor, sqlite_url).run_requests
-    with dg.instance_for_test() as instance:
+    with instance_with_integrations() as instance:
         result = defs.resolve_job_def("hubspot_sync_ids").execute_in_process(
             instance=instance, run_config=request.run_config,
             resources={"hubspot": HubSpotResource(access_token="tok", base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=sqlite_url)},
@@ -112,7 +114,7 @@ def test_a_merge_reaches_the_local_database(start_hubspot_sim, sqlite_url):
 
         [request] = evaluate(defs.get_repository_def().get_sensor_def("hubspot_webhooks"), sqlite_url).run_requests
         assert set(request.run_config["ops"]["hubspot__sync_ids"]["config"]["ids"]["contacts"]) == {primary, merged}
-        with dg.instance_for_test() as instance:
+        with instance_with_integrations() as instance:
             assert defs.resolve_job_def("hubspot_sync_ids").execute_in_process(
                 instance=instance, run_config=request.run_config,
                 resources={"hubspot": HubSpotResource(access_token="tok", base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=sqlite_url)},

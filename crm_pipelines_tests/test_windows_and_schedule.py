@@ -1,52 +1,68 @@
-"""Which window a run reads, and which partition the schedule asks for."""
+"""Which window a run reads, what the schedule asks for, and how the assets are partitioned."""
 
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import pytest
 
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, closed_window_key, sync_start
+from crm_pipelines.dagster_defs.partitions import integration_partitions, parse_moment, window_key
 from crm_pipelines.definitions import defs
 from crm_pipelines.storage.store import SyncState
-from crm_pipelines.sync.importer import plan_window
+from crm_pipelines.sync.importer import plan_incremental, plan_window
 
 UTC = timezone.utc
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 3, 1, 10, 12, tzinfo=UTC)
 
 
-def test_first_partition_reads_everything_before_it():
-    w = plan_window(SyncState("hubspot", "contacts"), FIRST, FIRST + timedelta(days=30), first_start=FIRST, now=FIRST + timedelta(days=40))
-    assert w.lower is None and w.is_full
+def test_first_run_of_an_integration_reads_everything():
+    w = plan_incremental(SyncState("hubspot", "contacts"), now=NOW)
+    assert w.is_full and w.upper == NOW
 
 
-def test_window_overlaps_the_previous_one():
+def test_next_run_reads_from_the_last_synced_point_with_overlap():
+    synced = NOW - timedelta(minutes=30)
+    w = plan_incremental(SyncState("hubspot", "contacts", synced_through=synced), now=NOW)
+    assert w.lower == synced - timedelta(minutes=5) and w.upper == NOW
+
+
+def test_a_run_after_an_outage_catches_up_with_no_gap():
+    synced = NOW - timedelta(hours=7)
+    w = plan_incremental(SyncState("hubspot", "contacts", synced_through=synced), now=NOW)
+    assert w.lower == synced - timedelta(minutes=5)
+    assert "last synced point" in w.reason
+
+
+def test_a_requested_window_is_read_as_asked_and_never_beyond_now():
+    since = NOW - timedelta(days=2)
+    w = plan_incremental(SyncState("hubspot", "contacts", synced_through=NOW), now=NOW, since=since, until=since + timedelta(hours=6))
+    assert (w.lower, w.upper) == (since - timedelta(minutes=5), since + timedelta(hours=6))
+    assert plan_incremental(SyncState("hubspot", "contacts"), now=NOW, since=since, until=NOW + timedelta(days=1)).upper == NOW
+    with pytest.raises(ValueError, match="ends"):
+        plan_incremental(SyncState("hubspot", "contacts"), now=NOW, since=NOW - timedelta(hours=1), until=NOW - timedelta(hours=2))
+
+
+def test_full_reads_everything_again():
+    assert plan_incremental(SyncState("hubspot", "contacts", synced_through=NOW), now=NOW, full=True).is_full
+
+
+def test_time_window_planning_for_scripts_still_overlaps():
     start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-    state = SyncState("hubspot", "contacts", synced_through=start)
-    w = plan_window(state, start, start + timedelta(minutes=30), first_start=FIRST, now=start + timedelta(hours=1))
+    w = plan_window(SyncState("hubspot", "contacts", synced_through=start), start, start + timedelta(minutes=30), first_start=FIRST, now=start + timedelta(hours=1))
     assert w.lower == start - timedelta(minutes=5)
-    assert w.upper == start + timedelta(minutes=30)
 
 
-def test_open_window_is_read_until_now():
-    start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-    now = start + timedelta(minutes=12)
-    w = plan_window(SyncState("hubspot", "contacts", synced_through=start), start, start + timedelta(minutes=30), first_start=FIRST, now=now)
-    assert w.upper == now
+def test_moments_accept_window_keys_dates_and_iso():
+    assert parse_moment("2026-05-04-10:30") == datetime(2026, 5, 4, 10, 30, tzinfo=UTC)
+    assert parse_moment("2026-05-04") == datetime(2026, 5, 4, tzinfo=UTC)
+    assert parse_moment("2026-05-04T10:30:00-03:00") == datetime(2026, 5, 4, 13, 30, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not a time"):
+        parse_moment("yesterday")
 
 
-def test_gap_since_last_sync_is_caught_up():
-    start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-    last = start - timedelta(hours=3)
-    state = SyncState("hubspot", "contacts", synced_through=last)
-    w = plan_window(state, start, start + timedelta(minutes=30), first_start=FIRST, now=start + timedelta(hours=1))
-    assert w.lower == last - timedelta(minutes=5)
-    assert "catching up" in w.reason
-    no_catch_up = plan_window(state, start, start + timedelta(minutes=30), first_start=FIRST, catch_up=False)
-    assert no_catch_up.lower == start - timedelta(minutes=5)
-
-
-def test_schedule_tick_requests_the_window_that_just_closed():
+def test_schedule_tick_requests_one_run_for_the_provider():
     repository = defs.get_repository_def()
     schedule = repository.get_schedule_def("hubspot_incremental")
     assert schedule.cron_schedule == "*/30 * * * *"
@@ -54,27 +70,25 @@ def test_schedule_tick_requests_the_window_that_just_closed():
     with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=repository) as context:
         result = schedule.evaluate_tick(context)
     [request] = result.run_requests
-    assert request.partition_key == "2026-05-04-10:00"
-    assert request.run_key == "hubspot:2026-05-04-10:00"
-    assert closed_window_key(datetime(2026, 5, 4, 0, 0, 5, tzinfo=UTC)) == "2026-05-03-23:30"
+    assert request.run_key == "hubspot:2026-05-04-10:30"
+    assert request.tags["crm/trigger"] == "schedule"
+    assert schedule.job_name == "hubspot_incremental"
+    assert window_key(datetime(2026, 5, 4, 0, 29, 59, tzinfo=UTC)) == "2026-05-04-00:00"
 
 
-def test_partitions_include_the_open_window():
-    now = datetime.now(UTC)
-    with dg.partition_loading_context(effective_dt=now):
-        last = SYNC_PARTITIONS.get_last_partition_key()
-    window = SYNC_PARTITIONS.time_window_for_partition_key(last)
-    assert window.start <= now < window.end
-    assert SYNC_PARTITIONS.get_first_partition_key() == sync_start().strftime("%Y-%m-%d-%H:%M")
-
-
-def test_import_assets_are_partitioned_pooled_and_single_run_backfilled():
+def test_assets_are_partitioned_by_integration_and_pooled():
     for entity in ("contacts", "companies", "deals"):
-        asset = defs.get_assets_def(dg.AssetKey(["hubspot", entity]))
-        assert asset.partitions_def == SYNC_PARTITIONS
-        assert asset.backfill_policy == dg.BackfillPolicy.single_run()
-        assert asset.group_names_by_key[dg.AssetKey(["hubspot", entity])] == "hubspot"
-        assert asset.node_def.pool == "hubspot_api"
+        for key in (dg.AssetKey(["hubspot", entity]), dg.AssetKey(["hubspot", f"{entity}_export"])):
+            asset = defs.get_assets_def(key)
+            assert asset.partitions_def == integration_partitions("hubspot")
+            assert asset.group_names_by_key[key] == "hubspot"
+        assert defs.get_assets_def(dg.AssetKey(["hubspot", entity])).node_def.pool == "hubspot_api"
+
+
+def test_local_tables_descend_from_every_import_of_their_entity():
+    graph = defs.resolve_asset_graph()
+    parents = graph.get(dg.AssetKey(["local", "contacts"])).parent_keys
+    assert {dg.AssetKey([p, "contacts"]) for p in ("hubspot", "salesforce", "pipedrive", "shopify", "bling", "gestaoclick")} <= parents
 
 
 def test_dagster_definitions_validate_passes():

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from crm_pipelines.cli import demo, operations
+from crm_pipelines.cli import demo, integrations, operations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
     operations.add_parsers(sub)
+    integrations.add_parsers(sub, operations.common_arguments)
     demo.add_parsers(sub)
     return parser
 

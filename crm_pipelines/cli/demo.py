@@ -120,7 +120,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start the simulators, run each provider's full import as a real Dagster run, then an incremental one."""
     import dagster as dg
 
-    from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
+    from crm_pipelines.dagster_defs.partitions import integration_partitions_name
+    from crm_pipelines.integrations.model import DEFAULT_INTEGRATION_KEY
     from crm_pipelines.storage.engine import database_url, safe_url
     from crm_pipelines.storage.store import LocalStore
 
@@ -138,18 +139,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{found.title} simulator at {simulator.base_url}: {sizes[0]} contacts, {sizes[1]} companies, {sizes[2]} deals, real rate limits")
         print(f"Local database {safe_url(database_url())}; Dagster home {dagster_home}\n")
         instance = dg.DagsterInstance.get()
-        first = SYNC_PARTITIONS.get_first_partition_key()
+        key = DEFAULT_INTEGRATION_KEY
         ok = True
         for found in plugins:
-            print(f"== {found.title}: initial sync, partition {first} (the first partition reads every record)")
-            ok &= _run_and_report(instance, found, first)
+            instance.add_dynamic_partitions(integration_partitions_name(found.name), [key])
+            print(f"== {found.title}: initial sync of integration {key} (its first run reads every record)")
+            ok &= _run_and_report(instance, found, key)
         if args.changes:
             for found in plugins:
                 simulator = simulators[found.name]
                 for entity in found.entities:
                     simulator.modify(entity, n=min(args.changes, len(simulator.records(entity))))
-                key = partition_key_for(simulator.clock.now())
-                print(f"== {found.title}: {args.changes} records per entity changed; incremental run for partition {key}")
+                print(f"== {found.title}: {args.changes} records per entity changed; incremental run of integration {key}")
                 ok &= _run_and_report(instance, found, key)
 
         print("Reconciliation (simulator vs local database):")

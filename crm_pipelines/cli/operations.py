@@ -10,6 +10,8 @@ import argparse
 import json
 from datetime import datetime, timezone
 
+from crm_pipelines.cli.integrations import add_target_arguments
+from crm_pipelines.cli.tables import print_table as _print_table
 from crm_pipelines.core.model import ENTITIES
 
 
@@ -26,31 +28,31 @@ def _entities(args: argparse.Namespace) -> list[str]:
     return [args.entity] if args.entity else list(found.entities)
 
 
-def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
-    if not rows:
-        print("(nothing)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    print("  ".join("-" * widths[c] for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+def _target(store, args: argparse.Namespace):
+    """The integration a command names (``--integration``, else ``--store``'s, else the default store's)."""
+    return store.integrations.resolve_target(args.provider, store=getattr(args, "store", None), key=getattr(args, "integration", None))
+
+
+def _store_id(store, args: argparse.Namespace) -> int | None:
+    return store.integrations.store(args.store).id if getattr(args, "store", None) else None
 
 
 def _launch_async(args: argparse.Namespace, direction: str) -> int:
-    """Queue the provider's Dagster job (the daemon runs it) and say how to follow it."""
+    """Queue the provider's Dagster job for the integration (the daemon runs it) and say how to follow it."""
     import subprocess
     import sys
 
-    from crm_pipelines.dagster_defs.partitions import partition_key_for
     from crm_pipelines.dagster_defs.schedules import export_job_name, import_job_name
     from crm_pipelines.sync.runner import provider_plugin
 
     found = provider_plugin(args.provider, args.entity)
+    store = _store(args)
+    try:
+        integration = _target(store, args)
+    finally:
+        store.dispose()
     job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
-    tags = {"crm/trigger": "cli", "crm/priority": args.priority}
-    if direction == "import":
-        tags["dagster/partition"] = partition_key_for(datetime.now(timezone.utc))
+    tags = {"crm/trigger": "cli", "crm/priority": args.priority, "dagster/partition": integration.key, "crm/integration": integration.key}
     command = [sys.executable, "-m", "dagster", "job", "launch", "-m", "crm_pipelines.definitions", "-j", job, "--tags", json.dumps(tags)]
     if direction == "export":
         if args.entity:
@@ -62,7 +64,7 @@ def _launch_async(args: argparse.Namespace, direction: str) -> int:
     if launched.returncode != 0:
         last = (launched.stderr.strip().splitlines() or ["dagster job launch failed"])[-1]
         raise RuntimeError(f"could not launch {job}: {last}")
-    print(f"launched {job} through Dagster ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
+    print(f"launched {job} through Dagster for {integration.label} ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
     print("Follow it in the Dagster UI (Runs) or with: crm-pipelines status " + found.name)
     return 0
 
@@ -78,17 +80,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         failed = 0
+        integration = _target(store, args)
         for entity in _entities(args):
-            bar = ProgressBar(f"{args.provider}/{entity} import")
+            bar = ProgressBar(f"{integration.label}/{entity} import")
             try:
-                result = import_now(args.provider, entity, store, full=args.full, strategy=args.strategy, priority=args.priority,
+                result = import_now(integration, entity, store, full=args.full, strategy=args.strategy, priority=args.priority,
                                     shared=not args.no_shared_budget, progress=bar.update)
             finally:
                 bar.close()
             print(result.summary())
             failed += result.failed
         if failed:
-            print(f"{failed} records could not be imported; list them with: crm-pipelines rejects list {args.provider}")
+            print(f"{failed} records could not be imported; list them with: crm-pipelines rejects list {args.provider}{_target_flags(integration)}")
         return 0
     finally:
         store.dispose()
@@ -103,17 +106,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         rejected = 0
+        integration = _target(store, args)
+        batch_size = min(args.batch_size, integration.settings.batch_size or args.batch_size)
         for entity in _entities(args):
-            bar = ProgressBar(f"{args.provider}/{entity} export")
+            bar = ProgressBar(f"{integration.label}/{entity} export")
             try:
-                result = export_now(args.provider, entity, store, batch_size=args.batch_size, only_new=args.only_new, dry_run=args.dry_run,
+                result = export_now(integration, entity, store, batch_size=batch_size, only_new=args.only_new, dry_run=args.dry_run,
                                     priority=args.priority, shared=not args.no_shared_budget, progress=bar.update)
             finally:
                 bar.close()
             print(result.summary())
             rejected += result.rejected
         if rejected:
-            print(f"{rejected} records rejected; list them with: crm-pipelines rejects list {args.provider}")
+            print(f"{rejected} records rejected; list them with: crm-pipelines rejects list {args.provider}{_target_flags(integration)}")
         return 0
     finally:
         store.dispose()
@@ -127,16 +132,21 @@ def cmd_rejects(args: argparse.Namespace) -> int:
         if args.action == "retry":
             if not args.provider:
                 raise ValueError("rejects retry needs a provider (and optionally an entity)")
+            integration = _target(store, args)
             for entity in _entities(args):
                 for direction in ("import", "export"):
-                    figures = retry_rejects(args.provider, entity, store, direction=direction, shared=not args.no_shared_budget)
+                    figures = retry_rejects(integration, entity, store, direction=direction, shared=not args.no_shared_budget)
                     if figures["retried"]:
-                        print(f"{args.provider}/{entity} {direction}: retried {figures['retried']}, still rejected {figures['still_rejected']}")
+                        print(f"{integration.label}/{entity} {direction}: retried {figures['retried']}, still rejected {figures['still_rejected']}")
             return 0
-        rows = store.open_rejects(args.provider, args.entity)
-        shown = [{"provider": r["provider"], "entity": r["entity"], "direction": r["direction"], "record": r["record_ref"], "category": r["category"],
-                  "attempts": r["attempts"], "last seen": _ago(r["last_seen_at"]), "reason": str(r["message"])[:90]} for r in rows[: args.limit]]
-        _print_table(shown, ["provider", "entity", "direction", "record", "category", "attempts", "last seen", "reason"])
+        labels = {i.id: i.label for i in store.integrations.list()}
+        if args.provider:
+            rows = store.open_rejects(_target(store, args), args.entity)
+        else:
+            rows = store.open_rejects(None, args.entity, store_id=_store_id(store, args))
+        shown = [{"integration": labels.get(r["integration_id"], r["provider"]), "entity": r["entity"], "direction": r["direction"], "record": r["record_ref"],
+                  "category": r["category"], "attempts": r["attempts"], "last seen": _ago(r["last_seen_at"]), "reason": str(r["message"])[:90]} for r in rows[: args.limit]]
+        _print_table(shown, ["integration", "entity", "direction", "record", "category", "attempts", "last seen", "reason"])
         if len(rows) > args.limit:
             print(f"... {len(rows) - args.limit} more (use --limit)")
         return 0
@@ -157,14 +167,20 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
             print(f"conflict {result['id']} resolved: {result['decision']} (local {result['entity']} {result['local_id']})"
                   + ("; the next export sends it" if result["decision"] != "provider" else ""))
             return 0
-        rows = ledger.list(provider=args.provider, include_resolved=args.all, limit=args.limit)
+        labels = {i.id: i.label for i in store.integrations.list()}
+        scope = None
+        if args.integration and args.provider:
+            scope = [store.integrations.get(args.provider, args.integration).id]
+        elif args.store:
+            scope = [i.id for i in store.integrations.list(store=args.store)]
+        rows = ledger.list(provider=args.provider, integration_ids=scope, include_resolved=args.all, limit=args.limit)
         shown = []
         for r in rows:
             changed = [n for n in r["local_fields"] if r["local_fields"].get(n) != r["remote_fields"].get(n)]
             diff = "; ".join(f"{n}: {r['local_fields'].get(n)!r} | {r['remote_fields'].get(n)!r}" for n in changed)
-            shown.append({"id": r["id"], "provider": r["provider"], "entity": r["entity"], "local": r["local_id"], "remote": r["external_id"],
-                          "decision": r["decision"] or "waiting", "differs (local | provider)": diff[:100]})
-        _print_table(shown, ["id", "provider", "entity", "local", "remote", "decision", "differs (local | provider)"])
+            shown.append({"id": r["id"], "integration": labels.get(r["integration_id"], r["provider"]), "entity": r["entity"], "local": r["local_id"],
+                          "remote": r["external_id"], "decision": r["decision"] or "waiting", "differs (local | provider)": diff[:100]})
+        _print_table(shown, ["id", "integration", "entity", "local", "remote", "decision", "differs (local | provider)"])
         return 0
     finally:
         store.dispose()
@@ -183,7 +199,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
             return 0
         rows = []
         for entity in ([args.entity] if args.entity else ["contacts", "companies"]):
-            for line in dedupe.run(entity, args.policy, dry_run=args.dry_run):
+            for line in dedupe.run(entity, args.policy, dry_run=args.dry_run, store_id=_store_id(store, args)):
                 rows.append({"entity": line["entity"], "records": ",".join(map(str, line["ids"])), "shared": ", ".join(f"{k}={v}" for k, v in line["keys"].items()),
                              "action": line["action"]})
         _print_table(rows, ["entity", "records", "shared", "action"])
@@ -209,22 +225,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         rows = []
-        for found in all_plugins():
-            if args.provider and found.name != args.provider:
+        plugins = {p.name: p for p in all_plugins()}
+        if args.provider and args.provider not in plugins:
+            raise ValueError(f"unknown provider {args.provider!r}; expected one of {', '.join(plugins)}")
+        targets = store.integrations.list(store=args.store, provider=args.provider)
+        if not targets and not args.store:
+            # A fresh set-up: the environment-configured integrations of the default store.
+            targets = [store.integrations.default_for(name) for name in ([args.provider] if args.provider else plugins)]
+        for integration in targets:
+            if args.integration and integration.key != args.integration:
                 continue
-            for entity in found.entities:
-                state = store.sync_state(found.name, entity)
+            for entity in plugins[integration.provider].entities:
+                state = store.sync_state(integration, entity)
                 metrics = state.last_metrics or {}
                 rows.append({
-                    "provider": found.name, "entity": entity, "last run": _ago(state.last_run_at), "status": state.last_status or "-",
+                    "integration": integration.label, "store": integration.store_key, "entity": entity, "active": "yes" if integration.active else "no",
+                    "last run": _ago(state.last_run_at), "status": state.last_status or "-",
                     "synced through": state.synced_through.isoformat(timespec="seconds") if state.synced_through else "-",
                     "fetched": metrics.get("fetched", "-"), "failed": metrics.get("failed", "-"),
-                    "open rejects": len(store.open_rejects(found.name, entity)), "local linked": len(store.linked_records(found.name, entity)),
+                    "open rejects": len(store.open_rejects(integration, entity)), "local linked": store.linked_count(integration, entity),
                 })
         if args.json:
             print(json.dumps(rows, default=str, indent=2))
         else:
-            _print_table(rows, ["provider", "entity", "last run", "status", "synced through", "fetched", "failed", "open rejects", "local linked"])
+            _print_table(rows, ["integration", "store", "entity", "active", "last run", "status", "synced through", "fetched", "failed", "open rejects", "local linked"])
         return 0
     finally:
         store.dispose()
@@ -244,13 +268,21 @@ def cmd_budgets(args: argparse.Namespace) -> int:
         store.dispose()
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _target_flags(integration) -> str:
+    return "" if integration.from_env else f" --integration {integration.key}"
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", help="SQLAlchemy URL of the local database (default: $CRM_DATABASE_URL or ./crm_pipelines.db)")
 
 
-def _target(parser: argparse.ArgumentParser) -> None:
+_common = common_arguments
+
+
+def _provider_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("provider", help="hubspot, salesforce, pipedrive, shopify, bling or gestaoclick")
     parser.add_argument("entity", nargs="?", choices=ENTITIES, help="one entity (default: all of the provider's)")
+    add_target_arguments(parser)
     parser.add_argument("--priority", choices=("high", "normal", "low"), default="normal", help="place in the queue for the account's API budget")
     parser.add_argument("--no-shared-budget", action="store_true", help="pace this process alone instead of sharing the budget kept in the database")
     _common(parser)
@@ -258,14 +290,14 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     sync = sub.add_parser("sync", help="import changes from a provider into the local database")
-    _target(sync)
+    _provider_target(sync)
     sync.add_argument("--full", action="store_true", help="read every record, not just what changed since the last sync")
     sync.add_argument("--strategy", default="auto", help="auto | list | search (providers with several read paths)")
     sync.add_argument("--async", dest="async_", action="store_true", help="launch through Dagster and return at once")
     sync.set_defaults(func=cmd_sync)
 
     export = sub.add_parser("export", help="send local changes to a provider")
-    _target(export)
+    _provider_target(export)
     export.add_argument("--batch-size", type=int, default=100, help="records per write request (capped by the provider's batch limit)")
     export.add_argument("--only-new", action="store_true", help="create records not yet at the provider; leave linked ones alone")
     export.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
@@ -274,6 +306,7 @@ def add_parsers(sub) -> None:
 
     status = sub.add_parser("status", help="last sync of every provider and entity")
     status.add_argument("provider", nargs="?")
+    add_target_arguments(status)
     status.add_argument("--json", action="store_true")
     _common(status)
     status.set_defaults(func=cmd_status)
@@ -282,6 +315,7 @@ def add_parsers(sub) -> None:
     rejects.add_argument("action", choices=("list", "retry"))
     rejects.add_argument("provider", nargs="?")
     rejects.add_argument("entity", nargs="?", choices=ENTITIES)
+    add_target_arguments(rejects)
     rejects.add_argument("--limit", type=int, default=50)
     rejects.add_argument("--no-shared-budget", action="store_true")
     _common(rejects)
@@ -291,6 +325,7 @@ def add_parsers(sub) -> None:
     conflicts.add_argument("action", choices=("list", "resolve"))
     conflicts.add_argument("id", nargs="?", type=int, help="conflict id (resolve)")
     conflicts.add_argument("--provider")
+    add_target_arguments(conflicts)
     conflicts.add_argument("--all", action="store_true", help="include resolved conflicts (every decision is kept)")
     conflicts.add_argument("--take", choices=("local", "provider", "merge"), help="which side wins (resolve)")
     conflicts.add_argument("--field", action="append", metavar="NAME=local|provider", help="merge field by field (repeatable)")
@@ -300,6 +335,7 @@ def add_parsers(sub) -> None:
 
     dedupe = sub.add_parser("dedupe", help="find local duplicates (same e-mail, CPF/CNPJ or domain) and merge them")
     dedupe.add_argument("entity", nargs="?", choices=("contacts", "companies"))
+    dedupe.add_argument("--store", "--loja", dest="store", help="only this store's records (duplicates are never looked for across stores)")
     dedupe.add_argument("--policy", choices=("keep_latest", "keep_provider", "manual"), default="manual")
     dedupe.add_argument("--dry-run", action="store_true", help="list what would be merged; change nothing")
     dedupe.add_argument("--merge", nargs="+", type=int, metavar="ID", help="merge these ids into the first one (after a manual review)")

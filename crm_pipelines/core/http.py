@@ -8,7 +8,9 @@ accounting. Credentials travel only in request headers and never appear in messa
 
 from __future__ import annotations
 
+import functools
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -21,7 +23,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from crm_pipelines.core.counters import LockedCounters
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
-from crm_pipelines.core.jsonutil import loads
+from crm_pipelines.core.jsonutil import dumps, loads
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,13 @@ def _safe_to_resend(exc: BaseException) -> bool:
     return isinstance(exc, RetryableError) and (exc.rate_limited or getattr(exc, "not_sent", False))
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process: loading the CA certificates costs tens of
+    milliseconds, and the schedule opens a client per integration and entity."""
+    return httpx.create_ssl_context()
+
+
 class ApiClient:
     """JSON requests to one provider account, paced by named limiters and retried on transient errors."""
 
@@ -151,6 +160,7 @@ class ApiClient:
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            verify=tls_context(),
         )
 
     def close(self) -> None:
@@ -208,8 +218,10 @@ class ApiClient:
             if waited:
                 self.stats.add(limiter_wait_s=waited)
         self.stats.count_call(kind)
+        # Bodies are encoded here with orjson (httpx's ``json=`` uses the standard library).
+        content, headers = (None, None) if json is None else (dumps(json), _JSON_CONTENT)
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._http.request(method, path, params=params, content=content, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             error = RetryableError(self.provider, f"could not connect ({type(exc).__name__})", request=request_line)
             error.not_sent = True
@@ -230,6 +242,9 @@ class ApiClient:
             return loads(response.content)
         except ValueError:
             raise RetryableError(self.provider, "response body was not valid JSON (truncated?)", status=response.status_code, request=request_line) from None
+
+
+_JSON_CONTENT = {"Content-Type": "application/json"}
 
 
 __all__ = ["ApiClient", "CallStats", "ResponsePolicy", "ProviderError", "QuotaExhausted", "RetryableError"]

@@ -13,6 +13,7 @@ spending the same budget), and a 429 saturates the window so the client waits it
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import deque
@@ -123,12 +124,21 @@ PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 
 _SHARED: dict[tuple, SlidingWindowLimiter] = {}
 _SHARED_LOCK = threading.Lock()
-_backend: Callable[..., Any] | None = None
-_priority = "normal"
+# Context variables, not globals: a block of shared budgets belongs to the run (thread) that
+# opened it; threads it starts take it along with ``in_context`` (a plain new thread starts
+# outside any block).
+_BACKEND: contextvars.ContextVar[Callable[..., Any] | None] = contextvars.ContextVar("crm_budget_backend", default=None)
+_PRIORITY: contextvars.ContextVar[str] = contextvars.ContextVar("crm_budget_priority", default="normal")
 
 
 def current_priority() -> str:
-    return _priority
+    return _PRIORITY.get()
+
+
+def in_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` bound to the caller's budgets and priority, to run in another thread."""
+    context = contextvars.copy_context()
+    return lambda *args, **kwargs: context.run(function, *args, **kwargs)
 
 
 @contextmanager
@@ -140,15 +150,14 @@ def shared_budgets(backend: Callable[..., Any] | None, priority: str = "normal")
     so every process calling the same account shares one budget; ``priority`` is this
     process's place in the queue for it (one Dagster step runs per process).
     """
-    global _backend, _priority
     if priority not in PRIORITIES:
         raise ValueError(f"unknown priority {priority!r}; expected one of {', '.join(PRIORITIES)}")
-    saved = _backend, _priority
-    _backend, _priority = backend, priority
+    backend_token, priority_token = _BACKEND.set(backend), _PRIORITY.set(priority)
     try:
         yield
     finally:
-        _backend, _priority = saved
+        _BACKEND.reset(backend_token)
+        _PRIORITY.reset(priority_token)
 
 
 def shared_limiter(key: tuple, max_calls: int, period_s: float, **kwargs) -> Any:
@@ -158,8 +167,9 @@ def shared_limiter(key: tuple, max_calls: int, period_s: float, **kwargs) -> Any
     otherwise every client of the same account in this process (threads, steps run in-process,
     several resources) draws from one in-process budget.
     """
-    if _backend is not None:
-        return _backend(key, max_calls, period_s, **kwargs)
+    backend = _BACKEND.get()
+    if backend is not None:
+        return backend(key, max_calls, period_s, **kwargs)
     with _SHARED_LOCK:
         limiter = _SHARED.get(key)
         if limiter is None or limiter.period_s != period_s:

@@ -89,7 +89,7 @@ def error_rate_alert(context: dg.RunStatusSensorContext, crm_alerts: AlertsResou
         if evaluation.check_name != ERROR_RATE_CHECK or evaluation.passed:
             continue
         meta = {k: v.value for k, v in evaluation.metadata.items()}
-        partition = run.tags.get("dagster/partition")
+        partition = getattr(evaluation, "partition", None) or run.tags.get("dagster/partition")
         crm_alerts.send(Alert(
             "high error rate",
             f"{evaluation.asset_key.to_user_string()}{f' [{partition}]' if partition else ''}: {meta.get('failed')} of {meta.get('fetched')} records rejected "

@@ -10,7 +10,8 @@ import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.dagster_defs.budgets import provider_budget
-from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY
+from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
+from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
 
@@ -28,10 +29,17 @@ def local_table_key(entity: str) -> dg.AssetKey:
     return dg.AssetKey(["local", entity])
 
 
-def local_table_specs(entities) -> list[dg.AssetSpec]:
-    """The local tables, written by the company's own applications and by imports."""
+def local_table_specs(plugins) -> list[dg.AssetSpec]:
+    """The local tables, written by the company's own applications and by every provider's imports."""
+    from crm_pipelines.dagster_defs.imports import import_asset_key
+
+    entities = sorted({e for p in plugins for e in p.entities})
     return [
-        dg.AssetSpec(local_table_key(e), group_name="local", description=f"The local `{e}` table (canonical records).", kinds={"sql"})
+        dg.AssetSpec(
+            local_table_key(e), group_name="local", kinds={"sql"},
+            description=f"The local `{e}` table: every store's canonical records (column store_id), written by the company's applications and by imports.",
+            deps=[import_asset_key(p.name, e) for p in plugins if e in p.entities],
+        )
         for e in entities
     ]
 
@@ -48,15 +56,21 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     def select(context: dg.OpExecutionContext, config: ExportConfig):
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
-        with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_writer() as (writer, _stats):
+        integration = integration_for(store, plugin, context.partition_key)
+        if not integration.settings.export_enabled:
+            reason = f"exports to {integration.label} are off (settings export_enabled=false)"
+            context.log.warning("skipped: %s", reason)
+            yield dg.DynamicOutput([("skipped", reason)], mapping_key="skipped")
+            return
+        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, _stats):
             unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
             if unavailable:
                 context.log.warning("skipped: %s", unavailable)
                 yield dg.DynamicOutput([("skipped", unavailable)], mapping_key="skipped")
                 return
-            plan = plan_export(writer, store, plugin.name, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
+            plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
         if config.dry_run:
-            result = dry_run_result(plugin.name, entity, plan)
+            result = dry_run_result(integration, entity, plan)
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
             yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update, plan.unchanged)], mapping_key="dry_run")
             return
@@ -81,10 +95,12 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             return {"recovered": items[0][1], "unchanged": items[0][2]}
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
+        integration = integration_for(store, plugin, context.partition_key)
         # Records already sent by an earlier attempt of this step no longer differ: skip them.
-        items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(plugin.name, entity, ids=[i[0] for i in items])]
-        with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_writer() as (writer, stats):
-            result = send_changes(writer, store, plugin.name, entity, items, stats=stats, batch_size=config.batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
+        items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
+        batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
+        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
+            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
         return _as_dict(result)
 
     @dg.op(name=f"{prefix}__summarize")
@@ -113,7 +129,8 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         config=one_config,
         key_prefix=[plugin.name],
         group_name=plugin.name,
-        description=f"Local {entity} changed since their last export, sent to {plugin.title} in 100-record bulk writes.",
+        partitions_def=integration_partitions(plugin.name),
+        description=f"The store's local {entity} changed since their last export, sent to its {plugin.title} integration in bulk writes; one partition per integration.",
         ins={"local": dg.AssetIn(local_table_key(entity), dagster_type=dg.Nothing)},
         kinds={plugin.name, "python"},
         tags={"crm/provider": plugin.name, "crm/direction": "export"},

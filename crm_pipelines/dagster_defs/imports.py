@@ -1,4 +1,10 @@
-"""Import assets: one partitioned asset per provider and entity (``hubspot/contacts``, ...)."""
+"""Import assets: one per provider and entity (``hubspot/contacts``, ...), a partition per integration.
+
+A run of a partition syncs that integration: from its last synced point to now (everything on
+its first run), or the window given in the run config (a backfill of past windows). Its
+materialization carries that run's figures, the integration's row count and the point it is now
+synced through.
+"""
 
 
 from datetime import timedelta
@@ -6,102 +12,139 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from crm_pipelines.core.errors import EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
+from crm_pipelines.core.errors import ConfigurationError, EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.dagster_defs.budgets import provider_budget
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, sync_start
+from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, client_resource, integration_for
+from crm_pipelines.dagster_defs.partitions import integration_partitions, parse_moment
+from crm_pipelines.integrations.model import Integration
 from crm_pipelines.providers.registry import ProviderPlugin
-from crm_pipelines.sync.importer import plan_window, run_import
+from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.sync.importer import ImportResult, plan_incremental, run_import
 
-DB_RESOURCE_KEY = "crm_db"
 ERROR_RATE_CHECK = "error_rate_below_10pct"
+#: Whether the integration's last sync of the entity went through (its error is the description).
+SYNC_CHECK = "sync_succeeded"
 MAX_ERROR_RATE = 0.10
-#: The schedule runs every 30 minutes: warn after an hour without a successful import, fail after two.
+#: The schedule syncs every 30 minutes: warn after an hour without a successful import, fail after two.
 IMPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
 
 
 class ImportConfig(dg.Config):
-    """Run options for an import (defaults suit the 30-minute schedule and backfills)."""
+    """Run options for an import (the defaults suit the schedule)."""
 
-    strategy: str = Field(default="auto", description="auto | list | search. auto: list for the initial sync, search otherwise.")
-    overlap_minutes: int = Field(default=5, ge=0, description="Read this much before the window start (search index lag).")
-    catch_up: bool = Field(default=True, description="Reach back to the last synced point when a gap is found.")
-    sweep_archived: str = Field(default="daily", description="When to read deleted records: always | daily (window starting 00:00 UTC) | full (initial sync only).")
-
-
-def _should_sweep(mode: str, window_start, window_end) -> bool:
-    if mode == "always":
-        return True
-    if mode == "daily":
-        midnight = window_start.replace(hour=0, minute=0, second=0, microsecond=0)
-        return window_start == midnight or (window_end - window_start) >= timedelta(days=1) or midnight + timedelta(days=1) < window_end
-    return False
+    strategy: str = Field(default="auto", description="auto | list | search. auto: list for a full read, search otherwise.")
+    overlap_minutes: int = Field(default=5, ge=0, description="Read this much before the last synced point (search index lag).")
+    full: bool = Field(default=False, description="Read every record again (as on the first sync).")
+    window_start: str | None = Field(default=None, description="Re-read the changes of a past window from here (2026-11-30-10:00 or ISO 8601): a backfill after an outage.")
+    window_end: str | None = Field(default=None, description="End of the window to re-read (default: now).")
+    sweep_archived: str = Field(default="daily", description="When to read deleted records: always | daily (first run after 00:00 UTC) | full (full reads only).")
 
 
 def import_asset_key(provider: str, entity: str) -> dg.AssetKey:
     return dg.AssetKey([provider, entity])
 
 
+def _should_sweep(mode: str, store: LocalStore, integration: Integration, entity: str, window) -> bool:
+    if window.is_full or mode == "always":
+        return True
+    if mode != "daily":
+        return False
+    last = store.sync_state(integration, entity).last_run_at
+    return last is None or last.date() < window.upper.date()
+
+
+def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration: Integration, entity: str, config: ImportConfig, db,
+                logger=None) -> ImportResult:
+    """Sync one entity of one integration as a step asks (plain Python under the Dagster layer).
+
+    ``logger`` (default: the step's) receives the sync's progress lines.
+    """
+    logger = logger or context.log
+    since = parse_moment(config.window_start) if config.window_start else None
+    until = parse_moment(config.window_end) if config.window_end else None
+    window = plan_incremental(store.sync_state(integration, entity), full=config.full, since=since, until=until,
+                              overlap=timedelta(minutes=config.overlap_minutes))
+    source = client_resource(context, store, plugin, integration)
+    with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger) as (reader, stats):
+        return run_import(
+            reader, store, integration, entity, window,
+            stats=stats,
+            sweep_archived=_should_sweep(config.sweep_archived, store, integration, entity, window),
+            run_id=context.run.run_id,
+            logger=logger,
+        )
+
+
+def stop_on_provider_error(exc: Exception) -> dg.Failure:
+    """The step's failure for a provider error: retried only when retrying can help."""
+    if isinstance(exc, QuotaExhausted):
+        return dg.Failure(description=str(exc), allow_retries=False)
+    if isinstance(exc, RetryableError):
+        return dg.Failure(description=f"{exc} (gave up after retries; the step will be retried)")
+    return dg.Failure(description=str(exc), allow_retries=False)
+
+
+def import_metadata(store: LocalStore, integration: Integration, entity: str, result: ImportResult) -> dict:
+    metadata = result.metadata()
+    state = store.sync_state(integration, entity)
+    metadata["synced_through"] = state.synced_through.isoformat(timespec="seconds") if state.synced_through else "never"
+    metadata["store"] = integration.store_key
+    metadata["dagster/row_count"] = store.linked_count(integration, entity)
+    return metadata
+
+
+def error_rate_check(result: ImportResult, partition: str | None = None) -> dg.AssetCheckResult:
+    error_rate = result.failed / result.fetched if result.fetched else 0.0
+    return dg.AssetCheckResult(
+        check_name=ERROR_RATE_CHECK,
+        passed=error_rate <= MAX_ERROR_RATE,
+        metadata={"integration": result.provider, "error_rate": round(error_rate, 4), "failed": result.failed, "fetched": result.fetched},
+        description=None if error_rate <= MAX_ERROR_RATE else f"{result.failed} of {result.fetched} records rejected; see: crm-pipelines rejects list",
+    )
+
+
 def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefinition:
+    key = import_asset_key(plugin.name, entity)
+    partitions = integration_partitions(plugin.name)
+
     @dg.asset(
-        key=import_asset_key(plugin.name, entity),
+        key=key,
         group_name=plugin.name,
-        description=f"{plugin.title} {entity} imported into the local `{entity}` table, by 30-minute modification window.",
-        partitions_def=SYNC_PARTITIONS,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"{plugin.title} {entity} imported into the local `{entity}` table; one partition per integration (store account).",
+        partitions_def=partitions,
         pool=f"{plugin.name}_api",
         kinds={plugin.name, "python"},
         tags={"crm/provider": plugin.name, "crm/direction": "import"},
         required_resource_keys={plugin.resource_key, DB_RESOURCE_KEY},
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
-        check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=import_asset_key(plugin.name, entity), description=f"At most {MAX_ERROR_RATE:.0%} of the records read were rejected.")],
+        check_specs=[
+            # Not partitioned (partitioned checks are a preview feature): each evaluation names its integration.
+            dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key, description=f"At most {MAX_ERROR_RATE:.0%} of the records read were rejected."),
+            dg.AssetCheckSpec(SYNC_CHECK, asset=key, description="The integration's last sync of this entity went through (else the provider's error)."),
+        ],
         freshness_policy=IMPORT_FRESHNESS,
     )
     def _import(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
-        window = context.partition_time_window
         db = getattr(context.resources, DB_RESOURCE_KEY)
-        source = getattr(context.resources, plugin.resource_key)
         store = db.store()
-        plan = plan_window(
-            store.sync_state(plugin.name, entity),
-            window.start,
-            window.end,
-            first_start=sync_start(),
-            overlap=timedelta(minutes=config.overlap_minutes),
-            catch_up=config.catch_up,
-        )
+        integration = integration_for(store, plugin, context.partition_key)
         try:
-            with provider_budget(context, db) as priority, source.open_reader(strategy=config.strategy, logger=context.log) as (reader, stats):
-                result = run_import(
-                    reader, store, plugin.name, entity, plan,
-                    stats=stats,
-                    sweep_archived=_should_sweep(config.sweep_archived, window.start, window.end),
-                    run_id=context.run.run_id,
-                    logger=context.log,
-                )
+            result = import_once(context, store, plugin, integration, entity, config, db)
+        except ConfigurationError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except ValueError as exc:
+            raise dg.Failure(description=f"bad run config: {exc}", allow_retries=False) from None
         except EntityUnavailable as exc:
             context.log.warning("skipped: %s", exc)
             return dg.MaterializeResult(
-                metadata={"skipped": str(exc), "fetched": 0, "dagster/row_count": store.count(entity)},
-                check_results=[dg.AssetCheckResult(check_name=ERROR_RATE_CHECK, passed=True, metadata={"skipped": str(exc)})],
+                metadata={"skipped": str(exc), "fetched": 0, "store": integration.store_key, "dagster/row_count": 0},
+                check_results=[dg.AssetCheckResult(check_name=ERROR_RATE_CHECK, passed=True, metadata={"skipped": str(exc)}),
+                               dg.AssetCheckResult(check_name=SYNC_CHECK, passed=True, metadata={"skipped": str(exc)})],
             )
-        except QuotaExhausted as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except RetryableError as exc:
-            raise dg.Failure(description=f"{exc} (gave up after retries; the step will be retried)") from None
         except ProviderError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        metadata = result.metadata()
-        metadata["api_priority"] = priority
-        metadata["dagster/row_count"] = store.count(entity)
-        metadata["database"] = db.display_url()
-        error_rate = result.failed / result.fetched if result.fetched else 0.0
-        check = dg.AssetCheckResult(
-            check_name=ERROR_RATE_CHECK,
-            passed=error_rate <= MAX_ERROR_RATE,
-            metadata={"error_rate": round(error_rate, 4), "failed": result.failed, "fetched": result.fetched},
-            description=None if error_rate <= MAX_ERROR_RATE else f"{result.failed} of {result.fetched} records rejected; see the rejects table",
-        )
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+            raise stop_on_provider_error(exc) from None
+        return dg.MaterializeResult(metadata=import_metadata(store, integration, entity, result),
+                                    check_results=[error_rate_check(result), dg.AssetCheckResult(check_name=SYNC_CHECK, passed=True)])
 
     return _import
 
@@ -111,28 +154,44 @@ def build_import_assets(plugin: ProviderPlugin) -> list[dg.AssetsDefinition]:
 
 
 def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefinition:
-    """Local live records linked to the provider == the provider's own count of live records."""
+    """For every active integration: live local records linked to it == the provider's own count."""
 
     @dg.asset_check(
         asset=import_asset_key(plugin.name, entity),
         name="count_matches_provider",
-        description=f"The local {entity} linked to {plugin.title} are as many as {plugin.title} reports.",
+        description=f"For each active {plugin.title} integration, the local {entity} linked to it are as many as {plugin.title} reports.",
         required_resource_keys={plugin.resource_key, DB_RESOURCE_KEY},
         pool=f"{plugin.name}_api",
     )
     def _count(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
-        try:
-            with provider_budget(context, db), getattr(context.resources, plugin.resource_key).open_reader(logger=context.log) as (reader, _stats):
-                remote = reader.total(entity)
-        except EntityUnavailable as exc:
-            return dg.AssetCheckResult(passed=True, metadata={"skipped": str(exc)}, description=f"skipped: {exc}")
-        local = len(store.linked_records(plugin.name, entity))
+        rows, behind = [], []
+        for integration in store.integrations.list(provider=plugin.name, active_only=True):
+            try:
+                with provider_budget(context, db), client_resource(context, store, plugin, integration).open_reader(logger=context.log) as (reader, _stats):
+                    remote = reader.total(entity)
+            except EntityUnavailable as exc:
+                rows.append({"integration": integration.key, "provider_count": None, "local_count": None, "difference": 0, "note": f"skipped: {exc}"})
+                continue
+            except (ProviderError, ConfigurationError) as exc:
+                message = str(exc)
+                rows.append({"integration": integration.key, "provider_count": None, "local_count": None, "difference": 0, "note": message[:200]})
+                behind.append(f"{integration.key}: not checked ({message[:120]})")
+                continue
+            local = store.linked_count(integration, entity)
+            rows.append({"integration": integration.key, "provider_count": remote, "local_count": local, "difference": local - remote, "note": ""})
+            if local != remote:
+                behind.append(f"{integration.key}: {abs(local - remote)} {'more' if local > remote else 'fewer'} locally")
+        table = dg.MetadataValue.table(
+            records=[dg.TableRecord({k: ("" if v is None else v) for k, v in r.items()}) for r in rows],
+            schema=dg.TableSchema(columns=[dg.TableColumn("integration"), dg.TableColumn("provider_count", "int"), dg.TableColumn("local_count", "int"),
+                                           dg.TableColumn("difference", "int"), dg.TableColumn("note")]),
+        )
         return dg.AssetCheckResult(
-            passed=local == remote,
-            metadata={"provider_count": remote, "local_count": local, "difference": local - remote},
-            description=None if local == remote else f"{abs(local - remote)} records {'more' if local > remote else 'fewer'} locally; run a backfill or the initial sync",
+            passed=not behind,
+            metadata={"integrations": table, "difference": sum(r["difference"] for r in rows)},
+            description=None if not behind else "; ".join(behind) + " (run a full sync of those integrations)",
         )
 
     return _count

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY
+from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
 from crm_pipelines.webhooks.inbox import WebhookInbox
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]

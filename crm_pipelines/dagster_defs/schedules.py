@@ -1,11 +1,8 @@
-"""Jobs and the 30-minute incremental schedule of each provider."""
-
-import os
+"""The import and export jobs of each provider (a run syncs one integration: the partition)."""
 
 import dagster as dg
 
-from crm_pipelines.dagster_defs.imports import ERROR_RATE_CHECK, import_asset_key
-from crm_pipelines.dagster_defs.partitions import closed_window_key
+from crm_pipelines.dagster_defs.imports import ERROR_RATE_CHECK, SYNC_CHECK, import_asset_key
 from crm_pipelines.providers.registry import ProviderPlugin
 
 
@@ -15,12 +12,14 @@ def import_job_name(provider: str) -> str:
 
 def build_import_job(plugin: ProviderPlugin):
     keys = [import_asset_key(plugin.name, e) for e in plugin.entities]
+    checks = [dg.AssetCheckKey(k, name) for k in keys for name in (ERROR_RATE_CHECK, SYNC_CHECK)]
     return dg.define_asset_job(
         import_job_name(plugin.name),
-        # The error-rate check comes with every run; the count check costs a provider call and runs on its own.
-        selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*[dg.AssetCheckKey(k, ERROR_RATE_CHECK) for k in keys]),
-        description=f"Import {plugin.title} {', '.join(plugin.entities)} for a window (one run for all entities).",
+        # The checks computed with the import come with every run; the count check costs a provider call and runs on its own.
+        selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks),
+        description=f"Import {plugin.title} {', '.join(plugin.entities)} of one integration (the partition), from its last synced point.",
         tags={"crm/provider": plugin.name},
+        executor_def=dg.in_process_executor,
     )
 
 
@@ -34,26 +33,7 @@ def build_export_job(plugin: ProviderPlugin):
     return dg.define_asset_job(
         export_job_name(plugin.name),
         selection=dg.AssetSelection.assets(*[export_asset_key(plugin.name, e) for e in plugin.entities]),
-        description=f"Send local changes of {', '.join(plugin.entities)} to {plugin.title}.",
-        tags={"crm/provider": plugin.name},
+        description=f"Send one integration's local changes of {', '.join(plugin.entities)} to {plugin.title}.",
+        tags={"crm/provider": plugin.name, "crm/direction": "export"},
+        executor_def=dg.in_process_executor,
     )
-
-
-#: Every 30 minutes, as the partitions. A tighter cadence (``CRM_INCREMENTAL_CRON="*/10 * * * *"``)
-#: re-runs the last closed window until the next one closes; the run key makes each window one run.
-INCREMENTAL_CRON = os.environ.get("CRM_INCREMENTAL_CRON", "*/30 * * * *")
-
-
-def build_incremental_schedule(plugin: ProviderPlugin, job) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=f"{plugin.name}_incremental",
-        cron_schedule=INCREMENTAL_CRON,
-        job=job,
-        execution_timezone="UTC",
-        description=f"Every 30 minutes, import the {plugin.title} changes of the window that just closed.",
-    )
-    def _incremental(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        key = closed_window_key(context.scheduled_execution_time)
-        return dg.RunRequest(partition_key=key, run_key=f"{plugin.name}:{key}", tags={"crm/trigger": "schedule"})
-
-    return _incremental

@@ -1,20 +1,22 @@
-"""The job that syncs specific records by id (requested by the webhook sensors)."""
+"""The job that syncs specific records of one integration by id (requested by the webhook sensors)."""
 
 import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.dagster_defs.budgets import provider_budget
-from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY, import_asset_key
+from crm_pipelines.dagster_defs.imports import import_asset_key
+from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.targeted import sync_ids
 from crm_pipelines.webhooks.inbox import WebhookInbox
 
 
 class SyncIdsConfig(dg.Config):
-    """Which records to sync: provider ids per entity (e.g. ``{"contacts": ["512", "513"]}``)."""
+    """Which records to sync: the integration, and provider ids per entity (e.g. ``{"contacts": ["512", "513"]}``)."""
 
+    integration: str = Field(default="default", description="Integration key (the partition of the provider's assets).")
     ids: dict[str, list[str]] = Field(default_factory=dict, description="Provider record ids per entity.")
-    inbox_range: list[int] = Field(default_factory=list, description="First and last webhook inbox ids this run settles (set by the sensor).")
+    inbox_range: list[int] = Field(default_factory=list, description="First and last webhook inbox ids whose rows of this integration the run settles (set by the sensor).")
 
 
 def sync_ids_job_name(provider: str) -> str:
@@ -27,18 +29,21 @@ def build_sync_ids_job(plugin: ProviderPlugin) -> dg.JobDefinition:
     def sync_by_id(context: dg.OpExecutionContext, config: SyncIdsConfig) -> None:
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
-        source = getattr(context.resources, plugin.resource_key)
+        integration = integration_for(store, plugin, config.integration)
+        source = step_client(context, store, plugin, integration)
         for entity, ids in sorted(config.ids.items()):
             if entity not in plugin.entities:
                 raise dg.Failure(f"{plugin.title} has no entity {entity!r}; expected one of {', '.join(plugin.entities)}", allow_retries=False)
             with provider_budget(context, db), source.open_reader(logger=context.log) as (reader, stats):
-                figures = sync_ids(reader, store, plugin.name, entity, ids, stats=stats, logger=context.log)
-            # An observation (not a partition materialization): the records changed now, by id.
-            context.log_event(dg.AssetObservation(asset_key=import_asset_key(plugin.name, entity), metadata={"synced_by_id": True, **figures}))
+                figures = sync_ids(reader, store, integration, entity, ids, stats=stats, logger=context.log)
+            # An observation (not a materialization of the whole partition): these records changed now, by id.
+            context.log_event(dg.AssetObservation(asset_key=import_asset_key(plugin.name, entity), partition=integration.key,
+                                                  metadata={"synced_by_id": True, **figures}))
         if config.inbox_range:
-            WebhookInbox(store.engine).mark_processed_range(plugin.name, config.inbox_range[0], config.inbox_range[-1])
+            WebhookInbox(store.engine).mark_processed_range(plugin.name, config.inbox_range[0], config.inbox_range[-1], integration_id=integration.id)
 
-    @dg.job(name=sync_ids_job_name(plugin.name), description=f"Sync specific {plugin.title} records by id (webhook-triggered).", tags={"crm/provider": plugin.name})
+    @dg.job(name=sync_ids_job_name(plugin.name), description=f"Sync specific records of one {plugin.title} integration by id (webhook-triggered).",
+            tags={"crm/provider": plugin.name}, executor_def=dg.in_process_executor)
     def _job():
         sync_by_id()
 

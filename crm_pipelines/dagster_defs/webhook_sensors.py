@@ -1,15 +1,17 @@
-"""Sensors that turn webhook events in the inbox into targeted syncs.
+"""Sensors that turn webhook events in the inbox into targeted syncs, one run per integration.
 
-Each tick reads the provider's inbox rows after the cursor (at most ``MAX_EVENTS``), coalesces
-them into the set of record ids per entity (a hundred changes to one contact make one id), and
-requests one run of ``<provider>_sync_ids`` for them. The run key is the range of inbox ids, so
-a tick repeated after a failure requests the same run, and the cursor is returned with the run
-request in one ``SensorResult``. The 30-minute schedule remains the safety net.
+Each tick reads the provider's inbox rows after the cursor (at most ``MAX_EVENTS``), groups them
+by the integration their account belongs to, coalesces each group into the set of record ids per
+entity (a hundred changes to one contact make one id), and requests one run of
+``<provider>_sync_ids`` per integration. Events of an account no integration knows are never
+applied (``crm-pipelines webhooks unrouted`` lists them). The run key is the integration and the
+range of inbox ids, so a tick repeated after a failure requests the same runs, and the cursor is
+returned with the run requests in one ``SensorResult``. The schedule remains the safety net.
 """
 
 import dagster as dg
 
-from crm_pipelines.dagster_defs.imports import DB_RESOURCE_KEY
+from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
 from crm_pipelines.dagster_defs.targeted import sync_ids_job_name
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.webhooks.inbox import WebhookInbox
@@ -17,8 +19,8 @@ from crm_pipelines.webhooks.inbox import WebhookInbox
 MAX_EVENTS = 5000
 
 
-def targeted_run_request(plugin: ProviderPlugin, rows: list[dict]) -> dg.RunRequest | None:
-    """One run for every record the rows mention, or None when none maps to an entity."""
+def targeted_run_request(plugin: ProviderPlugin, rows: list[dict], integration_key: str = "default") -> dg.RunRequest | None:
+    """One run for every record the rows (of one integration) mention, or None when none maps to an entity."""
     ids: dict[str, set[str]] = {}
     for row in rows:
         target = plugin.webhook_object_types.get(str(row.get("object_type") or "").lower())
@@ -29,11 +31,12 @@ def targeted_run_request(plugin: ProviderPlugin, rows: list[dict]) -> dg.RunRequ
     if not ids:
         return None
     first, last = rows[0]["id"], rows[-1]["id"]
-    config = {"ids": {entity: sorted(values, key=lambda v: (len(v), v)) for entity, values in sorted(ids.items())}, "inbox_range": [first, last]}
+    config = {"integration": integration_key, "ids": {entity: sorted(values, key=lambda v: (len(v), v)) for entity, values in sorted(ids.items())},
+              "inbox_range": [first, last]}
     return dg.RunRequest(
-        run_key=f"{plugin.name}:inbox:{first}-{last}",
+        run_key=f"{plugin.name}:{integration_key}:inbox:{first}-{last}",
         run_config={"ops": {f"{plugin.name}__sync_ids": {"config": config}}},
-        tags={"crm/trigger": "webhook", "crm/provider": plugin.name},
+        tags={"crm/trigger": "webhook", "crm/provider": plugin.name, "crm/integration": integration_key, "dagster/priority": "10"},
     )
 
 
@@ -43,18 +46,29 @@ def build_webhook_sensor(plugin: ProviderPlugin) -> dg.SensorDefinition:
         job_name=sync_ids_job_name(plugin.name),
         minimum_interval_seconds=15,
         required_resource_keys={DB_RESOURCE_KEY},
-        description=f"Syncs the {plugin.title} records named by new webhook events, without waiting for the schedule.",
+        description=f"Syncs the {plugin.title} records named by new webhook events, per integration, without waiting for the schedule.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         after = int(context.cursor or 0)
-        engine = getattr(context.resources, DB_RESOURCE_KEY).store().engine
-        rows = WebhookInbox(engine).read_after(plugin.name, after, MAX_EVENTS)
+        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        rows = WebhookInbox(store.engine).read_after(plugin.name, after, MAX_EVENTS)
         if not rows:
             return dg.SensorResult(skip_reason=f"no {plugin.title} webhook events after inbox id {after}")
-        request = targeted_run_request(plugin, rows)
         cursor = str(rows[-1]["id"])
-        if request is None:
-            return dg.SensorResult(skip_reason=f"{len(rows)} events name no synced record", cursor=cursor)
-        return dg.SensorResult(run_requests=[request], cursor=cursor)
+        by_integration: dict[int, list[dict]] = {}
+        unrouted = 0
+        for row in rows:
+            if row.get("integration_id") is None:
+                unrouted += 1
+            else:
+                by_integration.setdefault(row["integration_id"], []).append(row)
+        keys = {i.id: i.key for i in store.integrations.list(provider=plugin.name)}
+        requests = [r for integration_id, group in sorted(by_integration.items()) if integration_id in keys
+                    for r in [targeted_run_request(plugin, group, keys[integration_id])] if r is not None]
+        if unrouted:
+            context.log.warning("%d %s events name an account no integration knows; not applied (crm-pipelines webhooks unrouted)", unrouted, plugin.title)
+        if not requests:
+            return dg.SensorResult(skip_reason=f"{len(rows)} events name no synced record of a known integration", cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return _sensor

@@ -33,6 +33,20 @@ class ProviderPlugin:
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The environment variables that point the resource at a running simulator of this provider.
     simulator_env: Callable[[Any], dict[str, str]] | None = None
+    #: The resource class (imported on demand); an integration's connection holds its field values.
+    resource_class: Callable[[], type] | None = None
+    #: Rate settings an integration may lower but not raise past the provider's published limits.
+    rate_limits: dict[str, float] = field(default_factory=dict)
+
+    def resource_type(self) -> type:
+        if self.resource_class is not None:
+            return self.resource_class()
+        return type(self.default_resource())
+
+    def secret_fields(self) -> tuple[str, ...]:
+        """Connection fields holding credentials (stored as references or encrypted, never in plain text)."""
+        fields = self.resource_type().model_fields
+        return tuple(name for name, info in fields.items() if (info.json_schema_extra or {}).get("dagster__is_secret"))
 
 
 #: Provider modules under ``crm_pipelines.providers``, in the order the UI lists their groups.

@@ -189,8 +189,6 @@ class FakeData:
         """A uniformly chosen integer in ``[low, high)``."""
         return low + int(self._random() * (high - low))
 
-    # ---- people ------------------------------------------------------------------------------
-
     def first_name(self) -> str:
         """A first name, often accented."""
         return self.pick(FIRST_NAMES)
@@ -284,8 +282,6 @@ class FakeData:
             "document": self.cpf() if self._random() < 0.7 else None,
         }
 
-    # ---- organisations ----------------------------------------------------------------------
-
     def company_name(self) -> str:
         """A company name such as ``"Gonçalves Logística Ltda"``."""
         parts = (self.pick(COMPANY_CORES), self.pick(COMPANY_KINDS), self.pick(COMPANY_SUFFIXES))
@@ -328,8 +324,6 @@ class FakeData:
             "document": self.cnpj() if self._random() < 0.8 else None,
         }
 
-    # ---- deals --------------------------------------------------------------------------------
-
     def deal_name(self, company: str | None = None) -> str:
         """``"Renovação anual - Aurora Tecnologia Ltda"`` style names."""
         topic = self.pick(DEAL_TOPICS)
@@ -347,8 +341,6 @@ class FakeData:
             "amount": self.amount() if self._random() < 0.9 else None,
             "currency": self.pick(("BRL", "BRL", "BRL", "USD", "EUR")),
         }
-
-    # ---- time ---------------------------------------------------------------------------------
 
     def epoch_ms_between(self, start_ms: int, end_ms: int) -> int:
         """A uniformly random epoch-milliseconds value in ``[start_ms, end_ms]``."""

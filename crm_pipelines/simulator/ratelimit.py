@@ -1,17 +1,21 @@
-"""Server-side rate limiters used by the provider simulators.
+"""Server-side rate limits of the provider simulators.
 
-* :class:`SlidingWindowLimiter`: at most ``limit`` accepted requests per key in any ``window_s``
-  seconds, measured with ``time.monotonic``. Rejected requests are not recorded, so a client that
-  keeps hammering is let in again as soon as the oldest accepted request leaves the window.
-* :class:`DailyCounter`: at most ``limit`` accepted requests per key per calendar day of the
-  simulated clock (in a configurable time zone); the count resets at midnight. ``limit=None``
-  disables it.
+* :class:`SlidingWindowLimiter`: at most ``limit`` units per key in any ``window_s`` seconds
+  (requests, or weighted calls such as Pipedrive's token costs). Rejected requests are not
+  recorded, so a client that keeps hammering is let in again as soon as the oldest accepted units
+  leave the window. With ``bucket_s`` the times are rounded down to buckets (a rolling 24-hour
+  allocation counted per minute, as Salesforce's).
+* :class:`DailyCounter`: at most ``limit`` units per key per calendar day of the simulated clock,
+  in a time zone; resets at that zone's midnight.
+* :class:`LeakyBucket`: points that drain and refill at a steady rate (Shopify's cost bucket).
 
-Both are thread-safe and return a :class:`LimitDecision` describing the outcome.
+``limit`` may be a callable read at every request (a live configuration), or ``None`` for no
+limit (usage is still counted). All are thread-safe.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -19,85 +23,114 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
+Limit = int | None | Callable[[], int | None]
+
 
 @dataclass(frozen=True)
 class LimitDecision:
-    """Outcome of one acquisition attempt.
-
-    ``remaining`` is what is left *after* this request (``None`` when the limiter is disabled);
-    ``retry_after_s`` is how long until a slot frees up (0 when allowed).
-    """
+    """Outcome of one acquisition: ``remaining`` after it (``None`` when unlimited);
+    ``retry_after_s`` until it would fit (0 when allowed); ``reset_s`` until the window is empty."""
 
     allowed: bool
     limit: int | None
     remaining: int | None
     retry_after_s: float = 0.0
+    reset_s: float = 0.0
 
 
-class SlidingWindowLimiter:
-    """``limit`` requests per ``window_s`` seconds, per key (sliding log of accept times)."""
+class _Limited:
+    def __init__(self, limit: Limit) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
 
-    def __init__(self, limit: int, window_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if limit < 1 or window_s <= 0:
+    @property
+    def limit(self) -> int | None:
+        return self._limit() if callable(self._limit) else self._limit
+
+    @limit.setter
+    def limit(self, value: Limit) -> None:
+        self._limit = value
+
+
+class SlidingWindowLimiter(_Limited):
+    """``limit`` units per ``window_s`` seconds, per key (a log of accepted units)."""
+
+    def __init__(self, limit: Limit, window_s: float, *, clock: Callable[[], float] = time.monotonic, bucket_s: float = 0.0) -> None:
+        if window_s <= 0 or (isinstance(limit, int) and limit < 1):
             raise ValueError("a sliding window needs limit >= 1 and window_s > 0")
-        self.limit = limit
+        super().__init__(limit)
         self.window_s = window_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._log: dict[Hashable, deque[float]] = {}
+        self._bucket_s = bucket_s
+        self._log: dict[Hashable, deque[list[float]]] = {}
+        self._used: dict[Hashable, float] = {}
 
-    def _expire(self, key: Hashable, now: float) -> deque[float]:
+    def _now(self) -> float:
+        now = self._clock()
+        return now - now % self._bucket_s if self._bucket_s else now
+
+    def _expire(self, key: Hashable, now: float) -> tuple[deque[list[float]], float]:
         entries = self._log.setdefault(key, deque())
-        horizon = now - self.window_s
-        while entries and entries[0] <= horizon:
-            entries.popleft()
-        return entries
+        used = self._used.get(key, 0)
+        while entries and entries[0][0] <= now - self.window_s:
+            used -= entries.popleft()[1]
+        self._used[key] = used
+        return entries, used
 
-    def try_acquire(self, key: Hashable = "") -> LimitDecision:
-        """Accept and record one request for ``key`` if the window has room."""
+    def try_acquire(self, key: Hashable = "", weight: int = 1, *, force: bool = False) -> LimitDecision:
+        """Accept and record ``weight`` units for ``key`` if the window has room (always with ``force``)."""
         with self._lock:
-            now = self._clock()
-            entries = self._expire(key, now)
-            if len(entries) >= self.limit:
-                retry = entries[0] + self.window_s - now
-                return LimitDecision(False, self.limit, 0, max(0.0, retry))
-            entries.append(now)
-            return LimitDecision(True, self.limit, self.limit - len(entries))
+            now, limit = self._now(), self.limit
+            entries, used = self._expire(key, now)
+            if not force and limit is not None and used + weight > limit:
+                freed, retry = 0.0, self.window_s
+                for stamp, units in entries:
+                    freed += units
+                    if freed >= used + weight - limit:
+                        retry = stamp + self.window_s - now
+                        break
+                return LimitDecision(False, limit, max(limit - int(used), 0), max(retry, 0.0), max(retry, 0.0))
+            if entries and entries[-1][0] == now:
+                entries[-1][1] += weight
+            else:
+                entries.append([now, weight])
+            used = self._used[key] = used + weight
+            return LimitDecision(True, limit, None if limit is None else limit - int(used), 0.0, max(entries[0][0] + self.window_s - now, 0.0))
+
+    def used(self, key: Hashable = "") -> int:
+        with self._lock:
+            return int(self._expire(key, self._now())[1])
 
     def remaining(self, key: Hashable = "") -> int:
-        """Requests ``key`` may still make in the current window."""
-        with self._lock:
-            return self.limit - len(self._expire(key, self._clock()))
+        """Units ``key`` may still spend in the current window."""
+        limit = self.limit
+        return max((limit or 0) - self.used(key), 0)
 
     def reset(self, key: Hashable | None = None) -> None:
         """Forget usage of ``key`` (or of every key)."""
         with self._lock:
-            if key is None:
-                self._log.clear()
-            else:
-                self._log.pop(key, None)
+            for table in (self._log, self._used):
+                if key is None:
+                    table.clear()
+                else:
+                    table.pop(key, None)
 
 
-class DailyCounter:
-    """``limit`` requests per key per day of a (simulated) clock; ``limit=None`` means unlimited.
+class DailyCounter(_Limited):
+    """``limit`` units per key per day of a (simulated) clock ``now``; days are counted in ``tz``."""
 
-    ``now`` returns the current time as an aware datetime (e.g. ``SimClock.now``); days are
-    counted in ``tz`` (UTC by default), so the counter resets at that zone's midnight.
-    """
-
-    def __init__(self, limit: int | None, now: Callable[[], datetime], *, tz: tzinfo = timezone.utc) -> None:
-        if limit is not None and limit < 1:
+    def __init__(self, limit: Limit, now: Callable[[], datetime], *, tz: tzinfo = timezone.utc) -> None:
+        if isinstance(limit, int) and limit < 1:
             raise ValueError("daily limit must be >= 1 or None")
-        self.limit = limit
+        super().__init__(limit)
         self.tz = tz
         self._now = now
-        self._lock = threading.Lock()
         self._day: date | None = None
         self._counts: dict[Hashable, int] = {}
+        self.total = 0  #: units counted since start, all days
 
     @property
     def enabled(self) -> bool:
-        """Whether a limit is enforced."""
         return self.limit is not None
 
     def _roll(self) -> datetime:
@@ -115,36 +148,70 @@ class DailyCounter:
         # Subtract in UTC: same-tzinfo subtraction would ignore a DST change on that day.
         return max(0.0, (midnight.astimezone(timezone.utc) - local_now.astimezone(timezone.utc)).total_seconds())
 
-    def try_acquire(self, key: Hashable = "") -> LimitDecision:
-        """Accept and count one request for ``key`` unless today's budget is spent."""
-        if self.limit is None:
-            return LimitDecision(True, None, None)
+    def try_acquire(self, key: Hashable = "", cost: int = 1) -> LimitDecision:
+        """Accept and count ``cost`` units for ``key`` unless today's budget would be exceeded."""
+        limit = self.limit
         with self._lock:
             self._roll()
             used = self._counts.get(key, 0)
-            if used >= self.limit:
-                return LimitDecision(False, self.limit, 0)
-            self._counts[key] = used + 1
-            return LimitDecision(True, self.limit, self.limit - used - 1)
+            if limit is not None and used + cost > limit:
+                return LimitDecision(False, limit, max(limit - used, 0))
+            self._counts[key] = used + cost
+            self.total += cost
+            return LimitDecision(True, limit, None if limit is None else limit - used - cost)
 
     def remaining(self, key: Hashable = "") -> int | None:
-        """Requests left today for ``key`` (``None`` when unlimited)."""
-        if self.limit is None:
-            return None
-        with self._lock:
-            self._roll()
-            return self.limit - self._counts.get(key, 0)
+        """Units left today for ``key`` (``None`` when unlimited)."""
+        limit = self.limit
+        return None if limit is None else limit - self.used(key)
 
     def used(self, key: Hashable = "") -> int:
-        """Requests counted today for ``key``."""
         with self._lock:
             self._roll()
             return self._counts.get(key, 0)
 
     def reset(self, key: Hashable | None = None) -> None:
-        """Forget today's usage of ``key`` (or of every key)."""
         with self._lock:
             if key is None:
                 self._counts.clear()
             else:
                 self._counts.pop(key, None)
+
+
+class LeakyBucket:
+    """``size`` points refilled at ``rate`` per second of real time; a request takes its cost."""
+
+    def __init__(self, size: float, rate: float) -> None:
+        self.size, self.rate = size, rate
+        self._available, self._at = size, time.monotonic()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._available = min(self.size, self._available + (now - self._at) * self.rate)
+        self._at = now
+
+    def take(self, cost: float) -> bool:
+        with self._lock:
+            self._refill()
+            if cost > self._available:
+                return False
+            self._available -= cost
+            return True
+
+    def refund(self, points: float) -> None:
+        with self._lock:
+            self._refill()
+            self._available = min(self.size, self._available + points)
+
+    def available(self) -> float:
+        with self._lock:
+            self._refill()
+            return self._available
+
+    def seconds_until(self, points: float) -> float:
+        return max(0.0, math.ceil((points - self.available()) / self.rate * 1000) / 1000)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._available, self._at = self.size, time.monotonic()

@@ -1,26 +1,25 @@
-"""Provider-neutral plumbing for the local provider simulators.
+"""The simulator toolkit: what every provider simulator shares.
 
-A simulator is a real HTTP/1.1 server on 127.0.0.1 that answers like a provider's API. This module
-holds everything that is not specific to one provider:
+A simulator is a real HTTP/1.1 server (uvicorn, in a background thread) answering like one
+provider's API. :class:`Simulator` owns the plumbing; a provider subclass declares its routes with
+:func:`api` (path templates in Starlette's syntax, ``/crm/v3/objects/{obj}``), its accounts (an
+:class:`Account` subclass holding the account's records and limits) and the provider-shaped
+answers for unknown paths, injected faults and failed authentication.
 
-* :class:`Request` / :class:`Response` and a small regex :class:`Router`;
-* :class:`SimClock`, the simulated wall clock (offset from real time, settable, freezable);
-* :class:`FaultConfig` / :class:`FaultInjector`, seeded injection of 429s, 5xx answers, slow
-  answers, connection resets and truncated bodies, plus ``fail_next``;
-* :class:`RequestStats`, thread-safe counters;
-* :class:`SimulatorBase`, which owns the ``ThreadingHTTPServer``, its background thread, the
-  fault/stat pipeline and the admin routes under ``/_simulator/``.
-
-A provider subclass registers its API routes in :meth:`SimulatorBase.build_routes` and supplies
-provider-shaped bodies for not-found, injected 429 and injected 5xx answers.
+Every API request goes through the same pipeline: route match (404/405 in the provider's words),
+fault injection (:mod:`.faults`), authentication (the account is found by its token, and by host
+for providers whose URL names the account), the provider's limits (:meth:`Simulator.admit`), then
+the handler under the simulator's lock; :class:`ApiError` carries a ready error answer. Admin
+routes under ``/_simulator/`` (health, stats, faults, clock, mutations, accounts) are never
+faulted nor counted as API traffic.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import dataclasses
-import json
+import itertools
 import logging
 import random
 import re
@@ -29,68 +28,70 @@ import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
-try:  # orjson is faster and stricter; the standard library is the fallback.
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised only where orjson is missing
-    _orjson = None
+import orjson
+import uvicorn
+from starlette.datastructures import Headers
+from starlette.routing import compile_path
+
+from crm_pipelines.simulator.clock import SimClock, parse_datetime, utc_iso_ms
+from crm_pipelines.simulator.config import AccountSpec, SimConfig, add_config_arguments, config_from_arguments
+from crm_pipelines.simulator.faults import Fault, FaultConfig, FaultInjector
+from crm_pipelines.simulator.store import Record, RecordStore
+from crm_pipelines.simulator.webhooks import WebhookEmitter
 
 log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/_simulator/"
-
-
-# --------------------------------------------------------------------------------------------
-# JSON
-# --------------------------------------------------------------------------------------------
+_NO_BODY = (204, 304)
 
 
 def json_dumps(value: Any) -> bytes:
-    """Serialize ``value`` to compact UTF-8 JSON bytes."""
-    if _orjson is not None:
-        return _orjson.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(value)
 
 
 def json_loads(data: bytes | str) -> Any:
-    """Parse JSON bytes or text; raises ``ValueError`` on malformed input."""
-    if _orjson is not None:
-        return _orjson.loads(data)
-    return json.loads(data)
+    return orjson.loads(data)
 
 
 class InvalidJSONBody(ValueError):
     """The request body is not valid JSON."""
 
 
-# --------------------------------------------------------------------------------------------
-# Requests, responses, routing
-# --------------------------------------------------------------------------------------------
+class ApiError(Exception):
+    """Raised inside a handler to answer with a ready (provider-shaped) error response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
-@dataclass
 class Request:
-    """One parsed HTTP request, as handed to route handlers."""
+    """One parsed HTTP request. ``params`` are the path parameters; ``account`` is the account the
+    credentials named; ``response_headers`` are added to whatever the handler answers."""
 
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: Mapping[str, str]
-    body: bytes
-    raw_target: str = ""
-    params: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("method", "path", "query", "headers", "body", "raw_target", "params", "account", "token", "route", "response_headers")
+
+    def __init__(self, method: str, path: str, query: dict[str, list[str]], headers: Mapping[str, str], body: bytes, raw_target: str = "") -> None:
+        self.method, self.path, self.query, self.headers, self.body, self.raw_target = method, path, query, headers, body, raw_target
+        self.params: dict[str, str] = {}
+        self.account: Any = None
+        self.token: str | None = None
+        self.route: Route | None = None
+        self.response_headers: dict[str, str] = {}
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        """Case-insensitive header lookup."""
         value = self.headers.get(name)
         return default if value is None else value
+
+    @property
+    def host(self) -> str:
+        return (self.header("host") or "").rsplit(":", 1)[0].lower()
 
     def query_value(self, name: str, default: str | None = None) -> str | None:
         """The last value of query parameter ``name`` (or ``default``)."""
@@ -99,10 +100,7 @@ class Request:
 
     def query_list(self, name: str) -> list[str]:
         """Every value of ``name``; comma-separated values are split (``a,b&c`` -> a, b, c)."""
-        out: list[str] = []
-        for value in self.query.get(name, []):
-            out.extend(part.strip() for part in value.split(",") if part.strip())
-        return out
+        return [part.strip() for value in self.query.get(name, []) for part in value.split(",") if part.strip()]
 
     def json(self) -> Any:
         """The body parsed as JSON; an empty body is ``None``; raises :class:`InvalidJSONBody`."""
@@ -116,316 +114,52 @@ class Request:
 
 @dataclass
 class Response:
-    """A complete HTTP answer: status, headers and body bytes."""
-
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
-        """A JSON answer with ``Content-Type: application/json``."""
-        merged = {"Content-Type": "application/json;charset=utf-8"}
-        if headers:
-            merged.update(headers)
-        return cls(status, merged, json_dumps(payload))
+        return cls(status, {"Content-Type": "application/json;charset=utf-8", **(headers or {})}, json_dumps(payload))
 
     @classmethod
     def empty(cls, status: int = 204, headers: Mapping[str, str] | None = None) -> Response:
-        """A body-less answer (e.g. 204 No Content)."""
         return cls(status, dict(headers or {}), b"")
-
-
-Handler = Callable[[Request], Response]
 
 
 @dataclass(frozen=True)
 class Route:
-    """A method + full-match path regex bound to a handler.
-
-    ``name`` labels the route in statistics; ``api`` routes get faults and are counted, admin
-    routes (``api=False``) never are.
-    """
+    """A method and path template bound to a handler. ``api`` routes are faulted, authenticated
+    (unless ``auth=False``) and counted under ``name``; ``meta`` is free for the provider."""
 
     method: str
-    pattern: re.Pattern[str]
-    handler: Handler
+    path: str
+    handler: Callable[[Request], Response]
     name: str
     api: bool = True
+    auth: bool = True
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-class Router:
-    """Ordered list of routes; the first route whose method and regex match wins."""
+def api(method: str, path: str, *, name: str | None = None, auth: bool = True, **meta: Any) -> Callable:
+    """Declare a simulator method as the handler of ``method path`` (a template ending in ``/?``
+    also matches with a trailing slash). Stack several to serve several routes."""
 
-    def __init__(self) -> None:
-        self._routes: list[Route] = []
+    def mark(handler: Callable) -> Callable:
+        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), path, name, True, auth, meta))
+        return handler
 
-    def add(self, method: str, pattern: str, handler: Handler, *, name: str | None = None, api: bool = True) -> None:
-        """Register ``handler`` for ``method`` and the full-match regex ``pattern``."""
-        self._routes.append(
-            Route(method.upper(), re.compile(pattern), handler, name or f"{method.upper()} {pattern}", api)
-        )
-
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """Return ``(route, path params, path_matched_some_route)``."""
-        path_matched = False
-        for route in self._routes:
-            found = route.pattern.fullmatch(path)
-            if found is None:
-                continue
-            path_matched = True
-            if route.method == method:
-                return route, found.groupdict(), True
-        return None, {}, path_matched
-
-    @property
-    def routes(self) -> list[Route]:
-        """The registered routes, in matching order."""
-        return list(self._routes)
+    return mark
 
 
-# --------------------------------------------------------------------------------------------
-# Simulated clock
-# --------------------------------------------------------------------------------------------
+def admin(method: str, path: str) -> Callable:
+    """Declare an admin route (under ``/_simulator/``; no faults, no token)."""
 
+    def mark(handler: Callable) -> Callable:
+        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), ADMIN_PREFIX + path, f"admin {path}", False, False, {}))
+        return handler
 
-class SimClock:
-    """The simulator's notion of "now": wall clock plus an offset, or a frozen instant.
-
-    ``advance`` and ``set`` move it; ``freeze``/``unfreeze`` stop and restart it. All datetimes
-    are timezone-aware UTC. Thread-safe.
-    """
-
-    def __init__(
-        self,
-        start: datetime | None = None,
-        *,
-        frozen: bool = False,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self._wall = wall
-        self._lock = threading.Lock()
-        self._offset = 0.0
-        self._frozen_at: float | None = None
-        start_ts = _to_utc(start).timestamp() if start is not None else wall()
-        if frozen:
-            self._frozen_at = start_ts
-        else:
-            self._offset = 0.0 if start is None else start_ts - wall()
-
-    def timestamp(self) -> float:
-        """Seconds since the epoch, simulated."""
-        with self._lock:
-            if self._frozen_at is not None:
-                return self._frozen_at
-            return self._wall() + self._offset
-
-    def now(self) -> datetime:
-        """Simulated now as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.timestamp(), tz=timezone.utc)
-
-    def now_ms(self) -> int:
-        """Simulated now in epoch milliseconds."""
-        return int(self.timestamp() * 1000)
-
-    @property
-    def frozen(self) -> bool:
-        """Whether the clock is currently stopped."""
-        return self._frozen_at is not None
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward (or back, with a negative value)."""
-        with self._lock:
-            if self._frozen_at is not None:
-                self._frozen_at += seconds
-            else:
-                self._offset += seconds
-
-    def set(self, moment: datetime) -> None:
-        """Jump to ``moment`` (naive datetimes are taken as UTC); a frozen clock stays frozen."""
-        target = _to_utc(moment).timestamp()
-        with self._lock:
-            if self._frozen_at is not None:
-                self._frozen_at = target
-            else:
-                self._offset = target - self._wall()
-
-    def freeze(self, at: datetime | None = None) -> None:
-        """Stop the clock at ``at`` (default: the current simulated time)."""
-        with self._lock:
-            current = self._frozen_at if self._frozen_at is not None else self._wall() + self._offset
-            self._frozen_at = _to_utc(at).timestamp() if at is not None else current
-
-    def unfreeze(self) -> None:
-        """Let a frozen clock run again from where it stopped."""
-        with self._lock:
-            if self._frozen_at is not None:
-                self._offset = self._frozen_at - self._wall()
-                self._frozen_at = None
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-friendly state, used by the admin route."""
-        now = self.now()
-        return {"now": now.isoformat(), "now_ms": int(now.timestamp() * 1000), "frozen": self.frozen}
-
-
-def _to_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def parse_datetime(text: str) -> datetime:
-    """Parse ISO-8601 (``Z`` allowed) or epoch milliseconds into an aware UTC datetime."""
-    text = text.strip()
-    if re.fullmatch(r"-?\d+", text):
-        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
-    return _to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
-# --------------------------------------------------------------------------------------------
-# Faults
-# --------------------------------------------------------------------------------------------
-
-FAULT_KINDS = ("status", "reset", "truncate", "slow")
-
-
-@dataclass
-class FaultConfig:
-    """Probabilities (0..1) of injected faults per API request, drawn from a seeded RNG.
-
-    One uniform draw per API request picks at most one of: an injected 429 (``rate_429``), a 5xx
-    (``rate_5xx``, status chosen from ``statuses_5xx``), a connection reset (``rate_reset``), a
-    truncated JSON body (``rate_truncated``) or a slow answer (``rate_slow``, ``slow_seconds``).
-    """
-
-    seed: int = 0
-    rate_429: float = 0.0
-    rate_5xx: float = 0.0
-    rate_slow: float = 0.0
-    slow_seconds: float = 1.0
-    rate_reset: float = 0.0
-    rate_truncated: float = 0.0
-    statuses_5xx: tuple[int, ...] = (502, 503, 504)
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` for impossible settings."""
-        rates = [self.rate_429, self.rate_5xx, self.rate_slow, self.rate_reset, self.rate_truncated]
-        if any(rate < 0 or rate > 1 for rate in rates) or sum(rates) > 1.0 + 1e-9:
-            raise ValueError("fault rates must each be within 0..1 and sum to at most 1")
-        if self.slow_seconds < 0:
-            raise ValueError("slow_seconds must be >= 0")
-        if not self.statuses_5xx or any(not 500 <= code <= 599 for code in self.statuses_5xx):
-            raise ValueError("statuses_5xx must be non-empty 5xx codes")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly copy."""
-        data = dataclasses.asdict(self)
-        data["statuses_5xx"] = list(self.statuses_5xx)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FaultConfig:
-        """Build from a JSON object; unknown keys raise ``ValueError``; missing keys default."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        values = dict(data)
-        if "statuses_5xx" in values:
-            values["statuses_5xx"] = tuple(int(code) for code in values["statuses_5xx"])
-        config = cls(**values)
-        config.validate()
-        return config
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One fault to apply to one request.
-
-    ``kind`` is ``status`` (answer ``status`` with the provider's body for it), ``reset`` (close
-    the connection without answering), ``truncate`` (cut the body short) or ``slow`` (delay).
-    """
-
-    kind: str
-    status: int | None = None
-    delay_s: float = 0.0
-    source: str = "random"
-
-
-class FaultInjector:
-    """Decides, per API request, whether and how to misbehave.
-
-    Queued ``fail_next`` faults go first, then one draw from the seeded RNG against the rates of
-    the current :class:`FaultConfig` (which may be mutated in place at any time).
-    """
-
-    def __init__(self, config: FaultConfig | None = None) -> None:
-        self._lock = threading.Lock()
-        self._config = config or FaultConfig()
-        self._rng = random.Random(self._config.seed)
-        self._queue: list[Fault] = []
-
-    @property
-    def config(self) -> FaultConfig:
-        """The live configuration object (mutations take effect on the next request)."""
-        return self._config
-
-    @config.setter
-    def config(self, value: FaultConfig) -> None:
-        value.validate()
-        with self._lock:
-            self._config = value
-            self._rng = random.Random(value.seed)
-
-    def fail_next(self, n: int = 1, status: int = 503, *, kind: str = "status", delay_s: float = 1.0) -> None:
-        """Make the next ``n`` API requests fail (``kind`` as in :class:`Fault`)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"kind must be one of {FAULT_KINDS}")
-        if kind == "status" and not 400 <= status <= 599:
-            raise ValueError("status must be a 4xx or 5xx code")
-        fault = Fault(kind, status if kind == "status" else None, delay_s if kind == "slow" else 0.0, "fail_next")
-        with self._lock:
-            self._queue.extend([fault] * n)
-
-    def pending(self) -> int:
-        """How many ``fail_next`` faults are still queued."""
-        with self._lock:
-            return len(self._queue)
-
-    def clear(self) -> None:
-        """Drop queued ``fail_next`` faults."""
-        with self._lock:
-            self._queue.clear()
-
-    def decide(self) -> Fault | None:
-        """The fault for the current request, or ``None``."""
-        with self._lock:
-            if self._queue:
-                return self._queue.pop(0)
-            config = self._config
-            total = config.rate_429 + config.rate_5xx + config.rate_reset + config.rate_truncated + config.rate_slow
-            if total <= 0:
-                return None
-            draw = self._rng.random()
-            if draw < config.rate_429:
-                return Fault("status", 429)
-            draw -= config.rate_429
-            if draw < config.rate_5xx:
-                return Fault("status", self._rng.choice(config.statuses_5xx))
-            draw -= config.rate_5xx
-            if draw < config.rate_reset:
-                return Fault("reset")
-            draw -= config.rate_reset
-            if draw < config.rate_truncated:
-                return Fault("truncate")
-            draw -= config.rate_truncated
-            if draw < config.rate_slow:
-                return Fault("slow", delay_s=config.slow_seconds)
-            return None
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------------------------
+    return mark
 
 
 class RequestStats:
@@ -436,10 +170,8 @@ class RequestStats:
         self.reset()
 
     def reset(self) -> None:
-        """Zero every counter."""
         with self._lock:
-            self._total = 0
-            self._admin = 0
+            self._total = self._admin = 0
             self._by_route: Counter[str] = Counter()
             self._by_status: Counter[int] = Counter()
             self._rate_limited: Counter[str] = Counter()
@@ -462,232 +194,189 @@ class RequestStats:
             return list(self._arrivals)
 
     def record_admin(self) -> None:
-        """Count one admin request."""
         with self._lock:
             self._admin += 1
 
     def record_rate_limited(self, policy: str) -> None:
-        """Count one 429 served by the provider's own rate-limit policy ``policy``."""
+        """Count one 429 (or 403) served by the provider's own rate-limit policy ``policy``."""
         with self._lock:
             self._rate_limited[policy] += 1
 
     def record_fault(self, kind: str) -> None:
-        """Count one injected fault of ``kind`` (e.g. ``429``, ``503``, ``reset``)."""
         with self._lock:
             self._faults[kind] += 1
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-friendly copy of all counters."""
         with self._lock:
             return {
-                "total_requests": self._total,
-                "admin_requests": self._admin,
-                "by_route": dict(self._by_route),
+                "total_requests": self._total, "admin_requests": self._admin, "by_route": dict(self._by_route),
                 "by_status": {str(code): count for code, count in sorted(self._by_status.items())},
-                "rate_limited": dict(self._rate_limited),
-                "rate_limited_total": sum(self._rate_limited.values()),
-                "faults": dict(self._faults),
-                "faults_total": sum(self._faults.values()),
+                "rate_limited": dict(self._rate_limited), "rate_limited_total": sum(self._rate_limited.values()),
+                "faults": dict(self._faults), "faults_total": sum(self._faults.values()),
                 "since": datetime.fromtimestamp(self._since, tz=timezone.utc).isoformat(),
             }
 
 
-# --------------------------------------------------------------------------------------------
-# HTTP server
-# --------------------------------------------------------------------------------------------
+class Account:
+    """One account of a simulator: its id, the tokens it accepts, the host that names it (if the
+    provider's URL does), its record stores and a seeded RNG for test mutations. Providers subclass
+    it to add the account's limits and seed its records in ``__init__``."""
+
+    def __init__(self, sim: Simulator, spec: AccountSpec, *, host: str | None = None) -> None:
+        self.id, self.spec, self.host = spec.id, spec, host
+        self.stores: dict[str, RecordStore] = {}
+        self.default = not sim.accounts
+        self.seed = str(sim.config.seed) if self.default else f"{sim.config.seed}-{spec.id}"
+        self.rng = random.Random(f"{self.seed}-mutations")
+
+    def count_of(self, sim: Simulator, entity: str) -> int:
+        return sim.config.count_of(entity, None if self.default else self.spec)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
+class Simulator:
+    """Base class of every provider simulator. See the module docstring.
 
-    def __init__(self, address: tuple[str, int], simulator: SimulatorBase) -> None:
-        self.simulator = simulator
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _RequestHandler)
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 120  # idle keep-alive connections are closed after this many seconds
-
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.connections_lock:
-            self.server.open_connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.open_connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _handle(self) -> None:
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        target = urlsplit(self.path)
-        request = Request(
-            method=self.command,
-            path=target.path,
-            query=parse_qs(target.query, keep_blank_values=True),
-            headers=self.headers,
-            body=body,
-            raw_target=self.path,
-        )
-        response = self.server.simulator.dispatch(request)
-        if response is None:
-            self._reset_connection()
-            return
-        try:
-            self._send(response)
-        except OSError:  # the client went away mid-answer
-            self.close_connection = True
-
-    def _send(self, response: Response) -> None:
-        """Write status line, headers and body with a single send (no Nagle/delayed-ACK stall)."""
-        status = response.status
-        lines = [
-            f"{self.protocol_version} {status} {_status_phrase(status)}",
-            f"Date: {self.date_time_string()}",
-            f"Server: {self.server.simulator.server_name}",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in response.headers.items() if name.lower() != "content-length")
-        has_body = status not in (204, 304) and not 100 <= status < 200
-        if has_body:
-            lines.append(f"Content-Length: {len(response.body)}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if has_body and self.command != "HEAD":
-            payload += response.body
-        self.log_request(status, len(response.body))
-        self.wfile.write(payload)
-
-    def _reset_connection(self) -> None:
-        """Close the TCP connection without answering (RST thanks to a zero linger)."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with contextlib.suppress(OSError):
-            self.rfile.close()
-        with contextlib.suppress(OSError):
-            self.wfile.close()
-        with contextlib.suppress(OSError):
-            self.connection.close()
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-
-class SimulatorBase:
-    """Base class of every provider simulator.
-
-    Subclasses implement :meth:`build_routes` and the provider-shaped answers
-    (:meth:`not_found_response`, :meth:`fault_response`, :meth:`internal_error_response`), and
-    may implement :meth:`mutate` (behind ``POST /_simulator/mutate``), :meth:`describe` and
-    :meth:`reset_rate_limits`.
+    Subclasses set :attr:`config_class`, :attr:`account_class` and :attr:`ENTITIES` (names the
+    Python-side helpers accept -> store names), declare routes with :func:`api`, and implement
+    :meth:`default_account_spec`, :meth:`credentials`, :meth:`admit` and the provider-shaped
+    answers; :meth:`record_view`, :meth:`new_values` and :meth:`random_changes` serve the
+    Python-side helpers used by tests (:meth:`records`, :meth:`count`, :meth:`create`,
+    :meth:`modify`, :meth:`delete`).
 
     Usage::
 
-        with MySimulator(...) as sim:          # started, stopped on exit
+        with MySimulator(MySimConfig(...)) as sim:   # started, stopped on exit
             httpx.get(sim.base_url + "/...")
-
-        with sim.serve() as base_url:          # same, yields the base URL
-            ...
     """
 
     provider = "generic"
     server_name = "crm-pipelines-simulator"
+    config_class: ClassVar[type[SimConfig]] = SimConfig
+    account_class: ClassVar[type[Account]] = Account
+    ENTITIES: ClassVar[Mapping[str, str]] = {}
+    #: The configuration field ``--token`` fills; old option names -> new ones; command-line defaults.
+    TOKEN_FIELD: ClassVar[str] = "tokens"
+    CLI_ALIASES: ClassVar[Mapping[str, str]] = {}
+    CLI_DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+    #: Whether :meth:`modify` stamps records a time unit apart (else all with one stamp).
+    SPREAD_MODIFICATIONS: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        clock: SimClock | None = None,
-        faults: FaultConfig | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.clock = clock or SimClock()
-        self._injector = FaultInjector(faults)
+    def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = cfg = config or self.config_class()
+        cfg.validate()
+        self.host, self.port = host, port
+        self.clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
+        self.reference = cfg.reference_time or self.clock.now()
+        self.lock = self._lock = threading.RLock()
+        self.in_api = False  #: True while an API handler runs (changes come from the API, not the app)
+        self.event_ids = itertools.count(1)  #: serial numbers of webhook events
+        self._injector = FaultInjector(cfg.faults)
         self._stats = RequestStats()
-        self._server: _Server | None = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._started_at: float | None = None
-        self.router = Router()
-        self._add_admin_routes()
-        self.build_routes(self.router)
+        self.accounts: dict[str, Account] = {}
+        self._by_token: dict[Any, Account] = {}
+        self.webhooks = WebhookEmitter(cfg.webhook_url, sign=self.sign_delivery, build_body=self.delivery_bodies, on_retry=self.on_retry,
+                                       batch_max=getattr(cfg, "webhook_batch_max", 1), max_attempts=cfg.webhook_max_attempts,
+                                       retry_base_s=cfg.webhook_retry_base_s, retry_max_s=max(30.0, cfg.webhook_retry_base_s * 50)) if cfg.webhook_url else None
+        self._routes = [Route(method, path, getattr(self, handler.__name__), name or f"{method} {path}", is_api, auth, meta)
+                        for handler in self._declared() for method, path, name, is_api, auth, meta in handler._routes]
+        compiled = [(route, *_compile(route.path)) for route in sorted(self._routes, key=lambda r: not r.api)]  # API routes first
+        self._by_method: dict[str, list[tuple[Route, Any, dict[str, Any]]]] = {}
+        for entry in compiled:
+            self._by_method.setdefault(entry[0].method, []).append(entry)
+        self._compiled = compiled
+        self.add_account(self.default_account_spec())
+        for spec in cfg.accounts:
+            self.add_account(spec)
 
-    # ---- hooks for providers -------------------------------------------------------------
+    @classmethod
+    def _declared(cls) -> Iterator[Callable]:
+        seen: set[str] = set()
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if hasattr(value, "_routes") and name not in seen:
+                    seen.add(name)
+                    yield value
 
-    def build_routes(self, router: Router) -> None:
-        """Register the provider's API routes (``api=True``)."""
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec("default", tuple(getattr(self.config, self.TOKEN_FIELD, ())))
+
+    def add_account(self, spec: AccountSpec) -> Account:
+        """Create an account (its records seeded) and accept its tokens."""
+        with self.lock:
+            if spec.id in self.accounts:
+                raise ValueError(f"account {spec.id} exists")
+            account = self.account_class(self, spec)
+            self.accounts[account.id] = account
+            for token in spec.tokens:
+                self.bind_token(token, account)
+            for store in account.stores.values():
+                store.on_change = self._change_listener(account, store)
+            return account
+
+    def account(self, account_id: str | None = None) -> Account:
+        """The account ``account_id`` (default: the first one)."""
+        if account_id is None:
+            return next(iter(self.accounts.values()))
+        try:
+            return self.accounts[str(account_id)]
+        except KeyError:
+            raise ValueError(f"unknown account {account_id!r}") from None
+
+    def bind_token(self, token: Any, account: Account) -> None:
+        self._by_token[token] = account
+
+    def unbind_token(self, token: Any) -> None:
+        self._by_token.pop(token, None)
+
+    def authenticate(self, request: Request) -> Account | Response | None:
+        """The account the request's credentials (and host, for providers whose URL names the
+        account) designate; ``None`` answers :meth:`unauthorized_response`."""
+        token = self.credentials(request)
+        account = self._by_token.get(token) if token else None
+        if account is not None and account.host and request.host.endswith(self.account_hosts) and request.host != account.host:
+            return None
+        request.token = token
+        return account
+
+    account_hosts: ClassVar[tuple[str, ...]] = ()
+
+    def credentials(self, request: Request) -> Any:
+        """The token the request carries (the key of :meth:`bind_token`)."""
+        scheme, _, token = (request.header("Authorization") or "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+
+    def admit(self, request: Request) -> Response | None:
+        """The provider's limits for an authenticated request: a rejection, or ``None`` (and
+        ``request.response_headers`` for the answer)."""
+        return None
+
+    #: The provider's own answers: kind -> (status, arguments of :meth:`error_response`); strings
+    #: are formatted with ``request`` and ``error`` (the JSON parse error).
+    ANSWERS: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "unauthorized": (401, "unauthorized"), "not_found": (404, "not found"), "method_not_allowed": (405, "method not allowed"),
+        "internal_error": (500, "internal error"), "invalid_json": (400, "invalid JSON: {error}"),
+    }
+
+    def error_response(self, status: int, *args: Any) -> Response:
+        """The provider's error body."""
+        return Response.json(status, {"error": args[0]})
+
+    def answer(self, kind: str, request: Request, error: Exception | None = None) -> Response:
+        status, *args = self.ANSWERS[kind]
+        return self.error_response(status, *(a.format(request=request, error=error) if isinstance(a, str) else a for a in args))
+
+    def unauthorized_response(self, request: Request) -> Response:
+        return self.answer("unauthorized", request)
 
     def not_found_response(self, request: Request) -> Response:
-        """Answer for a path no route knows."""
-        return Response.json(404, {"error": "not found", "path": request.path})
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        """Answer for a known path with an unsupported method."""
-        return Response.json(405, {"error": "method not allowed", "method": request.method})
+        return self.answer("not_found", request)
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Provider-shaped answer for an injected ``status`` (429 or 5xx, or any 4xx)."""
-        return Response.json(status, {"error": _status_phrase(status)})
-
-    def internal_error_response(self, request: Request) -> Response:
-        """Provider-shaped 500 for an unexpected exception in a handler."""
-        return Response.json(500, {"error": "internal error"})
-
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply a provider-specific data mutation requested through the admin API."""
-        raise ValueError(f"{self.provider} simulator does not support mutations")
-
-    def apply_mutation(self, spec: Mapping[str, Any], *, check_entity: Callable[[str], Any]) -> dict[str, Any]:
-        """The admin mutation ``{"entity", "modify", "create", "delete", "ids"}``, through the
-        simulator's own ``modify(entity, n=, ids=)``, ``create(entity, n)`` and ``delete(entity, n)``."""
-        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids"}
-        if unknown:
-            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        entity = str(spec.get("entity", ""))
-        check_entity(entity)
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
-        if spec.get("ids"):
-            result["modified"] = self.modify(entity, ids=spec["ids"])  # type: ignore[attr-defined]
-        elif int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, n=int(spec["modify"]))  # type: ignore[attr-defined]
-        if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]))  # type: ignore[attr-defined]
-        if int(spec.get("delete") or 0) > 0:
-            result["deleted"] = self.delete(entity, int(spec["delete"]))  # type: ignore[attr-defined]
-        result["now"] = self.clock.now().isoformat()
-        return result
+        return Response.json(status, {"error": f"HTTP {status}"})
 
     def describe(self) -> dict[str, Any]:
         """Extra provider facts for ``GET /_simulator/health``."""
@@ -696,63 +385,196 @@ class SimulatorBase:
     def reset_rate_limits(self) -> None:
         """Forget rate-limit usage (``POST /_simulator/reset-rate-limits``)."""
 
-    @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add provider options to ``python -m crm_pipelines.simulator <provider>``."""
+    def on_change(self, account: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
+        """A record of ``account`` was created, updated or deleted (through the API or a helper)."""
 
-    @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> SimulatorBase:
-        """Build the simulator from parsed options (common ones: host, port, seed, token, faults)."""
-        raise NotImplementedError(f"{cls.__name__} cannot be started from the command line")
+    def _change_listener(self, account: Account, store: RecordStore) -> Callable[[str, Record, Mapping[str, Any]], None]:
+        return lambda action, record, previous: self.on_change(account, store, action, record, previous)
 
-    # ---- lifecycle -----------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            self.webhooks.enqueue(event)
 
-    def start(self) -> SimulatorBase:
+    def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
+        return {}
+
+    def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
+        """One POST per event by default; HubSpot sends arrays."""
+        return [(json_dumps(event), {}) for event in events]
+
+    def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
+        """Update events before a retry (attempt counters)."""
+
+    def stamp(self) -> int:
+        """Now, in the unit of the provider's record times."""
+        return self.clock.now_ms()
+
+    def entity_store(self, entity: str, account: str | None = None) -> RecordStore:
+        name = self.ENTITIES.get(entity)
+        if name is None:
+            raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(self.ENTITIES)}")
+        return self.account(account).stores[name]
+
+    def entity_filter(self, entity: str) -> Callable[[Record], bool] | None:
+        """Which records of the entity's store belong to ``entity`` (``None``: all)."""
+        return None
+
+    def record_key(self, store: RecordStore, record: Record) -> str:
+        return str(record.id)
+
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        """The record as the API shows it."""
+        return dict(record.values)
+
+    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """Values of one generated record of ``entity``."""
+        raise NotImplementedError
+
+    def random_changes(self, account: Account, store: RecordStore, record: Record) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        """Create (``record`` None) or change a record; providers add their system fields."""
+        if record is None:
+            return store.insert(dict(values), stamp)
+        store.update(record, values, stamp)
+        return record
+
+    def remove(self, store: RecordStore, record: Record) -> None:
+        """Delete a record as the provider does (soft by default)."""
+        store.delete(record, self.stamp())
+
+    def _selected(self, entity: str, deleted: bool, account: str | None) -> tuple[RecordStore, list[Record]]:
+        store, keep = self.entity_store(entity, account), self.entity_filter(entity)
+        return store, [r for r in store.select(deleted) if keep is None or keep(r)]
+
+    def records(self, entity: str, deleted: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
+        """key -> API-shaped record, for live (or deleted) records of ``entity``."""
+        with self.lock:
+            store, chosen = self._selected(entity, deleted, account)
+            return {self.record_key(store, r): self.record_view(store, r) for r in chosen}
+
+    def count(self, entity: str, deleted: bool = False, *, account: str | None = None) -> int:
+        with self.lock:
+            return len(self._selected(entity, deleted, account)[1])
+
+    def _pick(self, entity: str, n: int | None, ids: Iterable[Any] | None, account: str | None) -> tuple[RecordStore, list[Record]]:
+        store, live = self._selected(entity, False, account)
+        if ids is None:
+            return store, self.account(account).rng.sample(live, min(1 if n is None else n, len(live)))
+        keys = self._keyed(store, live)
+        missing = [i for i in ids if str(i) not in keys]
+        if missing:
+            raise KeyError(f"{entity} {missing[0]} does not exist or is deleted")
+        return store, [keys[str(i)] for i in ids]
+
+    def _keyed(self, store: RecordStore, records: list[Record]) -> dict[str, Record]:
+        """Records by key and by bare id (both name a record in the helpers)."""
+        return {str(r.id): r for r in records} | {self.record_key(store, r): r for r in records}
+
+    def create(self, entity: str, n: int = 1, *, account: str | None = None) -> list[str]:
+        """Create ``n`` generated records stamped with the simulated now; returns their keys."""
+        with self.lock:
+            store = self.entity_store(entity, account)
+            return [self.record_key(store, self.write(store, None, self.new_values(self.account(account), store, entity), self.stamp())) for _ in range(n)]
+
+    def modify(self, entity: str, n: int | None = None, ids: Iterable[Any] | None = None, *, same_timestamp: bool | None = None,
+               changes: Mapping[str, Any] | None = None, at: datetime | None = None, account: str | None = None) -> list[str]:
+        """Change a few values of ``n`` seeded-random live records (or of ``ids``), stamped now (or
+        ``at``). With spread modifications the records get consecutive stamps and the clock moves
+        on so that none lies in the future."""
+        with self.lock:
+            store, chosen = self._pick(entity, n, ids, account)
+            spread = self.SPREAD_MODIFICATIONS if same_timestamp is None else not same_timestamp
+            start = self.stamp() if at is None else self.stamp_of(at)
+            for position, record in enumerate(chosen):
+                self.write(store, record, changes or self.random_changes(self.account(account), store, record), start + (position if spread else 0))
+            lag = start + len(chosen) - 1 - self.stamp() if spread else 0
+            if lag > 0:
+                self.clock.advance(lag / self.stamps_per_second)
+            return [self.record_key(store, r) for r in chosen]
+
+    stamps_per_second = 1000
+
+    def stamp_of(self, moment: datetime) -> int:
+        return int(moment.timestamp() * self.stamps_per_second)
+
+    def delete(self, entity: str, target: int | Iterable[Any], *, account: str | None = None) -> list[str]:
+        """Delete ``target`` keys, or ``target`` seeded-random live records when it is an int."""
+        with self.lock:
+            if isinstance(target, int):
+                store, chosen = self._pick(entity, target, None, account)
+            else:
+                store, live = self._selected(entity, False, account)
+                keys = self._keyed(store, live)
+                chosen = list({id(r): r for t in ([target] if isinstance(target, str) else target) if (r := keys.get(str(t)))}.values())
+            for record in chosen:
+                self.remove(store, record)
+            return [self.record_key(store, r) for r in chosen]
+
+    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Admin mutation ``{"entity", "modify", "create", "delete", "ids", "account"}``."""
+        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids", "account"}
+        if unknown:
+            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
+        entity, account = str(spec.get("entity", "")), spec.get("account")
+        self.entity_store(entity, account)
+        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
+        if spec.get("ids") or int(spec.get("modify") or 0) > 0:
+            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, account=account)
+        if int(spec.get("create") or 0) > 0:
+            result["created"] = self.create(entity, int(spec["create"]), account=account)
+        if int(spec.get("delete") or 0) > 0:
+            result["deleted"] = self.delete(entity, int(spec["delete"]), account=account)
+        result["now"] = self.clock.now().isoformat()
+        return result
+
+    def start(self) -> Simulator:
         """Bind the socket and serve from a daemon thread; returns ``self``."""
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), self)
-        self._server = server
-        self.port = server.server_address[1]
-        self._started_at = time.monotonic()
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"{self.provider}-simulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(self._asgi, log_config=None, log_level="warning", access_log=False, server_header=False,
+                                               lifespan="off", interface="asgi3", proxy_headers=False,
+                                               timeout_keep_alive=120, timeout_graceful_shutdown=2))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"{self.provider}-simulator:{self.port}", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                sock.close()
+                raise RuntimeError(f"{self.provider} simulator did not start on {self.host}:{self.port}")
+            time.sleep(0.002)
+        self._server, self._thread, self._started_at = server, thread, time.monotonic()
+        sock.close()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket and open keep-alive connections."""
+        """Deliver pending webhooks, stop serving, close the port and open connections."""
+        if self.webhooks is not None:
+            self.webhooks.flush(timeout_s=5)
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with server.connections_lock:
-            connections = list(server.open_connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if server is not None:
+            server.should_exit = True
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+                self._thread = None
+        if self.webhooks is not None:
+            self.webhooks.stop()
 
     @property
     def running(self) -> bool:
-        """Whether the server is accepting connections."""
         return self._server is not None
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` of the running server."""
         if self._server is None:
             raise RuntimeError("simulator is not running; call start() first")
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> SimulatorBase:
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -760,14 +582,12 @@ class SimulatorBase:
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
-        """Context manager that starts the server and yields its base URL."""
+        """Start the server and yield its base URL; stop on exit."""
         self.start()
         try:
             yield self.base_url
         finally:
             self.stop()
-
-    # ---- faults and stats ----------------------------------------------------------------
 
     @property
     def faults(self) -> FaultConfig:
@@ -784,159 +604,228 @@ class SimulatorBase:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Snapshot of the request statistics."""
-        snapshot = self._stats.snapshot()
-        snapshot["fail_next_pending"] = self._injector.pending()
-        return snapshot
+        return self._stats.snapshot() | {"fail_next_pending": self._injector.pending()}
 
     def reset_stats(self) -> None:
-        """Zero the request statistics."""
         self._stats.reset()
 
     @property
     def stats_recorder(self) -> RequestStats:
-        """The live counters, for providers that report their own rate-limit rejections."""
         return self._stats
 
-    # ---- dispatch ------------------------------------------------------------------------
+    async def _asgi(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        query = scope["query_string"].decode("latin-1")
+        raw_target = scope["raw_path"].decode("latin-1") + ("?" + query if query else "")
+        request = Request(scope["method"], scope["path"], parse_qs(query, keep_blank_values=True) if query else {}, Headers(raw=scope["headers"]),
+                          b"".join(chunks), raw_target)
+        response = await self._dispatch(request)
+        if response is None:  # a reset: close the connection with RST, unanswered
+            cycle = getattr(send, "__self__", None)
+            transport = getattr(cycle, "transport", None)
+            if transport is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+                cycle.disconnected = True
+                return
+            response = Response(500)
+        has_body = response.status not in _NO_BODY
+        headers = [(b"Server", self.server_name.encode())]
+        headers += [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items() if k.lower() != "content-length"]
+        if has_body:
+            headers.append((b"Content-Length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body if has_body and request.method != "HEAD" else b""})
 
-    def dispatch(self, request: Request) -> Response | None:
-        """Route one request through faults, the handler and statistics.
+    def _match(self, request: Request) -> tuple[Route | None, bool]:
+        """The route for the request's method and path; else whether another method has the path."""
+        path = request.path
+        for route, regex, convertors in self._by_method.get(request.method, ()):
+            found = regex.match(path)
+            if found is not None:
+                request.params = {k: convertors[k].convert(v) for k, v in found.groupdict().items()}
+                return route, True
+        return None, any(regex.match(path) for _, regex, _ in self._compiled)
 
-        Returns ``None`` when the connection must be reset without an answer.
-        """
-        route, params, path_matched = self.router.match(request.method, request.path)
+    async def _dispatch(self, request: Request) -> Response | None:
+        """Route one request through faults, authentication, limits, the handler and statistics;
+        ``None`` when the connection must be reset without an answer."""
+        route, path_matched = self._match(request)
         if route is None:
             if request.path.startswith(ADMIN_PREFIX):
                 self._stats.record_admin()
                 return Response.json(404, {"error": "unknown admin route", "path": request.path})
-            response = (
-                self.method_not_allowed_response(request) if path_matched else self.not_found_response(request)
-            )
+            response = self.answer("method_not_allowed", request) if path_matched else self.not_found_response(request)
             self._stats.record_response("(unmatched)", response.status)
             return response
-        request.params = params
+        request.route = route
         if not route.api:
             self._stats.record_admin()
             return self._call(route, request)
-
-        fault = self._injector.decide()
+        fault: Fault | None = self._injector.decide()
         if fault is not None:
+            self._stats.record_fault(str(fault.status) if fault.kind == "status" else fault.kind)
             if fault.kind == "reset":
-                self._stats.record_fault("reset")
                 self._stats.record_response(route.name, None)
                 return None
             if fault.kind == "status":
-                assert fault.status is not None
-                self._stats.record_fault(str(fault.status))
-                response = self.fault_response(fault.status, request)
+                response = self.fault_response(int(fault.status or 503), request)
                 self._stats.record_response(route.name, response.status)
                 return response
             if fault.kind == "slow":
-                self._stats.record_fault("slow")
-                time.sleep(fault.delay_s)
-
+                await asyncio.sleep(fault.delay_s)
         response = self._call(route, request)
         if fault is not None and fault.kind == "truncate" and response.body:
-            self._stats.record_fault("truncate")
             response = Response(response.status, dict(response.headers), response.body[: max(1, len(response.body) // 2)])
         self._stats.record_response(route.name, response.status)
         return response
 
     def _call(self, route: Route, request: Request) -> Response:
         try:
-            return route.handler(request)
-        except Exception:  # a simulator bug must not kill the connection thread silently
+            if route.auth:
+                account = self.authenticate(request)
+                if not isinstance(account, Account):
+                    return account if isinstance(account, Response) else self.unauthorized_response(request)
+                request.account = account
+                rejection = self.admit(request)
+                if rejection is not None:
+                    return rejection
+            with self.lock:
+                self.in_api = route.api
+                try:
+                    response = route.handler(request)
+                finally:
+                    self.in_api = False
+        except ApiError as exc:
+            response = exc.response
+        except InvalidJSONBody as exc:
+            response = self.answer("invalid_json", request, exc)
+        except Exception:  # a simulator bug must answer, not kill the connection silently
             log.exception("simulator handler %s failed", route.name)
-            return self.internal_error_response(request)
+            response = self.answer("internal_error", request)
+        if request.response_headers:
+            response.headers.update(request.response_headers)
+        return response
 
-    # ---- admin routes --------------------------------------------------------------------
-
-    def _add_admin_routes(self) -> None:
-        add = self.router.add
-        add("GET", r"/_simulator/health", self._admin_health, name="admin health", api=False)
-        add("GET", r"/_simulator/stats", lambda _r: Response.json(200, self.stats), name="admin stats", api=False)
-        add("POST", r"/_simulator/reset-stats", self._admin_reset_stats, name="admin reset-stats", api=False)
-        add("GET", r"/_simulator/faults", self._admin_get_faults, name="admin faults", api=False)
-        add("POST", r"/_simulator/faults", self._admin_set_faults, name="admin set faults", api=False)
-        add("POST", r"/_simulator/mutate", self._admin_mutate, name="admin mutate", api=False)
-        add("GET", r"/_simulator/clock", lambda _r: Response.json(200, self.clock.describe()), name="admin clock", api=False)
-        add("POST", r"/_simulator/clock", self._admin_set_clock, name="admin set clock", api=False)
-        add("POST", r"/_simulator/reset-rate-limits", self._admin_reset_limits, name="admin reset limits", api=False)
-
+    @admin("GET", "health")
     def _admin_health(self, _request: Request) -> Response:
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
-        payload = {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()}
-        payload.update(self.describe())
-        return Response.json(200, payload)
+        return Response.json(200, {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()} | self.describe())
 
+    @admin("GET", "stats")
+    def _admin_stats(self, _request: Request) -> Response:
+        return Response.json(200, self.stats)
+
+    @admin("POST", "reset-stats")
     def _admin_reset_stats(self, _request: Request) -> Response:
         self.reset_stats()
         return Response.json(200, {"status": "ok"})
 
-    def _admin_get_faults(self, _request: Request) -> Response:
+    @admin("GET", "faults")
+    def _admin_faults(self, _request: Request) -> Response:
         return Response.json(200, {"faults": self.faults.to_dict(), "fail_next_pending": self._injector.pending()})
 
+    @admin("POST", "faults")
     def _admin_set_faults(self, request: Request) -> Response:
         """Replace the fault config (absent keys take defaults); optional ``fail_next``."""
-        try:
-            body = request.json() or {}
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            fail_next = body.pop("fail_next", None)
-            self.faults = FaultConfig.from_dict(body)
-            self._injector.clear()
-            if fail_next:
-                self.fail_next(
-                    int(fail_next.get("n", 1)),
-                    int(fail_next.get("status", 503)),
-                    kind=str(fail_next.get("kind", "status")),
-                    delay_s=float(fail_next.get("delay_s", 1.0)),
-                )
-        except (ValueError, TypeError) as exc:
-            return Response.json(400, {"error": str(exc)})
-        return self._admin_get_faults(request)
+        return _admin_answer(lambda body: self._set_faults(body) or self._admin_faults(request), request)
 
+    def _set_faults(self, body: dict[str, Any]) -> None:
+        fail_next = body.pop("fail_next", None)
+        self.faults = FaultConfig.from_dict(body)
+        self._injector.clear()
+        if fail_next:
+            self.fail_next(int(fail_next.get("n", 1)), int(fail_next.get("status", 503)), kind=str(fail_next.get("kind", "status")),
+                           delay_s=float(fail_next.get("delay_s", 1.0)))
+
+    @admin("POST", "mutate")
     def _admin_mutate(self, request: Request) -> Response:
-        try:
-            body = request.json()
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            return Response.json(200, self.mutate(body))
-        except (ValueError, TypeError, KeyError) as exc:
-            return Response.json(400, {"error": str(exc)})
+        return _admin_answer(lambda body: Response.json(200, self.mutate(body)), request)
 
-    def _admin_set_clock(self, request: Request) -> Response:
-        """Body: any of ``{"set": iso-or-ms, "advance": seconds, "freeze": bool}``."""
-        try:
-            body = request.json() or {}
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            if body.get("freeze") is False:
-                self.clock.unfreeze()
-            if "set" in body:
-                self.clock.set(parse_datetime(str(body["set"])))
-            if "advance" in body:
-                self.clock.advance(float(body["advance"]))
-            if body.get("freeze") is True:
-                self.clock.freeze()
-        except (ValueError, TypeError) as exc:
-            return Response.json(400, {"error": str(exc)})
+    @admin("GET", "clock")
+    def _admin_clock(self, _request: Request) -> Response:
         return Response.json(200, self.clock.describe())
 
+    @admin("POST", "clock")
+    def _admin_set_clock(self, request: Request) -> Response:
+        """Body: any of ``{"set": iso-or-ms, "advance": seconds, "freeze": bool}``."""
+        return _admin_answer(lambda body: self._set_clock(body) or Response.json(200, self.clock.describe()), request)
+
+    def _set_clock(self, body: dict[str, Any]) -> None:
+        if body.get("freeze") is False:
+            self.clock.unfreeze()
+        if "set" in body:
+            self.clock.set(parse_datetime(str(body["set"])))
+        if "advance" in body:
+            self.clock.advance(float(body["advance"]))
+        if body.get("freeze") is True:
+            self.clock.freeze()
+
+    @admin("POST", "reset-rate-limits")
     def _admin_reset_limits(self, _request: Request) -> Response:
         self.reset_rate_limits()
         return Response.json(200, {"status": "ok"})
 
+    @admin("GET", "accounts")
+    def _admin_accounts(self, _request: Request) -> Response:
+        with self.lock:
+            return Response.json(200, {"accounts": [self._account_summary(a) for a in self.accounts.values()]})
 
-def _status_phrase(status: int) -> str:
+    @admin("POST", "accounts")
+    def _admin_add_account(self, request: Request) -> Response:
+        """Body: ``{"id", "tokens", "refresh_tokens", "records": {entity: n}}``; answers the account."""
+        return _admin_answer(lambda body: Response.json(201, self._account_summary(self.add_account(AccountSpec.from_dict(body)))), request)
+
+    def _account_summary(self, account: Account) -> dict[str, Any]:
+        return {"id": account.id, "host": account.host, "records": {name: store.count() for name, store in account.stores.items()}}
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Options of ``python -m crm_pipelines.simulator <provider>``: one per configuration field."""
+        parser.add_argument("--account", dest="accounts", action="append", type=AccountSpec.parse, metavar="ID=TOKEN[,TOKEN]",
+                            help="another account (repeatable); refresh:TOKEN for an OAuth refresh token")
+        add_config_arguments(parser, cls.config_class, cls.CLI_DEFAULTS, {"--no-rate-limits": "--no-rate-limits-enabled", **cls.CLI_ALIASES})
+
+    @classmethod
+    def config_from_cli_args(cls, args: argparse.Namespace) -> SimConfig:
+        return config_from_arguments(cls.config_class, args, **({cls.TOKEN_FIELD: tuple(args.token)} if getattr(args, "token", None) else {}))
+
+    @classmethod
+    def from_cli_args(cls, args: argparse.Namespace) -> Simulator:
+        return cls(cls.config_from_cli_args(args), host=args.host, port=args.port)
+
+
+SimulatorBase = Simulator
+
+
+def _compile(path: str) -> tuple[Any, dict[str, Any]]:
+    """Starlette's template syntax, plus ``{name:a|b|c}`` for a segment that is one of a few words
+    and a trailing ``/?`` for an optional slash."""
+    choices = dict(re.findall(r"\{(\w+):(\w+(?:\|\w+)+)\}", path))
+    optional_slash = path.endswith("/?")
+    regex, _, convertors = compile_path(re.sub(r"\{(\w+):\w+(?:\|\w+)+\}", r"{\1}", path[:-2] if optional_slash else path))
+    pattern = regex.pattern[:-1] + ("/?$" if optional_slash else "$")
+    for name, words in choices.items():
+        pattern = pattern.replace(f"(?P<{name}>[^/]+)", f"(?P<{name}>{words})")
+    return re.compile(pattern), convertors
+
+
+def _admin_answer(action: Callable[[dict[str, Any]], Response], request: Request) -> Response:
     try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Status"
+        body = request.json() or {}
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        return action(body)
+    except (ValueError, TypeError, KeyError) as exc:
+        return Response.json(400, {"error": str(exc)})
 
 
-def utc_iso_ms(epoch_ms: int) -> str:
-    """``2025-02-01T09:30:11.123Z`` for an epoch-milliseconds value."""
-    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=epoch_ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+__all__ = ["Account", "AccountSpec", "ApiError", "Fault", "FaultConfig", "InvalidJSONBody", "Request", "Response", "Route", "SimClock",
+           "Simulator", "SimulatorBase", "admin", "api", "json_dumps", "json_loads", "parse_datetime", "utc_iso_ms"]

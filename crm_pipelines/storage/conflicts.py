@@ -120,7 +120,7 @@ class Detected:
         return None
 
 
-def record(conn, provider: str, entity: str, found: list[Detected], now: datetime) -> None:
+def record(conn, integration, entity: str, found: list[Detected], now: datetime) -> None:
     """Write the decisions; a record already waiting for review gets the newer versions."""
     if not found:
         return
@@ -128,7 +128,7 @@ def record(conn, provider: str, entity: str, found: list[Detected], now: datetim
         row.local_id: row.id
         for row in conn.execute(
             select(conflicts.c.id, conflicts.c.local_id).where(
-                conflicts.c.provider == provider, conflicts.c.entity == entity, conflicts.c.resolved_at.is_(None),
+                conflicts.c.integration_id == integration.id, conflicts.c.entity == entity, conflicts.c.resolved_at.is_(None),
                 conflicts.c.local_id.in_([d.local_id for d in found]),
             )
         )
@@ -144,12 +144,14 @@ def record(conn, provider: str, entity: str, found: list[Detected], now: datetim
         if d.local_id in open_rows:
             conn.execute(update(conflicts).where(conflicts.c.id == open_rows[d.local_id]).values(**values))
         else:
-            conn.execute(insert(conflicts).values(provider=provider, entity=entity, local_id=d.local_id, external_id=d.external_id, strategy=d.strategy, **values))
+            conn.execute(insert(conflicts).values(integration_id=integration.id, provider=integration.provider, entity=entity, local_id=d.local_id,
+                                                  external_id=d.external_id, strategy=d.strategy, **values))
 
 
-def open_conflict_ids(provider: str, entity: str):
-    """Subquery of local ids waiting for a manual decision (kept out of exports)."""
-    return select(conflicts.c.local_id).where(conflicts.c.provider == provider, conflicts.c.entity == entity, conflicts.c.resolved_at.is_(None)).scalar_subquery()
+def open_conflict_ids(integration, entity: str):
+    """Subquery of local ids waiting for a manual decision with this integration (kept out of its exports)."""
+    return select(conflicts.c.local_id).where(conflicts.c.integration_id == integration.id, conflicts.c.entity == entity,
+                                              conflicts.c.resolved_at.is_(None)).scalar_subquery()
 
 
 class ConflictLedger:
@@ -158,10 +160,13 @@ class ConflictLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def list(self, *, provider: str | None = None, include_resolved: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, provider: str | None = None, integration_ids=None, include_resolved: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Conflicts, oldest first; ``integration_ids`` limits them to some integrations (a store's)."""
         query = select(conflicts).order_by(conflicts.c.id).limit(limit)
         if provider:
             query = query.where(conflicts.c.provider == provider)
+        if integration_ids is not None:
+            query = query.where(conflicts.c.integration_id.in_(list(integration_ids)))
         if not include_resolved:
             query = query.where(conflicts.c.resolved_at.is_(None))
         with self.engine.connect() as conn:

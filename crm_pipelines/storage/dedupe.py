@@ -29,6 +29,7 @@ from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import FIELDS
 from crm_pipelines.core.normalize import normalize_document, normalize_domain, normalize_email
 from crm_pipelines.storage.conflicts import to_json
+from crm_pipelines.integrations.registry import IntegrationRegistry
 from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, merges
 
 POLICIES = ("keep_latest", "keep_provider", "manual")
@@ -45,7 +46,8 @@ class DuplicateGroup:
     keys: dict[str, str] = field(default_factory=dict)  # e.g. {"email": "ana@x.com"}
     survivor: int | None = None
     blocked: str | None = None
-    links: dict[int, dict[str, str]] = field(default_factory=dict)  # local id -> provider -> external id
+    links: dict[int, dict[str, str]] = field(default_factory=dict)  # local id -> integration (hubspot/default) -> external id
+    store_id: int | None = None
 
     def describe(self) -> str:
         keys = ", ".join(f"{k}={v}" for k, v in sorted(self.keys.items()))
@@ -63,8 +65,11 @@ class Deduplicator:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def find(self, entity: str) -> list[DuplicateGroup]:
-        """Every group of live rows sharing a normalized identity key."""
+    def _labels(self, conn) -> dict[int, str]:
+        return {i.id: i.label for i in IntegrationRegistry(self.engine).list()}
+
+    def find(self, entity: str, *, store_id: int | None = None) -> list[DuplicateGroup]:
+        """Every group of one store's live rows sharing a normalized identity key (never across stores)."""
         if entity not in KEYS:
             raise ConfigurationError(f"duplicates are found among contacts and companies, not {entity!r}")
         table = ENTITY_TABLES[entity]
@@ -77,18 +82,21 @@ class Deduplicator:
                 i = parent[i]
             return i
 
-        first_with: dict[tuple[str, str], int] = {}
+        first_with: dict[tuple[int, str, str], int] = {}
         shared: dict[int, dict[str, str]] = defaultdict(dict)
+        owner: dict[int, int] = {}
+        query = select(table.c.id, table.c.store_id, *[table.c[k] for k in keys]).where(table.c.deleted_at.is_(None)).order_by(table.c.id)
+        if store_id is not None:
+            query = query.where(table.c.store_id == store_id)
         with self.engine.connect() as conn:
-            rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
-                select(table.c.id, *[table.c[k] for k in keys]).where(table.c.deleted_at.is_(None)).order_by(table.c.id)
-            )
+            rows = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
             for row in rows:
+                owner[row.id] = row.store_id
                 for key, normalize in keys.items():
                     value = _normalized(normalize, getattr(row, key))
                     if not value:
                         continue
-                    other = first_with.setdefault((key, value), row.id)
+                    other = first_with.setdefault((row.store_id, key, value), row.id)
                     if other != row.id:
                         parent[root(row.id)] = root(other)
                         shared[row.id][key] = value
@@ -103,7 +111,7 @@ class Deduplicator:
             keys_of_group: dict[str, str] = {}
             for local_id in ids:
                 keys_of_group.update(shared.get(local_id, {}))
-            groups.append(DuplicateGroup(entity, sorted(ids), keys_of_group))
+            groups.append(DuplicateGroup(entity, sorted(ids), keys_of_group, store_id=owner[ids[0]]))
         groups.sort(key=lambda g: g.ids[0])
         self._attach_links(entity, groups)
         return groups
@@ -113,14 +121,16 @@ class Deduplicator:
         if not by_id:
             return
         with self.engine.connect() as conn:
+            labels = self._labels(conn)
             ids = list(by_id)
             for start in range(0, len(ids), 1000):
                 for row in conn.execute(
-                    select(external_links.c.local_id, external_links.c.provider, external_links.c.external_id).where(
+                    select(external_links.c.local_id, external_links.c.integration_id, external_links.c.external_id).where(
                         external_links.c.entity == entity, external_links.c.local_id.in_(ids[start : start + 1000]), external_links.c.archived_at.is_(None)
                     )
                 ):
-                    by_id[row.local_id].links.setdefault(row.local_id, {})[row.provider] = row.external_id
+                    label = labels.get(row.integration_id, str(row.integration_id))
+                    by_id[row.local_id].links.setdefault(row.local_id, {})[label] = row.external_id
         for group in groups:
             providers: dict[str, set[str]] = defaultdict(set)
             for links in group.links.values():
@@ -164,13 +174,19 @@ class Deduplicator:
             missing = sorted({survivor, *others} - set(rows))
             if missing:
                 raise ConfigurationError(f"{entity} {missing} do not exist or were deleted")
-            links = conn.execute(select(external_links.c.id, external_links.c.local_id, external_links.c.provider, external_links.c.external_id)
+            stores = {rows[i].store_id for i in rows}
+            if len(stores) > 1:
+                raise ConfigurationError(f"{entity} {sorted(rows)} belong to different stores; records of one store are never merged into another's")
+            store_id = next(iter(stores))
+            labels = self._labels(conn)
+            links = conn.execute(select(external_links.c.id, external_links.c.local_id, external_links.c.integration_id, external_links.c.external_id)
                                  .where(external_links.c.entity == entity, external_links.c.local_id.in_([survivor, *others]))).all()
-            kept = {l.provider: l.external_id for l in links if l.local_id == survivor}
+            kept = {l.integration_id: l.external_id for l in links if l.local_id == survivor}
             for link in links:
-                if link.local_id != survivor and link.provider in kept and kept[link.provider] != link.external_id:
-                    raise ConfigurationError(f"{entity} {link.local_id} and {survivor} are different records at {link.provider} "
-                                             f"({link.external_id} and {kept[link.provider]}); merge them at {link.provider} first")
+                if link.local_id != survivor and link.integration_id in kept and kept[link.integration_id] != link.external_id:
+                    at = labels.get(link.integration_id, str(link.integration_id))
+                    raise ConfigurationError(f"{entity} {link.local_id} and {survivor} are different records at {at} "
+                                             f"({link.external_id} and {kept[link.integration_id]}); merge them at {at} first")
             pending = conn.execute(select(func.count()).select_from(export_intents).where(export_intents.c.entity == entity, export_intents.c.local_id.in_(others))).scalar()
             if pending:
                 raise ConfigurationError(f"{entity} {others} have exports in flight; run the export again first")
@@ -185,20 +201,20 @@ class Deduplicator:
             moved = 0
             for link in links:
                 if link.local_id != survivor:
-                    if link.provider in kept:
+                    if link.integration_id in kept:
                         conn.execute(external_links.delete().where(external_links.c.id == link.id))  # same record: one link is enough
                     else:
                         conn.execute(update(external_links).where(external_links.c.id == link.id).values(local_id=survivor))
-                        kept[link.provider] = link.external_id
+                        kept[link.integration_id] = link.external_id
                         moved += 1
             conn.execute(update(table).where(table.c.id.in_(others)).values(deleted_at=now, updated_at=now))
-            conn.execute(insert(merges), [{"entity": entity, "survivor_id": survivor, "merged_id": other, "policy": policy, "reason": reason[:255],
+            conn.execute(insert(merges), [{"store_id": store_id, "entity": entity, "survivor_id": survivor, "merged_id": other, "policy": policy, "reason": reason[:255],
                                            "merged_fields": to_json({n: getattr(rows[other], n) for n in names}), "merged_at": now} for other in others])
         return {"survivor": survivor, "merged": others, "filled": sorted(filled), "links_moved": moved}
 
-    def run(self, entity: str, policy: str, *, dry_run: bool = False) -> list[dict[str, Any]]:
-        """Find, choose and (unless ``dry_run`` or ``manual``) merge; one line per group."""
-        groups = self.find(entity)
+    def run(self, entity: str, policy: str, *, dry_run: bool = False, store_id: int | None = None) -> list[dict[str, Any]]:
+        """Find, choose and (unless ``dry_run`` or ``manual``) merge; one line per group (within each store)."""
+        groups = self.find(entity, store_id=store_id)
         self.choose(groups, policy)
         report = []
         for group in groups:

@@ -1,10 +1,14 @@
 """Tables of the local database.
 
-``contacts``, ``companies`` and ``deals`` hold the canonical records (one row per real-world
-record, whatever the number of providers it lives in). ``external_links`` ties each local row to
-its id at each provider, with what was last seen there. ``sync_state`` keeps one watermark per
-provider and entity, ``rejects`` every record that could not be imported or exported, with the
-reason, until it goes through; ``export_intents`` the creates in flight.
+``stores`` are the tenants (lojas) one company database serves; ``integrations`` tie a store to
+one provider account, with its connection (credentials as references or encrypted) and settings.
+``contacts``, ``companies`` and ``deals`` hold each store's canonical records (one row per
+real-world record of the store, whatever the number of providers it lives in).
+``external_links`` ties each local row to its id at each integration, with what was last seen
+there. ``sync_state`` keeps one watermark per integration and entity, ``rejects`` every record
+that could not be imported or exported, with the reason, until it goes through;
+``export_intents`` the creates in flight. Everything an integration syncs is keyed by its id, so
+nothing of one store ever touches another's.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -37,6 +42,46 @@ metadata = MetaData(
 PK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+#: The store every record belongs to when nothing says otherwise (the single-store set-up).
+DEFAULT_STORE_ID = 1
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("phone_region", String(2), nullable=False, default="BR"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("store_id", BigInteger, nullable=False, index=True),
+    Column("provider", String(32), nullable=False),
+    # Unique per provider: the Dagster partition key of the provider's assets.
+    Column("key", String(64), nullable=False),
+    # The provider's account (HubSpot portal id, Shopify shop domain, ...): webhooks are routed by it
+    # and integrations on the same account share one API budget.
+    Column("account_id", String(255)),
+    Column("active", Boolean, nullable=False, default=True),
+    # Resource field values; credentials only as {"env": NAME} or {"enc": token}.
+    Column("connection", JSON, nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("provider", "key", name="uq_integrations_provider_key"),
+)
+Index("ix_integrations_account", integrations.c.provider, integrations.c.account_id)
+
+
+def _owner() -> Column:
+    # Records written by the company's own applications without a store land in the default one.
+    return Column("store_id", BigInteger, nullable=False, default=DEFAULT_STORE_ID, server_default=str(DEFAULT_STORE_ID))
+
+
 def _bookkeeping() -> list[Column]:
     return [
         Column("created_at", UTCDateTime, nullable=False),
@@ -49,35 +94,42 @@ contacts = Table(
     "contacts",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
-    Column("email", String(320), index=True),
+    _owner(),
+    Column("email", String(320)),
     Column("first_name", String(255)),
     Column("last_name", String(255)),
     Column("phone", String(64)),
     Column("company_name", String(255)),
     Column("job_title", String(255)),
     Column("lifecycle_stage", String(64)),
-    Column("document", String(14), index=True),
+    Column("document", String(14)),
     *_bookkeeping(),
 )
+Index("ix_contacts_store_email", contacts.c.store_id, contacts.c.email)
+Index("ix_contacts_store_document", contacts.c.store_id, contacts.c.document)
 
 companies = Table(
     "companies",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    _owner(),
     Column("name", String(255)),
-    Column("domain", String(255), index=True),
-    Column("document", String(14), index=True),
+    Column("domain", String(255)),
+    Column("document", String(14)),
     Column("phone", String(64)),
     Column("industry", String(128)),
     Column("city", String(128)),
     Column("country", String(128)),
     *_bookkeeping(),
 )
+Index("ix_companies_store_domain", companies.c.store_id, companies.c.domain)
+Index("ix_companies_store_document", companies.c.store_id, companies.c.document)
 
 deals = Table(
     "deals",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    _owner(),
     Column("name", String(255)),
     Column("amount", Money),
     Column("currency", String(8)),
@@ -86,6 +138,7 @@ deals = Table(
     Column("close_date", UTCDateTime),
     *_bookkeeping(),
 )
+Index("ix_deals_store_id", deals.c.store_id)
 
 ENTITY_TABLES = {"contacts": contacts, "companies": companies, "deals": deals}
 
@@ -93,6 +146,7 @@ external_links = Table(
     "external_links",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    Column("integration_id", BigInteger, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("entity", String(16), nullable=False),
     Column("local_id", BigInteger, nullable=False),
@@ -103,15 +157,16 @@ external_links = Table(
     Column("linked_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("archived_at", UTCDateTime),
-    UniqueConstraint("provider", "entity", "external_id", name="uq_external_links_external"),
-    UniqueConstraint("provider", "entity", "local_id", name="uq_external_links_local"),
+    UniqueConstraint("integration_id", "entity", "external_id", name="uq_external_links_external"),
+    UniqueConstraint("integration_id", "entity", "local_id", name="uq_external_links_local"),
 )
 
 sync_state = Table(
     "sync_state",
     metadata,
-    Column("provider", String(32), primary_key=True),
+    Column("integration_id", BigInteger, primary_key=True),
     Column("entity", String(16), primary_key=True),
+    Column("provider", String(32), nullable=False),
     Column("synced_through", UTCDateTime),
     Column("last_remote_update", UTCDateTime),
     Column("last_run_at", UTCDateTime),
@@ -124,6 +179,7 @@ rejects = Table(
     "rejects",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    Column("integration_id", BigInteger, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("entity", String(16), nullable=False),
     Column("direction", String(8), nullable=False),
@@ -134,9 +190,9 @@ rejects = Table(
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
-    UniqueConstraint("provider", "entity", "direction", "record_ref", name="uq_rejects_record"),
+    UniqueConstraint("integration_id", "entity", "direction", "record_ref", name="uq_rejects_record"),
 )
-Index("ix_rejects_open", rejects.c.provider, rejects.c.entity, rejects.c.resolved_at)
+Index("ix_rejects_open", rejects.c.integration_id, rejects.c.entity, rejects.c.resolved_at)
 
 # A create about to be sent: written (and committed) before the request, removed in the same
 # transaction that saves the provider's id. A row still here after a crash means "this record
@@ -144,9 +200,10 @@ Index("ix_rejects_open", rejects.c.provider, rejects.c.entity, rejects.c.resolve
 export_intents = Table(
     "export_intents",
     metadata,
-    Column("provider", String(32), primary_key=True),
+    Column("integration_id", BigInteger, primary_key=True),
     Column("entity", String(16), primary_key=True),
     Column("local_id", BigInteger, primary_key=True),
+    Column("provider", String(32), nullable=False),
     Column("idempotency_key", String(64), nullable=False),
     Column("content_hash", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -154,12 +211,17 @@ export_intents = Table(
 
 # Webhook inbox: one row per event delivered by a provider, stored (and committed) before the
 # delivery is acknowledged. A provider may deliver the same event more than once; the unique
-# (provider, event_id) keeps a single copy. ``processed_at`` is set once the event has been acted on.
+# (provider, account, event_id) keeps a single copy. ``integration_id`` is the integration the
+# event's account belongs to; an event for an account no integration knows keeps it empty and is
+# never applied (``crm-pipelines webhooks unrouted`` lists them). ``processed_at`` is set once the
+# event has been acted on.
 webhooks = Table(
     "webhooks",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
     Column("provider", String(32), nullable=False),
+    Column("account_id", String(255), nullable=False, default="", server_default=""),
+    Column("integration_id", BigInteger),
     Column("event_id", String(128), nullable=False),
     Column("subscription_type", String(128)),
     Column("object_type", String(64)),
@@ -168,9 +230,10 @@ webhooks = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("raw_body", Text, nullable=False),
     Column("processed_at", UTCDateTime),
-    UniqueConstraint("provider", "event_id", name="uq_webhooks_event"),
+    UniqueConstraint("provider", "account_id", "event_id", name="uq_webhooks_event"),
 )
 Index("ix_webhooks_provider_id", webhooks.c.provider, webhooks.c.id)
+Index("ix_webhooks_integration_id", webhooks.c.integration_id, webhooks.c.id)
 
 # Shared API budgets: one row per provider account and limit (``hubspot|<account>|ten-secondly``).
 # Every process that calls the provider takes its sends from here inside a short transaction, so
@@ -192,6 +255,7 @@ conflicts = Table(
     "conflicts",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    Column("integration_id", BigInteger, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("entity", String(16), nullable=False),
     Column("local_id", BigInteger, nullable=False),
@@ -207,7 +271,7 @@ conflicts = Table(
     Column("resolved_by", String(64)),
     Column("merge_choices", JSON),
 )
-Index("ix_conflicts_open", conflicts.c.provider, conflicts.c.entity, conflicts.c.resolved_at)
+Index("ix_conflicts_open", conflicts.c.integration_id, conflicts.c.entity, conflicts.c.resolved_at)
 
 # Local duplicates merged into one survivor: who was merged into whom, why, and the merged row's
 # values (the row itself stays, marked deleted).
@@ -215,6 +279,7 @@ merges = Table(
     "merges",
     metadata,
     Column("id", PK, primary_key=True, autoincrement=True),
+    Column("store_id", BigInteger, nullable=False),
     Column("entity", String(16), nullable=False),
     Column("survivor_id", BigInteger, nullable=False),
     Column("merged_id", BigInteger, nullable=False),
@@ -226,6 +291,7 @@ merges = Table(
 
 # The newest OAuth refresh token of a provider account whose tokens rotate (Bling): each refresh
 # replaces it, so every process (Dagster runs, the CLI) must start from the last one issued.
+# ``refresh_token`` holds the token encrypted (``{"enc": ...}`` as JSON), never in plain text.
 oauth_tokens = Table(
     "oauth_tokens",
     metadata,

@@ -1,31 +1,41 @@
 """Reading and writing the local database in bulk.
 
-Every write is a batch of at most 100 records in one transaction: links looked up with one
-``IN`` query, changed rows updated with one executemany, new rows inserted with one multi-row
-``INSERT ... RETURNING``. A batch either lands whole or not at all, so a crash or a retry never
-leaves it half-applied.
+An import is applied in chunks of up to :attr:`LocalStore.CHUNK_SIZE` records, each in one
+transaction: the store decides what every record does (newer wins by modification time, content
+hashes, conflicts, identity matches) and :mod:`crm_pipelines.storage.bulk` runs a handful of
+set-based statements for the whole chunk (links looked up at once, new rows and links written at
+once, changed ones updated at once). A chunk either lands whole or not at all, so a crash or a
+retry never leaves it half-applied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.integrations.model import Integration
+from crm_pipelines.integrations.registry import IntegrationRegistry
 from crm_pipelines.providers.registry import held_fields
+from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.migrate import upgrade
-from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, rejects, sync_state
+from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
 
 BATCH_SIZE = 100
+
+#: What a store method is told to work on: an integration, or a provider name meaning the
+#: default store's environment-configured integration of that provider (the single-store set-up).
+Target = Integration | str
 
 
 def utcnow() -> datetime:
@@ -57,6 +67,7 @@ class ApplyOutcome:
 class SyncState:
     provider: str
     entity: str
+    integration_id: int | None = None
     synced_through: datetime | None = None
     last_remote_update: datetime | None = None
     last_run_at: datetime | None = None
@@ -87,12 +98,23 @@ class LocalStore:
     #: Rows this store adds before it first refreshes PostgreSQL's planner statistics; the
     #: threshold then doubles (see :meth:`_refresh_statistics`).
     ANALYZE_AFTER_ROWS = 2_000
+    #: Records applied in one transaction.
+    CHUNK_SIZE = 1_000
 
     def __init__(self, engine: Engine, *, conflict_policy: ConflictPolicy | None = None) -> None:
         self.engine = engine
+        self.bulk = bulk_for(engine.dialect)
         self.conflict_policy = conflict_policy or ConflictPolicy.from_env()
+        self.integrations = IntegrationRegistry(engine)
         self._rows_added = 0
         self._analyze_at = self.ANALYZE_AFTER_ROWS
+
+    def scope(self, target: Target) -> Integration:
+        """The integration a call works on (a provider name means the default store's integration)."""
+        return target if isinstance(target, Integration) else self.integrations.default_for(target)
+
+    def _scope(self, target: Target, entity: str) -> Scope:
+        return Scope.of(self.scope(target), entity)
 
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True, conflict_policy: ConflictPolicy | None = None) -> LocalStore:
@@ -106,20 +128,22 @@ class LocalStore:
 
     # ---------------------------------------------------------------- import side
 
-    def apply_remote(self, provider: str, entity: str, records: Sequence[RemoteRecord]) -> ApplyOutcome:
-        """Upsert provider records into the canonical table, in transactions of 100."""
+    def apply_remote(self, target: Target, entity: str, records: Sequence[RemoteRecord]) -> ApplyOutcome:
+        """Upsert one integration's records into its store's table, in transactions of up to :attr:`CHUNK_SIZE`."""
+        integration = self.scope(target)
+        scope = Scope.of(integration, entity)
         newest: dict[str, RemoteRecord] = {}
         for record in records:
             current = newest.get(record.external_id)
             if current is None or _newer(record, current):
                 newest[record.external_id] = record
         total = ApplyOutcome()
-        for chunk in chunked(list(newest.values()), BATCH_SIZE):
+        for chunk in chunked(list(newest.values()), self.CHUNK_SIZE):
             for attempt in range(3):
                 outcome = ApplyOutcome()
                 try:
                     with self.engine.begin() as conn:
-                        self._apply_chunk(conn, provider, entity, chunk, outcome)
+                        self._apply_chunk(conn, integration, scope, chunk, outcome)
                     break
                 except IntegrityError:
                     # Another run linked some of these records at the same moment: read again.
@@ -145,39 +169,27 @@ class LocalStore:
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f"ANALYZE {ENTITY_TABLES[entity].name}, {external_links.name}")
 
-    def _apply_chunk(self, conn, provider: str, entity: str, chunk: Sequence[RemoteRecord], outcome: ApplyOutcome) -> None:
+    def _apply_chunk(self, conn, integration: Integration, scope: Scope, chunk: Sequence[RemoteRecord], outcome: ApplyOutcome) -> None:
+        """Decide what each record does, then write the chunk with one statement per kind of change."""
+        bulk, entity = self.bulk, scope.entity
         table = ENTITY_TABLES[entity]
-        names = held_fields(provider, entity)
+        names = held_fields(scope.provider, entity)
         now = utcnow()
-        links = {
-            row.external_id: row
-            for row in conn.execute(
-                select(
-                    external_links.c.external_id,
-                    external_links.c.local_id,
-                    external_links.c.remote_updated_at,
-                    external_links.c.remote_hash,
-                    external_links.c.exported_hash,
-                    external_links.c.archived_at,
-                ).where(
-                    external_links.c.provider == provider,
-                    external_links.c.entity == entity,
-                    external_links.c.external_id.in_([r.external_id for r in chunk]),
-                )
-            )
-        }
-        local_updates: list[dict[str, Any]] = []
-        link_updates: list[dict[str, Any]] = []
-        archived_local: list[dict[str, Any]] = []
+        bulk.start_write(conn)
+        bulk.commit_unawaited(conn)
+        links = bulk.links(conn, scope, [r.external_id for r in chunk])
+        local_updates: list[tuple[int, tuple]] = []
+        link_updates: list[LinkChange] = []
+        archived_local: list[int] = []
         unlinked: list[tuple[RemoteRecord, str]] = []
-        changed: list[tuple[RemoteRecord, str, Any]] = []
+        changed: list[tuple[RemoteRecord, str, LinkState]] = []
 
         for record in chunk:
             link = links.get(record.external_id)
             if record.archived:
                 if link is not None and link.archived_at is None:
-                    archived_local.append({"b_id": link.local_id, "b_now": now})
-                    link_updates.append(self._link_row(record, link.remote_hash, now, archived_at=now))
+                    archived_local.append(link.local_id)
+                    link_updates.append(LinkChange(record.external_id, record.updated_at, link.remote_hash, archived_at=now))
                     outcome.deleted += 1
                 else:
                     outcome.unchanged += 1
@@ -190,153 +202,87 @@ class LocalStore:
             if stale or (digest == link.remote_hash and link.archived_at is None):
                 outcome.unchanged += 1
                 if not stale and record.updated_at and record.updated_at != link.remote_updated_at:
-                    link_updates.append(self._link_row(record, digest, now))
+                    link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
                 continue
             changed.append((record, digest, link))
 
-        kept_local = self._settle_conflicts(conn, provider, entity, changed, now, outcome)
+        kept_local = self._settle_conflicts(conn, integration, scope, changed, now, outcome)
         for record, digest, link in changed:
             if link.local_id not in kept_local:
-                local_updates.append(self._local_row(names, record, link.local_id, now))
+                local_updates.append((link.local_id, tuple(record.fields.get(n) for n in names)))
                 outcome.updated += 1
-            link_updates.append(self._link_row(record, digest, now))
+            link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
 
-        new_links: list[dict[str, Any]] = []
+        new_links: list[tuple] = []
         if unlinked and MATCH_KEYS[entity]:
-            matches = self._match_unlinked(conn, provider, entity, [r for r, _ in unlinked])
+            matches = self._match_unlinked(conn, scope, [r for r, _ in unlinked])
             remaining = []
             for record, digest in unlinked:
                 local_id = matches.get(record.external_id)
                 if local_id is None:
                     remaining.append((record, digest))
                     continue
-                local_updates.append(self._local_row(names, record, local_id, now))
-                new_links.append(self._new_link(provider, entity, record, local_id, digest, now))
+                local_updates.append((local_id, tuple(record.fields.get(n) for n in names)))
+                new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
                 outcome.linked += 1
             unlinked = remaining
 
-        if local_updates:
-            conn.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values({name: bindparam(f"v_{name}") for name in names} | {"updated_at": bindparam("b_now"), "deleted_at": None}),
-                local_updates,
-            )
-        if archived_local:
-            conn.execute(
-                update(table).where(table.c.id == bindparam("b_id"), table.c.deleted_at.is_(None)).values(deleted_at=bindparam("b_now"), updated_at=bindparam("b_now")),
-                archived_local,
-            )
-        if link_updates:
-            conn.execute(
-                update(external_links)
-                .where(
-                    external_links.c.provider == provider,
-                    external_links.c.entity == entity,
-                    external_links.c.external_id == bindparam("b_ext"),
-                )
-                .values(
-                    remote_updated_at=bindparam("b_rua"),
-                    remote_hash=bindparam("b_hash"),
-                    last_seen_at=bindparam("b_now"),
-                    archived_at=bindparam("b_archived"),
-                ),
-                link_updates,
-            )
+        bulk.update_rows(conn, table, names, local_updates, now)
+        bulk.archive_rows(conn, table, archived_local, now)
+        bulk.update_links(conn, scope, link_updates, now)
         if unlinked:
-            rows = [
-                {name: record.fields.get(name) for name in FIELDS[entity]} | {"created_at": record.created_at or now, "updated_at": now}
-                for record, _ in unlinked
-            ]
-            ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            fields = FIELDS[entity]
+            rows = [(*[record.fields.get(name) for name in fields], record.created_at or now, now) for record, _ in unlinked]
+            ids = bulk.insert_rows(conn, scope, table, (*fields, "created_at", "updated_at"), rows)
             for (record, digest), local_id in zip(unlinked, ids):
-                new_links.append(self._new_link(provider, entity, record, local_id, digest, now))
+                new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
             outcome.created += len(ids)
-        if new_links:
-            conn.execute(insert(external_links), new_links)
+        bulk.insert_links(conn, scope, new_links)
 
-    def _settle_conflicts(self, conn, provider: str, entity: str, changed: Sequence[tuple[RemoteRecord, str, Any]], now: datetime, outcome: ApplyOutcome) -> set[int]:
+    def _settle_conflicts(self, conn, integration: Integration, scope: Scope, changed: Sequence[tuple[RemoteRecord, str, LinkState]], now: datetime,
+                          outcome: ApplyOutcome) -> set[int]:
         """Find linked records also changed locally since their last sync; returns the local ids to keep."""
         if not changed:
             return set()
-        table = ENTITY_TABLES[entity]
+        provider, entity = scope.provider, scope.entity
         names = held_fields(provider, entity)
-        rows = {
-            row.id: row
-            for row in conn.execute(
-                select(table.c.id, table.c.updated_at, *[table.c[n] for n in names]).where(
-                    table.c.id.in_([link.local_id for _, _, link in changed]), table.c.deleted_at.is_(None)
-                )
-            )
-        }
-        strategy = self.conflict_policy.strategy_for(provider, entity)
+        rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [link.local_id for _, _, link in changed])
+        strategy = integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(provider, entity)
         found: list[Detected] = []
         for record, digest, link in changed:
             row = rows.get(link.local_id)
             if row is None or link.archived_at is not None:
                 continue
-            local_fields = {n: getattr(row, n) for n in names}
+            local_fields = dict(zip(names, row.values))
             local_digest = content_hash(entity, local_fields, names)
             if local_digest in (link.remote_hash, link.exported_hash, digest):
                 continue  # unchanged locally since the last sync (or already the same)
             found.append(Detected(link.local_id, record.external_id, local_fields, dict(record.fields), row.updated_at, record.updated_at, strategy))
-        record_conflicts(conn, provider, entity, found, now)
+        record_conflicts(conn, integration, entity, found, now)
         outcome.conflicts += len(found)
         return {d.local_id for d in found if d.decision != "provider"}
 
-    @staticmethod
-    def _local_row(names: Sequence[str], record: RemoteRecord, local_id: int, now: datetime) -> dict[str, Any]:
-        row = {f"v_{name}": record.fields.get(name) for name in names}
-        row["b_id"] = local_id
-        row["b_now"] = now
-        return row
+    def _match_unlinked(self, conn, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
+        """The store's local records (not yet linked in ``scope``) that share an identity key with these.
 
-    @staticmethod
-    def _link_row(record: RemoteRecord, digest: str | None, now: datetime, archived_at: datetime | None = None) -> dict[str, Any]:
-        return {"b_ext": record.external_id, "b_rua": record.updated_at, "b_hash": digest, "b_now": now, "b_archived": archived_at}
-
-    @staticmethod
-    def _new_link(provider: str, entity: str, record: RemoteRecord, local_id: int, digest: str, now: datetime) -> dict[str, Any]:
-        return {
-            "provider": provider,
-            "entity": entity,
-            "local_id": local_id,
-            "external_id": record.external_id,
-            "remote_updated_at": record.updated_at,
-            "remote_hash": digest,
-            "linked_at": now,
-            "last_seen_at": now,
-        }
-
-    def _match_unlinked(self, conn, provider: str, entity: str, records: Sequence[RemoteRecord]) -> dict[str, int]:
-        """Local records (not yet linked to this provider) that share an identity key with these."""
-        table = ENTITY_TABLES[entity]
-        # Correlated NOT EXISTS: one look-up in the (provider, entity, local_id) unique index per
-        # candidate, where NOT IN (every link of the entity) costs a pass over all links per batch.
-        already_linked = (
-            select(external_links.c.id)
-            .where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id == table.c.id)
-            .exists()
-        )
+        Keys are tried in order (e-mail before CPF/CNPJ); a record matched by one key is not
+        looked for by the next, and a local record is claimed by one provider record only.
+        """
+        keys = MATCH_KEYS[scope.entity]
+        wanted = {key: list({record.fields[key] for record in records if record.fields.get(key)}) for key in keys}
+        candidates = self.bulk.unlinked_matches(conn, scope, ENTITY_TABLES[scope.entity], wanted)
         matches: dict[str, int] = {}
         claimed: set[int] = set()
-        for key in MATCH_KEYS[entity]:
-            wanted: dict[Any, list[str]] = {}
+        for key in keys:
+            waiting: dict[Any, list[str]] = {}
             for record in records:
                 value = record.fields.get(key)
                 if value and record.external_id not in matches:
-                    wanted.setdefault(value, []).append(record.external_id)
-            if not wanted:
-                continue
-            rows = conn.execute(
-                select(table.c.id, table.c[key])
-                .where(table.c[key].in_(list(wanted)), table.c.deleted_at.is_(None), ~already_linked)
-                .order_by(table.c.id)
-            )
-            for local_id, value in rows:
+                    waiting.setdefault(value, []).append(record.external_id)
+            for local_id, value in candidates.get(key, ()):
                 if local_id in claimed:
                     continue
-                for external_id in wanted.get(value, []):
+                for external_id in waiting.get(value, []):
                     if external_id not in matches:
                         matches[external_id] = local_id
                         claimed.add(local_id)
@@ -345,26 +291,27 @@ class LocalStore:
 
     # ---------------------------------------------------------------- export side
 
-    def export_candidates(self, provider: str, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000) -> Iterable[LocalChange]:
-        """Live local records whose content differs from what ``provider`` last had (streamed).
+    def export_candidates(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000) -> Iterable[LocalChange]:
+        """Live local records of the integration's store whose content differs from what it last had (streamed).
 
         ``ids`` restricts the scan to those local records.
         """
+        integration = self.scope(target)
         if ids is not None:
             for start in range(0, len(ids), scan_chunk):
-                yield from self._export_candidates(provider, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
+                yield from self._export_candidates(integration, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
             return
-        yield from self._export_candidates(provider, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
+        yield from self._export_candidates(integration, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
 
-    def _export_candidates(self, provider: str, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
+    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
         table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
-        held = held_fields(provider, entity)
+        held = held_fields(integration.provider, entity)
         link = external_links
         query = (
             select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
-            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.provider == provider, link.c.entity == entity)))
-            .where(table.c.deleted_at.is_(None), table.c.id.not_in(open_conflict_ids(provider, entity)))
+            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity)))
+            .where(table.c.store_id == integration.store_id, table.c.deleted_at.is_(None), table.c.id.not_in(open_conflict_ids(integration, entity)))
             .order_by(table.c.id)
         )
         if only_new:
@@ -387,118 +334,97 @@ class LocalStore:
                     continue
                 yield LocalChange(row.id, fields, digest, row.external_id)
 
-    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: str | None = None) -> list[LocalChange]:
+    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
         """Current fields of the given (local id, external id, hash) candidates, in that order."""
+        if isinstance(provider, Integration):
+            provider = provider.provider
         held = held_fields(provider, entity) if provider else FIELDS[entity]
-        table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
         with self.engine.connect() as conn:
-            rows = {r.id: r for r in conn.execute(select(table.c.id, *[table.c[n] for n in names]).where(table.c.id.in_([i[0] for i in items])))}
+            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [i[0] for i in items], live_only=False)
         changes = []
         for local_id, external_id, _digest in items:
             row = rows.get(local_id)
             if row is None:
                 continue  # deleted since the scan
-            fields = {n: getattr(row, n) for n in names}
+            fields = dict(zip(names, row.values))
             changes.append(LocalChange(local_id, fields, content_hash(entity, fields, held), external_id))
         return changes
 
-    def link_existing(self, provider: str, entity: str, pairs: dict[int, str]) -> dict[int, str]:
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A transaction that writes (on SQLite it holds the write lock from its start)."""
+        with self.engine.begin() as conn:
+            self.bulk.start_write(conn)
+            yield conn
+
+    def link_existing(self, target: Target, entity: str, pairs: dict[int, str]) -> dict[int, str]:
         """Link local records to provider records found by matching; returns the links made."""
         if not pairs:
             return {}
-        now = utcnow()
-        with self.engine.begin() as conn:
-            taken = set(
-                conn.execute(
-                    select(external_links.c.external_id).where(
-                        external_links.c.provider == provider,
-                        external_links.c.entity == entity,
-                        external_links.c.external_id.in_(list(pairs.values())),
-                    )
-                ).scalars()
-            )
+        scope, now = self._scope(target, entity), utcnow()
+        with self._writing() as conn:
+            taken = self.bulk.taken_external_ids(conn, scope, list(pairs.values()))
             made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken}
-            if made:
-                conn.execute(
-                    insert(external_links),
-                    [
-                        {"provider": provider, "entity": entity, "local_id": local_id, "external_id": ext, "linked_at": now, "last_seen_at": now}
-                        for local_id, ext in made.items()
-                    ],
-                )
+            self.bulk.insert_links(conn, scope, [(local_id, ext, None, None, None, now, now) for local_id, ext in made.items()])
         return made
 
-    def write_intents(self, provider: str, entity: str, intents: Sequence[tuple[int, str, str]]) -> None:
+    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]]) -> None:
         """Record creates about to be sent, as (local id, idempotency key, content hash)."""
         if not intents:
             return
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_([i[0] for i in intents])))
-            conn.execute(
-                insert(export_intents),
-                [{"provider": provider, "entity": entity, "local_id": lid, "idempotency_key": key, "content_hash": h, "created_at": now} for lid, key, h in intents],
-            )
+        keys, now = self._scope(target, entity).link_keys, utcnow()
+        with self._writing() as conn:
+            self.bulk.delete_in(conn, export_intents, keys, "local_id", [i[0] for i in intents])
+            columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at")
+            self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now) for lid, key, h in intents])
 
-    def pending_intents(self, provider: str, entity: str) -> dict[int, str]:
+    def pending_intents(self, target: Target, entity: str) -> dict[int, str]:
+        integration = self.scope(target)
         with self.engine.connect() as conn:
             return dict(
                 conn.execute(
-                    select(export_intents.c.local_id, export_intents.c.idempotency_key).where(export_intents.c.provider == provider, export_intents.c.entity == entity)
+                    select(export_intents.c.local_id, export_intents.c.idempotency_key).where(
+                        export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
                 ).all()
             )
 
-    def drop_intents(self, provider: str, entity: str, local_ids: Sequence[int]) -> None:
+    def drop_intents(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:
         if local_ids:
-            with self.engine.begin() as conn:
-                conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_(list(local_ids))))
+            with self._writing() as conn:
+                self.bulk.delete_in(conn, export_intents, self._scope(target, entity).link_keys, "local_id", list(local_ids))
 
-    def save_exported(self, provider: str, entity: str, created: Sequence[tuple[int, str, str, Any]], updated: Sequence[tuple[int, str, Any]]) -> None:
+    def save_exported(self, target: Target, entity: str, created: Sequence[tuple[int, str, str, Any]], updated: Sequence[tuple[int, str, Any]]) -> None:
         """In one transaction: links for created records (and their intents removed), hashes for updated ones.
 
         ``created``: (local id, external id, content hash, remote updatedAt);
         ``updated``: (local id, content hash, remote updatedAt).
         """
-        now = utcnow()
-        with self.engine.begin() as conn:
+        if not created and not updated:
+            return
+        scope, now, bulk = self._scope(target, entity), utcnow(), self.bulk
+        with self._writing() as conn:
             if created:
                 ids = [c[0] for c in created]
-                existing = set(
-                    conn.execute(
-                        select(external_links.c.local_id).where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id.in_(ids))
-                    ).scalars()
-                )
-                new_rows = [c for c in created if c[0] not in existing]
-                if new_rows:
-                    conn.execute(
-                        insert(external_links),
-                        [
-                            {"provider": provider, "entity": entity, "local_id": lid, "external_id": ext, "remote_updated_at": rua,
-                             "remote_hash": h, "exported_hash": h, "linked_at": now, "last_seen_at": now}
-                            for lid, ext, h, rua in new_rows
-                        ],
-                    )
+                existing = bulk.linked_local_ids(conn, scope, ids)
+                bulk.insert_links(conn, scope, [(lid, ext, rua, h, h, now, now) for lid, ext, h, rua in created if lid not in existing])
                 updated = list(updated) + [(c[0], c[2], c[3]) for c in created if c[0] in existing]
-                conn.execute(delete(export_intents).where(export_intents.c.provider == provider, export_intents.c.entity == entity, export_intents.c.local_id.in_(ids)))
+                bulk.delete_in(conn, export_intents, scope.link_keys, "local_id", ids)
             if updated:
-                conn.execute(
-                    update(external_links)
-                    .where(external_links.c.provider == provider, external_links.c.entity == entity, external_links.c.local_id == bindparam("b_id"))
-                    .values(exported_hash=bindparam("b_hash"), remote_hash=bindparam("b_hash"), remote_updated_at=bindparam("b_rua"), last_seen_at=bindparam("b_now")),
-                    [{"b_id": lid, "b_hash": h, "b_rua": rua, "b_now": now} for lid, h, rua in updated],
-                )
+                bulk.update_exported(conn, scope, updated, now)
 
     # ---------------------------------------------------------------- rejects
 
-    def record_rejects(self, provider: str, entity: str, direction: str, errors: Sequence[RecordError]) -> None:
+    def record_rejects(self, target: Target, entity: str, direction: str, errors: Sequence[RecordError]) -> None:
         """Add records to the reject ledger, or bump their attempt count if already there."""
         if not errors:
             return
+        integration = self.scope(target)
         now = utcnow()
         rows = [
             {
-                "provider": provider,
+                "integration_id": integration.id,
+                "provider": integration.provider,
                 "entity": entity,
                 "direction": direction,
                 "record_ref": e.external_id,
@@ -515,7 +441,7 @@ class LocalStore:
             for chunk in chunked(rows, BATCH_SIZE):
                 stmt = dialect_insert(rejects).values(list(chunk))
                 stmt = stmt.on_conflict_do_update(
-                    index_elements=["provider", "entity", "direction", "record_ref"],
+                    index_elements=["integration_id", "entity", "direction", "record_ref"],
                     set_={
                         "attempts": rejects.c.attempts + 1,
                         "category": stmt.excluded.category,
@@ -526,29 +452,22 @@ class LocalStore:
                 )
                 conn.execute(stmt)
 
-    def resolve_rejects(self, provider: str, entity: str, direction: str, refs: Sequence[str]) -> int:
+    def resolve_rejects(self, target: Target, entity: str, direction: str, refs: Sequence[str]) -> int:
         """Mark ledger entries as resolved once their records went through."""
         if not refs:
             return 0
-        resolved = 0
-        with self.engine.begin() as conn:
-            for chunk in chunked(list(refs), 500):
-                resolved += conn.execute(
-                    update(rejects)
-                    .where(
-                        rejects.c.provider == provider,
-                        rejects.c.entity == entity,
-                        rejects.c.direction == direction,
-                        rejects.c.record_ref.in_(chunk),
-                        rejects.c.resolved_at.is_(None),
-                    )
-                    .values(resolved_at=utcnow())
-                ).rowcount
-        return resolved
+        keys = self._scope(target, entity).link_keys | {"direction": direction}
+        with self._writing() as conn:
+            return self.bulk.set_in(conn, rejects, keys, "record_ref", list(refs), {"resolved_at": utcnow()}, only_if="resolved_at IS NULL")
 
-    def open_rejects(self, provider: str | None = None, entity: str | None = None, direction: str | None = None) -> list[dict[str, Any]]:
+    def open_rejects(self, target: Target | None = None, entity: str | None = None, direction: str | None = None, *, store_id: int | None = None) -> list[dict[str, Any]]:
+        """Open ledger entries of one integration (or every one; ``store_id`` limits them to a store's integrations)."""
         conditions = [rejects.c.resolved_at.is_(None)]
-        for column, value in ((rejects.c.provider, provider), (rejects.c.entity, entity), (rejects.c.direction, direction)):
+        if target is not None:
+            conditions.append(rejects.c.integration_id == self.scope(target).id)
+        if store_id is not None:
+            conditions.append(rejects.c.integration_id.in_(select(integrations.c.id).where(integrations.c.store_id == store_id)))
+        for column, value in ((rejects.c.entity, entity), (rejects.c.direction, direction)):
             if value is not None:
                 conditions.append(column == value)
         with self.engine.connect() as conn:
@@ -556,57 +475,76 @@ class LocalStore:
 
     # ---------------------------------------------------------------- sync state
 
-    def sync_state(self, provider: str, entity: str) -> SyncState:
+    def sync_state(self, target: Target, entity: str) -> SyncState:
+        integration = self.scope(target)
         with self.engine.connect() as conn:
-            row = conn.execute(select(sync_state).where(sync_state.c.provider == provider, sync_state.c.entity == entity)).first()
+            row = conn.execute(select(sync_state).where(sync_state.c.integration_id == integration.id, sync_state.c.entity == entity)).first()
         if row is None:
-            return SyncState(provider, entity)
+            return SyncState(integration.provider, entity, integration.id)
         data = dict(row._mapping)
         data["last_metrics"] = data.get("last_metrics") or {}
         return SyncState(**data)
 
     def save_sync_state(self, state: SyncState) -> None:
+        if state.integration_id is None:
+            state.integration_id = self.scope(state.provider).id
         values = asdict(state)
         dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         stmt = dialect_insert(sync_state).values(values)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["provider", "entity"],
-            set_={k: stmt.excluded[k] for k in values if k not in ("provider", "entity")},
+            index_elements=["integration_id", "entity"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("integration_id", "entity")},
         )
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
     # ---------------------------------------------------------------- reading
 
-    def linked_records(self, provider: str, entity: str, *, include_deleted: bool = False) -> dict[str, dict[str, Any]]:
-        """Local records linked to ``provider``, keyed by external id (used to reconcile)."""
+    def linked_records(self, target: Target, entity: str, *, include_deleted: bool = False) -> dict[str, dict[str, Any]]:
+        """Local records linked to the integration, keyed by external id (used to reconcile)."""
+        integration = self.scope(target)
         table = ENTITY_TABLES[entity]
         query = (
             select(external_links.c.external_id, external_links.c.archived_at, table)
             .join(table, table.c.id == external_links.c.local_id)
-            .where(external_links.c.provider == provider, external_links.c.entity == entity)
+            .where(external_links.c.integration_id == integration.id, external_links.c.entity == entity)
         )
         if not include_deleted:
             query = query.where(table.c.deleted_at.is_(None), external_links.c.archived_at.is_(None))
         with self.engine.connect() as conn:
             return {row.external_id: dict(row._mapping) for row in conn.execute(query)}
 
-    def unseen_links(self, provider: str, entity: str, seen: set[str]) -> list[str]:
-        """External ids linked to live (not archived) records of ``provider`` that are not in ``seen``.
+    def linked_count(self, target: Target, entity: str) -> int:
+        """Live local records linked to the integration (its row count in the UI)."""
+        integration = self.scope(target)
+        table = ENTITY_TABLES[entity]
+        query = (
+            select(func.count())
+            .select_from(external_links.join(table, table.c.id == external_links.c.local_id))
+            .where(external_links.c.integration_id == integration.id, external_links.c.entity == entity,
+                   external_links.c.archived_at.is_(None), table.c.deleted_at.is_(None))
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def unseen_links(self, target: Target, entity: str, seen: set[str]) -> list[str]:
+        """External ids linked to live (not archived) records of the integration that are not in ``seen``.
 
         Used after a complete scan of a provider without deletion events: these may be deleted.
         """
         query = select(external_links.c.external_id).where(
-            external_links.c.provider == provider,
+            external_links.c.integration_id == self.scope(target).id,
             external_links.c.entity == entity,
             external_links.c.archived_at.is_(None),
         )
         with self.engine.connect() as conn:
             return sorted((ext for ext in conn.execute(query).scalars() if ext not in seen), key=lambda e: (len(e), e))
 
-    def count(self, entity: str, *, include_deleted: bool = False) -> int:
+    def count(self, entity: str, *, include_deleted: bool = False, store_id: int | None = None) -> int:
         table = ENTITY_TABLES[entity]
         query = select(func.count()).select_from(table)
+        if store_id is not None:
+            query = query.where(table.c.store_id == store_id)
         if not include_deleted:
             query = query.where(table.c.deleted_at.is_(None))
         with self.engine.connect() as conn:

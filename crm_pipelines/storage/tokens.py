@@ -3,20 +3,22 @@
 Bling answers each refresh with a new refresh token and invalidates the old one. A process that
 only knew the configured ``BLING_REFRESH_TOKEN`` would fail with ``invalid_grant`` as soon as any
 other process (an earlier Dagster run, the CLI) had refreshed. The newest token is saved here
-right after each refresh and read before the next one. Used when ``$CRM_DATABASE_URL`` is set.
+right after each refresh and read before the next one, encrypted with the deployment's key
+(:mod:`crm_pipelines.integrations.secrets`), in the project's database (``$CRM_DATABASE_URL``, or
+the default SQLite file).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.storage.engine import DATABASE_URL_ENV
+from crm_pipelines.core.jsonutil import dumps, loads
+from crm_pipelines.storage.engine import database_url
 
 log = logging.getLogger(__name__)
 _ENGINES: dict[str, object] = {}
@@ -28,11 +30,18 @@ class TokenStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._box = None
 
     @classmethod
-    def from_env(cls) -> TokenStore | None:
-        url = os.environ.get(DATABASE_URL_ENV)
-        return cls(url) if url else None
+    def from_env(cls) -> TokenStore:
+        return cls(database_url())
+
+    def _secrets(self):
+        from crm_pipelines.integrations.secrets import SecretBox
+
+        if self._box is None:
+            self._box = SecretBox.for_database(self.url)
+        return self._box
 
     def _engine(self):
         from crm_pipelines.storage.store import LocalStore
@@ -48,7 +57,11 @@ class TokenStore:
 
         try:
             with self._engine().connect() as conn:
-                return conn.execute(select(oauth_tokens.c.refresh_token).where(oauth_tokens.c.account_key == account_key)).scalar()
+                stored = conn.execute(select(oauth_tokens.c.refresh_token).where(oauth_tokens.c.account_key == account_key)).scalar()
+            if stored is None:
+                return None
+            sealed = loads(stored)
+            return self._secrets().open(sealed["enc"]) if isinstance(sealed, dict) and "enc" in sealed else None
         except Exception as exc:  # noqa: BLE001 - the configured token still works for a first refresh
             log.warning("could not read the stored refresh token (%s)", type(exc).__name__)
             return None
@@ -57,8 +70,9 @@ class TokenStore:
         from crm_pipelines.storage.schema import oauth_tokens
 
         try:
+            sealed = dumps(self._secrets().seal(refresh_token)).decode()
             with self._engine().begin() as conn:
-                values = {"refresh_token": refresh_token, "updated_at": time.time()}
+                values = {"refresh_token": sealed, "updated_at": time.time()}
                 if not conn.execute(update(oauth_tokens).where(oauth_tokens.c.account_key == account_key).values(**values)).rowcount:
                     try:
                         with conn.begin_nested():

@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crm_pipelines.core.errors import RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
-from crm_pipelines.storage.store import LocalChange, LocalStore
+from crm_pipelines.storage.store import LocalChange, LocalStore, Target
+from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -125,21 +127,22 @@ class ExportPlan:
     unchanged: int = 0
 
 
-def plan_export(writer: Writer, store: LocalStore, provider: str, entity: str, *, only_new: bool = False, dry_run: bool = False,
+def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str, *, only_new: bool = False, dry_run: bool = False,
                 ids: Sequence[int] | None = None, logger: Any = None) -> ExportPlan:
     """Settle creates left in flight by a crash, then list the records to send (ids only; ``ids`` limits them)."""
     logger = logger or log
+    provider = store.scope(provider)
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
-    unchanged = 0 if only_new else max(store.count(entity) - len(items), 0)
+    unchanged = 0 if only_new else max(store.count(entity, store_id=provider.store_id) - len(items), 0)
     return ExportPlan(items, recovered, unchanged)
 
 
 def send_changes(
     writer: Writer,
     store: LocalStore,
-    provider: str,
+    provider: Target,
     entity: str,
     items: Sequence[tuple[int, str | None, str]],
     *,
@@ -149,24 +152,32 @@ def send_changes(
     label: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
-    """Send the given changes in batches; every batch is saved before the next one is sent."""
+    """Send the given changes in batches.
+
+    The database work overlaps the provider calls: the next batch's rows are read while the
+    current one is sent, and what a batch's answers say (links, hashes, intents done, rejects) is
+    committed while the next one is sent (see :mod:`crm_pipelines.sync.overlap`).
+    """
     logger = logger or log
+    provider = store.scope(provider)
     started = time.monotonic()
     batch_size = max(1, min(batch_size, writer.batch_size))
-    result = ExportResult(provider, entity, selected=len(items))
+    result = ExportResult(str(provider), entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
-    for index in range(total_batches):
-        batch = store.load_changes(entity, items[index * batch_size : (index + 1) * batch_size], provider=provider)
-        _export_batch(writer, store, provider, entity, batch, result)
-        result.batches += 1
-        done = min((index + 1) * batch_size, len(items))
-        if progress is not None:
-            progress(done, len(items))
-        elapsed = time.monotonic() - started
-        eta = elapsed / done * (len(items) - done) if done else 0.0
-        if index == 0 or (index + 1) % 10 == 0 or index + 1 == total_batches:
-            logger.info("%s/%s%s: batch %d/%d, %d of %d records, %d created, %d updated, %d linked, %d rejected, ETA %.0fs",
-                        provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
+    chunks = (items[index * batch_size : (index + 1) * batch_size] for index in range(total_batches))
+    loaded = read_ahead((store.load_changes(entity, chunk, provider=provider) for chunk in chunks), depth=1)
+    with WriteBehind(store) as behind, closing(loaded):
+        for index, batch in enumerate(loaded):
+            _export_batch(writer, behind, provider, entity, batch, result)
+            result.batches += 1
+            done = min((index + 1) * batch_size, len(items))
+            if progress is not None:
+                progress(done, len(items))
+            elapsed = time.monotonic() - started
+            eta = elapsed / done * (len(items) - done) if done else 0.0
+            if index == 0 or (index + 1) % 10 == 0 or index + 1 == total_batches:
+                logger.info("%s/%s%s: batch %d/%d, %d of %d records, %d created, %d updated, %d linked, %d rejected, ETA %.0fs",
+                            provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
     return result
@@ -175,7 +186,7 @@ def send_changes(
 def export_entity(
     writer: Writer,
     store: LocalStore,
-    provider: str,
+    provider: Target,
     entity: str,
     *,
     stats: CallStats,
@@ -188,6 +199,7 @@ def export_entity(
 ) -> ExportResult:
     """Plan and send in one go (the assets split the two across ops)."""
     logger = logger or log
+    provider = store.scope(provider)
     started = time.monotonic()
     plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, logger=logger)
     logger.info("%s/%s: %d records to export%s", provider, entity, len(plan.items), " (dry run)" if dry_run else "")
@@ -203,8 +215,8 @@ def export_entity(
     return result
 
 
-def dry_run_result(provider: str, entity: str, plan: ExportPlan) -> ExportResult:
-    result = ExportResult(provider, entity, dry_run=True, selected=len(plan.items), unchanged=plan.unchanged)
+def dry_run_result(provider: Target, entity: str, plan: ExportPlan) -> ExportResult:
+    result = ExportResult(str(provider), entity, dry_run=True, selected=len(plan.items), unchanged=plan.unchanged)
     result.would_update = sum(1 for _, external_id, _ in plan.items if external_id)
     result.would_create = result.selected - result.would_update
     return result
@@ -225,7 +237,7 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
     return total
 
 
-def _recover_intents(writer: Writer, store: LocalStore, provider: str, entity: str, logger) -> int:
+def _recover_intents(writer: Writer, store: LocalStore, provider: Target, entity: str, logger) -> int:
     """Creates that may have reached the provider before a crash: link those that did."""
     pending = store.pending_intents(provider, entity)
     if not pending:

@@ -18,10 +18,8 @@ overlaps cost reads, never duplicates or stale overwrites.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,7 +27,8 @@ from typing import Any, Protocol
 
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import Page
-from crm_pipelines.storage.store import ApplyOutcome, LocalStore, SyncState
+from crm_pipelines.storage.store import ApplyOutcome, LocalStore, SyncState, Target
+from crm_pipelines.sync.overlap import ReadAhead, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class ChangeReader(Protocol):
 
     def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]: ...
 
-    def archived(self, entity: str) -> Iterator[Page]: ...
+    def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]: ...
 
     def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]: ...
 
@@ -83,6 +82,35 @@ def plan_window(
         lower = state.synced_through - overlap
         reason = f"catching up from {state.synced_through.isoformat()} (last synced point)"
     return ImportWindow(start, end, lower, upper, reason)
+
+
+def plan_incremental(
+    state: SyncState,
+    *,
+    now: datetime | None = None,
+    full: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    overlap: timedelta = timedelta(minutes=5),
+) -> ImportWindow:
+    """What one run of an integration reads.
+
+    * never synced, or ``full``: every record, as of now (the initial sync);
+    * ``since`` (and ``until``): that window of the past, re-read (a backfill after an outage);
+    * otherwise: from the last synced point (less ``overlap`` for the search index's lag) to now,
+      so a run that comes late, or after failures, catches up with no gap.
+    """
+    now = now or datetime.now(timezone.utc)
+    if full or (since is None and state.synced_through is None):
+        return ImportWindow(now, now, None, now, "every record, as of now" + ("" if full else " (first sync)"))
+    minutes = int(overlap.total_seconds() // 60)
+    if since is not None:
+        upper = min(until or now, now)
+        if upper <= since:
+            raise ValueError(f"the window to read ends ({upper.isoformat()}) before it starts ({since.isoformat()})")
+        return ImportWindow(since, upper, since - overlap, upper, f"requested window, with {minutes} min overlap")
+    synced = state.synced_through
+    return ImportWindow(synced, now, synced - overlap, now, f"changes since the last synced point {synced.isoformat(timespec='seconds')}, with {minutes} min overlap")
 
 
 @dataclass
@@ -139,7 +167,7 @@ class ImportResult:
 def run_import(
     reader: ChangeReader,
     store: LocalStore,
-    provider: str,
+    provider: Target,
     entity: str,
     window: ImportWindow,
     *,
@@ -152,7 +180,8 @@ def run_import(
     """Read the window's changes page by page and upsert them; then advance the sync state."""
     logger = logger or log
     started = time.monotonic()
-    result = ImportResult(provider, entity, window, sweep_archived=sweep_archived or window.is_full)
+    provider = store.scope(provider)
+    result = ImportResult(str(provider), entity, window, sweep_archived=sweep_archived or window.is_full)
     state = store.sync_state(provider, entity)
     open_rejects = {r["record_ref"] for r in store.open_rejects(provider, entity, "import")}
     last_remote = state.last_remote_update
@@ -164,7 +193,7 @@ def run_import(
     seen: set[str] = set()
     try:
         with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
-            for page in pages:
+            for page in gathered(pages):
                 if snapshot:
                     seen.update(r.external_id for r in page.records)
                     seen.update(e.external_id for e in page.errors)
@@ -192,6 +221,10 @@ def run_import(
         if result.sweep_archived:
             for page in reader.archived(entity):
                 result.outcome.add(store.apply_remote(provider, entity, page.records))
+        elif window.lower is not None and entity in getattr(reader, "deletions_since", ()):
+            # Deletions this provider lists cheaply by time arrive with every run, not once a day.
+            for page in reader.archived(entity, since=window.lower):
+                result.outcome.add(store.apply_remote(provider, entity, page.records))
     except Exception as exc:
         result.duration_s = time.monotonic() - started
         result.api = stats.snapshot()
@@ -215,64 +248,33 @@ def run_import(
     return result
 
 
-_DONE = object()
+#: Most records applied in one transaction when pages are waiting (see :func:`gathered`).
+APPLY_RECORDS = 1_000
 
 
-def read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
-    """Pages of ``pages``, produced by a worker thread up to ``depth`` pages ahead of the consumer.
+def gathered(pages: ReadAhead[Page], limit: int | None = None) -> Iterator[Page]:
+    """Pages joined with those already waiting behind them, up to ``limit`` (:data:`APPLY_RECORDS`) records.
 
-    The next page's request, JSON decoding and mapping run while the caller writes the current
-    one to the database (socket waits and database calls release the GIL). Order is kept; an
-    exception of the reader is raised here, in the caller's thread; closing this generator (the
-    caller failed or stopped early) stops the worker at its next page.
+    Never waits for a page: when the network is the slower side every page is applied as it
+    comes; when the database is, pages pile up and go in larger transactions (a commit per
+    page would cost more than the page's rows on SQLite).
     """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        source = iter(pages)
-        try:
-            for page in source:
-                while not stop.is_set():
-                    try:
-                        slots.put((page, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = (_DONE, None)
-        except BaseException as exc:  # handed to the consumer
-            item = (_DONE, exc)
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            page, error = slots.get()
-            if page is _DONE:
-                if error is not None:
-                    raise error
-                return
+    limit = limit or APPLY_RECORDS
+    for page in pages:
+        if len(page.records) + len(page.errors) >= limit:
             yield page
-    finally:
-        stop.set()
-        # A worker waiting on the provider (a rate-limit window, a retry) stops at its next page;
-        # the caller's error is not held back for longer than this.
-        worker.join(timeout=30)
+            continue
+        joined = Page(list(page.records), list(page.errors))
+        while len(joined.records) + len(joined.errors) < limit:
+            more = pages.ready()
+            if more is None:
+                break
+            joined.records += more.records
+            joined.errors += more.errors
+        yield joined
 
 
-def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: str, entity: str, seen: set[str], logger) -> ApplyOutcome:
+def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: Target, entity: str, seen: set[str], logger) -> ApplyOutcome:
     """After a complete scan: re-read linked records it did not return; those gone are archived.
 
     Reading them again by id (instead of archiving at once) keeps a record skipped by paging that
@@ -294,4 +296,4 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in values.items()}
 
 
-__all__ = ["ChangeReader", "ImportResult", "ImportWindow", "plan_window", "read_ahead", "run_import"]
+__all__ = ["ChangeReader", "ImportResult", "ImportWindow", "ReadAhead", "gathered", "plan_incremental", "plan_window", "read_ahead", "run_import"]

@@ -1,29 +1,30 @@
 """Run one import or export outside Dagster (the command line, benchmarks, scripts).
 
-The same plain functions the assets call, with the provider's resource built from its
-environment variables and, by default, the API budgets shared through the local database, so a
-sync started here and the runs Dagster launches draw from one budget per provider account.
+The same plain functions the assets call, with the integration's resource built from its
+connection (the default store's from the provider's environment variables) and, by default, the
+API budgets shared through the local database, so a sync started here and the runs Dagster
+launches draw from one budget per provider account.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.ratelimit import shared_budgets
+from crm_pipelines.integrations.model import Integration
 from crm_pipelines.providers.registry import ProviderPlugin, plugin
 from crm_pipelines.storage.quota import QuotaBudgets
-from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.storage.store import LocalStore, Target
 from crm_pipelines.sync.exporter import ExportResult, export_entity
-from crm_pipelines.sync.importer import ImportResult, plan_window, run_import
+from crm_pipelines.sync.importer import ImportResult, plan_incremental, run_import
 from crm_pipelines.sync.targeted import sync_ids
 
 log = logging.getLogger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def provider_plugin(name: str, entity: str | None = None) -> ProviderPlugin:
@@ -36,13 +37,15 @@ def provider_plugin(name: str, entity: str | None = None) -> ProviderPlugin:
     return found
 
 
-def open_resource(found: ProviderPlugin) -> Any:
-    """The provider's resource configured from its environment variables (secrets resolved here)."""
-    try:
-        return found.default_resource().process_config_and_initialize()
-    except Exception as exc:  # Dagster reports a missing variable as a config error
-        missing = [name for name in found.env_vars if "TOKEN" in name or "SECRET" in name]
-        raise ConfigurationError(f"{found.title} is not configured ({type(exc).__name__}); set {', '.join(missing) or 'its environment variables'}") from None
+def target_of(store: LocalStore, target: Target, entity: str | None = None) -> tuple[Integration, ProviderPlugin]:
+    """The integration a call works on and its provider's plugin (with a clear error for a wrong entity)."""
+    integration = store.scope(target if isinstance(target, Integration) else provider_plugin(target).name)
+    return integration, provider_plugin(integration.provider, entity)
+
+
+def open_resource(store: LocalStore, integration: Integration) -> Any:
+    """The integration's resource, configured (secrets resolved here, never logged)."""
+    return store.integrations.resource(integration)
 
 
 def _budgets(store: LocalStore, shared: bool, priority: str, stack: ExitStack) -> None:
@@ -50,7 +53,7 @@ def _budgets(store: LocalStore, shared: bool, priority: str, stack: ExitStack) -
 
 
 def import_now(
-    provider: str,
+    provider: Target,
     entity: str,
     store: LocalStore,
     *,
@@ -63,24 +66,18 @@ def import_now(
     logger: Any = None,
 ) -> ImportResult:
     """Import what changed since the last synced point (or everything with ``full``) up to now."""
-    found = provider_plugin(provider, entity)
+    integration, _ = target_of(store, provider, entity)
     logger = logger or log
-    now = datetime.now(timezone.utc)
-    state = store.sync_state(found.name, entity)
-    start = since or (None if full else state.synced_through)
-    if start is None:
-        window = plan_window(state, now, now, first_start=now)  # everything, as of now
-    else:
-        window = plan_window(state, start, now, first_start=EPOCH, overlap=timedelta(minutes=5), catch_up=since is None)
+    window = plan_incremental(store.sync_state(integration, entity), full=full, since=since)
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
-        resource = open_resource(found)
+        resource = open_resource(store, integration)
         reader, stats = stack.enter_context(resource.open_reader(strategy=strategy, logger=logger))
-        return run_import(reader, store, found.name, entity, window, stats=stats, sweep_archived=window.is_full, progress=progress, logger=logger)
+        return run_import(reader, store, integration, entity, window, stats=stats, sweep_archived=window.is_full, progress=progress, logger=logger)
 
 
 def export_now(
-    provider: str,
+    provider: Target,
     entity: str,
     store: LocalStore,
     *,
@@ -93,39 +90,40 @@ def export_now(
     progress: Callable[[int, int], None] | None = None,
     logger: Any = None,
 ) -> ExportResult:
-    found = provider_plugin(provider, entity)
+    integration, _ = target_of(store, provider, entity)
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
-        resource = open_resource(found)
+        resource = open_resource(store, integration)
         writer, stats = stack.enter_context(resource.open_writer())
         unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
         if unavailable:
             raise ConfigurationError(unavailable)
-        return export_entity(writer, store, found.name, entity, stats=stats, batch_size=batch_size, only_new=only_new, dry_run=dry_run,
+        return export_entity(writer, store, integration, entity, stats=stats, batch_size=batch_size, only_new=only_new, dry_run=dry_run,
                              ids=ids, progress=progress, logger=logger or log)
 
 
-def sync_ids_now(provider: str, entity: str, store: LocalStore, ids: list[str], *, priority: str = "high", shared: bool = True, logger: Any = None) -> dict[str, Any]:
+def sync_ids_now(provider: Target, entity: str, store: LocalStore, ids: list[str], *, priority: str = "high", shared: bool = True, logger: Any = None) -> dict[str, Any]:
     """Read specific records by provider id and apply them (what the webhook sensors request)."""
-    found = provider_plugin(provider, entity)
+    integration, _ = target_of(store, provider, entity)
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
-        reader, stats = stack.enter_context(open_resource(found).open_reader(logger=logger or log))
-        return sync_ids(reader, store, found.name, entity, ids, stats=stats, logger=logger or log)
+        reader, stats = stack.enter_context(open_resource(store, integration).open_reader(logger=logger or log))
+        return sync_ids(reader, store, integration, entity, ids, stats=stats, logger=logger or log)
 
 
-def retry_rejects(provider: str, entity: str, store: LocalStore, *, direction: str, shared: bool = True, logger: Any = None) -> dict[str, Any]:
-    """Try the open rejects of one provider and entity again: imports re-read by id, exports re-sent."""
-    open_refs = [r["record_ref"] for r in store.open_rejects(provider, entity, direction)]
+def retry_rejects(provider: Target, entity: str, store: LocalStore, *, direction: str, shared: bool = True, logger: Any = None) -> dict[str, Any]:
+    """Try the open rejects of one integration and entity again: imports re-read by id, exports re-sent."""
+    integration, _ = target_of(store, provider, entity)
+    open_refs = [r["record_ref"] for r in store.open_rejects(integration, entity, direction)]
     if not open_refs:
         return {"retried": 0, "still_rejected": 0}
     if direction == "import":
-        sync_ids_now(provider, entity, store, open_refs, shared=shared, logger=logger)
+        sync_ids_now(integration, entity, store, open_refs, shared=shared, logger=logger)
     else:
         ids = [int(ref) for ref in open_refs if str(ref).isdigit()]
-        export_now(provider, entity, store, ids=ids, shared=shared, logger=logger)
-    still = len(store.open_rejects(provider, entity, direction))
+        export_now(integration, entity, store, ids=ids, shared=shared, logger=logger)
+    still = len(store.open_rejects(integration, entity, direction))
     return {"retried": len(open_refs), "still_rejected": still}
 
 
-__all__ = ["export_now", "import_now", "open_resource", "provider_plugin", "retry_rejects", "sync_ids_now"]
+__all__ = ["export_now", "import_now", "open_resource", "provider_plugin", "retry_rejects", "sync_ids_now", "target_of"]

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from crm_pipelines.core.http import CallStats
-from crm_pipelines.storage.store import ApplyOutcome, LocalStore
+from crm_pipelines.storage.store import ApplyOutcome, LocalStore, Target
 from crm_pipelines.sync.importer import ChangeReader
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def sync_ids(
     reader: ChangeReader,
     store: LocalStore,
-    provider: str,
+    provider: Target,
     entity: str,
     ids: list[str],
     *,
@@ -31,6 +31,7 @@ def sync_ids(
     """Read ``ids`` from the provider and apply them; returns figures for metadata."""
     logger = logger or log
     started = time.monotonic()
+    provider = store.scope(provider)
     outcome = ApplyOutcome()
     fetched = failed = 0
     unique = sorted(set(ids), key=lambda i: (len(i), i))

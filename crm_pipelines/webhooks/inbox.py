@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_pipelines.storage.schema import webhooks
+from crm_pipelines.webhooks.routing import WebhookRouter
 
 CHUNK = 500
 
@@ -20,11 +21,18 @@ CHUNK = 500
 class WebhookInbox:
     """Stores webhook events in the ``webhooks`` table and hands them to whoever processes them."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, router: WebhookRouter | None = None):
         self.engine = engine
         if engine.dialect.name not in ("postgresql", "sqlite"):
             raise ValueError(f"unsupported database dialect {engine.dialect.name!r}")
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._router = router
+
+    @property
+    def router(self) -> WebhookRouter:
+        if self._router is None:
+            self._router = WebhookRouter(self.engine)
+        return self._router
 
     def store(self, provider: str, events: list[dict[str, Any]], raw_body: bytes) -> int:
         """Insert one row per event, skipping (provider, event_id) pairs already stored.
@@ -46,16 +54,19 @@ class WebhookInbox:
         """
         now = datetime.now(timezone.utc)
         rows: list[dict[str, Any]] = []
-        owner: dict[tuple[str, str], int] = {}
+        owner: dict[tuple[str, str, str], int] = {}
         for index, (provider, events, raw_body) in enumerate(deliveries):
             body = raw_body.decode("utf-8", errors="replace")
             for e in events:
-                key = (provider, e["event_id"])
+                key = (provider, e.get("account_id") or "", e["event_id"])
                 if key in owner:
                     continue
                 owner[key] = index
+                account_id = e.get("account_id") or ""
                 rows.append({
                     "provider": provider,
+                    "account_id": account_id,
+                    "integration_id": e.get("integration_id") or self.router.route(provider, account_id),
                     "event_id": e["event_id"],
                     "subscription_type": e.get("subscription_type"),
                     "object_type": e.get("object_type"),
@@ -69,11 +80,11 @@ class WebhookInbox:
             stmt = (
                 self._insert(webhooks)
                 .values(rows[start:start + CHUNK])
-                .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-                .returning(webhooks.c.provider, webhooks.c.event_id)
+                .on_conflict_do_nothing(index_elements=["provider", "account_id", "event_id"])
+                .returning(webhooks.c.provider, webhooks.c.account_id, webhooks.c.event_id)
             )
-            for provider, event_id in conn.execute(stmt):
-                stored[owner[(provider, event_id)]] += 1
+            for provider, account_id, event_id in conn.execute(stmt):
+                stored[owner[(provider, account_id, event_id)]] += 1
         return stored
 
     def read_after(self, provider: str, after_id: int, limit: int) -> list[dict[str, Any]]:
@@ -107,15 +118,14 @@ class WebhookInbox:
             result = conn.execute(delete(webhooks).where(webhooks.c.processed_at.is_not(None), webhooks.c.processed_at < before))
         return result.rowcount or 0
 
-    def mark_processed_range(self, provider: str, first_id: int, last_id: int) -> int:
-        """Mark the provider's rows with ids in ``[first_id, last_id]`` as acted on; returns rows marked."""
+    def mark_processed_range(self, provider: str, first_id: int, last_id: int, *, integration_id: int | None = None) -> int:
+        """Mark the provider's rows (of one integration) with ids in ``[first_id, last_id]`` as acted on; returns rows marked."""
         now = datetime.now(timezone.utc)
+        conditions = [webhooks.c.provider == provider, webhooks.c.id.between(first_id, last_id), webhooks.c.processed_at.is_(None)]
+        if integration_id is not None:
+            conditions.append(webhooks.c.integration_id == integration_id)
         with self.engine.begin() as conn:
-            return conn.execute(
-                update(webhooks)
-                .where(webhooks.c.provider == provider, webhooks.c.id.between(first_id, last_id), webhooks.c.processed_at.is_(None))
-                .values(processed_at=now)
-            ).rowcount
+            return conn.execute(update(webhooks).where(*conditions).values(processed_at=now)).rowcount
 
 
 class GroupCommitWriter:

@@ -63,8 +63,9 @@ def _from_iso(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
-def _row(event_id: str, subscription_type: Any, object_type: Any, object_id: Any, occurred_at: datetime | None) -> EventRow:
+def _row(event_id: str, subscription_type: Any, object_type: Any, object_id: Any, occurred_at: datetime | None, account_id: Any = None) -> EventRow:
     return {
+        "account_id": _text(account_id, 255) or "",
         "event_id": event_id[:128],
         "subscription_type": _text(subscription_type, 128),
         "object_type": _text(object_type, 64),
@@ -90,11 +91,12 @@ def parse_hubspot(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
         if event_id is None:
             event_id = body_hash(json.dumps(event, sort_keys=True, separators=(",", ":")).encode("utf-8"))
         occurred = _from_epoch_ms(event.get("occurredAt"))
-        rows.append(_row(str(event_id), subscription_type, object_type, event.get("objectId"), occurred))
+        portal = event.get("portalId")
+        rows.append(_row(str(event_id), subscription_type, object_type, event.get("objectId"), occurred, portal))
         # A merge names the records merged away too: each gets a row, so it is synced (as gone).
         for merged in event.get("mergedObjectIds") or []:
             if str(merged) != str(event.get("objectId")):
-                rows.append(_row(f"{event_id}:merged:{merged}", subscription_type, object_type, merged, occurred))
+                rows.append(_row(f"{event_id}:merged:{merged}", subscription_type, object_type, merged, occurred, portal))
     return rows
 
 
@@ -107,7 +109,7 @@ def parse_shopify(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
     object_type = topic.split("/", 1)[0] if topic else None
     event_id = (headers.get("x-shopify-webhook-id") or "").strip() or body_hash(body)
     occurred_at = _from_iso(headers.get("x-shopify-triggered-at")) or _from_iso(payload.get("updated_at"))
-    return [_row(event_id, topic, object_type, payload.get("id"), occurred_at)]
+    return [_row(event_id, topic, object_type, payload.get("id"), occurred_at, headers.get("x-shopify-shop-domain"))]
 
 
 def parse_pipedrive(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
@@ -122,6 +124,7 @@ def parse_pipedrive(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
         object_id = data.get("id", meta.get("entity_id"))
         event_id = _text(meta.get("id"), 128) or body_hash(body)
         occurred_at = _from_iso(meta.get("timestamp"))
+        company = meta.get("company_id")
     else:
         # v1: meta.id is the object's id, not the event's; the body hash identifies the event.
         current = payload.get("current") if isinstance(payload.get("current"), dict) else {}
@@ -129,8 +132,9 @@ def parse_pipedrive(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
         object_id = current.get("id", meta.get("id"))
         event_id = body_hash(body)
         occurred_at = _from_epoch_s(meta.get("timestamp"))
+        company = meta.get("company_id")
     subscription_type = f"{entity}.{action}" if entity and action else action
-    return [_row(event_id, subscription_type, entity, object_id, occurred_at)]
+    return [_row(event_id, subscription_type, entity, object_id, occurred_at, company)]
 
 
 def parse_bling(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
@@ -142,7 +146,7 @@ def parse_bling(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
     object_type = event.split(".", 1)[0] if isinstance(event, str) and "." in event else None
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
     event_id = _text(payload.get("eventId"), 128) or body_hash(body)
-    return [_row(event_id, event, object_type, data.get("id"), _from_iso(payload.get("date")))]
+    return [_row(event_id, event, object_type, data.get("id"), _from_iso(payload.get("date")), payload.get("companyId"))]
 
 
 PARSERS: dict[str, Callable[[bytes, Mapping[str, str]], list[EventRow]]] = {

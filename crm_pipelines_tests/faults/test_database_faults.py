@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from crm_pipelines.storage.schema import ENTITY_TABLES, external_links
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.sync import importer
 from crm_pipelines.sync.runner import import_now
 from crm_pipelines_tests.faults.harness import provider_env, reconcile_import, start
 
@@ -48,6 +49,7 @@ def sim():
 
 
 def _interrupt_on_second_page(monkeypatch, action):
+    monkeypatch.setattr(importer, "APPLY_RECORDS", 100)  # one page per transaction, however fast pages arrive
     original = LocalStore.apply_remote
     calls = []
 

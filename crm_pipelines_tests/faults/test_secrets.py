@@ -8,11 +8,11 @@ import warnings
 import dagster as dg
 import pytest
 
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS
 from crm_pipelines.dagster_defs.schedules import export_job_name, import_job_name
 from crm_pipelines.providers.registry import PROVIDERS, plugin
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines_tests.faults.harness import FaultRun, add_local, start
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 SECRET_WORDS = ("TOKEN", "SECRET", "CLIENT_ID")
 
@@ -59,12 +59,12 @@ def test_no_secret_leaks_from_dagster_runs(provider, sqlite_url, monkeypatch, ca
         store.dispose()
         defs = build_definitions()
         texts, outcomes = [], []
-        with dg.instance_for_test() as instance:
-            first = SYNC_PARTITIONS.get_first_partition_key()
+        with instance_with_integrations() as instance:
+            first = DEFAULT
             result = defs.resolve_job_def(import_job_name(provider)).execute_in_process(instance=instance, partition_key=first, raise_on_error=False)
             outcomes.append(result.success)
             texts.append(_text_of_run(instance, result))
-            result = defs.resolve_job_def(export_job_name(provider)).execute_in_process(instance=instance, raise_on_error=False)
+            result = defs.resolve_job_def(export_job_name(provider)).execute_in_process(instance=instance, partition_key=first, raise_on_error=False)
             outcomes.append(result.success)
             texts.append(_text_of_run(instance, result))
             # and a run that fails on authentication: its error messages must not quote the credentials

@@ -18,7 +18,7 @@ def test_hubspot_array_of_events():
         {"subscriptionType": "deal.deletion", "objectId": 7},
     ]).encode()
     rows = parse_delivery("hubspot", body, {})
-    assert rows[0] == {"event_id": "100", "subscription_type": "contact.creation", "object_type": "contact",
+    assert rows[0] == {"account_id": "", "event_id": "100", "subscription_type": "contact.creation", "object_type": "contact",
                        "object_id": "512", "occurred_at": datetime(2025, 1, 1, tzinfo=timezone.utc)}
     assert rows[1]["object_type"] == "0-3" and rows[1]["occurred_at"] is None
     assert len(rows[2]["event_id"]) == 64 and rows[2]["object_type"] == "deal"
@@ -29,11 +29,20 @@ def test_shopify_headers_give_id_and_topic():
     headers = {"x-shopify-webhook-id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "x-shopify-topic": "customers/update",
                "x-shopify-triggered-at": "2025-02-01T09:30:11.000Z"}
     [row] = parse_delivery("shopify", body, headers)
-    assert row == {"event_id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "subscription_type": "customers/update",
+    assert row == {"account_id": "", "event_id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "subscription_type": "customers/update",
                    "object_type": "customers", "object_id": "706405506930370084",
                    "occurred_at": datetime(2025, 2, 1, 9, 30, 11, tzinfo=timezone.utc)}
     [row] = parse_delivery("shopify", body, {})
     assert row["event_id"] == hashlib.sha256(body).hexdigest()
+
+
+def test_each_provider_names_the_account_an_event_belongs_to():
+    hubspot = json.dumps([{"eventId": 1, "subscriptionType": "contact.creation", "objectId": 5, "portalId": 62515}]).encode()
+    assert parse_delivery("hubspot", hubspot, {})[0]["account_id"] == "62515"
+    assert parse_delivery("shopify", b'{"id":1}', {"x-shopify-shop-domain": "loja-b.myshopify.com"})[0]["account_id"] == "loja-b.myshopify.com"
+    pipedrive = {"meta": {"action": "change", "entity": "person", "id": "u1", "version": "2.0", "company_id": "9876543"}, "data": {"id": 7}}
+    assert parse_delivery("pipedrive", json.dumps(pipedrive).encode(), {})[0]["account_id"] == "9876543"
+    assert parse_delivery("bling", b'{"eventId":"e","event":"order.updated","companyId":"c-77","data":{"id":1}}', {})[0]["account_id"] == "c-77"
 
 
 def test_pipedrive_v2_and_v1():
@@ -55,7 +64,7 @@ def test_pipedrive_v2_and_v1():
 def test_bling_event_id_or_body_hash():
     body = b'{"eventId":"01JABC","date":"2025-02-01T09:30:11Z","event":"order.updated","data":{"id":123}}'
     [row] = parse_delivery("bling", body, {})
-    assert row == {"event_id": "01JABC", "subscription_type": "order.updated", "object_type": "order",
+    assert row == {"account_id": "", "event_id": "01JABC", "subscription_type": "order.updated", "object_type": "order",
                    "object_id": "123", "occurred_at": datetime(2025, 2, 1, 9, 30, 11, tzinfo=timezone.utc)}
     anonymous = b'{"event":"contact.deleted","data":{"id":5}}'
     assert parse_delivery("bling", anonymous, {})[0]["event_id"] == hashlib.sha256(anonymous).hexdigest()

@@ -31,6 +31,12 @@ def _simulator_env(sim) -> dict[str, str]:
             "BLING_CLIENT_SECRET": sim.config.client_secret, "BLING_REFRESH_TOKEN": sim.config.refresh_token}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.bling.resource import BlingResource
+
+    return BlingResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Bling",
@@ -43,4 +49,6 @@ PLUGIN = ProviderPlugin(
     # whose tipo does not match sees it as not (or no longer) its record.
     webhook_object_types={"contact": ("contacts", "companies"), "order": "deals"},
     fields=HELD_FIELDS,
+    resource_class=_resource_class,
+    rate_limits={"per_second": 3},
 )

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from crm_pipelines.core.errors import ConfigurationError, ProviderError, QuotaExhausted, RetryableError
-from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, safe_json
+from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, safe_json, tls_context
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter, shared_limiter
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,13 @@ class BlingAuth:
     """
 
     min_refresh_interval_s = MIN_REFRESH_INTERVAL_S
-    _REGISTRY: dict[tuple[str, str], BlingAuth] = {}
+    _REGISTRY: dict[tuple[str, str, str], BlingAuth] = {}
     _REGISTRY_LOCK = threading.Lock()
 
     def __init__(self, *, base_url: str, client_id: str, client_secret: str, refresh_token: str, access_token: str | None = None,
-                 transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0) -> None:
+                 transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, account: str = "") -> None:
         self.base_url = base_url.rstrip("/")
+        self.account = account
         self._client_id = client_id
         self._client_secret = client_secret
         self._state = _TokenState(access_token or None, refresh_token, expires_at=float("inf") if access_token else 0.0)
@@ -166,20 +167,22 @@ class BlingAuth:
 
     @classmethod
     def shared(cls, *, base_url: str, client_id: str, client_secret: str, refresh_token: str, access_token: str | None = None,
-               transport: httpx.BaseTransport | None = None) -> BlingAuth:
+               transport: httpx.BaseTransport | None = None, account: str = "") -> BlingAuth:
+        """One token holder per app and authorized account (an app serves many companies, each its own tokens)."""
         if not (client_id and client_secret and refresh_token):
             raise ConfigurationError("Bling needs BLING_CLIENT_ID, BLING_CLIENT_SECRET and BLING_REFRESH_TOKEN (OAuth app credentials and a refresh token)")
-        key = (base_url.rstrip("/"), client_id)
+        key = (base_url.rstrip("/"), client_id, account)
         with cls._REGISTRY_LOCK:
             auth = cls._REGISTRY.get(key)
             if auth is None or auth._client_secret != client_secret:
                 auth = cls._REGISTRY[key] = cls(base_url=base_url, client_id=client_id, client_secret=client_secret,
-                                                 refresh_token=refresh_token, access_token=access_token, transport=transport)
+                                                 refresh_token=refresh_token, access_token=access_token, transport=transport, account=account)
             return auth
 
     @property
     def account_key(self) -> str:
-        return hashlib.sha256(f"{self.base_url}|{self._client_id}".encode()).hexdigest()[:16]
+        scope = f"{self.base_url}|{self._client_id}" + (f"|{self.account}" if self.account else "")
+        return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
     @property
     def refresh_token(self) -> str:
@@ -208,7 +211,7 @@ class BlingAuth:
         from crm_pipelines.storage.tokens import TokenStore
 
         store = TokenStore.from_env()
-        stored = store.load(self.account_key) if store is not None else None
+        stored = store.load(self.account_key)
         candidates = [t for t in dict.fromkeys([stored, self._state.refresh_token]) if t]
         for index, refresh_token in enumerate(candidates):
             self._state.refresh_token = refresh_token
@@ -219,14 +222,14 @@ class BlingAuth:
                 # The newest token another process saved, then the one this process knows.
                 if isinstance(exc, RetryableError) or index == len(candidates) - 1:
                     raise
-        if store is not None and self._state.refresh_token != stored:
+        if self._state.refresh_token != stored:
             store.save(self.account_key, self._state.refresh_token)
 
     def _refresh_with_locked(self) -> None:
         basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
         self._state.refreshed_at = time.monotonic()
         try:
-            with httpx.Client(transport=self._transport, timeout=self._timeout_s) as http:
+            with httpx.Client(transport=self._transport, timeout=self._timeout_s, verify=tls_context()) as http:
                 response = http.post(
                     self.base_url + TOKEN_PATH,
                     data={"grant_type": "refresh_token", "refresh_token": self._state.refresh_token},
@@ -293,9 +296,10 @@ class BlingClient:
         max_attempts: int = 8,
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
+        account: str = "",
     ) -> None:
         self.auth = BlingAuth.shared(base_url=base_url, client_id=client_id, client_secret=client_secret,
-                                     refresh_token=refresh_token, access_token=access_token, transport=transport)
+                                     refresh_token=refresh_token, access_token=access_token, transport=transport, account=account)
         self.per_second = per_second
         limiter = shared_limiter((PROVIDER, self.auth.account_key, "per-second"), per_second, 1.0, name="bling per-second")
         self.api = ApiClient(

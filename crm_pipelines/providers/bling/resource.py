@@ -28,6 +28,7 @@ class BlingResource(dg.ConfigurableResource):
     verify_pages: bool = Field(default=True, description="Re-read pages when records change during a scan (page-number paging can skip records).")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
+    account: str = Field(default="", description="The authorized Bling company this connection belongs to: its rotated tokens are kept apart from other companies' of the same app.")
 
     def client(self, stats: CallStats | None = None) -> BlingClient:
         return BlingClient(
@@ -40,6 +41,7 @@ class BlingResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
+            account=self.account,
         )
 
     @contextmanager

@@ -29,6 +29,12 @@ def _simulator_env(sim) -> dict[str, str]:
     return {"GESTAOCLICK_BASE_URL": sim.base_url, "GESTAOCLICK_ACCESS_TOKEN": access, "GESTAOCLICK_SECRET_ACCESS_TOKEN": secret}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.gestaoclick.resource import GestaoClickResource
+
+    return GestaoClickResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="GestaoClick",
@@ -38,4 +44,6 @@ PLUGIN = ProviderPlugin(
     simulator_env=_simulator_env,
     env_vars=("GESTAOCLICK_ACCESS_TOKEN", "GESTAOCLICK_SECRET_ACCESS_TOKEN", "GESTAOCLICK_BASE_URL"),
     webhook_object_types={},
+    resource_class=_resource_class,
+    rate_limits={"per_second": 3, "daily_limit": 30_000},
 )

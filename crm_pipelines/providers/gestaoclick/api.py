@@ -203,12 +203,14 @@ class GestaoClickClient:
         max_attempts: int = 8,
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
+        account: str = "",
     ) -> None:
         if not access_token or not secret_access_token:
             raise ValueError("GestaoClick needs both tokens (set GESTAOCLICK_ACCESS_TOKEN and GESTAOCLICK_SECRET_ACCESS_TOKEN)")
         if per_second < 1 or daily_limit < 1 or page_size < 1:
             raise ValueError("per_second, daily_limit and page_size must be >= 1")
-        account = hashlib.sha256(access_token.encode()).hexdigest()[:16]
+        # The provider account the limits belong to: declared by the integration, else told apart by token.
+        account = account or hashlib.sha256(access_token.encode()).hexdigest()[:16]
         self.page_size = page_size
         self.api = _BudgetedApiClient(
             budget=shared_budget((PROVIDER, base_url, account, "daily"), daily_limit),

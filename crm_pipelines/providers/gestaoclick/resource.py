@@ -29,6 +29,7 @@ class GestaoClickResource(dg.ConfigurableResource):
     deal_vendedor_id: str | None = Field(default=None, description="vendedor_id given to vendas created from local deals (optional).")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
+    account: str = Field(default="", description="The provider account this connection belongs to: connections naming the same account share its API budget (default: told apart by token).")
 
     def client(self, stats: CallStats | None = None) -> GestaoClickClient:
         return GestaoClickClient(
@@ -41,6 +42,7 @@ class GestaoClickResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
+            account=self.account,
         )
 
     @contextmanager

@@ -19,36 +19,29 @@ empty), ``Retry-After`` on 429, whether the ``tipo_pessoa`` filter and sorting a
 whether clientes keep ``observacoes``, and the fields a venda requires.
 
 There is no modification-date filter and no webhook (none is known). Records are hard-deleted.
+Each account has its own credential pairs (``access-token:secret-access-token``), records and
+limits; the pairs of :attr:`GestaoClickSimConfig.credentials` share the default account.
 Writes made by one request share one timestamp (the simulated now).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import random
 import re
-import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator.clock import seeded_time
+from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
 from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import (
-    FaultConfig,
-    InvalidJSONBody,
-    Request,
-    Response,
-    Router,
-    SimClock,
-    SimulatorBase,
-    parse_datetime,
-)
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api
+from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
 DEFAULT_SECRET_TOKEN = "sim-gestaoclick-secret-token"
@@ -74,8 +67,8 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
-class GestaoClickSimConfig:
-    """Everything the GestaoClick simulator can be told; every field has a working default.
+class GestaoClickSimConfig(SimConfig):
+    """Everything the GestaoClick simulator can be told (shared settings in :class:`SimConfig`).
 
     Data: ``seed``; ``contacts`` (clientes PF), ``companies`` (clientes PJ) and ``deals`` (vendas)
     counts; ``history_days`` before ``reference_time`` (``None`` = now) over which seeded records
@@ -97,17 +90,13 @@ class GestaoClickSimConfig:
     ``unique_documents`` (a second cliente with the same CPF/CNPJ is refused with 422).
     """
 
-    seed: int = 1
+    COUNTS: ClassVar[tuple[str, ...]] = ("contacts", "companies", "deals")
+
     contacts: int = 100
     companies: int = 20
     deals: int = 40
-    history_days: float = 30.0
-    reference_time: datetime | None = None
-    clock_start: datetime | None = None
-    freeze_clock: bool = False
     credentials: tuple[tuple[str, str], ...] = ((DEFAULT_ACCESS_TOKEN, DEFAULT_SECRET_TOKEN),)
 
-    rate_limits_enabled: bool = True
     per_second: int = 3
     daily_limit: int | None = 30_000
     account_timezone: str = "America/Sao_Paulo"
@@ -116,94 +105,99 @@ class GestaoClickSimConfig:
     page_size: int = 20
     limite_honoured: bool = False
     limite_max: int = 100
-    limite_oversize: str = "clamp"
-    meta_page_count_key: str = "total_registros_pagina"
+    limite_oversize: Literal["clamp", "reject"] = "clamp"
+    meta_page_count_key: Literal["total_registros_pagina", "total_da_pagina"] = "total_registros_pagina"
     meta_total_paginas: bool = True
     numbers_as_strings: bool = True
     record_timestamps: bool = False
-    error_style: str = "envelope"
+    error_style: Literal["envelope", "message", "empty"] = "envelope"
     honour_tipo_pessoa_filter: bool = True
     honour_sorting: bool = True
     clientes_observacoes: bool = True
     vendas_require_cliente: bool = True
     vendas_require_produtos: bool = True
     unique_documents: bool = False
-    faults: FaultConfig = field(default_factory=FaultConfig)
 
-    def validate(self) -> None:
-        for name in ("contacts", "companies", "deals"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+    def check(self) -> None:
         if self.page_size < 1 or self.limite_max < 1 or self.per_second < 1:
             raise ValueError("page_size, limite_max and per_second must be >= 1")
-        if self.limite_oversize not in ("clamp", "reject"):
-            raise ValueError("limite_oversize must be 'clamp' or 'reject'")
-        if self.meta_page_count_key not in ("total_registros_pagina", "total_da_pagina"):
-            raise ValueError("meta_page_count_key must be 'total_registros_pagina' or 'total_da_pagina'")
-        if self.error_style not in ("envelope", "message", "empty"):
-            raise ValueError("error_style must be 'envelope', 'message' or 'empty'")
         if not self.credentials or any(len(pair) != 2 or not all(pair) for pair in self.credentials):
             raise ValueError("credentials must be non-empty (access token, secret token) pairs")
-        self.faults.validate()
 
 
-class _ApiError(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
+def _kind(request: Request) -> str:
+    """``clientes`` or ``vendas``: the collection a path names."""
+    return request.path.split("/")[1]
 
 
 def _digits(value: Any) -> str:
     return re.sub(r"\D", "", str(value or ""))
 
 
-class GestaoClickSimulator(SimulatorBase):
+class Store(Account):
+    """A GestaoClick account: clientes and vendas (hard-deleted), and the per-second and daily
+    limits of each access token."""
+
+    def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
+        super().__init__(sim, spec)
+        cfg = sim.config
+        tz = ZoneInfo(cfg.account_timezone)
+        self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
+        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=tz)
+        self.data = {"PF": FakeData(f"{self.seed}-pf"), "PJ": FakeData(f"{self.seed}-pj"), "vendas": FakeData(f"{self.seed}-vendas")}
+        self.stores = {"clientes": RecordStore("clientes", first_id=FIRST_CLIENTE_ID), "vendas": RecordStore("vendas", first_id=FIRST_VENDA_ID)}
+        self.next_codigo = 1
+        end = int(sim.reference.timestamp() * 1000)
+        start = end - int(cfg.history_days * DAY_MS)
+        for tipo, entity in (("PF", "contacts"), ("PJ", "companies")):
+            rng = self.data[tipo].rng
+            for _ in range(self.count_of(sim, entity)):
+                created = seeded_time(rng, start, end)
+                sim.insert(self, "clientes", sim.seed_cliente(self, tipo), created, seeded_time(rng, created, end))
+        rng = self.data["vendas"].rng
+        for _ in range(self.count_of(sim, "deals")):
+            created = seeded_time(rng, start, end)
+            sim.insert(self, "vendas", sim.seed_venda(self), created, seeded_time(rng, created, end))
+
+
+class GestaoClickSimulator(Simulator):
     """GestaoClick over real HTTP. See the module docstring and :class:`GestaoClickSimConfig`.
 
-    Python-side API for tests: :meth:`records`, :meth:`count`, :meth:`create`, :meth:`modify`,
-    :meth:`delete`, :meth:`set_fields`, plus ``clock``, ``faults``, ``stats``,
-    :meth:`reset_stats`, :meth:`fail_next` and :meth:`reset_rate_limits` from the base class.
+    Python-side helpers for tests (``account=`` names another account): :meth:`records`,
+    :meth:`count`, :meth:`create`, :meth:`modify`, :meth:`delete`, :meth:`set_fields`.
     """
 
     provider = "gestaoclick"
     server_name = "gestaoclick-simulator"
+    config_class = GestaoClickSimConfig
+    ANSWERS = {
+        "unauthorized": (401, "Token de acesso inválido ou não informado"), "not_found": (404, "Rota não encontrada: {request.method} {request.path}"),
+        "method_not_allowed": (405, "Método {request.method} não permitido"), "internal_error": (500, "Erro interno do servidor"),
+        "invalid_json": (400, "JSON inválido: {error}"),
+    }
+    account_class = Store
+    config: GestaoClickSimConfig
+    ENTITIES = {"contacts": "clientes", "companies": "clientes", "deals": "vendas"}
+    CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
 
-    def __init__(self, config: GestaoClickSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = config or GestaoClickSimConfig()
-        self.config.validate()
-        cfg = self.config
-        clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
-        self._tz = ZoneInfo(cfg.account_timezone)
-        self._lock = threading.RLock()
-        self._limit_lock = threading.Lock()
-        self._accounts = {access: secret for access, secret in cfg.credentials}
-        self._second = SlidingWindowLimiter(cfg.per_second, 1.0)
-        self._daily = DailyCounter(cfg.daily_limit, clock.now, tz=self._tz)
-        self._mutation_rng = random.Random(f"{cfg.seed}-mutations")
-        super().__init__(host=host, port=port, clock=clock, faults=cfg.faults)
-        reference = cfg.reference_time or clock.now()
-        self.reference_ms = int(reference.timestamp() * 1000)
-        self._data = {"PF": FakeData(f"{cfg.seed}-pf"), "PJ": FakeData(f"{cfg.seed}-pj"), "vendas": FakeData(f"{cfg.seed}-vendas")}
-        self.clientes: dict[int, dict[str, Any]] = {}
-        self.vendas: dict[int, dict[str, Any]] = {}
-        self._next_cliente = FIRST_CLIENTE_ID
-        self._next_venda = FIRST_VENDA_ID
-        self._next_codigo = 1
-        start_ms = self.reference_ms - int(cfg.history_days * DAY_MS)
-        for tipo, count in (("PF", cfg.contacts), ("PJ", cfg.companies)):
-            rng = self._data[tipo].rng
-            for _ in range(count):
-                created = start_ms + int(rng.random() * (self.reference_ms - start_ms + 1))
-                self._insert_cliente(self._seed_cliente(tipo), created, created + int(rng.random() * (self.reference_ms - created + 1)))
-        rng = self._data["vendas"].rng
-        for _ in range(cfg.deals):
-            created = start_ms + int(rng.random() * (self.reference_ms - start_ms + 1))
-            self._insert_venda(self._seed_venda(), created, created + int(rng.random() * (self.reference_ms - created + 1)))
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
-    # ---- data generation ------------------------------------------------------------------
+    @property
+    def reference_ms(self) -> int:
+        return int(self.reference.timestamp() * 1000)
 
-    def _seed_cliente(self, tipo: str) -> dict[str, Any]:
-        data = self._data[tipo]
+    @property
+    def clientes(self) -> dict[int, dict[str, Any]]:
+        """The default account's clientes as stored (id -> values)."""
+        return {r.id: r.values for r in self.account().stores["clientes"].select()}
+
+    @property
+    def vendas(self) -> dict[int, dict[str, Any]]:
+        return {r.id: r.values for r in self.account().stores["vendas"].select()}
+
+    def seed_cliente(self, store: Store, tipo: str) -> dict[str, Any]:
+        data = store.data[tipo]
         if tipo == "PF":
             p = data.person()
             city, state, country = p["city"], p["state"], p["country"]
@@ -235,14 +229,14 @@ class GestaoClickSimulator(SimulatorBase):
         values["ativo"] = "1" if data.rng.random() < 0.95 else "0"
         return values
 
-    def _seed_venda(self) -> dict[str, Any]:
-        data = self._data["vendas"]
+    def seed_venda(self, store: Store) -> dict[str, Any]:
+        data, clientes = store.data["vendas"], store.stores["clientes"]
         rng = data.rng
         deal = data.deal()
         amount = deal["amount"] or "0.00"
         cliente = None
         for _ in range(5):  # ids are dense; a few tries find a live one without listing them all
-            cliente = self.clientes.get(FIRST_CLIENTE_ID + int(rng.random() * max(self._next_cliente - FIRST_CLIENTE_ID, 1)))
+            cliente = clientes.get(FIRST_CLIENTE_ID + int(rng.random() * max(clientes.next_number - FIRST_CLIENTE_ID, 1)))
             if cliente is not None:
                 break
         situacao = data.pick(SITUACOES)
@@ -264,32 +258,26 @@ class GestaoClickSimulator(SimulatorBase):
             "valor_total": amount,
         }
 
-    def _insert_cliente(self, values: dict[str, Any], created_ms: int, modified_ms: int) -> dict[str, Any]:
-        row = {"id": self._next_cliente, **values, "_created": created_ms, "_modified": modified_ms}
-        self._next_cliente += 1
-        row.setdefault("observacoes", "")
-        self.clientes[row["id"]] = row
-        return row
+    def insert(self, account: Store, kind: str, values: dict[str, Any], created_ms: int, modified_ms: int) -> Record:
+        store = account.stores[kind]
+        record_id = store.allocate_id()
+        if kind == "clientes":
+            return store.insert({"id": record_id, **values, "observacoes": values.get("observacoes", "")}, created_ms, modified_ms, record_id=record_id)
+        codigo = values.get("codigo") or str(account.next_codigo)
+        account.next_codigo += 1
+        return store.insert({"id": record_id, **values, "codigo": codigo}, created_ms, modified_ms, record_id=record_id)
 
-    def _insert_venda(self, values: dict[str, Any], created_ms: int, modified_ms: int) -> dict[str, Any]:
-        codigo = values.get("codigo") or str(self._next_codigo)
-        self._next_codigo += 1
-        row = {"id": self._next_venda, **values, "codigo": codigo, "_created": created_ms, "_modified": modified_ms}
-        self._next_venda += 1
-        self.vendas[row["id"]] = row
-        return row
+    def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        if record is None:
+            return self.insert(self._owner(store), store.name, dict(values), stamp, stamp)
+        store.update(record, values, stamp)
+        return record
 
-    # ---- routes ---------------------------------------------------------------------------
+    def _owner(self, store: RecordStore) -> Store:
+        return next(a for a in self.accounts.values() if store in a.stores.values())
 
-    def build_routes(self, router: Router) -> None:
-        for kind in ("clientes", "vendas"):
-            router.add("GET", rf"/{kind}", self._api(lambda r, k=kind: self._list(k, r)), name=f"GET /{kind}")
-            router.add("POST", rf"/{kind}", self._api(lambda r, k=kind: self._create(k, r)), name=f"POST /{kind}")
-            item = rf"/{kind}/(?P<id>[^/]+)"
-            router.add("GET", item, self._api(lambda r, k=kind: self._get(k, r)), name=f"GET /{kind}/{{id}}")
-            router.add("PUT", item, self._api(lambda r, k=kind: self._update(k, r)), name=f"PUT /{kind}/{{id}}")
-            router.add("DELETE", item, self._api(lambda r, k=kind: self._delete(k, r)), name=f"DELETE /{kind}/{{id}}")
-        router.add("GET", r"/situacoes_vendas", self._api(self._situacoes), name="GET /situacoes_vendas")
+    def remove(self, store: RecordStore, record: Record) -> None:
+        store.delete(record, self.stamp(), hard=True)
 
     def _error(self, status: int, message: str, extra: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
         style = self.config.error_style
@@ -302,14 +290,8 @@ class GestaoClickSimulator(SimulatorBase):
             data["erros"] = dict(extra)
         return Response.json(status, {"code": status, "status": "error", "data": data}, headers)
 
-    def not_found_response(self, request: Request) -> Response:
-        return self._error(404, f"Rota não encontrada: {request.method} {request.path}")
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        return self._error(405, f"Método {request.method} não permitido")
-
-    def internal_error_response(self, request: Request) -> Response:
-        return self._error(500, "Erro interno do servidor")
+    def error_response(self, status: int, message: str) -> Response:
+        return self._error(status, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
@@ -321,50 +303,29 @@ class GestaoClickSimulator(SimulatorBase):
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else None
         return self._error(429, message, headers=headers)
 
-    def _api(self, handler: Any) -> Any:
-        def wrapped(request: Request) -> Response:
-            account = self._authenticate(request)
-            if account is None:
-                return self._error(401, "Token de acesso inválido ou não informado")
-            rejection = self._gate(account)
-            if rejection is not None:
-                return rejection
-            try:
-                with self._lock:
-                    return handler(request)
-            except _ApiError as exc:
-                return exc.response
-            except InvalidJSONBody as exc:
-                return self._error(400, f"JSON inválido: {exc}")
+    def credentials(self, request: Request) -> str | None:
+        access, secret = (request.header("access-token") or "").strip(), (request.header("secret-access-token") or "").strip()
+        return f"{access}:{secret}" if access else None
 
-        return wrapped
-
-    def _authenticate(self, request: Request) -> str | None:
-        access = (request.header("access-token") or "").strip()
-        secret = (request.header("secret-access-token") or "").strip()
-        if not access or self._accounts.get(access) != secret:
-            return None
-        return access
-
-    def _gate(self, account: str) -> Response | None:
+    def admit(self, request: Request) -> Response | None:
+        """3 requests per second and 30,000 per day, per access token."""
         if not self.config.rate_limits_enabled:
             return None
-        with self._limit_lock:
-            if self._daily.remaining(account) == 0:
-                self.stats_recorder.record_rate_limited("DAILY")
-                return self._too_many("DAILY", self._daily.seconds_until_reset())
-            decision = self._second.try_acquire(account)
-            if not decision.allowed:
-                self.stats_recorder.record_rate_limited("SECONDLY")
-                return self._too_many("SECONDLY", decision.retry_after_s)
-            self._daily.try_acquire(account)
+        account, key = request.account, request.token.partition(":")[0]
+        if account.daily.remaining(key) == 0:
+            self.stats_recorder.record_rate_limited("DAILY")
+            return self._too_many("DAILY", account.daily.seconds_until_reset())
+        decision = account.second.try_acquire(key)
+        if not decision.allowed:
+            self.stats_recorder.record_rate_limited("SECONDLY")
+            return self._too_many("SECONDLY", decision.retry_after_s)
+        account.daily.try_acquire(key)
         return None
 
     def reset_rate_limits(self) -> None:
-        self._second.reset()
-        self._daily.reset()
-
-    # ---- rendering ------------------------------------------------------------------------
+        for account in self.accounts.values():
+            account.second.reset()
+            account.daily.reset()
 
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
@@ -377,9 +338,9 @@ class GestaoClickSimulator(SimulatorBase):
             return value
 
     def _stamp(self, ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, tz=self._tz).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(self.config.account_timezone)).strftime("%Y-%m-%d %H:%M:%S")
 
-    def _render_cliente(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _render_cliente(self, row: Record) -> dict[str, Any]:
         n = self._num
         out: dict[str, Any] = {
             "id": n(str(row["id"])),
@@ -405,11 +366,11 @@ class GestaoClickSimulator(SimulatorBase):
         if self.config.clientes_observacoes:
             out["observacoes"] = row.get("observacoes", "")
         if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row["_created"])
-            out["modificado_em"] = self._stamp(row["_modified"])
+            out["cadastrado_em"] = self._stamp(row.created)
+            out["modificado_em"] = self._stamp(row.updated)
         return out
 
-    def _render_venda(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _render_venda(self, row: Record) -> dict[str, Any]:
         n = self._num
         out: dict[str, Any] = {"id": n(str(row["id"])), "codigo": n(row["codigo"])}
         for key in ("cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao",
@@ -421,18 +382,16 @@ class GestaoClickSimulator(SimulatorBase):
         out["pagamentos"] = []
         out["parcelas"] = [{"parcela": {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}}]
         if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row["_created"])
-            out["modificado_em"] = self._stamp(row["_modified"])
+            out["cadastrado_em"] = self._stamp(row.created)
+            out["modificado_em"] = self._stamp(row.updated)
         return out
 
-    def _render(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _render(self, kind: str, row: Record) -> dict[str, Any]:
         return self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
 
     @staticmethod
     def _ok(payload: Any, status: int = 200) -> Response:
         return Response.json(status, {"code": status, "status": "success", "data": payload})
-
-    # ---- lists ----------------------------------------------------------------------------
 
     def _int_param(self, request: Request, name: str, default: int) -> int:
         raw = request.query_value(name)
@@ -441,12 +400,12 @@ class GestaoClickSimulator(SimulatorBase):
         try:
             value = int(raw)
         except ValueError:
-            raise _ApiError(self._error(400, f"Parâmetro {name} inválido: {raw!r}")) from None
+            raise ApiError(self._error(400, f"Parâmetro {name} inválido: {raw!r}")) from None
         if value < 1:
-            raise _ApiError(self._error(400, f"Parâmetro {name} deve ser maior que zero"))
+            raise ApiError(self._error(400, f"Parâmetro {name} deve ser maior que zero"))
         return value
 
-    def _matches(self, kind: str, row: Mapping[str, Any], request: Request) -> bool:
+    def _matches(self, kind: str, row: Record, request: Request) -> bool:
         q = request.query_value
         if kind == "clientes":
             tipo = q("tipo_pessoa")
@@ -472,7 +431,10 @@ class GestaoClickSimulator(SimulatorBase):
                 return False
         return True
 
-    def _list(self, kind: str, request: Request) -> Response:
+    @api("GET", "/clientes", name="GET /clientes")
+    @api("GET", "/vendas", name="GET /vendas")
+    def _list(self, request: Request) -> Response:
+        kind = _kind(request)
         cfg = self.config
         pagina = self._int_param(request, "pagina", 1)
         size = cfg.page_size
@@ -480,16 +442,18 @@ class GestaoClickSimulator(SimulatorBase):
             size = self._int_param(request, "limite", cfg.page_size)
             if size > cfg.limite_max:
                 if cfg.limite_oversize == "reject":
-                    raise _ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}"))
+                    raise ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}"))
                 size = cfg.limite_max
-        table = self.clientes if kind == "clientes" else self.vendas
-        rows = [row for row in table.values() if self._matches(kind, row, request)]
+        rows = [row for row in request.account.stores[kind].select() if self._matches(kind, row, request)]
         order = request.query_value("ordenacao")
         descending = (request.query_value("direcao") or "asc").lower() == "desc"
         if cfg.honour_sorting and order in SORTABLE[kind]:
             key = {"cadastrado_em": "_created", "modificado_em": "_modified"}.get(order, order)
             numeric = key in ("id", "_created", "_modified", "codigo")
-            rows.sort(key=lambda r: (int(r[key]) if numeric and str(r[key]).isdigit() else str(r.get(key, "")).casefold(), r["id"]), reverse=descending)
+            def field(r: Record) -> Any:
+                return r.created if key == "_created" else r.updated if key == "_modified" else r.get(key, "")
+
+            rows.sort(key=lambda r: (int(field(r)) if numeric and str(field(r)).isdigit() else str(field(r)).casefold(), r.id), reverse=descending)
         total = len(rows)
         pages = max(1, math.ceil(total / size))
         chunk = rows[(pagina - 1) * size : pagina * size]
@@ -515,50 +479,47 @@ class GestaoClickSimulator(SimulatorBase):
         })
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
+    @api("GET", "/situacoes_vendas")
     def _situacoes(self, request: Request) -> Response:
         return self._ok([{"id": self._num(i), "nome": name, "padrao": self._num("1" if i == SITUACOES[0][0] else "0")} for i, name in SITUACOES])
 
-    # ---- single records -------------------------------------------------------------------
-
-    def _row(self, kind: str, request: Request) -> dict[str, Any]:
+    def _row(self, request: Request) -> Record:
         raw = request.params["id"]
-        table = self.clientes if kind == "clientes" else self.vendas
-        row = table.get(int(raw)) if raw.isdigit() else None
+        row = request.account.stores[_kind(request)].get(int(raw)) if raw.isdigit() else None
         if row is None:
-            raise _ApiError(self._error(404, "Registro não encontrado"))
+            raise ApiError(self._error(404, "Registro não encontrado"))
         return row
 
-    def _get(self, kind: str, request: Request) -> Response:
-        return self._ok(self._render(kind, self._row(kind, request)))
+    @api("GET", "/clientes/{id}", name="GET /clientes/{id}")
+    @api("GET", "/vendas/{id}", name="GET /vendas/{id}")
+    def _get(self, request: Request) -> Response:
+        return self._ok(self._render(_kind(request), self._row(request)))
 
-    def _delete(self, kind: str, request: Request) -> Response:
-        row = self._row(kind, request)
-        (self.clientes if kind == "clientes" else self.vendas).pop(row["id"])
+    @api("DELETE", "/clientes/{id}", name="DELETE /clientes/{id}")
+    @api("DELETE", "/vendas/{id}", name="DELETE /vendas/{id}")
+    def _delete(self, request: Request) -> Response:
+        self.remove(request.account.stores[_kind(request)], self._row(request))
         return self._ok({"mensagem": "Registro excluído com sucesso"})
 
     def _body(self, request: Request) -> dict[str, Any]:
         body = request.json()
         if not isinstance(body, dict):
-            raise _ApiError(self._error(400, "O corpo da requisição deve ser um objeto JSON"))
+            raise ApiError(self._error(400, "O corpo da requisição deve ser um objeto JSON"))
         return body
 
-    def _create(self, kind: str, request: Request) -> Response:
-        body = self._body(request)
-        now = self.clock.now_ms()
-        if kind == "clientes":
-            values = self._cliente_values(body, None)
-            row = self._insert_cliente(values, now, now)
-        else:
-            values = self._venda_values(body, None)
-            row = self._insert_venda(values, now, now)
-        return self._ok(self._render(kind, row), 200)
+    @api("POST", "/clientes", name="POST /clientes")
+    @api("POST", "/vendas", name="POST /vendas")
+    def _create(self, request: Request) -> Response:
+        kind, body = _kind(request), self._body(request)
+        values = self._cliente_values(request.account, body, None) if kind == "clientes" else self._venda_values(request.account, body, None)
+        return self._ok(self._render(kind, self.write(request.account.stores[kind], None, values, self.clock.now_ms())), 200)
 
-    def _update(self, kind: str, request: Request) -> Response:
-        row = self._row(kind, request)
-        body = self._body(request)
-        values = self._cliente_values(body, row) if kind == "clientes" else self._venda_values(body, row)
-        row.update(values)
-        row["_modified"] = self.clock.now_ms()
+    @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
+    @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
+    def _update(self, request: Request) -> Response:
+        kind, row, body = _kind(request), self._row(request), self._body(request)
+        values = self._cliente_values(request.account, body, row) if kind == "clientes" else self._venda_values(request.account, body, row)
+        self.write(request.account.stores[kind], row, values, self.clock.now_ms())
         return self._ok(self._render(kind, row))
 
     @staticmethod
@@ -572,9 +533,9 @@ class GestaoClickSimulator(SimulatorBase):
                     out.append({k: "" if v is None else str(v) for k, v in inner.items()})
         return out
 
-    def _cliente_values(self, body: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _cliente_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        merged = dict(current or {})
+        merged = dict(current.values if current else {})
         for key in ("tipo_pessoa", "nome", "razao_social", "cnpj", "cpf", "email", "telefone", "celular", "data_nascimento",
                     "inscricao_estadual", "ativo", "observacoes"):
             if key in body:
@@ -602,18 +563,18 @@ class GestaoClickSimulator(SimulatorBase):
         if self.config.unique_documents:
             for key in ("cpf", "cnpj"):
                 doc = _digits(merged.get(key))
-                if doc and any(_digits(r.get(key)) == doc and r["id"] != merged.get("id") for r in self.clientes.values()):
+                if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
                     errors.setdefault(key, []).append(f"Já existe um cliente cadastrado com este {key.upper()}.")
         if errors:
-            raise _ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
+            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
         merged.setdefault("enderecos", [])
         merged.setdefault("contatos", [])
         return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
 
-    def _venda_values(self, body: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
         cfg = self.config
         errors: dict[str, list[str]] = {}
-        merged = dict(current or {})
+        merged = dict(current.values if current else {})
         for key in ("cliente_id", "vendedor_id", "data", "situacao_id", "nome_situacao", "valor_frete", "condicao_pagamento", "loja_id", "observacoes", "valor_total", "codigo"):
             if key in body and (key != "codigo" or current is None):
                 merged[key] = "" if body[key] is None else str(body[key])
@@ -623,7 +584,7 @@ class GestaoClickSimulator(SimulatorBase):
             errors.setdefault("data", []).append("O campo data é obrigatório (AAAA-MM-DD).")
         cliente_id = str(merged.get("cliente_id", ""))
         if cliente_id:
-            cliente = self.clientes.get(int(cliente_id)) if cliente_id.isdigit() else None
+            cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
             if cliente is None:
                 errors.setdefault("cliente_id", []).append("Cliente não encontrado.")
             else:
@@ -673,129 +634,65 @@ class GestaoClickSimulator(SimulatorBase):
             except InvalidOperation:
                 errors.setdefault("valor_total", []).append("Valor total inválido.")
         if errors:
-            raise _ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
+            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
         merged.setdefault("valor_frete", "0.00")
         merged.setdefault("condicao_pagamento", "a_vista")
         merged.setdefault("observacoes", "")
         return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
 
-    # ---- Python-side API for tests ----------------------------------------------------------
-
-    def _rows(self, entity: str) -> dict[int, dict[str, Any]]:
+    def entity_filter(self, entity: str) -> Any:
         if entity == "deals":
-            return self.vendas
-        if entity not in TIPOS:
-            raise ValueError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
+            return None
         tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)
-        return {i: r for i, r in self.clientes.items() if r["tipo_pessoa"] in tipos}
+        return lambda r: r["tipo_pessoa"] in tipos
 
-    def records(self, entity: str) -> dict[str, dict[str, Any]]:
-        """id -> API-shaped record, for ``contacts`` (clientes PF/ES), ``companies`` (PJ) or ``deals``."""
-        kind = "vendas" if entity == "deals" else "clientes"
-        with self._lock:
-            return {str(i): self._render(kind, r) for i, r in self._rows(entity).items()}
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        return self._render(store.name, record)
 
-    def count(self, entity: str) -> int:
-        with self._lock:
-            return len(self._rows(entity))
+    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        return self.seed_venda(account) if entity == "deals" else self.seed_cliente(account, TIPOS[entity])
 
-    def create(self, entity: str, n: int = 1) -> list[str]:
-        """Create ``n`` generated records stamped with the simulated now; returns their ids."""
-        with self._lock:
-            now = self.clock.now_ms()
-            if entity == "deals":
-                return [str(self._insert_venda(self._seed_venda(), now, now)["id"]) for _ in range(n)]
-            self._rows(entity)
-            return [str(self._insert_cliente(self._seed_cliente(TIPOS[entity]), now, now)["id"]) for _ in range(n)]
-
-    def modify(self, entity: str, n: int | None = None, ids: Iterable[str | int] | None = None, same_timestamp: bool = True) -> list[str]:
-        """Change a field or two of ``n`` seeded-random records (or of ``ids``); one shared timestamp by default."""
-        with self._lock:
-            rows = self._rows(entity)
-            chosen = [int(i) for i in ids] if ids is not None else self._mutation_rng.sample(sorted(rows), min(n or 1, len(rows)))
-            now = self.clock.now_ms()
-            for position, row_id in enumerate(chosen):
-                row = rows.get(row_id)
-                if row is None:
-                    raise KeyError(f"{entity} {row_id} does not exist")
-                self._change(entity, row)
-                row["_modified"] = now if same_timestamp else now + position
-            return [str(i) for i in chosen]
-
-    def _change(self, entity: str, row: dict[str, Any]) -> None:
-        rng = self._mutation_rng
-        if entity == "deals":
+    def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
+        rng = account.rng
+        if store.name == "vendas":
             situacao = SITUACOES[rng.randrange(len(SITUACOES))]
-            row["situacao_id"], row["nome_situacao"] = situacao
-            amount = self._data["vendas"].amount()
-            row["produtos"] = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row.get("produtos") else []
-            row["valor_total"] = amount
-            return
-        data = self._data[row["tipo_pessoa"] if row["tipo_pessoa"] in self._data else "PF"]
+            amount = account.data["vendas"].amount()
+            produtos = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row["produtos"] else []
+            return {"situacao_id": situacao[0], "nome_situacao": situacao[1], "produtos": produtos, "valor_total": amount}
+        data = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"]
         phone = data.phone()
-        row["telefone"] = phone if phone != row.get("telefone") else "(11) 3333-0000"
+        changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
         if rng.random() < 0.5:
-            row["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
+            changes["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
+        return changes
 
-    def delete(self, entity: str, target: int | Iterable[str | int]) -> list[str]:
-        """Delete ``target`` ids, or ``target`` seeded-random records when it is an int."""
-        with self._lock:
-            rows = self._rows(entity)
-            chosen = self._mutation_rng.sample(sorted(rows), min(target, len(rows))) if isinstance(target, int) else [int(i) for i in target]
-            table = self.vendas if entity == "deals" else self.clientes
-            return [str(i) for i in chosen if table.pop(i, None) is not None]
-
-    def set_fields(self, entity: str, record_id: str | int, **values: Any) -> dict[str, Any]:
+    def set_fields(self, entity: str, record_id: str | int, *, account: str | None = None, **values: Any) -> dict[str, Any]:
         """Overwrite raw stored values of one record (no validation): to plant bad data."""
-        with self._lock:
-            table = self.vendas if entity == "deals" else self.clientes
-            row = table[int(record_id)]
-            row.update(values)
-            row["_modified"] = self.clock.now_ms()
-            return dict(row)
-
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self.apply_mutation(spec, check_entity=self._rows)
+        with self.lock:
+            store = self.entity_store(entity, account)
+            row = store.rows[int(record_id)]
+            store.update(row, values, self.clock.now_ms())
+            return dict(row.values) | {"_created": row.created, "_modified": row.updated}
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            counts = {entity: len(self._rows(entity)) for entity in ENTITIES}
+        with self.lock:
+            counts = {entity: self.count(entity) for entity in ENTITIES}
         cfg = self.config
         return {"records": counts, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
                 "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
 
-    # ---- command line ---------------------------------------------------------------------
-
     @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--contacts", type=int, default=1000, help="clientes PF")
-        parser.add_argument("--companies", type=int, default=100, help="clientes PJ")
-        parser.add_argument("--deals", type=int, default=200, help="vendas")
+    def add_cli_arguments(cls, parser: Any) -> None:
+        super().add_cli_arguments(parser)
         parser.add_argument("--secret", action="append", help="secret-access-token paired with each --token")
-        parser.add_argument("--reference-time", default=None, help="ISO-8601 instant the seeded data ends at")
-        parser.add_argument("--per-second", type=int, default=3)
-        parser.add_argument("--daily-limit", type=int, default=30_000, help="0 disables the daily limit")
-        parser.add_argument("--no-rate-limits", action="store_true")
-        parser.add_argument("--page-size", type=int, default=20)
-        parser.add_argument("--limite-honoured", action="store_true", help="honour the limite parameter (up to --limite-max)")
-        parser.add_argument("--limite-max", type=int, default=100)
-        parser.add_argument("--record-timestamps", action="store_true", help="add cadastrado_em/modificado_em to records")
 
     @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> GestaoClickSimulator:
-        tokens = args.token or [DEFAULT_ACCESS_TOKEN]
-        secrets = args.secret or [DEFAULT_SECRET_TOKEN]
+    def config_from_cli_args(cls, args: Any) -> SimConfig:
+        tokens, secrets = args.token or [DEFAULT_ACCESS_TOKEN], args.secret or [DEFAULT_SECRET_TOKEN]
         if len(secrets) != len(tokens):
             raise SystemExit("give one --secret per --token")
-        config = GestaoClickSimConfig(
-            seed=args.seed, contacts=args.contacts, companies=args.companies, deals=args.deals,
-            reference_time=parse_datetime(args.reference_time) if args.reference_time else None,
-            credentials=tuple(zip(tokens, secrets)),
-            per_second=args.per_second, daily_limit=args.daily_limit or None, rate_limits_enabled=not args.no_rate_limits,
-            page_size=args.page_size, limite_honoured=args.limite_honoured, limite_max=args.limite_max,
-            record_timestamps=args.record_timestamps, faults=args.faults,
-        )
-        return cls(config, host=args.host, port=args.port)
+        args.token = None
+        return config_from_arguments(cls.config_class, args, credentials=tuple(zip(tokens, secrets)))
 
 
-__all__ = ["DEFAULT_ACCESS_TOKEN", "DEFAULT_SECRET_TOKEN", "GestaoClickSimConfig", "GestaoClickSimulator", "SITUACOES"]
+__all__ = ["DEFAULT_ACCESS_TOKEN", "DEFAULT_SECRET_TOKEN", "GestaoClickSimConfig", "GestaoClickSimulator", "SITUACOES", "Store"]

@@ -25,6 +25,12 @@ def _simulator_env(sim) -> dict[str, str]:
     return {"HUBSPOT_BASE_URL": sim.base_url, "HUBSPOT_ACCESS_TOKEN": sim.config.tokens[0]}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.hubspot.resource import HubSpotResource
+
+    return HubSpotResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="HubSpot",
@@ -34,4 +40,6 @@ PLUGIN = ProviderPlugin(
     simulator_env=_simulator_env,
     env_vars=("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL"),
     webhook_object_types={"contact": "contacts", "company": "companies", "deal": "deals", "0-1": "contacts", "0-2": "companies", "0-3": "deals"},
+    resource_class=_resource_class,
+    rate_limits={"burst_limit": 190, "search_per_second": 5},
 )

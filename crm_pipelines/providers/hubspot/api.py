@@ -113,11 +113,13 @@ class HubSpotClient:
         max_attempts: int = 8,
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
+        account: str = "",
     ) -> None:
         if not access_token:
             raise ValueError("HubSpot needs an access token (set HUBSPOT_ACCESS_TOKEN)")
         # Limits are per account: clients of the same token share one budget in this process.
-        account = hashlib.sha256(access_token.encode()).hexdigest()[:16]
+        # The provider account the limits belong to: declared by the integration, else told apart by token.
+        account = account or hashlib.sha256(access_token.encode()).hexdigest()[:16]
         self.api = ApiClient(
             provider=PROVIDER,
             base_url=base_url,

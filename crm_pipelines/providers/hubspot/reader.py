@@ -65,12 +65,19 @@ class HubSpotChangeReader:
             return
         yield from self._by_search(entity, lower, upper)
 
-    def archived(self, entity: str) -> Iterator[Page]:
-        """Pages of archived (deleted) records, to propagate deletions."""
+    #: The archived list is read on every run (HubSpot cannot filter it by time; it costs one call per
+    #: 100 archived records), and only records archived since the run's lower bound are applied.
+    deletions_since = ("contacts", "companies", "deals")
+
+    def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]:
+        """Pages of archived (deleted) records (those archived since ``since``), to propagate deletions."""
         properties = properties_for(entity)
         for results in self.client.iter_list(entity, properties, archived=True):
             page = Page()
             for obj in results:
+                archived_at = parse_timestamp(obj.get("archivedAt"))
+                if since is not None and archived_at is not None and archived_at < since:
+                    continue
                 obj = dict(obj, archived=True)
                 mapped = to_remote_record(entity, obj)
                 if isinstance(mapped, RecordError):

@@ -31,6 +31,7 @@ class HubSpotResource(dg.ConfigurableResource):
     search_per_second: int = Field(default=SEARCH_PER_SECOND, description="Search requests per second (HubSpot: 5 per account).")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
+    account: str = Field(default="", description="The provider account this connection belongs to: connections naming the same account share its API budget (default: told apart by token).")
 
     def client(self, stats: CallStats | None = None) -> HubSpotClient:
         return HubSpotClient(
@@ -42,6 +43,7 @@ class HubSpotResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
+            account=self.account,
         )
 
     @contextmanager

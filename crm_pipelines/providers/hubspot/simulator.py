@@ -3,8 +3,9 @@
 Reproduces the parts of ``api.hubapi.com`` a sync client meets: object listing with ``after``
 cursors, single-object reads and writes, the search endpoint (filter groups, operators, one sort,
 200-per-page and 10,000-total caps, its own per-second limiter and no rate-limit headers), batch
-read/create/update/upsert/archive with 207 partial failures, the ten-second burst and daily limits
-with the ``X-HubSpot-RateLimit-*`` headers and 429 bodies, and HubSpot's error bodies.
+read/create/update/upsert/archive with 207 partial failures, merges, the ten-second burst and
+daily limits with the ``X-HubSpot-RateLimit-*`` headers and 429 bodies, HubSpot's error bodies,
+and webhooks (arrays of events signed v1 and v3, ``portalId`` naming the account).
 
 Facts that the provider reference marks as unconfirmed are switches on :class:`HubSpotSimConfig`
 (list ``limit`` > 100 clamped or rejected, search ``limit`` > 200 clamped or rejected, filter-count
@@ -16,48 +17,32 @@ is cut short at the cap, and when more matches exist it still carries ``paging.n
 to the cap); a request whose ``after`` is at or beyond the cap gets 400 ``VALIDATION_ERROR``.
 ``total`` is always the real number of matches. Writes made by one request share one timestamp
 (the simulated now). Batch results are shuffled with a seeded RNG. Injected faults never consume
-rate-limit budget.
-
-Data is stored compactly: one ``__slots__`` row per record holding its id, creation, modification
-and archive times (epoch ms) and a list of property values aligned with the object's schema.
-Search on the modification-date property uses a sorted index of ``(modified_ms << 44) | id``.
+rate-limit budget. Each portal (account) has its own token(s), records and limits.
 """
 
 from __future__ import annotations
 
-import argparse
-import bisect
 import fnmatch
 import gc
 import json
 import math
 import random
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator.clock import parse_datetime, seeded_time, utc_iso_ms
+from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.webhooks import WebhookEmitter
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import (
-    FaultConfig,
-    InvalidJSONBody,
-    Request,
-    Response,
-    Router,
-    SimClock,
-    SimulatorBase,
-    json_dumps,
-    parse_datetime,
-    utc_iso_ms,
-)
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, json_dumps
+from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "sim-hubspot-token"
 ENTITIES = ("contacts", "companies", "deals")
@@ -67,8 +52,6 @@ SINGULAR = {"contacts": "CONTACT", "companies": "COMPANY", "deals": "DEAL"}
 LIST_LIMIT_MAX = 100
 BATCH_INPUT_MAX = 100
 SEARCH_QUERY_MAX_CHARS = 3000
-ID_BITS = 44
-ID_MASK = (1 << ID_BITS) - 1
 DAY_MS = 86_400_000
 
 LIFECYCLE_STAGES = (
@@ -87,18 +70,25 @@ AUTH_MESSAGE = (
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 
-SEARCH_OPERATORS = frozenset({
-    "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
-    "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
-})
 _RANGE_OPERATORS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+#: How each operator compares a record's value (``None`` when unset) with the filter; ``text`` gives the raw text.
+_OPERATORS: dict[str, Callable[[Any, Any, Callable[[], str]], bool]] = {
+    "HAS_PROPERTY": lambda v, f, text: v is not None,
+    "NOT_HAS_PROPERTY": lambda v, f, text: v is None,
+    "NEQ": lambda v, f, text: v is None or v != f.value,
+    "NOT_IN": lambda v, f, text: v is None or v not in f.values,
+    "NOT_CONTAINS_TOKEN": lambda v, f, text: v is None or not _contains_token(text(), f.value),
+    "EQ": lambda v, f, text: v is not None and v == f.value,
+    "IN": lambda v, f, text: v is not None and v in f.values,
+    "CONTAINS_TOKEN": lambda v, f, text: v is not None and _contains_token(text(), f.value),
+    "LT": lambda v, f, text: v is not None and v < f.value,
+    "LTE": lambda v, f, text: v is not None and v <= f.value,
+    "GT": lambda v, f, text: v is not None and v > f.value,
+    "GTE": lambda v, f, text: v is not None and v >= f.value,
+    "BETWEEN": lambda v, f, text: v is not None and f.value <= v <= f.high,
+}
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
 
 
 #: Custom unique-value property that integrations create in a portal to key their own records
@@ -111,23 +101,20 @@ def _default_id_properties() -> dict[str, tuple[str, ...]]:
 
 
 @dataclass
-class HubSpotSimConfig:
-    """Everything the HubSpot simulator can be told; every field has a working default.
+class HubSpotSimConfig(SimConfig):
+    """Everything the HubSpot simulator can be told (shared settings in :class:`SimConfig`).
 
-    Data: ``seed``, ``contacts``/``companies``/``deals`` counts, ``history_days`` (seeded records
-    were created and last modified within this many days before ``reference_time``),
-    ``reference_time`` (``None`` = now; set it for fully reproducible data). The simulated clock
-    starts at ``clock_start``, else at ``reference_time``, else at the wall clock.
+    Data: ``contacts``/``companies``/``deals`` counts per portal; ``tokens`` of the default portal,
+    whose ``portalId`` is ``webhook_portal_id``.
 
     Limits: ``burst_limit`` per ``burst_window_s`` per token, ``daily_limit`` per
     ``daily_limit_scope`` ("account" or "token"; ``None`` disables it) resetting at midnight in
-    ``account_timezone``; search ``search_rate_per_s`` per ``search_rate_scope``;
-    ``rate_limits_enabled=False`` turns every limit (and the rate-limit headers) off.
+    ``account_timezone``; search ``search_rate_per_s`` per ``search_rate_scope``.
 
-    Unconfirmed provider facts, as switches: ``list_limit_oversize`` / ``search_limit_oversize``
-    ("clamp" or "reject"), ``search_max_groups`` / ``search_max_filters_per_group`` /
-    ``search_max_filters_total``, ``search_429_policy_name``, ``search_accept_iso_dates``,
-    ``retry_after_on_429``, ``send_daily_headers``, ``search_counts_toward_daily``.
+    Unconfirmed provider facts, as switches: ``list_limit_oversize`` / ``search_limit_oversize``,
+    ``search_max_groups`` / ``search_max_filters_per_group`` / ``search_max_filters_total``,
+    ``search_429_policy_name``, ``search_accept_iso_dates``, ``retry_after_on_429``,
+    ``send_daily_headers``, ``search_counts_toward_daily``.
 
     ``search_visibility_delay_s`` imitates the search index lag (records modified less than this
     many simulated seconds ago are not yet returned by search; 0 = immediately visible).
@@ -135,37 +122,32 @@ class HubSpotSimConfig:
     ``token_scopes`` (token -> granted scopes such as ``crm.objects.contacts.read``) restricts
     tokens; a token without an entry, or ``None`` for the whole mapping, has every scope.
 
-    Webhooks: with ``webhook_url`` set, every creation, property change and deletion (through
-    the API or the Python methods) is delivered there as HubSpot does: JSON arrays of up to
-    ``webhook_batch_max`` events, signed v1 and v3 with ``webhook_client_secret``, retried up to
-    ``webhook_max_attempts`` times with a growing delay and an incremented ``attemptNumber``.
+    Webhooks: with ``webhook_url`` set, every creation, property change, merge and deletion is
+    delivered as HubSpot does: JSON arrays of up to ``webhook_batch_max`` events, signed v1 and v3
+    with ``webhook_client_secret``, retried with an incremented ``attemptNumber``.
     """
 
-    seed: int = 1
+    COUNTS: ClassVar[tuple[str, ...]] = ("contacts", "companies", "deals")
+
     contacts: int = 100
     companies: int = 20
     deals: int = 40
-    history_days: float = 30.0
-    reference_time: datetime | None = None
-    clock_start: datetime | None = None
-    freeze_clock: bool = False
     tokens: tuple[str, ...] = (DEFAULT_TOKEN,)
 
-    rate_limits_enabled: bool = True
     burst_limit: int = 100
     burst_window_s: float = 10.0
     daily_limit: int | None = 250_000
-    daily_limit_scope: str = "account"
+    daily_limit_scope: Literal["account", "token"] = "account"
     account_timezone: str = "UTC"
     send_daily_headers: bool = True
     retry_after_on_429: bool = False
 
     search_rate_per_s: int = 5
-    search_rate_scope: str = "token"
+    search_rate_scope: Literal["account", "token"] = "token"
     search_429_policy_name: str = "SECONDLY"
     search_counts_toward_daily: bool = True
     search_limit_max: int = 200
-    search_limit_oversize: str = "reject"
+    search_limit_oversize: Literal["clamp", "reject"] = "reject"
     search_total_cap: int = 10_000
     search_max_groups: int = 5
     search_max_filters_per_group: int = 6
@@ -173,37 +155,19 @@ class HubSpotSimConfig:
     search_accept_iso_dates: bool = True
     search_visibility_delay_s: float = 0.0
 
-    list_limit_oversize: str = "clamp"
+    list_limit_oversize: Literal["clamp", "reject"] = "clamp"
     batch_input_max: int = BATCH_INPUT_MAX
     validate_enumerations: bool = True
     id_properties: dict[str, tuple[str, ...]] = field(default_factory=_default_id_properties)
     token_scopes: dict[str, tuple[str, ...]] | None = None
-    faults: FaultConfig = field(default_factory=FaultConfig)
-    webhook_url: str | None = None
     webhook_client_secret: str = "sim-hubspot-client-secret"
     webhook_app_id: int = 54321
     webhook_portal_id: int = 62515
     webhook_batch_max: int = 100
-    webhook_max_attempts: int = 10
-    webhook_retry_base_s: float = 0.5
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` for inconsistent settings."""
-        for name in ("contacts", "companies", "deals"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.list_limit_oversize not in ("clamp", "reject") or self.search_limit_oversize not in ("clamp", "reject"):
-            raise ValueError("list_limit_oversize/search_limit_oversize must be 'clamp' or 'reject'")
-        if self.daily_limit_scope not in ("account", "token") or self.search_rate_scope not in ("account", "token"):
-            raise ValueError("daily_limit_scope/search_rate_scope must be 'account' or 'token'")
+    def check(self) -> None:
         if not self.tokens:
             raise ValueError("at least one token is required")
-        self.faults.validate()
-
-
-# --------------------------------------------------------------------------------------------
-# Schemas and storage
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -222,12 +186,17 @@ class _Schema:
     text_search: tuple[str, ...] = ()
     enumerations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    @property
+    @cached_property
+    def writable(self) -> frozenset[str]:
+        """The stored properties, as a set."""
+        return frozenset(self.stored)
+
+    @cached_property
     def synthesized(self) -> tuple[str, ...]:
         """Properties computed from the row itself (id and timestamps)."""
         return ("hs_object_id", "createdate", self.delta_property)
 
-    @property
+    @cached_property
     def all_properties(self) -> tuple[str, ...]:
         return self.stored + self.synthesized
 
@@ -290,173 +259,70 @@ SCHEMAS: dict[str, _Schema] = {
 ID_BASES = {"contacts": 1_001, "companies": 5_000_000_001, "deals": 9_000_000_001}
 
 
-class _Row:
-    """One stored record: id, timestamps (epoch ms) and schema-aligned property values."""
+class _Objects(RecordStore):
+    """One object type of a portal: its records, schema and data generator."""
 
-    __slots__ = ("id", "created_ms", "updated_ms", "archived_ms", "values")
-
-    def __init__(self, id_: int, created_ms: int, updated_ms: int, values: list[str | None]) -> None:
-        self.id = id_
-        self.created_ms = created_ms
-        self.updated_ms = updated_ms
-        self.archived_ms: int | None = None
-        self.values = values
-
-
-class _ObjectStore:
-    """Rows of one object type plus the id lists and indexes the endpoints need.
-
-    Not thread-safe by itself; the simulator serializes access with its lock.
-    """
-
-    def __init__(self, schema: _Schema, data: FakeData, id_rng: random.Random) -> None:
+    def __init__(self, schema: _Schema, seed: str, id_properties: Iterable[str]) -> None:
+        super().__init__(schema.entity, first_id=ID_BASES[schema.entity], gaps=random.Random(f"{seed}-{schema.entity}-ids"),
+                         indexed={"email", *id_properties} if schema.entity == "contacts" else set(id_properties))
         self.schema = schema
-        self.data = data
-        self.id_rng = id_rng
-        self.slot = {name: i for i, name in enumerate(schema.stored)}
-        self.rows: dict[int, _Row] = {}
-        self.live_ids: list[int] = []
-        self.archived_ids: list[int] = []
-        self.delta_index: list[int] = []
-        self.next_id = ID_BASES[schema.entity]
-        self._unique: dict[str, dict[str, int]] = {}
-        #: Called as ``listener(kind, row, changes)`` on creation, property change and deletion
-        #: (set once the seeded data exists, so generation emits nothing).
-        self.listener: Callable[[str, _Row, Mapping[str, str | None]], None] | None = None
+        self.data = FakeData(f"{seed}-{schema.entity}")
 
-    def fit(self, values: list[str | None]) -> list[str | None]:
-        """Pad generated values with ``None`` for schema properties the generator does not fill."""
-        missing = len(self.schema.stored) - len(values)
-        if missing > 0:
-            values.extend([None] * missing)
-        return values
-
-    # ---- ids and indexes ------------------------------------------------------------------
-
-    def allocate_id(self) -> int:
-        """A new id above every existing one (with small random gaps, as in HubSpot)."""
-        new_id = self.next_id
-        self.next_id += 1 + int(self.id_rng.random() * 3)
-        return new_id
-
-    def value(self, row: _Row, name: str) -> str | None:
-        slot = self.slot.get(name)
-        if slot is not None:
-            return row.values[slot]
+    def value(self, row: Record, name: str) -> str | None:
         if name == "hs_object_id":
             return str(row.id)
         if name == "createdate":
-            return utc_iso_ms(row.created_ms)
+            return utc_iso_ms(row.created)
         if name == self.schema.delta_property:
-            return utc_iso_ms(row.updated_ms)
-        return None
+            return utc_iso_ms(row.updated)
+        return row.values.get(name)
 
-    def unique_index(self, name: str) -> dict[str, int]:
-        """Lower-cased value -> id over live rows (built on first use, then maintained)."""
-        index = self._unique.get(name)
-        if index is None:
-            index = {}
-            slot = self.slot[name]
-            for row_id in self.live_ids:
-                value = self.rows[row_id].values[slot]
-                if value:
-                    index.setdefault(value.lower(), row_id)
-            self._unique[name] = index
-        return index
-
-    def find_by(self, name: str, value: str) -> _Row | None:
-        """The live row whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
+    def find_by(self, name: str, value: str) -> Record | None:
+        """The live record whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
         if name == "hs_object_id":
-            row = self.rows.get(int(value)) if value.isdigit() else None
-            return row if row is not None and row.archived_ms is None else None
-        row_id = self.unique_index(name).get(value.lower())
-        return None if row_id is None else self.rows[row_id]
-
-    def _unindex_values(self, row: _Row) -> None:
-        for name, index in self._unique.items():
-            value = row.values[self.slot[name]]
-            if value and index.get(value.lower()) == row.id:
-                del index[value.lower()]
-
-    def _index_values(self, row: _Row) -> None:
-        for name, index in self._unique.items():
-            value = row.values[self.slot[name]]
-            if value:
-                index.setdefault(value.lower(), row.id)
-
-    # ---- writes ---------------------------------------------------------------------------
-
-    def insert(self, row: _Row) -> None:
-        """Add a new live row (its id must exceed every existing id)."""
-        self.rows[row.id] = row
-        self.live_ids.append(row.id)
-        bisect.insort(self.delta_index, (row.updated_ms << ID_BITS) | row.id)
-        self._index_values(row)
-        if self.listener is not None:
-            self.listener("creation", row, {n: v for n, v in zip(self.schema.stored, row.values) if v is not None})
-
-    def update(self, row: _Row, changes: Mapping[str, str | None], now_ms: int) -> None:
-        """Apply property changes and move the row to ``now_ms`` in the delta index."""
-        self._unindex_values(row)
-        changed = {name: value for name, value in changes.items() if row.values[self.slot[name]] != value}
-        for name, value in changes.items():
-            row.values[self.slot[name]] = value
-        self._index_values(row)
-        self.touch(row, now_ms)
-        if self.listener is not None and changed:
-            self.listener("propertyChange", row, changed)
-
-    def touch(self, row: _Row, now_ms: int) -> None:
-        """Set the row's modification time, keeping the delta index sorted."""
-        old_key = (row.updated_ms << ID_BITS) | row.id
-        position = bisect.bisect_left(self.delta_index, old_key)
-        if position < len(self.delta_index) and self.delta_index[position] == old_key:
-            del self.delta_index[position]
-        row.updated_ms = now_ms
-        bisect.insort(self.delta_index, (now_ms << ID_BITS) | row.id)
-
-    def archive(self, row: _Row, now_ms: int) -> None:
-        """Move a live row to the archive (recycle bin)."""
-        if row.archived_ms is not None:
-            return
-        self._unindex_values(row)
-        key = (row.updated_ms << ID_BITS) | row.id
-        position = bisect.bisect_left(self.delta_index, key)
-        if position < len(self.delta_index) and self.delta_index[position] == key:
-            del self.delta_index[position]
-        position = bisect.bisect_left(self.live_ids, row.id)
-        if position < len(self.live_ids) and self.live_ids[position] == row.id:
-            del self.live_ids[position]
-        bisect.insort(self.archived_ids, row.id)
-        row.archived_ms = now_ms
-        if self.listener is not None:
-            self.listener("deletion", row, {})
+            return self.live(int(value)) if value.isdigit() else None
+        return self.find(name, value)
 
 
-class _ApiError(Exception):
-    """Raised inside handlers to answer with a ready HubSpot error response."""
+class Portal(Account):
+    """A HubSpot account: its records and its burst, daily and search limits."""
 
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-def _correlation_id() -> str:
-    return str(uuid.uuid4())
+    def __init__(self, sim: HubSpotSimulator, spec: AccountSpec) -> None:
+        super().__init__(sim, spec)
+        cfg = sim.config
+        self.burst = SlidingWindowLimiter(cfg.burst_limit, cfg.burst_window_s)
+        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
+        self.search = SlidingWindowLimiter(max(1, cfg.search_rate_per_s), 1.0)
+        self.shuffle_rng = random.Random(f"{self.seed}-shuffle")
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of small acyclic objects: collection passes would only cost time
+        try:
+            self.stores = {entity: sim.generate(self, entity) for entity in ENTITIES}
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
 
 def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": "error", "message": message, "correlationId": _correlation_id(), "category": category}
-    body.update({key: value for key, value in extra.items() if value is not None})
-    return body
+    body: dict[str, Any] = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category}
+    return body | {key: value for key, value in extra.items() if value is not None}
+
+
+
+def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) -> Record | None:
+    """The row a by-id read names: by object id (live or archived as asked) or by a unique property."""
+    if id_property == "hs_object_id":
+        row = store.get(int(raw_id)) if raw_id.isdigit() else None
+        return row if row is not None and (row.deleted is not None) == archived else None
+    return None if archived else store.find_by(id_property, raw_id)
 
 
 def _error(status: int, message: str, category: str, **extra: Any) -> Response:
     return Response.json(status, _error_body(message, category, **extra))
 
 
-def _validation_error(message: str, **extra: Any) -> _ApiError:
-    return _ApiError(_error(400, message, "VALIDATION_ERROR", **extra))
+def _validation_error(message: str, **extra: Any) -> ApiError:
+    return ApiError(_error(400, message, "VALIDATION_ERROR", **extra))
 
 
 @dataclass
@@ -471,84 +337,54 @@ class _Filter:
     values: tuple[Any, ...] = ()
 
 
-# --------------------------------------------------------------------------------------------
-# The simulator
-# --------------------------------------------------------------------------------------------
-
-
-class HubSpotSimulator(SimulatorBase):
+class HubSpotSimulator(Simulator):
     """HubSpot CRM v3 over real HTTP. See the module docstring and :class:`HubSpotSimConfig`.
 
-    Python-side API for tests in the same process: :meth:`records`, :meth:`count`,
-    :meth:`modify`, :meth:`create`, :meth:`archive`, plus ``clock``, ``faults``, ``stats``,
-    :meth:`reset_stats`, :meth:`fail_next` and :meth:`reset_rate_limits` from the base class.
+    Python-side helpers for tests: :meth:`records`, :meth:`count`, :meth:`modify`, :meth:`create`,
+    :meth:`archive`, :meth:`merge` (each takes ``account=`` for a portal other than the default).
     """
 
     provider = "hubspot"
     server_name = "hubspot-simulator"
+    config_class = HubSpotSimConfig
+    ANSWERS = {
+        "unauthorized": (401, AUTH_MESSAGE, "INVALID_AUTHENTICATION"),
+        "not_found": (404, "Unknown path: {request.method} {request.path}", "OBJECT_NOT_FOUND"),
+        "method_not_allowed": (405, "HTTP method {request.method} is not supported by this resource", "METHOD_NOT_ALLOWED"),
+        "internal_error": (500, "internal error", "INTERNAL_ERROR"),
+        "invalid_json": (400, "Invalid input JSON: {error}", "VALIDATION_ERROR"),
+    }
+    account_class = Portal
+    config: HubSpotSimConfig
+    ENTITIES = {**{entity: entity for entity in ENTITIES}, **OBJECT_TYPE_IDS}
+    SPREAD_MODIFICATIONS = True
+    CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
+    CLI_ALIASES = {"--rate-limit": "--burst-limit", "--burst-window": "--burst-window-s", "--search-rate": "--search-rate-per-s"}
 
-    def __init__(self, config: HubSpotSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = config or HubSpotSimConfig()
-        self.config.validate()
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec(str(self.config.webhook_portal_id), self.config.tokens)
+
+    @property
+    def reference_ms(self) -> int:
+        return int(self.reference.timestamp() * 1000)
+
+    def generate(self, portal: Portal, entity: str) -> _Objects:
         cfg = self.config
-        clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
-        self._lock = threading.RLock()
-        self._limit_lock = threading.Lock()
-        self._tokens = frozenset(cfg.tokens)
-        self._burst = SlidingWindowLimiter(cfg.burst_limit, cfg.burst_window_s)
-        self._daily = DailyCounter(cfg.daily_limit, clock.now, tz=ZoneInfo(cfg.account_timezone))
-        self._search_limiter = SlidingWindowLimiter(max(1, cfg.search_rate_per_s), 1.0)
-        self._mutation_rng = random.Random(f"{cfg.seed}-mutations")
-        self._shuffle_rng = random.Random(f"{cfg.seed}-shuffle")
-        super().__init__(host=host, port=port, clock=clock, faults=cfg.faults)
-        reference = cfg.reference_time or clock.now()
-        self.reference_ms = int(reference.timestamp() * 1000)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # millions of small acyclic objects: collection passes would only cost time
-        try:
-            self._stores = {entity: self._generate(entity) for entity in ENTITIES}
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self.webhooks: WebhookEmitter | None = None
-        self._event_ids = iter(range(1, 1 << 62))
-        if cfg.webhook_url:
-            self.webhooks = WebhookEmitter(
-                cfg.webhook_url,
-                sign=self._sign_delivery,
-                build_body=lambda events: [(json_dumps(events), {})],
-                on_retry=_bump_attempt_numbers,
-                batch_max=cfg.webhook_batch_max,
-                max_attempts=cfg.webhook_max_attempts,
-                retry_base_s=cfg.webhook_retry_base_s,
-            )
-            for entity, store in self._stores.items():
-                store.listener = self._webhook_listener(entity)
-
-    # ---- data generation ------------------------------------------------------------------
-
-    def _generate(self, entity: str) -> _ObjectStore:
-        cfg = self.config
-        data = FakeData(f"{cfg.seed}-{entity}")
-        store = _ObjectStore(SCHEMAS[entity], data, random.Random(f"{cfg.seed}-{entity}-ids"))
-        count = getattr(cfg, entity)
+        store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
+        store.shuffle_rng = portal.shuffle_rng
         end_ms = self.reference_ms
         start_ms = end_ms - int(cfg.history_days * DAY_MS)
-        rng = data.rng
-        build = {"contacts": self._seed_contact, "companies": self._seed_company, "deals": self._seed_deal}[entity]
-        rows = store.rows
-        live_ids = store.live_ids
-        keys = []
-        for _ in range(count):
-            created = start_ms + int(rng.random() * (end_ms - start_ms + 1))
-            updated = created + int(rng.random() * (end_ms - created + 1))
-            row = _Row(store.allocate_id(), created, updated, store.fit(build(data, rng)))
-            rows[row.id] = row
-            live_ids.append(row.id)
-            keys.append((updated << ID_BITS) | row.id)
-        keys.sort()
-        store.delta_index = keys
+        data, build = store.data, self._seeders()[entity]
+        records = []
+        for _ in range(portal.count_of(self, entity)):
+            created = seeded_time(data.rng, start_ms, end_ms)
+            updated = seeded_time(data.rng, created, end_ms)
+            records.append(Record(store.allocate_id(), created, updated, _values(store, build(data, data.rng))))
+        store.seed(records)
         return store
+
+    def _seeders(self) -> dict[str, Any]:
+        return {"contacts": self._seed_contact, "companies": self._seed_company, "deals": self._seed_deal}
 
     @staticmethod
     def _seed_contact(data: FakeData, rng: random.Random) -> list[str | None]:
@@ -578,38 +414,16 @@ class HubSpotSimulator(SimulatorBase):
             *_closed_flags(stage),
         ]
 
-    # ---- routes ---------------------------------------------------------------------------
-
-    def build_routes(self, router: Router) -> None:
-        obj = r"/crm/v3/objects/(?P<obj>[^/]+)"
-        router.add("GET", obj, self._api(self._list), name="GET /crm/v3/objects/{obj}")
-        router.add("POST", obj, self._api(self._create_one, write=True), name="POST /crm/v3/objects/{obj}")
-        router.add("POST", obj + r"/search", self._api(self._search, search=True), name="POST /crm/v3/objects/{obj}/search")
-        for op in ("read", "create", "update", "upsert", "archive"):
-            handler = self._api(getattr(self, f"_batch_{op}"), write=op != "read")
-            router.add("POST", obj + rf"/batch/{op}", handler, name=f"POST /crm/v3/objects/{{obj}}/batch/{op}")
-        router.add("POST", obj + r"/merge", self._api(self._merge_endpoint, write=True), name="POST /crm/v3/objects/{obj}/merge")
-        item = obj + r"/(?P<id>[^/]+)"
-        router.add("GET", item, self._api(self._get_one), name="GET /crm/v3/objects/{obj}/{id}")
-        router.add("PATCH", item, self._api(self._update_one, write=True), name="PATCH /crm/v3/objects/{obj}/{id}")
-        router.add("DELETE", item, self._api(self._delete_one, write=True), name="DELETE /crm/v3/objects/{obj}/{id}")
-
-    def not_found_response(self, request: Request) -> Response:
-        return _error(404, f"Unknown path: {request.method} {request.path}", "OBJECT_NOT_FOUND")
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        return _error(405, f"HTTP method {request.method} is not supported by this resource", "METHOD_NOT_ALLOWED")
-
-    def internal_error_response(self, request: Request) -> Response:
-        return _error(500, "internal error", "INTERNAL_ERROR")
+    def error_response(self, status: int, message: str, category: str) -> Response:
+        return _error(status, message, category)
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Injected answers with HubSpot-style bodies: a TEN_SECONDLY_ROLLING 429 (with the
         rate-limit headers when the request carries a valid token), 423, 477 (with
         ``Retry-After``) and 5xx."""
         if status == 429:
-            token = self._authenticate(request)
-            headers = self._usage_headers(token, 0) if token is not None else {}
+            portal = self.authenticate(request)
+            headers = self._usage_headers(portal, request.token, 0) if isinstance(portal, Portal) else {}
             return self._rate_limited("TEN_SECONDLY_ROLLING", headers, retry_after=self.config.burst_window_s)
         messages = {
             423: ("Too much data was synced too fast; wait at least 2 seconds before retrying.", "LOCKED"),
@@ -620,228 +434,157 @@ class HubSpotSimulator(SimulatorBase):
             504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
         }
         message, category = messages.get(status, (f"HTTP {status}", "UNKNOWN_ERROR"))
-        response = _error(status, message, category)
-        if status == 477:
-            response.headers["Retry-After"] = "2"
-        return response
+        return _error(status, message, category) if status != 477 else Response.json(477, _error_body(message, category), {"Retry-After": "2"})
 
-    def _api(self, handler: Any, *, search: bool = False, write: bool = False) -> Any:
-        """Wrap a handler with auth, rate limiting, scopes, rate-limit headers and error mapping."""
-
-        def wrapped(request: Request) -> Response:
-            token = self._authenticate(request)
-            if token is None:
-                return _error(401, AUTH_MESSAGE, "INVALID_AUTHENTICATION")
-            rejection, headers = (self._gate_search(token) if search else self._gate(token))
-            if rejection is not None:
-                return rejection
-            try:
-                self._check_scope(token, request.params.get("obj", ""), write)
-                response = handler(request)
-            except _ApiError as exc:
-                response = exc.response
-            except InvalidJSONBody as exc:
-                response = _error(400, f"Invalid input JSON: {exc}", "VALIDATION_ERROR")
-            response.headers.update(headers)
-            return response
-
-        return wrapped
-
-    # ---- auth and limits --------------------------------------------------------------------
-
-    def _authenticate(self, request: Request) -> str | None:
-        header = request.header("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or token not in self._tokens:
-            return None
-        return token
-
-    def _check_scope(self, token: str, obj: str, write: bool) -> None:
-        """403 MISSING_SCOPES when ``token_scopes`` restricts this token and lacks the scope."""
+    def admit(self, request: Request) -> Response | None:
+        """Search has its own per-second limiter and sends no rate-limit headers; other calls count
+        against the burst window and the daily limit. Then the token's scopes."""
+        portal, token, meta = request.account, request.token, request.route.meta
+        rejection, request.response_headers = self._gate_search(portal, token) if meta.get("search") else self._gate(portal, token)
+        if rejection is not None:
+            return rejection
         granted = None if self.config.token_scopes is None else self.config.token_scopes.get(token)
-        entity = OBJECT_TYPE_IDS.get(obj, obj)
-        if granted is None or entity not in self._stores:
-            return
-        required = f"crm.objects.{entity}.{'write' if write else 'read'}"
-        if required not in granted:
-            raise _ApiError(_error(
-                403,
-                "This app hasn't been granted all required scopes to make this call. "
-                "Read more about required scopes here: https://developers.hubspot.com/scopes.",
-                "MISSING_SCOPES",
+        entity = OBJECT_TYPE_IDS.get(request.params.get("obj", ""), request.params.get("obj", ""))
+        required = f"crm.objects.{entity}.{'write' if meta.get('write') else 'read'}"
+        if granted is not None and entity in ENTITIES and required not in granted:
+            raise ApiError(_error(
+                403, "This app hasn't been granted all required scopes to make this call. "
+                "Read more about required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
                 errors=[{"message": "One or more of the following scopes are required.", "context": {"requiredGranularScopes": [required]}}],
                 links={"scopes": "https://developers.hubspot.com/scopes"},
             ))
+        return None
 
-    def _daily_key(self, token: str) -> str:
+    def _daily_key(self, token: str | None) -> str | None:
         return token if self.config.daily_limit_scope == "token" else "account"
 
-    def _usage_headers(self, token: str | None, remaining: int | None) -> dict[str, str]:
+    def _usage_headers(self, portal: Portal, token: str | None, remaining: int | None) -> dict[str, str]:
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
         if remaining is None:
-            remaining = self._burst.remaining(token) if token is not None else 0
+            remaining = portal.burst.remaining(token) if token is not None else 0
         headers = {
             "X-HubSpot-RateLimit-Max": str(cfg.burst_limit),
             "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000)),
         }
         if cfg.send_daily_headers and cfg.daily_limit is not None:
-            daily_remaining = self._daily.remaining(self._daily_key(token)) if token is not None else 0
             headers["X-HubSpot-RateLimit-Daily"] = str(cfg.daily_limit)
-            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, daily_remaining or 0))
+            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, portal.daily.remaining(self._daily_key(token)) or 0))
         return headers
 
     def _rate_limited(self, policy: str, headers: Mapping[str, str], retry_after: float) -> Response:
-        messages = {
-            "DAILY": "You have reached your daily limit.",
-            "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
-        }
+        messages = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
         body = {
-            "status": "error",
-            "message": messages.get(policy, f"You have reached your {policy.lower()} limit."),
-            "errorType": "RATE_LIMIT",
-            "correlationId": _correlation_id(),
-            "policyName": policy,
-            "requestId": _correlation_id(),
+            "status": "error", "message": messages.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()), "policyName": policy, "requestId": str(uuid.uuid4()),
         }
-        all_headers = dict(headers)
-        if self.config.retry_after_on_429:
-            all_headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-        return Response.json(429, body, all_headers)
+        retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
+        return Response.json(429, body, {**headers, **retry})
 
-    def _gate(self, token: str) -> tuple[Response | None, dict[str, str]]:
+    def _gate(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
         """Burst and daily limits for a non-search call; returns (429 or None, headers)."""
-        cfg = self.config
-        if not cfg.rate_limits_enabled:
+        if not self.config.rate_limits_enabled:
             return None, {}
         daily_key = self._daily_key(token)
-        with self._limit_lock:
-            if self._daily.remaining(daily_key) == 0:
-                self.stats_recorder.record_rate_limited("DAILY")
-                headers = self._usage_headers(token, None)
-                return self._rate_limited("DAILY", headers, self._daily.seconds_until_reset()), headers
-            decision = self._burst.try_acquire(token)
-            if not decision.allowed:
-                self.stats_recorder.record_rate_limited("TEN_SECONDLY_ROLLING")
-                headers = self._usage_headers(token, 0)
-                return self._rate_limited("TEN_SECONDLY_ROLLING", headers, decision.retry_after_s), headers
-            self._daily.try_acquire(daily_key)
-            return None, self._usage_headers(token, decision.remaining)
+        if portal.daily.remaining(daily_key) == 0:
+            self.stats_recorder.record_rate_limited("DAILY")
+            headers = self._usage_headers(portal, token, None)
+            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
+        decision = portal.burst.try_acquire(token)
+        if not decision.allowed:
+            self.stats_recorder.record_rate_limited("TEN_SECONDLY_ROLLING")
+            headers = self._usage_headers(portal, token, 0)
+            return self._rate_limited("TEN_SECONDLY_ROLLING", headers, decision.retry_after_s), headers
+        portal.daily.try_acquire(daily_key)
+        return None, self._usage_headers(portal, token, decision.remaining)
 
-    def _gate_search(self, token: str) -> tuple[Response | None, dict[str, str]]:
-        """Search has its own per-second limiter and sends no rate-limit headers."""
+    def _gate_search(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return None, {}
         daily_key = self._daily_key(token)
-        with self._limit_lock:
-            if cfg.search_counts_toward_daily and self._daily.remaining(daily_key) == 0:
-                self.stats_recorder.record_rate_limited("DAILY")
-                return self._rate_limited("DAILY", {}, self._daily.seconds_until_reset()), {}
-            key = token if cfg.search_rate_scope == "token" else "account"
-            decision = self._search_limiter.try_acquire(key)
-            if not decision.allowed:
-                policy = cfg.search_429_policy_name
-                self.stats_recorder.record_rate_limited(policy)
-                return self._rate_limited(policy, {}, decision.retry_after_s), {}
-            if cfg.search_counts_toward_daily:
-                self._daily.try_acquire(daily_key)
+        if cfg.search_counts_toward_daily and portal.daily.remaining(daily_key) == 0:
+            self.stats_recorder.record_rate_limited("DAILY")
+            return self._rate_limited("DAILY", {}, portal.daily.seconds_until_reset()), {}
+        decision = portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+        if not decision.allowed:
+            self.stats_recorder.record_rate_limited(cfg.search_429_policy_name)
+            return self._rate_limited(cfg.search_429_policy_name, {}, decision.retry_after_s), {}
+        if cfg.search_counts_toward_daily:
+            portal.daily.try_acquire(daily_key)
         return None, {}
 
-    # ---- webhooks -------------------------------------------------------------------------
+    def reset_rate_limits(self) -> None:
+        """Forget burst, search and daily usage of every portal."""
+        for portal in self.accounts.values():
+            for limiter in (portal.burst, portal.search, portal.daily):
+                limiter.reset()
 
-    def _webhook_listener(self, entity: str) -> Callable[[str, _Row, Mapping[str, str | None]], None]:
+    def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
+        kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
+        self._event(portal, store.name, kind, row, {name: row.values.get(name) for name in previous})
+
+    def _event(self, portal: Account, entity: str, kind: str, row: Record, changes: Mapping[str, Any]) -> None:
+        if self.webhooks is None:
+            return
         singular = SINGULAR[entity].lower()
+        base = {
+            "subscriptionId": 2000 + ENTITIES.index(entity), "portalId": int(portal.id) if portal.id.isdigit() else portal.id,
+            "appId": self.config.webhook_app_id, "occurredAt": row.deleted if kind == "deletion" else row.updated,
+            "attemptNumber": 0, "objectId": row.id, "changeSource": "API", "subscriptionType": f"{singular}.{kind}",
+        }
+        if kind == "merge":
+            merged = int(changes["mergedObjectId"])
+            self.emit(base | {"eventId": next(self.event_ids), "primaryObjectId": row.id, "mergedObjectIds": [merged], "newObjectId": row.id,
+                              "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])})
+        elif kind == "propertyChange":
+            for name, value in changes.items():
+                self.emit(base | {"eventId": next(self.event_ids), "propertyName": name, "propertyValue": "" if value is None else value})
+        else:
+            self.emit(base | {"eventId": next(self.event_ids), "changeFlag": {"creation": "CREATED", "deletion": "DELETED"}[kind]})
 
-        def listener(kind: str, row: _Row, changes: Mapping[str, str | None]) -> None:
-            base = {
-                "subscriptionId": 2000 + ENTITIES.index(entity),
-                "portalId": self.config.webhook_portal_id,
-                "appId": self.config.webhook_app_id,
-                "occurredAt": row.archived_ms if kind == "deletion" else row.updated_ms,
-                "attemptNumber": 0,
-                "objectId": row.id,
-                "changeSource": "API",
-            }
-            if kind == "merge":
-                merged = int(changes["mergedObjectId"])
-                self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.merge", "primaryObjectId": row.id,
-                                              "mergedObjectIds": [merged], "newObjectId": row.id, "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])})
-            elif kind == "propertyChange":
-                for name, value in changes.items():
-                    self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.propertyChange", "propertyName": name, "propertyValue": "" if value is None else value})
-            else:
-                flag = {"creation": "CREATED", "deletion": "DELETED"}[kind]
-                self.webhooks.enqueue(base | {"eventId": next(self._event_ids), "subscriptionType": f"{singular}.{kind}", "changeFlag": flag})
+    def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
+        return [(json_dumps(events), {})]
 
-        return listener
+    def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
+        for event in events:
+            event["attemptNumber"] = attempt
 
-    def _sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
+    def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
         """HubSpot's v1 and v3 signature headers (v3 stamped with the real time, as HubSpot does)."""
         from crm_pipelines.webhooks.signatures import sign_hubspot_v1, sign_hubspot_v3
 
-        secret = self.config.webhook_client_secret
-        timestamp = int(time.time() * 1000)
+        secret, timestamp = self.config.webhook_client_secret, int(time.time() * 1000)
         return {
-            "X-HubSpot-Signature": sign_hubspot_v1(secret, body),
-            "X-HubSpot-Signature-Version": "v1",
-            "X-HubSpot-Signature-v3": sign_hubspot_v3(secret, "POST", url, body, timestamp),
-            "X-HubSpot-Request-Timestamp": str(timestamp),
+            "X-HubSpot-Signature": sign_hubspot_v1(secret, body), "X-HubSpot-Signature-Version": "v1",
+            "X-HubSpot-Signature-v3": sign_hubspot_v3(secret, "POST", url, body, timestamp), "X-HubSpot-Request-Timestamp": str(timestamp),
         }
 
-    def stop(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.flush(timeout_s=5)
-        super().stop()
-        if self.webhooks is not None:
-            self.webhooks.stop()
-
-    def reset_rate_limits(self) -> None:
-        """Forget burst, search and daily usage."""
-        with self._limit_lock:
-            self._burst.reset()
-            self._search_limiter.reset()
-            self._daily.reset()
-
-    # ---- helpers --------------------------------------------------------------------------
-
-    def _store(self, name: str) -> _ObjectStore:
-        entity = OBJECT_TYPE_IDS.get(name, name)
-        store = self._stores.get(entity)
+    def _store(self, request: Request) -> _Objects:
+        name = request.params["obj"]
+        store = request.account.stores.get(OBJECT_TYPE_IDS.get(name, name))
         if store is None:
-            raise _ApiError(_error(404, f"Unable to infer object type from: {name}", "OBJECT_NOT_FOUND"))
+            raise ApiError(_error(404, f"Unable to infer object type from: {name}", "OBJECT_NOT_FOUND"))
         return store
 
-    def _render(
-        self,
-        store: _ObjectStore,
-        row: _Row,
-        properties: Iterable[str] | None,
-        *,
-        only_set: bool = False,
-    ) -> dict[str, Any]:
+    def _new_row(self, store: _Objects, values: Mapping[str, str | None], now_ms: int) -> Record:
+        return store.insert(dict(values), now_ms)
+
+    @staticmethod
+    def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
-        schema = store.schema
-        names = set(schema.default_properties if properties is None else properties)
-        names.update(schema.synthesized)
+        created, updated = utc_iso_ms(row.created), utc_iso_ms(row.updated)
+        synthesized = {"hs_object_id": str(row.id), "createdate": created, store.schema.delta_property: updated}
         props: dict[str, str | None] = {}
-        for name in sorted(names):
-            if name in store.slot or name in schema.synthesized:
-                value = store.value(row, name)
-                if value is not None or not only_set:
-                    props[name] = value
-        obj: dict[str, Any] = {
-            "id": str(row.id),
-            "properties": props,
-            "createdAt": utc_iso_ms(row.created_ms),
-            "updatedAt": utc_iso_ms(row.updated_ms),
-            "archived": row.archived_ms is not None,
-        }
-        if row.archived_ms is not None:
-            obj["archivedAt"] = utc_iso_ms(row.archived_ms)
+        for name in _rendered_names(store.name, None if properties is None else tuple(properties)):
+            value = synthesized[name] if name in synthesized else row.values.get(name)
+            if value is not None or not only_set:
+                props[name] = value
+        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": created, "updatedAt": updated, "archived": row.deleted is not None}
+        if row.deleted is not None:
+            obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
 
     def _body_object(self, request: Request) -> dict[str, Any]:
@@ -855,9 +598,9 @@ class HubSpotSimulator(SimulatorBase):
         names = request.query_list("properties")
         return names or None
 
-    def _shuffled(self, items: list[Any]) -> list[Any]:
-        with self._lock:
-            self._shuffle_rng.shuffle(items)
+    @staticmethod
+    def _shuffled(store: _Objects, items: list[Any]) -> list[Any]:
+        store.shuffle_rng.shuffle(items)
         return items
 
     def _batch_envelope(self, started: str, results: list[Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -881,7 +624,7 @@ class HubSpotSimulator(SimulatorBase):
             raise _validation_error(f"Batch input size {len(inputs)} is over the maximum of {limit} inputs")
         return inputs
 
-    def _not_found_error(self, store: _ObjectStore, ids: list[str]) -> dict[str, Any]:
+    def _not_found_error(self, store: _Objects, ids: list[str]) -> dict[str, Any]:
         return {
             "status": "error",
             "category": "OBJECT_NOT_FOUND",
@@ -892,7 +635,7 @@ class HubSpotSimulator(SimulatorBase):
             "context": {"ids": ids},
         }
 
-    def _id_property(self, store: _ObjectStore, name: str | None) -> str:
+    def _id_property(self, store: _Objects, name: str | None) -> str:
         if name is None or name == "hs_object_id":
             return "hs_object_id"
         if name not in self.config.id_properties.get(store.schema.entity, ()):
@@ -902,77 +645,38 @@ class HubSpotSimulator(SimulatorBase):
             )
         return name
 
-    # ---- property validation --------------------------------------------------------------
-
-    def _normalize_properties(
-        self, store: _ObjectStore, properties: Any, *, creating: bool
-    ) -> tuple[dict[str, str | None], list[dict[str, Any]]]:
+    def _normalize_properties(self, store: _Objects, properties: Any, *, creating: bool) -> tuple[dict[str, str | None], list[dict[str, Any]]]:
         """Convert values to strings and collect HubSpot-style validation error details."""
-        schema = store.schema
-        errors: list[dict[str, Any]] = []
-        if properties is None:
-            properties = {}
-        if not isinstance(properties, dict):
+        schema, errors, out = store.schema, [], {}
+        if not isinstance(properties or {}, dict):
             return {}, [{"message": "properties must be an object", "code": "INVALID_INPUT"}]
-        out: dict[str, str | None] = {}
-        for name, raw in properties.items():
+        for name, raw in (properties or {}).items():
             if name in schema.synthesized or name in schema.read_only_stored:
-                errors.append({
-                    "message": f'"{name}" is a read only property; its value cannot be set.',
-                    "code": "READ_ONLY_VALUE",
-                    "context": {"propertyName": [name]},
-                })
-                continue
-            if name not in store.slot:
-                errors.append({
-                    "message": f'Property "{name}" does not exist',
-                    "code": "PROPERTY_DOESNT_EXIST",
-                    "context": {"propertyName": [name]},
-                })
-                continue
-            if raw is None:
+                errors.append(_detail(f'"{name}" is a read only property; its value cannot be set.', "READ_ONLY_VALUE", name))
+            elif name not in schema.writable:
+                errors.append(_detail(f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST", name))
+            elif raw is None:
                 out[name] = None
-                continue
-            if isinstance(raw, bool):
-                value = "true" if raw else "false"
-            elif isinstance(raw, (int, float, str)):
-                value = str(raw)
+            elif not isinstance(raw, (bool, int, float, str)):
+                errors.append(_detail(f'Invalid value for "{name}"', "INVALID_VALUE", name))
             else:
-                errors.append({"message": f'Invalid value for "{name}"', "code": "INVALID_VALUE", "context": {"propertyName": [name]}})
-                continue
-            if name == "email" and value and not _EMAIL_RE.match(value):
-                errors.append({"message": f"Email address {value} is invalid", "code": "INVALID_EMAIL", "context": {"propertyName": [name]}})
-                continue
-            if name in schema.stored_dates and value:
-                try:
-                    value = utc_iso_ms(int(parse_datetime(value).timestamp() * 1000))
-                except ValueError:
-                    errors.append({"message": f"{value} is not a valid date", "code": "INVALID_DATE", "context": {"propertyName": [name]}})
-                    continue
-            options = schema.enumerations.get(name)
-            if self.config.validate_enumerations and options and value and value not in options:
-                errors.append({
-                    "message": f"{value} was not one of the allowed options: {list(options)}",
-                    "code": "INVALID_OPTION",
-                    "context": {"propertyName": [name]},
-                })
-                continue
-            out[name] = value
+                value = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
+                options = schema.enumerations.get(name) if self.config.validate_enumerations else None
+                if name == "email" and value and not _EMAIL_RE.match(value):
+                    errors.append(_detail(f"Email address {value} is invalid", "INVALID_EMAIL", name))
+                elif name in schema.stored_dates and value and (value := _as_date(value)) is None:
+                    errors.append(_detail(f"{raw} is not a valid date", "INVALID_DATE", name))
+                elif options and value and value not in options:
+                    errors.append(_detail(f"{value} was not one of the allowed options: {list(options)}", "INVALID_OPTION", name))
+                else:
+                    out[name] = value
         if creating and not errors:
             if schema.required_any and not any(out.get(name) for name in schema.required_any):
-                errors.append({
-                    "message": f"At least one of {', '.join(schema.required_any)} is required",
-                    "code": "REQUIRED_PROPERTY",
-                    "context": {"propertyName": list(schema.required_any)},
-                })
+                errors.append(_detail(f"At least one of {', '.join(schema.required_any)} is required", "REQUIRED_PROPERTY", *schema.required_any))
             missing = [name for name in schema.required_all if not out.get(name)]
             if missing:
-                errors.append({
-                    "message": f"Missing required properties: {', '.join(missing)}",
-                    "code": "REQUIRED_PROPERTY",
-                    "context": {"propertyName": missing},
-                })
-        if "dealstage" in out and out["dealstage"]:
+                errors.append(_detail(f"Missing required properties: {', '.join(missing)}", "REQUIRED_PROPERTY", *missing))
+        if out.get("dealstage"):
             out["hs_is_closed"], out["hs_is_closed_won"] = _closed_flags(out["dealstage"])
         return out, errors
 
@@ -989,7 +693,7 @@ class HubSpotSimulator(SimulatorBase):
             context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
         )
 
-    def _conflict(self, store: _ObjectStore, values: Mapping[str, str | None], exclude_id: int | None = None) -> int | None:
+    def _conflict(self, store: _Objects, values: Mapping[str, str | None], exclude_id: int | None = None) -> int | None:
         """Id of another live contact already using ``values['email']``, if any."""
         if store.schema.entity != "contacts":
             return None
@@ -1009,18 +713,9 @@ class HubSpotSimulator(SimulatorBase):
             context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
         )
 
-    def _new_row(self, store: _ObjectStore, values: Mapping[str, str | None], now_ms: int) -> _Row:
-        slots = [None] * len(store.schema.stored)
-        row = _Row(store.allocate_id(), now_ms, now_ms, slots)
-        for name, value in values.items():
-            slots[store.slot[name]] = value
-        store.insert(row)
-        return row
-
-    # ---- list / get / single writes ----------------------------------------------------------
-
+    @api("GET", "/crm/v3/objects/{obj}")
     def _list(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         limit = _int_param(request.query_value("limit"), 10, "limit")
         if limit < 1:
             raise _validation_error("limit must be at least 1")
@@ -1032,12 +727,8 @@ class HubSpotSimulator(SimulatorBase):
         after = _int_param(after_text, 0, "after") if after_text else 0
         archived = (request.query_value("archived") or "false").lower() == "true"
         properties = self._requested_properties(request)
-        with self._lock:
-            ids = store.archived_ids if archived else store.live_ids
-            start = bisect.bisect_left(ids, after)
-            page_ids = ids[start : start + limit]
-            next_id = ids[start + limit] if start + limit < len(ids) else None
-            results = [self._render(store, store.rows[row_id], properties) for row_id in page_ids]
+        page, next_id = store.page_after(after, limit, deleted=archived)
+        results = [self._render(store, row, properties) for row in page]
         body: dict[str, Any] = {"results": results}
         if next_id is not None:
             query = [("after", str(next_id)), ("limit", str(limit))]
@@ -1046,84 +737,75 @@ class HubSpotSimulator(SimulatorBase):
             body["paging"] = {"next": {"after": str(next_id), "link": link}}
         return Response.json(200, body)
 
-    def _lookup(self, store: _ObjectStore, request: Request) -> _Row:
+    def _lookup(self, store: _Objects, request: Request) -> Record:
         raw_id = request.params["id"]
         archived = (request.query_value("archived") or "false").lower() == "true"
         id_property = self._id_property(store, request.query_value("idProperty"))
-        row: _Row | None
-        if id_property == "hs_object_id":
-            row = store.rows.get(int(raw_id)) if raw_id.isdigit() else None
-            if row is not None and (row.archived_ms is not None) != archived:
-                row = None
-        else:
-            row = None if archived else store.find_by(id_property, raw_id)
+        row = _find_row(store, id_property, raw_id, archived)
         if row is None:
-            raise _ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
+            raise ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
         return row
 
+    @api("GET", "/crm/v3/objects/{obj}/{id}")
     def _get_one(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
-        with self._lock:
-            row = self._lookup(store, request)
-            return Response.json(200, self._render(store, row, self._requested_properties(request)))
+        store = self._store(request)
+        row = self._lookup(store, request)
+        return Response.json(200, self._render(store, row, self._requested_properties(request)))
 
+    @api("POST", "/crm/v3/objects/{obj}", write=True)
     def _create_one(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         body = self._body_object(request)
-        with self._lock:
-            values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-            row = self._new_row(store, values, self.clock.now_ms())
-            return Response.json(201, self._written(store, row, None))
+        values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
+        row = self._new_row(store, values, self.clock.now_ms())
+        return Response.json(201, self._written(store, row, None))
 
+    @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         body = self._body_object(request)
-        with self._lock:
-            row = self._lookup(store, request)
-            values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
-            store.update(row, values, self.clock.now_ms())
-            return Response.json(200, self._written(store, row, None))
+        row = self._lookup(store, request)
+        values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
+        store.update(row, values, self.clock.now_ms())
+        return Response.json(200, self._written(store, row, None))
 
+    @api("DELETE", "/crm/v3/objects/{obj}/{id}", write=True)
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         raw_id = request.params["id"]
-        with self._lock:
-            row = store.rows.get(int(raw_id)) if raw_id.isdigit() else None
-            if row is not None:
-                store.archive(row, self.clock.now_ms())
+        row = store.get(int(raw_id)) if raw_id.isdigit() else None
+        if row is not None:
+            store.delete(row, self.clock.now_ms())
         return Response.empty(204)
 
+    @api("POST", "/crm/v3/objects/{obj}/merge", write=True)
     def _merge_endpoint(self, request: Request) -> Response:
         """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         body = self._body_object(request)
         primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
-        with self._lock:
-            row = self._merge_rows(store, primary, merged)
-            return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
+        row = self._merge_rows(request.account, store, primary, merged)
+        return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
 
-    def _merge_rows(self, store: _ObjectStore, primary_id: str, merged_id: str) -> _Row:
-        rows = [store.rows.get(int(i)) if i.isdigit() else None for i in (primary_id, merged_id)]
-        if any(r is None or r.archived_ms is not None for r in rows) or primary_id == merged_id:
+    def _merge_rows(self, portal: Account, store: _Objects, primary_id: str, merged_id: str) -> Record:
+        rows = [store.get(int(i)) if i.isdigit() else None for i in (primary_id, merged_id)]
+        if any(r is None or r.deleted is not None for r in rows) or primary_id == merged_id:
             raise _validation_error(f"cannot merge {merged_id} into {primary_id}: both must be distinct live records")
         primary, merged = rows
-        fills = {name: merged.values[store.slot[name]] for name in store.schema.stored
-                 if primary.values[store.slot[name]] in (None, "") and merged.values[store.slot[name]] not in (None, "")}
-        listener, store.listener = store.listener, None  # HubSpot sends one merge event, not the parts
+        fills = {name: merged[name] for name in store.schema.stored if primary[name] in (None, "") and merged[name] not in (None, "")}
+        listener, store.on_change = store.on_change, None  # HubSpot sends one merge event, not the parts
         try:
             now_ms = self.clock.now_ms()
-            store.archive(merged, now_ms)
+            store.delete(merged, now_ms)
             store.update(primary, fills, now_ms)
         finally:
-            store.listener = listener
-        if listener is not None:
-            listener("merge", primary, {"mergedObjectId": str(merged.id), "numberOfPropertiesMoved": str(len(fills))})
+            store.on_change = listener
+        self._event(portal, store.name, "merge", primary, {"mergedObjectId": str(merged.id), "numberOfPropertiesMoved": str(len(fills))})
         return primary
 
-    # ---- batch endpoints ------------------------------------------------------------------
-
+    @api("POST", "/crm/v3/objects/{obj}/batch/read")
     def _batch_read(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         body = self._body_object(request)
         inputs = self._batch_inputs(body)
         archived = (request.query_value("archived") or "false").lower() == "true"
@@ -1131,33 +813,19 @@ class HubSpotSimulator(SimulatorBase):
         properties = _property_list(body.get("properties"))
         started = utc_iso_ms(self.clock.now_ms())
         results, missing, seen = [], [], set()
-        with self._lock:
-            for item in inputs:
-                raw_id = str(item.get("id", ""))
-                if id_property == "hs_object_id":
-                    row = store.rows.get(int(raw_id)) if raw_id.isdigit() else None
-                    if row is not None and (row.archived_ms is not None) != archived:
-                        row = None
-                else:
-                    row = None if archived else store.find_by(id_property, raw_id)
-                if row is None:
-                    missing.append(raw_id)
-                elif row.id not in seen:
-                    seen.add(row.id)
-                    results.append(self._render(store, row, properties))
+        for item in inputs:
+            raw_id = str(item.get("id", ""))
+            row = _find_row(store, id_property, raw_id, archived)
+            if row is None:
+                missing.append(raw_id)
+            elif row.id not in seen:
+                seen.add(row.id)
+                results.append(self._render(store, row, properties))
         errors = [self._not_found_error(store, missing)] if missing else []
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
+        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
 
-    def _checked_input(
-        self,
-        store: _ObjectStore,
-        properties: Mapping[str, Any] | None,
-        *,
-        creating: bool,
-        exclude_id: int | None,
-        trace_id: str | None,
-        errors: list[dict[str, Any]],
-    ) -> dict[str, str | None] | None:
+    def _checked_input(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None,
+                       trace_id: str | None, errors: list[dict[str, Any]]) -> dict[str, str | None] | None:
         """Validate one batch input and check it against unique properties.
 
         Without a trace id (``trace_id`` None) the first bad input fails the whole batch (400, or
@@ -1166,143 +834,116 @@ class HubSpotSimulator(SimulatorBase):
         values, details = self._normalize_properties(store, properties, creating=creating)
         if details:
             if trace_id is None:
-                raise _ApiError(Response.json(400, self._validation_body(details)))
+                raise ApiError(Response.json(400, self._validation_body(details)))
             errors.append(self._validation_body(details, trace_id))
             return None
         existing = self._conflict(store, values, exclude_id=exclude_id)
         if existing is not None:
             if trace_id is None:
-                raise _ApiError(Response.json(409, self._conflict_body(existing)))
+                raise ApiError(Response.json(409, self._conflict_body(existing)))
             errors.append(self._conflict_body(existing, trace_id))
             return None
         return values
 
-    def _written(self, store: _ObjectStore, row: _Row, trace_id: str | None) -> dict[str, Any]:
+    def _written(self, store: _Objects, row: Record, trace_id: str | None) -> dict[str, Any]:
         """A batch result for a written row, carrying its trace id when the input had one."""
         result = self._render(store, row, list(store.schema.stored), only_set=True)
         if trace_id is not None:
             result["objectWriteTraceId"] = trace_id
         return result
 
+    @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
     def _batch_create(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         inputs = self._batch_inputs(self._body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
         started = utc_iso_ms(self.clock.now_ms())
-        with self._lock:
-            now_ms = self.clock.now_ms()
-            if not traced:
-                batch_emails: set[str] = set()
-                validated = []
-                for item in inputs:
-                    values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-                    email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
-                    if email and email in batch_emails:
-                        raise _validation_error(f"Duplicate email in batch input: {values['email']}")
-                    batch_emails.add(email)
-                    validated.append(values)
-                rows = [self._new_row(store, values, now_ms) for values in validated]
-                results = [self._render(store, row, list(store.schema.stored), only_set=True) for row in rows]
-                return Response.json(201, self._batch_envelope(started, self._shuffled(results), []))
-            results, errors = [], []
+        now_ms = self.clock.now_ms()
+        if not traced:
+            batch_emails: set[str] = set()
+            validated = []
             for item in inputs:
-                trace_id = str(item["objectWriteTraceId"])
-                values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
-                if values is not None:
-                    results.append(self._written(store, self._new_row(store, values, now_ms), trace_id))
+                values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
+                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
+                if email and email in batch_emails:
+                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
+                batch_emails.add(email)
+                validated.append(values)
+            rows = [self._new_row(store, values, now_ms) for values in validated]
+            results = [self._render(store, row, list(store.schema.stored), only_set=True) for row in rows]
+            return Response.json(201, self._batch_envelope(started, self._shuffled(store, results), []))
+        results, errors = [], []
+        for item in inputs:
+            trace_id = str(item["objectWriteTraceId"])
+            values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
+            if values is not None:
+                results.append(self._written(store, self._new_row(store, values, now_ms), trace_id))
         status = 207 if errors else 201
-        return Response.json(status, self._batch_envelope(started, self._shuffled(results), errors))
+        return Response.json(status, self._batch_envelope(started, self._shuffled(store, results), errors))
 
+    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True)
     def _batch_update(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
-        body = self._body_object(request)
-        inputs = self._batch_inputs(body)
-        traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
-        raw_ids = [str(item.get("id", "")) for item in inputs]
-        duplicates = sorted({raw for raw in raw_ids if raw_ids.count(raw) > 1})
-        if duplicates:
-            raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
-        started = utc_iso_ms(self.clock.now_ms())
-        with self._lock:
-            now_ms = self.clock.now_ms()
-            planned: list[tuple[_Row, dict[str, str | None], str | None]] = []
-            missing: list[str] = []
-            errors: list[dict[str, Any]] = []
-            for item, raw_id in zip(inputs, raw_ids):
-                id_property = self._id_property(store, item.get("idProperty"))
-                row = store.find_by(id_property, raw_id)
-                trace_id = str(item["objectWriteTraceId"]) if traced else None
-                if row is None:
-                    missing.append(raw_id)
-                    continue
-                values = self._checked_input(store, item.get("properties"), creating=False, exclude_id=row.id, trace_id=trace_id, errors=errors)
-                if values is not None:
-                    planned.append((row, values, trace_id))
-            results = []
-            for row, values, trace_id in planned:
-                store.update(row, values, now_ms)
-                results.append(self._written(store, row, trace_id))
-        if missing:
-            errors.insert(0, self._not_found_error(store, missing))
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
+        return self._batch_write(request, upsert=False)
 
+    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True)
     def _batch_upsert(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
-        body = self._body_object(request)
-        inputs = self._batch_inputs(body)
+        return self._batch_write(request, upsert=True)
+
+    def _batch_write(self, request: Request, *, upsert: bool) -> Response:
+        """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
+        store = self._store(request)
+        inputs = self._batch_inputs(self._body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
-        keys = [(str(item.get("idProperty") or "hs_object_id"), str(item.get("id", "")).lower()) for item in inputs]
-        duplicates = sorted({key[1] for key in keys if keys.count(key) > 1})
+        ids = [str(item.get("id", "")) for item in inputs]
+        keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
+        duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
         if duplicates:
             raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
         started = utc_iso_ms(self.clock.now_ms())
-        with self._lock:
-            now_ms = self.clock.now_ms()
-            plans: list[tuple[_Row | None, dict[str, str | None], str | None]] = []
-            missing: list[str] = []
-            errors: list[dict[str, Any]] = []
-            for item in inputs:
-                raw_id = str(item.get("id", ""))
-                id_property = self._id_property(store, item.get("idProperty"))
-                trace_id = str(item["objectWriteTraceId"]) if traced else None
-                row = store.find_by(id_property, raw_id)
-                if row is None and id_property == "hs_object_id":
-                    missing.append(raw_id)
-                    continue
-                properties = dict(item.get("properties") or {})
-                if row is None:
-                    properties.setdefault(id_property, raw_id)
-                values = self._checked_input(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
-                if values is not None:
-                    plans.append((row, values, trace_id))
-            results = []
-            for row, values, trace_id in plans:
-                is_new = row is None
-                if row is None:
-                    row = self._new_row(store, values, now_ms)
-                else:
-                    store.update(row, values, now_ms)
-                results.append(self._written(store, row, trace_id) | {"new": is_new})
+        now_ms = self.clock.now_ms()
+        plans: list[tuple[Record | None, dict[str, str | None], str | None]] = []
+        missing: list[str] = []
+        errors: list[dict[str, Any]] = []
+        for item, raw_id in zip(inputs, ids):
+            id_property = self._id_property(store, item.get("idProperty"))
+            trace_id = str(item["objectWriteTraceId"]) if traced else None
+            row = store.find_by(id_property, raw_id)
+            if row is None and (not upsert or id_property == "hs_object_id"):
+                missing.append(raw_id)
+                continue
+            properties = dict(item.get("properties") or {}) if upsert else item.get("properties")
+            if row is None:
+                properties.setdefault(id_property, raw_id)
+            values = self._checked_input(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
+            if values is not None:
+                plans.append((row, values, trace_id))
+        results = []
+        for row, values, trace_id in plans:
+            is_new = row is None
+            if row is None:
+                row = self._new_row(store, values, now_ms)
+            else:
+                store.update(row, values, now_ms)
+            results.append(self._written(store, row, trace_id) | ({"new": is_new} if upsert else {}))
         if missing:
             errors.insert(0, self._not_found_error(store, missing))
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(results), errors))
+        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
 
+    @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
     def _batch_archive(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         inputs = self._batch_inputs(self._body_object(request))
-        with self._lock:
-            now_ms = self.clock.now_ms()
-            for item in inputs:
-                raw_id = str(item.get("id", ""))
-                row = store.rows.get(int(raw_id)) if raw_id.isdigit() else None
-                if row is not None:
-                    store.archive(row, now_ms)
+        now_ms = self.clock.now_ms()
+        for item in inputs:
+            raw_id = str(item.get("id", ""))
+            row = store.get(int(raw_id)) if raw_id.isdigit() else None
+            if row is not None:
+                store.delete(row, now_ms)
         return Response.empty(204)
 
-    # ---- search ---------------------------------------------------------------------------
-
+    @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
-        store = self._store(request.params["obj"])
+        store = self._store(request)
         body = self._body_object(request)
         cfg = self.config
         groups = self._compile_groups(store, body.get("filterGroups") or [])
@@ -1330,32 +971,31 @@ class HubSpotSimulator(SimulatorBase):
             )
         properties = _property_list(body.get("properties"))
 
-        with self._lock:
-            window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
-            if window is not None:  # the delta-sync shape: answered from the index without a scan
-                start, stop = window
-                total = max(0, stop - start)
-                end = min(after + limit, cfg.search_total_cap)
-                keys = store.delta_index[start + after : min(start + end, stop)] if total else []
-                results = [self._render(store, store.rows[key & ID_MASK], properties) for key in keys]
-                body_out = {"total": total, "results": results}
-                if end < total and results:
-                    body_out["paging"] = {"next": {"after": str(end)}}
-                return Response.json(200, body_out)
-            matches, ordered_by_delta = self._matching_rows(store, groups)
-            if query:
-                matches = [row for row in matches if self._matches_query(store, row, query)]
-            total = len(matches)
-            matches = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)
+        window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
+        if window is not None:  # the delta-sync shape: answered from the index without a scan
+            start, stop = window
+            total = max(0, stop - start)
             end = min(after + limit, cfg.search_total_cap)
-            page = matches[after:end]
-            results = [self._render(store, row, properties) for row in page]
+            keys = store.delta[start + after : min(start + end, stop)] if total else []
+            results = [self._render(store, store.rows[row_id], properties) for _, row_id in keys]
+            body_out = {"total": total, "results": results}
+            if end < total and results:
+                body_out["paging"] = {"next": {"after": str(end)}}
+            return Response.json(200, body_out)
+        matches, ordered_by_delta = self._matching_rows(store, groups)
+        if query:
+            matches = [row for row in matches if self._matches_query(store, row, query)]
+        total = len(matches)
+        matches = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)
+        end = min(after + limit, cfg.search_total_cap)
+        page = matches[after:end]
+        results = [self._render(store, row, properties) for row in page]
         body_out: dict[str, Any] = {"total": total, "results": results}
         if end < total and page:
             body_out["paging"] = {"next": {"after": str(end)}}
         return Response.json(200, body_out)
 
-    def _compile_groups(self, store: _ObjectStore, raw_groups: Any) -> list[list[_Filter]]:
+    def _compile_groups(self, store: _Objects, raw_groups: Any) -> list[list[_Filter]]:
         cfg = self.config
         if not isinstance(raw_groups, list):
             raise _validation_error("Invalid input JSON: 'filterGroups' must be an array")
@@ -1377,12 +1017,12 @@ class HubSpotSimulator(SimulatorBase):
             groups.append([self._compile_filter(store, raw) for raw in filters])
         return groups
 
-    def _compile_filter(self, store: _ObjectStore, raw: Any) -> _Filter:
+    def _compile_filter(self, store: _Objects, raw: Any) -> _Filter:
         if not isinstance(raw, dict):
             raise _validation_error("Invalid input JSON: a filter must be an object")
         prop = raw.get("propertyName")
         operator = raw.get("operator", "EQ")
-        if operator not in SEARCH_OPERATORS:
+        if operator not in _OPERATORS:
             raise _validation_error(f"Unknown filter operator: {operator}")
         if not isinstance(prop, str) or prop not in store.schema.all_properties:
             raise _validation_error(
@@ -1426,15 +1066,15 @@ class HubSpotSimulator(SimulatorBase):
             raise _validation_error(f"{text} is not a valid {kind} value for property {prop}") from None
         return text.casefold()
 
-    def _typed_value(self, store: _ObjectStore, row: _Row, prop: str, kind: str) -> Any:
+    def _typed_value(self, store: _Objects, row: Record, prop: str, kind: str) -> Any:
         """The row's value of ``prop`` in comparable form, or ``None`` when unset/unparsable."""
         if prop == "createdate":
-            return row.created_ms
+            return row.created
         if prop == store.schema.delta_property:
-            return row.updated_ms
+            return row.updated
         if prop == "hs_object_id":
             return float(row.id)
-        raw = row.values[store.slot[prop]]
+        raw = row.values.get(prop)
         if raw is None or raw == "":
             return None
         try:
@@ -1446,47 +1086,16 @@ class HubSpotSimulator(SimulatorBase):
             return None
         return raw.casefold()
 
-    def _row_matches(self, store: _ObjectStore, row: _Row, filters: list[_Filter]) -> bool:
+    def _row_matches(self, store: _Objects, row: Record, filters: list[_Filter]) -> bool:
         for flt in filters:
-            value = self._typed_value(store, row, flt.prop, flt.kind)
-            op = flt.operator
-            if op == "HAS_PROPERTY":
-                ok = value is not None
-            elif op == "NOT_HAS_PROPERTY":
-                ok = value is None
-            elif op == "NEQ":
-                ok = value is None or value != flt.value
-            elif op == "NOT_IN":
-                ok = value is None or value not in flt.values
-            elif op == "NOT_CONTAINS_TOKEN":
-                ok = value is None or not _contains_token(str(store.value(row, flt.prop) or ""), flt.value)
-            elif value is None:
-                ok = False
-            elif op == "EQ":
-                ok = value == flt.value
-            elif op == "IN":
-                ok = value in flt.values
-            elif op == "CONTAINS_TOKEN":
-                ok = _contains_token(str(store.value(row, flt.prop) or ""), flt.value)
-            else:
-                try:
-                    if op == "LT":
-                        ok = value < flt.value
-                    elif op == "LTE":
-                        ok = value <= flt.value
-                    elif op == "GT":
-                        ok = value > flt.value
-                    elif op == "GTE":
-                        ok = value >= flt.value
-                    else:  # BETWEEN, inclusive
-                        ok = flt.value <= value <= flt.high
-                except TypeError:
-                    ok = False
-            if not ok:
+            try:
+                if not _OPERATORS[flt.operator](self._typed_value(store, row, flt.prop, flt.kind), flt, lambda: str(store.value(row, flt.prop) or "")):
+                    return False
+            except TypeError:
                 return False
         return True
 
-    def _delta_range(self, store: _ObjectStore, filters: list[_Filter]) -> tuple[int, int] | None:
+    def _delta_range(self, store: _Objects, filters: list[_Filter]) -> tuple[int, int] | None:
         """Inclusive ms bounds implied by the group's range filters on the delta property."""
         low, high, found = -(1 << 62), 1 << 62, False
         for flt in filters:
@@ -1509,7 +1118,7 @@ class HubSpotSimulator(SimulatorBase):
         return (low, high) if found else None
 
     def _pure_delta_window(
-        self, store: _ObjectStore, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
+        self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
     ) -> tuple[int, int] | None:
         """Index positions ``[start, stop)`` when the search is one group of range filters on the
         delta property sorted ascending by it; ``None`` for any other search."""
@@ -1525,12 +1134,9 @@ class HubSpotSimulator(SimulatorBase):
             high = min(high, self.clock.now_ms() - int(self.config.search_visibility_delay_s * 1000))
         if low > high:
             return 0, 0
-        index = store.delta_index
-        start = bisect.bisect_left(index, max(low, 0) << ID_BITS)
-        stop = bisect.bisect_right(index, (max(high, 0) << ID_BITS) | ID_MASK)
-        return start, stop
+        return store.delta_bounds(max(low, 0), max(high, 0))
 
-    def _matching_rows(self, store: _ObjectStore, groups: list[list[_Filter]]) -> tuple[list[_Row], bool]:
+    def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> tuple[list[Record], bool]:
         """Live rows matching any group; also says whether they are in (delta, id) order."""
         rows = store.rows
         visible_until = None
@@ -1539,9 +1145,9 @@ class HubSpotSimulator(SimulatorBase):
         if not groups:
             selected = [rows[row_id] for row_id in store.live_ids]
             if visible_until is not None:
-                selected = [row for row in selected if row.updated_ms <= visible_until]
+                selected = [row for row in selected if row.updated <= visible_until]
             return selected, False
-        found: dict[int, _Row] = {}
+        found: dict[int, Record] = {}
         single_indexed = False
         for filters in groups:
             bounds = self._delta_range(store, filters)
@@ -1551,33 +1157,30 @@ class HubSpotSimulator(SimulatorBase):
                     high = min(high, visible_until)
                 if low > high:
                     continue
-                index = store.delta_index
-                start = bisect.bisect_left(index, max(low, 0) << ID_BITS)
-                stop = bisect.bisect_right(index, (max(high, 0) << ID_BITS) | ID_MASK)
                 rest = [flt for flt in filters if not (flt.prop == store.schema.delta_property and flt.operator in _RANGE_OPERATORS)]
-                candidates = (rows[key & ID_MASK] for key in index[start:stop])
+                candidates = iter(store.between(max(low, 0), max(high, 0)))
                 single_indexed = len(groups) == 1
             else:
                 rest = filters
                 candidates = (rows[row_id] for row_id in store.live_ids)
                 if visible_until is not None:
-                    candidates = (row for row in candidates if row.updated_ms <= visible_until)
+                    candidates = (row for row in candidates if row.updated <= visible_until)
             for row in candidates:
                 if row.id not in found and (not rest or self._row_matches(store, row, rest)):
                     found[row.id] = row
         return list(found.values()), single_indexed
 
-    def _matches_query(self, store: _ObjectStore, row: _Row, query: str) -> bool:
+    def _matches_query(self, store: _Objects, row: Record, query: str) -> bool:
         terms = [term for term in query.casefold().split() if term]
         tokens: list[str] = []
         for prop in store.schema.text_search:
-            value = row.values[store.slot[prop]]
+            value = row.values.get(prop)
             if value:
                 tokens.extend(token for token in re.split(r"[^\w@.+-]+", value.casefold()) if token)
                 tokens.append(value.casefold())
         return all(any(token.startswith(term) for token in tokens) for term in terms)
 
-    def _parse_sort(self, store: _ObjectStore, sorts: Any) -> tuple[str | None, bool]:
+    def _parse_sort(self, store: _Objects, sorts: Any) -> tuple[str | None, bool]:
         if not sorts:
             return None, False
         if not isinstance(sorts, list):
@@ -1600,7 +1203,7 @@ class HubSpotSimulator(SimulatorBase):
             raise _validation_error(f'Property "{prop}" does not exist', errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST"}])
         return prop, descending
 
-    def _sorted(self, store: _ObjectStore, rows: list[_Row], prop: str | None, descending: bool, ordered_by_delta: bool) -> list[_Row]:
+    def _sorted(self, store: _Objects, rows: list[Record], prop: str | None, descending: bool, ordered_by_delta: bool) -> list[Record]:
         """Sort by ``prop`` (rows without a value last), ties by id ascending; default by id."""
         if prop is None:
             rows.sort(key=lambda row: row.id)
@@ -1615,64 +1218,8 @@ class HubSpotSimulator(SimulatorBase):
         with_value.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ids stay ascending on ties
         return [row for _value, row in with_value] + without
 
-    # ---- Python-side API ------------------------------------------------------------------
-
-    def _entity_store(self, entity: str) -> _ObjectStore:
-        store = self._stores.get(OBJECT_TYPE_IDS.get(entity, entity))
-        if store is None:
-            raise ValueError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
-        return store
-
-    def records(self, entity: str, archived: bool = False) -> dict[str, dict[str, Any]]:
-        """id -> API-shaped object with every property, for live (or archived) records."""
-        store = self._entity_store(entity)
-        with self._lock:
-            ids = store.archived_ids if archived else store.live_ids
-            return {str(i): self._render(store, store.rows[i], store.schema.all_properties) for i in ids}
-
-    def count(self, entity: str, archived: bool = False) -> int:
-        """How many live (or archived) records ``entity`` has."""
-        store = self._entity_store(entity)
-        with self._lock:
-            return len(store.archived_ids if archived else store.live_ids)
-
-    def modify(
-        self,
-        entity: str,
-        n: int | None = None,
-        ids: Iterable[str | int] | None = None,
-        same_timestamp: bool = False,
-    ) -> list[str]:
-        """Change a few properties of ``n`` seeded-random live records (or of ``ids``).
-
-        Modification times start at the simulated now. With ``same_timestamp`` every record gets
-        that very millisecond; otherwise the change takes one millisecond per record: the records
-        get consecutive milliseconds (in the order of the returned ids) and the clock is moved
-        forward, if needed, so that no stamp lies in the future when the call returns.
-        """
-        store = self._entity_store(entity)
-        with self._lock:
-            if ids is not None:
-                rows = []
-                for raw in ids:
-                    row = store.rows.get(int(raw))
-                    if row is None or row.archived_ms is not None:
-                        raise KeyError(f"{entity} {raw} does not exist or is archived")
-                    rows.append(row)
-            else:
-                k = min(1 if n is None else n, len(store.live_ids))
-                rows = [store.rows[i] for i in self._mutation_rng.sample(store.live_ids, k)]
-            start_ms = self.clock.now_ms()
-            for position, row in enumerate(rows):
-                store.update(row, self._random_changes(store), start_ms if same_timestamp else start_ms + position)
-            if not same_timestamp and len(rows) > 1:
-                lag_ms = start_ms + len(rows) - 1 - self.clock.now_ms()
-                if lag_ms > 0:
-                    self.clock.advance(lag_ms / 1000)
-            return [str(row.id) for row in rows]
-
-    def _random_changes(self, store: _ObjectStore) -> dict[str, str | None]:
-        rng, data = self._mutation_rng, store.data
+    def random_changes(self, portal: Account, store: _Objects, row: Record) -> dict[str, str | None]:
+        rng, data = portal.rng, store.data
         entity = store.schema.entity
         if entity == "contacts":
             options: dict[str, Any] = {
@@ -1691,113 +1238,75 @@ class HubSpotSimulator(SimulatorBase):
             changes["hs_is_closed"], changes["hs_is_closed_won"] = _closed_flags(changes["dealstage"])
         return changes
 
-    def create(self, entity: str, n: int = 1) -> list[str]:
-        """Create ``n`` new generated records stamped with the simulated now; returns their ids."""
-        store = self._entity_store(entity)
-        build = {"contacts": self._seed_contact, "companies": self._seed_company, "deals": self._seed_deal}[store.schema.entity]
-        with self._lock:
-            now_ms = self.clock.now_ms()
-            created = []
-            for _ in range(n):
-                row = _Row(store.allocate_id(), now_ms, now_ms, store.fit(build(store.data, store.data.rng)))
-                store.insert(row)
-                created.append(str(row.id))
-            return created
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        return self._render(store, record, store.schema.all_properties)
 
-    def archive(self, entity: str, target: int | Iterable[str | int]) -> list[str]:
+    def new_values(self, portal: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        return _values(store, self._seeders()[store.name](store.data, store.data.rng))
+
+    def records(self, entity: str, archived: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
+        """id -> API-shaped object with every property, for live (or archived) records."""
+        return super().records(entity, archived, account=account)
+
+    def count(self, entity: str, archived: bool = False, *, account: str | None = None) -> int:
+        return super().count(entity, archived, account=account)
+
+    def archive(self, entity: str, target: int | Iterable[str | int], *, account: str | None = None) -> list[str]:
         """Archive ``target`` ids, or ``target`` seeded-random live records when it is an int."""
-        store = self._entity_store(entity)
-        with self._lock:
-            if isinstance(target, int):
-                k = min(target, len(store.live_ids))
-                chosen = self._mutation_rng.sample(store.live_ids, k)
-            elif isinstance(target, str):
-                chosen = [int(target)]
-            else:
-                chosen = [int(raw) for raw in target]
-            now_ms = self.clock.now_ms()
-            done = []
-            for row_id in chosen:
-                row = store.rows.get(row_id)
-                if row is not None and row.archived_ms is None:
-                    store.archive(row, now_ms)
-                    done.append(str(row_id))
-            return done
+        return self.delete(entity, target, account=account)
 
-    def merge(self, entity: str, primary_id: str, merged_id: str) -> str:
+    def merge(self, entity: str, primary_id: str, merged_id: str, *, account: str | None = None) -> str:
         """Merge ``merged_id`` into ``primary_id`` as HubSpot does; returns the surviving id."""
-        store = self._entity_store(entity)
-        with self._lock:
-            return str(self._merge_rows(store, str(primary_id), str(merged_id)).id)
+        with self.lock:
+            portal = self.account(account)
+            return str(self._merge_rows(portal, self.entity_store(entity, account), str(primary_id), str(merged_id)).id)
 
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation: ``{"entity", "modify", "create", "archive", "same_timestamp", "ids"}``."""
-        entity = str(spec.get("entity", ""))
-        self._entity_store(entity)
-        unknown = set(spec) - {"entity", "modify", "create", "archive", "same_timestamp", "ids"}
+        """Admin mutation: ``{"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}``."""
+        entity, account, same = str(spec.get("entity", "")), spec.get("account"), bool(spec.get("same_timestamp"))
+        self.entity_store(entity, account)
+        unknown = set(spec) - {"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}
         if unknown:
             raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
         result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "archived": []}
-        if spec.get("ids"):
-            result["modified"] = self.modify(entity, ids=spec["ids"], same_timestamp=bool(spec.get("same_timestamp")))
-        elif int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, n=int(spec["modify"]), same_timestamp=bool(spec.get("same_timestamp")))
+        if spec.get("ids") or int(spec.get("modify") or 0) > 0:
+            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, same_timestamp=same, account=account)
         if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]))
+            result["created"] = self.create(entity, int(spec["create"]), account=account)
         if int(spec.get("archive") or 0) > 0:
-            result["archived"] = self.archive(entity, int(spec["archive"]))
-        result["now"] = utc_iso_ms(self.clock.now_ms())
-        return result
+            result["archived"] = self.archive(entity, int(spec["archive"]), account=account)
+        return result | {"now": utc_iso_ms(self.clock.now_ms())}
 
     def describe(self) -> dict[str, Any]:
-        """Counts per object type, for ``GET /_simulator/health``."""
-        with self._lock:
-            counts = {
-                entity: {"live": len(store.live_ids), "archived": len(store.archived_ids)}
-                for entity, store in self._stores.items()
-            }
+        with self.lock:
+            counts = {entity: {"live": store.count(), "archived": store.count(deleted=True)} for entity, store in self.account().stores.items()}
         return {"objects": counts, "rate_limits_enabled": self.config.rate_limits_enabled}
 
-    # ---- command line ---------------------------------------------------------------------
 
-    @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Options of ``python -m crm_pipelines.simulator hubspot``."""
-        parser.add_argument("--contacts", type=int, default=1000)
-        parser.add_argument("--companies", type=int, default=100)
-        parser.add_argument("--deals", type=int, default=200)
-        parser.add_argument("--history-days", type=float, default=30.0)
-        parser.add_argument("--reference-time", default=None, help="ISO-8601 instant the seeded data ends at")
-        parser.add_argument("--rate-limit", type=int, default=100, help="burst limit per --burst-window seconds")
-        parser.add_argument("--burst-window", type=float, default=10.0)
-        parser.add_argument("--daily-limit", type=int, default=250_000, help="0 disables the daily limit")
-        parser.add_argument("--search-rate", type=int, default=5, help="search requests per second")
-        parser.add_argument("--no-rate-limits", action="store_true", help="turn every rate limit off")
-
-    @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> HubSpotSimulator:
-        """Build a simulator from parsed command-line options."""
-        config = HubSpotSimConfig(
-            seed=args.seed,
-            contacts=args.contacts,
-            companies=args.companies,
-            deals=args.deals,
-            history_days=args.history_days,
-            reference_time=parse_datetime(args.reference_time) if args.reference_time else None,
-            tokens=tuple(args.token) if args.token else (DEFAULT_TOKEN,),
-            burst_limit=args.rate_limit,
-            burst_window_s=args.burst_window,
-            daily_limit=args.daily_limit or None,
-            search_rate_per_s=args.search_rate,
-            rate_limits_enabled=not args.no_rate_limits,
-            faults=args.faults,
-        )
-        return cls(config, host=args.host, port=args.port)
+@lru_cache(maxsize=512)
+def _rendered_names(entity: str, properties: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The known properties a read returns, in order: those asked for (or the defaults) and the synthesized ones."""
+    schema = SCHEMAS[entity]
+    names = set(schema.default_properties if properties is None else properties) | set(schema.synthesized)
+    return tuple(sorted(name for name in names if name in schema.writable or name in schema.synthesized))
 
 
-def _bump_attempt_numbers(events: list[dict[str, Any]], attempt: int) -> None:
-    for event in events:
-        event["attemptNumber"] = attempt
+def _values(store: _Objects, generated: list[str | None]) -> dict[str, str]:
+    """Generated values (aligned with the schema) as a record's values, unset ones left out."""
+    return {name: value for name, value in zip(store.schema.stored, generated) if value is not None}
+
+
+def _detail(message: str, code: str, *names: str) -> dict[str, Any]:
+    """One HubSpot validation error detail about ``names``."""
+    return {"message": message, "code": code, "context": {"propertyName": list(names)}}
+
+
+def _as_date(text: str) -> str | None:
+    """A date property value as HubSpot stores it, ``None`` when not a date."""
+    try:
+        return utc_iso_ms(int(parse_datetime(text).timestamp() * 1000))
+    except ValueError:
+        return None
 
 
 def _closed_flags(stage: str) -> tuple[str, str]:
@@ -1833,4 +1342,4 @@ def _int_param(raw: Any, default: int, name: str) -> int:
         raise _validation_error(f"{name} must be an integer, got {raw!r}") from None
 
 
-__all__ = ["DEFAULT_TOKEN", "HubSpotSimConfig", "HubSpotSimulator", "SCHEMAS"]
+__all__ = ["DEFAULT_TOKEN", "HubSpotSimConfig", "HubSpotSimulator", "Portal", "SCHEMAS"]

@@ -27,6 +27,12 @@ def _simulator_env(sim) -> dict[str, str]:
     return {"PIPEDRIVE_BASE_URL": sim.base_url, "PIPEDRIVE_API_TOKEN": sim.config.tokens[0]}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.pipedrive.resource import PipedriveResource
+
+    return PipedriveResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Pipedrive",
@@ -36,4 +42,6 @@ PLUGIN = ProviderPlugin(
     simulator_env=_simulator_env,
     env_vars=("PIPEDRIVE_API_TOKEN", "PIPEDRIVE_BASE_URL", "PIPEDRIVE_BURST_LIMIT"),
     webhook_object_types={"person": "contacts", "organization": "companies", "deal": "deals"},
+    resource_class=_resource_class,
+    rate_limits={"burst_limit": 120, "search_burst": 10, "write_concurrency": 32},
 )

@@ -214,13 +214,15 @@ class PipedriveClient:
         max_attempts: int = 8,
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
+        account: str = "",
     ) -> None:
         if not api_token:
             raise ValueError("Pipedrive needs an API token (set PIPEDRIVE_API_TOKEN)")
         if burst_unit not in BURST_UNITS:
             raise ValueError(f"burst_unit must be one of {BURST_UNITS}, not {burst_unit!r}")
         # The burst limit is per API token; the token budget per company (here: per token and host).
-        account = hashlib.sha256(api_token.encode()).hexdigest()[:16]
+        # The provider account the limits belong to: declared by the integration, else told apart by token.
+        account = account or hashlib.sha256(api_token.encode()).hexdigest()[:16]
         burst = shared_limiter((PROVIDER, base_url, account, "burst"), burst_limit, BURST_WINDOW_S, name="pipedrive burst")
         search = shared_limiter((PROVIDER, base_url, account, "search"), search_burst, BURST_WINDOW_S, name="pipedrive search")
         # Each client learns the budget from its own answers: a new run always asks the API again

@@ -90,11 +90,18 @@ class PipedriveChangeReader:
             if page.records or page.errors:
                 yield page
 
-    def archived(self, entity: str) -> Iterator[Page]:
-        """Deleted records: deals by ``status=deleted``; persons/organizations by id gaps."""
+    #: Deleted deals are a filtered list (every run reads those deleted since its lower bound);
+    #: deleted persons and organizations are found by id gaps, a full scan kept for the daily sweep.
+    deletions_since = ("deals",)
+
+    def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]:
+        """Deleted records: deals by ``status=deleted`` (changed since ``since``); persons/organizations by id gaps."""
         if entity == "deals":
             keys = self.keys(entity)
-            for results in self.client.iter_list(entity, {"status": "deleted", "sort_by": "id", "limit": LIST_PAGE_MAX}):
+            params = {"status": "deleted", "sort_by": "id", "limit": LIST_PAGE_MAX}
+            if since is not None:
+                params["updated_since"] = format_rfc3339(since)
+            for results in self.client.iter_list(entity, params):
                 page = Page()
                 for obj in results:
                     mapped = to_remote_record(entity, dict(obj, is_deleted=True), keys)

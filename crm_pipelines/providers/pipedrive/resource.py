@@ -27,6 +27,7 @@ class PipedriveResource(dg.ConfigurableResource):
     write_concurrency: int = Field(default=8, ge=1, le=32, description="Single-record writes in flight at once (the limiter paces them).")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
+    account: str = Field(default="", description="The provider account this connection belongs to: connections naming the same account share its API budget (default: told apart by token).")
 
     def client(self, stats: CallStats | None = None) -> PipedriveClient:
         if self.burst_unit not in BURST_UNITS:
@@ -40,6 +41,7 @@ class PipedriveResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
+            account=self.account,
         )
 
     @contextmanager

@@ -22,40 +22,30 @@ webhook version (2.0 default, 1.0) and retry schedule.
 Timestamps have whole seconds, as Pipedrive's do, so many records share one ``update_time``.
 Writes made by one request share one timestamp (the simulated now). Injected faults never
 consume budget. Webhooks (``webhook_url``): one delivery per event, HTTP Basic auth when a user
-and password are set, retried with a growing delay and an incremented ``meta.attempt``.
+and password are set, retried with a growing delay and an incremented ``meta.attempt``; the
+``company_id`` and host in each event name the company (account) whose record changed. Each
+company has its own API tokens, records, custom-field keys and budgets.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import math
-import random
 import re
-import threading
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator.clock import seeded_time, utc_iso_s
+from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.server import (
-    FaultConfig,
-    InvalidJSONBody,
-    Request,
-    Response,
-    Router,
-    SimClock,
-    SimulatorBase,
-    json_dumps,
-    json_loads,
-    parse_datetime,
-)
-from crm_pipelines.simulator.webhooks import WebhookEmitter
+from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, json_dumps, json_loads
+from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
 PATHS = {"persons": "person", "organizations": "organization", "deals": "deal"}
@@ -92,57 +82,46 @@ def field_key(path: str, name: str, seed: int | str = "") -> str:
     return hashlib.sha1(f"{seed}:{path}:{name}".encode()).hexdigest()
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
+iso = utc_iso_s
+OBJECTS = "/api/v2/{path:persons|organizations|deals}"
 
 
 @dataclass
-class PipedriveSimConfig:
-    """Everything the Pipedrive simulator can be told; every field has a working default.
+class PipedriveSimConfig(SimConfig):
+    """Everything the Pipedrive simulator can be told (shared settings in :class:`SimConfig`).
 
-    Data: ``seed``, ``persons``/``organizations``/``deals`` counts, ``history_days`` (seeded
-    records were added and last updated within this many days before ``reference_time``; ``None``
-    = now). The clock starts at ``clock_start``, else ``reference_time``, else the wall clock.
+    Data: ``persons``/``organizations``/``deals`` counts per company; the default company's
+    ``tokens``, ``company_domain``, ``company_id`` and ``user_id``.
 
-    Limits: ``plan`` (lite/growth/premium/ultimate) gives the burst limit per API token per
-    ``burst_window_s`` (override with ``burst_limit``) and the daily-budget multiplier; the daily
-    budget is 30,000 x multiplier x ``seats`` tokens unless ``daily_token_budget`` is set (0 turns
-    it off), reset at midnight in ``company_timezone``. ``token_costs`` per kind of call.
-    ``search_burst_limit`` search requests per window. ``rate_limits_enabled=False`` turns every
-    limit and rate-limit header off.
+    Limits: ``plan`` gives the burst limit per API token per ``burst_window_s`` (override with
+    ``burst_limit``) and the daily-budget multiplier; the daily budget is 30,000 x multiplier x
+    ``seats`` tokens unless ``daily_token_budget`` is set (0 turns it off), reset at midnight in
+    ``company_timezone``. ``token_costs`` per kind of call; ``search_burst_limit`` search requests
+    per window.
 
     Unconfirmed facts, as switches: ``burst_unit`` ("requests" as the official page says, or
     "tokens"), ``retry_after_on_429``, ``burst_429_error`` / ``daily_429_error`` (body texts),
-    ``send_daily_headers``, ``reject_fractional_seconds``, ``list_limit_oversize`` ("clamp" or
-    "reject"), ``deleted_get`` ("is_deleted": GET by id answers the record flagged, or "404"),
-    ``validate_emails``, ``webhook_version`` ("2.0" or "1.0"), ``webhook_retry_base_s`` /
-    ``webhook_max_attempts``. ``accept_query_token`` accepts the legacy ``?api_token=``.
+    ``send_daily_headers``, ``reject_fractional_seconds``, ``list_limit_oversize``,
+    ``deleted_get`` ("is_deleted": GET by id answers the record flagged, or "404"),
+    ``validate_emails``, ``webhook_version`` ("2.0" or "1.0"). ``accept_query_token`` accepts the
+    legacy ``?api_token=``. Webhooks carry HTTP Basic auth with ``webhook_user``/``webhook_password``.
     """
 
-    seed: int = 1
+    COUNTS: ClassVar[tuple[str, ...]] = ("persons", "organizations", "deals")
+
     persons: int = 100
     organizations: int = 20
     deals: int = 40
-    history_days: float = 30.0
-    reference_time: datetime | None = None
-    clock_start: datetime | None = None
-    freeze_clock: bool = False
     tokens: tuple[str, ...] = (DEFAULT_TOKEN,)
     company_domain: str = "simcompany"
     company_id: int = 9_876_543
     user_id: int = 12
 
-    rate_limits_enabled: bool = True
-    plan: str = "lite"
+    plan: Literal["lite", "growth", "premium", "ultimate"] = "lite"
     seats: int = 1
     burst_limit: int | None = None
     burst_window_s: float = 2.0
-    burst_unit: str = "requests"
+    burst_unit: Literal["requests", "tokens"] = "requests"
     search_burst_limit: int = 10
     daily_token_budget: int | None = None
     company_timezone: str = "UTC"
@@ -153,39 +132,23 @@ class PipedriveSimConfig:
     daily_429_error: str = "Daily token budget exceeded"
 
     reject_fractional_seconds: bool = True
-    list_limit_oversize: str = "clamp"
-    deleted_get: str = "is_deleted"
+    list_limit_oversize: Literal["clamp", "reject"] = "clamp"
+    deleted_get: Literal["is_deleted", "404"] = "is_deleted"
     deleted_retention_days: int = 30
     validate_emails: bool = True
     accept_query_token: bool = True
-    faults: FaultConfig = field(default_factory=FaultConfig)
 
-    webhook_url: str | None = None
     webhook_user: str | None = None
     webhook_password: str | None = None
-    webhook_version: str = "2.0"
+    webhook_version: Literal["2.0", "1.0"] = "2.0"
     webhook_max_attempts: int = 4
     webhook_retry_base_s: float = 3.0
 
-    def validate(self) -> None:
-        for name in ("persons", "organizations", "deals"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.plan not in PLANS:
-            raise ValueError(f"plan must be one of {sorted(PLANS)}")
-        if self.burst_unit not in ("requests", "tokens"):
-            raise ValueError("burst_unit must be 'requests' or 'tokens'")
-        if self.list_limit_oversize not in ("clamp", "reject"):
-            raise ValueError("list_limit_oversize must be 'clamp' or 'reject'")
-        if self.deleted_get not in ("is_deleted", "404"):
-            raise ValueError("deleted_get must be 'is_deleted' or '404'")
-        if self.webhook_version not in ("1.0", "2.0"):
-            raise ValueError("webhook_version must be '1.0' or '2.0'")
+    def check(self) -> None:
         if not self.tokens:
             raise ValueError("at least one token is required")
         if self.seats < 1:
             raise ValueError("seats must be >= 1")
-        self.faults.validate()
 
     @property
     def effective_burst_limit(self) -> int:
@@ -198,169 +161,76 @@ class PipedriveSimConfig:
         return 30_000 * PLANS[self.plan][1] * self.seats
 
 
-# --------------------------------------------------------------------------------------------
-# Limits
-# --------------------------------------------------------------------------------------------
+class Company(Account):
+    """A Pipedrive company: its records (the API-shaped objects), custom-field keys, the burst and
+    search windows per API token and the daily token budget."""
 
-
-class _WeightedWindow:
-    """At most ``limit`` units per key in any ``window_s`` seconds (rejections are not recorded)."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._log: dict[str, deque[tuple[float, int]]] = {}
-        self._used: dict[str, int] = {}
-
-    def _expire(self, key: str, now: float) -> deque[tuple[float, int]]:
-        entries = self._log.setdefault(key, deque())
-        while entries and entries[0][0] <= now - self.window_s:
-            self._used[key] = self._used.get(key, 0) - entries.popleft()[1]
-        return entries
-
-    def check(self, key: str, weight: int, now: float) -> tuple[bool, int, float]:
-        """(allowed, remaining after, seconds until the window has room / resets)."""
-        entries = self._expire(key, now)
-        used = self._used.get(key, 0)
-        if used + weight > self.limit:
-            need = used + weight - self.limit
-            freed = 0
-            reset = self.window_s
-            for stamp, units in entries:
-                freed += units
-                if freed >= need:
-                    reset = stamp + self.window_s - now
-                    break
-            return False, max(self.limit - used, 0), max(reset, 0.0)
-        entries.append((now, weight))
-        self._used[key] = used + weight
-        reset = entries[0][0] + self.window_s - now
-        return True, self.limit - used - weight, max(reset, 0.0)
-
-    def remaining(self, key: str, now: float) -> int:
-        self._expire(key, now)
-        return max(self.limit - self._used.get(key, 0), 0)
-
-    def reset(self) -> None:
-        self._log.clear()
-        self._used.clear()
-
-
-class _ApiError(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
+    def __init__(self, sim: PipedriveSimulator, spec: AccountSpec) -> None:
+        super().__init__(sim, spec)
+        cfg = sim.config
+        self.burst = SlidingWindowLimiter(cfg.effective_burst_limit, cfg.burst_window_s)
+        self.search = SlidingWindowLimiter(cfg.search_burst_limit, cfg.burst_window_s)
+        self.budget = DailyCounter(lambda: sim.config.effective_daily_budget, sim.clock.now, tz=ZoneInfo(cfg.company_timezone))
+        self.keys = {path: {name: field_key(path, name, self.seed) for name in names} for path, names in CUSTOM_FIELDS.items()}
+        self.data = {path: FakeData(f"{self.seed}-{path}") for path in PATHS}
+        self.stores = {path: RecordStore(path) for path in PATHS}
+        end = int(sim.reference.timestamp())
+        start = end - int(cfg.history_days * 86_400)
+        for path in ("organizations", "persons", "deals"):
+            store, rng = self.stores[path], self.data[path].rng
+            for _ in range(self.count_of(sim, path)):
+                added = seeded_time(rng, start, end)
+                updated = seeded_time(rng, added, end)
+                sim.insert(store, sim.generate(self, path), added, updated)
 
 
 def _error(status: int, message: str, *, code: int | None = None, info: str = ERROR_INFO) -> Response:
     body: dict[str, Any] = {"success": False, "error": message, "error_info": info, "data": None, "additional_data": None}
-    if code is not None:
-        body["errorCode"] = code
-    return Response.json(status, body)
+    return Response.json(status, body | ({"errorCode": code} if code is not None else {}))
 
 
-def _bad_request(message: str) -> _ApiError:
-    return _ApiError(_error(400, message, code=400))
+def _bad_request(message: str) -> ApiError:
+    return ApiError(_error(400, message, code=400))
 
 
-# --------------------------------------------------------------------------------------------
-# Storage
-# --------------------------------------------------------------------------------------------
-
-
-class _Table:
-    """One object type: API-shaped records by id, with update/add/delete times in epoch seconds."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.rows: dict[int, dict[str, Any]] = {}
-        self.update_ts: dict[int, int] = {}
-        self.add_ts: dict[int, int] = {}
-        self.deleted_ts: dict[int, int] = {}
-        self.next_id = 1
-
-    def allocate_id(self) -> int:
-        record_id = self.next_id
-        self.next_id += 1
-        return record_id
-
-    def live(self, record_id: int) -> dict[str, Any] | None:
-        if record_id in self.deleted_ts:
-            return None
-        return self.rows.get(record_id)
-
-    def live_ids(self) -> list[int]:
-        return [i for i in self.rows if i not in self.deleted_ts]
-
-
-class PipedriveSimulator(SimulatorBase):
+class PipedriveSimulator(Simulator):
     """Pipedrive API v2 over real HTTP. See the module docstring and :class:`PipedriveSimConfig`.
 
-    Python-side API for tests: :meth:`records`, :meth:`count`, :meth:`modify`, :meth:`create`,
-    :meth:`delete`, :meth:`field_keys`, :meth:`tokens_used`, plus ``clock``, ``faults``, ``stats``,
-    :meth:`fail_next` and :meth:`reset_rate_limits`.
+    Python-side helpers for tests (``account=`` names another company): :meth:`records`,
+    :meth:`count`, :meth:`modify`, :meth:`create`, :meth:`delete`, :meth:`field_keys`,
+    :meth:`tokens_used`.
     """
 
     provider = "pipedrive"
     server_name = "pipedrive-simulator"
+    config_class = PipedriveSimConfig
+    ANSWERS = {
+        "unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."), "method_not_allowed": (405, "Method {request.method} not allowed"),
+        "internal_error": (500, "Internal server error"), "invalid_json": (400, "Invalid JSON body: {error}"),
+    }
+    account_class = Company
+    config: PipedriveSimConfig
+    ENTITIES = ENTITY_OF
+    CLI_DEFAULTS = {"persons": 1000, "organizations": 100, "deals": 200}
+    CLI_ALIASES = {"--retry-after": "--retry-after-on-429"}
+    stamps_per_second = 1
 
-    def __init__(self, config: PipedriveSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = config or PipedriveSimConfig()
-        self.config.validate()
-        cfg = self.config
-        clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
-        self._lock = threading.RLock()
-        self._limit_lock = threading.Lock()
-        self._tokens = frozenset(cfg.tokens)
-        self._burst = _WeightedWindow(cfg.effective_burst_limit, cfg.burst_window_s)
-        self._search = _WeightedWindow(cfg.search_burst_limit, cfg.burst_window_s)
-        self._tz = ZoneInfo(cfg.company_timezone)
-        self._budget_day: date | None = None
-        self._spent = 0
-        self._spent_total = 0
-        self._rng = random.Random(f"{cfg.seed}-mutations")
-        self._keys = {path: {name: field_key(path, name, cfg.seed) for name in names} for path, names in CUSTOM_FIELDS.items()}
-        super().__init__(host=host, port=port, clock=clock, faults=cfg.faults)
-        self.reference_ts = int((cfg.reference_time or clock.now()).timestamp())
-        self._tables = {path: _Table(path) for path in PATHS}
-        self._data = {path: FakeData(f"{cfg.seed}-{path}") for path in PATHS}
-        for path in ("organizations", "persons", "deals"):
-            self._seed(path, getattr(cfg, path))
-        self.webhooks: WebhookEmitter | None = None
-        if cfg.webhook_url:
-            self.webhooks = WebhookEmitter(
-                cfg.webhook_url,
-                sign=self._sign_delivery,
-                build_body=lambda events: [(json_dumps(e), {}) for e in events],
-                on_retry=_bump_attempt,
-                batch_max=1,
-                max_attempts=cfg.webhook_max_attempts,
-                retry_base_s=cfg.webhook_retry_base_s,
-                retry_max_s=max(150.0, cfg.webhook_retry_base_s),
-            )
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec(str(self.config.company_id), self.config.tokens)
 
-    # ---- data --------------------------------------------------------------------------------
+    def stamp(self) -> int:
+        return int(self.clock.timestamp())
 
-    def _seed(self, path: str, count: int) -> None:
-        table = self._tables[path]
-        rng = self._data[path].rng
-        end = self.reference_ts
-        start = end - int(self.config.history_days * 86_400)
-        for _ in range(count):
-            added = start + int(rng.random() * (end - start + 1))
-            updated = added + int(rng.random() * (end - added + 1))
-            self._insert(table, self._generate(path), added, updated)
-
-    def _generate(self, path: str) -> dict[str, Any]:
-        data = self._data[path]
+    def generate(self, company: Company, path: str) -> dict[str, Any]:
+        data = company.data[path]
         rng = data.rng
-        keys = self._keys[path]
+        keys = company.keys[path]
         if path == "persons":
             p = data.person()
             name = " ".join(x for x in (p["first_name"], p["last_name"]) if x)
             custom = {keys["Company"]: p["company"], keys["Job title"]: p["job_title"], keys["Lifecycle stage"]: data.pick(LIFECYCLE),
                       keys["CPF/CNPJ"]: p["document"], keys["crm_record_id"]: None}
-            orgs = self._tables["organizations"].live_ids()
+            orgs = company.stores["organizations"].live_ids
             return {
                 "name": name, "first_name": p["first_name"], "last_name": p["last_name"],
                 "emails": [{"value": p["email"], "primary": True, "label": "work"}] if p["email"] else [],
@@ -377,8 +247,8 @@ class PipedriveSimulator(SimulatorBase):
         d = data.deal()
         stage = rng.choice(list(STAGES))
         status = "open" if stage < 6 else rng.choice(("won", "lost"))
-        close = date.fromtimestamp(self.reference_ts) + timedelta(days=rng.randint(-60, 60))
-        persons = self._tables["persons"].live_ids()
+        close = date.fromtimestamp(int(self.reference.timestamp())) + timedelta(days=rng.randint(-60, 60))
+        persons = company.stores["persons"].live_ids
         return {
             "title": d["name"], "value": float(d["amount"]) if d["amount"] else 0, "currency": d["currency"], "status": status,
             "stage_id": stage, "pipeline_id": 1, "owner_id": data.pick(OWNER_IDS),
@@ -387,102 +257,60 @@ class PipedriveSimulator(SimulatorBase):
             "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None},
         }
 
-    def _insert(self, table: _Table, values: dict[str, Any], added: int, updated: int) -> dict[str, Any]:
-        record_id = table.allocate_id()
+    def insert(self, store: RecordStore, values: dict[str, Any], added: int, updated: int) -> Record:
+        record_id = store.allocate_id()
         obj = {"id": record_id, **values, "add_time": iso(added), "update_time": iso(updated), "is_deleted": False}
-        table.rows[record_id] = obj
-        table.add_ts[record_id] = added
-        table.update_ts[record_id] = updated
-        return obj
+        return store.insert(obj, added, updated, record_id=record_id)
 
-    def _now_ts(self) -> int:
-        return int(self.clock.timestamp())
+    def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        if record is None:
+            return self.insert(store, dict(values), stamp, stamp)
+        store.update(record, {**values, "update_time": iso(stamp)}, stamp)
+        return record
 
-    # ---- routes --------------------------------------------------------------------------------
+    def remove(self, store: RecordStore, record: Record) -> None:
+        now = self.stamp()
+        record.values.update(is_deleted=True, update_time=iso(now))
+        store.touch(record, now)
+        store.delete(record, now)
 
-    def build_routes(self, router: Router) -> None:
-        entity = r"/api/v2/(?P<path>persons|organizations|deals)"
-        router.add("GET", entity, self._api(self._list, "list"), name="GET /api/v2/{entity}")
-        router.add("POST", entity, self._api(self._create, "write"), name="POST /api/v2/{entity}")
-        router.add("GET", entity + r"/search", self._api(self._search_endpoint, "search"), name="GET /api/v2/{entity}/search")
-        item = entity + r"/(?P<id>[^/]+)"
-        router.add("GET", item, self._api(self._get, "get"), name="GET /api/v2/{entity}/{id}")
-        router.add("PATCH", item, self._api(self._update, "write"), name="PATCH /api/v2/{entity}/{id}")
-        router.add("DELETE", item, self._api(self._delete_endpoint, "delete"), name="DELETE /api/v2/{entity}/{id}")
-        router.add("GET", r"/v1/(?P<fields>personFields|organizationFields|dealFields)", self._api(self._fields, "fields"), name="GET /v1/{entity}Fields")
+    def _defaults(self, company: Company, path: str) -> dict[str, Any]:
+        """What a new record holds unless the request sets it."""
+        defaults: dict[str, Any] = {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": dict.fromkeys(company.keys[path].values())}
+        if path == "persons":
+            return defaults | {"name": None, "first_name": None, "last_name": None, "emails": [], "phones": [], "org_id": None}
+        if path == "organizations":
+            return defaults | {"name": None, "address": None}
+        return defaults | {"title": None, "value": 0, "currency": "BRL", "status": "open", "stage_id": 1, "pipeline_id": 1, "person_id": None, "org_id": None,
+                           "expected_close_date": None, "probability": None, "close_time": None, "won_time": None, "lost_time": None, "lost_reason": None,
+                           "is_archived": False}
 
-    def not_found_response(self, request: Request) -> Response:
-        return _error(404, "Unknown method .", code=404)
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        return _error(405, f"Method {request.method} not allowed", code=405)
-
-    def internal_error_response(self, request: Request) -> Response:
-        return _error(500, "Internal server error", code=500)
+    def error_response(self, status: int, message: str) -> Response:
+        return _error(status, message, code=status)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
-            token = self._authenticate(request)
+            company = self.authenticate(request)
             response = _error(429, self.config.burst_429_error, code=429)
-            response.headers.update(self._burst_headers(token, 0, self.config.burst_window_s) if token else {})
+            response.headers.update(self._burst_headers(company, request.token, 0, self.config.burst_window_s) if isinstance(company, Company) else {})
             if self.config.retry_after_on_429:
                 response.headers["Retry-After"] = str(math.ceil(self.config.burst_window_s))
             return response
         messages = {500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
         return _error(status, messages.get(status, f"HTTP {status}"), code=status)
 
-    def _api(self, handler: Callable[[Request], Response], kind: str) -> Callable[[Request], Response]:
-        """Wrap a handler with auth, the token budget, burst limits, headers and error mapping."""
-
-        def wrapped(request: Request) -> Response:
-            token = self._authenticate(request)
-            if token is None:
-                return _error(401, "unauthorized access", code=401)
-            rejection, headers = self._charge(token, kind)
-            if rejection is not None:
-                return rejection
-            try:
-                with self._lock:
-                    response = handler(request)
-            except _ApiError as exc:
-                response = exc.response
-            except InvalidJSONBody as exc:
-                response = _error(400, f"Invalid JSON body: {exc}", code=400)
-            response.headers.update(headers)
-            return response
-
-        return wrapped
-
-    # ---- auth and limits ---------------------------------------------------------------------
-
-    def _authenticate(self, request: Request) -> str | None:
-        token = (request.header("x-api-token") or "").strip()
-        if not token:
-            scheme, _, bearer = (request.header("Authorization") or "").partition(" ")
-            token = bearer.strip() if scheme.lower() == "bearer" else ""
+    def credentials(self, request: Request) -> str | None:
+        token = (request.header("x-api-token") or "").strip() or super().credentials(request) or ""
         if not token and self.config.accept_query_token:
             token = (request.query_value("api_token") or "").strip()
-        return token if token in self._tokens else None
+        return token or None
 
-    def _roll_budget(self) -> None:
-        today = self.clock.now().astimezone(self._tz).date()
-        if today != self._budget_day:
-            self._budget_day = today
-            self._spent = 0
-
-    def _seconds_until_midnight(self) -> float:
-        local = self.clock.now().astimezone(self._tz)
-        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=self._tz)
-        return max(0.0, (midnight.astimezone(timezone.utc) - local.astimezone(timezone.utc)).total_seconds())
-
-    def _burst_headers(self, token: str | None, remaining: int | None, reset: float) -> dict[str, str]:
+    def _burst_headers(self, company: Company, token: str | None, remaining: int | None, reset: float) -> dict[str, str]:
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        import time as _time
-
         if remaining is None:
-            remaining = self._burst.remaining(token or "", _time.monotonic())
+            remaining = company.burst.remaining(token or "")
         headers = {
             "x-ratelimit-limit": str(cfg.effective_burst_limit),
             "x-ratelimit-remaining": str(max(0, remaining)),
@@ -490,72 +318,58 @@ class PipedriveSimulator(SimulatorBase):
         }
         budget = cfg.effective_daily_budget
         if cfg.send_daily_headers and budget is not None:
-            self._roll_budget()
             headers["x-daily-ratelimit-token-limit"] = str(budget)
-            headers["x-daily-ratelimit-token-remaining"] = str(max(0, budget - self._spent))
+            headers["x-daily-ratelimit-token-remaining"] = str(max(0, budget - company.budget.used()))
         return headers
 
-    def _charge(self, token: str, kind: str) -> tuple[Response | None, dict[str, str]]:
-        """Daily budget, burst and search windows for one call; (429 or None, headers)."""
-        import time as _time
-
-        cfg = self.config
+    def admit(self, request: Request) -> Response | None:
+        """Daily budget, burst and search windows for one call; the rate-limit headers."""
+        cfg, company, token, kind = self.config, request.account, request.token, request.route.meta["kind"]
         if not cfg.rate_limits_enabled:
-            return None, {}
+            return None
         cost = cfg.token_costs.get(kind, 1)
-        weight = cost if cfg.burst_unit == "tokens" else 1
-        with self._limit_lock:
-            now = _time.monotonic()
-            self._roll_budget()
-            budget = cfg.effective_daily_budget
-            if budget is not None and self._spent + cost > budget:
-                self.stats_recorder.record_rate_limited("DAILY")
-                response = _error(429, cfg.daily_429_error, code=429)
-                response.headers.update(self._burst_headers(token, None, cfg.burst_window_s))
-                if cfg.retry_after_on_429:
-                    response.headers["Retry-After"] = str(math.ceil(self._seconds_until_midnight()))
-                return response, {}
-            if kind == "search" and self._search.remaining(token, now) < 1:
-                allowed, remaining, reset = self._search.check(token, 1, now)
-                return self._over_limit("SEARCH", token, remaining, reset, self.config.search_burst_limit), {}
-            allowed, remaining, reset = self._burst.check(token, weight, now)
-            if not allowed:
-                return self._over_limit("BURST", token, remaining, reset, cfg.effective_burst_limit), {}
-            if kind == "search":
-                self._search.check(token, 1, now)
-            self._spent += cost
-            self._spent_total += cost
-            headers = self._burst_headers(token, remaining, reset)
-            if kind == "search":
-                headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(self._search.remaining(token, now))})
-            return None, headers
+        budget = cfg.effective_daily_budget
+        if budget is not None and company.budget.used() + cost > budget:
+            self.stats_recorder.record_rate_limited("DAILY")
+            response = _error(429, cfg.daily_429_error, code=429)
+            response.headers.update(self._burst_headers(company, token, None, cfg.burst_window_s))
+            if cfg.retry_after_on_429:
+                response.headers["Retry-After"] = str(math.ceil(company.budget.seconds_until_reset()))
+            return response
+        if kind == "search" and company.search.remaining(token) < 1:
+            decision = company.search.try_acquire(token)
+            return self._over_limit(company, "SEARCH", token, decision.remaining or 0, decision.retry_after_s, cfg.search_burst_limit)
+        decision = company.burst.try_acquire(token, cost if cfg.burst_unit == "tokens" else 1)
+        if not decision.allowed:
+            return self._over_limit(company, "BURST", token, decision.remaining or 0, decision.retry_after_s, cfg.effective_burst_limit)
+        if kind == "search":
+            company.search.try_acquire(token)
+        company.budget.try_acquire("", cost)
+        request.response_headers = self._burst_headers(company, token, decision.remaining, decision.reset_s)
+        if kind == "search":
+            request.response_headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(company.search.remaining(token))})
+        return None
 
-    def _over_limit(self, policy: str, token: str, remaining: int, reset: float, limit: int) -> Response:
+    def _over_limit(self, company: Company, policy: str, token: str, remaining: int, reset: float, limit: int) -> Response:
         self.stats_recorder.record_rate_limited(policy)
         response = _error(429, self.config.burst_429_error, code=429)
-        headers = self._burst_headers(token, remaining, reset)
-        headers["x-ratelimit-limit"] = str(limit)
-        response.headers.update(headers)
+        response.headers.update(self._burst_headers(company, token, remaining, reset) | {"x-ratelimit-limit": str(limit)})
         if self.config.retry_after_on_429:
             response.headers["Retry-After"] = str(max(1, math.ceil(reset)))
         return response
 
     def reset_rate_limits(self) -> None:
         """Forget burst and search usage and today's spent tokens."""
-        with self._limit_lock:
-            self._burst.reset()
-            self._search.reset()
-            self._spent = 0
+        for company in self.accounts.values():
+            for limiter in (company.burst, company.search, company.budget):
+                limiter.reset()
 
-    def tokens_used(self) -> int:
+    def tokens_used(self, *, account: str | None = None) -> int:
         """Tokens charged since start (all days)."""
-        with self._limit_lock:
-            return self._spent_total
+        return self.account(account).budget.total
 
-    # ---- helpers -----------------------------------------------------------------------------
-
-    def _table(self, request: Request) -> _Table:
-        return self._tables[request.params["path"]]
+    def _table(self, request: Request) -> RecordStore:
+        return request.account.stores[request.params["path"]]
 
     def _record_id(self, request: Request) -> int:
         raw = request.params.get("id", "")
@@ -563,10 +377,10 @@ class PipedriveSimulator(SimulatorBase):
             raise _bad_request(f"id must be an integer, got {raw!r}")
         return int(raw)
 
-    def _not_found(self, table: _Table) -> _ApiError:
-        return _ApiError(_error(404, f"{PATHS[table.path].capitalize()} not found", code=404))
+    def _not_found(self, table: RecordStore) -> ApiError:
+        return ApiError(_error(404, f"{PATHS[table.name].capitalize()} not found", code=404))
 
-    def _render(self, table: _Table, obj: dict[str, Any], custom_keys: list[str] | None = None) -> dict[str, Any]:
+    def _render(self, table: RecordStore, obj: dict[str, Any], custom_keys: list[str] | None = None) -> dict[str, Any]:
         out = dict(obj)
         custom = obj.get("custom_fields") or {}
         if custom_keys is not None:
@@ -612,8 +426,7 @@ class PipedriveSimulator(SimulatorBase):
             raise _bad_request("Invalid cursor")
         return value
 
-    # ---- endpoints -----------------------------------------------------------------------------
-
+    @api("GET", OBJECTS, name="GET /api/v2/{entity}", kind="list")
     def _list(self, request: Request) -> Response:
         table = self._table(request)
         limit = self._limit_param(request, LIST_LIMIT_MAX)
@@ -626,7 +439,7 @@ class PipedriveSimulator(SimulatorBase):
         if direction not in ("asc", "desc"):
             raise _bad_request(f"sort_direction must be asc or desc, got {direction!r}")
         statuses = request.query_list("status")
-        if table.path == "deals":
+        if table.name == "deals":
             unknown = set(statuses) - {"open", "won", "lost", "deleted"}
             if unknown:
                 raise _bad_request(f"status must be open, won, lost or deleted, got {sorted(unknown)}")
@@ -641,31 +454,24 @@ class PipedriveSimulator(SimulatorBase):
         if custom is not None and len(custom) > 15:
             raise _bad_request("custom_fields must not contain more than 15 keys")
 
-        retention = self._now_ts() - self.config.deleted_retention_days * 86_400
+        retention = self.stamp() - self.config.deleted_retention_days * 86_400
         want_deleted = "deleted" in statuses
         live_statuses = set(statuses) - {"deleted"}
 
         def selected(record_id: int) -> bool:
-            obj = table.rows.get(record_id)
-            if obj is None:
+            rec = table.rows.get(record_id)
+            if rec is None:
                 return False
-            deleted_at = table.deleted_ts.get(record_id)
-            if deleted_at is not None:
-                if not (want_deleted and deleted_at >= retention):
+            if rec.deleted is not None:
+                if not (want_deleted and rec.deleted >= retention):
                     return False
-            elif statuses and obj.get("status") not in live_statuses:
+            elif statuses and rec["status"] not in live_statuses:
                 return False
-            ts = table.update_ts[record_id]
-            return (since is None or ts >= since) and (until is None or ts < until)
+            return (since is None or rec.updated >= since) and (until is None or rec.updated < until)
 
         candidates = [int(i) for i in dict.fromkeys(ids)] if ids else list(table.rows)
-        key_of: Callable[[int], tuple]
-        if sort_by == "id":
-            key_of = lambda i: (i,)  # noqa: E731
-        elif sort_by == "update_time":
-            key_of = lambda i: (table.update_ts[i], i)  # noqa: E731
-        else:
-            key_of = lambda i: (table.add_ts[i], i)  # noqa: E731
+        rows = table.rows
+        key_of = {"id": lambda i: (i,), "update_time": lambda i: (rows[i].updated, i), "add_time": lambda i: (rows[i].created, i)}[sort_by]
         keys = sorted((key_of(i) for i in candidates if selected(i)), reverse=direction == "desc")
         raw_cursor = request.query_value("cursor")
         if raw_cursor:
@@ -676,21 +482,32 @@ class PipedriveSimulator(SimulatorBase):
             keys = [k for k in keys if (k > after if direction == "asc" else k < after)]
         page = keys[:limit]
         next_cursor = self._encode_cursor([f"{sort_by}:{direction}", *page[-1]]) if len(keys) > limit else None
-        data = [self._render(table, table.rows[k[-1]], custom) for k in page]
+        data = [self._render(table, rows[k[-1]].values, custom) for k in page]
         return Response.json(200, {"success": True, "data": data, "additional_data": {"next_cursor": next_cursor}})
 
+    @api("POST", OBJECTS, name="POST /api/v2/{entity}", kind="write")
+    def _create(self, request: Request) -> Response:
+        table = self._table(request)
+        changes = self._validated(request.account, table, self._body(request), None)
+        rec = self.write(table, None, self._defaults(request.account, table.name) | changes, self.stamp())
+        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
+
+    @api("GET", OBJECTS + "/search", name="GET /api/v2/{entity}/search", kind="search")
+    def _search_endpoint(self, request: Request) -> Response:
+        return self._search(request)
+
+    @api("GET", OBJECTS + "/{id}", name="GET /api/v2/{entity}/{id}", kind="get")
     def _get(self, request: Request) -> Response:
         table = self._table(request)
         record_id = self._record_id(request)
-        obj = table.rows.get(record_id)
-        if obj is None:
+        rec = table.get(record_id)
+        if rec is None:
             raise self._not_found(table)
-        deleted_at = table.deleted_ts.get(record_id)
-        if deleted_at is not None:
-            retention = self._now_ts() - self.config.deleted_retention_days * 86_400
-            if self.config.deleted_get == "404" or deleted_at < retention:
+        if rec.deleted is not None:
+            retention = self.stamp() - self.config.deleted_retention_days * 86_400
+            if self.config.deleted_get == "404" or rec.deleted < retention:
                 raise self._not_found(table)
-        return Response.json(200, {"success": True, "data": self._render(table, obj)})
+        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
 
     def _body(self, request: Request) -> dict[str, Any]:
         body = request.json()
@@ -698,9 +515,9 @@ class PipedriveSimulator(SimulatorBase):
             raise _bad_request("Request body must be a JSON object")
         return body
 
-    def _validated(self, table: _Table, body: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    def _validated(self, company: Company, table: RecordStore, body: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
         """The fields a create/update sets, checked like Pipedrive does (400 with a message)."""
-        path = table.path
+        path = table.name
         allowed = {
             "persons": {"name", "first_name", "last_name", "emails", "phones", "owner_id", "org_id", "visible_to", "label_ids", "custom_fields", "add_time"},
             "organizations": {"name", "owner_id", "address", "visible_to", "label_ids", "custom_fields", "add_time"},
@@ -715,7 +532,7 @@ class PipedriveSimulator(SimulatorBase):
             custom = changes["custom_fields"]
             if not isinstance(custom, dict):
                 raise _bad_request("custom_fields must be an object")
-            known = set(self._keys[path].values())
+            known = set(company.keys[path].values())
             bad = set(custom) - known
             if bad:
                 raise _bad_request(f"Custom field(s) not found: {', '.join(sorted(bad))}")
@@ -761,76 +578,34 @@ class PipedriveSimulator(SimulatorBase):
                     raise _bad_request("expected_close_date must be YYYY-MM-DD") from None
         return changes
 
-    def _create(self, request: Request) -> Response:
-        table = self._table(request)
-        changes = self._validated(table, self._body(request), None)
-        obj = self._create_record(table, changes, source="api")
-        return Response.json(200, {"success": True, "data": self._render(table, obj)})
-
-    def _create_record(self, table: _Table, changes: dict[str, Any], *, source: str) -> dict[str, Any]:
-        defaults: dict[str, Any] = {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": {k: None for k in self._keys[table.path].values()}}
-        if table.path == "persons":
-            defaults |= {"name": None, "first_name": None, "last_name": None, "emails": [], "phones": [], "org_id": None}
-        elif table.path == "organizations":
-            defaults |= {"name": None, "address": None}
-        else:
-            defaults |= {"title": None, "value": 0, "currency": "BRL", "status": "open", "stage_id": 1, "pipeline_id": 1, "person_id": None, "org_id": None,
-                         "expected_close_date": None, "probability": None, "close_time": None, "won_time": None, "lost_time": None, "lost_reason": None, "is_archived": False}
-        now = self._now_ts()
-        obj = self._insert(table, defaults | changes, now, now)
-        self._emit(table, "create", obj, None, source)
-        return obj
-
+    @api("PATCH", OBJECTS + "/{id}", name="PATCH /api/v2/{entity}/{id}", kind="write")
     def _update(self, request: Request) -> Response:
         table = self._table(request)
-        record_id = self._record_id(request)
-        current = table.live(record_id)
-        if current is None:
+        rec = table.live(self._record_id(request))
+        if rec is None:
             raise self._not_found(table)
-        changes = self._validated(table, self._body(request), current)
-        obj = self._apply(table, record_id, changes, source="api")
-        return Response.json(200, {"success": True, "data": self._render(table, obj)})
+        self.write(table, rec, self._validated(request.account, table, self._body(request), rec.values), self.stamp())
+        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
 
-    def _apply(self, table: _Table, record_id: int, changes: dict[str, Any], *, source: str) -> dict[str, Any]:
-        obj = table.rows[record_id]
-        previous = {k: obj.get(k) for k, v in changes.items() if obj.get(k) != v}
-        if previous.get("custom_fields") is not None:
-            old, new = previous["custom_fields"], changes["custom_fields"]
-            previous["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
-        obj.update(changes)
-        now = self._now_ts()
-        obj["update_time"] = iso(now)
-        table.update_ts[record_id] = now
-        self._emit(table, "change", obj, previous, source)
-        return obj
-
+    @api("DELETE", OBJECTS + "/{id}", name="DELETE /api/v2/{entity}/{id}", kind="delete")
     def _delete_endpoint(self, request: Request) -> Response:
         table = self._table(request)
-        record_id = self._record_id(request)
-        if table.live(record_id) is None:
+        rec = table.live(self._record_id(request))
+        if rec is None:
             raise self._not_found(table)
-        self._delete_record(table, record_id, source="api")
-        return Response.json(200, {"success": True, "data": {"id": record_id}})
+        self.remove(table, rec)
+        return Response.json(200, {"success": True, "data": {"id": rec.id}})
 
-    def _delete_record(self, table: _Table, record_id: int, *, source: str) -> None:
-        obj = table.rows[record_id]
-        now = self._now_ts()
-        obj["is_deleted"] = True
-        obj["update_time"] = iso(now)
-        table.update_ts[record_id] = now
-        table.deleted_ts[record_id] = now
-        self._emit(table, "delete", None, dict(obj), source)
-
-    def _search_endpoint(self, request: Request) -> Response:
+    def _search(self, request: Request) -> Response:
         table = self._table(request)
         term = (request.query_value("term") or "").strip()
         exact = (request.query_value("exact_match") or "false").lower() == "true"
         if len(term) < (1 if exact else 2):
             raise _bad_request("Search term must be at least 2 characters long" if not exact else "term must not be empty")
-        fields = request.query_list("fields") or list(SEARCH_FIELDS[table.path])
-        bad = set(fields) - set(SEARCH_FIELDS[table.path])
+        fields = request.query_list("fields") or list(SEARCH_FIELDS[table.name])
+        bad = set(fields) - set(SEARCH_FIELDS[table.name])
         if bad:
-            raise _bad_request(f"fields must be among {', '.join(SEARCH_FIELDS[table.path])}, got {', '.join(sorted(bad))}")
+            raise _bad_request(f"fields must be among {', '.join(SEARCH_FIELDS[table.name])}, got {', '.join(sorted(bad))}")
         limit = self._limit_param(request, SEARCH_LIMIT_MAX)
         raw_cursor = request.query_value("cursor")
         offset = int(self._decode_cursor(raw_cursor)[1]) if raw_cursor else 0
@@ -843,8 +618,8 @@ class PipedriveSimulator(SimulatorBase):
             return text == folded if exact else folded in text
 
         matches = []
-        for record_id in sorted(table.live_ids()):
-            obj = table.rows[record_id]
+        for rec in table.select():
+            obj = rec.values
             values: list[Any] = []
             if "custom_fields" in fields:
                 values += [v for v in (obj.get("custom_fields") or {}).values()]
@@ -865,25 +640,26 @@ class PipedriveSimulator(SimulatorBase):
         next_cursor = self._encode_cursor(["offset", offset + limit]) if offset + limit < len(matches) else None
         return Response.json(200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}})
 
-    def _search_item(self, table: _Table, obj: dict[str, Any]) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": obj["id"], "type": PATHS[table.path], "owner": {"id": obj.get("owner_id")}, "visible_to": obj.get("visible_to"),
+    def _search_item(self, table: RecordStore, obj: dict[str, Any]) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": obj["id"], "type": PATHS[table.name], "owner": {"id": obj.get("owner_id")}, "visible_to": obj.get("visible_to"),
                                 "custom_fields": [str(v) for v in (obj.get("custom_fields") or {}).values() if v not in (None, "")], "notes": []}
-        if table.path == "persons":
+        if table.name == "persons":
             item |= {"name": obj.get("name"), "emails": [e["value"] for e in obj.get("emails") or []], "phones": [p["value"] for p in obj.get("phones") or []],
                      "organization": {"id": obj["org_id"]} if obj.get("org_id") else None}
-        elif table.path == "organizations":
+        elif table.name == "organizations":
             item |= {"name": obj.get("name"), "address": (obj.get("address") or {}).get("value")}
         else:
             item |= {"title": obj.get("title"), "value": obj.get("value"), "currency": obj.get("currency"), "status": obj.get("status")}
         return item
 
+    @api("GET", "/v1/{fields:personFields|organizationFields|dealFields}", name="GET /v1/{entity}Fields", kind="fields")
     def _fields(self, request: Request) -> Response:
         path = FIELDS_PATHS[request.params["fields"]]
         standard = {"persons": ("name", "email", "phone", "org_id", "owner_id"), "organizations": ("name", "address", "owner_id"),
                     "deals": ("title", "value", "currency", "stage_id", "pipeline_id", "expected_close_date", "owner_id")}[path]
         data = [{"id": n + 1, "key": key, "name": key.replace("_", " ").capitalize(), "field_type": "varchar", "edit_flag": False} for n, key in enumerate(standard)]
         data += [{"id": 9000 + n, "key": key, "name": name, "field_type": CUSTOM_FIELDS[path][name], "edit_flag": True}
-                 for n, (name, key) in enumerate(self._keys[path].items())]
+                 for n, (name, key) in enumerate(request.account.keys[path].items())]
         start = int(request.query_value("start") or 0)
         limit = self._limit_param(request, 500)
         page = data[start : start + limit]
@@ -893,20 +669,26 @@ class PipedriveSimulator(SimulatorBase):
             pagination["next_start"] = start + limit
         return Response.json(200, {"success": True, "data": page, "additional_data": {"pagination": pagination}})
 
-    # ---- webhooks ------------------------------------------------------------------------------
-
-    def _emit(self, table: _Table, action: str, data: dict[str, Any] | None, previous: dict[str, Any] | None, source: str) -> None:
+    def on_change(self, company: Account, table: RecordStore, action: str, rec: Record, previous: Mapping[str, Any]) -> None:
+        """Webhooks: the record after the change and what the changed fields held before."""
         if self.webhooks is None:
             return
-        cfg = self.config
+        cfg, source = self.config, "api" if self.in_api else "app"
+        action = {"create": "create", "update": "change", "delete": "delete"}[action]
+        data = None if action == "delete" else dict(rec.values)
+        previous = dict(rec.values) if action == "delete" else {k: v for k, v in previous.items() if k != "update_time"} or None
+        if previous and isinstance(previous.get("custom_fields"), dict):
+            old, new = previous["custom_fields"], rec.values["custom_fields"]
+            previous["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
         obj = data if data is not None else previous or {}
-        entity = PATHS[table.path]
-        host = f"{cfg.company_domain}.pipedrive.com"
+        entity = PATHS[table.name]
+        company_id = company.id if not company.default else str(cfg.company_id)
+        host = f"{cfg.company_domain if company.default else company.id}.pipedrive.com"
         if cfg.webhook_version == "2.0":
             event = {
                 "meta": {
                     "action": action, "entity": entity, "entity_id": str(obj.get("id")), "id": str(uuid.uuid4()),
-                    "company_id": str(cfg.company_id), "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
+                    "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
                     "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
                     "change_source": source, "attempt": 1, "host": host, "permitted_user_ids": [str(cfg.user_id)],
@@ -920,146 +702,52 @@ class PipedriveSimulator(SimulatorBase):
             current = None if action == "delete" else {**(data or {}), "active_flag": True}
             event = {
                 "v": 1, "matches_filters": {"current": [], "previous": []},
-                "meta": {"v": 1, "action": legacy, "object": entity, "id": obj.get("id"), "company_id": cfg.company_id, "user_id": cfg.user_id,
+                "meta": {"v": 1, "action": legacy, "object": entity, "id": obj.get("id"), "company_id": int(company_id) if company_id.isdigit() else company_id, "user_id": cfg.user_id,
                          "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000), "permitted_user_ids": [cfg.user_id],
                          "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
                 "retry": 0, "current": current, "previous": None if action == "create" else dict(previous or {}), "event": f"{legacy}.{entity}",
             }
-        self.webhooks.enqueue(event)
+        self.emit(event)
 
-    def _sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
+    def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
         if self.config.webhook_user and self.config.webhook_password:
             from crm_pipelines.webhooks.signatures import sign_pipedrive
 
             return {"Authorization": sign_pipedrive(self.config.webhook_user, self.config.webhook_password)}
         return {}
 
-    def stop(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.flush(timeout_s=5)
-        super().stop()
-        if self.webhooks is not None:
-            self.webhooks.stop()
+    def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
+        for event in events:
+            if isinstance(event.get("meta"), dict) and "attempt" in event["meta"]:
+                event["meta"]["attempt"] = attempt + 1
+            if "retry" in event:
+                event["retry"] = attempt
 
-    # ---- Python-side API -------------------------------------------------------------------------
-
-    def _entity_table(self, entity: str) -> _Table:
-        path = ENTITY_OF.get(entity)
-        if path is None:
-            raise ValueError(f"unknown entity {entity!r}; expected persons, organizations or deals")
-        return self._tables[path]
-
-    def field_keys(self, entity: str) -> dict[str, str]:
+    def field_keys(self, entity: str, *, account: str | None = None) -> dict[str, str]:
         """Custom field name -> 40-character key."""
-        return dict(self._keys[self._entity_table(entity).path])
+        return dict(self.account(account).keys[self.entity_store(entity, account).name])
 
-    def records(self, entity: str, deleted: bool = False) -> dict[str, dict[str, Any]]:
-        """id -> API-shaped object, for live (or deleted) records."""
-        table = self._entity_table(entity)
-        with self._lock:
-            ids = list(table.deleted_ts) if deleted else table.live_ids()
-            return {str(i): self._render(table, table.rows[i]) for i in ids}
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        return self._render(store, record.values)
 
-    def count(self, entity: str, deleted: bool = False) -> int:
-        table = self._entity_table(entity)
-        with self._lock:
-            return len(table.deleted_ts) if deleted else len(table.rows) - len(table.deleted_ts)
+    def new_values(self, company: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        return self._defaults(company, store.name) | self.generate(company, store.name)
 
-    def modify(self, entity: str, n: int | None = None, ids: Iterable[str | int] | None = None) -> list[str]:
-        """Change a field or two of ``n`` seeded-random live records (or of ``ids``), stamped now."""
-        table = self._entity_table(entity)
-        with self._lock:
-            if ids is not None:
-                chosen = [int(i) for i in ids]
-                for record_id in chosen:
-                    if table.live(record_id) is None:
-                        raise KeyError(f"{table.path} {record_id} does not exist or is deleted")
-            else:
-                chosen = self._rng.sample(table.live_ids(), min(1 if n is None else n, len(table.rows) - len(table.deleted_ts)))
-            data = self._data[table.path]
-            keys = self._keys[table.path]
-            for record_id in chosen:
-                obj = table.rows[record_id]
-                if table.path == "persons":
-                    custom = dict(obj["custom_fields"]) | {keys["Job title"]: data.job_title() or "Consultor"}
-                    changes: dict[str, Any] = {"custom_fields": custom, "phones": [{"value": data.phone(), "primary": True, "label": "mobile"}]}
-                elif table.path == "organizations":
-                    changes = {"custom_fields": dict(obj["custom_fields"]) | {keys["Industry"]: data.industry(), keys["Phone"]: data.phone()}}
-                else:
-                    changes = {"value": float(data.amount()), "stage_id": self._rng.choice(list(STAGES)[:5])}
-                self._apply(table, record_id, changes, source="app")
-            return [str(i) for i in chosen]
-
-    def create(self, entity: str, n: int = 1) -> list[str]:
-        """Create ``n`` generated records stamped with the simulated now; returns their ids."""
-        table = self._entity_table(entity)
-        with self._lock:
-            return [str(self._create_record(table, self._generate(table.path), source="app")["id"]) for _ in range(n)]
-
-    def delete(self, entity: str, target: int | Iterable[str | int]) -> list[str]:
-        """Delete ``target`` ids, or ``target`` seeded-random live records when it is an int."""
-        table = self._entity_table(entity)
-        with self._lock:
-            if isinstance(target, int):
-                chosen = self._rng.sample(table.live_ids(), min(target, len(table.rows) - len(table.deleted_ts)))
-            else:
-                chosen = [int(i) for i in ([target] if isinstance(target, str) else target)]
-            done = []
-            for record_id in chosen:
-                if table.live(record_id) is not None:
-                    self._delete_record(table, record_id, source="app")
-                    done.append(str(record_id))
-            return done
-
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self.apply_mutation(spec, check_entity=self._entity_table)
+    def random_changes(self, company: Account, store: RecordStore, rec: Record) -> dict[str, Any]:
+        data, keys = company.data[store.name], company.keys[store.name]
+        if store.name == "persons":
+            custom = dict(rec["custom_fields"]) | {keys["Job title"]: data.job_title() or "Consultor"}
+            return {"custom_fields": custom, "phones": [{"value": data.phone(), "primary": True, "label": "mobile"}]}
+        if store.name == "organizations":
+            return {"custom_fields": dict(rec["custom_fields"]) | {keys["Industry"]: data.industry(), keys["Phone"]: data.phone()}}
+        return {"value": float(data.amount()), "stage_id": company.rng.choice(list(STAGES)[:5])}
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            counts = {path: {"live": len(t.rows) - len(t.deleted_ts), "deleted": len(t.deleted_ts)} for path, t in self._tables.items()}
-        return {"objects": counts, "rate_limits_enabled": self.config.rate_limits_enabled, "plan": self.config.plan,
-                "burst_limit": self.config.effective_burst_limit, "burst_unit": self.config.burst_unit,
-                "daily_token_budget": self.config.effective_daily_budget, "tokens_used": self.tokens_used()}
-
-    # ---- command line ----------------------------------------------------------------------------
-
-    @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--persons", type=int, default=1000)
-        parser.add_argument("--organizations", type=int, default=100)
-        parser.add_argument("--deals", type=int, default=200)
-        parser.add_argument("--history-days", type=float, default=30.0)
-        parser.add_argument("--reference-time", default=None, help="ISO-8601 instant the seeded data ends at")
-        parser.add_argument("--plan", choices=sorted(PLANS), default="lite")
-        parser.add_argument("--seats", type=int, default=1)
-        parser.add_argument("--burst-limit", type=int, default=None, help="override the plan's burst limit per 2 s")
-        parser.add_argument("--burst-unit", choices=("requests", "tokens"), default="requests")
-        parser.add_argument("--daily-token-budget", type=int, default=None, help="override the plan's budget; 0 disables it")
-        parser.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
-        parser.add_argument("--no-rate-limits", action="store_true", help="turn every rate limit off")
-        parser.add_argument("--webhook-url", default=None)
-        parser.add_argument("--webhook-user", default=None)
-        parser.add_argument("--webhook-password", default=None)
-
-    @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> PipedriveSimulator:
-        config = PipedriveSimConfig(
-            seed=args.seed, persons=args.persons, organizations=args.organizations, deals=args.deals, history_days=args.history_days,
-            reference_time=parse_datetime(args.reference_time) if args.reference_time else None,
-            tokens=tuple(args.token) if args.token else (DEFAULT_TOKEN,), plan=args.plan, seats=args.seats, burst_limit=args.burst_limit,
-            burst_unit=args.burst_unit, daily_token_budget=args.daily_token_budget, retry_after_on_429=args.retry_after,
-            rate_limits_enabled=not args.no_rate_limits, faults=args.faults,
-            webhook_url=args.webhook_url, webhook_user=args.webhook_user, webhook_password=args.webhook_password,
-        )
-        return cls(config, host=args.host, port=args.port)
+        cfg = self.config
+        with self.lock:
+            counts = {path: {"live": t.count(), "deleted": t.count(deleted=True)} for path, t in self.account().stores.items()}
+        return {"objects": counts, "rate_limits_enabled": cfg.rate_limits_enabled, "plan": cfg.plan, "burst_limit": cfg.effective_burst_limit,
+                "burst_unit": cfg.burst_unit, "daily_token_budget": cfg.effective_daily_budget, "tokens_used": self.tokens_used()}
 
 
-def _bump_attempt(events: list[dict[str, Any]], attempt: int) -> None:
-    for event in events:
-        if isinstance(event.get("meta"), dict) and "attempt" in event["meta"]:
-            event["meta"]["attempt"] = attempt + 1
-        if "retry" in event:
-            event["retry"] = attempt
-
-
-__all__ = ["DEFAULT_TOKEN", "PipedriveSimConfig", "PipedriveSimulator", "field_key"]
+__all__ = ["DEFAULT_TOKEN", "Company", "PipedriveSimConfig", "PipedriveSimulator", "field_key"]

@@ -24,6 +24,7 @@ from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain, normalize_email
+from crm_pipelines.core.ratelimit import in_context
 from crm_pipelines.providers.pipedrive.api import LIST_PAGE_MAX, PipedriveClient
 from crm_pipelines.providers.pipedrive.mapping import IDEMPOTENCY_FIELD, FieldKeys, parse_timestamp, to_body
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
@@ -222,7 +223,8 @@ class PipedriveWriter:
                 one(record)
         else:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(records)), thread_name_prefix="pipedrive-write") as pool:
-                list(pool.map(one, records))
+                for future in [pool.submit(in_context(one), record) for record in records]:
+                    future.result()
         if fatal:
             quota = next((e for e in fatal if isinstance(e, QuotaExhausted)), None)
             raise quota or fatal[0]

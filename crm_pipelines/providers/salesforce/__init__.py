@@ -31,6 +31,12 @@ def _simulator_env(sim) -> dict[str, str]:
             "SALESFORCE_CLIENT_SECRET": sim.config.client_secret, "SALESFORCE_REFRESH_TOKEN": sim.config.refresh_tokens[0]}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.salesforce.resource import SalesforceResource
+
+    return SalesforceResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Salesforce",
@@ -48,4 +54,6 @@ PLUGIN = ProviderPlugin(
         "contacts": ("email", "first_name", "last_name", "phone", "job_title", "document"),
         "deals": ("name", "amount", "currency", "stage", "close_date"),
     },
+    resource_class=_resource_class,
+    rate_limits={"max_share_of_daily_allocation": 1.0, "query_batch_size": 2000},
 )

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from crm_pipelines.core.errors import ConfigurationError, ProviderError, QuotaExhausted, RetryableError
-from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, error_message, parse_retry_after, safe_json
+from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, error_message, parse_retry_after, safe_json, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class SalesforceClient:
         form = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret, "refresh_token": refresh_token}
         request_line = f"POST {TOKEN_PATH}"
         last: Exception | None = None
-        with httpx.Client(timeout=self._timeout_s, transport=self._transport) as http:
+        with httpx.Client(timeout=self._timeout_s, transport=self._transport, verify=tls_context()) as http:
             for attempt in range(4):
                 try:
                     response = http.post(self.login_url + TOKEN_PATH, data=form, headers={"Accept": "application/json"})

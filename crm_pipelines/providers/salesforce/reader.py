@@ -75,9 +75,13 @@ class SalesforceChangeReader:
                 bounds.append(f"{MODIFIED_FIELD} < {soql_datetime(upper, round_up=True)}")
         yield from self._keyset_read(entity, bounds)
 
-    def archived(self, entity: str) -> Iterator[Page]:
-        """Pages of deleted records still in the recycle bin, to propagate deletions."""
-        soql = f"SELECT {', '.join(self.mapping.select_fields(entity))} FROM {SOBJECTS[entity]} WHERE IsDeleted = true ORDER BY {MODIFIED_FIELD}, Id"
+    #: Deletions since a point are one cheap query: every run reads them (no daily sweep needed).
+    deletions_since = ("contacts", "companies", "deals")
+
+    def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]:
+        """Pages of deleted records still in the recycle bin (deleted since ``since``), to propagate deletions."""
+        recent = f" AND {MODIFIED_FIELD} >= {soql_datetime(since)}" if since else ""
+        soql = f"SELECT {', '.join(self.mapping.select_fields(entity))} FROM {SOBJECTS[entity]} WHERE IsDeleted = true{recent} ORDER BY {MODIFIED_FIELD}, Id"
         for rows in self.client.iter_query(soql, all_rows=True):
             yield Page(records=[self._deleted(entity, row) for row in rows])
 

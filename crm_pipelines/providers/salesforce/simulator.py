@@ -30,6 +30,13 @@ Reproduces what a sync client meets on ``login.salesforce.com`` and an org's ins
   spent, ``/limits`` reflecting it; :meth:`add_api_usage` plays other users of the org. An
   injected 403 is the retryable ConcurrentRequests variant; an injected 429 has an error array.
 
+Each org (account) has its own records, sessions, refresh tokens, cursors and allocation; a
+session id starts with its org's id, and a request whose ``Host`` is another org's My Domain
+(``{org}.my.salesforce.com``) is refused as Salesforce refuses a session on the wrong instance.
+
+Bulk API 2.0 query and ingest jobs: see :mod:`simulator_bulk` (``bulk_processing_s`` of simulated
+time before a job completes, ``bulk_upload_max_bytes`` per upload).
+
 Switches for facts the reference leaves open: ``accept_fractional_seconds`` (SOQL datetimes with
 milliseconds), ``timestamp_resolution_ms`` (system timestamps are whole seconds by default),
 ``batch_size_out_of_range`` ("clamp" or "reject"), ``multi_currency`` (``CurrencyIsoCode`` exists),
@@ -41,42 +48,27 @@ Injected faults never consume the allocation.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
 import random
 import re
-import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from crm_pipelines.providers.salesforce.simulator_soql import (
-    BoolOp,
-    Comparison,
-    Literal,
-    Not,
-    Query,
-    SoqlError,
-    like_regex,
-    parse,
-    parse_datetime_literal,
-)
+from crm_pipelines.providers.salesforce.simulator_soql import BoolOp, Comparison, Not, Query, SoqlError, like_regex, parse, parse_datetime_literal
+from crm_pipelines.providers.salesforce.simulator_bulk import BulkJobs
+from crm_pipelines.providers.salesforce.simulator_soql import Literal as SoqlLiteral
+from crm_pipelines.simulator.clock import seeded_time, utc_iso_ms
+from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.server import (
-    FaultConfig,
-    InvalidJSONBody,
-    Request,
-    Response,
-    Router,
-    SimClock,
-    SimulatorBase,
-    parse_datetime,
-)
+from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, admin, api
+from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_CLIENT_ID = "sim-salesforce-client-id"
 DEFAULT_CLIENT_SECRET = "sim-salesforce-client-secret"
@@ -121,42 +113,38 @@ def id18(id15: str) -> str:
 
 def format_datetime(ms: int | None) -> str | None:
     """``2025-02-01T09:30:11.000+0000`` as Salesforce writes datetimes in JSON."""
-    if ms is None:
-        return None
-    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+    return None if ms is None else utc_iso_ms(ms)[:-1] + "+0000"
 
 
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
+def base62(n: int, width: int = 10) -> str:
+    digits = []
+    for _ in range(width):
+        n, rest = divmod(n, 62)
+        digits.append(_BASE62[rest])
+    return "".join(reversed(digits))
 
 
 @dataclass
-class SalesforceSimConfig:
-    """Everything the Salesforce simulator can be told; every field has a working default.
+class SalesforceSimConfig(SimConfig):
+    """Everything the Salesforce simulator can be told (shared settings in :class:`SimConfig`).
 
-    Data: ``seed``, ``contacts``/``companies``/``deals`` counts, ``history_days`` before
-    ``reference_time`` (``None`` = now), ``clock_start``/``freeze_clock`` for the simulated clock.
-    Custom fields: ``document_field`` (CPF/CNPJ text on Contact and Account) and
-    ``external_id_field`` (unique external id on all three objects).
+    Data: ``contacts``/``companies``/``deals`` counts per org. Custom fields: ``document_field``
+    (CPF/CNPJ text on Contact and Account) and ``external_id_field`` (unique external id on all
+    three objects).
 
-    Auth: ``client_id``/``client_secret``/``refresh_tokens`` accepted by the token endpoint,
-    ``tokens`` pre-issued access tokens that never expire by age, ``session_lifetime_s``,
+    Auth: ``client_id``/``client_secret`` of the connected app; ``refresh_tokens`` and ``tokens``
+    (pre-issued access tokens that never expire by age) of the default org; ``session_lifetime_s``;
     ``instance_url`` (``None`` = this server's URL).
 
     Limits: ``daily_api_limit`` per rolling 24 hours (``None`` disables it); ``cursor_idle_timeout_s``,
     ``max_open_cursors``; ``recycle_bin_days``. Other switches: see the module docstring.
     """
 
-    seed: int = 1
+    COUNTS: ClassVar[tuple[str, ...]] = ("contacts", "companies", "deals")
+
     contacts: int = 100
     companies: int = 20
     deals: int = 40
-    history_days: float = 30.0
-    reference_time: datetime | None = None
-    clock_start: datetime | None = None
-    freeze_clock: bool = False
 
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = DEFAULT_CLIENT_SECRET
@@ -174,29 +162,19 @@ class SalesforceSimConfig:
 
     accept_fractional_seconds: bool = True
     timestamp_resolution_ms: int = 1000
-    batch_size_out_of_range: str = "clamp"
+    batch_size_out_of_range: Literal["clamp", "reject"] = "clamp"
     multi_currency: bool = True
     restricted_stage_picklist: bool = False
     block_duplicate_emails: bool = False
     max_uri_length: int = 16_384
-    faults: FaultConfig = field(default_factory=FaultConfig)
+    bulk_processing_s: float = 0.0
+    bulk_upload_max_bytes: int = 100 * 1024 * 1024
 
-    def validate(self) -> None:
-        for name in ("contacts", "companies", "deals"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.batch_size_out_of_range not in ("clamp", "reject"):
-            raise ValueError("batch_size_out_of_range must be 'clamp' or 'reject'")
+    def check(self) -> None:
         if self.timestamp_resolution_ms < 1:
             raise ValueError("timestamp_resolution_ms must be >= 1")
         if self.daily_api_limit is not None and self.daily_api_limit < 1:
             raise ValueError("daily_api_limit must be >= 1 or None")
-        self.faults.validate()
-
-
-# --------------------------------------------------------------------------------------------
-# Schemas and storage
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -269,93 +247,52 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
     return out
 
 
-class _Rec:
-    """One record: id, system times (epoch ms) and the other field values."""
+#: Fields computed from the record rather than stored (``Name`` only on Contact).
+_COMPUTED: dict[str, Any] = {
+    "id": lambda rec: rec.id, "isdeleted": lambda rec: rec.deleted is not None, "createddate": lambda rec: rec.created,
+    "systemmodstamp": lambda rec: rec.updated, "createdbyid": lambda rec: USER_ID + "AAA", "lastmodifiedbyid": lambda rec: USER_ID + "AAA",
+    "name": lambda rec: " ".join(v for v in (rec["FirstName"], rec["LastName"]) if v) or None,
+    "isclosed": lambda rec: (rec["StageName"] or "").startswith("Closed"), "iswon": lambda rec: rec["StageName"] == "Closed Won",
+}
+V = "/services/data/v{version}"
+S = V + "/sobjects/{sobject}"
+C = V + "/composite/sobjects"
 
-    __slots__ = ("id", "created_ms", "modified_ms", "modstamp_ms", "deleted_ms", "values")
 
-    def __init__(self, id_: str, now_ms: int, values: dict[str, Any]) -> None:
-        self.id = id_
-        self.created_ms = self.modified_ms = self.modstamp_ms = now_ms
-        self.deleted_ms: int | None = None
-        self.values = values
+class _SObjects(RecordStore):
+    """Records of one sObject: ``updated`` is ``SystemModstamp``; ``LastModifiedDate`` (ms) is
+    kept with the values; the external id is indexed."""
 
-
-class _Store:
-    """Records of one sObject, with unique indexes on the external id and e-mail."""
-
-    def __init__(self, sobject: str, fields: dict[str, _Field], ext_field: str) -> None:
-        self.sobject = sobject
-        self.fields = fields
-        self.ext_field = ext_field
-        self.rows: dict[str, _Rec] = {}
-        self.serial = 0
-        self.by_ext: dict[str, str] = {}
-
-    def new_id(self) -> str:
-        self.serial += 1
-        n, digits = self.serial, []
-        for _ in range(10):
-            n, rest = divmod(n, 62)
-            digits.append(_BASE62[rest])
-        return id18(KEY_PREFIX[self.sobject] + "5g" + "".join(reversed(digits)))
+    def __init__(self, sobject: str, fields: dict[str, _Field], ext_field: str, seed: str) -> None:
+        super().__init__(sobject, format_id=lambda n: id18(KEY_PREFIX[sobject] + "5g" + base62(n)), indexed=(ext_field,))
+        self.sobject, self.fields, self.ext_field = sobject, fields, ext_field
+        self.data = FakeData(f"{seed}-{sobject}")
 
     def field(self, name: str) -> _Field | None:
         return self.fields.get(name.lower())
 
-    def get(self, rec: _Rec, name: str) -> Any:
+    def get(self, rec: Record, name: str) -> Any:  # type: ignore[override]
         key = name.lower()
-        if key == "id":
-            return rec.id
-        if key == "isdeleted":
-            return rec.deleted_ms is not None
-        if key == "createddate":
-            return rec.created_ms
-        if key == "lastmodifieddate":
-            return rec.modified_ms
-        if key == "systemmodstamp":
-            return rec.modstamp_ms
-        if key in ("createdbyid", "lastmodifiedbyid"):
-            return USER_ID + "AAA"
-        if key == "name" and self.sobject == "Contact":
-            return " ".join(v for v in (rec.values.get("FirstName"), rec.values.get("LastName")) if v) or None
-        if key in ("isclosed", "iswon"):
-            stage = rec.values.get("StageName") or ""
-            return stage.startswith("Closed") if key == "isclosed" else stage == "Closed Won"
+        computed = _COMPUTED.get(key)
+        if computed is not None and (key != "name" or self.sobject == "Contact"):
+            return computed(rec)
         return rec.values.get(self.fields[key].name)
 
-    def index(self, rec: _Rec) -> None:
-        key = rec.values.get(self.ext_field)
-        if key:
-            self.by_ext[key.lower()] = rec.id
+    def owner(self, external_id: Any) -> str | None:
+        """The live record holding ``external_id``."""
+        ids = self.find_all(self.ext_field, external_id)
+        return ids[0] if ids else None
 
-    def unindex(self, rec: _Rec) -> None:
-        key = rec.values.get(self.ext_field)
-        if key and self.by_ext.get(key.lower()) == rec.id:
-            del self.by_ext[key.lower()]
-
-
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.response = _error(status, code, message, fields)
-
-
-def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
-    item: dict[str, Any] = {"message": message, "errorCode": code}
-    if fields is not None:
-        item["fields"] = fields
-    return Response.json(status, [item])
-
-
-def _record_error(code: str, message: str, fields: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"statusCode": code, "message": message, "fields": fields or [], **extra}
+    def by_id(self, record_id: Any) -> Record | None:
+        """A record by its 18- or 15-character id."""
+        rid = str(record_id or "")
+        return self.rows.get(rid) or next((r for r in self.rows.values() if len(rid) == 15 and r.id[:15] == rid), None)
 
 
 @dataclass
 class _Cursor:
     locator: str
-    sobject: str
+    store: _SObjects
     fields: list[str]
     ids: list[str]
     batch: int
@@ -364,75 +301,94 @@ class _Cursor:
     token: str
 
 
-# --------------------------------------------------------------------------------------------
-# The simulator
-# --------------------------------------------------------------------------------------------
+class Org(Account):
+    """A Salesforce org: its records, sessions (token -> issue time; ``None`` never expires),
+    refresh tokens, open query cursors and rolling 24-hour API allocation."""
+
+    def __init__(self, sim: SalesforceSimulator, spec: AccountSpec) -> None:
+        super().__init__(sim, spec, host=f"{spec.id.lower()}.my.salesforce.com")
+        cfg = sim.config
+        self.sessions: dict[str, int | None] = dict.fromkeys(spec.tokens)
+        self.refresh_tokens = set(spec.refresh_tokens)
+        self.cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self.jobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  #: Bulk API 2.0 jobs: id -> (job, its data)
+        self.job_serial = self.bulk_batches = self.bulk_query_jobs = 0
+        self.token_rng = random.Random(f"{self.seed}-tokens")
+        self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
+        schemas = _schemas(cfg)
+        self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
+        self.account_pool: list[str] = []
+        for sobject, entity in (("Account", "companies"), ("Contact", "contacts"), ("Opportunity", "deals")):
+            sim.generate(self, self.stores[sobject], self.count_of(sim, entity))
+            if sobject == "Account":
+                self.account_pool = list(self.stores["Account"].rows)
 
 
-class SalesforceSimulator(SimulatorBase):
+def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
+    return Response.json(status, [{"message": message, "errorCode": code} | ({"fields": fields} if fields is not None else {})])
+
+
+def _fail(status: int, code: str, message: str, fields: list[str] | None = None) -> ApiError:
+    return ApiError(_error(status, code, message, fields))
+
+
+def _record_error(code: str, message: str, fields: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"statusCode": code, "message": message, "fields": fields or [], **extra}
+
+
+class SalesforceSimulator(BulkJobs, Simulator):
     """Salesforce REST over real HTTP. See the module docstring and :class:`SalesforceSimConfig`.
 
-    Python-side API for tests in the same process: :meth:`records`, :meth:`count`, :meth:`modify`,
-    :meth:`touch`, :meth:`create`, :meth:`delete`, :meth:`set_fields`, :meth:`expire_sessions`,
-    :meth:`expire_cursors`, :meth:`revoke_refresh_tokens`, :meth:`api_usage`, :meth:`add_api_usage`,
-    plus ``clock``, ``faults``, ``stats``, :meth:`fail_next` and :meth:`reset_rate_limits`.
+    Python-side helpers for tests (``account=`` names another org): :meth:`records`, :meth:`count`,
+    :meth:`modify`, :meth:`touch`, :meth:`create`, :meth:`delete`, :meth:`set_fields`,
+    :meth:`expire_sessions`, :meth:`expire_cursors`, :meth:`revoke_refresh_tokens`,
+    :meth:`api_usage`, :meth:`add_api_usage`.
     """
 
     provider = "salesforce"
     server_name = "salesforce-simulator"
+    config_class = SalesforceSimConfig
+    ANSWERS = {
+        "unauthorized": (401, "INVALID_SESSION_ID", "Session expired or invalid"),
+        "not_found": (404, "NOT_FOUND", "The requested resource does not exist"),
+        "method_not_allowed": (405, "METHOD_NOT_ALLOWED", "HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD,PATCH,POST,DELETE"),
+        "internal_error": (500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567-89 (-1)"),
+        "invalid_json": (400, "JSON_PARSER_ERROR", "Unexpected character: {error}"),
+    }
+    account_class = Org
+    config: SalesforceSimConfig
+    account_hosts = (".my.salesforce.com",)
+    ENTITIES = {**{e: s for s, e in ENTITY_OF.items()}, **{s: s for s in ENTITY_OF}}
+    CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
+    CLI_ALIASES = {"--session-lifetime": "--session-lifetime-s", "--single-currency": "--no-multi-currency"}
 
-    def __init__(self, config: SalesforceSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = config or SalesforceSimConfig()
-        self.config.validate()
-        cfg = self.config
-        clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
-        self._lock = threading.RLock()
-        self._usage_lock = threading.Lock()
-        self._usage: deque[list[int]] = deque()  # [minute, calls]
-        self._sessions: dict[str, int | None] = {token: None for token in cfg.tokens}  # token -> issued ms (None: no expiry)
-        self._refresh_tokens = set(cfg.refresh_tokens)
-        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
-        self._rng = random.Random(f"{cfg.seed}-mutations")
-        self._token_rng = random.Random(f"{cfg.seed}-tokens")
-        super().__init__(host=host, port=port, clock=clock, faults=cfg.faults)
-        reference = cfg.reference_time or clock.now()
-        self.reference_ms = int(reference.timestamp() * 1000)
-        schemas = _schemas(cfg)
-        self._stores = {s: _Store(s, schemas[s], cfg.external_id_field) for s in ("Account", "Contact", "Opportunity")}
-        self._data = {s: FakeData(f"{cfg.seed}-{s}") for s in self._stores}
-        self._account_pool: list[str] = []
-        for sobject, count in (("Account", cfg.companies), ("Contact", cfg.contacts), ("Opportunity", cfg.deals)):
-            self._generate(sobject, count)
-            if sobject == "Account":
-                self._account_pool = list(self._stores["Account"].rows)
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec(ORG_ID, self.config.tokens, self.config.refresh_tokens)
 
-    # ---- data generation ------------------------------------------------------------------
+    def stamp(self) -> int:
+        """Now at the timestamp resolution (whole seconds by default)."""
+        return self._stamp(self.clock.now_ms())
 
     def _stamp(self, ms: int) -> int:
-        resolution = self.config.timestamp_resolution_ms
-        return ms - ms % resolution
+        return ms - ms % self.config.timestamp_resolution_ms
 
-    def _generate(self, sobject: str, count: int) -> None:
-        store, data = self._stores[sobject], self._data[sobject]
-        rng = data.rng
-        end_ms = self.reference_ms
+    def generate(self, org: Org, store: _SObjects, count: int) -> None:
+        rng, end_ms = store.data.rng, int(self.reference.timestamp() * 1000)
         start_ms = end_ms - int(self.config.history_days * DAY_MS)
-        stamped = []
+        records = []
         for _ in range(count):
-            created = start_ms + int(rng.random() * (end_ms - start_ms + 1))
-            updated = created + int(rng.random() * (end_ms - created + 1))
-            rec = _Rec(store.new_id(), self._stamp(created), self._seed_values(sobject, data, rng))
-            rec.modified_ms = rec.modstamp_ms = max(self._stamp(updated), rec.created_ms)
-            stamped.append(rec)
-        for rec in stamped:
-            store.rows[rec.id] = rec
-            store.index(rec)
+            created = seeded_time(rng, start_ms, end_ms)
+            updated = seeded_time(rng, created, end_ms)
+            rec = Record(store.allocate_id(), self._stamp(created), 0, self._seed_values(org, store.sobject, store.data, rng))
+            rec.updated = rec.values["LastModifiedDate"] = max(self._stamp(updated), rec.created)
+            records.append(rec)
+        store.seed(records)
 
-    def _seed_values(self, sobject: str, data: FakeData, rng: random.Random) -> dict[str, Any]:
+    def _seed_values(self, org: Org, sobject: str, data: FakeData, rng: random.Random) -> dict[str, Any]:
         doc = self.config.document_field
         if sobject == "Contact":
             person = data.person()
-            pool = self._account_pool
+            pool = org.account_pool
             account_id = pool[int(rng.random() * len(pool))] if pool and rng.random() < 0.7 else None
             return {
                 "FirstName": person["first_name"], "LastName": person["last_name"] or data.last_name(),
@@ -454,7 +410,7 @@ class SalesforceSimulator(SimulatorBase):
                 doc: org["document"], "OwnerId": data.pick(OWNER_IDS),
             }
         deal = data.deal()
-        close = date.fromtimestamp(self.reference_ms / 1000) + timedelta(days=int((rng.random() - 0.5) * 120))
+        close = date.fromtimestamp(self.reference.timestamp()) + timedelta(days=int((rng.random() - 0.5) * 120))
         values = {
             "Name": deal["name"], "StageName": data.pick(STAGES), "CloseDate": close.isoformat(),
             "Amount": deal["amount"], "Probability": str(data.pick((10, 20, 50, 75, 90, 100))), "OwnerId": data.pick(OWNER_IDS),
@@ -463,48 +419,12 @@ class SalesforceSimulator(SimulatorBase):
             values["CurrencyIsoCode"] = deal["currency"]
         return values
 
-    # ---- routes ---------------------------------------------------------------------------
-
-    def build_routes(self, router: Router) -> None:
-        router.add("POST", r"/services/oauth2/token", self._token, name="POST /services/oauth2/token")
-        router.add("GET", r"/services/data/?", self._versions, name="GET /services/data/")
-        v = r"/services/data/v(?P<version>\d+\.\d)"
-        api = self._api
-        router.add("GET", v + r"/limits/?", api(self._limits), name="GET /limits")
-        router.add("GET", v + r"/query/?", api(lambda r: self._query(r, all_rows=False)), name="GET /query")
-        router.add("GET", v + r"/queryAll/?", api(lambda r: self._query(r, all_rows=True)), name="GET /queryAll")
-        router.add("GET", v + r"/query(?:All)?/(?P<locator>01g[0-9A-Za-z]+)-(?P<offset>\d+)", api(self._query_more), name="GET /query/{locator}")
-        c = v + r"/composite/sobjects"
-        router.add("POST", c + r"/?", api(self._collection_create), name="POST /composite/sobjects")
-        router.add("PATCH", c + r"/?", api(self._collection_update), name="PATCH /composite/sobjects")
-        router.add("DELETE", c + r"/?", api(self._collection_delete), name="DELETE /composite/sobjects")
-        router.add("PATCH", c + r"/(?P<sobject>\w+)/(?P<ext>\w+)/?", api(self._collection_upsert), name="PATCH /composite/sobjects/{SObject}/{ExtId}")
-        router.add("GET", c + r"/(?P<sobject>\w+)/?", api(self._collection_read), name="GET /composite/sobjects/{SObject}")
-        s = v + r"/sobjects/(?P<sobject>\w+)"
-        router.add("GET", s + r"/describe/?", api(self._describe), name="GET /sobjects/{SObject}/describe")
-        router.add("GET", s + r"/updated/?", api(lambda r: self._replication(r, deleted=False)), name="GET /sobjects/{SObject}/updated")
-        router.add("GET", s + r"/deleted/?", api(lambda r: self._replication(r, deleted=True)), name="GET /sobjects/{SObject}/deleted")
-        router.add("POST", s + r"/?", api(self._create_one), name="POST /sobjects/{SObject}")
-        router.add("GET", s + r"/(?P<id>\w{15,18})/?", api(self._get_one), name="GET /sobjects/{SObject}/{id}")
-        router.add("PATCH", s + r"/(?P<id>\w{15,18})/?", api(self._update_one), name="PATCH /sobjects/{SObject}/{id}")
-        router.add("DELETE", s + r"/(?P<id>\w{15,18})/?", api(self._delete_one), name="DELETE /sobjects/{SObject}/{id}")
-        router.add("POST", r"/_simulator/expire-sessions", lambda _r: Response.json(200, {"expired": self.expire_sessions()}), name="admin expire sessions", api=False)
-        router.add("POST", r"/_simulator/expire-cursors", lambda _r: Response.json(200, {"expired": self.expire_cursors()}), name="admin expire cursors", api=False)
-        router.add("GET", r"/_simulator/api-usage", lambda _r: Response.json(200, self.api_usage()), name="admin api usage", api=False)
-        router.add("POST", r"/_simulator/api-usage", self._admin_usage, name="admin add api usage", api=False)
-
-    def not_found_response(self, request: Request) -> Response:
-        return _error(404, "NOT_FOUND", "The requested resource does not exist")
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD,PATCH,POST,DELETE")
-
-    def internal_error_response(self, request: Request) -> Response:
-        return _error(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567-89 (-1)")
+    def error_response(self, status: int, code: str, message: str) -> Response:
+        return _error(status, code, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Injected answers shaped like Salesforce's: 403 is the retryable concurrent-request limit."""
-        headers = self._limit_headers()
+        headers = self._limit_headers(self._by_token.get(self.credentials(request)) or self.account())
         if status == 403:
             response = _error(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE)
         elif status == 429:
@@ -512,121 +432,108 @@ class SalesforceSimulator(SimulatorBase):
         elif status == 503:
             response = _error(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")
         elif status >= 500:
-            response = self.internal_error_response(request)
+            response = self.answer("internal_error", request)
             response.status = status
         else:
             response = _error(status, "UNKNOWN_EXCEPTION", f"HTTP {status}")
         response.headers.update(headers)
         return response
 
-    # ---- auth and limits ------------------------------------------------------------------
-
-    def _api(self, handler: Any) -> Any:
-        def wrapped(request: Request) -> Response:
-            if request.params.get("version", "") not in SUPPORTED_VERSIONS:
-                return self.not_found_response(request)
-            if len(request.raw_target) > self.config.max_uri_length:
-                return _error(414, "URI_TOO_LONG", f"The request URI is longer than {self.config.max_uri_length} characters")
-            token = self._authenticate(request)
-            if token is None:
-                return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-            if not self._count_call():
-                response = _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE)
-                self.stats_recorder.record_rate_limited("TotalRequests")
-            else:
-                request.params["token"] = token
-                try:
-                    with self._lock:
-                        response = handler(request)
-                except _ApiError as exc:
-                    response = exc.response
-                except InvalidJSONBody as exc:
-                    response = _error(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}")
-            response.headers.update(self._limit_headers())
-            return response
-
-        return wrapped
-
-    def _authenticate(self, request: Request) -> str | None:
+    def credentials(self, request: Request) -> str | None:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("bearer", "oauth") or token not in self._sessions:
+        return token.strip() if scheme.lower() in ("bearer", "oauth") else None
+
+    def authenticate(self, request: Request) -> Org | Response | None:
+        """Versioned resources only: unknown versions are 404, over-long URIs 414, expired sessions 401."""
+        if request.params.get("version", "") not in SUPPORTED_VERSIONS:
+            return self.not_found_response(request)
+        if len(request.raw_target) > self.config.max_uri_length:
+            return _error(414, "URI_TOO_LONG", f"The request URI is longer than {self.config.max_uri_length} characters")
+        org = super().authenticate(request)
+        if not isinstance(org, Org):
             return None
-        issued = self._sessions[token]
+        issued = org.sessions.get(request.token)
         if issued is not None and self.clock.now_ms() - issued > self.config.session_lifetime_s * 1000:
-            del self._sessions[token]
+            self._end_session(org, request.token)
             return None
-        return token
+        return org
 
-    def _minute(self) -> int:
-        return self.clock.now_ms() // 60_000
+    def admit(self, request: Request) -> Response | None:
+        """One call against the org's rolling 24-hour allocation; ``Sforce-Limit-Info`` on the answer."""
+        org = request.account
+        if not org.usage.try_acquire().allowed:
+            self.stats_recorder.record_rate_limited("TotalRequests")
+            response = _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE)
+            response.headers.update(self._limit_headers(org))
+            return response
+        request.response_headers = self._limit_headers(org)
+        return None
 
-    def _used(self) -> int:
-        horizon = self._minute() - 24 * 60
-        while self._usage and self._usage[0][0] <= horizon:
-            self._usage.popleft()
-        return sum(calls for _, calls in self._usage)
-
-    def _count_call(self, n: int = 1, *, force: bool = False) -> bool:
-        with self._usage_lock:
-            used = self._used()
-            limit = self.config.daily_api_limit
-            if not force and limit is not None and used + n > limit:
-                return False
-            minute = self._minute()
-            if self._usage and self._usage[-1][0] == minute:
-                self._usage[-1][1] += n
-            else:
-                self._usage.append([minute, n])
-            return True
-
-    def _limit_headers(self) -> dict[str, str]:
-        with self._usage_lock:
-            used = self._used()
+    def _limit_headers(self, org: Org) -> dict[str, str]:
         limit = self.config.daily_api_limit
-        return {"Sforce-Limit-Info": f"api-usage={used}/{limit if limit is not None else 5_000_000}"}
+        return {"Sforce-Limit-Info": f"api-usage={org.usage.used()}/{limit if limit is not None else 5_000_000}"}
 
-    def api_usage(self) -> dict[str, int | None]:
+    def api_usage(self, *, account: str | None = None) -> dict[str, int | None]:
         """Calls counted in the last 24 simulated hours, and the allocation."""
-        with self._usage_lock:
-            return {"used": self._used(), "max": self.config.daily_api_limit}
+        return {"used": self.account(account).usage.used(), "max": self.config.daily_api_limit}
 
-    def add_api_usage(self, calls: int) -> dict[str, int | None]:
+    def add_api_usage(self, calls: int, *, account: str | None = None) -> dict[str, int | None]:
         """Count ``calls`` made by other users of the org (now)."""
         if calls > 0:
-            self._count_call(calls, force=True)
-        return self.api_usage()
+            self.account(account).usage.try_acquire(weight=calls, force=True)
+        return self.api_usage(account=account)
 
-    def _admin_usage(self, request: Request) -> Response:
+    @admin("GET", "api-usage")
+    def _admin_api_usage(self, _request: Request) -> Response:
+        return Response.json(200, self.api_usage())
+
+    @admin("POST", "api-usage")
+    def _admin_add_usage(self, request: Request) -> Response:
         try:
             body = request.json() or {}
-            return Response.json(200, self.add_api_usage(int(body.get("add", 0))))
+            return Response.json(200, self.add_api_usage(int(body.get("add", 0)), account=body.get("account")))
         except (ValueError, TypeError) as exc:
             return Response.json(400, {"error": str(exc)})
 
     def reset_rate_limits(self) -> None:
-        with self._usage_lock:
-            self._usage.clear()
+        for org in self.accounts.values():
+            org.usage.reset()
+
+    def _end_session(self, org: Org, token: str) -> None:
+        org.sessions.pop(token, None)
+        self.unbind_token(token)
+
+    @admin("POST", "expire-sessions")
+    def _admin_expire_sessions(self, _request: Request) -> Response:
+        return Response.json(200, {"expired": self.expire_sessions()})
 
     def expire_sessions(self) -> int:
         """Invalidate every access token (the next call gets 401 INVALID_SESSION_ID)."""
-        with self._lock:
-            count = len(self._sessions)
-            self._sessions.clear()
-            return count
+        with self.lock:
+            ended = [(org, token) for org in self.accounts.values() for token in org.sessions]
+            for org, token in ended:
+                self._end_session(org, token)
+            return len(ended)
+
+    @admin("POST", "expire-cursors")
+    def _admin_expire_cursors(self, _request: Request) -> Response:
+        return Response.json(200, {"expired": self.expire_cursors()})
 
     def expire_cursors(self) -> int:
         """Drop every open query cursor (the next ``nextRecordsUrl`` gets INVALID_QUERY_LOCATOR)."""
-        with self._lock:
-            count = len(self._cursors)
-            self._cursors.clear()
+        with self.lock:
+            count = sum(len(org.cursors) for org in self.accounts.values())
+            for org in self.accounts.values():
+                org.cursors.clear()
             return count
 
     def revoke_refresh_tokens(self) -> None:
         """Refresh tokens stop working (the token endpoint answers ``invalid_grant``)."""
-        with self._lock:
-            self._refresh_tokens.clear()
+        with self.lock:
+            for org in self.accounts.values():
+                org.refresh_tokens.clear()
 
+    @api("POST", "/services/oauth2/token", auth=False)
     def _token(self, request: Request) -> Response:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         cfg = self.config
@@ -636,44 +543,39 @@ class SalesforceSimulator(SimulatorBase):
             return Response.json(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
         if form.get("client_secret") != cfg.client_secret:
             return Response.json(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
-        if form.get("refresh_token") not in self._refresh_tokens:
+        org = next((o for o in self.accounts.values() if form.get("refresh_token") in o.refresh_tokens), None)
+        if org is None:
             return Response.json(400, {"error": "invalid_grant", "error_description": "expired access/refresh token"})
         issued = self.clock.now_ms()
-        token = f"{ORG_ID}!AQ" + "".join(self._token_rng.choice(_BASE62) for _ in range(96))
-        with self._lock:
-            self._sessions[token] = issued
-        instance = cfg.instance_url or self.base_url
-        identity = f"{self.base_url}/id/{ORG_ID}AAA/{USER_ID}AAA"
+        token = f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
+        org.sessions[token] = issued
+        self.bind_token(token, org)
+        instance = (cfg.instance_url if org.default else None) or self.base_url
+        identity = f"{self.base_url}/id/{org.id}AAA/{USER_ID}AAA"
         signature = base64.b64encode(hmac.new(cfg.client_secret.encode(), f"{identity}{issued}".encode(), hashlib.sha256).digest()).decode()
         return Response.json(200, {
             "access_token": token, "instance_url": instance, "id": identity, "token_type": "Bearer",
             "issued_at": str(issued), "signature": signature, "scope": "api refresh_token",
         })
 
+    @api("GET", "/services/data/?", name="GET /services/data/", auth=False)
     def _versions(self, _request: Request) -> Response:
         return Response.json(200, [
             {"label": VERSION_LABELS.get(v, f"Release {v}"), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS
         ])
 
-    def _limits(self, _request: Request) -> Response:
-        usage = self.api_usage()
+    @api("GET", V + "/limits/?", name="GET /limits")
+    def _limits(self, request: Request) -> Response:
+        usage = self.api_usage(account=request.account.id)
         allowed = usage["max"] or 5_000_000
         return Response.json(200, {
             "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - int(usage["used"] or 0), 0)},
-            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
-            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - request.account.bulk_query_jobs},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000 - request.account.bulk_batches},
             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         })
 
-    # ---- rendering --------------------------------------------------------------------------
-
-    def _store(self, sobject: str) -> _Store:
-        for name, store in self._stores.items():
-            if name.lower() == sobject.lower():
-                return store
-        raise _ApiError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}' is not supported.")
-
-    def _value_out(self, store: _Store, rec: _Rec, f: _Field) -> Any:
+    def _value_out(self, store: _SObjects, rec: Record, f: _Field) -> Any:
         value = store.get(rec, f.name)
         if value is None:
             return None
@@ -683,14 +585,12 @@ class SalesforceSimulator(SimulatorBase):
             return float(value)
         return value
 
-    def _render(self, store: _Store, rec: _Rec, names: Iterable[str], version: str) -> dict[str, Any]:
+    def _render(self, store: _SObjects, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
         out: dict[str, Any] = {"attributes": {"type": store.sobject, "url": f"/services/data/v{version}/sobjects/{store.sobject}/{rec.id}"}}
         for name in names:
             f = store.fields[name.lower()]
             out[f.name] = self._value_out(store, rec, f)
         return out
-
-    # ---- SOQL ---------------------------------------------------------------------------------
 
     def _batch_size(self, request: Request) -> int:
         header = request.header("Sforce-Query-Options") or ""
@@ -701,49 +601,56 @@ class SalesforceSimulator(SimulatorBase):
         if 200 <= size <= 2000:
             return size
         if self.config.batch_size_out_of_range == "reject":
-            raise _ApiError(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
+            raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
         return min(max(size, 200), 2000)
 
+    @api("GET", V + "/query/?", name="GET /query")
+    def _query_endpoint(self, request: Request) -> Response:
+        return self._query(request, all_rows=False)
+
+    @api("GET", V + "/queryAll/?", name="GET /queryAll")
+    def _query_all_endpoint(self, request: Request) -> Response:
+        return self._query(request, all_rows=True)
+
     def _query(self, request: Request, *, all_rows: bool) -> Response:
-        text = request.query_value("q")
-        if not text:
-            raise _ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        try:
-            query = parse(text)
-        except SoqlError as exc:
-            raise _ApiError(400, exc.code, exc.message) from None
-        store = self._checked(query, text)
-        if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
-            raise _ApiError(400, "MALFORMED_QUERY", "line 1: no viable alternative at character '.' (fractional seconds)")
-        predicate = self._compile(store, query.where)
-        horizon = self.clock.now_ms() - int(self.config.recycle_bin_days * DAY_MS)
-        rows = [
-            rec for rec in store.rows.values()
-            if (rec.deleted_ms is None or (all_rows and rec.deleted_ms >= horizon)) and predicate(rec)
-        ]
+        store, query, rows = self._select(request, request.query_value("q"), all_rows)
         if query.count:
-            total = len(rows) if query.limit is None else min(len(rows), query.limit)
-            return Response.json(200, {"totalSize": total, "done": True, "records": []})
-        for name, descending, nulls_last in reversed(query.order or []):
-            rows.sort(key=self._sort_key(store, name, nulls_last != descending), reverse=descending)
-        if query.limit is not None:
-            rows = rows[: query.limit]
+            return Response.json(200, {"totalSize": len(rows), "done": True, "records": []})
         batch = self._batch_size(request)
         version = request.params["version"]
         fields = [store.fields[n.lower()].name for n in query.fields]
         if len(rows) <= batch:
             return Response.json(200, {"totalSize": len(rows), "done": True, "records": [self._render(store, r, fields, version) for r in rows]})
-        locator = "01g5g" + "".join(self._token_rng.choice(_BASE62) for _ in range(10))
-        token = request.params["token"]
-        cursor = _Cursor(locator, store.sobject, fields, [r.id for r in rows], batch, all_rows, self.clock.now_ms(), token)
-        mine = [c for c in self._cursors.values() if c.token == token]
+        locator = "01g5g" + "".join(request.account.token_rng.choice(_BASE62) for _ in range(10))
+        token = request.token
+        cursor = _Cursor(locator, store, fields, [r.id for r in rows], batch, all_rows, self.clock.now_ms(), token)
+        cursors = request.account.cursors
+        mine = [c for c in cursors.values() if c.token == token]
         while len(mine) >= self.config.max_open_cursors:
-            self._cursors.pop(mine.pop(0).locator, None)
-        self._cursors[locator] = cursor
+            cursors.pop(mine.pop(0).locator, None)
+        cursors[locator] = cursor
         return self._page(cursor, 0, version)
 
+    def _select(self, request: Request, text: str | None, all_rows: bool) -> tuple[_SObjects, Query, list[Record]]:
+        """The records a SOQL query selects, in order (``queryAll`` adds the recycle bin)."""
+        if not text:
+            raise _fail(400, "MALFORMED_QUERY", "A query string has to be specified")
+        try:
+            query = parse(text)
+        except SoqlError as exc:
+            raise _fail(400, exc.code, exc.message) from None
+        store = self._checked(request, query, text)
+        if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
+            raise _fail(400, "MALFORMED_QUERY", "line 1: no viable alternative at character '.' (fractional seconds)")
+        predicate = self._compile(store, query.where)
+        horizon = self.clock.now_ms() - int(self.config.recycle_bin_days * DAY_MS)
+        rows = [rec for rec in store.rows.values() if (rec.deleted is None or (all_rows and rec.deleted >= horizon)) and predicate(rec)]
+        for name, descending, nulls_last in reversed(query.order or []):
+            rows.sort(key=self._sort_key(store, name, nulls_last != descending), reverse=descending)
+        return store, query, rows if query.limit is None else rows[: query.limit]
+
     def _page(self, cursor: _Cursor, offset: int, version: str) -> Response:
-        store = self._stores[cursor.sobject]
+        store = cursor.store
         ids = cursor.ids[offset : offset + cursor.batch]
         records = [self._render(store, store.rows[i], cursor.fields, version) for i in ids if i in store.rows]
         end = offset + len(ids)
@@ -753,22 +660,27 @@ class SalesforceSimulator(SimulatorBase):
         cursor.last_used_ms = self.clock.now_ms()
         return Response.json(200, body)
 
+    @api("GET", V + "/query/{locator}-{offset}", name="GET /query/{locator}")
+    @api("GET", V + "/queryAll/{locator}-{offset}", name="GET /query/{locator}")
     def _query_more(self, request: Request) -> Response:
-        cursor = self._cursors.get(request.params["locator"])
+        cursors = request.account.cursors
+        if not request.params["locator"].startswith("01g") or not request.params["offset"].isdigit():
+            return self.not_found_response(request)
+        cursor = cursors.get(request.params["locator"])
         now = self.clock.now_ms()
         if cursor is not None and now - cursor.last_used_ms > self.config.cursor_idle_timeout_s * 1000:
-            del self._cursors[cursor.locator]
+            del cursors[cursor.locator]
             cursor = None
         offset = int(request.params["offset"])
         if cursor is None or offset % cursor.batch or offset >= len(cursor.ids):
-            raise _ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+            raise _fail(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(cursor, offset, request.params["version"])
 
-    def _checked(self, query: Query, text: str) -> _Store:
+    def _checked(self, request: Request, query: Query, text: str) -> _SObjects:
         try:
-            store = self._store(query.sobject)
-        except _ApiError:
-            raise _ApiError(
+            store = self._store(request, query.sobject)
+        except ApiError:
+            raise _fail(
                 400, "INVALID_TYPE",
                 f"\n{text[:80]}\n^\nERROR at Row:1:Column:1\nsObject type '{query.sobject}' is not supported. If you are attempting "
                 "to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the "
@@ -777,12 +689,12 @@ class SalesforceSimulator(SimulatorBase):
         seen: set[str] = set()
         for name in query.fields:
             if name.lower() in seen:
-                raise _ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {name}")
+                raise _fail(400, "MALFORMED_QUERY", f"duplicate field selected: {name}")
             seen.add(name.lower())
         for name in query.referenced_fields():
             if store.field(name) is None:
                 column = text.find(name) + 1
-                raise _ApiError(
+                raise _fail(
                     400, "INVALID_FIELD",
                     f"\n{text[:120]}\n^\nERROR at Row:1:Column:{column}\nNo such column '{name}' on entity '{store.sobject}'. If you are "
                     "attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference "
@@ -790,10 +702,10 @@ class SalesforceSimulator(SimulatorBase):
                 )
         return store
 
-    def _sort_key(self, store: _Store, name: str, nulls_high: bool) -> Any:
+    def _sort_key(self, store: _SObjects, name: str, nulls_high: bool) -> Any:
         f = store.fields[name.lower()]
 
-        def key(rec: _Rec) -> tuple:
+        def key(rec: Record) -> tuple:
             value = store.get(rec, f.name)
             if value is None:
                 return (1 if nulls_high else -1, "")
@@ -805,7 +717,7 @@ class SalesforceSimulator(SimulatorBase):
 
         return key
 
-    def _compile(self, store: _Store, node: Any) -> Any:
+    def _compile(self, store: _SObjects, node: Any) -> Any:
         if node is None:
             return lambda rec: True
         if isinstance(node, BoolOp):
@@ -826,7 +738,7 @@ class SalesforceSimulator(SimulatorBase):
         text_like = f.kind in ("string", "email", "phone", "url", "picklist", "reference", "id")
         if op == "LIKE":
             if not text_like:
-                raise _ApiError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on {f.kind} field: LIKE")
+                raise _fail(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on {f.kind} field: LIKE")
             pattern = like_regex(str(wanted[0]))
             return lambda rec: (v := get(rec, name)) is not None and pattern.fullmatch(str(v)) is not None
 
@@ -853,7 +765,7 @@ class SalesforceSimulator(SimulatorBase):
         if op == "!=":
             return lambda rec: norm(get(rec, name)) != target
         if target is None:
-            raise _ApiError(400, "MALFORMED_QUERY", f"invalid comparison with null on field '{f.name}'")
+            raise _fail(400, "MALFORMED_QUERY", f"invalid comparison with null on field '{f.name}'")
         compare = {"<": lambda a: a < target, "<=": lambda a: a <= target, ">": lambda a: a > target, ">=": lambda a: a >= target}[op]
         if f.kind == "id":
             # Ids order as their full string.
@@ -863,7 +775,7 @@ class SalesforceSimulator(SimulatorBase):
         return lambda rec: (v := norm(get(rec, name))) is not None and compare(v)
 
     @staticmethod
-    def _literal(f: _Field, lit: Literal) -> Any:
+    def _literal(f: _Field, lit: SoqlLiteral) -> Any:
         if lit.kind == "null":
             return None
         expected = {
@@ -871,44 +783,51 @@ class SalesforceSimulator(SimulatorBase):
         }.get(f.kind, "string")
         if lit.kind != expected:
             quoted = "should not be enclosed in quotes" if lit.kind == "string" else "should be enclosed in quotes" if expected == "string" else ""
-            raise _ApiError(
+            raise _fail(
                 400, "MALFORMED_QUERY",
                 f"value of filter criterion for field '{f.name}' must be of type {f.kind if f.kind != 'datetime' else 'dateTime'}"
                 + (f" and {quoted}" if quoted else ""),
             )
         return lit.value
 
-    # ---- replication --------------------------------------------------------------------------
+    @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated")
+    def _updated(self, request: Request) -> Response:
+        return self._replication(request, deleted=False)
+
+    @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted")
+    def _deleted(self, request: Request) -> Response:
+        return self._replication(request, deleted=True)
 
     def _replication(self, request: Request, *, deleted: bool) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         try:
             start = parse_datetime_literal(request.query_value("start") or "")
             end = parse_datetime_literal(request.query_value("end") or "")
         except (ValueError, IndexError):
-            raise _ApiError(400, "MALFORMED_QUERY", "start and end must be ISO-8601 datetimes, e.g. 2025-02-01T00:00:00+00:00") from None
+            raise _fail(400, "MALFORMED_QUERY", "start and end must be ISO-8601 datetimes, e.g. 2025-02-01T00:00:00+00:00") from None
         now = self.clock.now_ms()
         days = self.config.recycle_bin_days if deleted else 30
         earliest = now - int(days * DAY_MS)
         if start < earliest:
-            raise _ApiError(400, "INVALID_REPLICATION_DATE", f"startDate cannot be more than {int(days)} days ago")
+            raise _fail(400, "INVALID_REPLICATION_DATE", f"startDate cannot be more than {int(days)} days ago")
         if end <= start:
-            raise _ApiError(400, "INVALID_REPLICATION_DATE", "endDate must be after startDate")
+            raise _fail(400, "INVALID_REPLICATION_DATE", "endDate must be after startDate")
         latest = min(end, now) - min(end, now) % 60_000
         if deleted:
-            found = [r for r in store.rows.values() if r.deleted_ms is not None and start <= r.deleted_ms < latest]
+            found = [r for r in store.rows.values() if r.deleted is not None and start <= r.deleted < latest]
             body = {
-                "deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted_ms)} for r in sorted(found, key=lambda r: (r.deleted_ms, r.id))],
+                "deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted)} for r in sorted(found, key=lambda r: (r.deleted, r.id))],
                 "earliestDateAvailable": format_datetime(earliest - earliest % 60_000),
                 "latestDateCovered": format_datetime(latest),
             }
         else:
-            found = [r for r in store.rows.values() if r.deleted_ms is None and start <= r.modstamp_ms < latest]
-            body = {"ids": [r.id for r in sorted(found, key=lambda r: (r.modstamp_ms, r.id))], "latestDateCovered": format_datetime(latest)}
+            found = [r for r in store.rows.values() if r.deleted is None and start <= r.updated < latest]
+            body = {"ids": [r.id for r in sorted(found, key=lambda r: (r.updated, r.id))], "latestDateCovered": format_datetime(latest)}
         return Response.json(200, body)
 
+    @api("GET", S + "/describe/?", name="GET /sobjects/{SObject}/describe")
     def _describe(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         return Response.json(200, {
             "name": store.sobject, "keyPrefix": KEY_PREFIX[store.sobject], "queryable": True, "createable": True, "updateable": True,
             "fields": [
@@ -919,20 +838,18 @@ class SalesforceSimulator(SimulatorBase):
             ],
         })
 
-    # ---- writes -------------------------------------------------------------------------------
-
     def _records_body(self, request: Request) -> tuple[list[dict[str, Any]], bool]:
         body = request.json()
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            raise _ApiError(400, "JSON_PARSER_ERROR", "The request body must be an object with a 'records' array")
+            raise _fail(400, "JSON_PARSER_ERROR", "The request body must be an object with a 'records' array")
         records = body["records"]
         if len(records) > COLLECTION_MAX:
-            raise _ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
         if not records:
-            raise _ApiError(400, "INVALID_FIELD", "No records to process")
+            raise _fail(400, "INVALID_FIELD", "No records to process")
         return records, bool(body.get("allOrNone", False))
 
-    def _typed_values(self, store: _Store, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def _typed_values(self, store: _SObjects, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Field values of one input record, type-checked as JSON deserialization does (400 on failure)."""
         out: dict[str, Any] = {}
         for name, value in raw.items():
@@ -940,31 +857,31 @@ class SalesforceSimulator(SimulatorBase):
                 continue
             f = store.field(name)
             if f is None:
-                raise _ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {store.sobject}")
+                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {store.sobject}")
             if value is None:
                 out[f.name] = None
                 continue
             if f.kind in ("currency", "percent"):
                 if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    raise _ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
+                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
                 try:
                     out[f.name] = format(float(value), ".2f") if f.kind == "currency" else str(float(value))
                 except ValueError:
-                    raise _ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
+                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
             elif f.kind == "date":
                 try:
                     out[f.name] = date.fromisoformat(str(value)[:10]).isoformat()
                 except ValueError:
-                    raise _ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
+                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
             elif f.kind == "boolean":
                 out[f.name] = bool(value)
             else:
                 if isinstance(value, (dict, list)):
-                    raise _ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
+                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
                 out[f.name] = str(value)
         return out
 
-    def _record_problems(self, store: _Store, values: Mapping[str, Any], *, creating: bool, rec: _Rec | None = None) -> list[dict[str, Any]]:
+    def _record_problems(self, store: _SObjects, values: Mapping[str, Any], *, creating: bool, rec: Record | None = None) -> list[dict[str, Any]]:
         problems = []
         locked = [n for n in values if n != "Id" and not store.fields[n.lower()].writable]
         if locked:
@@ -990,12 +907,12 @@ class SalesforceSimulator(SimulatorBase):
                 problems.append(_record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", f"Stage: bad value for restricted picklist field: {value}", [f.name]))
         key = values.get(store.ext_field)
         if key:
-            owner = store.by_ext.get(str(key).lower())
+            owner = store.owner(key)
             if owner is not None and (rec is None or owner != rec.id):
                 problems.append(_record_error("DUPLICATE_VALUE", f"duplicate value found: {store.ext_field} duplicates value on record with id: {owner}", [store.ext_field]))
         email = values.get("Email")
         if self.config.block_duplicate_emails and store.sobject == "Contact" and email:
-            twin = next((r for r in store.rows.values() if r.deleted_ms is None and (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == str(email).lower()), None)
+            twin = next((r for r in store.rows.values() if r.deleted is None and (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == str(email).lower()), None)
             if twin is not None:
                 problems.append(_record_error(
                     "DUPLICATES_DETECTED", "Use one of these records?", [],
@@ -1008,24 +925,18 @@ class SalesforceSimulator(SimulatorBase):
                 ))
         return problems
 
-    def _now_stamp(self) -> int:
-        return self._stamp(self.clock.now_ms())
-
-    def _apply(self, store: _Store, values: Mapping[str, Any], rec: _Rec | None, now: int) -> _Rec:
+    def write(self, store: RecordStore, rec: Record | None, values: Mapping[str, Any], now: int) -> Record:
+        """Create or change a record as a user does: ``LastModifiedDate`` and ``SystemModstamp`` move."""
+        values = {k: v for k, v in values.items() if k != "Id"}
         if rec is None:
-            rec = _Rec(store.new_id(), now, {k: v for k, v in values.items() if k != "Id"})
-            rec.values.setdefault("OwnerId", USER_ID + "AAA")
-            store.rows[rec.id] = rec
-        else:
-            store.unindex(rec)
-            rec.values.update({k: v for k, v in values.items() if k != "Id"})
-            rec.modified_ms = rec.modstamp_ms = max(now, rec.modstamp_ms)
-        store.index(rec)
+            return store.insert(values | {"OwnerId": values.get("OwnerId") or USER_ID + "AAA", "LastModifiedDate": now}, now)
+        now = max(now, rec.updated)
+        store.update(rec, values | {"LastModifiedDate": now}, now)
         return rec
 
-    def _run_batch(self, items: list[tuple[_Store | None, dict[str, Any], _Rec | None, list[dict[str, Any]], str]], all_or_none: bool) -> list[dict[str, Any]]:
+    def _run_batch(self, items: list[tuple[_SObjects | None, dict[str, Any], Record | None, list[dict[str, Any]], str]], all_or_none: bool) -> list[dict[str, Any]]:
         """Apply validated items (store, values, existing record, problems, mode) and build results."""
-        now = self._now_stamp()
+        now = self.stamp()
         failed = any(problems for _, _, _, problems, _ in items)
         results = []
         for store, values, rec, problems, mode in items:
@@ -1036,29 +947,30 @@ class SalesforceSimulator(SimulatorBase):
                     "ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header")]})
             else:
                 assert store is not None
-                written = self._apply(store, values, rec, now)
+                written = self.write(store, rec, values, now)
                 result = {"id": written.id, "success": True, "errors": []}
                 if mode == "upsert":
                     result["created"] = rec is None
                 results.append(result)
         return results
 
-    def _type_of(self, raw: Any) -> _Store:
+    def _type_of(self, request: Request, raw: Any) -> _SObjects:
         if not isinstance(raw, dict):
-            raise _ApiError(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
+            raise _fail(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
         sobject = (raw.get("attributes") or {}).get("type") if isinstance(raw.get("attributes"), dict) else None
         if not sobject:
-            raise _ApiError(400, "INVALID_TYPE", "Must send a concrete entity type.")
+            raise _fail(400, "INVALID_TYPE", "Must send a concrete entity type.")
         try:
-            return self._store(str(sobject))
-        except _ApiError:
-            raise _ApiError(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.") from None
+            return self._store(request, str(sobject))
+        except ApiError:
+            raise _fail(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.") from None
 
+    @api("POST", C + "/?", name="POST /composite/sobjects")
     def _collection_create(self, request: Request) -> Response:
         records, all_or_none = self._records_body(request)
         items = []
         for raw in records:
-            store = self._type_of(raw)
+            store = self._type_of(request, raw)
             values = self._typed_values(store, raw)
             if values.get("Id"):
                 items.append((store, values, None, [_record_error("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])], "create"))
@@ -1066,27 +978,28 @@ class SalesforceSimulator(SimulatorBase):
             items.append((store, values, None, self._record_problems(store, values, creating=True), "create"))
         return Response.json(200, self._run_batch(items, all_or_none))
 
-    def _existing(self, store: _Store, record_id: Any) -> tuple[_Rec | None, list[dict[str, Any]]]:
+    def _existing(self, store: _SObjects, record_id: Any) -> tuple[Record | None, list[dict[str, Any]]]:
         rid = str(record_id or "")
-        rec = store.rows.get(rid) or next((r for r in store.rows.values() if len(rid) == 15 and r.id[:15] == rid), None)
+        rec = store.by_id(rid)
         if rec is None or not rid.startswith(KEY_PREFIX[store.sobject]):
             return None, [_record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"])]
-        if rec.deleted_ms is not None:
+        if rec.deleted is not None:
             return None, [_record_error("ENTITY_IS_DELETED", "entity is deleted", [])]
         return rec, []
 
+    @api("PATCH", C + "/?", name="PATCH /composite/sobjects")
     def _collection_update(self, request: Request) -> Response:
         records, all_or_none = self._records_body(request)
         items = []
         seen: set[str] = set()
         for raw in records:
-            store = self._type_of(raw)
+            store = self._type_of(request, raw)
             values = self._typed_values(store, raw)
             if not values.get("Id"):
                 items.append((store, values, None, [_record_error("MISSING_ARGUMENT", "Id not specified in an update call", [])], "update"))
                 continue
             if values["Id"] in seen:
-                raise _ApiError(400, "INVALID_FIELD", f"Duplicate id in list: {values['Id']}")
+                raise _fail(400, "INVALID_FIELD", f"Duplicate id in list: {values['Id']}")
             seen.add(values["Id"])
             rec, problems = self._existing(store, values["Id"])
             problems = problems or self._record_problems(store, values, creating=False, rec=rec)
@@ -1097,36 +1010,38 @@ class SalesforceSimulator(SimulatorBase):
                 result["id"] = values["Id"]
         return Response.json(200, results)
 
+    @api("PATCH", C + "/{sobject}/{ext}/?", name="PATCH /composite/sobjects/{SObject}/{ExtId}")
     def _collection_upsert(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         ext = store.field(request.params["ext"])
         if ext is None or not (ext.external_id or ext.name == "Id"):
-            raise _ApiError(400, "INVALID_FIELD", f"Field name provided, {request.params['ext']} is not an External ID or indexed field for {store.sobject}")
+            raise _fail(400, "INVALID_FIELD", f"Field name provided, {request.params['ext']} is not an External ID or indexed field for {store.sobject}")
         records, all_or_none = self._records_body(request)
         items = []
         for raw in records:
-            if self._type_of(raw).sobject != store.sobject:
-                raise _ApiError(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {store.sobject}")
+            if self._type_of(request, raw).sobject != store.sobject:
+                raise _fail(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {store.sobject}")
             values = self._typed_values(store, raw)
             key = values.get(ext.name)
             if not key:
                 items.append((store, values, None, [_record_error("MISSING_ARGUMENT", f"{ext.name} not specified", [ext.name])], "upsert"))
                 continue
-            owner = store.by_ext.get(str(key).lower())
+            owner = store.owner(key)
             rec = store.rows.get(owner) if owner else None
-            if rec is not None and rec.deleted_ms is not None:
+            if rec is not None and rec.deleted is not None:
                 rec = None
             items.append((store, values, rec, self._record_problems(store, values, creating=rec is None, rec=rec), "upsert"))
         return Response.json(200, self._run_batch(items, all_or_none))
 
+    @api("DELETE", C + "/?", name="DELETE /composite/sobjects")
     def _collection_delete(self, request: Request) -> Response:
         ids = request.query_list("ids")
         if len(ids) > COLLECTION_MAX:
-            raise _ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
-        now = self._now_stamp()
+            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+        now = self.stamp()
         results = []
         for rid in ids:
-            store = next((s for s in self._stores.values() if rid.startswith(KEY_PREFIX[s.sobject])), None)
+            store = next((s for s in request.account.stores.values() if rid.startswith(KEY_PREFIX[s.sobject])), None)
             rec, problems = self._existing(store, rid) if store else (None, [_record_error("MALFORMED_ID", f"malformed id {rid}", [])])
             if problems:
                 results.append({"id": rid, "success": False, "errors": problems})
@@ -1136,211 +1051,117 @@ class SalesforceSimulator(SimulatorBase):
             results.append({"id": rec.id, "success": True, "errors": []})
         return Response.json(200, results)
 
+    @api("GET", C + "/{sobject}/?", name="GET /composite/sobjects/{SObject}")
     def _collection_read(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         ids, names = request.query_list("ids"), request.query_list("fields")
         for name in names:
             if store.field(name) is None:
-                raise _ApiError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
+                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
         out = []
         for rid in ids:
             rec = store.rows.get(rid)
-            out.append(None if rec is None or rec.deleted_ms is not None else self._render(store, rec, ["Id", *names], request.params["version"]))
+            out.append(None if rec is None or rec.deleted is not None else self._render(store, rec, ["Id", *names], request.params["version"]))
         return Response.json(200, out)
 
-    def _delete_rec(self, store: _Store, rec: _Rec, now: int) -> None:
-        rec.deleted_ms = now
-        rec.modstamp_ms = max(now, rec.modstamp_ms)
-        store.unindex(rec)
+    def _delete_rec(self, store: RecordStore, rec: Record, now: int) -> None:
+        store.touch(rec, max(now, rec.updated))
+        store.delete(rec, now)
 
-    # ---- single records ---------------------------------------------------------------------
+    def remove(self, store: RecordStore, record: Record) -> None:
+        self._delete_rec(store, record, self.stamp())
 
+    @api("GET", S + "/{id}/?", name="GET /sobjects/{SObject}/{id}")
     def _get_one(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         rec, problems = self._existing(store, request.params["id"])
         if rec is None:
-            raise _ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
         names = request.query_list("fields") or [f.name for f in store.fields.values()]
         for name in names:
             if store.field(name) is None:
-                raise _ApiError(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
+                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
         return Response.json(200, self._render(store, rec, names, request.params["version"]))
 
+    @api("POST", S + "/?", name="POST /sobjects/{SObject}")
     def _create_one(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         raw = request.json()
         if not isinstance(raw, dict):
-            raise _ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            raise _fail(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
         values = self._typed_values(store, raw)
         problems = self._record_problems(store, values, creating=True)
         if problems:
             return Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems])
-        rec = self._apply(store, values, None, self._now_stamp())
+        rec = self.write(store, None, values, self.stamp())
         return Response.json(201, {"id": rec.id, "success": True, "errors": []})
 
+    @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
     def _update_one(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         rec, problems = self._existing(store, request.params["id"])
         if rec is None:
-            raise _ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
         raw = request.json()
         if not isinstance(raw, dict):
-            raise _ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            raise _fail(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
         values = self._typed_values(store, raw)
         problems = self._record_problems(store, values, creating=False, rec=rec)
         if problems:
             return Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems])
-        self._apply(store, values, rec, self._now_stamp())
+        self.write(store, rec, values, self.stamp())
         return Response.empty(204)
 
+    @api("DELETE", S + "/{id}/?", name="DELETE /sobjects/{SObject}/{id}")
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request.params["sobject"])
+        store = self._store(request)
         rec, problems = self._existing(store, request.params["id"])
         if rec is None:
             code = problems[0]["statusCode"] if problems else "NOT_FOUND"
-            raise _ApiError(404, "ENTITY_IS_DELETED" if code == "ENTITY_IS_DELETED" else "NOT_FOUND", "The requested resource does not exist")
-        self._delete_rec(store, rec, self._now_stamp())
+            raise _fail(404, "ENTITY_IS_DELETED" if code == "ENTITY_IS_DELETED" else "NOT_FOUND", "The requested resource does not exist")
+        self._delete_rec(store, rec, self.stamp())
         return Response.empty(204)
 
-    # ---- Python-side API for tests --------------------------------------------------------------
+    def _store(self, request: Request, sobject: str | None = None) -> _SObjects:
+        name = (sobject or request.params["sobject"]).lower()
+        store = next((s for s in request.account.stores.values() if s.sobject.lower() == name), None)
+        if store is None:
+            raise _fail(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject or request.params['sobject']}' is not supported.")
+        return store
 
-    def _entity_store(self, entity: str) -> _Store:
-        sobject = SOBJECT_OF.get(entity, entity)
-        if sobject not in self._stores:
-            raise ValueError(f"unknown entity {entity!r}; expected contacts, companies or deals")
-        return self._stores[sobject]
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        return self._render(store, record, [f.name for f in store.fields.values()], "66.0")
 
-    def records(self, entity: str, deleted: bool = False) -> dict[str, dict[str, Any]]:
-        """id -> record with every field (API-shaped), for live (or recycle-bin) records."""
-        store = self._entity_store(entity)
-        names = [f.name for f in store.fields.values()]
-        with self._lock:
-            return {
-                r.id: self._render(store, r, names, "66.0")
-                for r in store.rows.values() if (r.deleted_ms is not None) == deleted
-            }
+    def new_values(self, org: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        return self._seed_values(org, store.sobject, store.data, store.data.rng)
 
-    def count(self, entity: str, deleted: bool = False) -> int:
-        store = self._entity_store(entity)
-        with self._lock:
-            return sum(1 for r in store.rows.values() if (r.deleted_ms is not None) == deleted)
+    def random_changes(self, org: Account, store: RecordStore, record: Record) -> dict[str, Any]:
+        data = store.data
+        if store.sobject == "Contact":
+            return {"Title": data.job_title() or "Consultora", "Phone": data.phone()}
+        if store.sobject == "Account":
+            return {"Industry": data.pick(INDUSTRIES), "Phone": data.phone()}
+        return {"StageName": data.pick(STAGES), "Amount": data.amount()}
 
-    def _pick(self, store: _Store, n: int | None, ids: Iterable[str] | None) -> list[_Rec]:
-        if ids is not None:
-            rows = []
-            for rid in ids:
-                rec = store.rows.get(str(rid))
-                if rec is None or rec.deleted_ms is not None:
-                    raise KeyError(f"{store.sobject} {rid} does not exist or is deleted")
-                rows.append(rec)
-            return rows
-        live = sorted(r.id for r in store.rows.values() if r.deleted_ms is None)
-        return [store.rows[i] for i in self._rng.sample(live, min(1 if n is None else n, len(live)))]
-
-    def modify(self, entity: str, n: int | None = None, ids: Iterable[str] | None = None) -> list[str]:
-        """Change a few fields of ``n`` seeded-random live records (or of ``ids``), stamped now.
-
-        With whole-second timestamps, records changed in the same second share their stamp.
-        """
-        store = self._entity_store(entity)
-        with self._lock:
-            rows = self._pick(store, n, ids)
-            now = self._now_stamp()
-            data = self._data[store.sobject]
-            for rec in rows:
-                if store.sobject == "Contact":
-                    changes = {"Title": data.job_title() or "Consultora", "Phone": data.phone()}
-                elif store.sobject == "Account":
-                    changes = {"Industry": data.pick(INDUSTRIES), "Phone": data.phone()}
-                else:
-                    changes = {"StageName": data.pick(STAGES), "Amount": data.amount()}
-                self._apply(store, changes, rec, now)
-            return [r.id for r in rows]
-
-    def set_fields(self, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
+    def set_fields(self, entity: str, record_id: str, values: Mapping[str, Any], *, account: str | None = None) -> None:
         """Write ``values`` to one record as a user would (no validation), stamped now."""
-        store = self._entity_store(entity)
-        with self._lock:
-            rec = self._pick(store, None, [record_id])[0]
-            self._apply(store, {store.fields[k.lower()].name: v for k, v in values.items()}, rec, self._now_stamp())
+        with self.lock:
+            store, (rec,) = self._pick(entity, None, [record_id], account)
+            self.write(store, rec, {store.fields[k.lower()].name: v for k, v in values.items()}, self.stamp())
 
-    def touch(self, entity: str, n: int | None = None, ids: Iterable[str] | None = None) -> list[str]:
+    def touch(self, entity: str, n: int | None = None, ids: Iterable[str] | None = None, *, account: str | None = None) -> list[str]:
         """A system change: ``SystemModstamp`` moves, ``LastModifiedDate`` and the values do not."""
-        store = self._entity_store(entity)
-        with self._lock:
-            rows = self._pick(store, n, ids)
-            now = self._now_stamp()
-            for rec in rows:
-                rec.modstamp_ms = max(now, rec.modstamp_ms)
-            return [r.id for r in rows]
-
-    def create(self, entity: str, n: int = 1) -> list[str]:
-        """Create ``n`` generated records stamped with the simulated now; returns their ids."""
-        store = self._entity_store(entity)
-        with self._lock:
-            now = self._now_stamp()
-            data = self._data[store.sobject]
-            out = []
-            for _ in range(n):
-                rec = self._apply(store, self._seed_values(store.sobject, data, data.rng), None, now)
-                out.append(rec.id)
-            return out
-
-    def delete(self, entity: str, target: int | Iterable[str]) -> list[str]:
-        """Move ``target`` ids (or ``target`` seeded-random live records) to the recycle bin."""
-        store = self._entity_store(entity)
-        with self._lock:
-            rows = self._pick(store, target, None) if isinstance(target, int) else self._pick(store, None, target)
-            now = self._now_stamp()
-            for rec in rows:
-                self._delete_rec(store, rec, now)
-            return [r.id for r in rows]
-
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self.apply_mutation(spec, check_entity=self._entity_store)
+        with self.lock:
+            store, chosen = self._pick(entity, n, ids, account)
+            for rec in chosen:
+                store.touch(rec, max(self.stamp(), rec.updated))
+            return [r.id for r in chosen]
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            counts = {
-                ENTITY_OF[s]: {"live": sum(1 for r in st.rows.values() if r.deleted_ms is None), "deleted": sum(1 for r in st.rows.values() if r.deleted_ms is not None)}
-                for s, st in self._stores.items()
-            }
-        return {"objects": counts, "api_usage": self.api_usage(), "open_cursors": len(self._cursors)}
+        with self.lock:
+            org = self.account()
+            counts = {ENTITY_OF[s]: {"live": st.count(), "deleted": st.count(deleted=True)} for s, st in org.stores.items()}
+            return {"objects": counts, "api_usage": self.api_usage(), "open_cursors": len(org.cursors)}
 
-    # ---- command line ---------------------------------------------------------------------------
 
-    @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--contacts", type=int, default=1000)
-        parser.add_argument("--companies", type=int, default=100)
-        parser.add_argument("--deals", type=int, default=200)
-        parser.add_argument("--history-days", type=float, default=30.0)
-        parser.add_argument("--reference-time", default=None, help="ISO-8601 instant the seeded data ends at")
-        parser.add_argument("--daily-api-limit", type=int, default=100_000, help="rolling 24-hour API allocation; 0 disables it")
-        parser.add_argument("--session-lifetime", type=float, default=7200.0, help="seconds an access token lives")
-        parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-        parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
-        parser.add_argument("--refresh-token", action="append", help="accepted refresh token (repeatable)")
-        parser.add_argument("--block-duplicate-emails", action="store_true")
-        parser.add_argument("--single-currency", action="store_true", help="no CurrencyIsoCode field")
-
-    @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> SalesforceSimulator:
-        config = SalesforceSimConfig(
-            seed=args.seed,
-            contacts=args.contacts,
-            companies=args.companies,
-            deals=args.deals,
-            history_days=args.history_days,
-            reference_time=parse_datetime(args.reference_time) if args.reference_time else None,
-            tokens=tuple(args.token or ()),
-            client_id=args.client_id,
-            client_secret=args.client_secret,
-            refresh_tokens=tuple(args.refresh_token) if args.refresh_token else (DEFAULT_REFRESH_TOKEN,),
-            daily_api_limit=args.daily_api_limit or None,
-            session_lifetime_s=args.session_lifetime,
-            block_duplicate_emails=args.block_duplicate_emails,
-            multi_currency=not args.single_currency,
-            faults=args.faults,
-        )
-        return cls(config, host=args.host, port=args.port)
+__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "DEFAULT_REFRESH_TOKEN", "Org", "SalesforceSimConfig", "SalesforceSimulator", "id18"]

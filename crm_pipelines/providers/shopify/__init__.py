@@ -36,6 +36,12 @@ def _simulator_env(sim) -> dict[str, str]:
     return {"SHOPIFY_BASE_URL": sim.base_url, "SHOPIFY_ACCESS_TOKEN": sim.config.tokens[0], "SHOPIFY_PLAN": sim.config.plan}
 
 
+def _resource_class() -> type:
+    from crm_pipelines.providers.shopify.resource import ShopifyResource
+
+    return ShopifyResource
+
+
 PLUGIN = ProviderPlugin(
     name=PROVIDER,
     title="Shopify",
@@ -52,4 +58,6 @@ PLUGIN = ProviderPlugin(
         "companies": ("name",),
         "deals": ("name", "amount", "currency", "stage", "pipeline", "close_date"),
     },
+    resource_class=_resource_class,
+    rate_limits={},
 )

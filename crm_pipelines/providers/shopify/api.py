@@ -148,6 +148,7 @@ class ShopifyClient:
         max_throttled: int = 30,
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
+        account: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not access_token:
@@ -156,7 +157,8 @@ class ShopifyClient:
             raise ConfigurationError("Shopify needs the store's address: set SHOPIFY_BASE_URL to https://<your-store>.myshopify.com (or SHOPIFY_SHOP)")
         if not re.fullmatch(r"\d{4}-(01|04|07|10)|unstable", api_version):
             raise ConfigurationError(f"Shopify API version {api_version!r} is not a quarterly version such as {API_VERSION}")
-        account = hashlib.sha256(access_token.encode()).hexdigest()[:16]
+        # The provider account the limits belong to: declared by the integration, else told apart by token.
+        account = account or hashlib.sha256(access_token.encode()).hexdigest()[:16]
         self.path = f"/admin/api/{api_version}/graphql.json"
         self.bucket: CostBucket = shared_bucket((PROVIDER, base_url, account, "cost"), bucket_size, restore_rate)
         self.cost = CostStats()

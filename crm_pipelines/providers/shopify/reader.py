@@ -124,9 +124,14 @@ class ShopifyChangeReader:
             self.log.info("%s: %d records read in this walk; continuing from %s", entity, walked, last_stamp)
             start, skip = restart, at_last
 
-    def archived(self, entity: str) -> Iterator[Page]:
-        """Deleted records, from Shopify's ``destroy`` events (one year of history)."""
+    #: Deletions since a point are a filtered query of the events: every run reads them.
+    deletions_since = ("contacts", "companies", "deals")
+
+    def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]:
+        """Deleted records, from Shopify's ``destroy`` events (one year of history; those since ``since``)."""
         query = f"subject_type:{OBJECTS[entity].subject_type} AND action:destroy"
+        if since is not None:
+            query += f" AND created_at:>='{format_timestamp(since)}'"
         after = None
         while True:
             data = self.client.graphql(EVENTS_QUERY, {"first": PAGE_MAX, "after": after, "query": query}, kind="events", cost=2 + PAGE_MAX, entity=entity)

@@ -33,6 +33,7 @@ class ShopifyResource(dg.ConfigurableResource):
     plan: str = Field(default="standard", description="standard (2,000 points, 100/s) or plus (20,000 points, 1,000/s); answers correct it.")
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 5xx and network errors.")
+    account: str = Field(default="", description="The provider account this connection belongs to: connections naming the same account share its API budget (default: told apart by token).")
 
     def client(self, stats: CallStats | None = None) -> ShopifyClient:
         size, rate = (PLUS_BUCKET, PLUS_RESTORE_RATE) if self.plan.lower() == "plus" else (STANDARD_BUCKET, STANDARD_RESTORE_RATE)
@@ -45,6 +46,7 @@ class ShopifyResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             stats=stats,
+            account=self.account,
         )
 
     @contextmanager

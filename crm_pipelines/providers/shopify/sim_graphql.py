@@ -137,7 +137,23 @@ type QueryRoot {
   company(id: ID!): Company
   node(id: ID!): Node
   nodes(ids: [ID!]!): [Node]!
+  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
 }
+
+enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
+enum BulkOperationType { MUTATION QUERY }
+enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
+type BulkOperation implements Node {
+  id: ID! status: BulkOperationStatus! errorCode: BulkOperationErrorCode createdAt: DateTime! completedAt: DateTime
+  objectCount: UnsignedInt64! rootObjectCount: UnsignedInt64! fileSize: UnsignedInt64 url: String partialDataUrl: String query: String! type: BulkOperationType!
+}
+type BulkOperationPayload { bulkOperation: BulkOperation userErrors: [UserError!]! }
+enum StagedUploadTargetGenerateUploadResource { BULK_MUTATION_VARIABLES FILE IMAGE }
+enum StagedUploadHttpMethodType { POST PUT }
+input StagedUploadInput { resource: StagedUploadTargetGenerateUploadResource! filename: String! mimeType: String! httpMethod: StagedUploadHttpMethodType fileSize: UnsignedInt64 }
+type StagedUploadParameter { name: String! value: String! }
+type StagedMediaUploadTarget { url: String resourceUrl: String parameters: [StagedUploadParameter!]! }
+type StagedUploadsCreatePayload { stagedTargets: [StagedMediaUploadTarget!] userErrors: [UserError!]! }
 
 type UserError { field: [String!] message: String! code: String }
 
@@ -175,6 +191,10 @@ type Mutation {
   companyCreate(input: CompanyCreateInput!): CompanyCreatePayload
   companyUpdate(companyId: ID!, input: CompanyInput!): CompanyUpdatePayload
   companyDelete(id: ID!): CompanyDeletePayload
+  bulkOperationRunQuery(query: String!): BulkOperationPayload
+  bulkOperationRunMutation(mutation: String!, stagedUploadPath: String!, clientIdentifier: String): BulkOperationPayload
+  bulkOperationCancel(id: ID!): BulkOperationPayload
+  stagedUploadsCreate(input: [StagedUploadInput!]!): StagedUploadsCreatePayload
 }
 
 schema { query: QueryRoot mutation: Mutation }
@@ -191,10 +211,7 @@ def schema() -> GraphQLSchema:
     return _SCHEMA
 
 
-# --------------------------------------------------------------------------------------------
 # Search syntax
-# --------------------------------------------------------------------------------------------
-
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<conn>AND|OR|NOT)(?=\s|$)
@@ -326,10 +343,7 @@ def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
     return str(actual).casefold() == term.value.casefold()
 
 
-# --------------------------------------------------------------------------------------------
 # Query cost
-# --------------------------------------------------------------------------------------------
-
 MUTATION_COST = 10
 CONNECTION_BASE_COST = 2
 

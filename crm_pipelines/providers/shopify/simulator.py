@@ -27,6 +27,12 @@ Reproduces what a sync client meets at ``POST /admin/api/{version}/graphql.json`
   ``X-Shopify-Webhook-Id``, ``X-Shopify-Event-Id`` and ``X-Shopify-Triggered-At``; the body is the
   REST-shaped resource (``{"id": N}`` for deletions); failed deliveries are retried.
 
+Each shop (account) has its own token(s), records, events and cost bucket; a request whose
+``Host`` is another shop's ``{shop}.myshopify.com`` is refused, and webhooks carry the shop's
+domain in ``X-Shopify-Shop-Domain``.
+
+Bulk operations (queries and mutations with staged uploads): see :mod:`sim_bulk`.
+
 Timestamps have whole-second precision, as in the Admin API, so records changed within one
 second share ``updatedAt``. Choices where the reference is silent: the error text for ``first``
 above 250, the mutation cost covering the payload, and null objects costing nothing.
@@ -34,26 +40,27 @@ above 250, the mutation cost covering the payload, and null objects costing noth
 
 from __future__ import annotations
 
-import argparse
 import base64
+import itertools
 import json
-import random
 import re
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from graphql import GraphQLError, execute, parse, validate
 
+from crm_pipelines.providers.shopify.sim_bulk import BulkOperations
 from crm_pipelines.providers.shopify.sim_graphql import parse_search, query_cost, schema
+from crm_pipelines.simulator.clock import seeded_time, utc_iso_s
+from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.server import FaultConfig, Request, Response, Router, SimClock, SimulatorBase, json_dumps, json_loads, parse_datetime
-from crm_pipelines.simulator.webhooks import WebhookEmitter
+from crm_pipelines.simulator.ratelimit import LeakyBucket
+from crm_pipelines.simulator.server import Account, Request, Response, Simulator, api, json_dumps, json_loads
+from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "shpat_sim_shopify_token"
 DEFAULT_SHOP = "loja-simulada"
@@ -91,115 +98,56 @@ SEARCH_FIELDS = {
 }
 
 
-@dataclass
-class ShopifySimConfig:
-    """Everything the Shopify simulator can be told; every field has a working default.
+PLANS = {"standard": (2000.0, 100.0), "advanced": (4000.0, 200.0), "plus": (20000.0, 1000.0), "enterprise": (40000.0, 2000.0)}
+_iso = utc_iso_s
 
-    Data: ``seed``, ``customers``/``orders``/``companies`` counts, ``history_days`` before
-    ``reference_time`` (``None`` = now), ``shop`` (the ``{shop}.myshopify.com`` name),
-    ``currency`` (the shop's currency), ``b2b`` (companies available).
+
+@dataclass
+class ShopifySimConfig(SimConfig):
+    """Everything the Shopify simulator can be told (shared settings in :class:`SimConfig`).
+
+    Data: ``customers``/``orders``/``companies`` counts per shop; the default shop's ``tokens``
+    and ``shop`` (the ``{shop}.myshopify.com`` name); ``currency`` (the shops' currency), ``b2b``
+    (companies available).
 
     Limits: ``bucket_size`` and ``restore_rate`` (cost points; Standard 2,000 / 100, Plus
     20,000 / 1,000 via ``plan="plus"``), ``max_query_cost`` (1,000), ``page_max`` (250),
     ``count_limit`` (10,000), ``throttled_http_status`` (200 or 429: unconfirmed which one the API
-    sends), ``rate_limits_enabled``.
+    sends).
 
-    Webhooks: ``webhook_url``, ``webhook_secret``, ``webhook_max_attempts``, ``webhook_retry_base_s``.
+    Webhooks are signed with ``webhook_secret``.
     """
 
-    seed: int = 1
+    COUNTS: ClassVar[tuple[str, ...]] = ("customers", "orders", "companies")
+
     customers: int = 100
     orders: int = 40
     companies: int = 20
-    history_days: float = 30.0
-    reference_time: datetime | None = None
-    clock_start: datetime | None = None
-    freeze_clock: bool = False
     tokens: tuple[str, ...] = (DEFAULT_TOKEN,)
     shop: str = DEFAULT_SHOP
     currency: str = "BRL"
     b2b: bool = True
 
-    plan: str = "standard"
+    plan: Literal["standard", "advanced", "plus", "enterprise"] = "standard"
     bucket_size: float | None = None
     restore_rate: float | None = None
     max_query_cost: int = MAX_QUERY_COST
     page_max: int = PAGE_MAX
     count_limit: int = 10_000
-    throttled_http_status: int = 200
-    rate_limits_enabled: bool = True
-    faults: FaultConfig = field(default_factory=FaultConfig)
+    throttled_http_status: Literal[200, 429] = 200
+    bulk_processing_s: float = 0.0
 
-    webhook_url: str | None = None
     webhook_secret: str = "sim-shopify-app-secret"
     webhook_max_attempts: int = 8
-    webhook_retry_base_s: float = 0.5
 
     def limits(self) -> tuple[float, float]:
         """(bucket size, restore rate per second) for the plan, unless set explicitly."""
-        plans = {"standard": (2000.0, 100.0), "advanced": (4000.0, 200.0), "plus": (20000.0, 1000.0), "enterprise": (40000.0, 2000.0)}
-        size, rate = plans[self.plan]
+        size, rate = PLANS[self.plan]
         return (self.bucket_size or size, self.restore_rate or rate)
 
-    def validate(self) -> None:
-        for name in ("customers", "orders", "companies"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.plan not in ("standard", "advanced", "plus", "enterprise"):
-            raise ValueError("plan must be standard, advanced, plus or enterprise")
-        if self.throttled_http_status not in (200, 429):
-            raise ValueError("throttled_http_status must be 200 or 429")
+    def check(self) -> None:
         if not self.tokens:
             raise ValueError("at least one token is required")
-        self.faults.validate()
-
-
-class CostBucket:
-    """The shop's leaky bucket of cost points (real time, shared by every token of the app)."""
-
-    def __init__(self, size: float, rate: float) -> None:
-        self.size = size
-        self.rate = rate
-        self._available = size
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._available = min(self.size, self._available + (now - self._at) * self.rate)
-        self._at = now
-
-    def take(self, cost: float) -> bool:
-        with self._lock:
-            self._refill()
-            if cost > self._available:
-                return False
-            self._available -= cost
-            return True
-
-    def refund(self, points: float) -> None:
-        with self._lock:
-            self._refill()
-            self._available = min(self.size, self._available + points)
-
-    def available(self) -> float:
-        with self._lock:
-            self._refill()
-            return self._available
-
-    def reset(self) -> None:
-        with self._lock:
-            self._available = self.size
-            self._at = time.monotonic()
-
-    def status(self) -> dict[str, float]:
-        return {"maximumAvailable": float(self.size), "currentlyAvailable": int(self.available()), "restoreRate": float(self.rate)}
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _rest_time(seconds: float | None) -> str | None:
@@ -225,74 +173,38 @@ def _normalize_phone(raw: str | None) -> str | None:
     return None
 
 
-class ShopifySimulator(SimulatorBase):
-    """Shopify Admin GraphQL over real HTTP. See the module docstring and :class:`ShopifySimConfig`.
+class Shop(Account):
+    """A Shopify store: its records (values hold ``id``, ``createdAt`` and ``updatedAt`` in epoch
+    seconds beside the fields), its events feed and its cost bucket. The GraphQL resolvers of one
+    request (:class:`_Root`) read and write through it."""
 
-    Python-side API for tests in the same process: :meth:`records`, :meth:`count`,
-    :meth:`create`, :meth:`modify`, :meth:`delete`, :meth:`events`, ``bucket``, plus ``clock``,
-    ``faults``, ``stats``, :meth:`fail_next` and :meth:`reset_rate_limits` from the base class.
-    Entities may be named the Shopify way (customers, orders, companies) or the canonical way
-    (contacts, deals, companies).
-    """
-
-    provider = "shopify"
-    server_name = "shopify-simulator"
-
-    def __init__(self, config: ShopifySimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config = config or ShopifySimConfig()
-        self.config.validate()
-        cfg = self.config
-        clock = SimClock(cfg.clock_start or cfg.reference_time, frozen=cfg.freeze_clock)
-        self._lock = threading.RLock()
-        self._tokens = frozenset(cfg.tokens)
-        size, rate = cfg.limits()
-        self.bucket = CostBucket(size, rate)
-        self._mutation_rng = random.Random(f"{cfg.seed}-mutations")
-        super().__init__(host=host, port=port, clock=clock, faults=cfg.faults)
-        reference = cfg.reference_time or clock.now()
-        self.reference_s = int(reference.timestamp())
-        self._data = {kind: FakeData(f"{cfg.seed}-{kind}") for kind in KINDS}
-        self._rows: dict[str, dict[int, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        self._next_id = dict(ID_BASES)
-        self._order_number = 1000
-        self._events: list[dict[str, Any]] = []
+    def __init__(self, sim: ShopifySimulator, spec: AccountSpec) -> None:
+        super().__init__(sim, spec, host=f"{spec.id}.myshopify.com")
+        self.sim, cfg = sim, sim.config
+        self.bucket = LeakyBucket(*cfg.limits())
         self.cost_totals = {"requested": 0, "actual": 0, "throttled": 0}
-        self._warnings: list[dict[str, Any]] = []
-        self._documents: dict[str, tuple[Any, list[Any]]] = {}
-        self._index: dict[str, dict[str, dict[str, set[int]]]] = {kind: {name: {} for name in INDEXED[kind]} for kind in KINDS}
-        self.webhooks: WebhookEmitter | None = None
-        if cfg.webhook_url:
-            self.webhooks = WebhookEmitter(
-                cfg.webhook_url,
-                sign=self._sign_delivery,
-                build_body=self._delivery_bodies,
-                batch_max=1,
-                max_attempts=cfg.webhook_max_attempts,
-                retry_base_s=cfg.webhook_retry_base_s,
-            )
-        self._seed()
+        self.events: list[dict[str, Any]] = []
+        self.event_numbers = itertools.count(ID_BASES["events"] + 1)
+        self.order_number = 1000
+        self.bulk_ops: dict[str, Any] = {}  #: bulk operations by gid (see :mod:`sim_bulk`)
+        self.staged: dict[str, bytes] = {}  #: staged uploads by key
+        self.data = {kind: FakeData(f"{self.seed}-{kind}") for kind in KINDS}
+        self.stores = {kind: RecordStore(kind, first_id=ID_BASES[kind] + 1, indexed=INDEXED[kind], indexer=lambda rec, name, k=kind: self.search_value(k, rec.values, name))
+                       for kind in KINDS}
+        end = int(sim.reference.timestamp())
+        start = end - int(cfg.history_days * DAY_S)
+        for kind, store in self.stores.items():
+            rng, records = self.data[kind].rng, []
+            for _ in range(self.count_of(sim, kind)):
+                created = seeded_time(rng, start, end)
+                updated = seeded_time(rng, created, end)
+                values = self.generated(kind)
+                values.update(id=store.allocate_id(), createdAt=created, updatedAt=updated)
+                records.append(Record(values["id"], created, updated, values))
+            store.seed(records)
 
-    # ---- data -------------------------------------------------------------------------------
-
-    def _allocate(self, kind: str) -> int:
-        self._next_id[kind] += 1
-        return self._next_id[kind]
-
-    def _seed(self) -> None:
-        cfg = self.config
-        start = self.reference_s - int(cfg.history_days * DAY_S)
-        for kind in KINDS:
-            data = self._data[kind]
-            rng = data.rng
-            for _ in range(getattr(cfg, kind)):
-                created = start + int(rng.random() * (self.reference_s - start + 1))
-                updated = created + int(rng.random() * (self.reference_s - created + 1))
-                row = self._generated(kind, data)
-                row.update(id=self._allocate(kind), createdAt=created, updatedAt=updated)
-                self._rows[kind][row["id"]] = row
-                self._index_add(kind, row)
-
-    def _generated(self, kind: str, data: FakeData) -> dict[str, Any]:
+    def generated(self, kind: str) -> dict[str, Any]:
+        data = self.data[kind]
         rng = data.rng
         if kind == "customers":
             person = data.person()
@@ -304,17 +216,17 @@ class ShopifySimulator(SimulatorBase):
             }
         if kind == "orders":
             deal = data.deal()
-            self._order_number += 1
+            self.order_number += 1
             financial, fulfillment = data.pick(FINANCIAL), data.pick(FULFILLMENT)
             return {
-                "name": f"#{self._order_number}", "email": None, "note": deal["name"], "tags": [],
-                "currency": self.config.currency, "total": deal["amount"] or "0.00",
+                "name": f"#{self.order_number}", "email": None, "note": deal["name"], "tags": [],
+                "currency": self.sim.config.currency, "total": deal["amount"] or "0.00",
                 "financial": financial, "fulfillment": fulfillment, "closed": financial == "PAID" and fulfillment == "FULFILLED",
             }
         org = data.organization()
         return {"name": org["name"], "externalId": None, "note": None}
 
-    def _render(self, kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    def render(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
         gid = f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"
         base = {"__typename": GID_TYPES[kind], "id": gid, "legacyResourceId": str(row["id"]), "createdAt": _iso(row["createdAt"]), "updatedAt": _iso(row["updatedAt"])}
         if kind == "customers":
@@ -330,7 +242,7 @@ class ShopifySimulator(SimulatorBase):
                 "defaultEmailAddress": {"emailAddress": row["email"]} if row["email"] else None,
                 "defaultPhoneNumber": {"phoneNumber": row["phone"]} if row["phone"] else None,
                 "state": row["state"], "tags": sorted(row["tags"]), "note": row["note"], "numberOfOrders": "0",
-                "amountSpent": {"amount": "0.0", "currencyCode": self.config.currency}, "defaultAddress": address,
+                "amountSpent": {"amount": "0.0", "currencyCode": self.sim.config.currency}, "defaultAddress": address,
             }
         if kind == "orders":
             money = {"amount": row["total"], "currencyCode": row["currency"]}
@@ -342,39 +254,21 @@ class ShopifySimulator(SimulatorBase):
             }
         return base | {"name": row["name"], "externalId": row["externalId"], "note": row["note"], "customerSince": _iso(row["createdAt"])}
 
-    def _index_values(self, kind: str, row: dict[str, Any], name: str) -> list[str]:
-        value = self._search_value(kind, row, name)
-        values = value if isinstance(value, list) else [value]
-        return [str(v).casefold() for v in values if v]
-
-    def _index_add(self, kind: str, row: dict[str, Any]) -> None:
-        for name, index in self._index[kind].items():
-            for value in self._index_values(kind, row, name):
-                index.setdefault(value, set()).add(row["id"])
-
-    def _index_remove(self, kind: str, row: dict[str, Any]) -> None:
-        for name, index in self._index[kind].items():
-            for value in self._index_values(kind, row, name):
-                ids = index.get(value)
-                if ids is not None:
-                    ids.discard(row["id"])
-                    if not ids:
-                        del index[value]
-
-    def _candidates(self, kind: str, search: Any) -> Iterable[dict[str, Any]]:
+    def candidates(self, kind: str, search: Any) -> Iterable[dict[str, Any]]:
         """Rows that may match: from the indexes when every OR group has an indexed equality term."""
-        rows = self._rows[kind]
+        store = self.stores[kind]
         if not search.groups:
-            return rows.values()
+            return [r.values for r in store.select()]
         ids: set[int] = set()
         for group in search.groups:
-            term = next((t for t in group if t.field in self._index[kind] and t.op == "=" and not t.negated and t.value != "*"), None)
+            term = next((t for t in group if t.field in INDEXED[kind] and t.op == "=" and not t.negated and t.value != "*"), None)
             if term is None:
-                return rows.values()
-            ids |= self._index[kind][term.field].get(term.value.casefold(), set())
-        return [rows[i] for i in sorted(ids)]
+                return [r.values for r in store.select()]
+            ids.update(store.find_all(term.field, term.value))
+        return [store.rows[i].values for i in sorted(ids)]
 
-    def _search_value(self, kind: str, row: dict[str, Any], name: str) -> Any:
+    @staticmethod
+    def search_value(kind: str, row: Mapping[str, Any], name: str) -> Any:
         if name == "":
             return [row.get("firstName"), row.get("lastName"), row.get("email"), row.get("name")]
         if name == "updated_at":
@@ -391,88 +285,276 @@ class ShopifySimulator(SimulatorBase):
             return {"name": row["name"], "email": row["email"], "financial_status": row["financial"], "fulfillment_status": row["fulfillment"]}.get(name)
         return {"name": row["name"], "external_id": row["externalId"]}.get(name)
 
-    # ---- changes and their side effects -------------------------------------------------------
+    def connection(self, warnings: list[dict[str, Any]], kind: str, info: Any, *, first=None, after=None, last=None, before=None, query=None, sortKey="ID",
+                   reverse=False, bulk: bool = False) -> dict[str, Any]:
+        """A connection page; a bulk operation reads the whole connection (no page size needed)."""
+        if kind == "companies":
+            self.require_b2b("companies")
+        if bulk and first is None and last is None:
+            first = 1 << 62
+        if first is None and last is None:
+            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
+        size = first if first is not None else last
+        if (size > self.sim.config.page_max and not bulk) or size < 0:
+            raise GraphQLError(f"The page size must be between 0 and {self.sim.config.page_max}.", extensions={"code": "BAD_REQUEST"})
+        search = parse_search(query, SEARCH_FIELDS[kind])
+        if search.warnings:
+            warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
+        if kind == "events":
+            rows = [e for e in self.events if search.matches(lambda name, e=e: _event_value(e, name))]
+            key = (lambda e: (e["createdAt"], _event_number(e))) if sortKey == "CREATED_AT" else (lambda e: (_event_number(e), _event_number(e)))
+            render = lambda e: e | {"createdAt": _iso(e["createdAt"])}  # noqa: E731
+            ident = _event_number
+        else:
+            rows = [r for r in self.candidates(kind, search) if not search.groups or search.matches(lambda name, r=r: self.search_value(kind, r, name))]
+            key = _sort_key(sortKey)
+            render = lambda r: self.render(kind, r)  # noqa: E731
+            ident = lambda r: r["id"]  # noqa: E731
+        descending = bool(reverse) != (last is not None and first is None)
+        rows.sort(key=key, reverse=descending)
+        cursor = after if first is not None else before
+        if cursor:
+            mark = _decode_cursor(cursor)
+            rows = [r for r in rows if (tuple(key(r)) < mark if descending else tuple(key(r)) > mark)]
+        page, more = rows[:size], len(rows) > size
+        if last is not None and first is None:
+            page.reverse()
+        edges = [{"cursor": _encode_cursor(key(r), ident(r)), "node": render(r)} for r in page]
+        return {
+            "edges": edges,
+            "nodes": [e["node"] for e in edges],
+            "pageInfo": {
+                "hasNextPage": more if first is not None else False,
+                "hasPreviousPage": bool(cursor) if first is not None else more,
+                "startCursor": edges[0]["cursor"] if edges else None,
+                "endCursor": edges[-1]["cursor"] if edges else None,
+            },
+        }
 
-    def _now_s(self) -> int:
+    def count(self, kind: str, *, query: str | None = None, limit: int | None = 10_000) -> Any:
+        if kind == "companies":
+            self.require_b2b("companiesCount")
+        search = parse_search(query, SEARCH_FIELDS[kind])
+        total = sum(1 for r in self.candidates(kind, search) if search.matches(lambda name, r=r: self.search_value(kind, r, name)))
+        if limit is not None and total > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": total, "precision": "EXACT"}
+
+    def node(self, gid: str) -> dict[str, Any] | None:
+        match = re.fullmatch(r"gid://shopify/([A-Za-z]+)/(\d+)", gid or "")
+        if match is None:
+            raise GraphQLError(f"Invalid global id '{gid}'", extensions={"code": "argumentLiteralsIncompatible"})
+        if match.group(1) == "BulkOperation":
+            return self.sim.bulk_node(self, gid)
+        kind = TYPE_KINDS.get(match.group(1))
+        if kind is None:
+            return None
+        if kind == "companies" and not self.sim.config.b2b:
+            return None
+        row = self.stores[kind].get(int(match.group(2)))
+        return self.render(kind, row.values) if row is not None else None
+
+    def require_b2b(self, field_name: str) -> None:
+        if not self.sim.config.b2b:
+            raise GraphQLError(B2B_DENIED.format(field=field_name), extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"})
+
+    def row(self, kind: str, gid: Any) -> Record | None:
+        match = re.fullmatch(rf"gid://shopify/{GID_TYPES[kind]}/(\d+)", str(gid or ""))
+        return self.stores[kind].get(int(match.group(1))) if match else None
+
+    def _taken(self, kind: str, name: str, value: str, exclude: Any) -> bool:
+        return bool(set(self.stores[kind].find_all(name, value)) - {exclude})
+
+    def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[dict[str, Any]]:
+        errors = []
+        email = values.get("email")
+        if email is not None and email != "":
+            if not _EMAIL_RE.match(email):
+                errors.append(_user_error(["email"], "Email is invalid", "INVALID"))
+            elif self._taken("customers", "email", email, exclude):
+                errors.append(_user_error(["email"], "Email has already been taken", "TAKEN"))
+        phone = values.get("phone")
+        if phone is not None and phone != "":
+            normalized = _normalize_phone(phone)
+            if normalized is None:
+                errors.append(_user_error(["phone"], "Phone is invalid", "INVALID"))
+            elif self._taken("customers", "phone", normalized, exclude):
+                errors.append(_user_error(["phone"], "Phone has already been taken", "TAKEN"))
+        for tag in values.get("tags") or ():
+            if len(tag) > 255:
+                errors.append(_user_error(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG"))
+        return errors
+
+    def customer_write(self, values: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
+        rec = None
+        if not create:
+            rec = self.row("customers", values.get("id"))
+            if rec is None:
+                return {"customer": None, "userErrors": [_user_error(["id"], "Customer does not exist", "INVALID")]}
+        errors = self._customer_problems(values, rec.id if rec else None)
+        merged = {k: (rec.values if rec else {}).get(k) for k in ("firstName", "lastName", "email", "phone")}
+        merged.update({k: values[k] for k in ("firstName", "lastName", "email", "phone") if k in values})
+        if not errors and not any(merged.values()):
+            errors.append(_user_error(None, "A name, phone number, or email address must be present", "BLANK"))
+        if errors:
+            return {"customer": None, "userErrors": errors}
+        changes: dict[str, Any] = {} if rec else {"note": None, "tags": [], "state": "DISABLED", "company": None, "city": None, "country": None,
+                                                  "firstName": None, "lastName": None, "email": None, "phone": None}
+        changes.update({name: values[name] or None for name in ("firstName", "lastName", "note") if name in values})
+        if "email" in values:
+            changes["email"] = (values["email"] or "").lower() or None
+        if "phone" in values:
+            changes["phone"] = _normalize_phone(values["phone"]) if values["phone"] else None
+        if values.get("tags") is not None:
+            changes["tags"] = list(dict.fromkeys(t.strip() for t in values["tags"] if t.strip()))
+        if values.get("addresses"):
+            first = values["addresses"][0]
+            changes.update(company=first.get("company"), city=first.get("city"), country=first.get("countryCode"))
+        rec = self.sim.write(self.stores["customers"], rec, changes, self.sim.stamp())
+        return {"customer": self.render("customers", rec.values), "userErrors": []}
+
+    def order_create(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        errors = []
+        items = order.get("lineItems") or []
+        if not items:
+            errors.append(_user_error(["order", "lineItems"], "Line items must have at least one item", "INVALID"))
+        total = Decimal("0")
+        currency = order.get("currency") or self.sim.config.currency
+        for index, item in enumerate(items):
+            money = ((item.get("priceSet") or {}).get("shopMoney") or {})
+            try:
+                total += Decimal(str(money.get("amount", "0"))) * int(item.get("quantity") or 0)
+            except InvalidOperation:
+                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Price is invalid", "INVALID"))
+            if money.get("currencyCode") and money["currencyCode"] != currency:
+                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
+        if order.get("email") and not _EMAIL_RE.match(order["email"]):
+            errors.append(_user_error(["order", "email"], "Email is invalid", "INVALID"))
+        if errors:
+            return {"order": None, "userErrors": errors}
+        self.order_number += 1
+        rec = self.sim.write(self.stores["orders"], None, {
+            "name": order.get("name") or f"#{self.order_number}", "email": order.get("email"), "note": order.get("note"),
+            "tags": list(order.get("tags") or []), "currency": currency, "total": format(total.quantize(Decimal("0.01")), "f"),
+            "financial": order.get("financialStatus") or "PENDING", "fulfillment": "UNFULFILLED", "closed": bool(order.get("closedAt")),
+        }, self.sim.stamp())
+        return {"order": self.render("orders", rec.values), "userErrors": []}
+
+    def order_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        rec = self.row("orders", values.get("id"))
+        if rec is None:
+            return {"order": None, "userErrors": [_user_error(["id"], "Order does not exist", "NOT_FOUND")]}
+        changes = {name: values[name] for name in ("email", "note") if name in values}
+        if values.get("tags") is not None:
+            changes["tags"] = list(values["tags"])
+        self.sim.write(self.stores["orders"], rec, changes, self.sim.stamp())
+        return {"order": self.render("orders", rec.values), "userErrors": []}
+
+    def company_write(self, values: Mapping[str, Any], company_id: str | None) -> dict[str, Any]:
+        self.require_b2b("companyCreate" if company_id is None else "companyUpdate")
+        rec = None
+        if company_id is not None:
+            rec = self.row("companies", company_id)
+            if rec is None:
+                return {"company": None, "userErrors": [_user_error(["companyId"], "Resource requested does not exist.", "RESOURCE_NOT_FOUND")]}
+        errors = []
+        if rec is None and not (values.get("name") or "").strip():
+            errors.append(_user_error(["input", "company", "name"], "Name can't be blank", "BLANK"))
+        external = values.get("externalId")
+        if external and self._taken("companies", "external_id", external, rec.id if rec else None):
+            errors.append(_user_error(["input", "company", "externalId"], "External Id has already been taken", "TAKEN"))
+        if errors:
+            return {"company": None, "userErrors": errors}
+        changes = ({} if rec else {"name": None, "externalId": None, "note": None}) | {n: values[n] for n in ("name", "externalId", "note") if n in values}
+        rec = self.sim.write(self.stores["companies"], rec, changes, self.sim.stamp())
+        return {"company": self.render("companies", rec.values), "userErrors": []}
+
+    def delete_gid(self, kind: str, gid: str | None, key: str) -> dict[str, Any]:
+        if kind == "companies":
+            self.require_b2b("companyDelete")
+        rec = self.row(kind, gid)
+        if rec is None:
+            return {key: None, "userErrors": [_user_error(["id"], f"{GID_TYPES[kind]} does not exist", "NOT_FOUND")]}
+        self.sim.remove(self.stores[kind], rec)
+        return {key: gid, "userErrors": []}
+
+
+class ShopifySimulator(BulkOperations, Simulator):
+    """Shopify Admin GraphQL over real HTTP. See the module docstring and :class:`ShopifySimConfig`.
+
+    Python-side helpers for tests (``account=`` names another shop): :meth:`records`,
+    :meth:`count`, :meth:`create`, :meth:`modify`, :meth:`delete`, :meth:`events`, ``bucket``.
+    Entities may be named the Shopify way (customers, orders, companies) or the canonical way
+    (contacts, deals, companies).
+    """
+
+    provider = "shopify"
+    server_name = "shopify-simulator"
+    config_class = ShopifySimConfig
+    ANSWERS = {
+        "unauthorized": (401, AUTH_MESSAGE), "not_found": (404, "Not Found"), "method_not_allowed": (406, "Not Acceptable"),
+        "internal_error": (500, "Internal Server Error"), "invalid_json": (400, "Bad Request"),
+    }
+    account_class = Shop
+    config: ShopifySimConfig
+    account_hosts = (".myshopify.com",)
+    ENTITIES = ALIASES
+    CLI_DEFAULTS = {"customers": 1000, "orders": 200, "companies": 100}
+    CLI_ALIASES = {"--throttled-status": "--throttled-http-status"}
+    stamps_per_second = 1
+
+    def __init__(self, config: ShopifySimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._documents: dict[str, tuple[Any, list[Any]]] = {}
+        super().__init__(config, host=host, port=port)
+
+    def default_account_spec(self) -> AccountSpec:
+        return AccountSpec(self.config.shop, self.config.tokens)
+
+    @property
+    def bucket(self) -> LeakyBucket:
+        """The default shop's cost bucket."""
+        return self.account().bucket
+
+    @property
+    def cost_totals(self) -> dict[str, int]:
+        return self.account().cost_totals
+
+    def stamp(self) -> int:
         return int(self.clock.timestamp())
 
-    def _changed(self, kind: str, row: dict[str, Any], action: str) -> None:
-        """Record the event (deletions are what the events feed is read for) and send the webhook."""
-        now = self._now_s()
-        gid = f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"
-        self._events.append({
-            "__typename": "BasicEvent", "id": f"gid://shopify/BasicEvent/{self._allocate('events')}", "action": action,
-            "createdAt": now, "subjectId": gid, "subjectType": SUBJECT_TYPES[kind],
-            "message": f"{GID_TYPES[kind]} {action}",
-        })
-        if self.webhooks is not None:
-            body = {"id": row["id"]} if action == "destroy" else self._rest_payload(kind, row)
-            self.webhooks.enqueue({"topic": WEBHOOK_TOPICS[(kind, action)], "body": body, "event_id": str(self._next_id["events"]), "at": now})
+    def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        if record is None:
+            record_id = store.allocate_id()
+            return store.insert({**values, "id": record_id, "createdAt": stamp, "updatedAt": stamp}, stamp, record_id=record_id)
+        store.update(record, {**values, "updatedAt": stamp}, stamp)
+        return record
 
-    def _rest_payload(self, kind: str, row: dict[str, Any]) -> dict[str, Any]:
-        base = {"id": row["id"], "created_at": _rest_time(row["createdAt"]), "updated_at": _rest_time(row["updatedAt"]),
-                "admin_graphql_api_id": f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"}
-        if kind == "customers":
-            return base | {"email": row["email"], "first_name": row["firstName"], "last_name": row["lastName"], "phone": row["phone"],
-                           "state": row["state"].lower(), "tags": ", ".join(sorted(row["tags"])), "note": row["note"], "currency": self.config.currency,
-                           "default_address": {"company": row.get("company"), "city": row.get("city"), "country": row.get("country")}}
-        if kind == "orders":
-            return base | {"name": row["name"], "email": row["email"], "currency": row["currency"], "total_price": row["total"],
-                           "financial_status": row["financial"].lower(), "fulfillment_status": None if row["fulfillment"] == "UNFULFILLED" else row["fulfillment"].lower(),
-                           "tags": ", ".join(sorted(row["tags"])), "note": row["note"]}
-        return base | {"name": row["name"], "external_id": row["externalId"], "note": row["note"]}
+    def remove(self, store: RecordStore, record: Record) -> None:
+        store.delete(record, self.stamp(), hard=True)
 
-    def _delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
-        out = []
-        for event in events:
-            out.append((json_dumps(event["body"]), {
-                "X-Shopify-Topic": event["topic"],
-                "X-Shopify-Shop-Domain": f"{self.config.shop}.myshopify.com",
-                "X-Shopify-API-Version": "2026-10",
-                "X-Shopify-Webhook-Id": event.setdefault("webhook_id", str(uuid.uuid4())),
-                "X-Shopify-Event-Id": event["event_id"],
-                "X-Shopify-Triggered-At": datetime.fromtimestamp(event["at"], tz=timezone.utc).isoformat().replace("+00:00", "Z"),
-            }))
-        return out
+    def unauthorized_response(self, request: Request) -> Response:
+        return Response.json(401, {"errors": AUTH_MESSAGE}, _headers(request))
 
-    def _sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
-        from crm_pipelines.webhooks.signatures import sign_shopify
-
-        return {"X-Shopify-Hmac-Sha256": sign_shopify(self.config.webhook_secret, body)}
-
-    # ---- routes -----------------------------------------------------------------------------
-
-    def build_routes(self, router: Router) -> None:
-        router.add("POST", r"/admin/api/(?P<version>[^/]+)/graphql\.json", self._graphql, name="POST /admin/api/{version}/graphql.json")
-
-    def not_found_response(self, request: Request) -> Response:
-        return Response.json(404, {"errors": "Not Found"})
-
-    def method_not_allowed_response(self, request: Request) -> Response:
-        return Response.json(406, {"errors": "Not Acceptable"})
-
-    def internal_error_response(self, request: Request) -> Response:
-        return Response.json(500, {"errors": "Internal Server Error"})
+    def error_response(self, status: int, message: str) -> Response:
+        return Response.json(status, {"errors": message})
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
-            return Response.json(429, self._throttled_body(0), {"Retry-After": "1.0"})
+            return Response.json(429, _throttled_body(self.account(), 0), {"Retry-After": "1.0"})
         phrases = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
         return Response.json(status, {"errors": phrases.get(status, f"HTTP {status}")})
 
-    def _throttled_body(self, requested: int) -> dict[str, Any]:
-        return {
-            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": THROTTLE_DOC}}],
-            "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": None, "throttleStatus": self.bucket.status()}},
-        }
+    def credentials(self, request: Request) -> str | None:
+        return (request.header("X-Shopify-Access-Token") or "").strip() or None
 
+    def authenticate(self, request: Request) -> Shop | Response | None:
+        if not _VERSION_RE.fullmatch(request.params.get("version", "")):
+            return self.not_found_response(request)
+        return super().authenticate(request)
+
+    @api("POST", "/admin/api/{version}/graphql.json")
     def _graphql(self, request: Request) -> Response:
-        version = request.params["version"]
-        if not _VERSION_RE.fullmatch(version):
-            return Response.json(404, {"errors": "Not Found"})
-        headers = {"X-Shopify-API-Version": version, "X-Request-Id": str(uuid.uuid4())}
-        if (request.header("X-Shopify-Access-Token") or "").strip() not in self._tokens:
-            return Response.json(401, {"errors": AUTH_MESSAGE}, headers)
+        shop, headers, cfg = request.account, _headers(request), self.config
         try:
             body = json_loads(request.body) if request.body.strip() else None
         except ValueError:
@@ -491,33 +573,26 @@ class ShopifySimulator(SimulatorBase):
             requested = query_cost(schema(), document, variables, operation_name)
         except (GraphQLError, TypeError, ValueError) as exc:
             return Response.json(200, {"errors": [{"message": str(exc), "extensions": {"code": "BAD_REQUEST"}}]}, headers)
-        cfg = self.config
         if requested > cfg.max_query_cost:
             return Response.json(200, {"errors": [{
                 "message": f"Query cost is {requested}, which exceeds the single query max cost limit ({cfg.max_query_cost}).",
                 "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": cfg.max_query_cost}}]}, headers)
-        if cfg.rate_limits_enabled and not self.bucket.take(requested):
+        if cfg.rate_limits_enabled and not shop.bucket.take(requested):
             self.stats_recorder.record_rate_limited("THROTTLED")
-            with self._lock:
-                self.cost_totals["throttled"] += 1
-            return Response.json(cfg.throttled_http_status, self._throttled_body(requested), headers)
-        with self._lock:
-            result = execute(schema(), document, root_value=_Root(self), variable_values=variables, operation_name=operation_name)
-            actual = query_cost(schema(), document, variables, operation_name, result.data, actual=True)
-            self.cost_totals["requested"] += requested
-            self.cost_totals["actual"] += actual
+            shop.cost_totals["throttled"] += 1
+            return Response.json(cfg.throttled_http_status, _throttled_body(shop, requested), headers)
+        root = _Root(shop)
+        result = execute(schema(), document, root_value=root, variable_values=variables, operation_name=operation_name)
+        actual = query_cost(schema(), document, variables, operation_name, result.data, actual=True)
+        shop.cost_totals["requested"] += requested
+        shop.cost_totals["actual"] += actual
         if cfg.rate_limits_enabled:
-            self.bucket.refund(max(requested - actual, 0))
-        payload: dict[str, Any] = {}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
-        payload["data"] = result.data
-        extensions: dict[str, Any] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": self.bucket.status()}}
-        if self._warnings:
-            extensions["search"] = self._warnings
-            self._warnings = []
-        payload["extensions"] = extensions
-        return Response.json(200, payload, headers)
+            shop.bucket.refund(max(requested - actual, 0))
+        payload: dict[str, Any] = {"errors": [e.formatted for e in result.errors]} if result.errors else {}
+        extensions: dict[str, Any] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": _throttle_status(shop)}}
+        if root.warnings:
+            extensions["search"] = root.warnings
+        return Response.json(200, payload | {"data": result.data, "extensions": extensions}, headers)
 
     def _parsed(self, text: str) -> tuple[Any, list[Any]]:
         """Parsed and validated document, cached by text (clients repeat a few query shapes)."""
@@ -530,439 +605,139 @@ class ShopifySimulator(SimulatorBase):
             self._documents[text] = cached
         return cached
 
-    # ---- resolvers (called under self._lock) --------------------------------------------------
+    def on_change(self, shop: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
+        """Record the event (deletions are what the events feed is read for) and send the webhook."""
+        kind, action, row, now = store.name, {"create": "create", "update": "update", "delete": "destroy"}[action], record.values, self.stamp()
+        number = next(shop.event_numbers)
+        shop.events.append({
+            "__typename": "BasicEvent", "id": f"gid://shopify/BasicEvent/{number}", "action": action, "createdAt": now,
+            "subjectId": f"gid://shopify/{GID_TYPES[kind]}/{row['id']}", "subjectType": SUBJECT_TYPES[kind], "message": f"{GID_TYPES[kind]} {action}",
+        })
+        body = {"id": row["id"]} if action == "destroy" else self._rest_payload(kind, row)
+        self.emit({"topic": WEBHOOK_TOPICS[(kind, action)], "body": body, "event_id": str(number), "at": now, "shop": shop.host})
 
-    def connection(self, kind: str, info: Any, *, first=None, after=None, last=None, before=None, query=None, sortKey="ID", reverse=False) -> dict[str, Any]:
-        if kind == "companies":
-            self._require_b2b("companies")
-        if first is None and last is None:
-            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
-        size = first if first is not None else last
-        if size > self.config.page_max or size < 0:
-            raise GraphQLError(f"The page size must be between 0 and {self.config.page_max}.", extensions={"code": "BAD_REQUEST"})
-        search = parse_search(query, SEARCH_FIELDS[kind])
-        if search.warnings:
-            self._warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
-        if kind == "events":
-            rows = [e for e in self._events if search.matches(lambda name, e=e: self._event_value(e, name))]
-            key = (lambda e: (e["createdAt"], _event_number(e))) if sortKey == "CREATED_AT" else (lambda e: (_event_number(e), _event_number(e)))
-            render = lambda e: e | {"createdAt": _iso(e["createdAt"])}  # noqa: E731
-            ident = _event_number
-        else:
-            rows = [r for r in self._candidates(kind, search) if search.matches(lambda name, r=r: self._search_value(kind, r, name))]
-            key = _sort_key(sortKey)
-            render = lambda r: self._render(kind, r)  # noqa: E731
-            ident = lambda r: r["id"]  # noqa: E731
-        descending = bool(reverse) != (last is not None and first is None)
-        rows.sort(key=key, reverse=descending)
-        cursor = after if first is not None else before
-        if cursor:
-            mark = _decode_cursor(cursor)
-            rows = [r for r in rows if (_cursor_tuple(key(r)) < mark if descending else _cursor_tuple(key(r)) > mark)]
-        page, more = rows[:size], len(rows) > size
-        if last is not None and first is None:
-            page.reverse()
-        edges = [{"cursor": _encode_cursor(key(r), ident(r)), "node": render(r)} for r in page]
-        return {
-            "edges": edges,
-            "nodes": [e["node"] for e in edges],
-            "pageInfo": {
-                "hasNextPage": more if first is not None else False,
-                "hasPreviousPage": bool(cursor) if first is not None else more,
-                "startCursor": edges[0]["cursor"] if edges else None,
-                "endCursor": edges[-1]["cursor"] if edges else None,
-            },
-        }
+    def _rest_payload(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        base = {"id": row["id"], "created_at": _rest_time(row["createdAt"]), "updated_at": _rest_time(row["updatedAt"]),
+                "admin_graphql_api_id": f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"}
+        if kind == "customers":
+            return base | {"email": row["email"], "first_name": row["firstName"], "last_name": row["lastName"], "phone": row["phone"],
+                           "state": row["state"].lower(), "tags": ", ".join(sorted(row["tags"])), "note": row["note"], "currency": self.config.currency,
+                           "default_address": {"company": row.get("company"), "city": row.get("city"), "country": row.get("country")}}
+        if kind == "orders":
+            return base | {"name": row["name"], "email": row["email"], "currency": row["currency"], "total_price": row["total"],
+                           "financial_status": row["financial"].lower(), "fulfillment_status": None if row["fulfillment"] == "UNFULFILLED" else row["fulfillment"].lower(),
+                           "tags": ", ".join(sorted(row["tags"])), "note": row["note"]}
+        return base | {"name": row["name"], "external_id": row["externalId"], "note": row["note"]}
 
-    def _event_value(self, event: dict[str, Any], name: str) -> Any:
-        if name == "created_at":
-            return event["createdAt"]
-        if name == "id":
-            return _event_number(event)
-        if name == "subject_type":
-            return event["subjectType"]
-        if name == "action":
-            return event["action"]
-        if name == "comments":
-            return "true"
-        return [event["message"]]
+    def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
+        return [(json_dumps(event["body"]), {
+            "X-Shopify-Topic": event["topic"], "X-Shopify-Shop-Domain": event["shop"], "X-Shopify-API-Version": "2026-10",
+            "X-Shopify-Webhook-Id": event.setdefault("webhook_id", str(uuid.uuid4())), "X-Shopify-Event-Id": event["event_id"],
+            "X-Shopify-Triggered-At": datetime.fromtimestamp(event["at"], tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+        }) for event in events]
 
-    def count(self, kind_or_entity: str, info: Any = None, *, query: str | None = None, limit: int | None = 10_000) -> Any:
-        kind = ALIASES[kind_or_entity]
-        if info is None:  # Python-side use by tests
-            with self._lock:
-                return len(self._rows[kind])
-        if kind == "companies":
-            self._require_b2b("companiesCount")
-        search = parse_search(query, SEARCH_FIELDS[kind])
-        total = sum(1 for r in self._candidates(kind, search) if search.matches(lambda name, r=r: self._search_value(kind, r, name)))
-        if limit is not None and total > limit:
-            return {"count": limit, "precision": "AT_LEAST"}
-        return {"count": total, "precision": "EXACT"}
+    def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
+        from crm_pipelines.webhooks.signatures import sign_shopify
 
-    def node(self, gid: str) -> dict[str, Any] | None:
-        match = re.fullmatch(r"gid://shopify/([A-Za-z]+)/(\d+)", gid or "")
-        if match is None:
-            raise GraphQLError(f"Invalid global id '{gid}'", extensions={"code": "argumentLiteralsIncompatible"})
-        kind = TYPE_KINDS.get(match.group(1))
-        if kind is None:
-            return None
-        if kind == "companies" and not self.config.b2b:
-            return None
-        row = self._rows[kind].get(int(match.group(2)))
-        return self._render(kind, row) if row is not None else None
+        return {"X-Shopify-Hmac-Sha256": sign_shopify(self.config.webhook_secret, body)}
 
-    def _require_b2b(self, field_name: str) -> None:
-        if not self.config.b2b:
-            raise GraphQLError(B2B_DENIED.format(field=field_name), extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"})
+    def record_key(self, store: RecordStore, record: Record) -> str:
+        return f"gid://shopify/{GID_TYPES[store.name]}/{record.id}"
 
-    # ---- mutations ----------------------------------------------------------------------------
+    def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
+        return self.account().render(store.name, record.values)
 
-    def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[dict[str, Any]]:
-        errors = []
-        email = values.get("email")
-        if email is not None and email != "":
-            if not _EMAIL_RE.match(email):
-                errors.append(_user_error(["email"], "Email is invalid", "INVALID"))
-            elif self._index["customers"]["email"].get(email.casefold(), set()) - {exclude}:
-                errors.append(_user_error(["email"], "Email has already been taken", "TAKEN"))
-        phone = values.get("phone")
-        if phone is not None and phone != "":
-            normalized = _normalize_phone(phone)
-            if normalized is None:
-                errors.append(_user_error(["phone"], "Phone is invalid", "INVALID"))
-            elif self._index["customers"]["phone"].get(normalized.casefold(), set()) - {exclude}:
-                errors.append(_user_error(["phone"], "Phone has already been taken", "TAKEN"))
-        for tag in values.get("tags") or ():
-            if len(tag) > 255:
-                errors.append(_user_error(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG"))
-        return errors
+    def new_values(self, shop: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        return shop.generated(store.name)
 
-    def customer_write(self, values: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
-        row = None
-        if not create:
-            row = self._row_by_gid("customers", values.get("id"))
-            if row is None:
-                return {"customer": None, "userErrors": [_user_error(["id"], "Customer does not exist", "INVALID")]}
-        errors = self._customer_problems(values, row["id"] if row else None)
-        merged = {k: (row or {}).get(k) for k in ("firstName", "lastName", "email", "phone")}
-        merged.update({k: values[k] for k in ("firstName", "lastName", "email", "phone") if k in values})
-        if not errors and not any(merged.values()):
-            errors.append(_user_error(None, "A name, phone number, or email address must be present", "BLANK"))
-        if errors:
-            return {"customer": None, "userErrors": errors}
-        now = self._now_s()
-        if row is None:
-            row = {"id": self._allocate("customers"), "createdAt": now, "note": None, "tags": [], "state": "DISABLED", "company": None, "city": None, "country": None,
-                   "firstName": None, "lastName": None, "email": None, "phone": None}
-            self._rows["customers"][row["id"]] = row
-        else:
-            self._index_remove("customers", row)
-        for name in ("firstName", "lastName", "note"):
-            if name in values:
-                row[name] = values[name] or None
-        if "email" in values:
-            row["email"] = (values["email"] or "").lower() or None
-        if "phone" in values:
-            row["phone"] = _normalize_phone(values["phone"]) if values["phone"] else None
-        if values.get("tags") is not None:
-            row["tags"] = list(dict.fromkeys(t.strip() for t in values["tags"] if t.strip()))
-        addresses = values.get("addresses")
-        if addresses:
-            first = addresses[0]
-            row.update(company=first.get("company"), city=first.get("city"), country=first.get("countryCode"))
-        row["updatedAt"] = now
-        self._index_add("customers", row)
-        self._changed("customers", row, "create" if create else "update")
-        return {"customer": self._render("customers", row), "userErrors": []}
+    def random_changes(self, shop: Account, store: RecordStore, record: Record) -> dict[str, Any]:
+        rng, data = shop.rng, shop.data[store.name]
+        if store.name == "customers":
+            return {"note": f"Atualizado {rng.randrange(10**6)} — situação revisada", "city": data.location()[0]}
+        if store.name == "orders":
+            return {"note": f"Observação {rng.randrange(10**6)}", "financial": rng.choice(FINANCIAL)}
+        return {"note": f"Revisão {rng.randrange(10**6)}", "name": data.company_name()}
 
-    def order_create(self, order: Mapping[str, Any]) -> dict[str, Any]:
-        errors = []
-        items = order.get("lineItems") or []
-        if not items:
-            errors.append(_user_error(["order", "lineItems"], "Line items must have at least one item", "INVALID"))
-        total = Decimal("0")
-        currency = order.get("currency") or self.config.currency
-        for index, item in enumerate(items):
-            money = ((item.get("priceSet") or {}).get("shopMoney") or {})
-            try:
-                total += Decimal(str(money.get("amount", "0"))) * int(item.get("quantity") or 0)
-            except InvalidOperation:
-                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Price is invalid", "INVALID"))
-            if money.get("currencyCode") and money["currencyCode"] != currency:
-                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
-        if order.get("email") and not _EMAIL_RE.match(order["email"]):
-            errors.append(_user_error(["order", "email"], "Email is invalid", "INVALID"))
-        if errors:
-            return {"order": None, "userErrors": errors}
-        now = self._now_s()
-        self._order_number += 1
-        row = {
-            "id": self._allocate("orders"), "createdAt": now, "updatedAt": now, "name": order.get("name") or f"#{self._order_number}",
-            "email": order.get("email"), "note": order.get("note"), "tags": list(order.get("tags") or []), "currency": currency,
-            "total": format(total.quantize(Decimal("0.01")), "f"), "financial": order.get("financialStatus") or "PENDING",
-            "fulfillment": "UNFULFILLED", "closed": bool(order.get("closedAt")),
-        }
-        self._rows["orders"][row["id"]] = row
-        self._index_add("orders", row)
-        self._changed("orders", row, "create")
-        return {"order": self._render("orders", row), "userErrors": []}
-
-    def order_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        row = self._row_by_gid("orders", values.get("id"))
-        if row is None:
-            return {"order": None, "userErrors": [_user_error(["id"], "Order does not exist", "NOT_FOUND")]}
-        self._index_remove("orders", row)
-        for name in ("email", "note"):
-            if name in values:
-                row[name] = values[name]
-        if values.get("tags") is not None:
-            row["tags"] = list(values["tags"])
-        self._index_add("orders", row)
-        row["updatedAt"] = self._now_s()
-        self._changed("orders", row, "update")
-        return {"order": self._render("orders", row), "userErrors": []}
-
-    def company_write(self, values: Mapping[str, Any], company_id: str | None) -> dict[str, Any]:
-        self._require_b2b("companyCreate" if company_id is None else "companyUpdate")
-        row = None
-        if company_id is not None:
-            row = self._row_by_gid("companies", company_id)
-            if row is None:
-                return {"company": None, "userErrors": [_user_error(["companyId"], "Resource requested does not exist.", "RESOURCE_NOT_FOUND")]}
-        errors = []
-        if row is None and not (values.get("name") or "").strip():
-            errors.append(_user_error(["input", "company", "name"], "Name can't be blank", "BLANK"))
-        external = values.get("externalId")
-        if external and self._index["companies"]["external_id"].get(external.casefold(), set()) - {row["id"] if row else None}:
-            errors.append(_user_error(["input", "company", "externalId"], "External Id has already been taken", "TAKEN"))
-        if errors:
-            return {"company": None, "userErrors": errors}
-        now = self._now_s()
-        if row is None:
-            row = {"id": self._allocate("companies"), "createdAt": now, "name": None, "externalId": None, "note": None}
-            self._rows["companies"][row["id"]] = row
-        self._index_remove("companies", row)
-        for name in ("name", "externalId", "note"):
-            if name in values:
-                row[name] = values[name]
-        self._index_add("companies", row)
-        row["updatedAt"] = now
-        self._changed("companies", row, "create" if company_id is None else "update")
-        return {"company": self._render("companies", row), "userErrors": []}
-
-    def delete_gid(self, kind: str, gid: str | None, key: str) -> dict[str, Any]:
-        if kind == "companies":
-            self._require_b2b("companyDelete")
-        row = self._row_by_gid(kind, gid)
-        if row is None:
-            return {key: None, "userErrors": [_user_error(["id"], f"{GID_TYPES[kind]} does not exist", "NOT_FOUND")]}
-        self._destroy(kind, row)
-        return {key: gid, "userErrors": []}
-
-    def _destroy(self, kind: str, row: dict[str, Any]) -> None:
-        del self._rows[kind][row["id"]]
-        self._index_remove(kind, row)
-        self._changed(kind, row, "destroy")
-
-    def _row_by_gid(self, kind: str, gid: Any) -> dict[str, Any] | None:
-        match = re.fullmatch(rf"gid://shopify/{GID_TYPES[kind]}/(\d+)", str(gid or ""))
-        return self._rows[kind].get(int(match.group(1))) if match else None
-
-    # ---- Python-side API ----------------------------------------------------------------------
-
-    def _kind(self, entity: str) -> str:
-        kind = ALIASES.get(entity)
-        if kind is None:
-            raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(ALIASES)}")
-        return kind
-
-    def records(self, entity: str) -> dict[str, dict[str, Any]]:
-        """gid -> GraphQL-shaped record, for every live record."""
-        kind = self._kind(entity)
-        with self._lock:
-            return {f"gid://shopify/{GID_TYPES[kind]}/{i}": self._render(kind, r) for i, r in self._rows[kind].items()}
-
-    def create(self, entity: str, n: int = 1) -> list[str]:
-        """Create ``n`` generated records stamped with the simulated now; returns their gids."""
-        kind = self._kind(entity)
-        with self._lock:
-            now, out = self._now_s(), []
-            for _ in range(n):
-                row = self._generated(kind, self._data[kind])
-                row.update(id=self._allocate(kind), createdAt=now, updatedAt=now)
-                self._rows[kind][row["id"]] = row
-                self._index_add(kind, row)
-                self._changed(kind, row, "create")
-                out.append(f"gid://shopify/{GID_TYPES[kind]}/{row['id']}")
-            return out
-
-    def modify(self, entity: str, n: int | None = None, ids: Iterable[str | int] | None = None) -> list[str]:
-        """Change ``n`` seeded-random records (or ``ids``), all stamped with the current second."""
-        kind = self._kind(entity)
-        with self._lock:
-            rows = self._pick(kind, n if ids is None else None, ids)
-            now = self._now_s()
-            for row in rows:
-                if kind == "customers":
-                    row["note"] = f"Atualizado {self._mutation_rng.randrange(10**6)} — situação revisada"
-                    row["city"] = self._data[kind].location()[0]
-                elif kind == "orders":
-                    row["note"] = f"Observação {self._mutation_rng.randrange(10**6)}"
-                    row["financial"] = self._mutation_rng.choice(FINANCIAL)
-                else:
-                    row["note"] = f"Revisão {self._mutation_rng.randrange(10**6)}"
-                    row["name"] = self._data[kind].company_name()
-                row["updatedAt"] = now
-                self._changed(kind, row, "update")
-            return [f"gid://shopify/{GID_TYPES[kind]}/{r['id']}" for r in rows]
-
-    def delete(self, entity: str, target: int | Iterable[str | int]) -> list[str]:
-        """Delete ``target`` gids/ids, or ``target`` seeded-random records when it is an int."""
-        kind = self._kind(entity)
-        with self._lock:
-            rows = self._pick(kind, target if isinstance(target, int) else None, None if isinstance(target, int) else target)
-            for row in rows:
-                self._destroy(kind, row)
-            return [f"gid://shopify/{GID_TYPES[kind]}/{r['id']}" for r in rows]
-
-    def _pick(self, kind: str, n: int | None, ids: Iterable[str | int] | None) -> list[dict[str, Any]]:
-        if ids is not None:
-            rows = []
-            for raw in ids:
-                row = self._rows[kind].get(int(str(raw).rsplit("/", 1)[-1]))
-                if row is None:
-                    raise KeyError(f"{kind} {raw} does not exist")
-                rows.append(row)
-            return rows
-        live = sorted(self._rows[kind])
-        return [self._rows[kind][i] for i in self._mutation_rng.sample(live, min(n or 1, len(live)))]
-
-    def events(self, action: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(e) for e in self._events if action is None or e["action"] == action]
-
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        return self.apply_mutation(spec, check_entity=self._kind)
+    def events(self, action: str | None = None, *, account: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(e) for e in self.account(account).events if action is None or e["action"] == action]
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            counts = {kind: len(rows) for kind, rows in self._rows.items()}
-        return {"objects": counts, "b2b": self.config.b2b, "throttle": self.bucket.status(), "cost": dict(self.cost_totals)}
+        with self.lock:
+            shop = self.account()
+            counts = {kind: store.count() for kind, store in shop.stores.items()}
+            return {"objects": counts, "b2b": self.config.b2b, "throttle": _throttle_status(shop), "cost": dict(shop.cost_totals)}
 
     def reset_rate_limits(self) -> None:
-        self.bucket.reset()
+        for shop in self.accounts.values():
+            shop.bucket.reset()
 
-    def stop(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.flush(timeout_s=5)
-        super().stop()
-        if self.webhooks is not None:
-            self.webhooks.stop()
 
-    # ---- command line -----------------------------------------------------------------------
+def _headers(request: Request) -> dict[str, str]:
+    return {"X-Shopify-API-Version": request.params.get("version", ""), "X-Request-Id": str(uuid.uuid4())}
 
-    @classmethod
-    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--customers", type=int, default=1000)
-        parser.add_argument("--orders", type=int, default=200)
-        parser.add_argument("--companies", type=int, default=100)
-        parser.add_argument("--history-days", type=float, default=30.0)
-        parser.add_argument("--reference-time", default=None, help="ISO-8601 instant the seeded data ends at")
-        parser.add_argument("--plan", default="standard", choices=("standard", "advanced", "plus", "enterprise"), help="cost bucket and restore rate")
-        parser.add_argument("--no-b2b", action="store_true", help="a store without B2B: companies answer ACCESS_DENIED")
-        parser.add_argument("--throttled-status", type=int, default=200, choices=(200, 429), help="HTTP status of THROTTLED answers")
-        parser.add_argument("--no-rate-limits", action="store_true")
-        parser.add_argument("--webhook-url", default=None)
-        parser.add_argument("--webhook-secret", default="sim-shopify-app-secret")
 
-    @classmethod
-    def from_cli_args(cls, args: argparse.Namespace) -> ShopifySimulator:
-        config = ShopifySimConfig(
-            seed=args.seed, customers=args.customers, orders=args.orders, companies=args.companies, history_days=args.history_days,
-            reference_time=parse_datetime(args.reference_time) if args.reference_time else None,
-            tokens=tuple(args.token) if args.token else (DEFAULT_TOKEN,), plan=args.plan, b2b=not args.no_b2b,
-            throttled_http_status=args.throttled_status, rate_limits_enabled=not args.no_rate_limits, faults=args.faults,
-            webhook_url=args.webhook_url, webhook_secret=args.webhook_secret,
-        )
-        return cls(config, host=args.host, port=args.port)
+def _throttle_status(shop: Shop) -> dict[str, float]:
+    bucket = shop.bucket
+    return {"maximumAvailable": float(bucket.size), "currentlyAvailable": int(bucket.available()), "restoreRate": float(bucket.rate)}
+
+
+def _throttled_body(shop: Shop, requested: int) -> dict[str, Any]:
+    return {
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": THROTTLE_DOC}}],
+        "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": None, "throttleStatus": _throttle_status(shop)}},
+    }
+
+
+def _typed(shop: Shop, gid: str, type_name: str) -> dict[str, Any] | None:
+    node = shop.node(gid)
+    return node if node is not None and node["__typename"] == type_name else None
+
+
+def _nodes(shop: Shop, ids: list[str]) -> list[dict[str, Any] | None]:
+    if len(ids) > PAGE_MAX:
+        raise GraphQLError(f"The ids argument accepts at most {PAGE_MAX} ids.", extensions={"code": "BAD_REQUEST"})
+    return [shop.node(i) for i in ids]
+
+
+#: What each query and mutation field does: field -> resolver(shop, root, arguments).
+RESOLVERS: dict[str, Callable[..., Any]] = {
+    **{kind: (lambda shop, root, info, k=kind, **a: shop.connection(root.warnings, k, info, bulk=root.bulk, **a)) for kind in ("customers", "orders", "companies", "events")},
+    **{f"{kind}Count": (lambda shop, root, info, k=kind, **a: shop.count(k, **a)) for kind in KINDS},
+    "customer": lambda shop, root, info, id: _typed(shop, id, "Customer"),
+    "order": lambda shop, root, info, id: _typed(shop, id, "Order"),
+    "company": lambda shop, root, info, id: shop.require_b2b("company") or _typed(shop, id, "Company"),
+    "node": lambda shop, root, info, id: shop.node(id),
+    "nodes": lambda shop, root, info, ids: _nodes(shop, ids),
+    "customerCreate": lambda shop, root, info, input: shop.customer_write(input, create=True),
+    "customerUpdate": lambda shop, root, info, input: shop.customer_write(input, create=False),
+    "customerDelete": lambda shop, root, info, input: shop.delete_gid("customers", input.get("id"), "deletedCustomerId"),
+    "orderCreate": lambda shop, root, info, order, options=None: shop.order_create(order),
+    "orderUpdate": lambda shop, root, info, input: shop.order_update(input),
+    "orderDelete": lambda shop, root, info, orderId: shop.delete_gid("orders", orderId, "deletedId"),
+    "companyCreate": lambda shop, root, info, input: shop.company_write(input.get("company") or {}, None),
+    "companyUpdate": lambda shop, root, info, companyId, input: shop.company_write(input, companyId),
+    "companyDelete": lambda shop, root, info, id: shop.delete_gid("companies", id, "deletedCompanyId"),
+    "currentBulkOperation": lambda shop, root, info, type="QUERY": shop.sim.bulk_current(shop, type),
+    "bulkOperationRunQuery": lambda shop, root, info, query: shop.sim.bulk_run(shop, "QUERY", query),
+    "bulkOperationRunMutation": lambda shop, root, info, mutation, stagedUploadPath, clientIdentifier=None: shop.sim.bulk_run(shop, "MUTATION", mutation, stagedUploadPath),
+    "bulkOperationCancel": lambda shop, root, info, id: shop.sim.bulk_cancel(shop, id),
+    "stagedUploadsCreate": lambda shop, root, info, input: shop.sim.staged_uploads(shop, input),
+}
 
 
 class _Root:
-    """Root value for graphql-core: each query and mutation field is a method (info, **args)."""
+    """Root value for graphql-core over one shop: its attributes are the :data:`RESOLVERS`;
+    ``warnings`` collects the search warnings of the request."""
 
-    def __init__(self, sim: ShopifySimulator) -> None:
-        self._sim = sim
+    def __init__(self, shop: Shop, *, bulk: bool = False) -> None:
+        self._shop, self.bulk = shop, bulk
+        self.warnings: list[dict[str, Any]] = []
 
-    def customers(self, info, **args):
-        return self._sim.connection("customers", info, **args)
-
-    def orders(self, info, **args):
-        return self._sim.connection("orders", info, **args)
-
-    def companies(self, info, **args):
-        return self._sim.connection("companies", info, **args)
-
-    def events(self, info, **args):
-        return self._sim.connection("events", info, **args)
-
-    def customersCount(self, info, **args):  # noqa: N802 - GraphQL field name
-        return self._sim.count("customers", info, **args)
-
-    def ordersCount(self, info, **args):  # noqa: N802
-        return self._sim.count("orders", info, **args)
-
-    def companiesCount(self, info, **args):  # noqa: N802
-        return self._sim.count("companies", info, **args)
-
-    def customer(self, info, id):  # noqa: A002
-        return self._typed(id, "Customer")
-
-    def order(self, info, id):  # noqa: A002
-        return self._typed(id, "Order")
-
-    def company(self, info, id):  # noqa: A002
-        self._sim._require_b2b("company")
-        return self._typed(id, "Company")
-
-    def _typed(self, gid, type_name):
-        node = self._sim.node(gid)
-        return node if node is not None and node["__typename"] == type_name else None
-
-    def node(self, info, id):  # noqa: A002
-        return self._sim.node(id)
-
-    def nodes(self, info, ids):
-        if len(ids) > PAGE_MAX:
-            raise GraphQLError(f"The ids argument accepts at most {PAGE_MAX} ids.", extensions={"code": "BAD_REQUEST"})
-        return [self._sim.node(i) for i in ids]
-
-    def customerCreate(self, info, input):  # noqa: N802, A002
-        return self._sim.customer_write(input, create=True)
-
-    def customerUpdate(self, info, input):  # noqa: N802, A002
-        return self._sim.customer_write(input, create=False)
-
-    def customerDelete(self, info, input):  # noqa: N802, A002
-        return self._sim.delete_gid("customers", input.get("id"), "deletedCustomerId")
-
-    def orderCreate(self, info, order, options=None):  # noqa: N802
-        return self._sim.order_create(order)
-
-    def orderUpdate(self, info, input):  # noqa: N802, A002
-        return self._sim.order_update(input)
-
-    def orderDelete(self, info, orderId):  # noqa: N802, N803
-        return self._sim.delete_gid("orders", orderId, "deletedId")
-
-    def companyCreate(self, info, input):  # noqa: N802, A002
-        return self._sim.company_write(input.get("company") or {}, None)
-
-    def companyUpdate(self, info, companyId, input):  # noqa: N802, N803, A002
-        return self._sim.company_write(input, companyId)
-
-    def companyDelete(self, info, id):  # noqa: N802, A002
-        return self._sim.delete_gid("companies", id, "deletedCompanyId")
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in RESOLVERS:
+            raise AttributeError(name)
+        return lambda info, **args: RESOLVERS[name](self._shop, self, info, **args)
 
 
 def _event_number(event: dict[str, Any]) -> int:
@@ -979,10 +754,6 @@ def _sort_key(sort_key: str):
     return lambda r: (r["id"], r["id"])
 
 
-def _cursor_tuple(key: tuple) -> tuple:
-    return tuple(key)
-
-
 def _encode_cursor(key: tuple, ident: int) -> str:
     return base64.b64encode(json.dumps({"last_id": ident, "last_value": list(key)}, ensure_ascii=False).encode()).decode()
 
@@ -995,4 +766,18 @@ def _decode_cursor(cursor: str) -> tuple:
         raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"}) from None
 
 
-__all__ = ["DEFAULT_TOKEN", "ShopifySimConfig", "ShopifySimulator"]
+def _event_value(event: dict[str, Any], name: str) -> Any:
+    if name == "created_at":
+        return event["createdAt"]
+    if name == "id":
+        return _event_number(event)
+    if name == "subject_type":
+        return event["subjectType"]
+    if name == "action":
+        return event["action"]
+    if name == "comments":
+        return "true"
+    return [event["message"]]
+
+
+__all__ = ["DEFAULT_TOKEN", "Shop", "ShopifySimConfig", "ShopifySimulator"]

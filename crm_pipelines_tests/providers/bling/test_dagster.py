@@ -5,12 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS
 from crm_pipelines.dagster_defs.webhook_sensors import targeted_run_request
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.providers.bling import PLUGIN
 from crm_pipelines.providers.bling.resource import BlingResource
 from crm_pipelines.providers.bling.simulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 
 def test_import_assets_materialize_against_the_simulator(start_bling_sim, sqlite_url, monkeypatch):
@@ -22,8 +22,8 @@ def test_import_assets_materialize_against_the_simulator(start_bling_sim, sqlite
     assets = [defs.get_assets_def(dg.AssetKey(["bling", e])) for e in ("contacts", "companies", "deals")]
     resource = BlingResource(client_id=dg.EnvVar("BLING_CLIENT_ID"), client_secret=dg.EnvVar("BLING_CLIENT_SECRET"),
                              refresh_token=dg.EnvVar("BLING_REFRESH_TOKEN"), base_url=sim.base_url + "/Api/v3", per_second=1000)
-    with dg.instance_for_test() as instance:
-        first = SYNC_PARTITIONS.get_first_partition_key()
+    with instance_with_integrations() as instance:
+        first = DEFAULT
         result = dg.materialize(assets, resources={"bling": resource, "crm_db": LocalDatabaseResource(url=sqlite_url)}, partition_key=first, instance=instance)
     assert result.success
     created = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata["created"].value

@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.providers.gestaoclick import PLUGIN
 from crm_pipelines.providers.gestaoclick.reader import STRATEGY
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations, metadata_by_asset
 
 ACCESS = "dagster-gc-access-token-7731"
 SECRET = "dagster-gc-secret-token-9902"
@@ -29,22 +29,13 @@ def sim(start_gestaoclick_sim, monkeypatch):
     return simulator
 
 
-def metadata_by_asset(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
-    return out
-
-
 def test_import_assets_scan_everything_and_propagate_deletions(sim, sqlite_url):
     defs = build_definitions()
     assets = [defs.get_assets_def(key) for key in KEYS]
     # The plugin's own resource, configured from the environment like in production.
     resources = {"gestaoclick": PLUGIN.default_resource(), "crm_db": LocalDatabaseResource(url=sqlite_url)}
-    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
-        first = SYNC_PARTITIONS.get_first_partition_key()
-    with dg.instance_for_test() as instance:
+    first = DEFAULT
+    with instance_with_integrations() as instance:
         result = dg.materialize(assets, resources=resources, partition_key=first, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
@@ -55,7 +46,7 @@ def test_import_assets_scan_everything_and_propagate_deletions(sim, sqlite_url):
         sim.modify("contacts", 4)
         gone = sim.delete("companies", 3)
         sim.create("deals", 2)
-        result = dg.materialize(assets, resources=resources, partition_key=partition_key_for(datetime.now(UTC)), instance=instance)
+        result = dg.materialize(assets, resources=resources, partition_key=DEFAULT, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
         assert (meta["gestaoclick/contacts"]["updated"], meta["gestaoclick/contacts"]["unchanged"]) == (4, 86)
@@ -84,8 +75,8 @@ def test_export_asset_creates_clientes(sim, sqlite_url):
         conn.execute(insert(contacts), [{"email": f"exportado{i}@exemplo.com.br", "first_name": "Estêvão", "last_name": f"Simões {i}", "created_at": now, "updated_at": now} for i in range(7)])
     defs = build_definitions()
     resources = {"gestaoclick": PLUGIN.default_resource(), "crm_db": LocalDatabaseResource(url=sqlite_url)}
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([defs.get_assets_def(dg.AssetKey(["gestaoclick", "contacts_export"]))], resources=resources, instance=instance)
+    with instance_with_integrations() as instance:
+        result = dg.materialize([defs.get_assets_def(dg.AssetKey(["gestaoclick", "contacts_export"]))], resources=resources, instance=instance, partition_key=DEFAULT)
         assert result.success
     assert sim.count("contacts") == 97
     assert len(store.linked_records("gestaoclick", "contacts")) == 7

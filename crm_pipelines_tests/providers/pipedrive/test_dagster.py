@@ -7,22 +7,14 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.providers.pipedrive.resource import PipedriveResource
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations, metadata_by_asset
 
 TOKEN = "dagster-pipedrive-secret-token-7"
 UTC = timezone.utc
 KEYS = [dg.AssetKey(["pipedrive", e]) for e in ("contacts", "companies", "deals")]
-
-
-def metadata_by_asset(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
-    return out
 
 
 def test_initial_then_incremental_materialization(start_pipedrive_sim, sqlite_url, monkeypatch):
@@ -35,9 +27,8 @@ def test_initial_then_incremental_materialization(start_pipedrive_sim, sqlite_ur
     assert isinstance(defs.resources["pipedrive"], PipedriveResource)
     assets = [defs.get_assets_def(key) for key in KEYS]
     resources = {"pipedrive": defs.resources["pipedrive"], "crm_db": LocalDatabaseResource(url=sqlite_url)}
-    with dg.partition_loading_context(effective_dt=now):
-        first = SYNC_PARTITIONS.get_first_partition_key()
-    with dg.instance_for_test() as instance:
+    first = DEFAULT
+    with instance_with_integrations() as instance:
         result = dg.materialize(assets, resources=resources, partition_key=first, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
@@ -47,7 +38,7 @@ def test_initial_then_incremental_materialization(start_pipedrive_sim, sqlite_ur
         sim.modify("persons", n=25)
         sim.delete("deals", 3)
         new = sim.create("organizations", 4)
-        result = dg.materialize(assets, resources=resources, partition_key=partition_key_for(datetime.now(UTC)), instance=instance)
+        result = dg.materialize(assets, resources=resources, partition_key=DEFAULT, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
         assert meta["pipedrive/contacts"]["strategy"] == "delta"

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
 from crm_pipelines.definitions import build_definitions, defs
 from crm_pipelines.providers.salesforce.resource import SalesforceResource
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations, metadata_by_asset
 
 UTC = timezone.utc
 SECRET = "dagster-test-client-secret-77"
@@ -23,22 +23,13 @@ def resources(sim, db_url):
     return {"salesforce": resource, "crm_db": LocalDatabaseResource(url=db_url)}
 
 
-def metadata_by_asset(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        out[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
-    return out
-
-
 def test_initial_then_incremental_import_runs(start_salesforce_sim, sqlite_url):
     now = datetime.now(UTC)
     sim = start_salesforce_sim(seed=12, contacts=1500, companies=120, deals=200, client_secret=SECRET, refresh_tokens=(REFRESH,),
                                reference_time=now - timedelta(hours=2), clock_start=now)
     assets = [defs.get_assets_def(key) for key in KEYS]
-    with dg.partition_loading_context(effective_dt=now):
-        first = SYNC_PARTITIONS.get_first_partition_key()
-    with dg.instance_for_test() as instance:
+    first = DEFAULT
+    with instance_with_integrations() as instance:
         result = dg.materialize(assets, resources=resources(sim, sqlite_url), partition_key=first, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
@@ -48,7 +39,7 @@ def test_initial_then_incremental_import_runs(start_salesforce_sim, sqlite_url):
 
         changed = sim.modify("contacts", n=25)
         new = sim.create("deals", 4)
-        result = dg.materialize(assets, resources=resources(sim, sqlite_url), partition_key=partition_key_for(datetime.now(UTC)), instance=instance)
+        result = dg.materialize(assets, resources=resources(sim, sqlite_url), partition_key=DEFAULT, instance=instance)
         assert result.success
         meta = metadata_by_asset(result)
         assert meta["salesforce/contacts"]["fetched"] == len(changed) == 25
@@ -72,9 +63,8 @@ def test_import_job_from_the_definitions_with_environment_variables(start_salesf
     monkeypatch.setenv("CRM_DATABASE_URL", sqlite_url)
     definitions = build_definitions()
     job = definitions.resolve_job_def("salesforce_import")
-    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
-        first = SYNC_PARTITIONS.get_first_partition_key()
-    with dg.instance_for_test() as instance:
+    first = DEFAULT
+    with instance_with_integrations() as instance:
         result = job.execute_in_process(instance=instance, partition_key=first)
         assert result.success
         for entry in instance.all_logs(result.run_id):
@@ -87,9 +77,8 @@ def test_import_job_from_the_definitions_with_environment_variables(start_salesf
 def test_quota_share_fails_the_run_without_retries_and_with_the_figures(start_salesforce_sim, sqlite_url):
     sim = start_salesforce_sim(seed=2, contacts=500, companies=0, deals=0, client_secret=SECRET, refresh_tokens=(REFRESH,), daily_api_limit=1000)
     sim.add_api_usage(950)
-    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
-        first = SYNC_PARTITIONS.get_first_partition_key()
-    with dg.instance_for_test() as instance:
+    first = DEFAULT
+    with instance_with_integrations() as instance:
         # the first call learns the usage (951 of 1,000), the second would pass the 90% share
         result = dg.materialize([defs.get_assets_def(KEYS[0])], resources=resources(sim, sqlite_url), partition_key=first, instance=instance, raise_on_error=False)
         assert not result.success

@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
-from crm_pipelines.dagster_defs.partitions import SYNC_PARTITIONS, partition_key_for
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.providers.shopify.resource import ShopifyResource
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 TOKEN = "shpat_dagster_secret_token_42"
 UTC = timezone.utc
@@ -42,14 +42,13 @@ def run(defs, sim, db_url, instance, partition_key, sweep="daily"):
 
 
 def first_key():
-    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
-        return SYNC_PARTITIONS.get_first_partition_key()
+    return DEFAULT
 
 
 def test_initial_sync_then_incremental_run(sim_for, sqlite_url):
     sim = sim_for()
     defs = build_definitions()
-    with dg.instance_for_test() as instance:
+    with instance_with_integrations() as instance:
         meta = run(defs, sim, sqlite_url, instance, first_key())
         assert meta["shopify/contacts"]["created"] == 800
         assert meta["shopify/companies"]["created"] == 30
@@ -59,7 +58,7 @@ def test_initial_sync_then_incremental_run(sim_for, sqlite_url):
         changed = sim.modify("contacts", n=25)
         new = sim.create("deals", 4)
         gone = sim.delete("contacts", 3)
-        meta = run(defs, sim, sqlite_url, instance, partition_key_for(datetime.now(UTC)), sweep="always")
+        meta = run(defs, sim, sqlite_url, instance, DEFAULT, sweep="always")
         assert meta["shopify/contacts"]["fetched"] == len(set(changed) - set(gone))
         assert meta["shopify/contacts"]["deleted"] == 3
         assert meta["shopify/deals"]["created"] == len(new) == 4
@@ -78,7 +77,7 @@ def test_initial_sync_then_incremental_run(sim_for, sqlite_url):
 
 def test_store_without_b2b_skips_companies_and_syncs_the_rest(sim_for, sqlite_url):
     sim = sim_for(b2b=False, customers=100, orders=20)
-    with dg.instance_for_test() as instance:
+    with instance_with_integrations() as instance:
         meta = run(build_definitions(), sim, sqlite_url, instance, first_key())
     assert "B2B" in meta["shopify/companies"]["skipped"]
     assert meta["shopify/contacts"]["created"] == 100 and meta["shopify/deals"]["created"] == 20

@@ -1,0 +1,229 @@
+"""Salesforce Bulk API 2.0 on the simulator: query jobs and ingest jobs (PROVIDERS.md §10).
+
+* Query: ``POST /jobs/query`` ``{"operation": "query"|"queryAll", "query": SOQL}`` -> ``UploadComplete``;
+  ``GET /jobs/query/{id}`` -> ``InProgress`` until ``bulk_processing_s`` of simulated time have
+  passed, then ``JobComplete`` with ``numberRecordsProcessed``; ``GET .../results?maxRecords=&locator=``
+  answers CSV pages with ``Sforce-NumberOfRecords`` and ``Sforce-Locator`` (``null`` on the last
+  page); ``PATCH {"state": "Aborted"}``, ``DELETE``, ``GET /jobs/query`` lists the org's jobs.
+* Ingest: ``POST /jobs/ingest`` ``{"object", "operation": insert|update|upsert|delete|hardDelete,
+  "externalIdFieldName"}`` -> ``Open``; ``PUT .../batches`` with CSV (header row = field names, at
+  most ``bulk_upload_max_bytes``); ``PATCH {"state": "UploadComplete"}`` processes every row as
+  sObject Collections would (same validation, per-row failures); ``successfulResults/``
+  (``sf__Id``, ``sf__Created``), ``failedResults/`` (``sf__Id``, ``sf__Error``) and
+  ``unprocessedrecords/`` once ``JobComplete``. A header naming an unknown field fails the job.
+
+Choices where the reference is silent: results are the query's rows when the job was created;
+empty CSV cells leave a field unset; a result page without ``maxRecords`` holds every remaining row.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from typing import Any
+
+from crm_pipelines.simulator.server import ApiError, Request, Response, api
+
+JOBS = "/services/data/v{version}/jobs/{kind:query|ingest}"
+OPERATIONS = {"query": ("query", "queryAll"), "ingest": ("insert", "update", "upsert", "delete", "hardDelete")}
+
+
+class BulkJobs:
+    """The Bulk API 2.0 routes, mixed into the Salesforce simulator (whose helpers they use)."""
+
+    @api("POST", JOBS, name="POST /jobs/{kind}")
+    def _bulk_create(self, request: Request) -> Response:
+        kind, org, body = request.params["kind"], request.account, request.json() or {}
+        operation = body.get("operation")
+        if operation not in OPERATIONS[kind]:
+            raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
+        now = self.clock.now_ms()
+        job = {"id": _job_id(org), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": _iso(now), "systemModstamp": _iso(now),
+               "state": "Open" if kind == "ingest" else "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
+               "apiVersion": float(request.params["version"]), "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA")}
+        internal: dict[str, Any] = {"kind": kind, "ready_ms": None, "processed": 0, "failed": 0, "data": [], "results": ([], [], [])}
+        if kind == "query":
+            store, query, rows = self._select(request, body.get("query"), operation == "queryAll")
+            fields = [store.fields[n.lower()] for n in query.fields]
+            internal["rows"] = [[f.name for f in fields]] + [[_cell(store.get(rec, f.name), f.kind) for f in fields] for rec in rows]
+            internal.update(ready_ms=now + int(self.config.bulk_processing_s * 1000), processed=len(rows))
+            job["object"] = store.sobject
+            org.bulk_query_jobs += 1
+        else:
+            store = self._store(request, str(body.get("object") or ""))
+            ext = store.field(str(body.get("externalIdFieldName") or ""))
+            if operation == "upsert" and (ext is None or not (ext.external_id or ext.name == "Id")):
+                raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : External ID field {body.get('externalIdFieldName')} is not an external id of {store.sobject}")
+            job |= {"object": store.sobject, "externalIdFieldName": body.get("externalIdFieldName"),
+                    "contentUrl": f"services/data/v{request.params['version']}/jobs/ingest/{job['id']}/batches"}
+        org.jobs[job["id"]] = (job, internal)
+        return Response.json(200, job)
+
+    @api("GET", JOBS, name="GET /jobs/{kind}")
+    def _bulk_list(self, request: Request) -> Response:
+        jobs = [self._job_info(job, internal) for job, internal in request.account.jobs.values() if internal["kind"] == request.params["kind"]]
+        return Response.json(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
+
+    @api("GET", JOBS + "/{job}", name="GET /jobs/{kind}/{id}")
+    def _bulk_get(self, request: Request) -> Response:
+        return Response.json(200, self._job_info(*self._job(request)))
+
+    @api("DELETE", JOBS + "/{job}", name="DELETE /jobs/{kind}/{id}")
+    def _bulk_delete(self, request: Request) -> Response:
+        job, _ = self._job(request)
+        del request.account.jobs[job["id"]]
+        return Response.empty(204)
+
+    @api("PATCH", JOBS + "/{job}", name="PATCH /jobs/{kind}/{id}")
+    def _bulk_state(self, request: Request) -> Response:
+        job, internal = self._job(request)
+        state = (request.json() or {}).get("state")
+        if state == "Aborted" and job["state"] in ("Open", "UploadComplete", "InProgress"):
+            job["state"] = "Aborted"
+        elif state == "UploadComplete" and internal["kind"] == "ingest" and job["state"] == "Open":
+            job["state"] = "UploadComplete"
+            self._ingest(request, job, internal)
+        else:
+            raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Invalid state transition from {job['state']} to {state}")
+        return Response.json(200, dict(job))
+
+    @api("PUT", "/services/data/v{version}/jobs/ingest/{job}/batches", name="PUT /jobs/ingest/{id}/batches")
+    def _bulk_upload(self, request: Request) -> Response:
+        request.params["kind"] = "ingest"
+        job, internal = self._job(request)
+        if job["state"] != "Open":
+            raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not open for data upload")
+        if len(request.body) > self.config.bulk_upload_max_bytes:
+            raise _bulk_error(400, "INVALIDBATCH", f"InvalidBatch : Upload exceeds {self.config.bulk_upload_max_bytes} bytes")
+        rows = list(csv.reader(io.StringIO(request.body.decode("utf-8-sig"))))
+        if internal["data"] and rows and rows[0] != internal["data"][0]:
+            raise _bulk_error(400, "INVALIDBATCH", "InvalidBatch : Every upload of a job must have the same header row")
+        internal["data"] += rows if not internal["data"] else rows[1:]
+        request.account.bulk_batches += 1
+        return Response.empty(201)
+
+    @api("GET", "/services/data/v{version}/jobs/query/{job}/results", name="GET /jobs/query/{id}/results")
+    def _bulk_results(self, request: Request) -> Response:
+        request.params["kind"] = "query"
+        job, internal = self._job(request)
+        if self._job_info(job, internal)["state"] != "JobComplete":
+            raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
+        header, *rows = internal["rows"]
+        locator = request.query_value("locator") or ""
+        start = int(base64.b64decode(locator + "=" * (-len(locator) % 4)).decode() or 0) if locator else 0
+        size = int(request.query_value("maxRecords") or len(rows) or 1)
+        page, end = rows[start : start + size], start + size
+        locator = base64.b64encode(str(end).encode()).decode().rstrip("=") if end < len(rows) else "null"
+        return Response(200, {"Content-Type": "text/csv", "Sforce-NumberOfRecords": str(len(page)), "Sforce-Locator": locator}, _csv([header, *page]))
+
+    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords}/?",
+         name="GET /jobs/ingest/{id}/results")
+    def _bulk_ingest_results(self, request: Request) -> Response:
+        request.params["kind"] = "ingest"
+        job, internal = self._job(request)
+        if self._job_info(job, internal)["state"] not in ("JobComplete", "Failed", "Aborted"):
+            raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
+        which = ("successfulResults", "failedResults", "unprocessedrecords").index(request.params["which"])
+        return Response(200, {"Content-Type": "text/csv"}, _csv(internal["results"][which]))
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    def _job(self, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = request.account.jobs.get(request.params["job"])
+        if found is None or found[1]["kind"] != request.params["kind"]:
+            raise _bulk_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return found
+
+    def _job_info(self, job: dict[str, Any], internal: dict[str, Any]) -> dict[str, Any]:
+        """The job as ``GET`` shows it: ``InProgress`` until its processing time has passed."""
+        if job["state"] == "UploadComplete" and internal["ready_ms"] is not None:
+            job["state"] = "JobComplete" if self.clock.now_ms() >= internal["ready_ms"] else "UploadComplete"
+        state = "InProgress" if job["state"] == "UploadComplete" and internal["ready_ms"] is not None else job["state"]
+        info = job | {"state": state, "jobType": "V2Query" if internal["kind"] == "query" else "V2Ingest", "numberRecordsProcessed": internal["processed"],
+                      "retries": 0, "totalProcessingTime": 0}
+        return info | ({"numberRecordsFailed": internal["failed"]} if internal["kind"] == "ingest" else {})
+
+    def _ingest(self, request: Request, job: dict[str, Any], internal: dict[str, Any]) -> None:
+        """Apply every uploaded row as sObject Collections would, one result row each."""
+        store, operation = self._store(request, job["object"]), job["operation"]
+        header, *rows = internal["data"] or [[]]
+        internal["ready_ms"] = self.clock.now_ms() + int(self.config.bulk_processing_s * 1000)
+        unknown = [name for name in header if store.field(name) is None]
+        if unknown or (operation in ("update", "delete", "hardDelete") and "id" not in [h.lower() for h in header]):
+            job.update(state="Failed", errorMessage=f"InvalidBatch : Field name not found : {(unknown or ['Id'])[0]}")
+            internal["results"][2].extend([header, *rows])
+            return
+        done, failed = [["sf__Id", "sf__Created", *header]], [["sf__Id", "sf__Error", *header]]
+        now = self.stamp()
+        for row in rows:
+            values = {name: cell for name, cell in zip(header, row) if cell != ""}
+            rec_id, problems, rec, created = values.get("Id", ""), [], None, False
+            try:
+                typed = self._typed_values(store, values)
+                if operation == "insert":
+                    problems = self._record_problems(store, typed, creating=True)
+                elif operation == "upsert":
+                    owner = store.owner(typed.get(job["externalIdFieldName"]))
+                    rec = store.rows.get(owner) if owner else None
+                    problems = self._record_problems(store, typed, creating=rec is None, rec=rec)
+                else:
+                    rec, problems = self._existing(store, rec_id)
+                    if rec is not None and operation == "update":
+                        problems = self._record_problems(store, typed, creating=False, rec=rec)
+            except ApiError as exc:
+                problems = [{"statusCode": e.get("errorCode"), "message": e.get("message"), "fields": []} for e in _errors(exc)]
+            if problems:
+                failed.append([rec.id if rec else rec_id, "; ".join(f"{p['statusCode']}:{p['message']}:{','.join(p['fields'])} --" for p in problems), *row])
+                continue
+            if operation == "delete":
+                self._delete_rec(store, rec, now)
+            elif operation == "hardDelete":
+                store.delete(rec, now, hard=True)
+            else:
+                created = rec is None
+                rec = self.write(store, rec, typed, now)
+            done.append([rec.id, "true" if created else "false", *row])
+        internal["results"] = (done, failed, [header])
+        internal.update(processed=len(rows), failed=len(failed) - 1)
+
+
+def _job_id(org: Any) -> str:
+    from crm_pipelines.providers.salesforce.simulator import base62, id18
+
+    org.job_serial += 1
+    return id18("7505g" + base62(org.job_serial))
+
+
+def _iso(ms: int) -> str:
+    from crm_pipelines.simulator.clock import utc_iso_ms
+
+    return utc_iso_ms(ms)[:-1] + "+0000"
+
+
+def _cell(value: Any, kind: str) -> str:
+    """A CSV cell as Bulk API 2.0 writes it: empty for null, ISO datetimes with ``Z``, lower-case booleans."""
+    if value is None:
+        return ""
+    if kind == "datetime":
+        return _iso(value)[:-5] + "Z"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+def _errors(exc: ApiError) -> list[dict[str, Any]]:
+    from crm_pipelines.simulator.server import json_loads
+
+    body = json_loads(exc.response.body) if exc.response.body else []
+    return body if isinstance(body, list) else [body]
+
+
+def _bulk_error(status: int, code: str, message: str) -> ApiError:
+    return ApiError(Response.json(status, [{"errorCode": code, "message": message}]))
