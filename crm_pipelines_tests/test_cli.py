@@ -229,9 +229,12 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
             clock.sleep(1)
         else:
             pytest.fail("the Dagster UI did not come up")
-        jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}, timeout=30).json()
+        query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { location { name } jobs { name } } } } }"
+        jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=30).json()
         names = {j["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"] for j in node["jobs"]}
         assert {"hubspot_import", "hubspot_export", "bling_import"} <= names
+        # The same code location name as production's workspace.yaml: schedule and sensor state carries over.
+        assert {node["location"]["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"]} == {"crm_pipelines"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -299,13 +299,25 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The code location's name everywhere (workspace.yaml, pyproject's [tool.dagster] and [tool.dg]):
+#: schedule and sensor state started under ``dev`` carries over to production.
+CODE_LOCATION = "crm_pipelines"
+
+
+def _workspace_file(home: str) -> str:
+    """A workspace naming the code location as production does (``dagster dev -m`` would name it after the module)."""
+    path = Path(home) / "workspace.yaml"
+    path.write_text(f"load_from:\n  - python_module:\n      module_name: crm_pipelines.definitions\n      location_name: {CODE_LOCATION}\n")
+    return str(path)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the simulators and ``dagster dev`` wired to them (UI on http://127.0.0.1:3000)."""
     simulators, env = _start_all(args)
-    _dagster_home()
+    home = _dagster_home()
     print(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in simulators.items())}; starting dagster dev ...")
     try:
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=dict(os.environ, **env))
+        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", _workspace_file(home), "-p", str(args.ui_port)], env=dict(os.environ, **env))
     finally:
         for simulator in simulators.values():
             simulator.stop()
