@@ -149,6 +149,23 @@ def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monke
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_async_says_in_one_line_what_to_set(env, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "sync", "hubspot", "--async")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "set DAGSTER_HOME" in err
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
+    code, _, err = run(capsys, "export", "hubspot", "--async", "--dry-run")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "HUBSPOT_ACCESS_TOKEN" in err and "drop --async" in err
+    (home / "dev.env").write_text("export HUBSPOT_ACCESS_TOKEN=x\n")  # what a running `crm-pipelines dev` leaves
+    code, _, err = run(capsys, "sync", "hubspot", "--async")
+    assert code == 1 and f"source {home / 'dev.env'}" in err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
     import os
     import signal
@@ -226,6 +243,8 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
         jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}, timeout=30).json()
         names = {j["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"] for j in node["jobs"]}
         assert {"hubspot_import", "hubspot_export", "bling_import"} <= names
+        settings = (tmp_path / "home" / "dev.env").read_text()  # other shells source it for --async
+        assert "export HUBSPOT_ACCESS_TOKEN=" in settings and f"export DAGSTER_HOME={tmp_path / 'home'}" in settings
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

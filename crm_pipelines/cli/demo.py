@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -207,13 +208,31 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the simulators and ``dagster dev`` wired to them (UI on http://127.0.0.1:3000)."""
     simulators, env = _start_all(args)
-    _dagster_home()
+    home = _dagster_home()
+    settings = _write_dev_env(home, env)
     print(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in simulators.items())}; starting dagster dev ...")
+    print(f"other shells (crm-pipelines sync --async ...): source {settings}")
     try:
         return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=dict(os.environ, **env))
     finally:
+        settings.unlink(missing_ok=True)
         for simulator in simulators.values():
             simulator.stop()
+
+
+def _write_dev_env(home: str, env: dict[str, str]) -> Path:
+    """``$DAGSTER_HOME/dev.env``: the settings dev gives its processes, for ``source`` in another shell."""
+    from crm_pipelines.cli.async_checks import DEV_ENV_FILE
+
+    values = {"DAGSTER_HOME": home, **env}
+    for name in ("CRM_DATABASE_URL", "CRM_SECRET_KEY"):
+        if os.environ.get(name):
+            values[name] = os.environ[name]
+    path = Path(home) / DEV_ENV_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+    return path
 
 
 def add_parsers(sub) -> None:
