@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from crm_pipelines.cli import main
+from crm_pipelines.core.processes import stop_group as stop_group_id
 from crm_pipelines.storage.schema import contacts
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.processes import group_members, stop_group
 
 TOKEN = "cli-token"
 
@@ -211,6 +213,7 @@ def test_demo_runs_and_reconciles(db_url, tmp_path):
     assert rows[0][2] == "300"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
     import os
@@ -226,12 +229,14 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"), CRM_DATABASE_URL=db_url)
+    dagster_group = None
+    log = tmp_path / "dev.log"
     proc = subprocess.Popen([sys.executable, "-m", "crm_pipelines.cli", "dev", "--providers", "hubspot", "--ui-port", str(port)],
-                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = clock.monotonic() + 180
         while clock.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
                     break
@@ -245,9 +250,28 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
         assert {"hubspot_import", "hubspot_export", "bling_import"} <= names
         settings = (tmp_path / "home" / "dev.env").read_text()  # other shells source it for --async
         assert "export HUBSPOT_ACCESS_TOKEN=" in settings and f"export DAGSTER_HOME={tmp_path / 'home'}" in settings
+        # `kill PID` of the wrapper alone stops dagster dev and everything it started.
+        dagster_group = next(p for p in _children(proc.pid) if "dagster dev" in p[1])[0]
+        assert group_members(dagster_group), "dagster dev runs in its own process group"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+        assert not group_members(dagster_group), f"left running after kill {proc.pid}: {group_members(dagster_group)}"
+        assert not (tmp_path / "home" / "dev.env").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop_group(proc)
+        if dagster_group:
+            stop_group_id(dagster_group, timeout_s=10)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(process group, command line) of ``pid``'s direct children."""
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if entry.name.isdigit() and int(fields[1]) == pid:
+                found.append((int(fields[2]), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -213,11 +213,29 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in simulators.items())}; starting dagster dev ...")
     print(f"other shells (crm-pipelines sync --async ...): source {settings}")
     try:
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=dict(os.environ, **env))
+        return _run_in_own_group([sys.executable, "-m", "dagster", "dev", "-m", "crm_pipelines.definitions", "-p", str(args.ui_port)], env=dict(os.environ, **env))
     finally:
         settings.unlink(missing_ok=True)
         for simulator in simulators.values():
             simulator.stop()
+
+
+def _run_in_own_group(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` in its own process group, forward SIGTERM/SIGINT/SIGHUP to the whole group,
+    and return once every process of it (``dagster dev``'s webserver, daemon, code servers) is gone."""
+    from crm_pipelines.core.processes import signal_group, stop_group
+
+    proc = subprocess.Popen(command, env=env, process_group=0)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: signal_group(proc.pid, signum)) for sig in forwarded}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_group(proc.pid, timeout_s=30.0)
+        proc.wait()
+    return 0 if code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP) else code
 
 
 def _write_dev_env(home: str, env: dict[str, str]) -> Path:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+from crm_pipelines.core.processes import signal_group
 
 
 def group_members(pgid: int) -> list[str]:
@@ -25,26 +26,17 @@ def group_members(pgid: int) -> list[str]:
     return members
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def stop_group(proc: subprocess.Popen, timeout_s: float = 60.0, sig: int = signal.SIGTERM) -> list[str]:
     """Send ``sig`` to the group ``proc`` leads (even if ``proc`` itself has exited), wait until every
     member is gone, SIGKILL what is left after ``timeout_s``. Returns what had to be killed."""
     pgid = proc.pid
-    _signal_group(pgid, sig)
+    signal_group(pgid, sig)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        proc.poll()
-        if not group_members(pgid):
-            break
+    while group_members(pgid) and time.monotonic() < deadline:
+        proc.poll()  # reap the leader: a zombie is no survivor
         time.sleep(0.5)
     survivors = group_members(pgid)
-    _signal_group(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
