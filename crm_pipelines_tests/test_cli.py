@@ -195,6 +195,7 @@ def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
         assert proc.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_demo_runs_and_reconciles(db_url, tmp_path):
     import os
     import subprocess
