@@ -214,6 +214,32 @@ def test_demo_runs_and_reconciles(db_url, tmp_path):
     assert rows[0][2] == "300"
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_output_is_its_tables_with_a_linked_column(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-m", "crm_pipelines.cli", "demo", "--providers", "hubspot", "--records", "60", "--changes", "3",
+                           "--database", db_url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert " - dagster - " not in done.stdout + done.stderr and "DEBUG" not in done.stdout + done.stderr
+    assert "Warning" not in done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("asset "))
+    assert header.split()[:6] == ["asset", "processed", "created", "updated", "linked", "unchanged"]
+
+
+def test_importing_the_definitions_warns_nothing_about_beta_apis():
+    import subprocess
+    import sys
+
+    code = ("import warnings, dagster as dg; [warnings.simplefilter('error', c) for c in (dg.BetaWarning, dg.PreviewWarning)]; "
+            "import crm_pipelines.definitions as d; d.defs.get_repository_def()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):

@@ -7,6 +7,7 @@ environment variables its plugin names point the Dagster resources at it.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import signal
@@ -97,7 +98,7 @@ def _materializations(result) -> list[dict[str, object]]:
         meta = {k: v.value for k, v in materialization.metadata.items()}
         rows.append({
             "asset": materialization.asset_key.to_user_string(), "processed": meta.get("fetched"), "created": meta.get("created"),
-            "updated": meta.get("updated"), "unchanged": meta.get("unchanged"), "errors": meta.get("failed"),
+            "updated": meta.get("updated"), "linked": meta.get("linked"), "unchanged": meta.get("unchanged"), "errors": meta.get("failed"),
             "duration_s": meta.get("duration_s"), "api_calls": meta.get("api_calls"), "429s": meta.get("rate_limited_429"),
             "strategy": meta.get("strategy") or meta.get("skipped", ""),
         })
@@ -111,8 +112,12 @@ def _run_and_report(instance, plugin, partition_key: str) -> bool:
 
     started = time.monotonic()
     job = defs.resolve_job_def(import_job_name(plugin.name))
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False)
-    _print_table(_materializations(result), ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
+    per_second = plugin.rate_limits.get("per_second")
+    if per_second and per_second <= 5:
+        print(f"({plugin.title} allows {per_second} requests per second: this run waits on that limit)", flush=True)
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False,
+                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    _print_table(_materializations(result), ["asset", "processed", "created", "updated", "linked", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s\n")
     return result.success
 
@@ -129,6 +134,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.database:
         os.environ["CRM_DATABASE_URL"] = args.database
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # The tables below say what each run did; Dagster's own event lines (300 DEBUG lines a demo) would bury them.
+    logging.getLogger("dagster").setLevel(logging.WARNING)
     dagster_home = _dagster_home()
     plugins = _selected(args.providers)
     simulators = {}
@@ -144,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ok = True
         for found in plugins:
             instance.add_dynamic_partitions(integration_partitions_name(found.name), [key])
-            print(f"== {found.title}: initial sync of integration {key} (its first run reads every record)")
+            print(f"== {found.title}: initial sync of integration {key} (its first run reads every record; linked: matched to a record already here)")
             ok &= _run_and_report(instance, found, key)
         if args.changes:
             for found in plugins:
@@ -152,6 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 for entity in found.entities:
                     simulator.modify(entity, n=min(args.changes, len(simulator.records(entity))))
                 print(f"== {found.title}: {args.changes} records per entity changed; incremental run of integration {key}")
+                print("(updated: a field kept here changed; unchanged: the provider reported a change to fields not kept here, or to the same values)")
                 ok &= _run_and_report(instance, found, key)
 
         print("Reconciliation (simulator vs local database):")
