@@ -247,13 +247,12 @@ def _run_in_own_group(command: list[str], env: dict[str, str]) -> int:
 
 
 def _write_dev_env(home: str, env: dict[str, str]) -> Path:
-    """``$DAGSTER_HOME/dev.env``: the settings dev gives its processes, for ``source`` in another shell."""
+    """``$DAGSTER_HOME/dev.env``: the settings only dev's processes have (its Dagster home, the
+    simulators' addresses and test credentials), for ``source`` in another shell. Your own
+    variables stay in your shell."""
     from crm_pipelines.cli.async_checks import DEV_ENV_FILE
 
     values = {"DAGSTER_HOME": home, **env}
-    for name in ("CRM_DATABASE_URL", "CRM_SECRET_KEY"):
-        if os.environ.get(name):
-            values[name] = os.environ[name]
     path = Path(home) / DEV_ENV_FILE
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
