@@ -213,3 +213,14 @@ def test_same_import_on_postgres_and_sqlite_gives_the_same_rows(make_sim, sqlite
         snapshots.append({e: {k: {f: v for f, v in row.items() if f not in ("id", "created_at", "updated_at")} for k, row in store.linked_records("hubspot", e).items()} for e in ("contacts", "companies", "deals")})
         store.dispose()
     assert snapshots[0] == snapshots[1]
+
+
+def test_an_epoch_timestamp_beyond_any_date_is_a_record_error():
+    from crm_pipelines.core.model import RecordError
+    from crm_pipelines.providers.hubspot.mapping import to_remote_record
+
+    huge = "9" * 20
+    bad_field = to_remote_record("deals", {"id": "1", "properties": {"closedate": huge, "dealname": "x"}, "updatedAt": "2025-01-01T00:00:00Z"})
+    bad_stamp = to_remote_record("contacts", {"id": "2", "properties": {}, "updatedAt": huge})
+    assert isinstance(bad_field, RecordError) and "closedate" in bad_field.message
+    assert isinstance(bad_stamp, RecordError) and "out of range" in bad_stamp.message
