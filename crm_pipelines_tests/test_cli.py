@@ -207,11 +207,17 @@ def test_demo_runs_and_reconciles(db_url, tmp_path):
                            "--changes", "5", "--database", db_url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout[done.stdout.index("Reconciliation"):]
-    rows = [line.split() for line in table.splitlines()[3:9]]
-    assert [(r[0], r[1]) for r in rows] == [("hubspot", "contacts"), ("hubspot", "companies"), ("hubspot", "deals"),
-                                            ("pipedrive", "contacts"), ("pipedrive", "companies"), ("pipedrive", "deals")]
-    assert all(r[2] == r[3] and r[4] == "0" and r[5] == "0" for r in rows), table
-    assert rows[0][2] == "300"
+    rows = [line.split() for line in table.splitlines()[3:12]]
+    # Two stores: the default one on both providers, and loja_b on its own HubSpot account.
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("hubspot", "default", "contacts"), ("hubspot", "default", "companies"), ("hubspot", "default", "deals"),
+        ("hubspot", "loja_b", "contacts"), ("hubspot", "loja_b", "companies"), ("hubspot", "loja_b", "deals"),
+        ("pipedrive", "default", "contacts"), ("pipedrive", "default", "companies"), ("pipedrive", "default", "deals")]
+    assert all(r[3] == r[4] and r[5] == "0" and r[6] == "0" for r in rows), table
+    assert rows[0][3] == "300" and rows[3][3] == "300"
+    # The same people in both HubSpot accounts: the same e-mails, a record in each store.
+    overlap = next(line for line in table.splitlines() if "e-mails are in both stores" in line)
+    assert int(overlap.split("); ")[1].split()[0]) > 0, overlap
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -63,13 +63,18 @@ def _wait(predicate, timeout_s: float, what: str, processes=()):
 
 
 @pytest.fixture
-def deployment(tmp_path, make_postgres_database, start_hubspot_sim, monkeypatch):
+def sim_sizes():
+    return {"contacts": 400, "companies": 60, "deals": 80, "burst_limit": 100}
+
+
+@pytest.fixture
+def deployment(tmp_path, make_postgres_database, start_hubspot_sim, monkeypatch, sim_sizes):
     dagster_url = make_url(make_postgres_database()).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     crm_url = make_postgres_database()
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
-    sim = start_hubspot_sim(seed=21, contacts=400, companies=60, deals=80, tokens=(TOKEN,), burst_limit=100)
+    sim = start_hubspot_sim(seed=21, tokens=(TOKEN,), **sim_sizes)
     env = dict(
         os.environ,
         DAGSTER_HOME=str(home),
@@ -198,3 +203,82 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
     finally:
         store.dispose()
     instance.dispose()
+
+
+def _start_schedule(url: str) -> None:
+    data = _graphql(url, """
+        mutation($selector: ScheduleSelector!) {
+          startSchedule(scheduleSelector: $selector) { __typename ... on PythonError { message } }
+        }""", {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "hubspot_incremental"}})
+    assert data["startSchedule"]["__typename"] == "ScheduleStateResult", data
+
+
+def _reconciles(crm_url: str, sim) -> None:
+    store = LocalStore.open(crm_url)
+    try:
+        for entity in ("contacts", "companies", "deals"):
+            assert set(store.linked_records("hubspot", entity)) == set(sim.records(entity)), entity
+            assert store.count(entity) == len(sim.records(entity)), f"{entity}: duplicates or leftovers"
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("sim_sizes", [{"contacts": 3000, "companies": 60, "deals": 80, "burst_limit": 12}])
+def test_a_killed_run_worker_is_retried_and_the_next_scheduled_run_goes_through(deployment, sim_sizes):
+    """kill -9 of a run's worker mid-step: the run fails, its retry and the next tick run, nothing is lost or doubled."""
+    url, sim, crm_url = deployment["url"], deployment["sim"], deployment["crm_url"]
+    # The default integration, synced on every tick (the tick is every minute here).
+    store = LocalStore.open(crm_url)
+    try:
+        store.integrations.update(store.integrations.default_for("hubspot"), settings={"cadence_minutes": 1})
+    finally:
+        store.dispose()
+    instance = dg.DagsterInstance.from_config(str(deployment["home"]))
+    _start_schedule(url)
+
+    def scheduled_runs():
+        return [r for r in instance.get_runs() if r.tags.get("dagster/schedule_name") == "hubspot_incremental"]
+
+    def working_run():
+        # A scheduled run whose step has started and is reading (12 calls per 10 s: it reads for a while).
+        for run in scheduled_runs():
+            if run.status == dg.DagsterRunStatus.STARTED and sim.stats["total_requests"] >= 4:
+                pids = {e.dagster_event.pid for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+                if pids:
+                    return run, pids.pop()
+        return None
+
+    victim, pid = _wait(working_run, 300, "a scheduled run reading from the provider", deployment["processes"])
+    os.kill(pid, signal.SIGKILL)
+
+    def status(run_id):
+        return instance.get_run_by_id(run_id).status
+
+    _wait(lambda: status(victim.run_id) == dg.DagsterRunStatus.FAILURE, 120, "the killed run to be marked failed", deployment["processes"])
+    retry = _wait(lambda: next((r for r in instance.get_runs() if r.tags.get("dagster/parent_run_id") == victim.run_id
+                                and r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)), None),
+                  420, "the retry of the killed run to finish", deployment["processes"])
+    assert retry.status == dg.DagsterRunStatus.SUCCESS, f"retry {retry.run_id} ended {retry.status}"
+    # Nothing of the killed run recorded anything after it was marked failed (its step died with it).
+    events = [e.dagster_event.event_type_value for e in instance.all_logs(victim.run_id) if e.dagster_event]
+    assert "ASSET_MATERIALIZATION" not in events[events.index("PIPELINE_FAILURE"):], events[-10:]
+    _reconciles(crm_url, sim)
+
+    # The provider changes; the next scheduled run (after the retry) goes through and brings the change.
+    changed = sim.modify("contacts", n=5)
+    retry_end = instance.get_run_record_by_id(retry.run_id).end_time
+    later = _wait(lambda: next((r for r in scheduled_runs() if r.run_id not in (victim.run_id, retry.run_id)
+                                and instance.get_run_record_by_id(r.run_id).create_timestamp.timestamp() > retry_end
+                                and r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)), None),
+                  300, "the next scheduled run to finish", deployment["processes"])
+    assert later.status == dg.DagsterRunStatus.SUCCESS, f"scheduled run {later.run_id} ended {later.status}"
+    _reconciles(crm_url, sim)
+    store = LocalStore.open(crm_url)
+    try:
+        local = store.linked_records("hubspot", "contacts")
+        for external_id in changed:
+            assert local[external_id]["email"] == (sim.records("contacts")[external_id]["properties"].get("email") or None)
+    finally:
+        store.dispose()
+    instance.dispose()
+

@@ -122,6 +122,84 @@ def _run_and_report(instance, plugin, partition_key: str) -> bool:
     return result.success
 
 
+#: The second store of the demo: its own account at the first provider demonstrated.
+SECOND_STORE = "loja_b"
+
+
+def connection_from_env(plugin, env: dict[str, str]) -> dict[str, str]:
+    """An integration's connection holding the values ``env`` gives the provider's resource fields.
+
+    The provider's default resource is built with each variable set to a marker, so a field read
+    from a variable (an ``EnvVar`` or a value read at build time) is found whichever way it is read.
+    """
+    from dagster import EnvVar
+
+    markers = {name: f"@@{name}@@" for name in env}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(markers)
+    try:
+        template = plugin.default_resource()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    by_marker = {marker: name for name, marker in markers.items()}
+    connection = {}
+    for field in plugin.resource_type().model_fields:
+        value = getattr(template, field, None)
+        variable = value.env_var_name if isinstance(value, EnvVar) else by_marker.get(value) if isinstance(value, str) else None
+        if variable in env:
+            connection[field] = env[variable]
+    return connection
+
+
+def _add_second_store(plugin, simulator):
+    """Register store ``loja_b`` with an integration on its own account (simulator) of ``plugin``."""
+    from crm_pipelines.storage.store import LocalStore
+
+    store = LocalStore.open()
+    try:
+        registry = store.integrations
+        registry.ensure_store(SECOND_STORE, "Loja B")
+        connection = connection_from_env(plugin, plugin.simulator_env(simulator))
+        for field in plugin.secret_fields():
+            if field in connection:
+                # Secrets as references to this process's environment, as a deployment would
+                # reference its secret store (no encryption key needed for the demo).
+                variable = f"CRM_DEMO_{SECOND_STORE.upper()}_{plugin.name.upper()}_{field.upper()}"
+                os.environ[variable] = connection[field]
+                connection[field] = {"env": variable}
+        existing = registry.list(store=SECOND_STORE, provider=plugin.name)
+        if existing:
+            return registry.update(existing[0], connection=connection)
+        return registry.add(plugin.name, store=SECOND_STORE, key=SECOND_STORE, connection=connection)
+    finally:
+        store.dispose()
+
+
+def _store_overlap() -> str:
+    """How many e-mails both stores hold, and that each is a record of its own store."""
+    from sqlalchemy import func, select
+
+    from crm_pipelines.storage.schema import contacts
+    from crm_pipelines.storage.store import LocalStore
+
+    store = LocalStore.open()
+    try:
+        with store.engine.connect() as conn:
+            per_store = dict(conn.execute(select(contacts.c.store_id, func.count()).where(contacts.c.email.is_not(None)).group_by(contacts.c.store_id)).all())
+            shared = conn.execute(select(func.count()).select_from(
+                select(contacts.c.email).where(contacts.c.email.is_not(None)).group_by(contacts.c.email)
+                .having(func.count(func.distinct(contacts.c.store_id)) > 1).subquery())).scalar_one()
+            names = {s.id: s.key for s in store.integrations.stores()}
+        held = ", ".join(f"{names.get(store_id, store_id)} {n}" for store_id, n in sorted(per_store.items()))
+        return f"Contacts with an e-mail per store ({held}); {shared} e-mails are in both stores, each a record of its own store"
+    finally:
+        store.dispose()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the simulators, run each provider's full import as a real Dagster run, then an incremental one."""
     import dagster as dg
@@ -153,6 +231,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             instance.add_dynamic_partitions(integration_partitions_name(found.name), [key])
             print(f"== {found.title}: initial sync of integration {key} (its first run reads every record; linked: matched to a record already here)")
             ok &= _run_and_report(instance, found, key)
+        second = None
+        if args.second_store and plugins:
+            # A second store with its own account at the first provider: the same people (the same
+            # seed), so the same e-mails live in both stores as separate records.
+            second = next((p for p in plugins if p.name == "hubspot"), plugins[0])
+            sizes = (args.records, args.records // 5, args.records // 4) if args.records else DEMO_SIZES.get(second.name, (500, 100, 200))
+            simulators[(second.name, SECOND_STORE)] = other = start_simulator(second.name, sizes=sizes, seed=args.seed)
+            integration = _add_second_store(second, other)
+            instance.add_dynamic_partitions(integration_partitions_name(second.name), [integration.key])
+            print(f"== {second.title}: initial sync of store {SECOND_STORE}'s own account (integration {integration.key}, simulator {other.base_url})")
+            ok &= _run_and_report(instance, second, integration.key)
         if args.changes:
             for found in plugins:
                 simulator = simulators[found.name]
@@ -165,18 +254,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("Reconciliation (simulator vs local database):")
         store = LocalStore.open()
         recon = []
-        for found in plugins:
-            simulator = simulators[found.name]
+        targets = [(found, DEFAULT_INTEGRATION_KEY, simulators[found.name]) for found in plugins]
+        if second is not None:
+            targets.insert(plugins.index(second) + 1, (second, SECOND_STORE, simulators[(second.name, SECOND_STORE)]))
+        for found, key, simulator in targets:
+            integration = store.integrations.get(found.name, key)
             for entity in found.entities:
                 remote = set(simulator.records(entity))
-                local = set(store.linked_records(found.name, entity))
-                recon.append({"provider": found.name, "entity": entity, "simulator": len(remote), "local": len(local),
+                local = set(store.linked_records(integration, entity))
+                recon.append({"provider": found.name, "integration": key, "entity": entity, "simulator": len(remote), "local": len(local),
                               "missing": len(remote - local), "extra": len(local - remote)})
         store.dispose()
-        _print_table(recon, ["provider", "entity", "simulator", "local", "missing", "extra"])
+        _print_table(recon, ["provider", "integration", "entity", "simulator", "local", "missing", "extra"])
+        if second is not None:
+            print(_store_overlap())
         for name, simulator in simulators.items():
             stats = simulator.stats
-            print(f"{name}: {stats['total_requests']} API requests served, {stats['rate_limited_total']} of them rate limited")
+            label = name if isinstance(name, str) else f"{name[0]} ({name[1]})"
+            print(f"{label}: {stats['total_requests']} API requests served, {stats['rate_limited_total']} of them rate limited")
         return 0 if ok and all(r["missing"] == 0 and r["extra"] == 0 for r in recon) else 1
     finally:
         for simulator in simulators.values():
@@ -266,6 +361,8 @@ def add_parsers(sub) -> None:
     demo.add_argument("--records", type=int, default=0, help="contacts per simulator (companies and deals follow); default: sized per provider")
     demo.add_argument("--changes", type=int, default=25, help="records per entity to change before the incremental runs (0: skip them)")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--no-second-store", dest="second_store", action="store_false",
+                      help=f"skip store {SECOND_STORE}, which has its own account at the first provider (HubSpot when selected)")
     demo.add_argument("--database", help="SQLAlchemy URL of the local database (default: $CRM_DATABASE_URL or ./crm_pipelines.db)")
     demo.set_defaults(func=cmd_demo)
 
