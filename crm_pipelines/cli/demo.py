@@ -7,7 +7,9 @@ environment variables its plugin names point the Dagster resources at it.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -96,7 +98,7 @@ def _materializations(result) -> list[dict[str, object]]:
         meta = {k: v.value for k, v in materialization.metadata.items()}
         rows.append({
             "asset": materialization.asset_key.to_user_string(), "processed": meta.get("fetched"), "created": meta.get("created"),
-            "updated": meta.get("updated"), "unchanged": meta.get("unchanged"), "errors": meta.get("failed"),
+            "updated": meta.get("updated"), "linked": meta.get("linked"), "unchanged": meta.get("unchanged"), "errors": meta.get("failed"),
             "duration_s": meta.get("duration_s"), "api_calls": meta.get("api_calls"), "429s": meta.get("rate_limited_429"),
             "strategy": meta.get("strategy") or meta.get("skipped", ""),
         })
@@ -110,8 +112,12 @@ def _run_and_report(instance, plugin, partition_key: str) -> bool:
 
     started = time.monotonic()
     job = defs.resolve_job_def(import_job_name(plugin.name))
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False)
-    _print_table(_materializations(result), ["asset", "processed", "created", "updated", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
+    per_second = plugin.rate_limits.get("per_second")
+    if per_second and per_second <= 5:
+        print(f"({plugin.title} allows {per_second} requests per second: this run waits on that limit)", flush=True)
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, tags={"crm/trigger": "demo"}, raise_on_error=False,
+                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    _print_table(_materializations(result), ["asset", "processed", "created", "updated", "linked", "unchanged", "errors", "duration_s", "api_calls", "429s", "strategy"])
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s\n")
     return result.success
 
@@ -206,6 +212,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.database:
         os.environ["CRM_DATABASE_URL"] = args.database
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # The tables below say what each run did; Dagster's own event lines (300 DEBUG lines a demo) would bury them.
+    logging.getLogger("dagster").setLevel(logging.WARNING)
     dagster_home = _dagster_home()
     plugins = _selected(args.providers)
     simulators = {}
@@ -221,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ok = True
         for found in plugins:
             instance.add_dynamic_partitions(integration_partitions_name(found.name), [key])
-            print(f"== {found.title}: initial sync of integration {key} (its first run reads every record)")
+            print(f"== {found.title}: initial sync of integration {key} (its first run reads every record; linked: matched to a record already here)")
             ok &= _run_and_report(instance, found, key)
         second = None
         if args.second_store and plugins:
@@ -240,6 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 for entity in found.entities:
                     simulator.modify(entity, n=min(args.changes, len(simulator.records(entity))))
                 print(f"== {found.title}: {args.changes} records per entity changed; incremental run of integration {key}")
+                print("(updated: a field kept here changed; unchanged: the provider reported a change to fields not kept here, or to the same values)")
                 ok &= _run_and_report(instance, found, key)
 
         print("Reconciliation (simulator vs local database):")
@@ -315,12 +324,47 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Start the simulators and ``dagster dev`` wired to them (UI on http://127.0.0.1:3000)."""
     simulators, env = _start_all(args)
     home = _dagster_home()
+    settings = _write_dev_env(home, env)
     print(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in simulators.items())}; starting dagster dev ...")
+    print(f"other shells (crm-pipelines sync --async ...): source {settings}")
     try:
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", _workspace_file(home), "-p", str(args.ui_port)], env=dict(os.environ, **env))
+        return _run_in_own_group([sys.executable, "-m", "dagster", "dev", "-w", _workspace_file(home), "-p", str(args.ui_port)], env=dict(os.environ, **env))
     finally:
+        settings.unlink(missing_ok=True)
         for simulator in simulators.values():
             simulator.stop()
+
+
+def _run_in_own_group(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` in its own process group, forward SIGTERM/SIGINT/SIGHUP to the whole group,
+    and return once every process of it (``dagster dev``'s webserver, daemon, code servers) is gone."""
+    from crm_pipelines.core.processes import signal_group, stop_group
+
+    proc = subprocess.Popen(command, env=env, process_group=0)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: signal_group(proc.pid, signum)) for sig in forwarded}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_group(proc.pid, timeout_s=30.0)
+        proc.wait()
+    return 0 if code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP) else code
+
+
+def _write_dev_env(home: str, env: dict[str, str]) -> Path:
+    """``$DAGSTER_HOME/dev.env``: the settings only dev's processes have (its Dagster home, the
+    simulators' addresses and test credentials), for ``source`` in another shell. Your own
+    variables stay in your shell."""
+    from crm_pipelines.cli.async_checks import DEV_ENV_FILE
+
+    values = {"DAGSTER_HOME": home, **env}
+    path = Path(home) / DEV_ENV_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+    return path
 
 
 def add_parsers(sub) -> None:
