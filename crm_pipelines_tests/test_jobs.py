@@ -1,0 +1,105 @@
+"""Jobs as data: every run has a job row with its progress, figures and the provider's error."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+from crm_pipelines.definitions import defs
+from crm_pipelines.jobs.progress import JobProgress
+from crm_pipelines.jobs.store import JobNotFound, JobStore
+from crm_pipelines.providers.hubspot.resource import HubSpotResource
+from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
+from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
+
+TOKEN = "jobs-test-secret-token-42"
+KEYS = [dg.AssetKey(["hubspot", e]) for e in ("contacts", "companies", "deals")]
+
+
+@pytest.fixture
+def sim():
+    now = datetime.now(timezone.utc)
+    simulator = HubSpotSimulator(HubSpotSimConfig(seed=5, contacts=600, companies=40, deals=80, tokens=(TOKEN,),
+                                                  reference_time=now - timedelta(hours=2), clock_start=now))
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+def _materialize(sim, url, instance, token=TOKEN, tags=None):
+    resources = {"hubspot": HubSpotResource(access_token=token, base_url=sim.base_url), "crm_db": LocalDatabaseResource(url=url)}
+    return dg.materialize([defs.get_assets_def(k) for k in KEYS], resources=resources, partition_key=DEFAULT, instance=instance,
+                          tags=tags or {}, raise_on_error=False)
+
+
+def test_a_run_nobody_asked_for_gets_a_job_with_its_figures(sim, sqlite_url):
+    """A run started from the UI (no job made first) has a job: kind, integration, figures, 100 %."""
+    with instance_with_integrations() as instance:
+        result = _materialize(sim, sqlite_url, instance)
+        assert result.success
+    store = LocalStore.open(sqlite_url)
+    jobs = JobStore(store.engine).list()
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert (job.kind, job.state, job.provider, job.integration_key, job.trigger) == ("sync", "succeeded", "hubspot", DEFAULT, "ui")
+    assert job.run_id == result.run_id
+    assert job.processed == 720 and job.created == 720 and job.percent == 100.0
+    assert set(job.entities) == {"contacts", "companies", "deals"} and all(e["done"] for e in job.entities.values())
+    assert job.started_at and job.finished_at
+    store.dispose()
+
+
+def test_a_job_made_before_its_run_is_the_one_the_run_keeps(sim, sqlite_url):
+    store = LocalStore.open(sqlite_url)
+    integration = store.scope("hubspot")
+    jobs = JobStore(store.engine)
+    asked = jobs.create("sync", "hubspot", integration, trigger="api", callback_url="http://app/cb")
+    with instance_with_integrations() as instance:
+        assert _materialize(sim, sqlite_url, instance, tags={"crm/job_id": str(asked.id)}).success
+    [job] = jobs.list()
+    assert job.id == asked.id and job.state == "succeeded" and job.trigger == "api" and job.callback_url == "http://app/cb"
+    store.dispose()
+
+
+def test_a_bad_token_fails_the_job_with_the_providers_message(sim, sqlite_url):
+    with instance_with_integrations() as instance:
+        assert not _materialize(sim, sqlite_url, instance, token="not-the-token").success
+    store = LocalStore.open(sqlite_url)
+    [job] = JobStore(store.engine).list()
+    assert job.state == "failed"
+    assert "401" in job.error and "Steps failed" not in job.error
+    assert "not-the-token" not in job.error
+    store.dispose()
+
+
+def test_progress_is_written_every_few_seconds_not_every_page(store):
+    clock = [0.0]
+    jobs = JobStore(store.engine)
+    job = jobs.create("sync", "hubspot", store.scope("hubspot"), state="running")
+    progress = JobProgress(jobs, job, ["contacts", "companies"], every_s=2.0, clock=lambda: clock[0])
+    for page in range(1, 11):
+        clock[0] += 0.5
+        progress.page("contacts", page * 100, 1000)
+    assert progress.writes == 2  # at 2 s and 4 s of 5 s
+    row = jobs.get(job.id)
+    assert row.processed == 800 and row.total is None or row.total == 1000
+    assert 0 < row.percent < 50 and row.total_is_estimate  # companies' total not known yet
+    progress.entity_done("contacts", 1000, created=1000)
+    progress.entity_done("companies", 50, created=40, updated=10)
+    row = jobs.get(job.id)
+    assert (row.processed, row.total, row.percent, row.created, row.updated) == (1050, 1050, 100.0, 1040, 10)
+
+
+def test_a_finished_job_keeps_its_state(store):
+    jobs = JobStore(store.engine)
+    job = jobs.create("export", "hubspot", store.scope("hubspot"))
+    assert jobs.finish(job.id, "cancelled")
+    assert not jobs.finish(job.id, "succeeded")
+    jobs.update(job.id, processed=5)
+    assert jobs.get(job.id).state == "cancelled" and jobs.get(job.id).processed == 0
+    with pytest.raises(JobNotFound):
+        jobs.get(job.id + 1)
