@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from crm_pipelines.jobs.api import JobsApi
+from crm_pipelines.jobs.service import JobService
 from crm_pipelines.webhooks import signatures
 from crm_pipelines.webhooks.inbox import GroupCommitWriter, WebhookInbox
 from crm_pipelines.webhooks.parsing import MalformedDelivery, parse_delivery
@@ -168,8 +170,9 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
-    """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist)."""
+def create_app(engine: Engine, secrets: WebhookSecrets, *, jobs: JobService | None = None, api_token: str | None = None) -> Starlette:
+    """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist);
+    with ``jobs``, the jobs API beside it (``/api/...``, see :mod:`crm_pipelines.jobs.api`)."""
     inbox = WebhookInbox(engine)
     writer = GroupCommitWriter(inbox)
     routes = [Route("/healthz", healthz, methods=["GET"])]
@@ -177,11 +180,17 @@ def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
         Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets), methods=["POST"])
         for provider in ("hubspot", "shopify", "pipedrive", "bling")
     ]
+    if jobs is not None:
+        routes += JobsApi(jobs, api_token).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        if jobs is not None:
+            jobs.start_threads()
         yield
         writer.close()
+        if jobs is not None:
+            jobs.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.inbox = inbox
@@ -189,9 +198,10 @@ def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env(*, with_jobs: bool = False) -> Starlette:
     """The app on the project's database (``CRM_DATABASE_URL``), migrated, with secrets from the
-    environment; usable as ``uvicorn --factory crm_pipelines.webhooks.app:app_from_env``."""
+    environment; usable as ``uvicorn --factory crm_pipelines.webhooks.app:app_from_env``.
+    ``with_jobs`` adds the jobs API on the Dagster instance of ``DAGSTER_HOME``."""
     from crm_pipelines.storage.engine import make_engine
     from crm_pipelines.storage.migrate import upgrade
 
@@ -203,4 +213,9 @@ def app_from_env() -> Starlette:
     for provider, names in MISSING_SECRET.items():
         if not secrets.configured(provider):
             log.warning("%s webhooks will answer 503: %s not set", provider, names)
-    return create_app(engine, secrets)
+    jobs = None
+    if with_jobs:
+        from crm_pipelines.jobs.service import service_from_env
+
+        jobs = service_from_env(engine)
+    return create_app(engine, secrets, jobs=jobs)
