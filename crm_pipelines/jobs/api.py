@@ -237,33 +237,23 @@ class JobsApi:
             return body
         return self._started(JobRequest(kind="sync_ids", **body.model_dump()))
 
-    def _job_id(self, request: Request) -> int | None:
+    def _one_job(self, request: Request, action: Any, status: int) -> JSONResponse:
+        denied = self._denied(request)
+        if denied:
+            return denied
         raw = request.path_params["job_id"]
-        return int(raw) if raw.isdigit() and len(raw) < 19 else None
+        try:
+            if not (raw.isdigit() and len(raw) < 19):
+                raise JobNotFound(raw)
+            return JSONResponse(action(int(raw)).to_dict(), status_code=status)
+        except JobNotFound:
+            return _problem(404, f"no job {raw}")
 
     async def get_job(self, request: Request) -> JSONResponse:
-        denied = self._denied(request)
-        if denied:
-            return denied
-        job_id = self._job_id(request)
-        try:
-            if job_id is None:
-                raise JobNotFound(request.path_params["job_id"])
-            return JSONResponse(self.service.get(job_id).to_dict())
-        except JobNotFound:
-            return _problem(404, f"no job {request.path_params['job_id']}")
+        return self._one_job(request, self.service.get, 200)
 
     async def cancel_job(self, request: Request) -> JSONResponse:
-        denied = self._denied(request)
-        if denied:
-            return denied
-        job_id = self._job_id(request)
-        try:
-            if job_id is None:
-                raise JobNotFound(request.path_params["job_id"])
-            return JSONResponse(self.service.cancel(job_id).to_dict(), status_code=202)
-        except JobNotFound:
-            return _problem(404, f"no job {request.path_params['job_id']}")
+        return self._one_job(request, self.service.cancel, 202)
 
     async def list_jobs(self, request: Request) -> JSONResponse:
         denied = self._denied(request)
