@@ -66,7 +66,9 @@ class SyncIds(BaseModel):
 
 
 class JobQuery(BaseModel):
-    """The filters of ``GET /api/jobs``."""
+    """The filters of ``GET /api/jobs`` (an unknown one is an error, not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     state: Literal[STATES] | None = None  # type: ignore[valid-type]
     provider: Provider | None = None  # type: ignore[valid-type]
