@@ -26,7 +26,7 @@ class FakeLauncher:
         self.cancelled: list[str] = []
         self.done = threading.Event()
 
-    def launch(self, job_name, *, tags, run_config=None, asset_keys=None) -> str:
+    def launch(self, job_name, *, tags, run_config=None, asset_keys=None, check_names=()) -> str:
         self.launched.append((job_name, dict(tags), dict(run_config or {}), asset_keys))
         self.done.set()
         return f"run-{len(self.launched)}"

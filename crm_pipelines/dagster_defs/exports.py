@@ -11,7 +11,7 @@ from pydantic import Field
 
 from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
-from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, run_entities, step_progress
+from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
@@ -104,7 +104,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
         job = export_job(context, db, integration, config)
-        with job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
+        with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
             result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log,
                                   label=f" [{context.get_mapping_key()}]", progress=lambda done, total: job.page(entity, done))
         return _as_dict(result)

@@ -15,7 +15,7 @@ from pydantic import Field
 from crm_pipelines.core.errors import ConfigurationError, EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, client_resource, integration_for
-from crm_pipelines.dagster_defs.job_records import finish_if_done, job_failure, job_kind, page_reporter, run_entities, step_progress
+from crm_pipelines.dagster_defs.job_records import finish_if_done, job_failure, job_kind, page_reporter, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions, parse_moment
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.jobs.progress import JobProgress
@@ -132,6 +132,10 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         freshness_policy=IMPORT_FRESHNESS,
     )
     def _import(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
+        with stop_when_cancelled(context):
+            return import_step(context, config)
+
+    def import_step(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
         job = None

@@ -14,6 +14,8 @@ from typing import Any
 
 import dagster as dg
 
+from dagster._core.errors import DagsterError, DagsterExecutionInterruptedError
+
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.jobs.progress import JobProgress
@@ -83,6 +85,28 @@ def job_errors(progress: JobProgress | None) -> Iterator[None]:
         raise
 
 
+class RunCancelled(DagsterExecutionInterruptedError, DagsterError):
+    """The run was cancelled while this step worked.
+
+    Dagster turns an interrupt inside a step with a retry policy into a retry (meant for a
+    preempted worker), so a cancelled sync would start again after the retry delay. As a
+    ``DagsterError`` this passes the retry policy; as an interrupt it then ends the run CANCELED.
+    """
+
+
+@contextlib.contextmanager
+def stop_when_cancelled(context: Any) -> Iterator[None]:
+    """Let a cancellation interrupt the step for good (see :class:`RunCancelled`); the interrupt
+    arrives between two statements, and the batch being written is rolled back with its transaction."""
+    try:
+        yield
+    except DagsterExecutionInterruptedError:
+        run = context.instance.get_run_by_id(context.run.run_id)
+        if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+            raise RunCancelled("the run was cancelled") from None
+        raise
+
+
 #: Providers whose total count costs one call: a full read asks for it so the job shows a percent.
 ONE_CALL_TOTALS = frozenset({"hubspot", "salesforce", "shopify"})
 
@@ -107,4 +131,4 @@ def page_reporter(progress: JobProgress, reader: Any, store: Any, integration: I
     return report
 
 
-__all__ = ["JOB_ID_TAG", "finish_if_done", "job_errors", "job_failure", "job_kind", "page_reporter", "run_entities", "step_progress"]
+__all__ = ["JOB_ID_TAG", "finish_if_done", "job_errors", "job_failure", "job_kind", "page_reporter", "run_entities", "step_progress", "stop_when_cancelled"]

@@ -6,7 +6,7 @@ from pydantic import Field
 from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.imports import import_asset_key
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
-from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, job_failure, step_progress
+from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, job_failure, step_progress, stop_when_cancelled
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.targeted import sync_ids
 from crm_pipelines.webhooks.inbox import WebhookInbox
@@ -37,7 +37,7 @@ def build_sync_ids_job(plugin: ProviderPlugin) -> dg.JobDefinition:
         for entity, ids in sorted(config.ids.items()):
             if entity not in plugin.entities:
                 raise job_failure(job, dg.Failure(f"{plugin.title} has no entity {entity!r}; expected one of {', '.join(plugin.entities)}", allow_retries=False))
-            with job_errors(job), provider_budget(context, db), source.open_reader(logger=context.log) as (reader, stats):
+            with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), source.open_reader(logger=context.log) as (reader, stats):
                 figures = sync_ids(reader, store, integration, entity, ids, stats=stats, logger=context.log)
             job.entity_done(entity, figures["fetched"], created=figures["created"], updated=figures["updated"], rejected=figures["failed"])
             # An observation (not a materialization of the whole partition): these records changed now, by id.

@@ -58,8 +58,9 @@ class DagsterLauncher:
         return request.get_code_location(name)
 
     def launch(self, job_name: str, *, tags: Mapping[str, str], run_config: Mapping[str, Any] | None = None,
-               asset_keys: list[list[str]] | None = None) -> str:
-        """Create the run of ``job_name`` (only ``asset_keys`` when given) and submit it; its run id."""
+               asset_keys: list[list[str]] | None = None, check_names: tuple[str, ...] = ()) -> str:
+        """Create the run of ``job_name`` and submit it; its run id. With ``asset_keys``, only
+        those assets and their checks named ``check_names`` (not every check of the asset)."""
         import dagster as dg
         from dagster._core.definitions.selector import JobSubsetSelector
 
@@ -69,6 +70,7 @@ class DagsterLauncher:
         selector = JobSubsetSelector(
             location_name=location.name, repository_name=repository.name, job_name=job_name, op_selection=None,
             asset_selection=[dg.AssetKey(k) for k in asset_keys] if asset_keys else None,
+            asset_check_selection=[dg.AssetCheckKey(dg.AssetKey(k), name) for k in asset_keys for name in check_names] if asset_keys else None,
         )
         remote_job = location.get_job(selector)
         run_config = dict(run_config or {})
@@ -80,7 +82,7 @@ class DagsterLauncher:
             tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=snapshot,
             parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(), asset_selection=frozenset(selector.asset_selection) if selector.asset_selection else None,
-            asset_check_selection=None, asset_graph=repository.asset_graph,
+            asset_check_selection=selector.asset_check_selection, asset_graph=repository.asset_graph,
         )
         self.instance.submit_run(run.run_id, request)
         return run.run_id

@@ -22,6 +22,9 @@ from crm_pipelines.sync.runner import provider_plugin
 
 log = logging.getLogger(__name__)
 
+#: The checks an import run computes with its assets (the provider count check runs on request only).
+IMPORT_CHECKS = ("error_rate_below_10pct", "sync_succeeded")
+
 
 @dataclass
 class JobRequest:
@@ -51,6 +54,7 @@ class LaunchPlan:
     asset_keys: list[list[str]] | None
     run_config: dict[str, Any]
     tags: dict[str, str]
+    check_names: tuple[str, ...] = ()
 
 
 def launch_plan(request: JobRequest, job: Job, trigger: str) -> LaunchPlan:
@@ -69,7 +73,7 @@ def launch_plan(request: JobRequest, job: Job, trigger: str) -> LaunchPlan:
     config = {k: v for k, v in (("full", request.full), ("window_start", request.window_start), ("window_end", request.window_end)) if v}
     ops = {f"{found.name}__{e}": {"config": config} for e in entities} if config else {}
     return LaunchPlan(f"{found.name}_import", [[found.name, e] for e in entities] if request.entity else None,
-                      {"ops": ops} if ops else {}, tags)
+                      {"ops": ops} if ops else {}, tags, IMPORT_CHECKS)
 
 
 class JobService:
@@ -113,7 +117,8 @@ class JobService:
             if self.jobs.get(job_id).cancel_requested:
                 self.jobs.finish(job_id, "cancelled")
                 return
-            run_id = self.launcher.launch(plan.job_name, tags=plan.tags, run_config=plan.run_config, asset_keys=plan.asset_keys)
+            run_id = self.launcher.launch(plan.job_name, tags=plan.tags, run_config=plan.run_config, asset_keys=plan.asset_keys,
+                                          check_names=plan.check_names)
             self.jobs.attach_run(job_id, run_id)
         except Exception as exc:
             log.exception("job %s: could not launch %s", job_id, plan.job_name)
