@@ -3,8 +3,6 @@ checked by schemathesis (every operation, generated requests, every check)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -13,27 +11,10 @@ from starlette.testclient import TestClient
 from crm_pipelines.jobs.service import JobService
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.webhooks.app import WebhookSecrets, create_app
+from crm_pipelines_tests.helpers.jobs import FakeLauncher
 
 TOKEN = "api-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class FakeLauncher:
-    """Records what would be launched; no Dagster."""
-
-    def __init__(self) -> None:
-        self.launched: list[tuple[str, dict, dict, list | None]] = []
-        self.cancelled: list[str] = []
-        self.done = threading.Event()
-
-    def launch(self, job_name, *, tags, run_config=None, asset_keys=None, check_names=()) -> str:
-        self.launched.append((job_name, dict(tags), dict(run_config or {}), asset_keys))
-        self.done.set()
-        return f"run-{len(self.launched)}"
-
-    def cancel(self, run_id: str) -> bool:
-        self.cancelled.append(run_id)
-        return True
 
 
 @pytest.fixture

@@ -38,34 +38,61 @@ def _store_id(store, args: argparse.Namespace) -> int | None:
 
 
 def _launch_async(args: argparse.Namespace, direction: str) -> int:
-    """Queue the provider's Dagster job for the integration (the daemon runs it) and say how to follow it."""
+    """Start the job through the jobs API (``crm-pipelines serve``): answers at once with its id.
+    Without the service, the run is launched with ``dagster job launch`` (tens of seconds)."""
+    from crm_pipelines.cli.jobs import api_request
+
+    body: dict = {"provider": args.provider, "kind": "sync" if direction == "import" else "export", "entity": args.entity,
+                  "store": getattr(args, "store", None), "integration": getattr(args, "integration", None)}
+    if direction == "import":
+        body["full"] = args.full
+    else:
+        body.update(batch_size=args.batch_size, only_new=args.only_new, dry_run=args.dry_run)
+    job = api_request("POST", "/api/jobs", {k: v for k, v in body.items() if v is not None})
+    if job is None:
+        print("note: the jobs service does not answer (start it with: crm-pipelines serve, and set CRM_API_TOKEN); launching with dagster job launch")
+        return _launch_with_dagster_cli(args, direction)
+    print(f"job {job['id']} {job['state']}: {job['kind']} {job['provider']}/{job['integration_key']}{'/' + job['entity'] if job['entity'] else ''}")
+    print(f"follow it with: crm-pipelines jobs watch {job['id']}")
+    return 0
+
+
+def _launch_with_dagster_cli(args: argparse.Namespace, direction: str) -> int:
+    """Queue the provider's Dagster job for the integration (the daemon runs it), with its job row."""
     import subprocess
     import sys
 
     from crm_pipelines.dagster_defs.schedules import export_job_name, import_job_name
+    from crm_pipelines.jobs.store import JobStore
     from crm_pipelines.sync.runner import provider_plugin
 
     found = provider_plugin(args.provider, args.entity)
+    job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
+    if args.entity:
+        raise ValueError(f"without the jobs service --async runs the {job} job, which covers every entity of {found.title}; leave out {args.entity!r}")
     store = _store(args)
     try:
         integration = _target(store, args)
+        row = JobStore(store.engine).create("sync" if direction == "import" else "export", found.name, integration, trigger="cli")
     finally:
         store.dispose()
-    job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
-    tags = {"crm/trigger": "cli", "crm/priority": args.priority, "dagster/partition": integration.key, "crm/integration": integration.key}
+    tags = {"crm/trigger": "cli", "crm/priority": args.priority, "dagster/partition": integration.key, "crm/integration": integration.key,
+            "crm/job_id": str(row.id)}
     command = [sys.executable, "-m", "dagster", "job", "launch", "-m", "crm_pipelines.definitions", "-j", job, "--tags", json.dumps(tags)]
+    ops = {}
     if direction == "export":
-        if args.entity:
-            raise ValueError(f"--async runs the {job} job, which exports every entity of {found.title}; leave out {args.entity!r} or drop --async")
         config = {"batch_size": args.batch_size, "only_new": args.only_new, "dry_run": args.dry_run}
         ops = {f"{found.name}__{e}_export": {"config": config} for e in found.entities}
+    elif args.full:
+        ops = {f"{found.name}__{e}": {"config": {"full": True}} for e in found.entities}
+    if ops:
         command += ["--config-json", json.dumps({"ops": ops})]
     launched = subprocess.run(command, capture_output=True, text=True)
     if launched.returncode != 0:
         last = (launched.stderr.strip().splitlines() or ["dagster job launch failed"])[-1]
         raise RuntimeError(f"could not launch {job}: {last}")
-    print(f"launched {job} through Dagster for {integration.label} ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
-    print("Follow it in the Dagster UI (Runs) or with: crm-pipelines status " + found.name)
+    print(f"job {row.id} queued: {job} for {integration.label}; it runs when the Dagster daemon picks it up.")
+    print(f"follow it with: crm-pipelines jobs watch {row.id}")
     return 0
 
 
@@ -74,8 +101,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from crm_pipelines.sync.runner import import_now
 
     if args.async_:
-        if args.entity:
-            print("note: --async imports every entity of the provider (one run per window)")
         return _launch_async(args, "import")
     store = _store(args)
     try:
