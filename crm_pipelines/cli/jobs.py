@@ -159,7 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).warning("the jobs API answers 503 until %s is set", TOKEN_ENV)
     if args.database:
         os.environ["CRM_DATABASE_URL"] = args.database
-    app = app_from_env(with_jobs=True)
+    app = app_from_env(with_jobs=True, with_applier=not args.no_applier)
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", proxy_headers=False)
@@ -167,9 +167,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    serve = sub.add_parser("serve", help="the webhook receiver and the jobs API (/api/jobs, token in CRM_API_TOKEN) in one service")
+    serve = sub.add_parser("serve", help="the webhook receiver, the webhook applier and the jobs API (/api/jobs, token in CRM_API_TOKEN) in one service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--no-applier", action="store_true", help="leave webhook events to the Dagster sensors (about 20 s) instead of applying them as they arrive")
     common(serve)
     serve.set_defaults(func=cmd_serve)
 
