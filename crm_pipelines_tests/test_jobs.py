@@ -103,3 +103,23 @@ def test_a_finished_job_keeps_its_state(store):
     assert jobs.get(job.id).state == "cancelled" and jobs.get(job.id).processed == 0
     with pytest.raises(JobNotFound):
         jobs.get(job.id + 1)
+
+
+def test_finished_jobs_are_notified_once(store):
+    from crm_pipelines.jobs.notify import job_alert
+    from crm_pipelines.jobs.service import JobService
+
+    sent = []
+    service = JobService(store, None, None, notifier=sent.append)
+    jobs = service.jobs
+    quiet = jobs.create("sync", "hubspot", store.scope("hubspot"))
+    loud = jobs.create("export", "hubspot", store.scope("hubspot"), notify=True, callback_url="http://app.example/cb")
+    service.watch_once()
+    assert sent == []  # nothing finished yet
+    for job in (quiet, loud):
+        jobs.finish(job.id, "failed", error="hubspot HTTP 401 INVALID_AUTHENTICATION")
+    service.watch_once()
+    service.watch_once()
+    assert [job.id for job in sent] == [loud.id]
+    alert = job_alert(sent[0])
+    assert "failed" in alert.title and "401" in alert.details
