@@ -123,3 +123,19 @@ def test_finished_jobs_are_notified_once(store):
     assert [job.id for job in sent] == [loud.id]
     alert = job_alert(sent[0])
     assert "failed" in alert.title and "401" in alert.details
+
+
+def test_the_jobs_sensor_settles_a_job_whose_run_ended(store, db_url):
+    from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+    from crm_pipelines.dagster_defs.job_sensor import jobs_sensor
+
+    jobs = JobStore(store.engine)
+    job = jobs.create("sync", "hubspot", store.scope("hubspot"), state="running")
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job(), run_id=None)
+        instance.report_run_canceled(run)
+        jobs.attach_run(job.id, run.run_id)
+        with dg.build_sensor_context(instance=instance, resources={"crm_db": LocalDatabaseResource(url=db_url)}) as context:
+            result = jobs_sensor.evaluate_tick(context)
+    assert "1 jobs settled" in result.skip_message
+    assert jobs.get(job.id).state == "cancelled"

@@ -171,17 +171,21 @@ class JobService:
             self._watcher = threading.Thread(target=self._watch, name="job-watcher", daemon=True)
             self._watcher.start()
 
-    def watch_once(self) -> None:
+    def watch_once(self) -> tuple[int, int]:
+        """Settle unfinished jobs whose runs ended and notify finished ones; (settled, notified)."""
+        settled = notified = 0
         for state in ("queued", "running"):
             for job in self.jobs.list(state=state, limit=200):
-                self.refresh(job)
+                settled += self.refresh(job).finished
         if self.notifier is not None:
             for job in self.jobs.to_notify():
                 if self.jobs.mark_notified(job.id):
+                    notified += 1
                     try:
                         self.notifier(job)
                     except Exception:
                         log.exception("job %s: notification failed", job.id)
+        return settled, notified
 
     def _watch(self) -> None:
         while not self._stop.wait(self.watch_every_s):
