@@ -77,3 +77,12 @@ def test_jobs_commands_read_the_rows(service_url, capsys):
     jobs.attach_run(other.id, "run-x")
     assert main(["jobs", "cancel", str(other.id)]) == 0
     assert launcher.cancelled == ["run-x"] and jobs.get(other.id).cancel_requested
+
+
+def test_status_shows_a_running_job(service_url, capsys):
+    store, _ = service_url
+    jobs = JobStore(store.engine)
+    job = jobs.create("sync", "hubspot", store.scope("hubspot"), state="running")
+    jobs.update(job.id, entities={"contacts": {"processed": 450, "total": 1000, "done": False}})
+    assert main(["status", "hubspot"]) == 0
+    assert f"running 45% (job {job.id})" in capsys.readouterr().out

@@ -253,6 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         plugins = {p.name: p for p in all_plugins()}
         if args.provider and args.provider not in plugins:
             raise ValueError(f"unknown provider {args.provider!r}; expected one of {', '.join(plugins)}")
+        active = _active_jobs(store)
         targets = store.integrations.list(store=args.store, provider=args.provider)
         if not targets and not args.store:
             # A fresh set-up: the environment-configured integrations of the default store.
@@ -265,7 +266,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 metrics = state.last_metrics or {}
                 rows.append({
                     "integration": integration.label, "store": integration.store_key, "entity": entity, "active": "yes" if integration.active else "no",
-                    "last run": _ago(state.last_run_at), "status": state.last_status or "-",
+                    "last run": _ago(state.last_run_at), "status": active.get((integration.id, entity)) or state.last_status or "-",
                     "synced through": state.synced_through.isoformat(timespec="seconds") if state.synced_through else "-",
                     "fetched": metrics.get("fetched", "-"), "failed": metrics.get("failed", "-"),
                     "open rejects": len(store.open_rejects(integration, entity)), "local linked": store.linked_count(integration, entity),
@@ -277,6 +278,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.dispose()
+
+
+def _active_jobs(store) -> dict[tuple[int, str], str]:
+    """'running 45% (job 12)' per integration and entity a queued or running job is working on."""
+    from crm_pipelines.jobs.store import JobStore
+
+    found: dict[tuple[int, str], str] = {}
+    for state in ("queued", "running"):
+        for job in JobStore(store.engine).list(state=state, limit=500):
+            for entity in [job.entity] if job.entity else ["contacts", "companies", "deals"]:
+                done = (job.entities.get(entity) or {}) if job.entities else {}
+                share = 100.0 if done.get("done") else (100 * done["processed"] / done["total"] if done.get("total") else None)
+                text = f"{state}{f' {share:.0f}%' if share is not None and state == 'running' else ''} (job {job.id})"
+                found.setdefault((job.integration_id, entity), text)
+    return found
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
