@@ -107,8 +107,11 @@ def stop_when_cancelled(context: Any) -> Iterator[None]:
         raise
 
 
-#: Providers whose total count costs one call: a full read asks for it so the job shows a percent.
-ONE_CALL_TOTALS = frozenset({"hubspot", "salesforce", "shopify"})
+#: Providers whose full read (HubSpot's list endpoint) reports no total, while one call gives it:
+#: a full read asks for it so the job shows a percent. Salesforce's query and the search paths
+#: report their total with the first page (``ReadProgress.expected``); the others are estimated
+#: from the records already linked.
+ONE_CALL_TOTALS = frozenset({"hubspot"})
 
 
 def page_reporter(progress: JobProgress, reader: Any, store: Any, integration: Integration, entity: str, full: bool) -> Callable[[int], None]:
