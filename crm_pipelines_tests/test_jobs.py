@@ -139,3 +139,34 @@ def test_the_jobs_sensor_settles_a_job_whose_run_ended(store, db_url):
             result = jobs_sensor.evaluate_tick(context)
     assert "1 jobs settled" in result.skip_message
     assert jobs.get(job.id).state == "cancelled"
+
+
+def test_a_callback_url_receives_the_finished_job(store):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from crm_pipelines.alerts.notify import Channels
+    from crm_pipelines.jobs.notify import JobNotifier
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        jobs = JobStore(store.engine)
+        job = jobs.create("sync", "hubspot", store.scope("hubspot"), callback_url=f"http://127.0.0.1:{server.server_port}/done")
+        jobs.finish(job.id, "succeeded", processed=10)
+        JobNotifier(Channels())(jobs.get(job.id))
+    finally:
+        server.shutdown()
+    assert [(r["id"], r["state"], r["percent"]) for r in received] == [(job.id, "succeeded", 100.0)]
