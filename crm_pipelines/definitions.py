@@ -11,6 +11,7 @@ from crm_pipelines.dagster_defs.imports import build_count_check, build_import_a
 from crm_pipelines.dagster_defs.incremental import build_incremental_job, build_incremental_schedule
 from crm_pipelines.dagster_defs.integration_partitions import integration_partitions_sensor
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
+from crm_pipelines.dagster_defs.job_sensor import jobs_sensor
 from crm_pipelines.dagster_defs.maintenance import maintenance_job, maintenance_schedule
 from crm_pipelines.dagster_defs.schedules import build_export_job, build_import_job
 from crm_pipelines.dagster_defs.targeted import build_sync_ids_job
@@ -21,7 +22,7 @@ from crm_pipelines.providers.registry import all_plugins
 def build_definitions() -> dg.Definitions:
     plugins = all_plugins()
     assets: list = local_table_specs(plugins)
-    jobs, schedules, sensors, checks = [maintenance_job], [maintenance_schedule], [*ALERT_SENSORS, integration_partitions_sensor], []
+    jobs, schedules, sensors, checks = [maintenance_job], [maintenance_schedule], [*ALERT_SENSORS, integration_partitions_sensor, jobs_sensor], []
     resources: dict[str, object] = {DB_RESOURCE_KEY: LocalDatabaseResource(), ALERTS_RESOURCE_KEY: AlertsResource()}
     for plugin in plugins:
         assets.extend(build_import_assets(plugin))

@@ -134,13 +134,13 @@ def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monke
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     code, out, err = run(capsys, "sync", "hubspot", "--async")
     assert code == 0, err
-    assert "launched hubspot_import through Dagster" in out
+    assert "queued: hubspot_import" in out and "crm-pipelines jobs watch" in out
     with dg.DagsterInstance.get() as instance:
         [queued] = instance.get_runs()
-        assert queued.job_name == "hubspot_import" and queued.tags["crm/trigger"] == "cli"
+        assert queued.job_name == "hubspot_import" and queued.tags["crm/trigger"] == "cli" and queued.tags["crm/job_id"]
         assert queued.status == dg.DagsterRunStatus.QUEUED  # the daemon would run it
     code, _, err = run(capsys, "export", "hubspot", "contacts", "--async")
-    assert code == 1 and "exports every entity" in err
+    assert code == 1 and "covers every entity" in err
     code, out, err = run(capsys, "export", "hubspot", "--async", "--dry-run")
     assert code == 0, err
     with dg.DagsterInstance.get() as instance:

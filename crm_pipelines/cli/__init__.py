@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from crm_pipelines.cli import demo, initialize, integrations, operations
+from crm_pipelines.cli import demo, initialize, integrations, jobs, operations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     integrations.add_parsers(sub, operations.common_arguments)
     demo.add_parsers(sub)
     initialize.add_parsers(sub)
+    jobs.add_parsers(sub, operations.common_arguments)
     return parser
 
 

@@ -39,36 +39,63 @@ def _store_id(store, args: argparse.Namespace) -> int | None:
 
 
 def _launch_async(args: argparse.Namespace, direction: str) -> int:
-    """Queue the provider's Dagster job for the integration (the daemon runs it) and say how to follow it."""
+    """Start the job through the jobs API (``crm-pipelines serve``): answers at once with its id.
+    Without the service, the run is launched with ``dagster job launch`` (tens of seconds)."""
+    from crm_pipelines.cli.jobs import api_request
+
+    body: dict = {"provider": args.provider, "kind": "sync" if direction == "import" else "export", "entity": args.entity,
+                  "store": getattr(args, "store", None), "integration": getattr(args, "integration", None)}
+    if direction == "import":
+        body["full"] = args.full
+    else:
+        body.update(batch_size=args.batch_size, only_new=args.only_new, dry_run=args.dry_run)
+    job = api_request("POST", "/api/jobs", {k: v for k, v in body.items() if v is not None})
+    if job is None:
+        print("note: the jobs service does not answer (start it with: crm-pipelines serve, and set CRM_API_TOKEN); launching with dagster job launch")
+        return _launch_with_dagster_cli(args, direction)
+    print(f"job {job['id']} {job['state']}: {job['kind']} {job['provider']}/{job['integration_key']}{'/' + job['entity'] if job['entity'] else ''}")
+    print(f"follow it with: crm-pipelines jobs watch {job['id']}")
+    return 0
+
+
+def _launch_with_dagster_cli(args: argparse.Namespace, direction: str) -> int:
+    """Queue the provider's Dagster job for the integration (the daemon runs it), with its job row."""
     import subprocess
     import sys
 
     from crm_pipelines.dagster_defs.schedules import export_job_name, import_job_name
+    from crm_pipelines.jobs.store import JobStore
     from crm_pipelines.sync.runner import provider_plugin
 
     found = provider_plugin(args.provider, args.entity)
     check_async_launch(found.name)
+    job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
+    if args.entity:
+        raise ValueError(f"without the jobs service --async runs the {job} job, which covers every entity of {found.title}; leave out {args.entity!r}")
     store = _store(args)
     try:
         integration = _target(store, args)
+        row = JobStore(store.engine).create("sync" if direction == "import" else "export", found.name, integration, trigger="cli")
     finally:
         store.dispose()
-    job = import_job_name(found.name) if direction == "import" else export_job_name(found.name)
-    tags = {"crm/trigger": "cli", "crm/priority": args.priority, "dagster/partition": integration.key, "crm/integration": integration.key}
+    tags = {"crm/trigger": "cli", "crm/priority": args.priority, "dagster/partition": integration.key, "crm/integration": integration.key,
+            "crm/job_id": str(row.id)}
     command = [sys.executable, "-m", "dagster", "job", "launch", "-m", "crm_pipelines.definitions", "-j", job, "--tags", json.dumps(tags)]
+    ops = {}
     if direction == "export":
-        if args.entity:
-            raise ValueError(f"--async runs the {job} job, which exports every entity of {found.title}; leave out {args.entity!r} or drop --async")
         config = {"batch_size": args.batch_size, "only_new": args.only_new, "dry_run": args.dry_run}
         ops = {f"{found.name}__{e}_export": {"config": config} for e in found.entities}
+    elif args.full:
+        ops = {f"{found.name}__{e}": {"config": {"full": True}} for e in found.entities}
+    if ops:
         command += ["--config-json", json.dumps({"ops": ops})]
     launched = subprocess.run(command, capture_output=True, text=True)
     if launched.returncode != 0:
         lines = [line.strip() for line in launched.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error: " in line and not line.startswith("File ")]
         raise RuntimeError(f"could not launch {job}: {(errors or lines or ['dagster job launch failed'])[-1]}")
-    print(f"launched {job} through Dagster for {integration.label} ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
-    print("Follow it in the Dagster UI (Runs) or with: crm-pipelines status " + found.name)
+    print(f"job {row.id} queued: {job} for {integration.label}; it runs when the Dagster daemon picks it up.")
+    print(f"follow it with: crm-pipelines jobs watch {row.id}")
     return 0
 
 
@@ -77,8 +104,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from crm_pipelines.sync.runner import import_now
 
     if args.async_:
-        if args.entity:
-            print("note: --async imports every entity of the provider (one run per window)")
         return _launch_async(args, "import")
     store = _store(args)
     try:
@@ -231,6 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         plugins = {p.name: p for p in all_plugins()}
         if args.provider and args.provider not in plugins:
             raise ValueError(f"unknown provider {args.provider!r}; expected one of {', '.join(plugins)}")
+        active = _active_jobs(store)
         targets = store.integrations.list(store=args.store, provider=args.provider)
         if not targets and not args.store:
             # A fresh set-up: the environment-configured integrations of the default store.
@@ -243,7 +269,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 metrics = state.last_metrics or {}
                 rows.append({
                     "integration": integration.label, "store": integration.store_key, "entity": entity, "active": "yes" if integration.active else "no",
-                    "last run": _ago(state.last_run_at), "status": state.last_status or "-",
+                    "last run": _ago(state.last_run_at), "status": active.get((integration.id, entity)) or state.last_status or "-",
                     "synced through": state.synced_through.isoformat(timespec="seconds") if state.synced_through else "-",
                     "fetched": metrics.get("fetched", "-"), "failed": metrics.get("failed", "-"),
                     "open rejects": len(store.open_rejects(integration, entity)), "local linked": store.linked_count(integration, entity),
@@ -255,6 +281,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.dispose()
+
+
+def _active_jobs(store) -> dict[tuple[int, str], str]:
+    """'running 45% (job 12)' per integration and entity a queued or running job is working on."""
+    from crm_pipelines.jobs.store import JobStore
+
+    found: dict[tuple[int, str], str] = {}
+    for state in ("queued", "running"):
+        for job in JobStore(store.engine).list(state=state, limit=500):
+            for entity in [job.entity] if job.entity else ["contacts", "companies", "deals"]:
+                done = (job.entities.get(entity) or {}) if job.entities else {}
+                share = 100.0 if done.get("done") else (100 * done["processed"] / done["total"] if done.get("total") else None)
+                text = f"{state}{f' {share:.0f}%' if share is not None and state == 'running' else ''} (job {job.id})"
+                found.setdefault((job.integration_id, entity), text)
+    return found
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
+from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
@@ -57,18 +58,21 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
         integration = integration_for(store, plugin, context.partition_key)
+        job = export_job(context, db, integration, config)
         if not integration.settings.export_enabled:
             reason = f"exports to {integration.label} are off (settings export_enabled=false)"
             context.log.warning("skipped: %s", reason)
             yield dg.DynamicOutput([("skipped", reason)], mapping_key="skipped")
             return
-        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, _stats):
+        with job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, _stats):
             unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
             if unavailable:
                 context.log.warning("skipped: %s", unavailable)
                 yield dg.DynamicOutput([("skipped", unavailable)], mapping_key="skipped")
                 return
             plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
+        job.page(entity, 0, len(plan.items))
+        job.flush()
         if config.dry_run:
             result = dry_run_result(integration, entity, plan)
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
@@ -99,15 +103,26 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         # Records already sent by an earlier attempt of this step no longer differ: skip them.
         items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
-        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
-            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
+        job = export_job(context, db, integration, config)
+        with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
+            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log,
+                                  label=f" [{context.get_mapping_key()}]", progress=lambda done, total: job.page(entity, done))
         return _as_dict(result)
 
-    @dg.op(name=f"{prefix}__summarize")
+    def export_job(context, db, integration, config: ExportConfig | None = None):
+        return step_progress(context, db, kind="export", integration=integration, provider=plugin.name,
+                             entities=run_entities(context, plugin.name, plugin.entities, suffix="_export"),
+                             params=config.model_dump(exclude_defaults=True) if config else None)
+
+    @dg.op(name=f"{prefix}__summarize", required_resource_keys={DB_RESOURCE_KEY})
     def summarize(context: dg.OpExecutionContext, parts: list) -> dg.Output:
+        db = getattr(context.resources, DB_RESOURCE_KEY)
+        job = export_job(context, db, integration_for(db.store(), plugin, context.partition_key))
         skipped = [p["skipped"] for p in parts if "skipped" in p]
         if skipped:
             context.log.warning("skipped: %s", skipped[0])
+            job.entity_done(entity, 0)
+            finish_if_done(job)
             return dg.Output(value={"skipped": skipped[0]}, metadata={"skipped": skipped[0], "selected": 0, "created": 0, "updated": 0})
         results = [ExportResult(plugin.name, entity, **{k: v for k, v in p.items() if k not in ("api",)}) for p in parts]
         for result, part in zip(results, parts):
@@ -115,6 +130,8 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         total = combine(results, plugin.name, entity)
         total.dry_run = any(p.get("dry_run") for p in parts)
         context.log.info("%s", total.summary())
+        job.entity_done(entity, total.selected, created=total.created, updated=total.updated, rejected=total.rejected)
+        finish_if_done(job)
         metadata = total.metadata()
         return dg.Output(value=metadata, metadata=metadata)
 

@@ -15,8 +15,10 @@ from pydantic import Field
 from crm_pipelines.core.errors import ConfigurationError, EntityUnavailable, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, client_resource, integration_for
+from crm_pipelines.dagster_defs.job_records import finish_if_done, job_failure, job_kind, page_reporter, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions, parse_moment
 from crm_pipelines.integrations.model import Integration
+from crm_pipelines.jobs.progress import JobProgress
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.importer import ImportResult, plan_incremental, run_import
@@ -54,10 +56,11 @@ def _should_sweep(mode: str, store: LocalStore, integration: Integration, entity
 
 
 def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration: Integration, entity: str, config: ImportConfig, db,
-                logger=None) -> ImportResult:
+                logger=None, job: JobProgress | None = None) -> ImportResult:
     """Sync one entity of one integration as a step asks (plain Python under the Dagster layer).
 
-    ``logger`` (default: the step's) receives the sync's progress lines.
+    ``logger`` (default: the step's) receives the sync's progress lines; ``job`` the progress of
+    the run's job, every few seconds.
     """
     logger = logger or context.log
     since = parse_moment(config.window_start) if config.window_start else None
@@ -66,13 +69,17 @@ def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration:
                               overlap=timedelta(minutes=config.overlap_minutes))
     source = client_resource(context, store, plugin, integration)
     with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger) as (reader, stats):
-        return run_import(
+        result = run_import(
             reader, store, integration, entity, window,
             stats=stats,
             sweep_archived=_should_sweep(config.sweep_archived, store, integration, entity, window),
             run_id=context.run.run_id,
+            progress=job and page_reporter(job, reader, store, integration, entity, window.is_full),
             logger=logger,
         )
+    if job is not None:
+        job.entity_done(entity, result.fetched, created=result.outcome.created, updated=result.outcome.updated, rejected=result.failed)
+    return result
 
 
 def stop_on_provider_error(exc: Exception) -> dg.Failure:
@@ -125,24 +132,36 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         freshness_policy=IMPORT_FRESHNESS,
     )
     def _import(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
+        with stop_when_cancelled(context):
+            return import_step(context, config)
+
+    def import_step(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
-        integration = integration_for(store, plugin, context.partition_key)
+        job = None
         try:
-            result = import_once(context, store, plugin, integration, entity, config, db)
+            integration = integration_for(store, plugin, context.partition_key)
+            job = step_progress(context, db, kind=job_kind(context, config), integration=integration, provider=plugin.name,
+                                entities=run_entities(context, plugin.name, plugin.entities), params=config.model_dump(exclude_defaults=True))
+            result = import_once(context, store, plugin, integration, entity, config, db, job=job)
         except ConfigurationError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+            raise job_failure(job, dg.Failure(description=str(exc), allow_retries=False)) from None
         except ValueError as exc:
-            raise dg.Failure(description=f"bad run config: {exc}", allow_retries=False) from None
+            raise job_failure(job, dg.Failure(description=f"bad run config: {exc}", allow_retries=False)) from None
         except EntityUnavailable as exc:
             context.log.warning("skipped: %s", exc)
+            job.entity_done(entity, 0)
+            finish_if_done(job)
             return dg.MaterializeResult(
                 metadata={"skipped": str(exc), "fetched": 0, "store": integration.store_key, "dagster/row_count": 0},
                 check_results=[dg.AssetCheckResult(check_name=ERROR_RATE_CHECK, passed=True, metadata={"skipped": str(exc)}),
                                dg.AssetCheckResult(check_name=SYNC_CHECK, passed=True, metadata={"skipped": str(exc)})],
             )
         except ProviderError as exc:
-            raise stop_on_provider_error(exc) from None
+            raise job_failure(job, stop_on_provider_error(exc)) from None
+        except dg.Failure as exc:
+            raise job_failure(job, exc)
+        finish_if_done(job)
         return dg.MaterializeResult(metadata=import_metadata(store, integration, entity, result),
                                     check_results=[error_rate_check(result), dg.AssetCheckResult(check_name=SYNC_CHECK, passed=True)])
 

@@ -26,6 +26,7 @@ from crm_pipelines.dagster_defs.imports import (
     import_once,
 )
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
+from crm_pipelines.dagster_defs.job_records import step_progress
 from crm_pipelines.dagster_defs.partitions import integration_partitions_name, window_key
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.batch import due_integrations, sync_integrations
@@ -68,6 +69,8 @@ def build_incremental_job(plugin: ProviderPlugin) -> dg.JobDefinition:
         if missing:
             context.instance.add_dynamic_partitions(integration_partitions_name(plugin.name), missing)
         context.log.info("%d %s integrations to sync: %s", len(chosen), plugin.title, ", ".join(i.key for i in chosen) or "none")
+        job = step_progress(context, db, kind="sync", integration=None, provider=plugin.name, entities=plugin.entities,
+                            params={"integrations": [i.key for i in chosen]})
         import_config = ImportConfig()
         failures: list[str] = []
         figures = {"integrations": len(chosen), "failed": 0, "fetched": 0, "created": 0, "updated": 0}
@@ -106,11 +109,12 @@ def build_incremental_job(plugin: ProviderPlugin) -> dg.JobDefinition:
         figures["failed"] = len(failures)
         context.log.info("%d %s integrations synced, %d failed: %d records read, %d created, %d updated",
                          len(chosen) - len(failures), plugin.title, len(failures), figures["fetched"], figures["created"], figures["updated"])
+        job.jobs.update(job.job.id, processed=figures["fetched"], created=figures["created"], updated=figures["updated"])
         if failures:
-            raise dg.Failure(
-                description=f"{len(failures)} of {len(chosen)} {plugin.title} integrations failed; the others were synced. " + " | ".join(failures),
-                metadata=figures, allow_retries=False,
-            )
+            description = f"{len(failures)} of {len(chosen)} {plugin.title} integrations failed; the others were synced. " + " | ".join(failures)
+            job.jobs.finish(job.job.id, "failed", error=description)
+            raise dg.Failure(description=description, metadata=figures, allow_retries=False)
+        job.jobs.finish(job.job.id, "succeeded")
         return figures
 
     @dg.job(

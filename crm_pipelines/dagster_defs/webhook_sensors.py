@@ -14,6 +14,7 @@ import dagster as dg
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
 from crm_pipelines.dagster_defs.targeted import sync_ids_job_name
 from crm_pipelines.providers.registry import ProviderPlugin
+from crm_pipelines.webhooks.applier import record_ids
 from crm_pipelines.webhooks.inbox import WebhookInbox
 
 MAX_EVENTS = 5000
@@ -21,18 +22,11 @@ MAX_EVENTS = 5000
 
 def targeted_run_request(plugin: ProviderPlugin, rows: list[dict], integration_key: str = "default") -> dg.RunRequest | None:
     """One run for every record the rows (of one integration) mention, or None when none maps to an entity."""
-    ids: dict[str, set[str]] = {}
-    for row in rows:
-        target = plugin.webhook_object_types.get(str(row.get("object_type") or "").lower())
-        if not target or not row.get("object_id"):
-            continue
-        for entity in (target,) if isinstance(target, str) else target:
-            ids.setdefault(entity, set()).add(str(row["object_id"]))
+    ids = record_ids(plugin, rows)
     if not ids:
         return None
     first, last = rows[0]["id"], rows[-1]["id"]
-    config = {"integration": integration_key, "ids": {entity: sorted(values, key=lambda v: (len(v), v)) for entity, values in sorted(ids.items())},
-              "inbox_range": [first, last]}
+    config = {"integration": integration_key, "ids": ids, "inbox_range": [first, last]}
     return dg.RunRequest(
         run_key=f"{plugin.name}:{integration_key}:inbox:{first}-{last}",
         run_config={"ops": {f"{plugin.name}__sync_ids": {"config": config}}},
@@ -55,6 +49,10 @@ def build_webhook_sensor(plugin: ProviderPlugin) -> dg.SensorDefinition:
         if not rows:
             return dg.SensorResult(skip_reason=f"no {plugin.title} webhook events after inbox id {after}")
         cursor = str(rows[-1]["id"])
+        # Rows the webhook applier (crm-pipelines serve) has applied already need no run.
+        rows = [row for row in rows if row.get("processed_at") is None]
+        if not rows:
+            return dg.SensorResult(skip_reason="every new event was applied by the webhook applier", cursor=cursor)
         by_integration: dict[int, list[dict]] = {}
         unrouted = 0
         for row in rows:

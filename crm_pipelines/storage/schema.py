@@ -299,3 +299,42 @@ oauth_tokens = Table(
     Column("refresh_token", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Jobs: one row per sync, export, backfill or by-id sync, whoever started it (the API, the CLI, the
+# schedule, a sensor, the Dagster UI), with its progress as the run writes it every few seconds,
+# its figures and the provider's error. ``run_id`` is the Dagster run that does the work.
+sync_jobs = Table(
+    "sync_jobs",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("store_id", BigInteger),
+    Column("integration_id", BigInteger),
+    Column("integration_key", String(64)),
+    Column("entity", String(16)),
+    Column("trigger", String(16), nullable=False, default="manual"),
+    Column("params", JSON),
+    Column("processed", BigInteger, nullable=False, default=0),
+    Column("total", BigInteger),
+    Column("total_is_estimate", Boolean, nullable=False, default=False),
+    Column("percent", Float),
+    Column("eta_s", Float),
+    Column("created", BigInteger, nullable=False, default=0),
+    Column("updated", BigInteger, nullable=False, default=0),
+    Column("rejected", BigInteger, nullable=False, default=0),
+    Column("entities", JSON),
+    Column("error", Text),
+    Column("run_id", String(64), unique=True),
+    Column("callback_url", Text),
+    Column("notify", Boolean, nullable=False, default=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("notified_at", UTCDateTime),
+)
+Index("ix_sync_jobs_state", sync_jobs.c.state, sync_jobs.c.id)
+Index("ix_sync_jobs_integration_id", sync_jobs.c.integration_id, sync_jobs.c.id)

@@ -22,7 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from crm_pipelines.jobs.api import JobsApi
+from crm_pipelines.jobs.service import JobService
 from crm_pipelines.webhooks import signatures
+from crm_pipelines.webhooks.applier import WebhookApplier
 from crm_pipelines.webhooks.inbox import GroupCommitWriter, WebhookInbox
 from crm_pipelines.webhooks.parsing import MalformedDelivery, parse_delivery
 from crm_pipelines.webhooks.signatures import SignatureError, StaleTimestampError
@@ -139,7 +142,8 @@ def _reject(provider: str, request: Request, status: int, reason: str) -> JSONRe
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets,
+              on_stored: Callable[[], None] | None = None) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def receive(request: Request) -> JSONResponse:
         started = time.perf_counter()
         body = await request.body()
@@ -156,6 +160,8 @@ def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets)
         except MalformedDelivery as exc:
             return _reject(provider, request, 400, str(exc))
         stored = await asyncio.wrap_future(writer.submit(provider, events, body))
+        if stored and on_stored is not None:
+            on_stored()
         # The receiver's own acknowledgement time (body read to commit), for monitoring.
         timing = f"ack;dur={(time.perf_counter() - started) * 1000:.2f}"
         return JSONResponse({"stored": stored, "duplicates": len(events) - stored}, headers={"Server-Timing": timing})
@@ -168,20 +174,33 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
-    """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist)."""
+def create_app(engine: Engine, secrets: WebhookSecrets, *, jobs: JobService | None = None, api_token: str | None = None,
+               applier: WebhookApplier | None = None) -> Starlette:
+    """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist);
+    with ``jobs``, the jobs API beside it (``/api/...``, see :mod:`crm_pipelines.jobs.api`); with
+    ``applier``, the events are applied as they arrive (each commit wakes it)."""
     inbox = WebhookInbox(engine)
     writer = GroupCommitWriter(inbox)
     routes = [Route("/healthz", healthz, methods=["GET"])]
     routes += [
-        Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets), methods=["POST"])
+        Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets, applier.wake if applier else None), methods=["POST"])
         for provider in ("hubspot", "shopify", "pipedrive", "bling")
     ]
+    if jobs is not None:
+        routes += JobsApi(jobs, api_token).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        if jobs is not None:
+            jobs.start_threads()
+        if applier is not None:
+            applier.start()
         yield
         writer.close()
+        if applier is not None:
+            applier.close()
+        if jobs is not None:
+            jobs.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.inbox = inbox
@@ -189,9 +208,11 @@ def create_app(engine: Engine, secrets: WebhookSecrets) -> Starlette:
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env(*, with_jobs: bool = False, with_applier: bool = False) -> Starlette:
     """The app on the project's database (``CRM_DATABASE_URL``), migrated, with secrets from the
-    environment; usable as ``uvicorn --factory crm_pipelines.webhooks.app:app_from_env``."""
+    environment; usable as ``uvicorn --factory crm_pipelines.webhooks.app:app_from_env``.
+    ``with_jobs`` adds the jobs API on the Dagster instance of ``DAGSTER_HOME``; ``with_applier``
+    applies the events as they arrive, reported to that instance."""
     from crm_pipelines.storage.engine import make_engine
     from crm_pipelines.storage.migrate import upgrade
 
@@ -203,4 +224,18 @@ def app_from_env() -> Starlette:
     for provider, names in MISSING_SECRET.items():
         if not secrets.configured(provider):
             log.warning("%s webhooks will answer 503: %s not set", provider, names)
-    return create_app(engine, secrets)
+    jobs = applier = None
+    instance = None
+    if with_jobs or with_applier:
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+    if with_jobs:
+        from crm_pipelines.jobs.service import service_from_env
+
+        jobs = service_from_env(engine, instance)
+    if with_applier:
+        from crm_pipelines.storage.store import LocalStore
+
+        applier = WebhookApplier(LocalStore(engine), instance=instance)
+    return create_app(engine, secrets, jobs=jobs, applier=applier)

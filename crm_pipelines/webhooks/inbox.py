@@ -98,6 +98,17 @@ class WebhookInbox:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
+    def read_unprocessed(self, provider: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``provider`` not acted on yet, oldest first."""
+        stmt = (
+            select(webhooks)
+            .where(webhooks.c.provider == provider, webhooks.c.processed_at.is_(None))
+            .order_by(webhooks.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
     def mark_processed(self, ids: Iterable[int]) -> None:
         """Record that the events with these ids have been acted on (the first time only)."""
         ids = list(ids)
