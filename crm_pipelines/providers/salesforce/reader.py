@@ -13,7 +13,9 @@ the read then resumes with a fresh query starting after the last ``(SystemModsta
 A page retried after a fault is the same page (its position is part of its URL).
 
 The initial sync (no lower bound) reads every record the same way, without an upper bound: all
-records as they are now. Deletions come from ``queryAll`` with ``IsDeleted = true`` (the recycle
+records as they are now. A full sync or a backfill of at least the integration's
+``bulk_threshold`` records (one ``COUNT()`` call decides) goes through a Bulk API 2.0 query job
+instead (:mod:`.bulk`): CSV pages of 10,000 rows, the job found again by its id after a crash. Deletions come from ``queryAll`` with ``IsDeleted = true`` (the recycle
 bin keeps them about 15 days).
 """
 
@@ -29,11 +31,13 @@ from crm_pipelines.core.errors import ProviderError
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.salesforce.api import MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
+from crm_pipelines.providers.salesforce.bulk import Bulk2, bulk_read
+from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "soql")
+STRATEGIES = ("auto", "soql", "bulk")
 #: Ids per ``WHERE Id IN (...)`` look-up (18 characters each: the query stays far below the URL limit).
 IDS_PER_QUERY = 300
 
@@ -62,6 +66,14 @@ class SalesforceChangeReader:
         self.progress_every = progress_every
         self.max_resumes = max_resumes
         self.progress = ReadProgress()
+        self.bulk_context: BulkContext | None = None
+        self.bulk_progress: BulkProgress | None = None
+        #: When the records read were current (a bulk job's creation): the most a sync may mark as read.
+        self.read_until: datetime | None = None
+
+    def prepare_bulk(self, context: BulkContext) -> None:
+        """Whether the next read may take the bulk path, and where its job is remembered."""
+        self.bulk_context = context
 
     # ------------------------------------------------------------------ public
 
@@ -73,7 +85,31 @@ class SalesforceChangeReader:
             bounds.append(f"{MODIFIED_FIELD} >= {soql_datetime(lower)}")
             if upper is not None:
                 bounds.append(f"{MODIFIED_FIELD} < {soql_datetime(upper, round_up=True)}")
+        self.read_until, self.bulk_progress = None, None
+        fields = ", ".join(self.mapping.select_fields(entity))
+        soql = f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
+        if self._bulk_chosen(entity, bounds, soql):
+            yield from self._bulk_read(entity, soql)
+            return
         yield from self._keyset_read(entity, bounds)
+
+    def _bulk_chosen(self, entity: str, bounds: list[str], soql: str) -> bool:
+        if self.strategy == "soql":
+            return False
+        context = self.bulk_context or BulkContext()
+        remembered = context.memory.get() if context.memory is not None else None
+        if remembered and remembered.get("query") == soql:
+            return True  # a previous run's job for this very read: take it up again
+        return context.wants(lambda: self.client.count(SOBJECTS[entity], " AND ".join(bounds)), forced=self.strategy == "bulk")
+
+    def _bulk_read(self, entity: str, soql: str) -> Iterator[Page]:
+        self.progress.strategy = "bulk"
+        self.bulk_progress = BulkProgress(logger=self.log)
+        memory = self.bulk_context.memory if self.bulk_context is not None else None
+        created, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick)
+        self.read_until = created
+        self.log.info("%s: reading through Bulk API 2.0 query job %s", entity, self.bulk_progress.job_id)
+        yield from pages
 
     #: Deletions since a point are one cheap query: every run reads them (no daily sweep needed).
     deletions_since = ("contacts", "companies", "deals")

@@ -13,7 +13,7 @@
   ``unprocessedrecords/`` once ``JobComplete``. A header naming an unknown field fails the job.
 
 Choices where the reference is silent: results are the query's rows when the job was created;
-empty CSV cells leave a field unset; a result page without ``maxRecords`` holds every remaining row.
+empty CSV cells leave a field unset (``#N/A`` clears it); a result page without ``maxRecords`` holds every remaining row.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class BulkJobs:
         done, failed = [["sf__Id", "sf__Created", *header]], [["sf__Id", "sf__Error", *header]]
         now = self.stamp()
         for row in rows:
-            values = {name: cell for name, cell in zip(header, row) if cell != ""}
+            values = {name: (None if cell == "#N/A" else cell) for name, cell in zip(header, row) if cell != ""}
             rec_id, problems, rec, created = values.get("Id", ""), [], None, False
             try:
                 typed = self._typed_values(store, values)
