@@ -66,19 +66,19 @@ class BulkJobMemory:
 
 @dataclass
 class BulkContext:
-    """What the caller allows: the bulk path (``eligible``) from ``threshold`` records; where jobs are remembered."""
+    """What the caller allows: the bulk path (``eligible``) above ``threshold`` records; where jobs are remembered."""
 
     memory: BulkJobMemory | None = None
     eligible: bool = False
     threshold: int | None = DEFAULT_BULK_THRESHOLD
 
     def wants(self, count: Callable[[], int], *, forced: bool = False) -> bool:
-        """Whether to take the bulk path: forced, or eligible and ``count()`` at least the threshold."""
+        """Whether to take the bulk path: forced, or eligible and ``count()`` above the threshold."""
         if forced:
             return True
         if not self.eligible or self.threshold is None:
             return False
-        return count() >= self.threshold
+        return count() > self.threshold
 
 
 @dataclass

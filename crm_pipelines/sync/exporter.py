@@ -12,6 +12,11 @@ A record the provider rejects never fails its neighbours: per-record errors go t
 ledger, a batch refused as a whole is split in halves until the bad record is alone, and a
 "already exists" conflict becomes a link. A run killed at any point leaves intents behind; the
 next run first looks those records up by their idempotency key, so nothing is created twice.
+
+An export of more than the integration's ``bulk_threshold`` records goes, when the writer offers
+it (``bulk_write``), through the provider's bulk API: the same steps, with batches of
+:data:`BULK_BATCH` records each sent as one bulk job (see docs/bulk.md). A job a killed run left
+is found again by its id and settled (``settle_bulk``) before the intents are looked up.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from crm_pipelines.core.errors import RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.store import LocalChange, LocalStore, Target
+from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 AMBIGUOUS_CREATE_RETRIES = 4
 #: Seconds to let a request the client gave up on reach the provider before looking it up.
 AMBIGUOUS_SETTLE_S = 5.0
+#: Records per batch on the bulk path (each batch: one job for its updates, one for its creates).
+BULK_BATCH = 50_000
 
 
 class Writer(Protocol):
@@ -74,6 +82,7 @@ class ExportResult:
     duration_s: float = 0.0
     would_create: int = 0
     would_update: int = 0
+    bulk: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         sent = self.created + self.updated + self.rejected
@@ -95,6 +104,8 @@ class ExportResult:
             "dry_run": self.dry_run,
             "would_create": self.would_create,
             "would_update": self.would_update,
+            "bulk_api": bool(self.bulk),
+            **self.bulk,
         }
 
     def summary(self) -> str:
@@ -132,6 +143,8 @@ def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str
     """Settle creates left in flight by a crash, then list the records to send (ids only; ``ids`` limits them)."""
     logger = logger or log
     provider = store.scope(provider)
+    if not dry_run and hasattr(writer, "settle_bulk"):
+        writer.settle_bulk(BulkJobMemory(store, provider, entity, "export"), BulkProgress(logger=logger))
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
@@ -161,6 +174,12 @@ def send_changes(
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
+    threshold = provider.settings.bulk_threshold
+    bulk = None
+    if hasattr(writer, "bulk_write") and threshold is not None and len(items) > threshold:
+        writer = bulk = BulkWrites(writer, BulkJobMemory(store, provider, entity, "export"), BulkProgress(logger=logger))
+        batch_size = bulk.batch_size
+        logger.info("%s/%s: %d records to send, more than %d: through the bulk API", provider, entity, len(items), threshold)
     batch_size = max(1, min(batch_size, writer.batch_size))
     result = ExportResult(str(provider), entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
@@ -180,7 +199,26 @@ def send_changes(
                             provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
+    if bulk is not None:
+        result.bulk = bulk.progress.metadata()
     return result
+
+
+class BulkWrites:
+    """A writer's bulk path seen as a writer: each create or update call is one bulk job."""
+
+    batch_size = BULK_BATCH
+
+    def __init__(self, writer: Any, memory: BulkJobMemory, progress: BulkProgress) -> None:
+        self.writer, self.memory, self.progress = writer, memory, progress
+        self.make_record, self.Rejected = writer.make_record, writer.Rejected
+        self.match, self.find_by_keys, self.check = writer.match, writer.find_by_keys, writer.check
+
+    def create(self, entity: str, records: Sequence[Any]) -> Any:
+        return self.writer.bulk_write(entity, records, create=True, memory=self.memory, progress=self.progress)
+
+    def update(self, entity: str, records: Sequence[Any]) -> Any:
+        return self.writer.bulk_write(entity, records, create=False, memory=self.memory, progress=self.progress)
 
 
 def export_entity(

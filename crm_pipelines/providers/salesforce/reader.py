@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -88,19 +88,25 @@ class SalesforceChangeReader:
         self.read_until, self.bulk_progress = None, None
         fields = ", ".join(self.mapping.select_fields(entity))
         soql = f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
-        if self._bulk_chosen(entity, bounds, soql):
+        first: dict[str, Any] = {}
+        if self._bulk_chosen(soql, lambda: self._first_page(entity, bounds, first)):
             yield from self._bulk_read(entity, soql)
             return
-        yield from self._keyset_read(entity, bounds)
+        yield from self._keyset_read(entity, bounds, first or None)
 
-    def _bulk_chosen(self, entity: str, bounds: list[str], soql: str) -> bool:
+    def _bulk_chosen(self, soql: str, count: Callable[[], int]) -> bool:
         if self.strategy == "soql":
             return False
         context = self.bulk_context or BulkContext()
         remembered = context.memory.get() if context.memory is not None else None
         if remembered and remembered.get("query") == soql:
             return True  # a previous run's job for this very read: take it up again
-        return context.wants(lambda: self.client.count(SOBJECTS[entity], " AND ".join(bounds)), forced=self.strategy == "bulk")
+        return context.wants(count, forced=self.strategy == "bulk")
+
+    def _first_page(self, entity: str, bounds: list[str], into: dict[str, Any]) -> int:
+        """The regular read's first page (kept for it) and the ``totalSize`` it reports: the size that decides."""
+        into.update(self.client.query(self._keyset_soql(entity, bounds, None)))
+        return int(into.get("totalSize") or 0)
 
     def _bulk_read(self, entity: str, soql: str) -> Iterator[Page]:
         self.progress.strategy = "bulk"
@@ -146,18 +152,19 @@ class SalesforceChangeReader:
 
     # ------------------------------------------------------------------ reading
 
-    def _keyset_read(self, entity: str, bounds: list[str]) -> Iterator[Page]:
+    def _keyset_soql(self, entity: str, bounds: list[str], last: tuple[str, str] | None) -> str:
+        where = list(bounds)
+        if last is not None:
+            stamp, record_id = last
+            where.append(f"({MODIFIED_FIELD} > {stamp} OR ({MODIFIED_FIELD} = {stamp} AND Id > {soql_string(record_id)}))")
         fields = ", ".join(self.mapping.select_fields(entity))
-        sobject = SOBJECTS[entity]
+        return f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {MODIFIED_FIELD}, Id"
+
+    def _keyset_read(self, entity: str, bounds: list[str], first: dict[str, Any] | None = None) -> Iterator[Page]:
         last: tuple[str, str] | None = None  # (SystemModstamp literal, Id) of the last row read
         while True:
-            where = list(bounds)
-            if last is not None:
-                stamp, record_id = last
-                where.append(f"({MODIFIED_FIELD} > {stamp} OR ({MODIFIED_FIELD} = {stamp} AND Id > {soql_string(record_id)}))")
-            soql = f"SELECT {fields} FROM {sobject}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {MODIFIED_FIELD}, Id"
             try:
-                data = self.client.query(soql)
+                data, first = first or self.client.query(self._keyset_soql(entity, bounds, last)), None
                 if self.progress.expected is None:
                     self.progress.expected = int(data.get("totalSize") or 0)
                 while True:

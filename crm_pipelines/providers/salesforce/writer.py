@@ -22,6 +22,7 @@ from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain
+from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
 from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.mapping import Mapping
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
@@ -127,6 +128,16 @@ class SalesforceWriter:
         body = [{"attributes": {"type": sobject}, "Id": r.external_id, **self.mapping.to_sobject(entity, r.fields, clear_missing=True)} for r in records]
         results = self._write("PATCH", "", body)
         return self._collect(records, results, upsert=False)
+
+    # ------------------------------------------------------------------ bulk (Bulk API 2.0 ingest jobs)
+
+    def bulk_write(self, entity: str, records: Sequence[OutgoingRecord], *, create: bool, memory: Any, progress: Any) -> WriteResult:
+        """Creates (upsert on the external id) or updates (by Id) of many records as ingest jobs."""
+        return BulkWriter(Bulk2(self.client), self.mapping).write(entity, records, create=create, memory=memory, progress=progress)
+
+    def settle_bulk(self, memory: Any, progress: Any) -> None:
+        """Wait for (or abort, if never uploaded) the ingest job a killed run left, then forget it."""
+        BulkWriter(Bulk2(self.client), self.mapping).settle(memory, progress)
 
     # ------------------------------------------------------------------ helpers
 

@@ -58,19 +58,70 @@ def test_the_regular_path_below_the_threshold_and_for_incremental_runs(make_sim,
     sim = make_sim(contacts=300)
     first = read(sf_client(sim), store)
     assert first.strategy == "soql" and first.outcome.created == 300 and "bulk_state" not in first.metadata()
-    assert first.api["by_kind"]["count"] == 1
+    assert first.api["by_kind"].get("count", 0) == 0  # the first page told the size
     since = datetime.now(UTC) - timedelta(minutes=5)
     again = read(sf_client(sim), store, window=ImportWindow(since, datetime.now(UTC), since, datetime.now(UTC) + timedelta(seconds=5), "test: delta"))
     assert again.strategy == "soql" and again.api["by_kind"].get("count", 0) == 0  # incremental runs never count
     assert_reconciled(sim, store)
 
 
-def test_a_backfill_above_the_threshold_is_a_bulk_read_and_the_count_decides(make_sim, store, sf_client):
+def test_a_backfill_above_the_threshold_is_a_bulk_read_chosen_by_the_first_pages_total(make_sim, store, sf_client):
     sim = make_sim(contacts=12_000, companies=0, deals=0)
     client = sf_client(sim)
     window = plan_incremental(store.sync_state(P, "contacts"), since=datetime(2000, 1, 1, tzinfo=UTC))
     assert window.backfill
     result = read(client, store, window=window)
     assert result.strategy == "bulk" and result.outcome.created == 12_000
-    assert result.api["by_kind"]["count"] == 1 and result.api["by_kind"]["bulk_results"] == 2  # 10,000 rows a page
+    assert result.api["by_kind"]["bulk_results"] == 2  # 10,000 rows a page
+    assert result.api["by_kind"]["query"] == 2  # the first page, whose totalSize chose the bulk path, and the deletions
     assert_reconciled(sim, store)
+
+
+# ---------------------------------------------------------------------------------------- export
+
+
+def bulk_threshold(store, value):
+    store.integrations.update(store.scope(P), settings={"bulk_threshold": value})
+
+
+def test_an_export_above_the_threshold_goes_as_ingest_jobs_with_rejects_and_updates(make_sim, store, sf_client):
+    from .test_export import EXT, add_local_contacts, assert_exactly_once, export
+
+    sim = make_sim(contacts=0, companies=0, deals=0)
+    bulk_threshold(store, 100)
+    add_local_contacts(store, 600, invalid_every=50)
+    first = export(sf_client(sim), store)
+    meta = first.metadata()
+    assert first.created == 588 and first.rejected == 12 and meta["bulk_api"] and meta["bulk_state"] == "JobComplete"
+    assert first.api["by_kind"].get("write", 0) == 0 and first.api["by_kind"]["bulk_upload"] == 1
+    rejects = store.open_rejects(P, "contacts", "export")
+    assert len(rejects) == 12 and {r["category"] for r in rejects} == {"INVALID_EMAIL_ADDRESS"}
+    assert all("Email" in r["message"] for r in rejects)
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 588
+    assert all(o[EXT] == f"contacts:{links[i]['id']}" for i, o in remote.items())
+    # Changes go as an update job by Id; an emptied title is cleared remotely.
+    from sqlalchemy import update as sql_update
+
+    from crm_pipelines.storage.schema import contacts
+
+    with store.engine.begin() as conn:
+        conn.execute(sql_update(contacts).where(contacts.c.id <= 300).values(job_title="Diretora", updated_at=datetime.now(UTC)))
+    second = export(sf_client(sim), store)
+    assert second.updated == 300 - 6 and second.created == 0 and second.metadata()["bulk_api"]
+    titles = [o["Title"] for o in sim.records("contacts").values()]
+    assert titles.count("Diretora") == 294
+    with store.engine.begin() as conn:
+        conn.execute(sql_update(contacts).where(contacts.c.id <= 300).values(job_title=None, updated_at=datetime.now(UTC)))
+    third = export(sf_client(sim), store)
+    assert third.updated == 294 and [o["Title"] for o in sim.records("contacts").values()].count("Diretora") == 0
+
+
+def test_an_export_at_the_threshold_keeps_the_collections_path(make_sim, store, sf_client):
+    from .test_export import add_local_contacts, export
+
+    sim = make_sim(contacts=0, companies=0, deals=0)
+    bulk_threshold(store, 400)
+    add_local_contacts(store, 400)
+    result = export(sf_client(sim), store)
+    assert result.created == 400 and result.api["by_kind"]["write"] == 2 and not result.metadata()["bulk_api"]
