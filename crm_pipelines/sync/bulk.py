@@ -58,6 +58,11 @@ class BulkJobMemory:
     def clear(self) -> None:
         self.put(None)
 
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The remembered query job of the read called ``key`` (its lower bound: the upper moves with each run)."""
+        job = self.get()
+        return job if job and job.get("kind") == "query" and job.get("key") == key else None
+
     def pending(self) -> dict[str, Any]:
         """``{"bulk_jobs": ...}`` to carry over when the row's metrics are rewritten (empty if none)."""
         jobs = self._jobs()

@@ -110,19 +110,25 @@ class Bulk2:
 
 
 def bulk_read(bulk: Bulk2, mapping: Mapping, entity: str, soql: str, memory: BulkJobMemory | None, progress: BulkProgress,
-              on_rows: Callable[[int], None]) -> tuple[datetime | None, Iterator[Page]]:
-    """Start (or find again) the query job for ``soql``; its creation time and its pages of records.
+              on_rows: Callable[[int], None], *, key: str | None = None, until: datetime | None = None) -> tuple[datetime | None, Iterator[Page]]:
+    """Start (or find again) the query job for ``soql``; until when its records are read, and its pages.
 
-    The records are the org's as they were when the job was created: that time is what the sync
-    may mark as read through.
+    ``key`` names the read across runs (the query without its upper bound, which moves with each
+    run); a job a previous run left for the same key is taken up again. Its records are the org's
+    as they were when the job was created, and no later than its own upper bound (``until``).
     """
-    info = _remembered(bulk, "query", memory, soql, progress)
+    key = key or soql
+    info = _remembered(bulk, memory, key, progress)
     if info is None:
         info = bulk.create_query(soql)
         if memory is not None:
-            memory.put({"id": info["id"], "kind": "query", "query": soql, "created": info.get("createdDate")})
+            memory.put({"id": info["id"], "kind": "query", "key": key, "query": soql, "until": until.isoformat() if until else None})
+    else:
+        remembered = memory.get() if memory is not None else None
+        until = datetime.fromisoformat(remembered["until"]) if remembered and remembered.get("until") else None
     progress.job_id = str(info["id"])
     created = parse_datetime(str(info.get("createdDate") or "").replace("+0000", "Z")) if info.get("createdDate") else None
+    read_until = min(filter(None, [created, until]), default=None)
 
     def pages() -> Iterator[Page]:
         final = bulk.wait("query", progress.job_id, progress)
@@ -138,7 +144,7 @@ def bulk_read(bulk: Bulk2, mapping: Mapping, entity: str, soql: str, memory: Bul
             if rows:
                 yield page
 
-    return created, pages()
+    return read_until, pages()
 
 
 def _typed_row(row: dict[str, str]) -> dict[str, Any]:
@@ -150,20 +156,20 @@ def _typed_row(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _remembered(bulk: Bulk2, kind: str, memory: BulkJobMemory | None, query: str | None, progress: BulkProgress) -> dict[str, Any] | None:
-    """The job a previous run left, if it is still usable; otherwise forget (and abort) it."""
+def _remembered(bulk: Bulk2, memory: BulkJobMemory | None, key: str, progress: BulkProgress) -> dict[str, Any] | None:
+    """The query job a previous run left for this read, if it is still usable; otherwise forget (and abort) it."""
     job = memory.get() if memory is not None else None
-    if not job or job.get("kind") != kind:
+    if not job or job.get("kind") != "query":
         return None
-    info = bulk.job(kind, job["id"])
-    usable = info is not None and info.get("state") not in ("Failed", "Aborted") and (query is None or job.get("query") == query)
+    info = bulk.job("query", job["id"])
+    usable = info is not None and info.get("state") not in ("Failed", "Aborted") and job.get("key") == key
     if info is not None and not usable and info.get("state") not in FINAL_STATES:
-        bulk.abort(kind, job["id"])
+        bulk.abort("query", job["id"])
     if not usable:
         memory.clear()
         return None
     progress.resumed = True
-    (progress.logger or _log()).info("bulk %s job %s of a previous run found (%s); continuing with it", kind, job["id"], info.get("state"))
+    (progress.logger or _log()).info("bulk query job %s of a previous run found (%s); continuing with it", job["id"], info.get("state"))
     return info
 
 

@@ -86,20 +86,20 @@ class SalesforceChangeReader:
             if upper is not None:
                 bounds.append(f"{MODIFIED_FIELD} < {soql_datetime(upper, round_up=True)}")
         self.read_until, self.bulk_progress = None, None
-        fields = ", ".join(self.mapping.select_fields(entity))
-        soql = f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
+        select = f"SELECT {', '.join(self.mapping.select_fields(entity))} FROM {SOBJECTS[entity]}"
+        soql = select + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
+        key = select + (f" WHERE {bounds[0]}" if bounds else "")  # the read across runs: its upper bound moves
         first: dict[str, Any] = {}
-        if self._bulk_chosen(soql, lambda: self._first_page(entity, bounds, first)):
-            yield from self._bulk_read(entity, soql)
+        if self._bulk_chosen(key, lambda: self._first_page(entity, bounds, first)):
+            yield from self._bulk_read(entity, soql, key, upper if lower is not None else None)
             return
         yield from self._keyset_read(entity, bounds, first or None)
 
-    def _bulk_chosen(self, soql: str, count: Callable[[], int]) -> bool:
+    def _bulk_chosen(self, key: str, count: Callable[[], int]) -> bool:
         if self.strategy == "soql":
             return False
         context = self.bulk_context or BulkContext()
-        remembered = context.memory.get() if context.memory is not None else None
-        if remembered and remembered.get("query") == soql:
+        if context.memory is not None and context.memory.read(key):
             return True  # a previous run's job for this very read: take it up again
         return context.wants(count, forced=self.strategy == "bulk")
 
@@ -108,12 +108,11 @@ class SalesforceChangeReader:
         into.update(self.client.query(self._keyset_soql(entity, bounds, None)))
         return int(into.get("totalSize") or 0)
 
-    def _bulk_read(self, entity: str, soql: str) -> Iterator[Page]:
+    def _bulk_read(self, entity: str, soql: str, key: str, until: datetime | None) -> Iterator[Page]:
         self.progress.strategy = "bulk"
         self.bulk_progress = BulkProgress(logger=self.log)
         memory = self.bulk_context.memory if self.bulk_context is not None else None
-        created, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick)
-        self.read_until = created
+        self.read_until, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick, key=key, until=until)
         self.log.info("%s: reading through Bulk API 2.0 query job %s", entity, self.bulk_progress.job_id)
         yield from pages
 
