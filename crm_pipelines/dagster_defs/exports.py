@@ -13,7 +13,7 @@ from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
-from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
+from crm_pipelines.sync.exporter import BULK_BATCH, ExportResult, bulk_chosen, combine, dry_run_result, plan_export, send_changes
 
 
 class ExportConfig(dg.Config):
@@ -74,10 +74,13 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
             yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update, plan.unchanged)], mapping_key="dry_run")
             return
-        context.log.info("%d changed records to send in slices of %d (%d recovered after an interrupted run)", len(plan.items), config.slice_size, plan.recovered)
+        # Above the integration's bulk threshold, slices are bulk jobs' worth (the provider's bulk API).
+        bulk = bulk_chosen(writer, integration, len(plan.items))
+        size, kind = (BULK_BATCH, "bulk_slice") if bulk else (config.slice_size, "slice")
+        context.log.info("%d changed records to send in %sslices of %d (%d recovered after an interrupted run)", len(plan.items), "bulk API " if bulk else "", size, plan.recovered)
         yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged)], mapping_key="plan")
-        for index in range(0, len(plan.items), config.slice_size):
-            yield dg.DynamicOutput(plan.items[index : index + config.slice_size], mapping_key=f"slice_{index // config.slice_size}")
+        for index in range(0, len(plan.items), size):
+            yield dg.DynamicOutput(plan.items[index : index + size], mapping_key=f"{kind}_{index // size}")
 
     @dg.op(
         name=f"{prefix}__send",
@@ -100,7 +103,9 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
         with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
-            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
+            key = context.get_mapping_key() or ""
+            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{key}]",
+                                  bulk=key.startswith("bulk_slice"), slot=key)
         return _as_dict(result)
 
     @dg.op(name=f"{prefix}__summarize")
@@ -145,7 +150,7 @@ def _as_dict(result: ExportResult) -> dict:
     return {
         "selected": result.selected, "created": result.created, "updated": result.updated, "linked": result.linked,
         "rejected": result.rejected, "recovered": result.recovered, "batches": result.batches,
-        "duration_s": result.duration_s, "api": result.api,
+        "duration_s": result.duration_s, "api": result.api, "bulk": result.bulk,
     }
 
 

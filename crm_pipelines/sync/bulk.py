@@ -63,6 +63,11 @@ class BulkJobMemory:
         job = self.get()
         return job if job and job.get("kind") == "query" and job.get("key") == key else None
 
+    def family(self) -> list[BulkJobMemory]:
+        """This memory and every other of its direction (``export``, ``export:slice_1``...): slices of one export."""
+        names = [name for name in self._jobs() if name == self.direction or name.startswith(self.direction + ":")]
+        return [BulkJobMemory(self.store, self.integration, self.entity, name) for name in names]
+
     def pending(self) -> dict[str, Any]:
         """``{"bulk_jobs": ...}`` to carry over when the row's metrics are rewritten (empty if none)."""
         jobs = self._jobs()
@@ -110,6 +115,16 @@ class BulkProgress:
     def metadata(self) -> dict[str, Any]:
         return {"bulk_job_id": self.job_id, "bulk_state": self.state, "bulk_records_processed": self.records_processed,
                 "bulk_records_failed": self.records_failed, "bulk_polls": self.polls, "bulk_resumed": self.resumed}
+
+
+def merged_metadata(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bulk figures of several steps as one: counts added up, the last job's id and state."""
+    total: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            summable = isinstance(value, int) and not isinstance(value, bool)
+            total[key] = total.get(key, 0) + value if summable else (value or total.get(key)) if key == "bulk_resumed" else value
+    return total
 
 
 def poll_interval(polls: int) -> float:

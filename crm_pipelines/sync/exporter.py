@@ -32,7 +32,7 @@ from crm_pipelines.core.errors import RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.store import LocalChange, LocalStore, Target
-from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress
+from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, merged_metadata
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,8 @@ def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str
     logger = logger or log
     provider = store.scope(provider)
     if not dry_run and hasattr(writer, "settle_bulk"):
-        writer.settle_bulk(BulkJobMemory(store, provider, entity, "export"), BulkProgress(logger=logger))
+        for memory in BulkJobMemory(store, provider, entity, "export").family():
+            writer.settle_bulk(memory, BulkProgress(logger=logger))
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
@@ -164,22 +165,29 @@ def send_changes(
     logger: Any = None,
     label: str = "",
     progress: Callable[[int, int], None] | None = None,
+    bulk: bool | None = None,
+    slot: str = "",
 ) -> ExportResult:
     """Send the given changes in batches.
 
     The database work overlaps the provider calls: the next batch's rows are read while the
     current one is sent, and what a batch's answers say (links, hashes, intents done, rejects) is
     committed while the next one is sent (see :mod:`crm_pipelines.sync.overlap`).
+
+    ``bulk`` takes the writer's bulk path (None: when there are more items than the integration's
+    ``bulk_threshold``); ``slot`` tells parallel slices of one export apart (each remembers its job).
     """
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
-    threshold = provider.settings.bulk_threshold
-    bulk = None
-    if hasattr(writer, "bulk_write") and threshold is not None and len(items) > threshold:
-        writer = bulk = BulkWrites(writer, BulkJobMemory(store, provider, entity, "export"), BulkProgress(logger=logger))
-        batch_size = bulk.batch_size
-        logger.info("%s/%s: %d records to send, more than %d: through the bulk API", provider, entity, len(items), threshold)
+    if bulk is None:
+        bulk = bulk_chosen(writer, provider, len(items))
+    bulk_writes = None
+    if bulk and hasattr(writer, "bulk_write"):
+        memory = BulkJobMemory(store, provider, entity, "export" + (f":{slot}" if slot else ""))
+        writer = bulk_writes = BulkWrites(writer, memory, BulkProgress(logger=logger))
+        batch_size = bulk_writes.batch_size
+        logger.info("%s/%s%s: %d records to send through the bulk API", provider, entity, label, len(items))
     batch_size = max(1, min(batch_size, writer.batch_size))
     result = ExportResult(str(provider), entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
@@ -199,9 +207,15 @@ def send_changes(
                             provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
-    if bulk is not None:
-        result.bulk = bulk.progress.metadata()
+    if bulk_writes is not None:
+        result.bulk = bulk_writes.progress.metadata()
     return result
+
+
+def bulk_chosen(writer: Writer, integration: Any, count: int) -> bool:
+    """Whether ``count`` records go through the writer's bulk path: it has one and they are above the threshold."""
+    threshold = integration.settings.bulk_threshold
+    return hasattr(writer, "bulk_write") and threshold is not None and count > threshold
 
 
 class BulkWrites:
@@ -272,6 +286,7 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
         for kind, n in r.api.get("by_kind", {}).items():
             calls["by_kind"][kind] = calls["by_kind"].get(kind, 0) + n
     total.api = calls
+    total.bulk = merged_metadata([r.bulk for r in results if r.bulk])
     return total
 
 

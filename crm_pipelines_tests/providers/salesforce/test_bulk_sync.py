@@ -125,3 +125,40 @@ def test_an_export_at_the_threshold_keeps_the_collections_path(make_sim, store, 
     add_local_contacts(store, 400)
     result = export(sf_client(sim), store)
     assert result.created == 400 and result.api["by_kind"]["write"] == 2 and not result.metadata()["bulk_api"]
+
+
+# ---------------------------------------------------------------------------------------- Dagster
+
+
+def test_dagster_runs_take_the_bulk_path_and_show_the_job_in_their_metadata(start_salesforce_sim, sqlite_url):
+    import dagster as dg
+
+    from crm_pipelines.dagster_defs.database import LocalDatabaseResource
+    from crm_pipelines.definitions import defs
+    from crm_pipelines.providers.salesforce.resource import SalesforceResource
+    from crm_pipelines.storage.store import LocalStore
+    from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations, metadata_by_asset
+
+    from .test_export import add_local_contacts
+
+    sim = start_salesforce_sim(seed=12, contacts=700, companies=0, deals=0)
+    store = LocalStore.open(sqlite_url)
+    bulk_threshold(store, 500)
+    add_local_contacts(store, 600)
+    resources = {"salesforce": SalesforceResource(client_id=sim.config.client_id, client_secret=sim.config.client_secret,
+                                                  refresh_token=sim.config.refresh_tokens[0], login_url=sim.base_url),
+                 "crm_db": LocalDatabaseResource(url=sqlite_url)}
+    keys = [dg.AssetKey(["salesforce", "contacts"]), dg.AssetKey(["salesforce", "contacts_export"])]
+    with instance_with_integrations() as instance:
+        result = dg.materialize([defs.get_assets_def(k) for k in keys], resources=resources, partition_key=DEFAULT, instance=instance)
+        assert result.success
+        meta = metadata_by_asset(result)
+        imported, exported = meta["salesforce/contacts"], meta["salesforce/contacts_export"]
+        assert imported["strategy"] == "bulk" and imported["bulk_state"] == "JobComplete" and imported["bulk_records_processed"] == 700
+        assert exported["bulk_api"] and exported["bulk_state"] == "JobComplete" and exported["created"] == 600
+        sends = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and "__send[bulk_slice_0]" in e.step_key]
+        assert len(sends) == 1
+        logs = " ".join(str(entry.user_message) for entry in instance.all_logs(result.run_id))
+        assert "bulk job 750" in logs and "JobComplete" in logs
+    assert sim.count("contacts") == 1_300
+    store.dispose()
