@@ -397,7 +397,8 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
             rejects.append(RecordError(str(lid), "CONFLICT", f"provider record {conflicts[lid]} already exists and is linked to another local record"))
 
     store.save_exported(provider, entity, created_rows, updated_rows)
-    failed_creates = [r.local_id for r in to_create if r.local_id not in {c[0] for c in created_rows}]
+    created_ids = {c[0] for c in created_rows}
+    failed_creates = [r.local_id for r in to_create if r.local_id not in created_ids]
     store.drop_intents(provider, entity, failed_creates)
     if rejects:
         store.record_rejects(provider, entity, "export", rejects)

@@ -56,15 +56,22 @@ class SalesforceWriter:
     # ------------------------------------------------------------------ look-ups
 
     def _select_in(self, entity: str, select: str, conditions: Callable[[list[str]], str], values: Sequence[str], *, per_value: int = 1) -> Iterator[dict[str, Any]]:
-        """Rows matching ``conditions(chunk)`` for chunks of ``values`` sized to keep the URL short."""
+        """Rows matching ``conditions(chunk)`` for chunks of ``values`` sized to keep the URL short.
+
+        The encoded length grows by each value's own share (``conditions`` of two copies less one),
+        so a chunk is measured in one pass however many values a bulk export brings.
+        """
         base = f"SELECT {select} FROM {SOBJECTS[entity]} WHERE "
         chunk: list[str] = []
+        size = 0
         for value in values:
-            candidate = chunk + [value]
-            if chunk and (len(candidate) * per_value > 1000 or encoded_length(base + conditions(candidate)) > MAX_ENCODED_SOQL):
+            alone = encoded_length(conditions([value]))
+            extra = encoded_length(conditions([value, value])) - alone
+            if chunk and ((len(chunk) + 1) * per_value > 1000 or size + extra > MAX_ENCODED_SOQL):
                 yield from self._rows(base + conditions(chunk))
-                candidate = [value]
-            chunk = candidate
+                chunk = []
+            size = size + extra if chunk else encoded_length(base) + alone
+            chunk.append(value)
         if chunk:
             yield from self._rows(base + conditions(chunk))
 
