@@ -117,14 +117,15 @@ class BulkJobs:
         locator = base64.b64encode(str(end).encode()).decode().rstrip("=") if end < len(rows) else "null"
         return Response(200, {"Content-Type": "text/csv", "Sforce-NumberOfRecords": str(len(page)), "Sforce-Locator": locator}, _csv([header, *page]))
 
-    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords}/?",
+    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords|unprocessedRecords}/?",
          name="GET /jobs/ingest/{id}/results")
     def _bulk_ingest_results(self, request: Request) -> Response:
         request.params["kind"] = "ingest"
         job, internal = self._job(request)
         if self._job_info(job, internal)["state"] not in ("JobComplete", "Failed", "Aborted"):
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
-        which = ("successfulResults", "failedResults", "unprocessedrecords").index(request.params["which"])
+        # Salesforce documents ``unprocessedrecords``; simple-salesforce asks ``unprocessedRecords``, which it also serves.
+        which = ("successfulresults", "failedresults", "unprocessedrecords").index(request.params["which"].lower())
         return Response(200, {"Content-Type": "text/csv"}, _csv(internal["results"][which]))
 
     # ---- jobs --------------------------------------------------------------------------------
