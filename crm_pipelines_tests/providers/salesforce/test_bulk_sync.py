@@ -162,3 +162,37 @@ def test_dagster_runs_take_the_bulk_path_and_show_the_job_in_their_metadata(star
         assert "bulk job 750" in logs and "JobComplete" in logs
     assert sim.count("contacts") == 1_300
     store.dispose()
+
+
+@pytest.mark.parametrize("entity", ["companies", "deals"])
+def test_accounts_and_opportunities_read_in_bulk_reconcile_exactly(make_sim, store, sf_client, entity):
+    sim = make_sim(contacts=0, companies=300, deals=400)
+    result = read(sf_client(sim), store, entity, strategy="bulk")
+    assert result.strategy == "bulk" and result.failed == 0
+    assert_reconciled(sim, store, entity)
+
+
+def test_deals_sent_in_bulk_keep_exact_amounts_and_close_dates(make_sim, store, sf_client):
+    from decimal import Decimal
+
+    from sqlalchemy import insert
+
+    from crm_pipelines.storage.schema import deals
+
+    from .test_export import export
+
+    sim = make_sim(contacts=0, companies=0, deals=0)
+    bulk_threshold(store, 1)
+    now, close = datetime.now(UTC), datetime(2026, 12, 31, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(insert(deals), [
+            {"name": "Pedido Açaí", "amount": Decimal("1234567.89"), "currency": "BRL", "stage": "Closed Won", "close_date": close, "created_at": now, "updated_at": now},
+            {"name": "Sem estágio", "amount": Decimal("10.00"), "currency": "BRL", "stage": None, "close_date": close, "created_at": now, "updated_at": now},
+        ])
+    result = export(sf_client(sim), store, "deals")
+    assert (result.created, result.rejected) == (1, 1) and result.metadata()["bulk_api"]
+    [remote] = sim.records("deals").values()
+    assert remote["Name"] == "Pedido Açaí" and Decimal(str(remote["Amount"])) == Decimal("1234567.89")
+    assert remote["CloseDate"] == "2026-12-31" and remote["IsWon"] is True and remote["CurrencyIsoCode"] == "BRL"
+    [reject] = store.open_rejects(P, "deals", "export")
+    assert reject["category"] == "REQUIRED_FIELD_MISSING" and "StageName" in reject["message"]
