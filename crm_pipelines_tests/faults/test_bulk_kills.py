@@ -97,3 +97,20 @@ def test_shopify_bulk_import_killed_while_the_operation_runs_then_rerun_reconcil
     checked, lost, duplicated, detail = reconcile_import(sim, store, "shopify", "contacts")
     assert (lost, duplicated) == (0, 0) and checked == 2_000, detail
     store.dispose()
+
+
+def test_shopify_bulk_export_killed_while_the_mutation_runs_then_rerun_lands_each_record_once(start_shopify_sim, db_url):
+    sim = start_shopify_sim(seed=9, customers=0, orders=0, companies=0, bulk_processing_s=3, **FAST)
+    store = bulk_store(db_url, "shopify")
+    add_local(store, "contacts", 600, tag="bulkkill")
+    proc = spawn("shopify", "export", db_url, sim)
+    kill_when(proc, remembered(store, "shopify", "export"))
+    run_to_end("shopify", "export", db_url, sim)
+    checked, lost, duplicated, detail = reconcile_export(sim, store, "shopify", "contacts", before=0)
+    assert (lost, duplicated) == (0, 0) and checked == 600, detail
+    assert len(sim.records("contacts")) == 600
+    # The rerun waited for the running mutation and linked its creates by key: it created nothing
+    # again (the records it linked that way are sent once more, as updates).
+    first, *later = sim.account().bulk_ops.values()
+    assert "customerCreate" in first.query and all("customerUpdate" in op.query for op in later)
+    store.dispose()

@@ -105,6 +105,69 @@ class ShopifyBulkQuery:
                     yield json.loads(line)
 
 
+STAGED = ("mutation($input: [StagedUploadInput!]!) { stagedUploadsCreate(input: $input) "
+          "{ stagedTargets { url resourceUrl parameters { name value } } userErrors { field message } } }")
+RUN_MUTATION = (f"mutation($mutation: String!, $path: String!) {{ bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $path) "
+                f"{{ bulkOperation {{ {OPERATION_FIELDS} }} userErrors {{ field message }} }} }}")
+CURRENT_MUTATION = f"{{ currentBulkOperation(type: MUTATION) {{ {OPERATION_FIELDS} }} }}"
+
+
+class ShopifyBulkMutation(ShopifyBulkQuery):
+    """One mutation run once per line of variables: staged upload, ``bulkOperationRunMutation``, result file."""
+
+    def run(self, mutation: str, variables: list[dict[str, Any]], memory: BulkJobMemory | None, progress: BulkProgress) -> dict[int, dict[str, Any]]:
+        """The result line of each input line, by its number (``__lineNumber``)."""
+        path = self._stage("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in variables).encode())
+        while True:
+            current = self._operation(CURRENT_MUTATION).get("currentBulkOperation") or {}
+            if current.get("status") in RUNNING:
+                # The shop runs one bulk mutation at a time: wait for the running one to end.
+                progress.update(f"waiting for {current.get('id')}")
+                progress.polls += 1
+                self._sleep(poll_interval(min(progress.polls, 8)))
+                continue
+            answer = self.client.graphql(RUN_MUTATION, {"mutation": mutation, "path": path}, kind="bulk", cost=10).get("bulkOperationRunMutation") or {}
+            errors = answer.get("userErrors") or []
+            if errors and any("in progress" in str(e.get("message")) for e in errors):
+                continue
+            if errors or not answer.get("bulkOperation"):
+                raise ProviderError("shopify", "bulk mutation refused: " + "; ".join(str(e.get("message")) for e in errors), category="BULK_MUTATION_REFUSED")
+            break
+        progress.job_id = str(answer["bulkOperation"]["id"])
+        if memory is not None:
+            memory.put({"id": progress.job_id, "kind": "mutation"})
+        final = self.wait(progress.job_id, progress)
+        if final.get("status") != "COMPLETED":
+            raise ProviderError("shopify", f"bulk mutation {progress.job_id} ended {final.get('status')} ({final.get('errorCode') or 'no error code'})",
+                                category="BULK_" + str(final.get("status")))
+        lines = {int(line["__lineNumber"]): line for line in self.lines(final["url"])} if final.get("url") else {}
+        if memory is not None:
+            memory.clear()
+        return lines
+
+    def settle(self, memory: BulkJobMemory, progress: BulkProgress) -> None:
+        job = memory.get()
+        if job and job.get("kind") == "mutation":
+            progress.job_id, progress.resumed = job["id"], True
+            self.wait(job["id"], progress)
+        if job:
+            memory.clear()
+
+    def _stage(self, data: bytes) -> str:
+        """Upload the variables file to the staged target Shopify gives; its key is the ``stagedUploadPath``."""
+        answer = self.client.graphql(STAGED, {"input": [{"resource": "BULK_MUTATION_VARIABLES", "filename": "bulk_op_vars.jsonl",
+                                                         "mimeType": "text/jsonl", "httpMethod": "POST"}]}, kind="bulk", cost=10)
+        target = ((answer.get("stagedUploadsCreate") or {}).get("stagedTargets") or [None])[0]
+        if not target:
+            raise ProviderError("shopify", "no staged upload target was given", category="STAGED_UPLOAD")
+        parameters = {p["name"]: p["value"] for p in target.get("parameters") or []}
+        with httpx.Client(timeout=self._timeout_s, verify=tls_context()) as http:
+            response = http.post(target["url"], data=parameters, files={"file": ("bulk_op_vars.jsonl", data, "text/jsonl")})
+        if response.status_code >= 300:
+            raise ProviderError("shopify", f"staged upload answered HTTP {response.status_code}", status=response.status_code, category="STAGED_UPLOAD")
+        return parameters["key"]
+
+
 def assemble(objects: Iterator[dict[str, Any]], *, page_roots: int = PAGE_RECORDS) -> Iterator[list[dict[str, Any]]]:
     """Root objects in pages, each carrying its nested objects (``__parentId``) under ``__children``.
 
@@ -156,4 +219,4 @@ def bulk_pages(bulk: ShopifyBulkQuery, entity: str, text: str, memory: BulkJobMe
     return min(filter(None, [parse_timestamp(operation.get("createdAt")), until]), default=None), pages()
 
 
-__all__ = ["ShopifyBulkQuery", "assemble", "bulk_pages", "bulk_query_text"]
+__all__ = ["ShopifyBulkMutation", "ShopifyBulkQuery", "assemble", "bulk_pages", "bulk_query_text"]

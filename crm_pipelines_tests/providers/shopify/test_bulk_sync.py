@@ -81,3 +81,32 @@ def test_nested_objects_reach_their_parent_by_parent_id():
     pages = list(assemble(iter(json.loads(json.dumps(line)) for line in lines), page_roots=2))
     assert [[r["id"] for r in page] for page in pages] == [["c1", "c2"], ["c3"]]
     assert [c["id"] for c in pages[0][1]["__children"]] == ["a2", "a3"] and "__parentId" not in pages[0][1]["__children"][0]
+
+
+# ---------------------------------------------------------------------------------------- export
+
+
+def test_an_export_above_the_threshold_is_one_bulk_mutation_with_rejects_and_updates(start_shopify_sim, client_for, store):
+    from sqlalchemy import update as sql_update
+
+    from crm_pipelines.storage.schema import contacts
+
+    from .test_export import add_local_contacts, assert_exactly_once, export
+
+    sim = start_shopify_sim(seed=5, customers=0, orders=0, companies=0, **FAST)
+    bulk_threshold(store, 100)
+    add_local_contacts(store, 400, invalid_every=40)
+    first = export(client_for(sim), store)
+    meta = first.metadata()
+    assert (first.created, first.rejected) == (390, 10) and meta["bulk_api"] and meta["bulk_state"] == "COMPLETED"
+    assert first.api["by_kind"].get("write", 0) == 0 and first.api["by_kind"]["bulk"] == 2  # staged upload target, run
+    rejects = store.open_rejects(P, "contacts", "export")
+    assert len(rejects) == 10 and all(r["category"] == "USER_ERROR" and "Email is invalid" in r["message"] for r in rejects)
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 390
+    with store.engine.begin() as conn:
+        conn.execute(sql_update(contacts).where(contacts.c.id <= 200).values(last_name="Bulk", updated_at=datetime.now(UTC)))
+    second = export(client_for(sim), store)
+    assert second.updated == 195 and second.created == 0 and second.metadata()["bulk_api"]
+    assert [node["lastName"] for node in sim.records("contacts").values()].count("Bulk") == 195
+    assert second.rejected == 10 and len(sim.account().bulk_ops) == 3  # the updates, and the invalid creates tried again
