@@ -23,14 +23,16 @@ from datetime import datetime
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError
-from crm_pipelines.core.model import Page
+from crm_pipelines.core.model import Page, RecordError
 from crm_pipelines.providers.salesforce.api import SOBJECTS, SalesforceClient
 from crm_pipelines.providers.salesforce.mapping import Mapping, parse_datetime
 from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, poll_interval
 from crm_pipelines.sync.writes import OutgoingRecord, WriteResult, idempotency_key
 
-#: Rows per result page asked with ``maxRecords``.
+#: Rows per result page asked with ``maxRecords`` (each page is one API call).
 RESULT_PAGE = 10_000
+#: Records per page handed to the importer.
+APPLY_PIECE = 1_000
 #: Bytes of CSV per ingest job (the API takes up to 100 MB once encoded; keep a margin).
 UPLOAD_MAX_BYTES = 80 * 1024 * 1024
 FINAL_STATES = ("JobComplete", "Failed", "Aborted")
@@ -136,12 +138,13 @@ def bulk_read(bulk: Bulk2, mapping: Mapping, entity: str, soql: str, memory: Bul
             raise ProviderError("salesforce", f"bulk query job {progress.job_id} ended {final.get('state')}: {final.get('errorMessage') or 'no reason given'}",
                                 category="BULK_JOB_" + str(final.get("state")).upper())
         for rows in bulk.result_pages(progress.job_id):
-            page = Page()
-            for row in rows:
-                mapped = mapping.to_remote_record(entity, _typed_row(row))
-                (page.errors if hasattr(mapped, "message") else page.records).append(mapped)
-            on_rows(len(rows))
-            if rows:
+            # Handed on in pieces, so the rows of one big result page are mapped while the previous piece is applied.
+            for start in range(0, len(rows), APPLY_PIECE):
+                page = Page()
+                for row in rows[start : start + APPLY_PIECE]:
+                    mapped = mapping.to_remote_record(entity, _typed_row(row))
+                    (page.errors if isinstance(mapped, RecordError) else page.records).append(mapped)
+                on_rows(len(page.records) + len(page.errors))
                 yield page
 
     return read_until, pages()
