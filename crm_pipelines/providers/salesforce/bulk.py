@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -37,6 +38,8 @@ APPLY_PIECE = 1_000
 UPLOAD_MAX_BYTES = 80 * 1024 * 1024
 FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 BOOLEAN_FIELDS = ("IsDeleted",)
+
+log = logging.getLogger(__name__)
 
 
 class Bulk2:
@@ -137,7 +140,7 @@ def bulk_read(bulk: Bulk2, mapping: Mapping, entity: str, soql: str, memory: Bul
         if final.get("state") != "JobComplete":
             raise ProviderError("salesforce", f"bulk query job {progress.job_id} ended {final.get('state')}: {final.get('errorMessage') or 'no reason given'}",
                                 category="BULK_JOB_" + str(final.get("state")).upper())
-        for rows in bulk.result_pages(progress.job_id):
+        for rows in _forgetting_expired(bulk.result_pages(progress.job_id), memory):
             # Handed on in pieces, so the rows of one big result page are mapped while the previous piece is applied.
             for start in range(0, len(rows), APPLY_PIECE):
                 page = Page()
@@ -148,6 +151,16 @@ def bulk_read(bulk: Bulk2, mapping: Mapping, entity: str, soql: str, memory: Bul
                 yield page
 
     return read_until, pages()
+
+
+def _forgetting_expired(pages: Iterator[list[dict[str, str]]], memory: BulkJobMemory | None) -> Iterator[list[dict[str, str]]]:
+    """The job's result pages; results no longer there (kept 7 days) make the next run start a new job."""
+    try:
+        yield from pages
+    except ProviderError as exc:
+        if exc.status in (400, 404) and memory is not None:
+            memory.clear()
+        raise
 
 
 def _typed_row(row: dict[str, str]) -> dict[str, Any]:
@@ -172,14 +185,8 @@ def _remembered(bulk: Bulk2, memory: BulkJobMemory | None, key: str, progress: B
         memory.clear()
         return None
     progress.resumed = True
-    (progress.logger or _log()).info("bulk query job %s of a previous run found (%s); continuing with it", job["id"], info.get("state"))
+    (progress.logger or log).info("bulk query job %s of a previous run found (%s); continuing with it", job["id"], info.get("state"))
     return info
-
-
-def _log():
-    import logging
-
-    return logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------- writing

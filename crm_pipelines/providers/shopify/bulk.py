@@ -96,7 +96,7 @@ class ShopifyBulkQuery:
             self._sleep(poll_interval(progress.polls))
 
     def lines(self, url: str) -> Iterator[dict[str, Any]]:
-        """The JSONL file's objects, streamed."""
+        """The JSONL file's objects, streamed (a 4xx: the file expired, after 7 days)."""
         with httpx.Client(timeout=self._timeout_s, verify=tls_context()) as http, http.stream("GET", url) as response:
             if response.status_code != 200:
                 raise ProviderError("shopify", f"bulk result file answered HTTP {response.status_code}", status=response.status_code, category="BULK_RESULT")
@@ -190,6 +190,16 @@ def assemble(objects: Iterator[dict[str, Any]], *, page_roots: int = PAGE_RECORD
         yield list(page.values())
 
 
+def _forgetting_expired(objects: Iterator[dict[str, Any]], memory: BulkJobMemory | None) -> Iterator[dict[str, Any]]:
+    """The file's objects; a file no longer there makes the next run start a new operation."""
+    try:
+        yield from objects
+    except ProviderError as exc:
+        if exc.status is not None and 400 <= exc.status < 500 and memory is not None:
+            memory.clear()
+        raise
+
+
 def bulk_pages(bulk: ShopifyBulkQuery, entity: str, text: str, memory: BulkJobMemory | None, progress: BulkProgress,
                on_rows: Callable[[int], None], *, key: str | None = None, until: datetime | None = None) -> tuple[datetime | None, Iterator[Page]]:
     """Start (or find again) the operation; until when its records are read, and its pages.
@@ -207,7 +217,7 @@ def bulk_pages(bulk: ShopifyBulkQuery, entity: str, text: str, memory: BulkJobMe
                                 category="BULK_" + str(final.get("status")))
         if not final.get("url"):
             return  # nothing matched the query
-        for nodes in assemble(bulk.lines(final["url"])):
+        for nodes in assemble(_forgetting_expired(bulk.lines(final["url"]), memory)):
             page = Page()
             for node in nodes:
                 node.pop("__children", None)

@@ -196,3 +196,41 @@ def test_deals_sent_in_bulk_keep_exact_amounts_and_close_dates(make_sim, store, 
     assert remote["CloseDate"] == "2026-12-31" and remote["IsWon"] is True and remote["CurrencyIsoCode"] == "BRL"
     [reject] = store.open_rejects(P, "deals", "export")
     assert reject["category"] == "REQUIRED_FIELD_MISSING" and "StageName" in reject["message"]
+
+
+def failing_pages(monkeypatch, status):
+    from crm_pipelines.core.errors import ProviderError
+    from crm_pipelines.providers.salesforce import bulk as sf_bulk
+
+    def pages(self, job_id, **kw):
+        raise ProviderError("salesforce", "results unavailable", status=status, category="TEST")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(sf_bulk.Bulk2, "result_pages", pages)
+
+
+def test_a_run_failing_after_its_job_started_leaves_it_for_the_next_run(make_sim, store, sf_client, monkeypatch):
+    from crm_pipelines.core.errors import ProviderError
+
+    sim = make_sim(contacts=500)
+    with monkeypatch.context() as patched:
+        failing_pages(patched, 503)
+        with pytest.raises(ProviderError):
+            read(sf_client(sim), store, strategy="bulk")
+    assert BulkJobMemory(store, P, "contacts", "import").get() is not None
+    assert store.sync_state(P, "contacts").last_status == "failed"
+    again = read(sf_client(sim), store)  # auto: the remembered job decides
+    assert again.metadata()["bulk_resumed"] and again.outcome.created == 500 and sim.account().bulk_query_jobs == 1
+
+
+def test_a_remembered_job_whose_results_are_gone_is_forgotten_and_the_next_run_starts_anew(make_sim, store, sf_client, monkeypatch):
+    from crm_pipelines.core.errors import ProviderError
+
+    sim = make_sim(contacts=500)
+    with monkeypatch.context() as patched:
+        failing_pages(patched, 404)
+        with pytest.raises(ProviderError):
+            read(sf_client(sim), store, strategy="bulk")
+    assert BulkJobMemory(store, P, "contacts", "import").get() is None
+    again = read(sf_client(sim), store, strategy="bulk")
+    assert not again.metadata()["bulk_resumed"] and again.outcome.created == 500 and sim.account().bulk_query_jobs == 2
