@@ -209,28 +209,17 @@ def failing_pages(monkeypatch, status):
     monkeypatch.setattr(sf_bulk.Bulk2, "result_pages", pages)
 
 
-def test_a_run_failing_after_its_job_started_leaves_it_for_the_next_run(make_sim, store, sf_client, monkeypatch):
+@pytest.mark.parametrize("status, kept", [(503, True), (404, False)])
+def test_a_run_failing_after_its_job_started_leaves_it_for_the_next_run_unless_its_results_are_gone(make_sim, store, sf_client, monkeypatch, status, kept):
     from crm_pipelines.core.errors import ProviderError
 
     sim = make_sim(contacts=500)
     with monkeypatch.context() as patched:
-        failing_pages(patched, 503)
+        failing_pages(patched, status)
         with pytest.raises(ProviderError):
             read(sf_client(sim), store, strategy="bulk")
-    assert BulkJobMemory(store, P, "contacts", "import").get() is not None
+    assert (BulkJobMemory(store, P, "contacts", "import").get() is not None) == kept
     assert store.sync_state(P, "contacts").last_status == "failed"
-    again = read(sf_client(sim), store)  # auto: the remembered job decides
-    assert again.metadata()["bulk_resumed"] and again.outcome.created == 500 and sim.account().bulk_query_jobs == 1
-
-
-def test_a_remembered_job_whose_results_are_gone_is_forgotten_and_the_next_run_starts_anew(make_sim, store, sf_client, monkeypatch):
-    from crm_pipelines.core.errors import ProviderError
-
-    sim = make_sim(contacts=500)
-    with monkeypatch.context() as patched:
-        failing_pages(patched, 404)
-        with pytest.raises(ProviderError):
-            read(sf_client(sim), store, strategy="bulk")
-    assert BulkJobMemory(store, P, "contacts", "import").get() is None
     again = read(sf_client(sim), store, strategy="bulk")
-    assert not again.metadata()["bulk_resumed"] and again.outcome.created == 500 and sim.account().bulk_query_jobs == 2
+    assert again.metadata()["bulk_resumed"] == kept and again.outcome.created == 500
+    assert sim.account().bulk_query_jobs == (1 if kept else 2)  # taken up again, or a new one when the results expired
