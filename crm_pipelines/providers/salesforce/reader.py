@@ -13,10 +13,13 @@ the read then resumes with a fresh query starting after the last ``(SystemModsta
 A page retried after a fault is the same page (its position is part of its URL).
 
 The initial sync (no lower bound) reads every record the same way, without an upper bound: all
-records as they are now. A full sync or a backfill of at least the integration's
-``bulk_threshold`` records (one ``COUNT()`` call decides) goes through a Bulk API 2.0 query job
-instead (:mod:`.bulk`): CSV pages of 10,000 rows, the job found again by its id after a crash. Deletions come from ``queryAll`` with ``IsDeleted = true`` (the recycle
+records as they are now. Deletions come from ``queryAll`` with ``IsDeleted = true`` (the recycle
 bin keeps them about 15 days).
+
+A full sync or a backfill of more than the integration's ``bulk_threshold`` records (the first
+page's ``totalSize`` decides; that page serves the regular read otherwise) goes through a Bulk API
+2.0 query job instead (:mod:`.bulk`): CSV pages of 10,000 rows, the job found again by its id
+after a crash.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from typing import Any
 from crm_pipelines.core.errors import ProviderError
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.salesforce.api import MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
-from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
 from crm_pipelines.providers.salesforce.bulk import Bulk2, bulk_read
+from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
 from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 

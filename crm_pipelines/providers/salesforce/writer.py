@@ -22,8 +22,8 @@ from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain
-from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
 from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
+from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
 from crm_pipelines.providers.salesforce.mapping import Mapping
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 

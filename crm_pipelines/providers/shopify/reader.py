@@ -27,8 +27,8 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.shopify.api import OBJECTS, PAGE_MAX, ShopifyClient, to_gid
-from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, format_timestamp, parse_timestamp, to_remote_record
 from crm_pipelines.providers.shopify.bulk import ShopifyBulkQuery, bulk_pages, bulk_query_text
+from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, format_timestamp, parse_timestamp, to_remote_record
 from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 
