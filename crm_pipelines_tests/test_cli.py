@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from crm_pipelines.cli import main
+from crm_pipelines.core.processes import stop_group as stop_group_id
 from crm_pipelines.storage.schema import contacts
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.processes import group_members, stop_group
 
 TOKEN = "cli-token"
 
@@ -149,6 +151,23 @@ def test_async_launches_through_dagster_and_returns(env, capsys, tmp_path, monke
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_async_says_in_one_line_what_to_set(env, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "sync", "hubspot", "--async")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "set DAGSTER_HOME" in err
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
+    code, _, err = run(capsys, "export", "hubspot", "--async", "--dry-run")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "HUBSPOT_ACCESS_TOKEN" in err and "drop --async" in err
+    (home / "dev.env").write_text("export HUBSPOT_ACCESS_TOKEN=x\n")  # what a running `crm-pipelines dev` leaves
+    code, _, err = run(capsys, "sync", "hubspot", "--async")
+    assert code == 1 and f"source {home / 'dev.env'}" in err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
     import os
     import signal
@@ -176,6 +195,7 @@ def test_sandbox_serves_every_simulator_until_terminated(db_url, tmp_path):
         assert proc.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_demo_runs_and_reconciles(db_url, tmp_path):
     import os
     import subprocess
@@ -187,13 +207,46 @@ def test_demo_runs_and_reconciles(db_url, tmp_path):
                            "--changes", "5", "--database", db_url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout[done.stdout.index("Reconciliation"):]
-    rows = [line.split() for line in table.splitlines()[3:9]]
-    assert [(r[0], r[1]) for r in rows] == [("hubspot", "contacts"), ("hubspot", "companies"), ("hubspot", "deals"),
-                                            ("pipedrive", "contacts"), ("pipedrive", "companies"), ("pipedrive", "deals")]
-    assert all(r[2] == r[3] and r[4] == "0" and r[5] == "0" for r in rows), table
-    assert rows[0][2] == "300"
+    rows = [line.split() for line in table.splitlines()[3:12]]
+    # Two stores: the default one on both providers, and loja_b on its own HubSpot account.
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("hubspot", "default", "contacts"), ("hubspot", "default", "companies"), ("hubspot", "default", "deals"),
+        ("hubspot", "loja_b", "contacts"), ("hubspot", "loja_b", "companies"), ("hubspot", "loja_b", "deals"),
+        ("pipedrive", "default", "contacts"), ("pipedrive", "default", "companies"), ("pipedrive", "default", "deals")]
+    assert all(r[3] == r[4] and r[5] == "0" and r[6] == "0" for r in rows), table
+    assert rows[0][3] == "300" and rows[3][3] == "300"
+    # The same people in both HubSpot accounts: the same e-mails, a record in each store.
+    overlap = next(line for line in table.splitlines() if "e-mails are in both stores" in line)
+    assert int(overlap.split("); ")[1].split()[0]) > 0, overlap
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_output_is_its_tables_with_a_linked_column(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-m", "crm_pipelines.cli", "demo", "--providers", "hubspot", "--records", "60", "--changes", "3",
+                           "--database", db_url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert " - dagster - " not in done.stdout + done.stderr and "DEBUG" not in done.stdout + done.stderr
+    assert "Warning" not in done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("asset "))
+    assert header.split()[:6] == ["asset", "processed", "created", "updated", "linked", "unchanged"]
+
+
+def test_importing_the_definitions_warns_nothing_about_beta_apis():
+    import subprocess
+    import sys
+
+    code = ("import warnings, dagster as dg; [warnings.simplefilter('error', c) for c in (dg.BetaWarning, dg.PreviewWarning)]; "
+            "import crm_pipelines.definitions as d; d.defs.get_repository_def()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
     import os
@@ -209,12 +262,14 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"), CRM_DATABASE_URL=db_url)
+    dagster_group = None
+    log = tmp_path / "dev.log"
     proc = subprocess.Popen([sys.executable, "-m", "crm_pipelines.cli", "dev", "--providers", "hubspot", "--ui-port", str(port)],
-                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = clock.monotonic() + 180
         while clock.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
                     break
@@ -223,12 +278,36 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
             clock.sleep(1)
         else:
             pytest.fail("the Dagster UI did not come up")
-        jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}, timeout=30).json()
+        query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { location { name } jobs { name } } } } }"
+        jobs = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=30).json()
         names = {j["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"] for j in node["jobs"]}
         assert {"hubspot_import", "hubspot_export", "bling_import"} <= names
+        # The same code location name as production's workspace.yaml: schedule and sensor state carries over.
+        assert {node["location"]["name"] for node in jobs["data"]["repositoriesOrError"]["nodes"]} == {"crm_pipelines"}
+        settings = (tmp_path / "home" / "dev.env").read_text()  # other shells source it for --async
+        assert "export HUBSPOT_ACCESS_TOKEN=" in settings and f"export DAGSTER_HOME={tmp_path / 'home'}" in settings
+        # `kill PID` of the wrapper alone stops dagster dev and everything it started.
+        dagster_group = next(p for p in _children(proc.pid) if "dagster dev" in p[1])[0]
+        assert group_members(dagster_group), "dagster dev runs in its own process group"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+        assert not group_members(dagster_group), f"left running after kill {proc.pid}: {group_members(dagster_group)}"
+        assert not (tmp_path / "home" / "dev.env").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop_group(proc)
+        if dagster_group:
+            stop_group_id(dagster_group, timeout_s=10)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(process group, command line) of ``pid``'s direct children."""
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if entry.name.isdigit() and int(fields[1]) == pid:
+                found.append((int(fields[2]), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -161,6 +161,7 @@ def test_dry_run_sends_nothing(make_sim, store):
     assert store.pending_intents("hubspot", "contacts") == {}
 
 
+@pytest.mark.slow
 def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
     """SIGKILL the export process at 20+ points; the runs that follow create nothing twice."""
     from crm_pipelines.storage.store import LocalStore

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -98,3 +99,13 @@ def test_dagster_definitions_validate_passes():
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_the_project_is_laid_out_for_the_dg_cli():
+    """``dg check defs`` (the successor of ``definitions validate``) loads the project from pyproject's [tool.dg]."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["dg", "check", "defs"], cwd=repo, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "All definitions loaded successfully" in output
+    assert "SupersessionWarning" not in output and "BetaWarning" not in output, output[-3000:]

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from crm_pipelines.cli import demo, integrations, operations
+from crm_pipelines.cli import demo, initialize, integrations, operations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     operations.add_parsers(sub)
     integrations.add_parsers(sub, operations.common_arguments)
     demo.add_parsers(sub)
+    initialize.add_parsers(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 from datetime import datetime, timezone
 
+from crm_pipelines.cli.async_checks import check_async_launch
 from crm_pipelines.cli.integrations import add_target_arguments
 from crm_pipelines.cli.tables import print_table as _print_table
 from crm_pipelines.core.model import ENTITIES
@@ -46,6 +47,7 @@ def _launch_async(args: argparse.Namespace, direction: str) -> int:
     from crm_pipelines.sync.runner import provider_plugin
 
     found = provider_plugin(args.provider, args.entity)
+    check_async_launch(found.name)
     store = _store(args)
     try:
         integration = _target(store, args)
@@ -62,8 +64,9 @@ def _launch_async(args: argparse.Namespace, direction: str) -> int:
         command += ["--config-json", json.dumps({"ops": ops})]
     launched = subprocess.run(command, capture_output=True, text=True)
     if launched.returncode != 0:
-        last = (launched.stderr.strip().splitlines() or ["dagster job launch failed"])[-1]
-        raise RuntimeError(f"could not launch {job}: {last}")
+        lines = [line.strip() for line in launched.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if "Error: " in line and not line.startswith("File ")]
+        raise RuntimeError(f"could not launch {job}: {(errors or lines or ['dagster job launch failed'])[-1]}")
     print(f"launched {job} through Dagster for {integration.label} ({', '.join(f'{k}={v}' for k, v in tags.items())}); it runs when the daemon picks it up.")
     print("Follow it in the Dagster UI (Runs) or with: crm-pipelines status " + found.name)
     return 0

@@ -331,10 +331,15 @@ def _missing_env(found: ProviderPlugin, values: dict[str, Any]) -> list[str]:
     return [values[f].env_var_name for f in required if isinstance(values.get(f), EnvVar) and not os.environ.get(values[f].env_var_name)]
 
 
+def missing_env_vars(provider: str) -> list[str]:
+    """The unset environment variables the provider's default resource needs (Dagster resolves them at launch)."""
+    found = _plugin(provider)
+    return sorted(_missing_env(found, _env_template(found)))
+
+
 def env_configured(provider: str) -> bool:
     """Whether the environment holds everything the provider's default integration needs."""
-    found = _plugin(provider)
-    return not _missing_env(found, _env_template(found))
+    return not missing_env_vars(provider)
 
 
 def providers_with_integrations(registry: IntegrationRegistry) -> Iterable[str]:

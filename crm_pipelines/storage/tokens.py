@@ -52,6 +52,17 @@ class TokenStore:
                 engine = _ENGINES[self.url] = LocalStore.open(self.url).engine
             return engine
 
+    def require_key(self) -> None:
+        """Raise before a refresh whose rotated token could not be kept (a server database without ``CRM_SECRET_KEY``)."""
+        from crm_pipelines.core.errors import ConfigurationError
+        from crm_pipelines.integrations.secrets import SECRET_KEY_ENV
+
+        if self._secrets().fernet is None:
+            raise ConfigurationError(
+                f"the refresh token rotates at each refresh and the new one is kept, encrypted, in the local database: set ${SECRET_KEY_ENV} "
+                "(create one with: crm-pipelines secret-key) on every process that syncs"
+            )
+
     def load(self, account_key: str) -> str | None:
         from crm_pipelines.storage.schema import oauth_tokens
 

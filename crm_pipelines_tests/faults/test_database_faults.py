@@ -101,6 +101,7 @@ def test_sqlite_lock_released_in_time_is_waited_for(sim, sqlite_url, monkeypatch
     store.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_backend_killed_mid_run_never_half_applies(sim, postgres_url, monkeypatch):
     store = LocalStore.open(postgres_url)

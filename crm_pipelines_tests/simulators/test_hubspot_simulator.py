@@ -596,9 +596,8 @@ def test_slow_fault(hubspot: HubSpotSimulator, api: httpx.Client) -> None:
     assert api.get("/crm/v3/objects/contacts").status_code == 200
     assert time.monotonic() - started >= 0.3
     hubspot.faults = FaultConfig()
-    started = time.monotonic()
     api.get("/crm/v3/objects/contacts")
-    assert time.monotonic() - started < 0.3
+    assert hubspot.stats["faults"] == {"slow": 1}  # the second answer was not delayed (timed answers vary with load)
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.webhooks.inbox import WebhookInbox
@@ -54,6 +55,7 @@ def post(url: str, event_id: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_acknowledged_deliveries_survive_a_kill(sqlite_url):
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhooks/hubspot"

@@ -211,6 +211,7 @@ class BlingAuth:
         from crm_pipelines.storage.tokens import TokenStore
 
         store = TokenStore.from_env()
+        store.require_key()  # never spend the refresh token on a rotation that could not be kept
         stored = store.load(self.account_key)
         candidates = [t for t in dict.fromkeys([stored, self._state.refresh_token]) if t]
         for index, refresh_token in enumerate(candidates):

@@ -45,7 +45,10 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     text = str(value).strip()
     if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+        except (OverflowError, OSError):  # beyond what a datetime holds: a bad value, not a crash
+            raise ValueError(f"timestamp {text[:20]} ms is out of range") from None
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 

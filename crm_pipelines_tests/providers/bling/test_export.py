@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import insert
 
 from crm_pipelines.providers.bling.writer import BlingWriter
@@ -34,6 +35,7 @@ def assert_exactly_once(sim, store, entity="contacts"):
     return remote, links
 
 
+@pytest.mark.slow
 def test_export_of_10000_contacts_lands_each_exactly_once_and_a_rerun_sends_nothing(start_bling_sim, client_for, sqlite_url):
     from crm_pipelines.storage.store import LocalStore
 

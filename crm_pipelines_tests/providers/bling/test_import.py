@@ -43,6 +43,7 @@ def assert_reconciled(sim, store, entity="contacts"):
         assert row["phone"] == (body["telefone"] or None)
 
 
+@pytest.mark.slow
 def test_initial_import_of_10000_contacts_reconciles_exactly(start_bling_sim, client_for, store):
     sim = start_bling_sim(contacts=10_000, companies=3, deals=0, list_shape="full")
     result = run(client_for(sim), store, "contacts", full_window())

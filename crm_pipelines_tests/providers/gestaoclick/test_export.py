@@ -27,6 +27,7 @@ from crm_pipelines_tests.providers.gestaoclick.test_import import (
 UTC = timezone.utc
 
 
+@pytest.mark.slow
 def test_export_of_10000_contacts_lands_each_exactly_once(make_empty_sim, sqlite_url):
     sim = make_empty_sim(limite_honoured=True)
     store = LocalStore.open(sqlite_url)

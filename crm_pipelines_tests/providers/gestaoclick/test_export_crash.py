@@ -48,6 +48,7 @@ def test_crash_between_write_and_save_does_not_duplicate(make_empty_sim, store, 
     assert store.pending_intents("gestaoclick", "contacts") == {}
 
 
+@pytest.mark.slow
 def test_killed_exports_never_duplicate_or_lose_records(make_empty_sim, sqlite_url):
     """SIGKILL the export process at random points; the runs that follow create nothing twice."""
     sim = make_empty_sim()

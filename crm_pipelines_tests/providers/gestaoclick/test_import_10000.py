@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crm_pipelines.providers.gestaoclick.reader import STRATEGY
 from crm_pipelines_tests.providers.gestaoclick.test_import import assert_reconciled, import_entity, partition_window
 
 
+@pytest.mark.slow
 def test_initial_import_of_10000_contacts_reconciles_exactly(start_gestaoclick_sim, store):
     sim = start_gestaoclick_sim(contacts=10_000, companies=300, deals=0, limite_honoured=True, rate_limits_enabled=False)
     result = import_entity(sim, store, "contacts")

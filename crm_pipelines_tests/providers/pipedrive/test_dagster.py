@@ -33,7 +33,7 @@ def test_initial_then_incremental_materialization(start_pipedrive_sim, sqlite_ur
         assert result.success
         meta = metadata_by_asset(result)
         assert (meta["pipedrive/contacts"]["created"], meta["pipedrive/companies"]["created"], meta["pipedrive/deals"]["created"]) == (1500, 120, 200)
-        assert meta["pipedrive/contacts"]["strategy"] == "list" and meta["pipedrive/contacts"]["rate_limited_429"] == 0
+        assert meta["pipedrive/contacts"]["strategy"] == "list" and meta["pipedrive/contacts"]["failed"] == 0
 
         sim.modify("persons", n=25)
         sim.delete("deals", 3)

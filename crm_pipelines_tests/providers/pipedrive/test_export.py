@@ -55,6 +55,7 @@ def assert_exactly_once(sim, store, entity="contacts"):
     return remote, links
 
 
+@pytest.mark.slow
 def test_10000_contacts_land_exactly_once_and_a_rerun_sends_nothing(make_sim, sqlite_store):
     store = sqlite_store
     sim = make_sim()

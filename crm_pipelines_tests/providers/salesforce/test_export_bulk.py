@@ -12,6 +12,7 @@ def make_sim(start_salesforce_sim):
     return lambda **kw: start_salesforce_sim(**({"seed": 5, "contacts": 0, "companies": 0, "deals": 0} | kw))
 
 
+@pytest.mark.slow
 def test_export_of_10000_contacts_lands_each_exactly_once(make_sim, store, sf_client):
     sim = make_sim()
     add_local_contacts(store, 10_000)
@@ -29,6 +30,7 @@ def test_export_of_10000_contacts_lands_each_exactly_once(make_sim, store, sf_cl
     assert again.selected == 0 and again.api.get("calls", 0) == 0
 
 
+@pytest.mark.slow
 def test_killed_export_processes_never_duplicate_or_lose_records(make_sim, sqlite_url):
     """SIGKILL the export process at several points (mid-request included); later runs create nothing twice."""
     import os

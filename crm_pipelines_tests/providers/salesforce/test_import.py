@@ -72,6 +72,7 @@ def assert_reconciled(sim, store, entity):
             assert got == value, f"{entity} {external_id}.{name}: local {got!r} != simulator {value!r}"
 
 
+@pytest.mark.slow
 def test_initial_import_of_10000_contacts_reconciles_exactly(make_sim, store, sf_client):
     sim = make_sim(contacts=10_000, companies=0, deals=0)
     client = sf_client(sim)

@@ -52,6 +52,7 @@ def assert_exactly_once(sim, store, entity="contacts"):
     return remote, links
 
 
+@pytest.mark.slow
 def test_10000_contacts_land_exactly_once_and_a_rerun_sends_nothing(make_sim, sqlite_url, client_for):
     # SQLite only: the other export tests run on PostgreSQL too, and 10,000 rows there take half a minute of commits.
     store = LocalStore.open(sqlite_url)
