@@ -50,6 +50,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["batch_size"] = args.batch_size
     if getattr(args, "cadence_minutes", None) is not None:
         settings["cadence_minutes"] = args.cadence_minutes
+    if getattr(args, "bulk_threshold", None) is not None:
+        settings["bulk_threshold"] = args.bulk_threshold or None
     if getattr(args, "conflict", None):
         settings["conflict_strategies"] = _pairs(args.conflict, "--conflict")
     if getattr(args, "no_export", False):
@@ -193,6 +195,7 @@ def add_parsers(sub, common) -> None:
     integrations.add_argument("--set", action="append", metavar="NAME=VALUE", help="a connection setting (base_url, burst_limit within the published limit, ...)")
     integrations.add_argument("--batch-size", type=int, help="records per bulk write (at most the provider's maximum)")
     integrations.add_argument("--cadence-minutes", type=int, help="how often the schedule syncs it (default 30)")
+    integrations.add_argument("--bulk-threshold", type=int, help="records above which a full sync, backfill or export takes the provider's bulk API (default 10000; 0: never)")
     integrations.add_argument("--conflict", action="append", metavar="ENTITY=STRATEGY", help="conflict strategy per entity or * (provider_wins, local_wins, last_modified, manual)")
     integrations.add_argument("--no-export", action="store_true", help="never send local changes to this account")
     integrations.add_argument("--disabled", action="store_true", help="add it switched off")

@@ -336,7 +336,7 @@ def add_parsers(sub) -> None:
     sync = sub.add_parser("sync", help="import changes from a provider into the local database")
     _provider_target(sync)
     sync.add_argument("--full", action="store_true", help="read every record, not just what changed since the last sync")
-    sync.add_argument("--strategy", default="auto", help="auto | list | search (providers with several read paths)")
+    sync.add_argument("--strategy", default="auto", help="auto | list | search | bulk (providers with several read paths; bulk: Salesforce and Shopify bulk APIs)")
     sync.add_argument("--async", dest="async_", action="store_true", help="launch through Dagster and return at once")
     sync.set_defaults(func=cmd_sync)
 

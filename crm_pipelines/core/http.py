@@ -182,6 +182,9 @@ class ApiClient:
         limiter: str | None = "default",
         kind: str | None = None,
         idempotent: bool = True,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        raw: bool = False,
     ) -> Any:
         """Send one logical request (with retries) and return its decoded JSON body (None if empty).
 
@@ -189,6 +192,9 @@ class ApiClient:
         the request (timeout, reset, truncated body, 5xx) is raised at once instead of being sent
         again, so the caller can look the record up before creating it a second time. Only 429s
         and connections that never reached the provider are retried.
+
+        ``content`` (with ``content_type``) sends a body as it is (a CSV upload); ``raw`` returns the
+        :class:`httpx.Response` itself (headers and a non-JSON body, such as a CSV result page).
         """
         request_line = f"{method} {path}"
         bucket = self.limiters.get(limiter) if limiter else None
@@ -210,9 +216,10 @@ class ApiClient:
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(self._send_once, method, path, params, json, bucket, request_line, kind or limiter or "call")
+        body = (content, content_type, raw)
+        return retrying(self._send_once, method, path, params, json, bucket, request_line, kind or limiter or "call", body)
 
-    def _send_once(self, method, path, params, json, bucket, request_line, kind) -> Any:
+    def _send_once(self, method, path, params, json, bucket, request_line, kind, body=(None, None, False)) -> Any:
         if bucket is not None:
             waited = bucket.acquire()
             if waited:
@@ -220,6 +227,8 @@ class ApiClient:
         self.stats.count_call(kind)
         # Bodies are encoded here with orjson (httpx's ``json=`` uses the standard library).
         content, headers = (None, None) if json is None else (dumps(json), _JSON_CONTENT)
+        if body[0] is not None:
+            content, headers = body[0], {"Content-Type": body[1] or "application/octet-stream"}
         try:
             response = self._http.request(method, path, params=params, content=content, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -236,6 +245,8 @@ class ApiClient:
             if isinstance(error, RetryableError) and error.rate_limited:
                 self.stats.add(rate_limited=1)
             raise error
+        if body[2]:
+            return response
         if not response.content:
             return None
         try:

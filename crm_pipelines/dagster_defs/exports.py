@@ -14,7 +14,7 @@ from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration
 from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
-from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
+from crm_pipelines.sync.exporter import BULK_BATCH, ExportResult, bulk_chosen, combine, dry_run_result, plan_export, send_changes
 
 
 class ExportConfig(dg.Config):
@@ -78,10 +78,13 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
             yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update, plan.unchanged)], mapping_key="dry_run")
             return
-        context.log.info("%d changed records to send in slices of %d (%d recovered after an interrupted run)", len(plan.items), config.slice_size, plan.recovered)
+        # Above the integration's bulk threshold, slices are bulk jobs' worth (the provider's bulk API).
+        bulk = bulk_chosen(writer, integration, len(plan.items))
+        size, kind = (BULK_BATCH, "bulk_slice") if bulk else (config.slice_size, "slice")
+        context.log.info("%d changed records to send in %sslices of %d (%d recovered after an interrupted run)", len(plan.items), "bulk API " if bulk else "", size, plan.recovered)
         yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged)], mapping_key="plan")
-        for index in range(0, len(plan.items), config.slice_size):
-            yield dg.DynamicOutput(plan.items[index : index + config.slice_size], mapping_key=f"slice_{index // config.slice_size}")
+        for index in range(0, len(plan.items), size):
+            yield dg.DynamicOutput(plan.items[index : index + size], mapping_key=f"{kind}_{index // size}")
 
     @dg.op(
         name=f"{prefix}__send",
@@ -105,8 +108,9 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
         job = export_job(context, db, integration, config)
         with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
-            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log,
-                                  label=f" [{context.get_mapping_key()}]", progress=lambda done, total: job.page(entity, done))
+            key = context.get_mapping_key() or ""
+            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{key}]",
+                                  bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done))
         return _as_dict(result)
 
     def export_job(context, db, integration, config: ExportConfig | None = None):
@@ -162,7 +166,7 @@ def _as_dict(result: ExportResult) -> dict:
     return {
         "selected": result.selected, "created": result.created, "updated": result.updated, "linked": result.linked,
         "rejected": result.rejected, "recovered": result.recovered, "batches": result.batches,
-        "duration_s": result.duration_s, "api": result.api,
+        "duration_s": result.duration_s, "api": result.api, "bulk": result.bulk,
     }
 
 

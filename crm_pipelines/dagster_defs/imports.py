@@ -34,7 +34,7 @@ IMPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)
 class ImportConfig(dg.Config):
     """Run options for an import (the defaults suit the schedule)."""
 
-    strategy: str = Field(default="auto", description="auto | list | search. auto: list for a full read, search otherwise.")
+    strategy: str = Field(default="auto", description="auto | list | search | bulk. auto: list for a full read, search otherwise; Salesforce and Shopify take their bulk API for a full read or backfill above the integration's bulk_threshold.")
     overlap_minutes: int = Field(default=5, ge=0, description="Read this much before the last synced point (search index lag).")
     full: bool = Field(default=False, description="Read every record again (as on the first sync).")
     window_start: str | None = Field(default=None, description="Re-read the changes of a past window from here (2026-11-30-10:00 or ISO 8601): a backfill after an outage.")

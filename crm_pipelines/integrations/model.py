@@ -33,6 +33,7 @@ class IntegrationSettings(BaseModel):
     cadence_minutes: int = Field(default=30, ge=1, le=1440, description="How often the incremental schedule syncs this integration.")
     conflict_strategies: dict[str, str] = Field(default_factory=dict, description="Strategy per entity ('*' for all): provider_wins, local_wins, last_modified, manual.")
     export_enabled: bool = Field(default=True, description="Whether local changes are sent to this integration.")
+    bulk_threshold: int | None = Field(default=10_000, ge=1, description="Records above which a full sync, a backfill or an export goes through the provider's bulk API (None: never).")
 
     @field_validator("conflict_strategies")
     @classmethod

@@ -12,6 +12,11 @@ A record the provider rejects never fails its neighbours: per-record errors go t
 ledger, a batch refused as a whole is split in halves until the bad record is alone, and a
 "already exists" conflict becomes a link. A run killed at any point leaves intents behind; the
 next run first looks those records up by their idempotency key, so nothing is created twice.
+
+An export of more than the integration's ``bulk_threshold`` records goes, when the writer offers
+it (``bulk_write``), through the provider's bulk API: the same steps, with batches of
+:data:`BULK_BATCH` records each sent as one bulk job (see docs/bulk.md). A job a killed run left
+is found again by its id and settled (``settle_bulk``) before the intents are looked up.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from crm_pipelines.core.errors import RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.store import LocalChange, LocalStore, Target
+from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, merged_metadata
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 AMBIGUOUS_CREATE_RETRIES = 4
 #: Seconds to let a request the client gave up on reach the provider before looking it up.
 AMBIGUOUS_SETTLE_S = 5.0
+#: Records per batch on the bulk path (each batch: one job for its updates, one for its creates).
+BULK_BATCH = 50_000
 
 
 class Writer(Protocol):
@@ -74,6 +82,7 @@ class ExportResult:
     duration_s: float = 0.0
     would_create: int = 0
     would_update: int = 0
+    bulk: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         sent = self.created + self.updated + self.rejected
@@ -95,6 +104,8 @@ class ExportResult:
             "dry_run": self.dry_run,
             "would_create": self.would_create,
             "would_update": self.would_update,
+            "bulk_api": bool(self.bulk),
+            **self.bulk,
         }
 
     def summary(self) -> str:
@@ -132,6 +143,9 @@ def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str
     """Settle creates left in flight by a crash, then list the records to send (ids only; ``ids`` limits them)."""
     logger = logger or log
     provider = store.scope(provider)
+    if not dry_run and hasattr(writer, "settle_bulk"):
+        for memory in BulkJobMemory(store, provider, entity, "export").family():
+            writer.settle_bulk(memory, BulkProgress(logger=logger))
     recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
@@ -151,16 +165,29 @@ def send_changes(
     logger: Any = None,
     label: str = "",
     progress: Callable[[int, int], None] | None = None,
+    bulk: bool | None = None,
+    slot: str = "",
 ) -> ExportResult:
     """Send the given changes in batches.
 
     The database work overlaps the provider calls: the next batch's rows are read while the
     current one is sent, and what a batch's answers say (links, hashes, intents done, rejects) is
     committed while the next one is sent (see :mod:`crm_pipelines.sync.overlap`).
+
+    ``bulk`` takes the writer's bulk path (None: when there are more items than the integration's
+    ``bulk_threshold``); ``slot`` tells parallel slices of one export apart (each remembers its job).
     """
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
+    if bulk is None:
+        bulk = bulk_chosen(writer, provider, len(items))
+    bulk_writes = None
+    if bulk and hasattr(writer, "bulk_write"):
+        memory = BulkJobMemory(store, provider, entity, "export" + (f":{slot}" if slot else ""))
+        writer = bulk_writes = BulkWrites(writer, memory, BulkProgress(logger=logger))
+        batch_size = bulk_writes.batch_size
+        logger.info("%s/%s%s: %d records to send through the bulk API", provider, entity, label, len(items))
     batch_size = max(1, min(batch_size, writer.batch_size))
     result = ExportResult(str(provider), entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
@@ -180,7 +207,32 @@ def send_changes(
                             provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
+    if bulk_writes is not None:
+        result.bulk = bulk_writes.progress.metadata()
     return result
+
+
+def bulk_chosen(writer: Writer, integration: Any, count: int) -> bool:
+    """Whether ``count`` records go through the writer's bulk path: it has one and they are above the threshold."""
+    threshold = integration.settings.bulk_threshold
+    return hasattr(writer, "bulk_write") and threshold is not None and count > threshold
+
+
+class BulkWrites:
+    """A writer's bulk path seen as a writer: each create or update call is one bulk job."""
+
+    batch_size = BULK_BATCH
+
+    def __init__(self, writer: Any, memory: BulkJobMemory, progress: BulkProgress) -> None:
+        self.writer, self.memory, self.progress = writer, memory, progress
+        self.make_record, self.Rejected = writer.make_record, writer.Rejected
+        self.match, self.find_by_keys, self.check = writer.match, writer.find_by_keys, writer.check
+
+    def create(self, entity: str, records: Sequence[Any]) -> Any:
+        return self.writer.bulk_write(entity, records, create=True, memory=self.memory, progress=self.progress)
+
+    def update(self, entity: str, records: Sequence[Any]) -> Any:
+        return self.writer.bulk_write(entity, records, create=False, memory=self.memory, progress=self.progress)
 
 
 def export_entity(
@@ -234,6 +286,7 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
         for kind, n in r.api.get("by_kind", {}).items():
             calls["by_kind"][kind] = calls["by_kind"].get(kind, 0) + n
     total.api = calls
+    total.bulk = merged_metadata([r.bulk for r in results if r.bulk])
     return total
 
 
@@ -344,7 +397,8 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
             rejects.append(RecordError(str(lid), "CONFLICT", f"provider record {conflicts[lid]} already exists and is linked to another local record"))
 
     store.save_exported(provider, entity, created_rows, updated_rows)
-    failed_creates = [r.local_id for r in to_create if r.local_id not in {c[0] for c in created_rows}]
+    created_ids = {c[0] for c in created_rows}
+    failed_creates = [r.local_id for r in to_create if r.local_id not in created_ids]
     store.drop_intents(provider, entity, failed_creates)
     if rejects:
         store.record_rejects(provider, entity, "export", rejects)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import Page
 from crm_pipelines.storage.store import ApplyOutcome, LocalStore, SyncState, Target
+from crm_pipelines.sync.bulk import BulkContext, BulkJobMemory
 from crm_pipelines.sync.overlap import ReadAhead, read_ahead
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class ImportWindow:
     lower: datetime | None
     upper: datetime
     reason: str = "partition"
+    #: A past window asked for again: like a full sync, it may go through the provider's bulk API.
+    backfill: bool = False
 
     @property
     def is_full(self) -> bool:
@@ -108,7 +111,7 @@ def plan_incremental(
         upper = min(until or now, now)
         if upper <= since:
             raise ValueError(f"the window to read ends ({upper.isoformat()}) before it starts ({since.isoformat()})")
-        return ImportWindow(since, upper, since - overlap, upper, f"requested window, with {minutes} min overlap")
+        return ImportWindow(since, upper, since - overlap, upper, f"requested window, with {minutes} min overlap", backfill=True)
     synced = state.synced_through
     return ImportWindow(synced, now, synced - overlap, now, f"changes since the last synced point {synced.isoformat(timespec='seconds')}, with {minutes} min overlap")
 
@@ -125,6 +128,7 @@ class ImportResult:
     api: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     sweep_archived: bool = False
+    bulk: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         """Flat, numeric-where-possible values for the Dagster UI (plotted over time)."""
@@ -153,6 +157,7 @@ class ImportResult:
             "read_until": self.window.upper.isoformat(),
             "window_reason": self.window.reason,
             "swept_archived": self.sweep_archived,
+            **self.bulk,
         }
 
     def summary(self) -> str:
@@ -190,6 +195,9 @@ def run_import(
         provider, entity, window.lower.isoformat() if window.lower else "the beginning", window.upper.isoformat(), window.reason,
     )
     snapshot = bool(getattr(reader, "complete_snapshot", False))
+    jobs = BulkJobMemory(store, provider, entity, "import")
+    if hasattr(reader, "prepare_bulk"):
+        reader.prepare_bulk(BulkContext(jobs, eligible=window.is_full or window.backfill, threshold=provider.settings.bulk_threshold))
     seen: set[str] = set()
     try:
         with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
@@ -215,6 +223,7 @@ def run_import(
                     if record.updated_at and (last_remote is None or record.updated_at > last_remote):
                         last_remote = record.updated_at
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
+        result.bulk = _bulk_figures(reader)
         if snapshot:
             # The scan read every record and finished: linked records it did not return may be gone.
             result.outcome.add(_settle_unseen(reader, store, provider, entity, seen, logger))
@@ -231,13 +240,18 @@ def run_import(
         state.last_run_at = datetime.now(timezone.utc)
         state.last_run_id = run_id
         state.last_status = "failed"
-        state.last_metrics = {"error": str(exc)[:500], **_json_safe(result.metadata())}
+        result.bulk = _bulk_figures(reader)
+        # A bulk job still running on the provider's side stays remembered for the next run.
+        state.last_metrics = {"error": str(exc)[:500], **_json_safe(result.metadata()), **jobs.pending()}
         store.save_sync_state(state)
         raise
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
+    # A bulk job's records are those of its creation: the sync is read through then, not later.
+    read_until = getattr(reader, "read_until", None)
+    upper = min(window.upper, read_until) if read_until is not None else window.upper
     if window.is_full or state.synced_through is None or window.lower <= state.synced_through:
-        state.synced_through = max(filter(None, [state.synced_through, window.upper]))
+        state.synced_through = max(filter(None, [state.synced_through, upper]))
     state.last_remote_update = last_remote
     state.last_run_at = datetime.now(timezone.utc)
     state.last_run_id = run_id
@@ -290,6 +304,11 @@ def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: Target, en
         if page.errors:
             store.record_rejects(provider, entity, "import", page.errors)
     return outcome
+
+
+def _bulk_figures(reader: ChangeReader) -> dict[str, Any]:
+    progress = getattr(reader, "bulk_progress", None)
+    return progress.metadata() if progress is not None else {}
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:

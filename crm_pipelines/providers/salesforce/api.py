@@ -401,15 +401,18 @@ class SalesforceClient:
 
     # ---------------------------------------------------------------- requests
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None, kind: str = "call") -> Any:
-        """One call on the instance; an expired session is refreshed once and the call repeated."""
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None, kind: str = "call", **body: Any) -> Any:
+        """One call on the instance; an expired session is refreshed once and the call repeated.
+
+        ``body`` passes ``content``/``content_type``/``raw`` through (Bulk API 2.0's CSV uploads and pages).
+        """
         api = self._session()
         try:
-            return api.request(method, path, params=params, json=json, kind=kind)
+            return api.request(method, path, params=params, json=json, kind=kind, **body)
         except SessionExpired:
             api = self._refresh(api)
             try:
-                return api.request(method, path, params=params, json=json, kind=kind)
+                return api.request(method, path, params=params, json=json, kind=kind, **body)
             except SessionExpired as exc:
                 raise ProviderError(PROVIDER, f"the session was refused again right after a refresh ({exc.provider_message})", status=401, category="INVALID_SESSION_ID", request=exc.request) from None
 

@@ -15,25 +15,32 @@ A page retried after a fault is the same page (its position is part of its URL).
 The initial sync (no lower bound) reads every record the same way, without an upper bound: all
 records as they are now. Deletions come from ``queryAll`` with ``IsDeleted = true`` (the recycle
 bin keeps them about 15 days).
+
+A full sync or a backfill of more than the integration's ``bulk_threshold`` records (the first
+page's ``totalSize`` decides; that page serves the regular read otherwise) goes through a Bulk API
+2.0 query job instead (:mod:`.bulk`): CSV pages of 10,000 rows, the job found again by its id
+after a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.salesforce.api import MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
+from crm_pipelines.providers.salesforce.bulk import Bulk2, bulk_read
 from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
+from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "soql")
+STRATEGIES = ("auto", "soql", "bulk")
 #: Ids per ``WHERE Id IN (...)`` look-up (18 characters each: the query stays far below the URL limit).
 IDS_PER_QUERY = 300
 
@@ -62,6 +69,14 @@ class SalesforceChangeReader:
         self.progress_every = progress_every
         self.max_resumes = max_resumes
         self.progress = ReadProgress()
+        self.bulk_context: BulkContext | None = None
+        self.bulk_progress: BulkProgress | None = None
+        #: When the records read were current (a bulk job's creation): the most a sync may mark as read.
+        self.read_until: datetime | None = None
+
+    def prepare_bulk(self, context: BulkContext) -> None:
+        """Whether the next read may take the bulk path, and where its job is remembered."""
+        self.bulk_context = context
 
     # ------------------------------------------------------------------ public
 
@@ -73,7 +88,36 @@ class SalesforceChangeReader:
             bounds.append(f"{MODIFIED_FIELD} >= {soql_datetime(lower)}")
             if upper is not None:
                 bounds.append(f"{MODIFIED_FIELD} < {soql_datetime(upper, round_up=True)}")
-        yield from self._keyset_read(entity, bounds)
+        self.read_until, self.bulk_progress = None, None
+        select = f"SELECT {', '.join(self.mapping.select_fields(entity))} FROM {SOBJECTS[entity]}"
+        soql = select + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
+        key = select + (f" WHERE {bounds[0]}" if bounds else "")  # the read across runs: its upper bound moves
+        first: dict[str, Any] = {}
+        if self._bulk_chosen(key, lambda: self._first_page(entity, bounds, first)):
+            yield from self._bulk_read(entity, soql, key, upper if lower is not None else None)
+            return
+        yield from self._keyset_read(entity, bounds, first or None)
+
+    def _bulk_chosen(self, key: str, count: Callable[[], int]) -> bool:
+        if self.strategy == "soql":
+            return False
+        context = self.bulk_context or BulkContext()
+        if context.memory is not None and context.memory.read(key):
+            return True  # a previous run's job for this very read: take it up again
+        return context.wants(count, forced=self.strategy == "bulk")
+
+    def _first_page(self, entity: str, bounds: list[str], into: dict[str, Any]) -> int:
+        """The regular read's first page (kept for it) and the ``totalSize`` it reports: the size that decides."""
+        into.update(self.client.query(self._keyset_soql(entity, bounds, None)))
+        return int(into.get("totalSize") or 0)
+
+    def _bulk_read(self, entity: str, soql: str, key: str, until: datetime | None) -> Iterator[Page]:
+        self.progress.strategy = "bulk"
+        self.bulk_progress = BulkProgress(logger=self.log)
+        memory = self.bulk_context.memory if self.bulk_context is not None else None
+        self.read_until, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick, key=key, until=until)
+        self.log.info("%s: reading through Bulk API 2.0 query job %s", entity, self.bulk_progress.job_id)
+        yield from pages
 
     #: Deletions since a point are one cheap query: every run reads them (no daily sweep needed).
     deletions_since = ("contacts", "companies", "deals")
@@ -110,18 +154,19 @@ class SalesforceChangeReader:
 
     # ------------------------------------------------------------------ reading
 
-    def _keyset_read(self, entity: str, bounds: list[str]) -> Iterator[Page]:
+    def _keyset_soql(self, entity: str, bounds: list[str], last: tuple[str, str] | None) -> str:
+        where = list(bounds)
+        if last is not None:
+            stamp, record_id = last
+            where.append(f"({MODIFIED_FIELD} > {stamp} OR ({MODIFIED_FIELD} = {stamp} AND Id > {soql_string(record_id)}))")
         fields = ", ".join(self.mapping.select_fields(entity))
-        sobject = SOBJECTS[entity]
+        return f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {MODIFIED_FIELD}, Id"
+
+    def _keyset_read(self, entity: str, bounds: list[str], first: dict[str, Any] | None = None) -> Iterator[Page]:
         last: tuple[str, str] | None = None  # (SystemModstamp literal, Id) of the last row read
         while True:
-            where = list(bounds)
-            if last is not None:
-                stamp, record_id = last
-                where.append(f"({MODIFIED_FIELD} > {stamp} OR ({MODIFIED_FIELD} = {stamp} AND Id > {soql_string(record_id)}))")
-            soql = f"SELECT {fields} FROM {sobject}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {MODIFIED_FIELD}, Id"
             try:
-                data = self.client.query(soql)
+                data, first = first or self.client.query(self._keyset_soql(entity, bounds, last)), None
                 if self.progress.expected is None:
                     self.progress.expected = int(data.get("totalSize") or 0)
                 while True:

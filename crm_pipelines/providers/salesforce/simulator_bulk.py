@@ -13,7 +13,7 @@
   ``unprocessedrecords/`` once ``JobComplete``. A header naming an unknown field fails the job.
 
 Choices where the reference is silent: results are the query's rows when the job was created;
-empty CSV cells leave a field unset; a result page without ``maxRecords`` holds every remaining row.
+empty CSV cells leave a field unset (``#N/A`` clears it); a result page without ``maxRecords`` holds every remaining row.
 """
 
 from __future__ import annotations
@@ -117,14 +117,15 @@ class BulkJobs:
         locator = base64.b64encode(str(end).encode()).decode().rstrip("=") if end < len(rows) else "null"
         return Response(200, {"Content-Type": "text/csv", "Sforce-NumberOfRecords": str(len(page)), "Sforce-Locator": locator}, _csv([header, *page]))
 
-    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords}/?",
+    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords|unprocessedRecords}/?",
          name="GET /jobs/ingest/{id}/results")
     def _bulk_ingest_results(self, request: Request) -> Response:
         request.params["kind"] = "ingest"
         job, internal = self._job(request)
         if self._job_info(job, internal)["state"] not in ("JobComplete", "Failed", "Aborted"):
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
-        which = ("successfulResults", "failedResults", "unprocessedrecords").index(request.params["which"])
+        # Salesforce documents ``unprocessedrecords``; simple-salesforce asks ``unprocessedRecords``, which it also serves.
+        which = ("successfulresults", "failedresults", "unprocessedrecords").index(request.params["which"].lower())
         return Response(200, {"Content-Type": "text/csv"}, _csv(internal["results"][which]))
 
     # ---- jobs --------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ class BulkJobs:
         done, failed = [["sf__Id", "sf__Created", *header]], [["sf__Id", "sf__Error", *header]]
         now = self.stamp()
         for row in rows:
-            values = {name: cell for name, cell in zip(header, row) if cell != ""}
+            values = {name: (None if cell == "#N/A" else cell) for name, cell in zip(header, row) if cell != ""}
             rec_id, problems, rec, created = values.get("Id", ""), [], None, False
             try:
                 typed = self._typed_values(store, values)

@@ -23,6 +23,7 @@ from typing import Any
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain
 from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
+from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
 from crm_pipelines.providers.salesforce.mapping import Mapping
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
@@ -55,15 +56,22 @@ class SalesforceWriter:
     # ------------------------------------------------------------------ look-ups
 
     def _select_in(self, entity: str, select: str, conditions: Callable[[list[str]], str], values: Sequence[str], *, per_value: int = 1) -> Iterator[dict[str, Any]]:
-        """Rows matching ``conditions(chunk)`` for chunks of ``values`` sized to keep the URL short."""
+        """Rows matching ``conditions(chunk)`` for chunks of ``values`` sized to keep the URL short.
+
+        The encoded length grows by each value's own share (``conditions`` of two copies less one),
+        so a chunk is measured in one pass however many values a bulk export brings.
+        """
         base = f"SELECT {select} FROM {SOBJECTS[entity]} WHERE "
         chunk: list[str] = []
+        size = 0
         for value in values:
-            candidate = chunk + [value]
-            if chunk and (len(candidate) * per_value > 1000 or encoded_length(base + conditions(candidate)) > MAX_ENCODED_SOQL):
+            alone = encoded_length(conditions([value]))
+            extra = encoded_length(conditions([value, value])) - alone
+            if chunk and ((len(chunk) + 1) * per_value > 1000 or size + extra > MAX_ENCODED_SOQL):
                 yield from self._rows(base + conditions(chunk))
-                candidate = [value]
-            chunk = candidate
+                chunk = []
+            size = size + extra if chunk else encoded_length(base) + alone
+            chunk.append(value)
         if chunk:
             yield from self._rows(base + conditions(chunk))
 
@@ -127,6 +135,16 @@ class SalesforceWriter:
         body = [{"attributes": {"type": sobject}, "Id": r.external_id, **self.mapping.to_sobject(entity, r.fields, clear_missing=True)} for r in records]
         results = self._write("PATCH", "", body)
         return self._collect(records, results, upsert=False)
+
+    # ------------------------------------------------------------------ bulk (Bulk API 2.0 ingest jobs)
+
+    def bulk_write(self, entity: str, records: Sequence[OutgoingRecord], *, create: bool, memory: Any, progress: Any) -> WriteResult:
+        """Creates (upsert on the external id) or updates (by Id) of many records as ingest jobs."""
+        return BulkWriter(Bulk2(self.client), self.mapping).write(entity, records, create=create, memory=memory, progress=progress)
+
+    def settle_bulk(self, memory: Any, progress: Any) -> None:
+        """Wait for (or abort, if never uploaded) the ingest job a killed run left, then forget it."""
+        BulkWriter(Bulk2(self.client), self.mapping).settle(memory, progress)
 
     # ------------------------------------------------------------------ helpers
 

@@ -13,6 +13,8 @@
 * **By id**: ``nodes(ids:)`` (250 a call); a null node is a deleted record.
 * **Total**: ``customersCount(limit: null)``; when Shopify answers only a lower bound
   (``precision: AT_LEAST``), the ids are paged and counted.
+* **Bulk**: a full sync or a backfill of more than the integration's ``bulk_threshold`` records
+  (one ``customersCount(query:)`` call decides) is one bulk operation instead (:mod:`.bulk`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.shopify.api import OBJECTS, PAGE_MAX, ShopifyClient, to_gid
+from crm_pipelines.providers.shopify.bulk import ShopifyBulkQuery, bulk_pages, bulk_query_text
 from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, format_timestamp, parse_timestamp, to_remote_record
+from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "list", "search")
+STRATEGIES = ("auto", "list", "search", "bulk")
 #: Objects one connection walk may page through before Shopify stops it.
 PAGINATION_CAP = 25_000
 
@@ -77,6 +81,14 @@ class ShopifyChangeReader:
         self.log = logger or log
         self.progress_every = progress_every
         self.progress = ReadProgress(strategy="search")
+        self.bulk_context: BulkContext | None = None
+        self.bulk_progress: BulkProgress | None = None
+        #: When the records read were current (a bulk operation's creation): the most a sync may mark as read.
+        self.read_until: datetime | None = None
+
+    def prepare_bulk(self, context: BulkContext) -> None:
+        """Whether the next read may take the bulk path, and where its operation is remembered."""
+        self.bulk_context = context
 
     # ------------------------------------------------------------------ public
 
@@ -85,6 +97,14 @@ class ShopifyChangeReader:
         self.progress = ReadProgress(strategy="list" if lower is None else "search", started=time.monotonic())
         upper_text = format_timestamp(_ceil_second(upper)) if upper is not None else None
         start = _floor_second(lower) if lower is not None else None
+        self.read_until, self.bulk_progress = None, None
+        since = f"updated_at:>='{format_timestamp(start)}'" if start else None
+        # A full read on the bulk path is every record as of the operation (no upper bound), so a
+        # rerun asks the very same query; a backfill keeps its window, and is named by its start.
+        search = " AND ".join(filter(None, [since, f"updated_at:<'{upper_text}'" if upper_text else None])) or None
+        if self._bulk_chosen(entity, bulk_query_text(entity, since), search):
+            yield from self._bulk_read(entity, since, search if since else None, upper if since else None)
+            return
         skip: set[str] = set()
         while True:
             terms = []
@@ -123,6 +143,28 @@ class ShopifyChangeReader:
                 continue
             self.log.info("%s: %d records read in this walk; continuing from %s", entity, walked, last_stamp)
             start, skip = restart, at_last
+
+    def _bulk_chosen(self, entity: str, key: str, search: str | None) -> bool:
+        if self.strategy in ("list", "search"):
+            return False
+        context = self.bulk_context or BulkContext()
+        if context.memory is not None and context.memory.read(key):
+            return True  # a previous run's operation for this very read: take it up again
+        return context.wants(lambda: self._count(entity, search), forced=self.strategy == "bulk")
+
+    def _count(self, entity: str, search: str | None) -> int:
+        field = OBJECTS[entity].count_field
+        data = self.client.graphql(f"query($q: String) {{ {field}(query: $q, limit: null) {{ count precision }} }}", {"q": search}, kind="count", cost=1, entity=entity)
+        return int((data.get(field) or {}).get("count") or 0)
+
+    def _bulk_read(self, entity: str, since: str | None, search: str | None, until: datetime | None) -> Iterator[Page]:
+        self.progress.strategy = "bulk"
+        self.bulk_progress = BulkProgress(logger=self.log)
+        memory = self.bulk_context.memory if self.bulk_context is not None else None
+        self.read_until, pages = bulk_pages(ShopifyBulkQuery(self.client), entity, bulk_query_text(entity, search), memory, self.bulk_progress,
+                                            self._tick, key=bulk_query_text(entity, since), until=until)
+        self.log.info("%s: reading through bulk operation %s", entity, self.bulk_progress.job_id)
+        yield from pages
 
     #: Deletions since a point are a filtered query of the events: every run reads them.
     deletions_since = ("contacts", "companies", "deals")

@@ -17,6 +17,9 @@ each is 10 cost points and succeeds or fails on its own, reporting problems in i
   naming the fields, an unchanged one is confirmed.
 * A top-level GraphQL error that names no alias refuses the request as a whole
   (:class:`BatchRejected`): the exporter splits the batch until the bad record is alone.
+* **Bulk** (an export above the integration's ``bulk_threshold``): the same mutations, one line of
+  variables per record in a staged upload, run by ``bulkOperationRunMutation``; the result file's
+  lines (``__lineNumber``) are read as the aliases' answers are.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from crm_pipelines.core.errors import EntityUnavailable, ProviderError
 from crm_pipelines.providers.shopify.api import MUTATION_COST, MUTATIONS_PER_REQUEST, OBJECTS, PAGE_MAX, ShopifyClient, graphql_error
+from crm_pipelines.providers.shopify.bulk import ShopifyBulkMutation
 from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, create_input, financial_status, order_differences, parse_timestamp, update_input
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult
 
@@ -207,25 +211,33 @@ class ShopifyWriter:
                     raise BatchRejected(code_error.category or "GRAPHQL_ERROR", code_error.provider_message)
             for n, (local_id, values) in enumerate(chunk):
                 alias = f"m{n}"
-                payload = data.get(alias)
-                if alias in by_alias or payload is None:
-                    result.rejected[local_id] = ("GRAPHQL_ERROR", "; ".join(by_alias.get(alias, ["no result"])))
-                    continue
-                errors = payload.get("userErrors") or []
-                node = payload.get(spec.payload_field)
-                if not errors and node:
-                    gid = str(node["id"])
-                    if external and external.get(local_id) and external[local_id] != gid:
-                        result.rejected[local_id] = ("MISMATCH", f"Shopify answered for {gid}, not {external[local_id]}")
-                        continue
-                    result.written[local_id] = (gid, parse_timestamp(node.get("updatedAt")), action == "create")
-                    continue
-                message = "; ".join(_user_error_text(e) for e in errors) or "rejected without a reason"
-                if entity == "contacts" and action == "create" and any("already been taken" in str(e.get("message")) and "email" in (e.get("field") or []) for e in errors):
-                    taken[local_id] = str(values["i"].get("email", "")).lower()
-                    result.rejected[local_id] = ("TAKEN", message)
-                    continue
-                result.rejected[local_id] = ("USER_ERROR", message)
+                self._outcome(entity, action, local_id, values, data.get(alias), by_alias.get(alias), result, taken, external)
+        self._settle_taken(taken, result)
+
+    def _outcome(self, entity: str, action: str, local_id: int, values: dict[str, Any], payload: dict[str, Any] | None, errors: list[str] | None,
+                 result: WriteResult, taken: dict[int, str], external: dict[int, str] | None) -> None:
+        """What one mutation's answer (an alias of a request, or a line of a bulk result) says about its record."""
+        spec = OBJECTS[entity]
+        if errors or payload is None:
+            result.rejected[local_id] = ("GRAPHQL_ERROR", "; ".join(errors or ["no result"]))
+            return
+        user_errors = payload.get("userErrors") or []
+        node = payload.get(spec.payload_field)
+        if not user_errors and node:
+            gid = str(node["id"])
+            if external and external.get(local_id) and external[local_id] != gid:
+                result.rejected[local_id] = ("MISMATCH", f"Shopify answered for {gid}, not {external[local_id]}")
+                return
+            result.written[local_id] = (gid, parse_timestamp(node.get("updatedAt")), action == "create")
+            return
+        message = "; ".join(_user_error_text(e) for e in user_errors) or "rejected without a reason"
+        if entity == "contacts" and action == "create" and any("already been taken" in str(e.get("message")) and "email" in (e.get("field") or []) for e in user_errors):
+            taken[local_id] = str(values["i"].get("email", "")).lower()
+            result.rejected[local_id] = ("TAKEN", message)
+            return
+        result.rejected[local_id] = ("USER_ERROR", message)
+
+    def _settle_taken(self, taken: dict[int, str], result: WriteResult) -> None:
         if taken:
             # The e-mail belongs to a customer created since matching: link to it instead.
             existing = self._customers_by_email(sorted(set(taken.values())))
@@ -233,6 +245,52 @@ class ShopifyWriter:
                 if email in existing:
                     result.rejected.pop(local_id, None)
                     result.conflicts[local_id] = existing[email]
+
+    # ------------------------------------------------------------------ bulk (staged upload + bulkOperationRunMutation)
+
+    def bulk_write(self, entity: str, records: Sequence[OutgoingRecord], *, create: bool, memory: Any, progress: Any) -> WriteResult:
+        """Creates or updates of many records as one bulk mutation: one line of variables per record.
+
+        Order changes are confirmations (orders keep their amounts): they take the regular path.
+        """
+        if entity == "deals" and not create:
+            return self.update(entity, records)
+        action = "create" if create else "update"
+        result = WriteResult()
+        inputs: list[tuple[int, dict[str, Any]]] = []
+        for r in records:
+            try:
+                if create:
+                    inputs.append((r.local_id, {"i": create_input(entity, r.fields, idempotency_key(entity, r.local_id))}))
+                else:
+                    variables = update_input(entity, r.fields, str(r.external_id))
+                    inputs.append((r.local_id, {"i": variables["input"]} | ({"c": variables["companyId"]} if "companyId" in variables else {})))
+            except ValueError as exc:
+                result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
+        if not inputs:
+            return result
+        lines = ShopifyBulkMutation(self.client).run(self._bulk_mutation_text(entity, action, "c" in inputs[0][1]), [values for _, values in inputs], memory, progress)
+        taken: dict[int, str] = {}
+        external = None if create else {r.local_id: str(r.external_id) for r in records}
+        mutation = OBJECTS[entity].create_mutation if create else OBJECTS[entity].update_mutation
+        for number, (local_id, values) in enumerate(inputs):
+            line = lines.get(number)
+            errors = [str(e.get("message")) for e in line.get("errors") or []] if line else ["the bulk operation did not run this record"]
+            self._outcome(entity, action, local_id, values, ((line or {}).get("data") or {}).get(mutation), errors or None, result, taken, external)
+        self._settle_taken(taken, result)
+        return result
+
+    def settle_bulk(self, memory: Any, progress: Any) -> None:
+        """Wait for the bulk mutation a killed run left to end, then forget it (its creates are found by key)."""
+        ShopifyBulkMutation(self.client).settle(memory, progress)
+
+    @staticmethod
+    def _bulk_mutation_text(entity: str, action: str, with_company: bool) -> str:
+        spec = OBJECTS[entity]
+        mutation = spec.create_mutation if action == "create" else spec.update_mutation
+        declarations = f"$i: {_INPUT_TYPES[(entity, action)]}" + (", $c: ID!" if with_company else "")
+        arguments = "companyId: $c, input: $i" if with_company else f"{'order' if mutation == 'orderCreate' else 'input'}: $i"
+        return f"mutation call({declarations}) {{ {mutation}({arguments}) {{ {spec.payload_field} {{ id updatedAt }} userErrors {{ field message }} }} }}"
 
     def _confirm_orders(self, records: Sequence[OutgoingRecord], result: WriteResult) -> None:
         """Orders keep amount, currency, status and name once created: confirm or reject the local change."""
