@@ -178,7 +178,7 @@ def test_settings_stay_within_the_published_limits(sqlite_url):
     with pytest.raises(ConfigurationError, match="no setting"):
         store.integrations.add("hubspot", store="loja_y", connection={"access_token": {"env": "T"}, "bogus": 1})
     with pytest.raises(ConfigurationError, match="cadence_minutes"):
-        store.integrations.add("hubspot", store="loja_y", connection={"access_token": {"env": "T"}}, settings={"cadence_minutes": 1})
+        store.integrations.add("hubspot", store="loja_y", connection={"access_token": {"env": "T"}}, settings={"cadence_minutes": 0})
     added = store.integrations.add("hubspot", store="loja_y", connection={"access_token": {"env": "T"}, "burst_limit": 150},
                                    settings={"cadence_minutes": 60, "conflict_strategies": {"contacts": "manual"}})
     assert added.settings.cadence_minutes == 60 and added.conflict_strategy("contacts") == "manual" and added.conflict_strategy("deals") is None
