@@ -13,6 +13,7 @@ from crm_pipelines.dagster_defs.budgets import provider_budget
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration_for, step_client
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
+from crm_pipelines.storage.leases import ExportLease, run_owner
 from crm_pipelines.sync.exporter import ExportResult, combine, dry_run_result, plan_export, send_changes
 
 
@@ -68,14 +69,18 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                 context.log.warning("skipped: %s", unavailable)
                 yield dg.DynamicOutput([("skipped", unavailable)], mapping_key="skipped")
                 return
-            plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
+            if config.dry_run:
+                plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=True, logger=context.log)
+            else:
+                with run_lease(context, store, integration, entity):
+                    plan = plan_export(writer, store, integration, entity, only_new=config.only_new, logger=context.log)
         if config.dry_run:
             result = dry_run_result(integration, entity, plan)
             context.log.info("dry run: %d records would be sent (%d creates, %d updates); nothing sent", result.selected, result.would_create, result.would_update)
             yield dg.DynamicOutput([("dry_run", result.would_create, result.would_update, plan.unchanged)], mapping_key="dry_run")
             return
         context.log.info("%d changed records to send in slices of %d (%d recovered after an interrupted run)", len(plan.items), config.slice_size, plan.recovered)
-        yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged)], mapping_key="plan")
+        yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged, plan.waiting)], mapping_key="plan")
         for index in range(0, len(plan.items), config.slice_size):
             yield dg.DynamicOutput(plan.items[index : index + config.slice_size], mapping_key=f"slice_{index // config.slice_size}")
 
@@ -92,19 +97,24 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         if items and items[0][0] == "skipped":
             return {"skipped": items[0][1]}
         if items and items[0][0] == "plan":
-            return {"recovered": items[0][1], "unchanged": items[0][2]}
+            return {"recovered": items[0][1], "unchanged": items[0][2], "waiting": items[0][3]}
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
         integration = integration_for(store, plugin, context.partition_key)
-        # Records already sent by an earlier attempt of this step no longer differ: skip them.
-        items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
-        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
-            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{context.get_mapping_key()}]")
+        with provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats), \
+                run_lease(context, store, integration, entity) as lease:
+            # Records already sent by an earlier attempt of this step (or another export) no longer differ: skip them.
+            items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
+            result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log,
+                                  label=f" [{context.get_mapping_key()}]", lease=lease)
         return _as_dict(result)
 
-    @dg.op(name=f"{prefix}__summarize")
+    @dg.op(name=f"{prefix}__summarize", required_resource_keys={DB_RESOURCE_KEY})
     def summarize(context: dg.OpExecutionContext, parts: list) -> dg.Output:
+        store = getattr(context.resources, DB_RESOURCE_KEY).store()
+        if not any("skipped" in p or p.get("dry_run") for p in parts):
+            run_lease(context, store, integration_for(store, plugin, context.partition_key), entity).release()
         skipped = [p["skipped"] for p in parts if "skipped" in p]
         if skipped:
             context.log.warning("skipped: %s", skipped[0])
@@ -141,10 +151,15 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     return _export
 
 
+def run_lease(context: dg.OpExecutionContext, store, integration, entity: str) -> ExportLease:
+    """The export lease of this run: its steps share it; the summarize step releases it (an abandoned run's expires)."""
+    return ExportLease(store.engine, integration, entity, run_owner(context.run_id), release=False)
+
+
 def _as_dict(result: ExportResult) -> dict:
     return {
         "selected": result.selected, "created": result.created, "updated": result.updated, "linked": result.linked,
-        "rejected": result.rejected, "recovered": result.recovered, "batches": result.batches,
+        "rejected": result.rejected, "recovered": result.recovered, "waiting": result.waiting, "batches": result.batches,
         "duration_s": result.duration_s, "api": result.api,
     }
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -74,6 +74,16 @@ class SyncState:
     last_run_id: str | None = None
     last_status: str | None = None
     last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A create written to the outbox: whose export sent it, and when."""
+
+    local_id: int
+    key: str
+    owner: str | None
+    sent_at: datetime | None  # None: no request is on its way (the provider refused, or an old row)
 
 
 @dataclass(frozen=True)
@@ -291,26 +301,34 @@ class LocalStore:
 
     # ---------------------------------------------------------------- export side
 
-    def export_candidates(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000) -> Iterable[LocalChange]:
+    def export_candidates(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000,
+                          retry_rejected: bool = False) -> Iterable[LocalChange]:
         """Live local records of the integration's store whose content differs from what it last had (streamed).
 
-        ``ids`` restricts the scan to those local records.
+        ``ids`` restricts the scan to those local records. A record the provider rejected waits
+        for a change of its content unless ``retry_rejected``.
         """
         integration = self.scope(target)
+        options = {"only_new": only_new, "scan_chunk": scan_chunk, "retry_rejected": retry_rejected}
         if ids is not None:
             for start in range(0, len(ids), scan_chunk):
-                yield from self._export_candidates(integration, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
+                yield from self._export_candidates(integration, entity, ids=sorted(ids[start : start + scan_chunk]), **options)
             return
-        yield from self._export_candidates(integration, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
+        yield from self._export_candidates(integration, entity, ids=None, **options)
 
-    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
+    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int,
+                           retry_rejected: bool) -> Iterable[LocalChange]:
         table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
         held = held_fields(integration.provider, entity)
         link = external_links
+        refused = and_(rejects.c.integration_id == integration.id, rejects.c.entity == entity, rejects.c.direction == "export",
+                       rejects.c.resolved_at.is_(None), rejects.c.record_ref == cast(table.c.id, String))
         query = (
-            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
-            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity)))
+            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at,
+                   rejects.c.content_hash.label("rejected_hash"))
+            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity))
+                         .outerjoin(rejects, refused))
             .where(table.c.store_id == integration.store_id, table.c.deleted_at.is_(None), table.c.id.not_in(open_conflict_ids(integration, entity)))
             .order_by(table.c.id)
         )
@@ -332,24 +350,47 @@ class LocalStore:
                 digest = content_hash(entity, fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
+                if digest == row.rejected_hash and not retry_rejected:
+                    continue  # refused as it is: waits for a change or `rejects retry`
                 yield LocalChange(row.id, fields, digest, row.external_id)
 
     def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
-        """Current fields of the given (local id, external id, hash) candidates, in that order."""
-        if isinstance(provider, Integration):
-            provider = provider.provider
-        held = held_fields(provider, entity) if provider else FIELDS[entity]
+        """Current fields of the given (local id, external id, hash) candidates, in that order.
+
+        With an integration, links are re-read too: a record linked since the scan is sent as an
+        update, and one whose content was exported meanwhile is left out.
+        """
+        integration = provider if isinstance(provider, Integration) else None
+        provider_name = provider.provider if isinstance(provider, Integration) else provider
+        held = held_fields(provider_name, entity) if provider_name else FIELDS[entity]
         names = FIELDS[entity]
+        ids = [i[0] for i in items]
         with self.engine.connect() as conn:
-            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [i[0] for i in items], live_only=False)
+            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, ids, live_only=False)
+            links = self._link_states(conn, integration, entity, ids) if integration is not None else None
         changes = []
         for local_id, external_id, _digest in items:
             row = rows.get(local_id)
             if row is None:
                 continue  # deleted since the scan
             fields = dict(zip(names, row.values))
-            changes.append(LocalChange(local_id, fields, content_hash(entity, fields, held), external_id))
+            digest = content_hash(entity, fields, held)
+            if links is not None:
+                external_id, exported, remote = links.get(local_id, (None, None, None))
+                if digest in (exported, remote):
+                    continue  # already sent (by an earlier attempt or another export)
+            changes.append(LocalChange(local_id, fields, digest, external_id))
         return changes
+
+    @staticmethod
+    def _link_states(conn: Connection, integration: Integration, entity: str, local_ids: Sequence[int]) -> dict[int, tuple[str, str | None, str | None]]:
+        link = external_links
+        found = {}
+        for chunk in chunked(list(local_ids), BATCH_SIZE):
+            query = select(link.c.local_id, link.c.external_id, link.c.exported_hash, link.c.remote_hash).where(
+                link.c.integration_id == integration.id, link.c.entity == entity, link.c.local_id.in_(list(chunk)))
+            found.update({r.local_id: (r.external_id, r.exported_hash, r.remote_hash) for r in conn.execute(query)})
+        return found
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -365,29 +406,46 @@ class LocalStore:
         scope, now = self._scope(target, entity), utcnow()
         with self._writing() as conn:
             taken = self.bulk.taken_external_ids(conn, scope, list(pairs.values()))
-            made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken}
+            already = self.bulk.linked_local_ids(conn, scope, list(pairs))
+            made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken and local_id not in already}
             self.bulk.insert_links(conn, scope, [(local_id, ext, None, None, None, now, now) for local_id, ext in made.items()])
+            if already:  # linked meanwhile (by this match or an earlier export): the link that exists counts
+                made.update(self.bulk.local_links(conn, scope, list(already)))
         return made
 
-    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]]) -> None:
-        """Record creates about to be sent, as (local id, idempotency key, content hash)."""
+    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]], *, owner: str | None = None) -> None:
+        """Record creates about to be sent by ``owner``, as (local id, idempotency key, content hash)."""
         if not intents:
             return
         keys, now = self._scope(target, entity).link_keys, utcnow()
         with self._writing() as conn:
             self.bulk.delete_in(conn, export_intents, keys, "local_id", [i[0] for i in intents])
-            columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at")
-            self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now) for lid, key, h in intents])
+            columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at", "owner", "sent_at")
+            self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now, owner, now) for lid, key, h in intents])
+
+    def intents(self, target: Target, entity: str, local_ids: Sequence[int] | None = None) -> list[Intent]:
+        """Creates in flight (or interrupted) of one integration and entity; ``local_ids`` limits them."""
+        integration = self.scope(target)
+        query = select(export_intents.c.local_id, export_intents.c.idempotency_key, export_intents.c.owner,
+                       export_intents.c.sent_at, export_intents.c.created_at).where(
+            export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
+        found: list[Intent] = []
+        with self.engine.connect() as conn:
+            if local_ids is None:
+                return [Intent(r.local_id, r.idempotency_key, r.owner, r.sent_at) for r in conn.execute(query)]
+            for chunk in chunked(sorted(set(local_ids)), BATCH_SIZE):
+                rows = conn.execute(query.where(export_intents.c.local_id.in_(list(chunk))))
+                found += [Intent(r.local_id, r.idempotency_key, r.owner, r.sent_at) for r in rows]
+        return found
+
+    def mark_intents_not_in_flight(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:
+        """Intents whose create the provider refused (429, quota): looked up by the next attempt, never waited for."""
+        if local_ids:
+            with self._writing() as conn:
+                self.bulk.set_in(conn, export_intents, self._scope(target, entity).link_keys, "local_id", list(local_ids), {"sent_at": None})
 
     def pending_intents(self, target: Target, entity: str) -> dict[int, str]:
-        integration = self.scope(target)
-        with self.engine.connect() as conn:
-            return dict(
-                conn.execute(
-                    select(export_intents.c.local_id, export_intents.c.idempotency_key).where(
-                        export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
-                ).all()
-            )
+        return {i.local_id: i.key for i in self.intents(target, entity)}
 
     def drop_intents(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:
         if local_ids:
@@ -415,8 +473,13 @@ class LocalStore:
 
     # ---------------------------------------------------------------- rejects
 
-    def record_rejects(self, target: Target, entity: str, direction: str, errors: Sequence[RecordError]) -> None:
-        """Add records to the reject ledger, or bump their attempt count if already there."""
+    def record_rejects(self, target: Target, entity: str, direction: str, errors: Sequence[RecordError], *, hashes: dict[str, str] | None = None) -> None:
+        """Add records to the reject ledger, or bump their attempt count if already there.
+
+        ``hashes`` (record ref -> content hash) marks export rejects that wait for a change of
+        their record's content (or ``rejects retry``) before they are sent again.
+        """
+        hashes = hashes or {}
         if not errors:
             return
         integration = self.scope(target)
@@ -433,6 +496,7 @@ class LocalStore:
                 "attempts": 1,
                 "first_seen_at": now,
                 "last_seen_at": now,
+                "content_hash": hashes.get(e.external_id),
             }
             for e in {e.external_id: e for e in errors}.values()
         ]
@@ -447,6 +511,7 @@ class LocalStore:
                         "category": stmt.excluded.category,
                         "message": stmt.excluded.message,
                         "last_seen_at": stmt.excluded.last_seen_at,
+                        "content_hash": stmt.excluded.content_hash,
                         "resolved_at": None,
                     },
                 )
