@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_pipelines.core.errors import ConfigurationError
+from crm_pipelines.storage.bulk import bulk_for
 from crm_pipelines.storage.schema import export_leases
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ExportLease:
         self._lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._bulk = bulk_for(engine.dialect)
 
     # ------------------------------------------------------------------ statements
 
@@ -91,37 +93,45 @@ class ExportLease:
         expires = now + timedelta(seconds=self.ttl_s)
         insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(export_leases)
         with self.engine.begin() as conn:
-            row = conn.execute(select(export_leases.c.owner, export_leases.c.acquired_at, export_leases.c.expires_at).where(self._key())).first()
+            self._bulk.start_write(conn)  # SQLite: the write lock first, so the row read stays true until the commit
+            row = self._read(conn)
             if row is None:
                 values = {"integration_id": self.integration_id, "entity": self.entity, "provider": self.provider, "owner": self.owner, "acquired_at": now, "expires_at": expires}
-                taken = conn.execute(insert.values(values).on_conflict_do_nothing()).rowcount == 1
+                conn.execute(insert.values(values).on_conflict_do_nothing())
             elif row.owner == self.owner or row.expires_at <= now:
-                taken = conn.execute(
+                conn.execute(
                     update(export_leases)
                     .where(self._key(), export_leases.c.owner == row.owner, export_leases.c.expires_at == row.expires_at)
                     .values(owner=self.owner, expires_at=expires, acquired_at=row.acquired_at if row.owner == self.owner else now)
-                ).rowcount == 1
+                )
             else:
                 return Holder(row.owner, row.acquired_at, row.expires_at)
-        if not taken:  # another process won the race for a free or expired lease
-            return self.holder() or Holder("?", now, now)
+            # Read back (row counts are not reliable across drivers): ours only if our exact expiry is there.
+            after = self._read(conn)
+        if after is None or after.owner != self.owner or after.expires_at != expires:  # another process won the race
+            return Holder(after.owner, after.acquired_at, after.expires_at) if after is not None else Holder("?", now, now)
         if row is not None and row.owner != self.owner:
             log.warning("%s: took over the export lease of %s, expired at %s", self.label, row.owner, row.expires_at.isoformat())
         self._valid_until = started + self.ttl_s
         self._lost = False
         return None
 
+    def _read(self, conn) -> Any:
+        return conn.execute(select(export_leases.c.owner, export_leases.c.acquired_at, export_leases.c.expires_at).where(self._key())).first()
+
     def holder(self) -> Holder | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(export_leases.c.owner, export_leases.c.acquired_at, export_leases.c.expires_at).where(self._key())).first()
+            row = self._read(conn)
         return None if row is None else Holder(row.owner, row.acquired_at, row.expires_at)
 
     def renew(self) -> bool:
         started = time.monotonic()
+        expires = _now() + timedelta(seconds=self.ttl_s)
         with self.engine.begin() as conn:
-            renewed = conn.execute(
-                update(export_leases).where(self._key(), export_leases.c.owner == self.owner).values(expires_at=_now() + timedelta(seconds=self.ttl_s))
-            ).rowcount == 1
+            self._bulk.start_write(conn)
+            conn.execute(update(export_leases).where(self._key(), export_leases.c.owner == self.owner).values(expires_at=expires))
+            row = self._read(conn)
+            renewed = row is not None and row.owner == self.owner
         if renewed:
             self._valid_until = started + self.ttl_s
         else:

@@ -82,6 +82,7 @@ class Intent:
 
     local_id: int
     key: str
+    content_hash: str
     owner: str | None
     sent_at: datetime | None  # None: no request is on its way (the provider refused, or an old row)
 
@@ -426,16 +427,16 @@ class LocalStore:
     def intents(self, target: Target, entity: str, local_ids: Sequence[int] | None = None) -> list[Intent]:
         """Creates in flight (or interrupted) of one integration and entity; ``local_ids`` limits them."""
         integration = self.scope(target)
-        query = select(export_intents.c.local_id, export_intents.c.idempotency_key, export_intents.c.owner,
-                       export_intents.c.sent_at, export_intents.c.created_at).where(
+        query = select(export_intents.c.local_id, export_intents.c.idempotency_key, export_intents.c.content_hash, export_intents.c.owner,
+                       export_intents.c.sent_at).where(
             export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
         found: list[Intent] = []
         with self.engine.connect() as conn:
             if local_ids is None:
-                return [Intent(r.local_id, r.idempotency_key, r.owner, r.sent_at) for r in conn.execute(query)]
+                return [Intent(r.local_id, r.idempotency_key, r.content_hash, r.owner, r.sent_at) for r in conn.execute(query)]
             for chunk in chunked(sorted(set(local_ids)), BATCH_SIZE):
                 rows = conn.execute(query.where(export_intents.c.local_id.in_(list(chunk))))
-                found += [Intent(r.local_id, r.idempotency_key, r.owner, r.sent_at) for r in rows]
+                found += [Intent(r.local_id, r.idempotency_key, r.content_hash, r.owner, r.sent_at) for r in rows]
         return found
 
     def mark_intents_not_in_flight(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:

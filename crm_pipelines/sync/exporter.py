@@ -167,7 +167,11 @@ def settle_intents(writer: Writer, store: LocalStore, provider: Target, entity: 
     patience_s = LATE_CREATE_PATIENCE_S if patience_s is None else patience_s
     by_key = {i.key: i for i in intents}
     found = {key: ext for key, ext in writer.find_by_keys(entity, list(by_key)).items() if key in by_key}
-    settled.linked = store.link_existing(provider, entity, {by_key[key].local_id: ext for key, ext in found.items()})
+    wanted = {by_key[key].local_id: ext for key, ext in found.items()}
+    settled.linked = store.link_existing(provider, entity, wanted)
+    # What landed is the content the intent was written for: recorded as exported (not sent again unless changed since).
+    sent = {i.local_id: i.content_hash for i in intents}
+    store.save_exported(provider, entity, [], [(lid, sent[lid], None) for lid, ext in settled.linked.items() if wanted.get(lid) == ext])
     now = utcnow()
     for intent in intents:
         if intent.key in found:
@@ -256,7 +260,9 @@ def _settle_batch_intents(writer: Writer, store, provider, entity: str, batch: S
     settled = settle_intents(writer, store, provider, entity, intents)
     result.recovered += len(settled.linked)
     result.waiting += len(settled.waiting)
-    return [replace(c, external_id=settled.linked.get(c.local_id, c.external_id)) for c in batch if c.local_id not in settled.waiting]
+    sent = {i.local_id: i.content_hash for i in intents}
+    return [replace(c, external_id=settled.linked.get(c.local_id, c.external_id)) for c in batch
+            if c.local_id not in settled.waiting and not (c.local_id in settled.linked and sent[c.local_id] == c.digest)]
 
 
 def export_entity(
