@@ -30,6 +30,7 @@ from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.migrate import upgrade
 from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
+from crm_pipelines.storage.validate import ledger_ref
 
 BATCH_SIZE = 100
 
@@ -491,15 +492,15 @@ class LocalStore:
                 "provider": integration.provider,
                 "entity": entity,
                 "direction": direction,
-                "record_ref": e.external_id,
+                "record_ref": ledger_ref(e.external_id),
                 "category": e.category,
-                "message": e.message[:4000],
+                "message": e.message.replace("\x00", "\\x00")[:4000],
                 "attempts": 1,
                 "first_seen_at": now,
                 "last_seen_at": now,
                 "content_hash": hashes.get(e.external_id),
             }
-            for e in {e.external_id: e for e in errors}.values()
+            for e in {ledger_ref(e.external_id): e for e in errors}.values()
         ]
         dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with self.engine.begin() as conn:

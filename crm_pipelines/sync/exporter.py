@@ -38,6 +38,7 @@ from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.leases import ExportLease
 from crm_pipelines.storage.store import Intent, LocalChange, LocalStore, Target, utcnow
+from crm_pipelines.storage.validate import split_valid
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
 log = logging.getLogger(__name__)
@@ -401,15 +402,15 @@ def _reject_rows(failures, rejects: list[RecordError]) -> None:
 def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult, *, owner: str | None = None,
                   lease: ExportLease | None = None) -> None:
     outgoing, rejected_exc = writer.make_record, writer.Rejected
-    rejects: list[RecordError] = []
+    all_digests = {c.local_id: c.digest for c in batch}
+    storable, rejects = split_valid(entity, batch)  # values the local schema cannot hold (written by another application)
     sendable = []
-    for change in batch:
+    for change in storable:
         problem = writer.check(entity, change.fields)
         if problem:
             rejects.append(RecordError(str(change.local_id), "INVALID_FIELD", problem))
         else:
             sendable.append(change)
-    all_digests = {c.local_id: c.digest for c in batch}
     batch = sendable
     digests = {c.local_id: c.digest for c in batch}
     external = {c.local_id: c.external_id for c in batch if c.external_id}
