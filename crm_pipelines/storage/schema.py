@@ -246,9 +246,22 @@ webhooks = Table(
     Column("object_id", String(64)),
     Column("occurred_at", UTCDateTime),
     Column("received_at", UTCDateTime, nullable=False),
-    Column("raw_body", Text, nullable=False),
+    # The delivery's body, once per delivery (rows stored before revision 0011 hold it here instead).
+    Column("delivery_id", BigInteger),
+    Column("raw_body", Text),
     Column("processed_at", UTCDateTime),
     UniqueConstraint("provider", "account_id", "event_id", name="uq_webhooks_event"),
+)
+
+# One row per delivery that brought at least one new event: its raw body, stored once however
+# many events it holds.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
 )
 Index("ix_webhooks_provider_id", webhooks.c.provider, webhooks.c.id)
 Index("ix_webhooks_integration_id", webhooks.c.integration_id, webhooks.c.id)
