@@ -19,7 +19,7 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("provider", ["hubspot", "pipedrive"])
+@pytest.mark.parametrize("provider", ["hubspot", "pipedrive", "bling", "gestaoclick"])
 def test_export_then_import_changes_nothing(provider, sqlite_url):
     sim = start(provider, (0, 0, 0))
     store = LocalStore.open(sqlite_url)

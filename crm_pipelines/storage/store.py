@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
-from crm_pipelines.providers.registry import held_fields
+from crm_pipelines.providers.registry import held_fields, person_name_in_one_field
 from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
@@ -96,6 +96,10 @@ class LocalChange:
     fields: dict[str, Any]
     digest: str
     external_id: str | None
+
+
+def _joined(first: Any, last: Any) -> str:
+    return " ".join(str(p).strip() for p in (first, last) if p and str(p).strip())
 
 
 def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
@@ -218,6 +222,8 @@ class LocalStore:
                 continue
             changed.append((record, digest, link))
 
+        if changed and entity == "contacts" and person_name_in_one_field(scope.provider):
+            changed = self._keep_local_name_split(conn, scope, names, changed, outcome, link_updates)
         kept_local = self._settle_conflicts(conn, integration, scope, changed, now, outcome)
         for record, digest, link in changed:
             if link.local_id not in kept_local:
@@ -250,6 +256,26 @@ class LocalStore:
                 new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
             outcome.created += len(ids)
         bulk.insert_links(conn, scope, new_links)
+
+    def _keep_local_name_split(self, conn, scope: Scope, names: Sequence[str], changed: list, outcome: ApplyOutcome, link_updates: list) -> list:
+        """A provider holding one name field splits it its own way: the same words keep the local first/last split."""
+        if not {"first_name", "last_name"} <= set(names):
+            return changed
+        rows = self.bulk.rows(conn, ENTITY_TABLES[scope.entity], ("first_name", "last_name"), [link.local_id for _, _, link in changed])
+        kept = []
+        for record, digest, link in changed:
+            row = rows.get(link.local_id)
+            remote = (record.fields.get("first_name"), record.fields.get("last_name"))
+            if row is not None and remote != tuple(row.values) and _joined(*remote) == _joined(*row.values):
+                record = replace(record, fields={**record.fields, "first_name": row.values[0], "last_name": row.values[1]})
+                digest = content_hash(scope.entity, record.fields, names)
+                if digest == link.remote_hash and link.archived_at is None:
+                    outcome.unchanged += 1
+                    if record.updated_at and record.updated_at != link.remote_updated_at:
+                        link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
+                    continue
+            kept.append((record, digest, link))
+        return kept
 
     def _settle_conflicts(self, conn, integration: Integration, scope: Scope, changed: Sequence[tuple[RemoteRecord, str, LinkState]], now: datetime,
                           outcome: ApplyOutcome) -> set[int]:
