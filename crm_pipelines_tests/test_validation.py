@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from sqlalchemy import insert, text
 
@@ -76,3 +77,13 @@ def test_problems_name_each_limit():
     assert problems("deals", {"amount": 10**17}) == ["amount: 100000000000000000 is outside the amounts the database holds (|amount| < 10^16)"]
     assert problems("contacts", {"document": "1" * 15}) == ["document: 15 characters, the column holds 14"]
     assert problems("contacts", {"first_name": "João Pedro 👩‍👩‍👧"}) == []
+
+
+def test_a_hubspot_amount_with_a_decimal_comma_is_refused_not_misread():
+    from crm_pipelines.core.model import RecordError
+    from crm_pipelines.providers.hubspot.mapping import to_remote_record as to_remote
+
+    deal = {"id": "77", "updatedAt": "2026-11-30T10:00:00Z", "properties": {"dealname": "Pedido", "amount": "1.234,56"}}
+    error = to_remote("deals", deal)
+    assert isinstance(error, RecordError) and "'1.234,56' is not a number" in error.message
+    assert to_remote("deals", deal | {"properties": {"dealname": "Pedido", "amount": "1,234.56"}}).fields["amount"] == Decimal("1234.56")
