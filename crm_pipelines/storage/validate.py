@@ -31,8 +31,8 @@ def _shown(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
-def value_problem(entity: str, name: str, value: Any) -> str | None:
-    """Why ``value`` cannot be stored in ``entity``'s column ``name`` (None when it can)."""
+def value_problem(entity: str, name: str, value: Any, *, lengths: bool = True) -> str | None:
+    """Why ``value`` cannot be stored in ``entity``'s column ``name`` (None when it can; ``lengths=False`` skips length limits)."""
     if value is None:
         return None
     if isinstance(value, Unreadable):
@@ -41,7 +41,7 @@ def value_problem(entity: str, name: str, value: Any) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             return f"{name}: holds a NUL character, which the database cannot store"
-        if isinstance(column_type, String) and column_type.length and len(value) > column_type.length:
+        if lengths and isinstance(column_type, String) and column_type.length and len(value) > column_type.length:
             return f"{name}: {len(value)} characters, the column holds {column_type.length}"
     if isinstance(column_type, Money):
         try:
@@ -57,10 +57,10 @@ def value_problem(entity: str, name: str, value: Any) -> str | None:
     return None
 
 
-def problems(entity: str, fields: dict[str, Any]) -> list[str]:
+def problems(entity: str, fields: dict[str, Any], *, lengths: bool = True) -> list[str]:
     """Every field of a record the database cannot hold, with the reason."""
     table = ENTITY_TABLES[entity]
-    return [p for name, value in fields.items() if name in table.c and (p := value_problem(entity, name, value))]
+    return [p for name, value in fields.items() if name in table.c and (p := value_problem(entity, name, value, lengths=lengths))]
 
 
 def ref_problem(external_id: str) -> str | None:
@@ -92,10 +92,14 @@ def checked_page(entity: str, page: Page) -> Page:
 
 
 def split_valid(entity: str, changes: Sequence[Any]) -> tuple[list[Any], list[RecordError]]:
-    """Local changes to export: those the schema can hold, and rejects for the others."""
+    """Local changes to export: those whose values can be read and stored, and rejects for the others.
+
+    Lengths are not checked here: the value is already in the database (SQLite keeps a formatted
+    CNPJ in a 14-character column), and each provider's mapping normalizes what it sends.
+    """
     good, rejects = [], []
     for change in changes:
-        found = problems(entity, change.fields)
+        found = problems(entity, change.fields, lengths=False)
         if found:
             rejects.append(RecordError(str(change.local_id), INVALID, "; ".join(found)))
         else:
