@@ -21,6 +21,7 @@ from crm_pipelines.storage.schema import companies, contacts
 from crm_pipelines.sync.exporter import export_entity
 
 TOKEN = "export-test-token"
+PATIENCE_S = 1.0
 UTC = timezone.utc
 
 
@@ -130,10 +131,14 @@ def test_invalid_records_go_to_the_ledger_and_valid_ones_land_once_despite_fault
     assert len(rejects) == 50
     assert all("email" in r["message"].lower() for r in rejects), rejects[0]
 
-    # the next run retries the rejects (still invalid) and nothing else
+    # the next run sends nothing: a rejected record waits for a change of its content
     sim.faults.rate_429 = sim.faults.rate_5xx = 0.0
     again = export(sim, store)
-    assert again.selected == 50 and again.created == 0
+    assert again.selected == 0 and again.api.get("calls", 0) == 0
+    # `rejects retry` sends them again (still invalid: rejected a second time)
+    refs = [int(r["record_ref"]) for r in store.open_rejects("hubspot", "contacts", "export")]
+    retried = export(sim, store, ids=refs, retry_rejected=True)
+    assert retried.selected == 50 and retried.rejected == 50 and retried.created == 0
     assert store.open_rejects("hubspot", "contacts", "export")[0]["attempts"] == 2
 
 
@@ -171,12 +176,14 @@ def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
     total = 4000  # 40 write batches: room for 20+ kills at one or two batches each
     add_local_contacts(store, total)
     rng = random.Random(42)
+    # A killed process's lease expires after 1 s; its creates in flight are waited for 1 s at most.
+    env = dict(os.environ, CRM_EXPORT_LEASE_TTL_S="1", CRM_LATE_CREATE_PATIENCE_S=str(PATIENCE_S))
     helper = [sys.executable, "-m", "crm_pipelines_tests.helpers.export_once", sim.base_url, TOKEN, sqlite_url]
     cwd = Path(__file__).resolve().parents[1]
     kills = 0
     for _ in range(60):
         writes_before = sum(n for route, n in sim.stats["by_route"].items() if "upsert" in route or "update" in route)
-        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         target = writes_before + rng.randint(1, 2)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
@@ -199,8 +206,9 @@ def test_killed_exports_never_duplicate_or_lose_records(make_sim, sqlite_url):
         kills += 1
     else:
         pytest.fail(f"the export never completed ({kills} kills)")
-    # one more run to be sure everything settled
-    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120)
+    # one more run to be sure everything settled, once the creates in flight at a kill may be given up on
+    time.sleep(PATIENCE_S)
+    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
     assert final.returncode == 0, final.stderr[-2000:]
     remote, links = assert_exactly_once(sim, store)
     assert len(remote) == total, f"provider has {len(remote)} records for {total} local ones"

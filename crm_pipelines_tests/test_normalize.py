@@ -27,6 +27,9 @@ def test_invalid_documents_raise_with_reason(raw):
         normalize_document(raw)
 
 
-def test_text_keeps_accents_and_drops_control_characters():
-    assert clean_text("  Conceição\x00 Gonçalves\x07 ") == "Conceição Gonçalves"
+def test_text_keeps_accents_and_drops_terminal_control_characters():
+    assert clean_text("  Conceição Gonçalves\x07\x1b ") == "Conceição Gonçalves"
+    # kept as sent: line breaks, emoji sequences (zero-width joiners), characters newer than Python's tables, NUL (rejected later)
+    for text in ("Rua A\nApto 2", "Família 👩\u200d👩\u200d👧", "Nova 🫨\U0001FAE9", "Ana\x00Maria"):
+        assert clean_text(text) == text
     assert clean_text("   ") is None

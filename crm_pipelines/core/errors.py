@@ -1,11 +1,14 @@
 """Errors raised by provider clients.
 
 Every message is built from the provider's own error body and the request line (method and
-path, never headers or query strings that could carry credentials), so it can be shown in logs
-and in the Dagster UI as it is.
+path, never headers or query strings that could carry credentials), with every secret the
+process's clients hold removed (:mod:`crm_pipelines.core.redact`), so it can be shown in logs and
+in the Dagster UI as it is.
 """
 
 from __future__ import annotations
+
+from crm_pipelines.core.redact import redact, redact_value
 
 
 class ProviderError(Exception):
@@ -21,11 +24,13 @@ class ProviderError(Exception):
         request: str | None = None,
         body: object = None,
     ) -> None:
+        # Whatever the provider echoed (a request with its credentials), no registered secret survives.
+        message, request, category = redact(message), redact(request) if request else request, redact(category) if category else category
         self.provider = provider
         self.status = status
         self.category = category
         self.request = request
-        self.body = body
+        self.body = redact_value(body)
         self.provider_message = message
         parts = [f"{provider}"]
         if status is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import ssl
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from crm_pipelines.core.counters import LockedCounters
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.jsonutil import dumps, loads
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter
+from crm_pipelines.core.redact import install_log_redaction, register
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,9 @@ class _BackoffWait:
         return self._exp(state)
 
 
+_CREDENTIAL = re.compile(r"auth|token|secret|key|password|session|cookie", re.IGNORECASE)
+
+
 def _safe_to_resend(exc: BaseException) -> bool:
     """A failed non-idempotent request that surely was not applied: rate limited, or never sent."""
     return isinstance(exc, RetryableError) and (exc.rate_limited or getattr(exc, "not_sent", False))
@@ -147,6 +152,9 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.provider = provider
+        # Credential headers (Authorization, api tokens...) are redacted from every error and log line.
+        register(*(value.removeprefix("Bearer ").removeprefix("Basic ") for name, value in headers.items() if _CREDENTIAL.search(name)))
+        install_log_redaction()
         self.policy = policy
         self.limiters = dict(limiters or {})
         self.stats = stats or CallStats()

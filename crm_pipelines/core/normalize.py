@@ -8,14 +8,24 @@ import unicodedata
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+#: Kept although they are control characters: tabs and line breaks are content, and a NUL is
+#: kept so that the record is rejected with the reason (no database column holds it everywhere)
+#: instead of being changed silently.
+_KEPT_CONTROLS = frozenset("\t\n\r\x00")
+
+
 def clean_text(value: object, max_length: int | None = None) -> str | None:
-    """Strip surrounding space and control characters; empty becomes None. Accents are kept."""
+    """Strip surrounding space and terminal control characters; empty becomes None.
+
+    Everything else is kept as the sender wrote it: accents, line breaks, zero-width joiners and
+    other format characters (emoji sequences), characters newer than this Python's Unicode tables.
+    """
     if value is None:
         return None
     text = value if type(value) is str else str(value)
     if not text.isprintable():
         # Only text holding a control, format or separator character needs the per-character pass.
-        text = "".join(ch for ch in text if ch in "\t" or unicodedata.category(ch)[0] != "C")
+        text = "".join(ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) != "Cc")
     text = text.strip()
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)

@@ -14,6 +14,7 @@ from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY, integration
 from crm_pipelines.dagster_defs.job_records import finish_if_done, job_errors, run_entities, step_progress, stop_when_cancelled
 from crm_pipelines.dagster_defs.partitions import integration_partitions
 from crm_pipelines.providers.registry import ProviderPlugin
+from crm_pipelines.storage.leases import ExportLease, run_owner
 from crm_pipelines.sync.exporter import BULK_BATCH, ExportResult, bulk_chosen, combine, dry_run_result, plan_export, send_changes
 
 
@@ -70,7 +71,11 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                 context.log.warning("skipped: %s", unavailable)
                 yield dg.DynamicOutput([("skipped", unavailable)], mapping_key="skipped")
                 return
-            plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=config.dry_run, logger=context.log)
+            if config.dry_run:
+                plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=True, logger=context.log)
+            else:
+                with run_lease(context, store, integration, entity):
+                    plan = plan_export(writer, store, integration, entity, only_new=config.only_new, logger=context.log)
         job.page(entity, 0, len(plan.items))
         job.flush()
         if config.dry_run:
@@ -82,7 +87,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         bulk = bulk_chosen(writer, integration, len(plan.items))
         size, kind = (BULK_BATCH, "bulk_slice") if bulk else (config.slice_size, "slice")
         context.log.info("%d changed records to send in %sslices of %d (%d recovered after an interrupted run)", len(plan.items), "bulk API " if bulk else "", size, plan.recovered)
-        yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged)], mapping_key="plan")
+        yield dg.DynamicOutput([("plan", plan.recovered, plan.unchanged, plan.waiting)], mapping_key="plan")
         for index in range(0, len(plan.items), size):
             yield dg.DynamicOutput(plan.items[index : index + size], mapping_key=f"{kind}_{index // size}")
 
@@ -99,18 +104,20 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         if items and items[0][0] == "skipped":
             return {"skipped": items[0][1]}
         if items and items[0][0] == "plan":
-            return {"recovered": items[0][1], "unchanged": items[0][2]}
+            return {"recovered": items[0][1], "unchanged": items[0][2], "waiting": items[0][3]}
         db = getattr(context.resources, DB_RESOURCE_KEY)
         store = db.store()
         integration = integration_for(store, plugin, context.partition_key)
-        # Records already sent by an earlier attempt of this step no longer differ: skip them.
-        items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
         job = export_job(context, db, integration, config)
-        with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, stats):
+        with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), \
+                step_client(context, store, plugin, integration).open_writer() as (writer, stats), \
+                run_lease(context, store, integration, entity) as lease:
+            # Records already sent by an earlier attempt of this step (or another export) no longer differ: skip them.
+            items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
             key = context.get_mapping_key() or ""
             result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{key}]",
-                                  bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done))
+                                  bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done), lease=lease)
         return _as_dict(result)
 
     def export_job(context, db, integration, config: ExportConfig | None = None):
@@ -121,7 +128,11 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     @dg.op(name=f"{prefix}__summarize", required_resource_keys={DB_RESOURCE_KEY})
     def summarize(context: dg.OpExecutionContext, parts: list) -> dg.Output:
         db = getattr(context.resources, DB_RESOURCE_KEY)
-        job = export_job(context, db, integration_for(db.store(), plugin, context.partition_key))
+        store = db.store()
+        integration = integration_for(store, plugin, context.partition_key)
+        if not any("skipped" in p or p.get("dry_run") for p in parts):
+            run_lease(context, store, integration, entity).release()
+        job = export_job(context, db, integration)
         skipped = [p["skipped"] for p in parts if "skipped" in p]
         if skipped:
             context.log.warning("skipped: %s", skipped[0])
@@ -162,10 +173,15 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
     return _export
 
 
+def run_lease(context: dg.OpExecutionContext, store, integration, entity: str) -> ExportLease:
+    """The export lease of this run: its steps share it; the summarize step releases it (an abandoned run's expires)."""
+    return ExportLease(store.engine, integration, entity, run_owner(context.run_id), release=False)
+
+
 def _as_dict(result: ExportResult) -> dict:
     return {
         "selected": result.selected, "created": result.created, "updated": result.updated, "linked": result.linked,
-        "rejected": result.rejected, "recovered": result.recovered, "batches": result.batches,
+        "rejected": result.rejected, "recovered": result.recovered, "waiting": result.waiting, "batches": result.batches,
         "duration_s": result.duration_s, "api": result.api, "bulk": result.bulk,
     }
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.errors import ConfigurationError
+from crm_pipelines.core.redact import register
 from crm_pipelines.integrations.model import (
     DEFAULT_INTEGRATION_KEY,
     DEFAULT_STORE_KEY,
@@ -312,6 +313,8 @@ class IntegrationRegistry:
             if "account" in model.model_fields and not values.get("account"):
                 # Budgets (and Bling's rotated tokens) belong to the provider account the integration names.
                 values["account"] = integration.account_id or ("" if integration.provider != "bling" else f"integration-{integration.id}")
+        # Its secrets are masked in every error text and log line, whatever a provider echoes back.
+        register(*(str(values[name]) for name in found.secret_fields() if values.get(name)))
         try:
             return model(**values)
         except Exception as exc:  # pydantic names the field, never its value

@@ -35,6 +35,9 @@ class ProviderPlugin:
     simulator_env: Callable[[Any], dict[str, str]] | None = None
     #: The resource class (imported on demand); an integration's connection holds its field values.
     resource_class: Callable[[], type] | None = None
+    #: A person's name is one field at the provider ("nome"): importing it back keeps the local
+    #: split into first and last name when the words are the same ("João Pedro" / "Gonçalves").
+    person_name_in_one_field: bool = False
     #: Rate settings an integration may lower but not raise past the provider's published limits.
     rate_limits: dict[str, float] = field(default_factory=dict)
 
@@ -58,6 +61,10 @@ def all_plugins() -> list[ProviderPlugin]:
 
 
 @functools.cache
+def person_name_in_one_field(provider: str) -> bool:
+    return provider in PROVIDERS and plugin(provider).person_name_in_one_field
+
+
 def held_fields(provider: str, entity: str) -> tuple[str, ...]:
     """The canonical fields of ``entity`` that ``provider`` holds (all of them for unknown names)."""
     if provider in PROVIDERS:

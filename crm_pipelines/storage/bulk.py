@@ -228,6 +228,12 @@ class BulkSql:
         sql = f"SELECT local_id FROM {external_links.name} WHERE {where} AND {self.values_in('local_id')}"
         return {row[0] for row in self._fetch(conn, sql, [*params, self.list_param(list(local_ids))])}
 
+    def local_links(self, conn: Connection, scope: Scope, local_ids: Sequence[int]) -> dict[int, str]:
+        """The provider ids these local records are linked to in ``scope``."""
+        where, params = self._where(scope.link_keys)
+        sql = f"SELECT local_id, external_id FROM {external_links.name} WHERE {where} AND {self.values_in('local_id')}"
+        return {int(row[0]): str(row[1]) for row in self._fetch(conn, sql, [*params, self.list_param(list(local_ids))])}
+
     def taken_external_ids(self, conn: Connection, scope: Scope, external_ids: Sequence[str]) -> set[str]:
         """Which of these provider records are linked in ``scope`` already."""
         where, params = self._where(scope.link_keys)

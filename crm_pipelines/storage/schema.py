@@ -190,6 +190,8 @@ rejects = Table(
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
+    # Export rejects: the content hash the provider refused; the record waits for another content.
+    Column("content_hash", String(32)),
     UniqueConstraint("integration_id", "entity", "direction", "record_ref", name="uq_rejects_record"),
 )
 Index("ix_rejects_open", rejects.c.integration_id, rejects.c.entity, rejects.c.resolved_at)
@@ -207,6 +209,22 @@ export_intents = Table(
     Column("idempotency_key", String(64), nullable=False),
     Column("content_hash", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The export (lease owner) that wrote the intent, and when the create was sent.
+    Column("owner", String(128)),
+    Column("sent_at", UTCDateTime),
+)
+
+# One writer per integration and entity: the export holding this row (``owner``) renews
+# ``expires_at`` while it runs; a row past its expiry belongs to a process that is gone.
+export_leases = Table(
+    "export_leases",
+    metadata,
+    Column("integration_id", BigInteger, primary_key=True),
+    Column("entity", String(16), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 # Webhook inbox: one row per event delivered by a provider, stored (and committed) before the
@@ -228,9 +246,22 @@ webhooks = Table(
     Column("object_id", String(64)),
     Column("occurred_at", UTCDateTime),
     Column("received_at", UTCDateTime, nullable=False),
-    Column("raw_body", Text, nullable=False),
+    # The delivery's body, once per delivery (rows stored before revision 0011 hold it here instead).
+    Column("delivery_id", BigInteger),
+    Column("raw_body", Text),
     Column("processed_at", UTCDateTime),
     UniqueConstraint("provider", "account_id", "event_id", name="uq_webhooks_event"),
+)
+
+# One row per delivery that brought at least one new event: its raw body, stored once however
+# many events it holds.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
 )
 Index("ix_webhooks_provider_id", webhooks.c.provider, webhooks.c.id)
 Index("ix_webhooks_integration_id", webhooks.c.integration_id, webhooks.c.id)

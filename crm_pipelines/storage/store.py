@@ -12,24 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
-from crm_pipelines.providers.registry import held_fields
+from crm_pipelines.providers.registry import held_fields, person_name_in_one_field
 from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.migrate import upgrade
 from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
+from crm_pipelines.storage.validate import ledger_ref
 
 BATCH_SIZE = 100
 
@@ -77,6 +78,17 @@ class SyncState:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """A create written to the outbox: whose export sent it, and when."""
+
+    local_id: int
+    key: str
+    content_hash: str
+    owner: str | None
+    sent_at: datetime | None  # None: no request is on its way (the provider refused, or an old row)
+
+
+@dataclass(frozen=True)
 class LocalChange:
     """A local record to send: its canonical fields, their hash, and its provider id if linked."""
 
@@ -84,6 +96,10 @@ class LocalChange:
     fields: dict[str, Any]
     digest: str
     external_id: str | None
+
+
+def _joined(first: Any, last: Any) -> str:
+    return " ".join(str(p).strip() for p in (first, last) if p and str(p).strip())
 
 
 def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
@@ -206,6 +222,8 @@ class LocalStore:
                 continue
             changed.append((record, digest, link))
 
+        if changed and entity == "contacts" and person_name_in_one_field(scope.provider):
+            changed = self._keep_local_name_split(conn, scope, names, changed, outcome, link_updates)
         kept_local = self._settle_conflicts(conn, integration, scope, changed, now, outcome)
         for record, digest, link in changed:
             if link.local_id not in kept_local:
@@ -238,6 +256,26 @@ class LocalStore:
                 new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
             outcome.created += len(ids)
         bulk.insert_links(conn, scope, new_links)
+
+    def _keep_local_name_split(self, conn, scope: Scope, names: Sequence[str], changed: list, outcome: ApplyOutcome, link_updates: list) -> list:
+        """A provider holding one name field splits it its own way: the same words keep the local first/last split."""
+        if not {"first_name", "last_name"} <= set(names):
+            return changed
+        rows = self.bulk.rows(conn, ENTITY_TABLES[scope.entity], ("first_name", "last_name"), [link.local_id for _, _, link in changed])
+        kept = []
+        for record, digest, link in changed:
+            row = rows.get(link.local_id)
+            remote = (record.fields.get("first_name"), record.fields.get("last_name"))
+            if row is not None and remote != tuple(row.values) and _joined(*remote) == _joined(*row.values):
+                record = replace(record, fields={**record.fields, "first_name": row.values[0], "last_name": row.values[1]})
+                digest = content_hash(scope.entity, record.fields, names)
+                if digest == link.remote_hash and link.archived_at is None:
+                    outcome.unchanged += 1
+                    if record.updated_at and record.updated_at != link.remote_updated_at:
+                        link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
+                    continue
+            kept.append((record, digest, link))
+        return kept
 
     def _settle_conflicts(self, conn, integration: Integration, scope: Scope, changed: Sequence[tuple[RemoteRecord, str, LinkState]], now: datetime,
                           outcome: ApplyOutcome) -> set[int]:
@@ -291,26 +329,34 @@ class LocalStore:
 
     # ---------------------------------------------------------------- export side
 
-    def export_candidates(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000) -> Iterable[LocalChange]:
+    def export_candidates(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000,
+                          retry_rejected: bool = False) -> Iterable[LocalChange]:
         """Live local records of the integration's store whose content differs from what it last had (streamed).
 
-        ``ids`` restricts the scan to those local records.
+        ``ids`` restricts the scan to those local records. A record the provider rejected waits
+        for a change of its content unless ``retry_rejected``.
         """
         integration = self.scope(target)
+        options = {"only_new": only_new, "scan_chunk": scan_chunk, "retry_rejected": retry_rejected}
         if ids is not None:
             for start in range(0, len(ids), scan_chunk):
-                yield from self._export_candidates(integration, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
+                yield from self._export_candidates(integration, entity, ids=sorted(ids[start : start + scan_chunk]), **options)
             return
-        yield from self._export_candidates(integration, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
+        yield from self._export_candidates(integration, entity, ids=None, **options)
 
-    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int) -> Iterable[LocalChange]:
+    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int,
+                           retry_rejected: bool) -> Iterable[LocalChange]:
         table = ENTITY_TABLES[entity]
         names = FIELDS[entity]
         held = held_fields(integration.provider, entity)
         link = external_links
+        refused = and_(rejects.c.integration_id == integration.id, rejects.c.entity == entity, rejects.c.direction == "export",
+                       rejects.c.resolved_at.is_(None), rejects.c.record_ref == cast(table.c.id, String))
         query = (
-            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at)
-            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity)))
+            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at,
+                   rejects.c.content_hash.label("rejected_hash"))
+            .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity))
+                         .outerjoin(rejects, refused))
             .where(table.c.store_id == integration.store_id, table.c.deleted_at.is_(None), table.c.id.not_in(open_conflict_ids(integration, entity)))
             .order_by(table.c.id)
         )
@@ -332,24 +378,47 @@ class LocalStore:
                 digest = content_hash(entity, fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
+                if digest == row.rejected_hash and not retry_rejected:
+                    continue  # refused as it is: waits for a change or `rejects retry`
                 yield LocalChange(row.id, fields, digest, row.external_id)
 
     def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
-        """Current fields of the given (local id, external id, hash) candidates, in that order."""
-        if isinstance(provider, Integration):
-            provider = provider.provider
-        held = held_fields(provider, entity) if provider else FIELDS[entity]
+        """Current fields of the given (local id, external id, hash) candidates, in that order.
+
+        With an integration, links are re-read too: a record linked since the scan is sent as an
+        update, and one whose content was exported meanwhile is left out.
+        """
+        integration = provider if isinstance(provider, Integration) else None
+        provider_name = provider.provider if isinstance(provider, Integration) else provider
+        held = held_fields(provider_name, entity) if provider_name else FIELDS[entity]
         names = FIELDS[entity]
+        ids = [i[0] for i in items]
         with self.engine.connect() as conn:
-            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [i[0] for i in items], live_only=False)
+            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, ids, live_only=False)
+            links = self._link_states(conn, integration, entity, ids) if integration is not None else None
         changes = []
         for local_id, external_id, _digest in items:
             row = rows.get(local_id)
             if row is None:
                 continue  # deleted since the scan
             fields = dict(zip(names, row.values))
-            changes.append(LocalChange(local_id, fields, content_hash(entity, fields, held), external_id))
+            digest = content_hash(entity, fields, held)
+            if links is not None:
+                external_id, exported, remote = links.get(local_id, (None, None, None))
+                if digest in (exported, remote):
+                    continue  # already sent (by an earlier attempt or another export)
+            changes.append(LocalChange(local_id, fields, digest, external_id))
         return changes
+
+    @staticmethod
+    def _link_states(conn: Connection, integration: Integration, entity: str, local_ids: Sequence[int]) -> dict[int, tuple[str, str | None, str | None]]:
+        link = external_links
+        found = {}
+        for chunk in chunked(list(local_ids), BATCH_SIZE):
+            query = select(link.c.local_id, link.c.external_id, link.c.exported_hash, link.c.remote_hash).where(
+                link.c.integration_id == integration.id, link.c.entity == entity, link.c.local_id.in_(list(chunk)))
+            found.update({r.local_id: (r.external_id, r.exported_hash, r.remote_hash) for r in conn.execute(query)})
+        return found
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -365,29 +434,46 @@ class LocalStore:
         scope, now = self._scope(target, entity), utcnow()
         with self._writing() as conn:
             taken = self.bulk.taken_external_ids(conn, scope, list(pairs.values()))
-            made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken}
+            already = self.bulk.linked_local_ids(conn, scope, list(pairs))
+            made = {local_id: ext for local_id, ext in pairs.items() if ext not in taken and local_id not in already}
             self.bulk.insert_links(conn, scope, [(local_id, ext, None, None, None, now, now) for local_id, ext in made.items()])
+            if already:  # linked meanwhile (by this match or an earlier export): the link that exists counts
+                made.update(self.bulk.local_links(conn, scope, list(already)))
         return made
 
-    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]]) -> None:
-        """Record creates about to be sent, as (local id, idempotency key, content hash)."""
+    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]], *, owner: str | None = None) -> None:
+        """Record creates about to be sent by ``owner``, as (local id, idempotency key, content hash)."""
         if not intents:
             return
         keys, now = self._scope(target, entity).link_keys, utcnow()
         with self._writing() as conn:
             self.bulk.delete_in(conn, export_intents, keys, "local_id", [i[0] for i in intents])
-            columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at")
-            self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now) for lid, key, h in intents])
+            columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at", "owner", "sent_at")
+            self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now, owner, now) for lid, key, h in intents])
+
+    def intents(self, target: Target, entity: str, local_ids: Sequence[int] | None = None) -> list[Intent]:
+        """Creates in flight (or interrupted) of one integration and entity; ``local_ids`` limits them."""
+        integration = self.scope(target)
+        query = select(export_intents.c.local_id, export_intents.c.idempotency_key, export_intents.c.content_hash, export_intents.c.owner,
+                       export_intents.c.sent_at).where(
+            export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
+        found: list[Intent] = []
+        with self.engine.connect() as conn:
+            if local_ids is None:
+                return [Intent(r.local_id, r.idempotency_key, r.content_hash, r.owner, r.sent_at) for r in conn.execute(query)]
+            for chunk in chunked(sorted(set(local_ids)), BATCH_SIZE):
+                rows = conn.execute(query.where(export_intents.c.local_id.in_(list(chunk))))
+                found += [Intent(r.local_id, r.idempotency_key, r.content_hash, r.owner, r.sent_at) for r in rows]
+        return found
+
+    def mark_intents_not_in_flight(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:
+        """Intents whose create the provider refused (429, quota): looked up by the next attempt, never waited for."""
+        if local_ids:
+            with self._writing() as conn:
+                self.bulk.set_in(conn, export_intents, self._scope(target, entity).link_keys, "local_id", list(local_ids), {"sent_at": None})
 
     def pending_intents(self, target: Target, entity: str) -> dict[int, str]:
-        integration = self.scope(target)
-        with self.engine.connect() as conn:
-            return dict(
-                conn.execute(
-                    select(export_intents.c.local_id, export_intents.c.idempotency_key).where(
-                        export_intents.c.integration_id == integration.id, export_intents.c.entity == entity)
-                ).all()
-            )
+        return {i.local_id: i.key for i in self.intents(target, entity)}
 
     def drop_intents(self, target: Target, entity: str, local_ids: Sequence[int]) -> None:
         if local_ids:
@@ -415,8 +501,13 @@ class LocalStore:
 
     # ---------------------------------------------------------------- rejects
 
-    def record_rejects(self, target: Target, entity: str, direction: str, errors: Sequence[RecordError]) -> None:
-        """Add records to the reject ledger, or bump their attempt count if already there."""
+    def record_rejects(self, target: Target, entity: str, direction: str, errors: Sequence[RecordError], *, hashes: dict[str, str] | None = None) -> None:
+        """Add records to the reject ledger, or bump their attempt count if already there.
+
+        ``hashes`` (record ref -> content hash) marks export rejects that wait for a change of
+        their record's content (or ``rejects retry``) before they are sent again.
+        """
+        hashes = hashes or {}
         if not errors:
             return
         integration = self.scope(target)
@@ -427,14 +518,15 @@ class LocalStore:
                 "provider": integration.provider,
                 "entity": entity,
                 "direction": direction,
-                "record_ref": e.external_id,
+                "record_ref": ledger_ref(e.external_id),
                 "category": e.category,
-                "message": e.message[:4000],
+                "message": e.message.replace("\x00", "\\x00")[:4000],
                 "attempts": 1,
                 "first_seen_at": now,
                 "last_seen_at": now,
+                "content_hash": hashes.get(e.external_id),
             }
-            for e in {e.external_id: e for e in errors}.values()
+            for e in {ledger_ref(e.external_id): e for e in errors}.values()
         ]
         dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with self.engine.begin() as conn:
@@ -447,6 +539,7 @@ class LocalStore:
                         "category": stmt.excluded.category,
                         "message": stmt.excluded.message,
                         "last_seen_at": stmt.excluded.last_seen_at,
+                        "content_hash": stmt.excluded.content_hash,
                         "resolved_at": None,
                     },
                 )

@@ -9,11 +9,33 @@ from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
 
+class Unreadable(str):
+    """A stored value its column's type cannot read (written by another application, e.g. an
+    amount ``1.234,56`` or a date ``31/12/2026`` in SQLite): the record is rejected with the reason
+    instead of failing every record read with it."""
+
+
+def _tolerant(process):
+    if process is None:
+        return None
+
+    def read(value):
+        try:
+            return process(value)
+        except (ValueError, TypeError, ArithmeticError):
+            return Unreadable(value)
+
+    return read
+
+
 class UTCDateTime(TypeDecorator):
     """Timestamps stored as naive UTC, returned as timezone-aware UTC datetimes."""
 
     impl = DateTime(timezone=False)
     cache_ok = True
+
+    def result_processor(self, dialect, coltype):
+        return _tolerant(super().result_processor(dialect, coltype))
 
     def process_bind_param(self, value, dialect):
         if value is None:
@@ -26,7 +48,10 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return Unreadable(value)
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
@@ -50,4 +75,10 @@ class Money(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return Decimal(value).quantize(Decimal("0.01"))
+        try:
+            return Decimal(value).quantize(Decimal("0.01"))
+        except ArithmeticError:
+            return Unreadable(value)
+
+    def result_processor(self, dialect, coltype):
+        return _tolerant(super().result_processor(dialect, coltype))

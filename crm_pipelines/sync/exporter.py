@@ -9,9 +9,16 @@ For each batch of changed local records:
    idempotent upsert; their ids are saved and the intents removed in one transaction.
 
 A record the provider rejects never fails its neighbours: per-record errors go to the reject
-ledger, a batch refused as a whole is split in halves until the bad record is alone, and a
-"already exists" conflict becomes a link. A run killed at any point leaves intents behind; the
-next run first looks those records up by their idempotency key, so nothing is created twice.
+ledger (with the content it was refused for: it waits for a change or ``rejects retry``), a batch
+refused as a whole is split in halves until the bad record is alone, and a "already exists"
+conflict becomes a link.
+
+Exactly once (docs/exactly-once.md): an export holds the lease of its integration and entity
+(:mod:`crm_pipelines.storage.leases`), so no other process sends the same records meanwhile.
+Intents name the export that wrote them; before every batch, the batch's intents left by an
+earlier attempt or a dead export are settled by idempotency key: found means linked, not found
+means sent again only once the intent is older than :data:`LATE_CREATE_PATIENCE_S` (a create
+the provider applies late is never sent twice within that time).
 
 An export of more than the integration's ``bulk_threshold`` records goes, when the writer offers
 it (``bulk_write``), through the provider's bulk API: the same steps, with batches of
@@ -22,16 +29,21 @@ is found again by its id and settled (``settle_bulk``) before the intents are lo
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from crm_pipelines.core.errors import RetryableError
+from dataclasses import replace
+
+from crm_pipelines.core.errors import QuotaExhausted, RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
-from crm_pipelines.storage.store import LocalChange, LocalStore, Target
+from crm_pipelines.storage.leases import ExportLease
+from crm_pipelines.storage.store import Intent, LocalChange, LocalStore, Target, utcnow
+from crm_pipelines.storage.validate import split_valid
 from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, merged_metadata
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
 
@@ -45,6 +57,11 @@ AMBIGUOUS_CREATE_RETRIES = 4
 AMBIGUOUS_SETTLE_S = 5.0
 #: Records per batch on the bulk path (each batch: one job for its updates, one for its creates).
 BULK_BATCH = 50_000
+#: Seconds a create whose outcome is unknown waits to be found by its idempotency key before it
+#: may be sent again (each export looks it up again meanwhile).
+LATE_CREATE_PATIENCE_S = float(os.environ.get("CRM_LATE_CREATE_PATIENCE_S", "600"))
+#: Reject categories that may clear by themselves (the record is tried again by the next export).
+TRANSIENT_REJECTS = frozenset({"CONFLICT"})
 
 
 class Writer(Protocol):
@@ -77,6 +94,7 @@ class ExportResult:
     linked: int = 0
     rejected: int = 0
     recovered: int = 0
+    waiting: int = 0
     batches: int = 0
     api: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -94,6 +112,7 @@ class ExportResult:
             "linked": self.linked,
             "rejected": self.rejected,
             "recovered_after_crash": self.recovered,
+            "waiting_for_late_creates": self.waiting,
             "batches": self.batches,
             "success_rate": round(1.0 if sent == 0 else (sent - self.rejected) / sent, 4),
             "api_calls": int(self.api.get("calls", 0)),
@@ -113,7 +132,7 @@ class ExportResult:
             return f"{self.provider}/{self.entity} dry run: {self.selected} selected, would create {self.would_create}, would update {self.would_update}"
         return (
             f"{self.provider}/{self.entity} export: selected {self.selected}, created {self.created}, updated {self.updated}, "
-            f"linked {self.linked}, rejected {self.rejected}, {self.api.get('calls', 0)} API calls, {self.duration_s:.1f}s"
+            f"linked {self.linked}, rejected {self.rejected}{f', waiting {self.waiting}' if self.waiting else ''}, {self.api.get('calls', 0)} API calls, {self.duration_s:.1f}s"
         )
 
 
@@ -136,21 +155,64 @@ class ExportPlan:
     items: list[tuple[int, str | None, str]]
     recovered: int = 0
     unchanged: int = 0
+    waiting: int = 0
+
+
+@dataclass
+class Settled:
+    """Intents looked up by idempotency key: linked (they landed), waiting (too recent to give up on), dropped."""
+
+    linked: dict[int, str] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
+    dropped: list[int] = field(default_factory=list)
+
+
+def settle_intents(writer: Writer, store: LocalStore, provider: Target, entity: str, intents: Sequence[Intent], *, patience_s: float | None = None) -> Settled:
+    """Look creates of unknown outcome up by idempotency key; link those that landed.
+
+    One not found stays in the outbox (and its record is not sent) until it is older than the
+    patience: the provider may still apply it.
+    """
+    settled = Settled()
+    if not intents:
+        return settled
+    patience_s = LATE_CREATE_PATIENCE_S if patience_s is None else patience_s
+    by_key = {i.key: i for i in intents}
+    found = {key: ext for key, ext in writer.find_by_keys(entity, list(by_key)).items() if key in by_key}
+    wanted = {by_key[key].local_id: ext for key, ext in found.items()}
+    settled.linked = store.link_existing(provider, entity, wanted)
+    # What landed is the content the intent was written for: recorded as exported (not sent again unless changed since).
+    sent = {i.local_id: i.content_hash for i in intents}
+    store.save_exported(provider, entity, [], [(lid, sent[lid], None) for lid, ext in settled.linked.items() if wanted.get(lid) == ext])
+    now = utcnow()
+    for intent in intents:
+        if intent.key in found:
+            continue
+        if intent.sent_at is not None and patience_s > 0 and (now - intent.sent_at).total_seconds() < patience_s:
+            settled.waiting.add(intent.local_id)
+        else:
+            settled.dropped.append(intent.local_id)
+    store.drop_intents(provider, entity, [by_key[k].local_id for k in found] + settled.dropped)
+    return settled
 
 
 def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str, *, only_new: bool = False, dry_run: bool = False,
-                ids: Sequence[int] | None = None, logger: Any = None) -> ExportPlan:
-    """Settle creates left in flight by a crash, then list the records to send (ids only; ``ids`` limits them)."""
+                ids: Sequence[int] | None = None, retry_rejected: bool = False, logger: Any = None) -> ExportPlan:
+    """Settle creates left in flight by an export that is gone, then list the records to send (ids only; ``ids`` limits them).
+
+    Call it holding the lease: every intent in the outbox then belongs to an export that no longer runs.
+    """
     logger = logger or log
     provider = store.scope(provider)
     if not dry_run and hasattr(writer, "settle_bulk"):
         for memory in BulkJobMemory(store, provider, entity, "export").family():
             writer.settle_bulk(memory, BulkProgress(logger=logger))
-    recovered = 0 if dry_run else _recover_intents(writer, store, provider, entity, logger)
+    settled = Settled() if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
-    items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids)]
+    items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids, retry_rejected=retry_rejected)
+             if c.local_id not in settled.waiting]
     unchanged = 0 if only_new else max(store.count(entity, store_id=provider.store_id) - len(items), 0)
-    return ExportPlan(items, recovered, unchanged)
+    return ExportPlan(items, len(settled.linked), unchanged, len(settled.waiting))
 
 
 def send_changes(
@@ -167,8 +229,9 @@ def send_changes(
     progress: Callable[[int, int], None] | None = None,
     bulk: bool | None = None,
     slot: str = "",
+    lease: ExportLease | None = None,
 ) -> ExportResult:
-    """Send the given changes in batches.
+    """Send the given changes in batches (holding ``lease``, checked before every batch).
 
     The database work overlaps the provider calls: the next batch's rows are read while the
     current one is sent, and what a batch's answers say (links, hashes, intents done, rejects) is
@@ -193,9 +256,13 @@ def send_changes(
     total_batches = (len(items) + batch_size - 1) // batch_size
     chunks = (items[index * batch_size : (index + 1) * batch_size] for index in range(total_batches))
     loaded = read_ahead((store.load_changes(entity, chunk, provider=provider) for chunk in chunks), depth=1)
+    owner = lease.owner if lease is not None else None
     with WriteBehind(store) as behind, closing(loaded):
         for index, batch in enumerate(loaded):
-            _export_batch(writer, behind, provider, entity, batch, result)
+            if lease is not None:
+                lease.check()
+            batch = _settle_batch_intents(writer, behind, provider, entity, batch, result)
+            _export_batch(writer, behind, provider, entity, batch, result, owner=owner, lease=lease)
             result.batches += 1
             done = min((index + 1) * batch_size, len(items))
             if progress is not None:
@@ -205,6 +272,9 @@ def send_changes(
             if index == 0 or (index + 1) % 10 == 0 or index + 1 == total_batches:
                 logger.info("%s/%s%s: batch %d/%d, %d of %d records, %d created, %d updated, %d linked, %d rejected, ETA %.0fs",
                             provider, entity, label, index + 1, total_batches, done, len(items), result.created, result.updated, result.linked, result.rejected, eta)
+    if result.waiting:
+        logger.warning("%s/%s%s: %d creates of unknown outcome wait to be found at the provider; a later export looks them up again before sending",
+                       provider, entity, label, result.waiting)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
     if bulk_writes is not None:
@@ -235,6 +305,19 @@ class BulkWrites:
         return self.writer.bulk_write(entity, records, create=False, memory=self.memory, progress=self.progress)
 
 
+def _settle_batch_intents(writer: Writer, store, provider, entity: str, batch: Sequence[LocalChange], result: ExportResult) -> list[LocalChange]:
+    """Intents of this batch's records left by an earlier attempt or a dead export: settled before anything is sent."""
+    intents = store.intents(provider, entity, [c.local_id for c in batch])
+    if not intents:
+        return list(batch)
+    settled = settle_intents(writer, store, provider, entity, intents)
+    result.recovered += len(settled.linked)
+    result.waiting += len(settled.waiting)
+    sent = {i.local_id: i.content_hash for i in intents}
+    return [replace(c, external_id=settled.linked.get(c.local_id, c.external_id)) for c in batch
+            if c.local_id not in settled.waiting and not (c.local_id in settled.linked and sent[c.local_id] == c.digest)]
+
+
 def export_entity(
     writer: Writer,
     store: LocalStore,
@@ -246,20 +329,23 @@ def export_entity(
     only_new: bool = False,
     dry_run: bool = False,
     ids: Sequence[int] | None = None,
+    retry_rejected: bool = False,
     progress: Callable[[int, int], None] | None = None,
     logger: logging.Logger | Any = None,
+    lease: ExportLease | None = None,
 ) -> ExportResult:
     """Plan and send in one go (the assets split the two across ops)."""
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
-    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, logger=logger)
+    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, retry_rejected=retry_rejected, logger=logger)
     logger.info("%s/%s: %d records to export%s", provider, entity, len(plan.items), " (dry run)" if dry_run else "")
     if dry_run:
         result = dry_run_result(provider, entity, plan)
     else:
-        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, progress=progress, logger=logger)
-    result.recovered = plan.recovered
+        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, progress=progress, logger=logger, lease=lease)
+    result.recovered += plan.recovered
+    result.waiting += plan.waiting
     result.unchanged = plan.unchanged
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
@@ -278,7 +364,7 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
     total = ExportResult(provider, entity)
     calls: dict[str, Any] = {"calls": 0, "rate_limited": 0, "by_kind": {}}
     for r in results:
-        for name in ("selected", "unchanged", "created", "updated", "linked", "rejected", "recovered", "batches", "would_create", "would_update"):
+        for name in ("selected", "unchanged", "created", "updated", "linked", "rejected", "recovered", "waiting", "batches", "would_create", "would_update"):
             setattr(total, name, getattr(total, name) + getattr(r, name))
         total.duration_s = max(total.duration_s, r.duration_s)
         calls["calls"] += r.api.get("calls", 0)
@@ -290,38 +376,58 @@ def combine(results: Sequence[ExportResult], provider: str, entity: str) -> Expo
     return total
 
 
-def _recover_intents(writer: Writer, store: LocalStore, provider: Target, entity: str, logger) -> int:
-    """Creates that may have reached the provider before a crash: link those that did."""
-    pending = store.pending_intents(provider, entity)
+def _recover_intents(writer: Writer, store: LocalStore, provider: Target, entity: str, logger) -> Settled:
+    """Creates that may have reached the provider before an export stopped: link those that did."""
+    pending = store.intents(provider, entity)
     if not pending:
-        return 0
-    found = writer.find_by_keys(entity, list(pending.values()))
-    by_key = {key: local_id for local_id, key in pending.items()}
-    linked = store.link_existing(provider, entity, {by_key[key]: ext for key, ext in found.items() if key in by_key})
-    store.drop_intents(provider, entity, list(pending))
-    logger.info("%s/%s: %d creates were in flight when a previous run stopped; %d had reached the provider and are now linked",
-                provider, entity, len(pending), len(linked))
-    return len(linked)
+        return Settled()
+    settled = settle_intents(writer, store, provider, entity, pending)
+    logger.info("%s/%s: %d creates were in flight when a previous export stopped; %d had reached the provider and are now linked, %d are "
+                "still looked for (not sent again yet)", provider, entity, len(pending), len(settled.linked), len(settled.waiting))
+    return settled
 
 
-def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes: list, created_rows: list, digests) -> list:
-    """Create ``to_create``; when a create's outcome is unknown, link what landed and send only the rest again."""
+@dataclass
+class _Creates:
+    """What creating a batch came to: failures to reject, records waiting on an unknown outcome, an error to raise once saved."""
+
+    failures: list = field(default_factory=list)
+    waiting: set[int] = field(default_factory=set)
+    unsent: set[int] = field(default_factory=set)
+    error: BaseException | None = None
+
+
+def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes: list, created_rows: list, digests, lease: ExportLease | None) -> _Creates:
+    """Create ``to_create``; when a create's outcome is unknown, link what landed and never send the rest again before its time.
+
+    A refusal of the provider (429, spent quota) stops the batch: the creates answered by then are
+    saved, the others keep their intents marked as not in flight (the next attempt finds those
+    that landed by key and sends the rest at once). After
+    an error answer (5xx) the batch is looked up and what did not land is sent again, up to
+    :data:`AMBIGUOUS_CREATE_RETRIES` times in a row without progress. A create with no answer
+    (timeout, reset) may still reach the provider: what is not found waits (its intent stays) and
+    is never sent again before :data:`LATE_CREATE_PATIENCE_S`.
+    """
     pending = list(to_create)
-    failures: list = []
+    done = _Creates()
     tries_left = AMBIGUOUS_CREATE_RETRIES
     while True:
         before = len(pending)
         try:
-            failures += _send_isolating_failures(lambda rs: writer.create(entity, rs), pending, rejected_exc, outcomes)
-            return failures
-        except RetryableError as exc:
-            if exc.rate_limited or tries_left <= 0:
-                raise
-            log.warning("%s: a create's outcome is unknown (%s); looking the batch up by idempotency key before sending again", entity, exc)
+            if lease is not None:
+                lease.check()
+            done.failures += _send_isolating_failures(lambda rs: writer.create(entity, rs), pending, rejected_exc, outcomes)
+            return done
+        except (RetryableError, QuotaExhausted) as exc:
+            refused = isinstance(exc, QuotaExhausted) or exc.rate_limited
+            settled = {lid for wr in outcomes for lid in (*wr.written, *wr.rejected, *wr.conflicts)} | {r.local_id for r, _ in done.failures}
+            pending = [r for r in pending if r.local_id not in settled]
+            if refused:  # nothing is on its way: the next attempt finds what landed and sends the rest at once
+                done.unsent = {r.local_id for r in pending}
+                done.error = exc
+                return done
             if exc.status is None:  # no answer (timeout, reset): the request may still be on its way
                 time.sleep(AMBIGUOUS_SETTLE_S)
-            settled = {lid for wr in outcomes for lid in (*wr.written, *wr.rejected, *wr.conflicts)} | {r.local_id for r, _ in failures}
-            pending = [r for r in pending if r.local_id not in settled]
             keys = {f"{entity}:{r.local_id}": r.local_id for r in pending}
             found = writer.find_by_keys(entity, list(keys)) if keys else {}
             for key, external_id in found.items():
@@ -330,16 +436,29 @@ def _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, o
             landed = {keys[k] for k in found if k in keys}
             pending = [r for r in pending if r.local_id not in landed]
             if not pending:
-                return failures
+                return done
+            if exc.status is None and LATE_CREATE_PATIENCE_S > 0:
+                log.warning("%s: %d creates of unknown outcome not found yet; they are looked up again later, not sent again now", entity, len(pending))
+                done.waiting = {r.local_id for r in pending}
+                return done
+            log.warning("%s: a create's outcome is unknown (%s); %d not found by idempotency key are sent again", entity, exc, len(pending))
             if len(pending) >= before:  # no progress since the last try
                 tries_left -= 1
+                if tries_left < 0:
+                    raise
 
 
-def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult) -> None:
+def _reject_rows(failures, rejects: list[RecordError]) -> None:
+    rejects.extend(RecordError(str(r.local_id), getattr(e, "category", "REJECTED"), getattr(e, "message", str(e))) for r, e in failures)
+
+
+def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange], result: ExportResult, *, owner: str | None = None,
+                  lease: ExportLease | None = None) -> None:
     outgoing, rejected_exc = writer.make_record, writer.Rejected
-    rejects: list[RecordError] = []
+    all_digests = {c.local_id: c.digest for c in batch}
+    storable, rejects = split_valid(entity, batch)  # values the local schema cannot hold (written by another application)
     sendable = []
-    for change in batch:
+    for change in storable:
         problem = writer.check(entity, change.fields)
         if problem:
             rejects.append(RecordError(str(change.local_id), "INVALID_FIELD", problem))
@@ -372,18 +491,24 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
                 conflicts[local_id] = existing
 
     conflicts: dict[int, str] = {}
+    creates = _Creates()
     if to_update:
         outcomes: list = []
         failures = _send_isolating_failures(lambda rs: writer.update(entity, rs), to_update, rejected_exc, outcomes)
         apply(outcomes, created=False)
-        rejects.extend(RecordError(str(r.local_id), getattr(e, "category", "REJECTED"), getattr(e, "message", str(e))) for r, e in failures)
+        _reject_rows(failures, rejects)
     if to_create:
-        store.write_intents(provider, entity, [(r.local_id, f"{entity}:{r.local_id}", digests[r.local_id]) for r in to_create])
+        store.write_intents(provider, entity, [(r.local_id, f"{entity}:{r.local_id}", digests[r.local_id]) for r in to_create], owner=owner)
         outcomes = []
-        failures = _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes, created_rows, digests)
+        try:
+            creates = _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes, created_rows, digests, lease)
+        except BaseException:  # landed creates are saved whatever stops the batch; the rest keep their intents
+            apply(outcomes, created=True)
+            store.save_exported(provider, entity, created_rows, updated_rows)
+            raise
         apply(outcomes, created=True)
-        rejects.extend(RecordError(str(r.local_id), getattr(e, "category", "REJECTED"), getattr(e, "message", str(e))) for r, e in failures)
-    if conflicts:
+        _reject_rows(creates.failures, rejects)
+    if conflicts and creates.error is None:
         # "Already exists": link to the existing record and send this one as an update to it.
         linked = store.link_existing(provider, entity, conflicts)
         result.linked += len(linked)
@@ -392,18 +517,25 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
             outcomes = []
             failures = _send_isolating_failures(lambda rs: writer.update(entity, rs), retry, rejected_exc, outcomes)
             apply(outcomes, created=False)
-            rejects.extend(RecordError(str(r.local_id), getattr(e, "category", "REJECTED"), getattr(e, "message", str(e))) for r, e in failures)
+            _reject_rows(failures, rejects)
         for lid in set(conflicts) - set(linked):
             rejects.append(RecordError(str(lid), "CONFLICT", f"provider record {conflicts[lid]} already exists and is linked to another local record"))
 
     store.save_exported(provider, entity, created_rows, updated_rows)
     created_ids = {c[0] for c in created_rows}
-    failed_creates = [r.local_id for r in to_create if r.local_id not in created_ids]
+    kept = created_ids | creates.waiting | creates.unsent
+    failed_creates = [r.local_id for r in to_create if r.local_id not in kept]
     store.drop_intents(provider, entity, failed_creates)
+    if creates.unsent:
+        store.mark_intents_not_in_flight(provider, entity, sorted(creates.unsent))
     if rejects:
-        store.record_rejects(provider, entity, "export", rejects)
+        hashes = {r.external_id: all_digests[int(r.external_id)] for r in rejects if r.category not in TRANSIENT_REJECTS and r.external_id.isdigit()}
+        store.record_rejects(provider, entity, "export", rejects, hashes=hashes)
     written = [str(c[0]) for c in created_rows] + [str(u[0]) for u in updated_rows]
     store.resolve_rejects(provider, entity, "export", written)
     result.created += len(created_rows)
     result.updated += len(updated_rows)
     result.rejected += len({r.external_id for r in rejects})
+    result.waiting += len(creates.waiting)
+    if creates.error is not None:
+        raise creates.error

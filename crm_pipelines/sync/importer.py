@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import Page
 from crm_pipelines.storage.store import ApplyOutcome, LocalStore, SyncState, Target
+from crm_pipelines.storage.validate import checked_page
 from crm_pipelines.sync.bulk import BulkContext, BulkJobMemory
 from crm_pipelines.sync.overlap import ReadAhead, read_ahead
 
@@ -202,6 +203,7 @@ def run_import(
     try:
         with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
             for page in gathered(pages):
+                page = checked_page(entity, page)
                 if snapshot:
                     seen.update(r.external_id for r in page.records)
                     seen.update(e.external_id for e in page.errors)
@@ -229,11 +231,11 @@ def run_import(
             result.outcome.add(_settle_unseen(reader, store, provider, entity, seen, logger))
         if result.sweep_archived:
             for page in reader.archived(entity):
-                result.outcome.add(store.apply_remote(provider, entity, page.records))
+                result.outcome.add(store.apply_remote(provider, entity, checked_page(entity, page).records))
         elif window.lower is not None and entity in getattr(reader, "deletions_since", ()):
             # Deletions this provider lists cheaply by time arrive with every run, not once a day.
             for page in reader.archived(entity, since=window.lower):
-                result.outcome.add(store.apply_remote(provider, entity, page.records))
+                result.outcome.add(store.apply_remote(provider, entity, checked_page(entity, page).records))
     except Exception as exc:
         result.duration_s = time.monotonic() - started
         result.api = stats.snapshot()
@@ -300,6 +302,7 @@ def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: Target, en
         return outcome
     logger.info("%s/%s: %d linked records absent from the complete scan; checking them one by one", provider, entity, len(missing))
     for page in reader.by_ids(entity, missing):
+        page = checked_page(entity, page)
         outcome.add(store.apply_remote(provider, entity, page.records))
         if page.errors:
             store.record_rejects(provider, entity, "import", page.errors)

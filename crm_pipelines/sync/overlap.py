@@ -113,7 +113,7 @@ class WriteBehind:
     """
 
     DEFERRED = frozenset({"save_exported", "drop_intents", "record_rejects", "resolve_rejects"})
-    INDEPENDENT = frozenset({"write_intents", "load_changes"})
+    INDEPENDENT = frozenset({"write_intents", "load_changes", "intents"})
 
     def __init__(self, store: Any) -> None:
         self._store = store

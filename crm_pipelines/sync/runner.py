@@ -18,6 +18,7 @@ from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.ratelimit import shared_budgets
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.providers.registry import ProviderPlugin, plugin
+from crm_pipelines.storage.leases import ExportLease, cli_owner
 from crm_pipelines.storage.quota import QuotaBudgets
 from crm_pipelines.storage.store import LocalStore, Target
 from crm_pipelines.sync.exporter import ExportResult, export_entity
@@ -87,10 +88,14 @@ def export_now(
     priority: str = "normal",
     shared: bool = True,
     ids: Sequence[int] | None = None,
+    retry_rejected: bool = False,
     progress: Callable[[int, int], None] | None = None,
     logger: Any = None,
+    lease_wait_s: float | None = None,
 ) -> ExportResult:
+    """Export the changed records, holding the integration's and entity's lease (waiting up to ``lease_wait_s`` for it)."""
     integration, _ = target_of(store, provider, entity)
+    logger = logger or log
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
         resource = open_resource(store, integration)
@@ -98,8 +103,13 @@ def export_now(
         unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
         if unavailable:
             raise ConfigurationError(unavailable)
+        lease = None
+        if not dry_run:
+            lease = ExportLease(store.engine, integration, entity, cli_owner())
+            lease.acquire(lease_wait_s, logger=logger)
+            stack.enter_context(lease)
         return export_entity(writer, store, integration, entity, stats=stats, batch_size=batch_size, only_new=only_new, dry_run=dry_run,
-                             ids=ids, progress=progress, logger=logger or log)
+                             ids=ids, retry_rejected=retry_rejected, progress=progress, logger=logger, lease=lease)
 
 
 def sync_ids_now(provider: Target, entity: str, store: LocalStore, ids: list[str], *, priority: str = "high", shared: bool = True, logger: Any = None) -> dict[str, Any]:
@@ -121,7 +131,7 @@ def retry_rejects(provider: Target, entity: str, store: LocalStore, *, direction
         sync_ids_now(integration, entity, store, open_refs, shared=shared, logger=logger)
     else:
         ids = [int(ref) for ref in open_refs if str(ref).isdigit()]
-        export_now(integration, entity, store, ids=ids, shared=shared, logger=logger)
+        export_now(integration, entity, store, ids=ids, retry_rejected=True, shared=shared, logger=logger)
     still = len(store.open_rejects(integration, entity, direction))
     return {"retried": len(open_refs), "still_rejected": still}
 

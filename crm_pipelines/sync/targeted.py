@@ -13,6 +13,7 @@ from typing import Any
 
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.storage.store import ApplyOutcome, LocalStore, Target
+from crm_pipelines.storage.validate import checked_page
 from crm_pipelines.sync.importer import ChangeReader
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def sync_ids(
     fetched = failed = 0
     unique = sorted(set(ids), key=lambda i: (len(i), i))
     for page in reader.by_ids(entity, unique):
+        page = checked_page(entity, page)
         fetched += len(page.records) + len(page.errors)
         outcome.add(store.apply_remote(provider, entity, page.records))
         if page.errors:

@@ -2,8 +2,8 @@
 
 A delivery is answered 200 only after its events are committed to the ``webhooks`` table, so a
 provider that got a 200 never needs to redeliver; a delivery that fails verification (401), has
-a stale timestamp or an unreadable body (400) stores nothing. A provider whose secret is not
-configured answers 503. One log line is written per rejected delivery, with the reason only.
+a stale timestamp or an unreadable body (400) stores nothing; a body over the size limit is
+answered 413 before the rest is read. A provider whose secret is not configured answers 503. One log line is written per rejected delivery, with the reason only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from crm_pipelines.webhooks.parsing import MalformedDelivery, parse_delivery
 from crm_pipelines.webhooks.signatures import SignatureError, StaleTimestampError
 
 log = logging.getLogger("crm_pipelines.webhooks")
+
+#: Largest delivery body read (HubSpot sends up to 100 small events; a Shopify order is tens of KB).
+MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True, repr=False)
@@ -142,13 +145,36 @@ def _reject(provider: str, request: Request, status: int, reason: str) -> JSONRe
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets,
+class BodyTooLarge(Exception):
+    """A delivery body over the receiver's limit (answered 413 without reading the rest)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read only while it stays within ``limit`` bytes (a declared length over it is refused before reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets, max_body_bytes: int,
               on_stored: Callable[[], None] | None = None) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def receive(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        body = await request.body()
         if not secrets.configured(provider):
             return _reject(provider, request, 503, f"{provider} webhooks are not configured: set {MISSING_SECRET[provider]}")
+        try:
+            body = await read_body(request, max_body_bytes)
+        except BodyTooLarge:
+            response = _reject(provider, request, 413, f"body over the receiver's limit of {max_body_bytes} bytes")
+            response.headers["Connection"] = "close"
+            return response
         try:
             verify(provider, request, body, secrets)
         except StaleTimestampError as exc:
@@ -159,6 +185,8 @@ def _receiver(provider: str, writer: GroupCommitWriter, secrets: WebhookSecrets,
             events = parse_delivery(provider, body, request.headers)
         except MalformedDelivery as exc:
             return _reject(provider, request, 400, str(exc))
+        except (ValueError, TypeError, RecursionError):  # anything else a signed but odd body trips on is still the sender's
+            return _reject(provider, request, 400, "body is not a delivery this receiver can read")
         stored = await asyncio.wrap_future(writer.submit(provider, events, body))
         if stored and on_stored is not None:
             on_stored()
@@ -175,15 +203,20 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def create_app(engine: Engine, secrets: WebhookSecrets, *, jobs: JobService | None = None, api_token: str | None = None,
-               applier: WebhookApplier | None = None) -> Starlette:
+               applier: WebhookApplier | None = None, max_body_bytes: int | None = None) -> Starlette:
     """The receiver app writing to ``engine``'s ``webhooks`` table (which must already exist);
     with ``jobs``, the jobs API beside it (``/api/...``, see :mod:`crm_pipelines.jobs.api`); with
-    ``applier``, the events are applied as they arrive (each commit wakes it)."""
+    ``applier``, the events are applied as they arrive (each commit wakes it).
+
+    ``max_body_bytes`` (default ``WEBHOOK_MAX_BODY_BYTES``, 5 MiB): larger deliveries are answered
+    413 without reading further.
+    """
+    max_body_bytes = max_body_bytes or int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or MAX_BODY_BYTES)
     inbox = WebhookInbox(engine)
     writer = GroupCommitWriter(inbox)
     routes = [Route("/healthz", healthz, methods=["GET"])]
     routes += [
-        Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets, applier.wake if applier else None), methods=["POST"])
+        Route(f"/webhooks/{provider}", _receiver(provider, writer, secrets, max_body_bytes, applier.wake if applier else None), methods=["POST"])
         for provider in ("hubspot", "shopify", "pipedrive", "bling")
     ]
     if jobs is not None:

@@ -9,10 +9,10 @@ from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_pipelines.storage.schema import webhooks
+from crm_pipelines.storage.schema import webhook_deliveries, webhooks
 from crm_pipelines.webhooks.routing import WebhookRouter
 
 CHUNK = 500
@@ -50,13 +50,16 @@ class WebhookInbox:
     def store_many_in(self, conn, deliveries: list[tuple[str, list[dict[str, Any]], bytes]]) -> list[int]:
         """Store several deliveries with one ``INSERT`` per 500 rows; returns the rows new per delivery.
 
-        An event delivered twice in the same call counts for the first delivery naming it.
+        Each delivery's raw body is stored once (``webhook_deliveries``), referenced by its events;
+        a delivery whose events were all stored before keeps no body. An event delivered twice in
+        the same call counts for the first delivery naming it.
         """
         now = datetime.now(timezone.utc)
+        bodies = [{"provider": provider, "received_at": now, "body": raw_body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")}
+                  for provider, _events, raw_body in deliveries]
         rows: list[dict[str, Any]] = []
         owner: dict[tuple[str, str, str], int] = {}
-        for index, (provider, events, raw_body) in enumerate(deliveries):
-            body = raw_body.decode("utf-8", errors="replace")
+        for index, (provider, events, _raw_body) in enumerate(deliveries):
             for e in events:
                 key = (provider, e.get("account_id") or "", e["event_id"])
                 if key in owner:
@@ -73,8 +76,12 @@ class WebhookInbox:
                     "object_id": e.get("object_id"),
                     "occurred_at": e.get("occurred_at"),
                     "received_at": now,
-                    "raw_body": body,
+                    "delivery_id": index,
                 })
+        # Routing may read (and create) integrations: done above, before this transaction writes.
+        delivery_ids = [row.id for row in conn.execute(insert(webhook_deliveries).returning(webhook_deliveries.c.id, sort_by_parameter_order=True), bodies)]
+        for row in rows:
+            row["delivery_id"] = delivery_ids[row["delivery_id"]]
         stored = [0] * len(deliveries)
         for start in range(0, len(rows), CHUNK):
             stmt = (
@@ -85,12 +92,17 @@ class WebhookInbox:
             )
             for provider, account_id, event_id in conn.execute(stmt):
                 stored[owner[(provider, account_id, event_id)]] += 1
+        unused = [delivery_ids[i] for i, n in enumerate(stored) if n == 0]
+        for start in range(0, len(unused), CHUNK):
+            conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.id.in_(unused[start:start + CHUNK])))
         return stored
 
     def read_after(self, provider: str, after_id: int, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` rows of ``provider`` with an id above ``after_id``, oldest first."""
+        """Up to ``limit`` rows of ``provider`` with an id above ``after_id``, oldest first (``raw_body``: their delivery's)."""
+        body = func.coalesce(webhooks.c.raw_body, webhook_deliveries.c.body).label("raw_body")
         stmt = (
-            select(webhooks)
+            select(*[c for c in webhooks.c if c.name != "raw_body"], body)
+            .select_from(webhooks.outerjoin(webhook_deliveries, webhook_deliveries.c.id == webhooks.c.delivery_id))
             .where(webhooks.c.provider == provider, webhooks.c.id > after_id)
             .order_by(webhooks.c.id)
             .limit(limit)
@@ -127,6 +139,7 @@ class WebhookInbox:
         """Delete events processed before ``before`` (a redelivery that old is no longer expected)."""
         with self.engine.begin() as conn:
             result = conn.execute(delete(webhooks).where(webhooks.c.processed_at.is_not(None), webhooks.c.processed_at < before))
+            conn.execute(delete(webhook_deliveries).where(~select(webhooks.c.id).where(webhooks.c.delivery_id == webhook_deliveries.c.id).exists()))
         return result.rowcount or 0
 
     def mark_processed_range(self, provider: str, first_id: int, last_id: int, *, integration_id: int | None = None) -> int:

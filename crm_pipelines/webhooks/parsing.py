@@ -31,12 +31,30 @@ def _load_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise MalformedDelivery("body is not valid JSON") from None
+    except RecursionError:
+        raise MalformedDelivery("body is nested too deeply") from None
+
+
+def _storable(text: str) -> str:
+    """Text the inbox can hold on every database: a NUL (refused by PostgreSQL) is kept as ``\\u0000``."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 def _text(value: Any, limit: int) -> str | None:
     if value is None or value == "":
         return None
-    return str(value)[:limit]
+    return _storable(str(value))[:limit]
+
+
+def _merged_ids(value: Any) -> list[Any]:
+    """HubSpot's ``mergedObjectIds``: a list of ids (a lone id is taken as one)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        return value
+    raise MalformedDelivery("HubSpot delivery holds a mergedObjectIds that is not a list of ids")
 
 
 def _from_epoch_ms(value: Any) -> datetime | None:
@@ -66,7 +84,7 @@ def _from_iso(value: Any) -> datetime | None:
 def _row(event_id: str, subscription_type: Any, object_type: Any, object_id: Any, occurred_at: datetime | None, account_id: Any = None) -> EventRow:
     return {
         "account_id": _text(account_id, 255) or "",
-        "event_id": event_id[:128],
+        "event_id": _storable(event_id)[:128],
         "subscription_type": _text(subscription_type, 128),
         "object_type": _text(object_type, 64),
         "object_id": _text(object_id, 64),
@@ -94,7 +112,7 @@ def parse_hubspot(body: bytes, headers: Mapping[str, str]) -> list[EventRow]:
         portal = event.get("portalId")
         rows.append(_row(str(event_id), subscription_type, object_type, event.get("objectId"), occurred, portal))
         # A merge names the records merged away too: each gets a row, so it is synced (as gone).
-        for merged in event.get("mergedObjectIds") or []:
+        for merged in _merged_ids(event.get("mergedObjectIds")):
             if str(merged) != str(event.get("objectId")):
                 rows.append(_row(f"{event_id}:merged:{merged}", subscription_type, object_type, merged, occurred, portal))
     return rows

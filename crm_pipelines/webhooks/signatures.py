@@ -106,7 +106,9 @@ def verify_hubspot_v3(
     """Check a v3 signature and its timestamp (at most ``max_skew_ms`` old or ahead)."""
     signature = _require(signature, "X-HubSpot-Signature-v3")
     timestamp = _require(timestamp, "X-HubSpot-Request-Timestamp")
-    if not timestamp.isdigit():
+    # ASCII digits only (str.isdigit accepts superscripts and other scripts' digits), and a length
+    # an epoch in milliseconds can have (int() refuses more than 4,300 digits).
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 16:
         raise SignatureError("X-HubSpot-Request-Timestamp is not an epoch-milliseconds integer")
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     age_ms = now_ms - int(timestamp)

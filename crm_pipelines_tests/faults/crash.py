@@ -19,11 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CRASH_SIZES = {"bling": (12, 2, 2), "gestaoclick": (60, 5, 5)}
 DEFAULT_SIZES = (120, 10, 10)
 EXPORT_RECORDS = {"bling": 15, "gestaoclick": 30, "pipedrive": 30}
+#: A killed export's lease expires after 1 s; the creates it had in flight are waited for 1 s.
+CRASH_TIMINGS = {"CRM_EXPORT_LEASE_TTL_S": "1", "CRM_LATE_CREATE_PATIENCE_S": "1"}
 
 
 def _child(provider: str, op: str, db_url: str, entity: str, ids: list[str], env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "crm_pipelines_tests.faults.crash_once", provider, op, db_url, entity, *ids]
-    full_env = dict(os.environ, **env, CRM_DATABASE_URL=db_url, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env = dict(os.environ, **env, CRM_DATABASE_URL=db_url, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                    **CRASH_TIMINGS)
     return subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -83,6 +86,7 @@ def run_crash_matrix(provider: str, op: str, db_url: str, *, kills: int, seed: i
                 if op == "export":  # give the next run something to send
                     add_local(store, entity, EXPORT_RECORDS.get(provider, 60) // 3, tag=f"more{attempts}")
         outcome.runs += 1
+        time.sleep(float(CRASH_TIMINGS["CRM_LATE_CREATE_PATIENCE_S"]))  # what a kill left in flight may now be given up on
         run_to_end()
         outcome.completed = True
         if op == "export":

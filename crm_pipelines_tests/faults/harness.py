@@ -39,6 +39,8 @@ IMPORT_SIZES = (8, 4, 5)
 EXPORT_RECORDS = 6
 #: The client timeout while faults run (a "slow" answer takes longer than this).
 CLIENT_TIMEOUT_S = 0.4
+#: Seconds a create with no answer is waited for before it may be sent again (real time).
+LATE_CREATE_PATIENCE_S = 1.0
 #: Entities each provider's simulator can receive in an export scenario without extra setup.
 EXPORT_ENTITIES: dict[str, tuple[str, ...]] = {name: ("contacts", "companies") for name in PROVIDERS}
 
@@ -190,14 +192,15 @@ def simulated_client_time(sims: list, timeout_s: float = CLIENT_TIMEOUT_S) -> It
 
     from crm_pipelines.sync import exporter
 
-    settle = exporter.AMBIGUOUS_SETTLE_S
+    settle, patience = exporter.AMBIGUOUS_SETTLE_S, exporter.LATE_CREATE_PATIENCE_S
     ApiClient.__init__ = init
     exporter.AMBIGUOUS_SETTLE_S = timeout_s * 4  # a slow answer lands 2 timeouts late
+    exporter.LATE_CREATE_PATIENCE_S = LATE_CREATE_PATIENCE_S
     try:
         yield
     finally:
         ApiClient.__init__ = original
-        exporter.AMBIGUOUS_SETTLE_S = settle
+        exporter.AMBIGUOUS_SETTLE_S, exporter.LATE_CREATE_PATIENCE_S = settle, patience
 
 
 @contextlib.contextmanager
@@ -406,8 +409,9 @@ def run_export_scenario(provider: str, scenario: Scenario, db_url: str, *, recor
                     outcome.failed_runs += 1
                     run.calm()
             outcome.completed = not pending
-            # one more run on a healthy provider: it settles what is left
+            # one more run on a healthy provider, once creates with no answer may be given up on: it settles what is left
             run.calm()
+            time.sleep(LATE_CREATE_PATIENCE_S)
             for entity in entities:
                 try:
                     export_now(provider, entity, store, shared=False)

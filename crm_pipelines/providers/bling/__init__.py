@@ -50,5 +50,6 @@ PLUGIN = ProviderPlugin(
     webhook_object_types={"contact": ("contacts", "companies"), "order": "deals"},
     fields=HELD_FIELDS,
     resource_class=_resource_class,
+    person_name_in_one_field=True,
     rate_limits={"per_second": 3},
 )

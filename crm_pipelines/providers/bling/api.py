@@ -27,6 +27,7 @@ import httpx
 from crm_pipelines.core.errors import ConfigurationError, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, safe_json, tls_context
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter, shared_limiter
+from crm_pipelines.core.redact import register, register_basic
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ class BlingAuth:
 
     def _refresh_with_locked(self) -> None:
         basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
+        register_basic(self._client_id, self._client_secret)
+        register(self._client_id, self._state.refresh_token, basic)
         self._state.refreshed_at = time.monotonic()
         try:
             with httpx.Client(transport=self._transport, timeout=self._timeout_s, verify=tls_context()) as http:
@@ -254,6 +257,7 @@ class BlingAuth:
         lifetime = float(body.get("expires_in") or 21_600)
         self._state.access_token = str(body["access_token"])
         self._state.refresh_token = str(body.get("refresh_token") or self._state.refresh_token)
+        register(self._state.access_token, self._state.refresh_token)
         # Refresh a minute early rather than spend a request on a 401.
         self._state.expires_at = time.monotonic() + max(lifetime - 60.0, lifetime / 2)
         log.info("bling: access token refreshed (valid for %.0f s)", lifetime)

@@ -5,7 +5,8 @@
   ``pesquisa`` text search, confirmed against the record's e-mail).
 * **Creating** carries the idempotency key ``<entity>:<local id>`` in the contato's ``codigo`` or
   the pedido's ``numeroLoja``. After a crash, :meth:`BlingWriter.find_by_keys` finds what was
-  created with ``pesquisa`` (contatos; the hit's ``codigo`` must equal the key) or the
+  created with ``pesquisa`` (contatos; a substring search, so every page of hits is read and the
+  hit's ``codigo`` must equal the key) or the
   ``numerosLojas[]`` filter (pedidos, up to 50 keys a request).
 * **Updating**: Bling's PUT replaces the whole record, so the current record is read first and
   the mapped fields are laid over it (fields this project does not manage survive).
@@ -72,19 +73,22 @@ class BlingWriter:
             return None
         if not digits:
             return None
-        for item in self.client.list_page(entity, 1, {"numeroDocumento": digits}, limit=10):
-            if re.sub(r"\D", "", str(item.get("numeroDocumento") or "")) == digits and item.get("situacao") != "E":
-                return str(item["id"])
+        for _, items in self.client.iter_pages(entity, {"numeroDocumento": digits}):
+            for item in items:
+                if re.sub(r"\D", "", str(item.get("numeroDocumento") or "")) == digits and item.get("situacao") != "E":
+                    return str(item["id"])
         return None
 
     def _by_email(self, entity: str, value: Any) -> str | None:
         email = str(value or "").strip().lower()
         if not email:
             return None
-        for item in self.client.list_page(entity, 1, {"pesquisa": email}, limit=5):
-            candidate = item if "email" in item else self.client.get_one(entity, str(item.get("id"))) or {}
-            if str(candidate.get("email") or "").strip().lower() == email and candidate.get("situacao") != "E":
-                return str(item["id"])
+        # ``pesquisa`` matches substrings of several fields: read every page of hits, keep an exact e-mail.
+        for _, items in self.client.iter_pages(entity, {"pesquisa": email}):
+            for item in items:
+                candidate = item if "email" in item else self.client.get_one(entity, str(item.get("id"))) or {}
+                if str(candidate.get("email") or "").strip().lower() == email and candidate.get("situacao") != "E":
+                    return str(item["id"])
         return None
 
     def find_by_keys(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
@@ -99,9 +103,11 @@ class BlingWriter:
                             found.setdefault(str(item[field_name]), str(item["id"]))
             return found
         for key in keys:
-            for item in self.client.list_page(entity, 1, {"pesquisa": key}, limit=10):
-                if item.get(field_name) == key:
-                    found[key] = str(item["id"])
+            # ``pesquisa`` matches substrings (``contacts:1`` finds ``contacts:10``...): read every hit, keep the exact one.
+            for _, items in self.client.iter_pages(entity, {"pesquisa": key}):
+                hit = next((item for item in items if str(item.get(field_name) or "") == key), None)
+                if hit is not None:
+                    found[key] = str(hit["id"])
                     break
         return found
 

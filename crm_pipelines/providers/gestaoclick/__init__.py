@@ -45,5 +45,6 @@ PLUGIN = ProviderPlugin(
     env_vars=("GESTAOCLICK_ACCESS_TOKEN", "GESTAOCLICK_SECRET_ACCESS_TOKEN", "GESTAOCLICK_BASE_URL"),
     webhook_object_types={},
     resource_class=_resource_class,
+    person_name_in_one_field=True,
     rate_limits={"per_second": 3, "daily_limit": 30_000},
 )

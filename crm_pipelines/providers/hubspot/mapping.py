@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,12 +65,20 @@ def to_epoch_ms(value: datetime) -> int:
 
 
 
+#: "1,234.56": commas only as thousands separators ("1.234,56" is refused, not read as 1.23).
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
 def _amount(value: Any) -> Decimal | None:
     text = clean_text(value)
     if text is None:
         return None
+    if "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise ValueError(f"amount {text!r} is not a number (the decimal separator is '.')")
+        text = text.replace(",", "")
     try:
-        amount = Decimal(text.replace(",", ""))
+        amount = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"amount {text!r} is not a number") from None
     if not amount.is_finite() or abs(amount) >= Decimal("1e16"):

@@ -34,6 +34,7 @@ import httpx
 
 from crm_pipelines.core.errors import ConfigurationError, ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, error_message, parse_retry_after, safe_json, tls_context
+from crm_pipelines.core.redact import register
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +318,7 @@ class SalesforceClient:
 
     def _fetch_token(self) -> dict[str, Any]:
         client_id, client_secret, refresh_token = self._credentials
+        register(client_id, client_secret, refresh_token)
         form = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret, "refresh_token": refresh_token}
         request_line = f"POST {TOKEN_PATH}"
         last: Exception | None = None

@@ -116,3 +116,14 @@ def test_updates_keep_fields_this_project_does_not_manage(start_bling_sim, clien
     assert export(client, store).updated == 1
     after = sim.records("contacts")[remote_id]
     assert after["telefone"] == "(48) 3222-0000" and after["celular"] == "(48) 99999-1111" and after["codigo"] == body["codigo"]
+
+
+
+def test_bling_key_lookup_reads_every_substring_hit_and_compares_exactly(start_bling_sim, client_for):
+    sim = start_bling_sim(contacts=0, companies=0, deals=0)
+    client = client_for(sim)
+    writer = BlingWriter(client)
+    ids = {}
+    for n in [*range(10, 200), 1]:  # contacts:1 is a prefix of contacts:10 ... contacts:199, created last
+        ids[n] = client.create("contacts", {"nome": f"Pessoa {n}", "tipo": "F", "situacao": "A", "codigo": f"contacts:{n}"})
+    assert writer.find_by_keys("contacts", ["contacts:1", "contacts:19", "contacts:2"]) == {"contacts:1": str(ids[1]), "contacts:19": str(ids[19])}

@@ -55,13 +55,15 @@ def test_killed_exports_never_duplicate_or_lose_records(make_empty_sim, sqlite_u
     store = LocalStore.open(sqlite_url)
     add_contacts(store, 600, email=False)
     rng = random.Random(7)
+    # The creates in flight at a kill are waited for 1 s (then looked up once more and sent if absent).
+    env = dict(os.environ, CRM_LATE_CREATE_PATIENCE_S="1")
     helper = [sys.executable, "-m", "crm_pipelines_tests.providers.gestaoclick.export_once", sim.base_url, ACCESS, SECRET, sqlite_url]
     cwd = Path(__file__).resolve().parents[3]
     writes = lambda: sim.stats["by_route"].get("POST /clientes", 0)  # noqa: E731
     kills = 0
     for _ in range(20):
         target = writes() + rng.randint(20, 120)
-        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             if writes() >= target:
@@ -77,6 +79,9 @@ def test_killed_exports_never_duplicate_or_lose_records(make_empty_sim, sqlite_u
     else:
         pytest.fail("the export never completed")
     assert kills >= 3, f"only {kills} kill points were exercised"
+    time.sleep(1.0)
+    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    assert final.returncode == 0, final.stderr[-2000:]
     remote, links = assert_exactly_once(sim, store)
     assert len(remote) == len(links) == 600
     assert store.pending_intents("gestaoclick", "contacts") == {}

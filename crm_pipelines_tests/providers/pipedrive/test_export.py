@@ -97,7 +97,8 @@ def test_a_rejected_record_goes_to_the_ledger_while_the_rest_land(make_sim, sqli
     rejects = sqlite_store.open_rejects("pipedrive", "contacts", "export")
     assert len(rejects) == 8 and all("email" in r["message"].lower() and r["category"] == "HTTP_400" for r in rejects)
     sim.faults.rate_5xx = sim.faults.rate_429 = 0.0
-    again = export(sim, sqlite_store)
+    assert export(sim, sqlite_store).selected == 0  # a rejected record waits for a change of its content
+    again = export(sim, sqlite_store, ids=[int(r["record_ref"]) for r in rejects], retry_rejected=True)
     assert (again.selected, again.created) == (8, 0)
 
 
