@@ -28,6 +28,7 @@ from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
+from crm_pipelines.storage.linking import merge_on_link
 from crm_pipelines.storage.migrate import upgrade
 from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
 
@@ -216,16 +217,11 @@ class LocalStore:
         new_links: list[tuple] = []
         if unlinked and MATCH_KEYS[entity]:
             matches = self._match_unlinked(conn, scope, [r for r, _ in unlinked])
-            remaining = []
-            for record, digest in unlinked:
-                local_id = matches.get(record.external_id)
-                if local_id is None:
-                    remaining.append((record, digest))
-                    continue
-                local_updates.append((local_id, tuple(record.fields.get(n) for n in names)))
-                new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
-                outcome.linked += 1
-            unlinked = remaining
+            found = [(record, digest, matches[record.external_id]) for record, digest in unlinked if record.external_id in matches]
+            local_updates += self._settle_links(conn, integration, scope, found, now, outcome)
+            new_links += [(local_id, record.external_id, record.updated_at, digest, None, now, now) for record, digest, local_id in found]
+            outcome.linked += len(found)
+            unlinked = [(record, digest) for record, digest in unlinked if record.external_id not in matches]
 
         bulk.update_rows(conn, table, names, local_updates, now)
         bulk.archive_rows(conn, table, archived_local, now)
@@ -247,7 +243,7 @@ class LocalStore:
         provider, entity = scope.provider, scope.entity
         names = held_fields(provider, entity)
         rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [link.local_id for _, _, link in changed])
-        strategy = integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(provider, entity)
+        strategy = self._strategy(integration, entity)
         found: list[Detected] = []
         for record, digest, link in changed:
             row = rows.get(link.local_id)
@@ -261,6 +257,33 @@ class LocalStore:
         record_conflicts(conn, integration, entity, found, now)
         outcome.conflicts += len(found)
         return {d.local_id for d in found if d.decision != "provider"}
+
+    def _settle_links(self, conn, integration: Integration, scope: Scope, found: Sequence[tuple[RemoteRecord, str, int]], now: datetime,
+                      outcome: ApplyOutcome) -> list[tuple[int, tuple]]:
+        """Local records just matched by identity: linking only links, then each held field is
+        settled by :func:`~crm_pipelines.storage.linking.merge_on_link`; returns the rows to update."""
+        if not found:
+            return []
+        names = held_fields(scope.provider, scope.entity)
+        rows = self.bulk.rows(conn, ENTITY_TABLES[scope.entity], names, [local_id for _, _, local_id in found])
+        strategy = self._strategy(integration, scope.entity)
+        updates: list[tuple[int, tuple]] = []
+        detected: list[Detected] = []
+        for record, _digest, local_id in found:
+            row = rows[local_id]
+            merge = merge_on_link(names, dict(zip(names, row.values)), record.fields, strategy=strategy, local_id=local_id,
+                                  external_id=record.external_id, local_updated_at=row.updated_at, remote_updated_at=record.updated_at)
+            if merge.changed:
+                updates.append((local_id, merge.values))
+            if merge.conflict is not None:
+                detected.append(merge.conflict)
+        record_conflicts(conn, integration, scope.entity, detected, now)
+        outcome.conflicts += len(detected)
+        return updates
+
+    def _strategy(self, integration: Integration, entity: str) -> str:
+        """The conflict strategy of this integration and entity (its settings, else the policy)."""
+        return integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(integration.provider, entity)
 
     def _match_unlinked(self, conn, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
         """The store's local records (not yet linked in ``scope``) that share an identity key with these.
