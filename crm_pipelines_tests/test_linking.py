@@ -139,3 +139,14 @@ def test_same_values_link_without_a_conflict(open_store):
     assert (outcome.linked, outcome.conflicts) == (1, 0)
     [row] = store.linked_records("hubspot", "contacts").values()
     assert (row["first_name"], row["last_name"], row["job_title"]) == ("Bia", "Lima", "CEO")
+
+
+def test_a_phone_written_another_way_is_the_same_phone(open_store):
+    store = open_store("manual")
+    with store.engine.begin() as conn:
+        conn.execute(insert(contacts).values(email="caio@x.com", phone="(11) 98765-4321", created_at=T0, updated_at=T0))
+    outcome = store.apply_remote("hubspot", "contacts", [RemoteRecord("2", T0, {"email": "caio@x.com", "phone": "+5511987654321"})])
+    assert (outcome.linked, outcome.conflicts) == (1, 0)
+    [row] = store.linked_records("hubspot", "contacts").values()
+    assert row["phone"] == "(11) 98765-4321"  # kept as written; it is the provider's number
+    assert list(store.export_candidates("hubspot", "contacts")) == []

@@ -53,14 +53,20 @@ def merge_on_link(
     external_id: str,
     local_updated_at: datetime | None,
     remote_updated_at: datetime | None,
+    local_tidied: dict[str, Any] | None = None,
 ) -> LinkMerge:
-    """Settle the ``names`` fields of a local row just linked to a provider record."""
+    """Settle the ``names`` fields of a local row just linked to a provider record.
+
+    ``local_tidied`` is the local row as hygiene writes it (phones in E.164): a local value is the
+    provider's when they agree once tidied, and is kept as written.
+    """
+    tidied = local_tidied or local
     kept: dict[str, Any] = {}
     taken: dict[str, Any] = {}
     disputed: list[str] = []
     for name in names:
         mine, theirs = local.get(name), remote.get(name)
-        if _blank(theirs) or theirs == mine:
+        if _blank(theirs) or theirs == mine or theirs == tidied.get(name):
             kept[name] = taken[name] = mine
         elif _blank(mine):
             kept[name] = taken[name] = theirs

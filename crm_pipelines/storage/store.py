@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.core.hygiene import tidy, tidy_page
+from crm_pipelines.core.model import FIELDS, MATCH_KEYS, Page, RecordError, RemoteRecord, content_hash
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
 from crm_pipelines.providers.registry import held_fields
@@ -30,7 +31,7 @@ from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
 from crm_pipelines.storage.linking import merge_on_link
 from crm_pipelines.storage.migrate import upgrade
-from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
+from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, stores, sync_state
 
 BATCH_SIZE = 100
 
@@ -85,6 +86,8 @@ class LocalChange:
     fields: dict[str, Any]
     digest: str
     external_id: str | None
+    #: Why a value cannot be sent as it is stored (a phone that is not a number): the record is rejected.
+    problem: str | None = None
 
 
 def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
@@ -109,10 +112,27 @@ class LocalStore:
         self.integrations = IntegrationRegistry(engine)
         self._rows_added = 0
         self._analyze_at = self.ANALYZE_AFTER_ROWS
+        self._regions: dict[int, str] = {}
 
     def scope(self, target: Target) -> Integration:
         """The integration a call works on (a provider name means the default store's integration)."""
         return target if isinstance(target, Integration) else self.integrations.default_for(target)
+
+    def phone_region(self, target: Target) -> str:
+        """The region phone numbers without a country code belong to: the integration's store's (BR by default)."""
+        store_id = self.scope(target).store_id
+        if store_id not in self._regions:
+            with self.engine.connect() as conn:
+                region = conn.execute(select(stores.c.phone_region).where(stores.c.id == store_id)).scalar()
+            self._regions[store_id] = region or "BR"
+        return self._regions[store_id]
+
+    def tidy_page(self, target: Target, entity: str, page: Page) -> Page:
+        """A provider page with phones in E.164 and names tidied (:mod:`crm_pipelines.core.hygiene`)."""
+        return tidy_page(entity, page, self.phone_region(target))
+
+    def _tidy(self, integration: Integration, entity: str, fields: dict[str, Any]):
+        return tidy(entity, fields, self.phone_region(integration))
 
     def _scope(self, target: Target, entity: str) -> Scope:
         return Scope.of(self.scope(target), entity)
@@ -250,7 +270,7 @@ class LocalStore:
             if row is None or link.archived_at is not None:
                 continue
             local_fields = dict(zip(names, row.values))
-            local_digest = content_hash(entity, local_fields, names)
+            local_digest = content_hash(entity, self._tidy(integration, entity, local_fields).fields, names)
             if local_digest in (link.remote_hash, link.exported_hash, digest):
                 continue  # unchanged locally since the last sync (or already the same)
             found.append(Detected(link.local_id, record.external_id, local_fields, dict(record.fields), row.updated_at, record.updated_at, strategy))
@@ -271,8 +291,10 @@ class LocalStore:
         detected: list[Detected] = []
         for record, _digest, local_id in found:
             row = rows[local_id]
-            merge = merge_on_link(names, dict(zip(names, row.values)), record.fields, strategy=strategy, local_id=local_id,
-                                  external_id=record.external_id, local_updated_at=row.updated_at, remote_updated_at=record.updated_at)
+            local = dict(zip(names, row.values))
+            merge = merge_on_link(names, local, record.fields, strategy=strategy, local_id=local_id, external_id=record.external_id,
+                                  local_updated_at=row.updated_at, remote_updated_at=record.updated_at,
+                                  local_tidied=self._tidy(integration, scope.entity, local).fields)
             if merge.changed:
                 updates.append((local_id, merge.values))
             if merge.conflict is not None:
@@ -351,17 +373,16 @@ class LocalStore:
             for row in rows:
                 if row.archived_at is not None:
                     continue  # deleted at the provider: not re-created behind the user's back
-                fields = {n: getattr(row, n) for n in names}
-                digest = content_hash(entity, fields, held)
+                tidied = self._tidy(integration, entity, {n: getattr(row, n) for n in names})
+                digest = content_hash(entity, tidied.fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
-                yield LocalChange(row.id, fields, digest, row.external_id)
+                yield LocalChange(row.id, tidied.fields, digest, row.external_id, tidied.problem)
 
     def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
         """Current fields of the given (local id, external id, hash) candidates, in that order."""
-        if isinstance(provider, Integration):
-            provider = provider.provider
-        held = held_fields(provider, entity) if provider else FIELDS[entity]
+        integration = self.scope(provider) if provider is not None else None
+        held = held_fields(integration.provider, entity) if integration else FIELDS[entity]
         names = FIELDS[entity]
         with self.engine.connect() as conn:
             rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [i[0] for i in items], live_only=False)
@@ -370,8 +391,8 @@ class LocalStore:
             row = rows.get(local_id)
             if row is None:
                 continue  # deleted since the scan
-            fields = dict(zip(names, row.values))
-            changes.append(LocalChange(local_id, fields, content_hash(entity, fields, held), external_id))
+            tidied = tidy(entity, dict(zip(names, row.values)), self.phone_region(integration) if integration else "BR")
+            changes.append(LocalChange(local_id, tidied.fields, content_hash(entity, tidied.fields, held), external_id, tidied.problem))
         return changes
 
     @contextmanager

@@ -340,7 +340,7 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     rejects: list[RecordError] = []
     sendable = []
     for change in batch:
-        problem = writer.check(entity, change.fields)
+        problem = change.problem or writer.check(entity, change.fields)
         if problem:
             rejects.append(RecordError(str(change.local_id), "INVALID_FIELD", problem))
         else:

@@ -36,6 +36,7 @@ def sync_ids(
     fetched = failed = 0
     unique = sorted(set(ids), key=lambda i: (len(i), i))
     for page in reader.by_ids(entity, unique):
+        page = store.tidy_page(provider, entity, page)
         fetched += len(page.records) + len(page.errors)
         outcome.add(store.apply_remote(provider, entity, page.records))
         if page.errors:
