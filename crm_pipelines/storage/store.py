@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.core.hygiene import tidy, tidy_page
+from crm_pipelines.core.hygiene import Tidied, tidy, tidy_page
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, Page, RecordError, RemoteRecord, content_hash
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
@@ -131,7 +131,7 @@ class LocalStore:
         """A provider page with phones in E.164 and names tidied (:mod:`crm_pipelines.core.hygiene`)."""
         return tidy_page(entity, page, self.phone_region(target))
 
-    def _tidy(self, integration: Integration, entity: str, fields: dict[str, Any]):
+    def _tidy(self, integration: Integration, entity: str, fields: dict[str, Any]) -> Tidied:
         return tidy(entity, fields, self.phone_region(integration))
 
     def _scope(self, target: Target, entity: str) -> Scope:
