@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from crm_pipelines.providers.hubspot.simulator import HubSpotSimConfig, HubSpotSimulator
+from crm_pipelines.storage.conflicts import ConflictPolicy
 from crm_pipelines.storage.store import LocalStore
 
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -60,6 +61,21 @@ def store(db_url):
     store = LocalStore.open(db_url)
     yield store
     store.dispose()
+
+
+@pytest.fixture
+def open_store(db_url):
+    """Open stores on ``db_url`` with a conflict policy (``"hubspot=local_wins,*=manual"``)."""
+    stores = []
+
+    def _open(strategies: str) -> LocalStore:
+        store = LocalStore.open(db_url, conflict_policy=ConflictPolicy.parse(strategies))
+        stores.append(store)
+        return store
+
+    yield _open
+    for store in stores:
+        store.dispose()
 
 
 @pytest.fixture

@@ -11,27 +11,12 @@ from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import RemoteRecord
 from crm_pipelines.storage.conflicts import ConflictLedger, ConflictPolicy
 from crm_pipelines.storage.schema import contacts
-from crm_pipelines.storage.store import LocalStore
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def remote(first_name, last_name="Silva", at=T0):
     return RemoteRecord("501", at, {"email": "joao@exemplo.com.br", "first_name": first_name, "last_name": last_name})
-
-
-@pytest.fixture
-def open_store(db_url):
-    stores = []
-
-    def _open(strategies: str) -> LocalStore:
-        store = LocalStore.open(db_url, conflict_policy=ConflictPolicy.parse(strategies))
-        stores.append(store)
-        return store
-
-    yield _open
-    for store in stores:
-        store.dispose()
 
 
 def edit_locally(store, local_id, at, **values):

@@ -1,9 +1,12 @@
-"""Normalization of identity fields: e-mails, domains, Brazilian documents (CPF/CNPJ)."""
+"""Normalization of identity fields: e-mails, domains, Brazilian documents (CPF/CNPJ), phones (E.164), names."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+
+import phonenumbers
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -34,6 +37,52 @@ def clean_text(value: object, max_length: int | None = None) -> str | None:
     if max_length is not None:
         text = text[:max_length]
     return text
+
+
+def clean_name(value: object, max_length: int | None = None) -> str | None:
+    """A name with control characters removed and every run of whitespace made one space."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    return text[:max_length] if max_length is not None else text
+
+
+def normalize_phone(value: object, region: str = "BR") -> str | None:
+    """A phone number in E.164 (``+5511987654321``); None when empty.
+
+    A number without a country code is read as one of ``region`` (the store's); numbers of that
+    region must be valid in its numbering plan, numbers of another country of a possible length.
+    Raises ``ValueError`` naming the value as written when it is not a valid number (or carries an
+    extension, which E.164 has no place for), so the caller reports it instead of changing it.
+    """
+    text = clean_text(value)
+    if text is None:
+        return None
+    return _e164(text, region.upper())
+
+
+@functools.lru_cache(maxsize=131_072)  # an export compares every local row each run: its phones are parsed once
+def _e164(text: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"invalid phone {text!r}: not a phone number") from None
+    if number.extension:
+        raise ValueError(f"invalid phone {text!r}: has an extension, which E.164 cannot hold")
+    if not phonenumbers.is_valid_number(number) and not _foreign_and_possible(number, region):
+        raise ValueError(f"invalid phone {text!r}: not a valid number (region {region})")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _foreign_and_possible(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """A number written with another country's code, of a length that country uses.
+
+    The store's own region is checked against the full numbering plan; for other countries the
+    length is enough (their plans change more often than the library's copy of them, and a number
+    written with its country code is unambiguous).
+    """
+    return number.country_code != phonenumbers.country_code_for_region(region) and phonenumbers.is_possible_number(number)
 
 
 def normalize_email(value: object) -> str | None:

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import FIELDS, content_hash
+from crm_pipelines.providers.registry import held_fields
 from crm_pipelines.storage.schema import ENTITY_TABLES, conflicts
 
 STRATEGIES = ("provider_wins", "local_wins", "last_modified", "manual")
@@ -183,14 +184,17 @@ class ConflictLedger:
             if row.resolved_at is not None:
                 raise ConfigurationError(f"conflict {conflict_id} was already resolved ({row.decision}, by {row.resolved_by})")
             entity = row.entity
-            local, remote = from_json(entity, row.local_fields), from_json(entity, row.remote_fields)
+            # Only the fields the provider holds were compared; the others are never written here.
+            held = held_fields(row.provider, entity)
+            local = {name: value for name, value in from_json(entity, row.local_fields).items() if name in held}
+            remote = {name: value for name, value in from_json(entity, row.remote_fields).items() if name in held}
             if take == "merge":
                 choices = fields or {}
-                unknown = sorted(set(choices) - set(FIELDS[entity]))
+                unknown = sorted(set(choices) - set(held))
                 bad = sorted(name for name, side in choices.items() if side not in ("local", "provider"))
                 if unknown or bad:
-                    raise ConfigurationError(f"merge choices must name fields of {entity} ({', '.join(FIELDS[entity])}) as local or provider; got {choices}")
-                chosen = {name: (remote if choices.get(name) == "provider" else local)[name] for name in FIELDS[entity]}
+                    raise ConfigurationError(f"merge choices must name fields of {entity} ({', '.join(held)}) as local or provider; got {choices}")
+                chosen = {name: (remote if choices.get(name) == "provider" else local)[name] for name in held}
             else:
                 chosen = remote if take == "provider" else local
             table = ENTITY_TABLES[entity]
@@ -204,7 +208,8 @@ class ConflictLedger:
                     decision="merged" if take == "merge" else take, resolved_at=now, resolved_by=by, merge_choices=fields if take == "merge" else None,
                 )
             )
-        return {"id": conflict_id, "entity": entity, "local_id": row.local_id, "decision": "merged" if take == "merge" else take, "hash": content_hash(entity, chosen)}
+        return {"id": conflict_id, "entity": entity, "local_id": row.local_id, "decision": "merged" if take == "merge" else take,
+                "hash": content_hash(entity, chosen, held)}
 
 
 __all__ = ["ConflictLedger", "ConflictPolicy", "Detected", "STRATEGIES", "open_conflict_ids", "record"]

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.core.model import FIELDS, MATCH_KEYS, RecordError, RemoteRecord, content_hash
+from crm_pipelines.core.hygiene import Tidied, tidy, tidy_page
+from crm_pipelines.core.model import FIELDS, MATCH_KEYS, Page, RecordError, RemoteRecord, content_hash
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
 from crm_pipelines.providers.registry import held_fields, person_name_in_one_field
@@ -28,8 +29,9 @@ from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
+from crm_pipelines.storage.linking import merge_on_link
 from crm_pipelines.storage.migrate import upgrade
-from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, sync_state
+from crm_pipelines.storage.schema import ENTITY_TABLES, export_intents, external_links, integrations, rejects, stores, sync_state
 from crm_pipelines.storage.validate import ledger_ref
 
 BATCH_SIZE = 100
@@ -96,6 +98,8 @@ class LocalChange:
     fields: dict[str, Any]
     digest: str
     external_id: str | None
+    #: Why a value cannot be sent as it is stored (a phone that is not a number): the record is rejected.
+    problem: str | None = None
 
 
 def _joined(first: Any, last: Any) -> str:
@@ -124,10 +128,27 @@ class LocalStore:
         self.integrations = IntegrationRegistry(engine)
         self._rows_added = 0
         self._analyze_at = self.ANALYZE_AFTER_ROWS
+        self._regions: dict[int, str] = {}
 
     def scope(self, target: Target) -> Integration:
         """The integration a call works on (a provider name means the default store's integration)."""
         return target if isinstance(target, Integration) else self.integrations.default_for(target)
+
+    def phone_region(self, target: Target) -> str:
+        """The region phone numbers without a country code belong to: the integration's store's (BR by default)."""
+        store_id = self.scope(target).store_id
+        if store_id not in self._regions:
+            with self.engine.connect() as conn:
+                region = conn.execute(select(stores.c.phone_region).where(stores.c.id == store_id)).scalar()
+            self._regions[store_id] = region or "BR"
+        return self._regions[store_id]
+
+    def tidy_page(self, target: Target, entity: str, page: Page) -> Page:
+        """A provider page with phones in E.164 and names tidied (:mod:`crm_pipelines.core.hygiene`)."""
+        return tidy_page(entity, page, self.phone_region(target))
+
+    def _tidy(self, integration: Integration, entity: str, fields: dict[str, Any]) -> Tidied:
+        return tidy(entity, fields, self.phone_region(integration))
 
     def _scope(self, target: Target, entity: str) -> Scope:
         return Scope.of(self.scope(target), entity)
@@ -234,16 +255,11 @@ class LocalStore:
         new_links: list[tuple] = []
         if unlinked and MATCH_KEYS[entity]:
             matches = self._match_unlinked(conn, scope, [r for r, _ in unlinked])
-            remaining = []
-            for record, digest in unlinked:
-                local_id = matches.get(record.external_id)
-                if local_id is None:
-                    remaining.append((record, digest))
-                    continue
-                local_updates.append((local_id, tuple(record.fields.get(n) for n in names)))
-                new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
-                outcome.linked += 1
-            unlinked = remaining
+            found = [(record, digest, matches[record.external_id]) for record, digest in unlinked if record.external_id in matches]
+            local_updates += self._settle_links(conn, integration, scope, found, now, outcome)
+            new_links += [(local_id, record.external_id, record.updated_at, digest, None, now, now) for record, digest, local_id in found]
+            outcome.linked += len(found)
+            unlinked = [(record, digest) for record, digest in unlinked if record.external_id not in matches]
 
         bulk.update_rows(conn, table, names, local_updates, now)
         bulk.archive_rows(conn, table, archived_local, now)
@@ -285,20 +301,49 @@ class LocalStore:
         provider, entity = scope.provider, scope.entity
         names = held_fields(provider, entity)
         rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [link.local_id for _, _, link in changed])
-        strategy = integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(provider, entity)
+        strategy = self._strategy(integration, entity)
         found: list[Detected] = []
         for record, digest, link in changed:
             row = rows.get(link.local_id)
             if row is None or link.archived_at is not None:
                 continue
             local_fields = dict(zip(names, row.values))
-            local_digest = content_hash(entity, local_fields, names)
+            local_digest = content_hash(entity, self._tidy(integration, entity, local_fields).fields, names)
             if local_digest in (link.remote_hash, link.exported_hash, digest):
                 continue  # unchanged locally since the last sync (or already the same)
             found.append(Detected(link.local_id, record.external_id, local_fields, dict(record.fields), row.updated_at, record.updated_at, strategy))
         record_conflicts(conn, integration, entity, found, now)
         outcome.conflicts += len(found)
         return {d.local_id for d in found if d.decision != "provider"}
+
+    def _settle_links(self, conn, integration: Integration, scope: Scope, found: Sequence[tuple[RemoteRecord, str, int]], now: datetime,
+                      outcome: ApplyOutcome) -> list[tuple[int, tuple]]:
+        """Local records just matched by identity: linking only links, then each held field is
+        settled by :func:`~crm_pipelines.storage.linking.merge_on_link`; returns the rows to update."""
+        if not found:
+            return []
+        names = held_fields(scope.provider, scope.entity)
+        rows = self.bulk.rows(conn, ENTITY_TABLES[scope.entity], names, [local_id for _, _, local_id in found])
+        strategy = self._strategy(integration, scope.entity)
+        updates: list[tuple[int, tuple]] = []
+        detected: list[Detected] = []
+        for record, _digest, local_id in found:
+            row = rows[local_id]
+            local = dict(zip(names, row.values))
+            merge = merge_on_link(names, local, record.fields, strategy=strategy, local_id=local_id, external_id=record.external_id,
+                                  local_updated_at=row.updated_at, remote_updated_at=record.updated_at,
+                                  local_tidied=self._tidy(integration, scope.entity, local).fields)
+            if merge.changed:
+                updates.append((local_id, merge.values))
+            if merge.conflict is not None:
+                detected.append(merge.conflict)
+        record_conflicts(conn, integration, scope.entity, detected, now)
+        outcome.conflicts += len(detected)
+        return updates
+
+    def _strategy(self, integration: Integration, entity: str) -> str:
+        """The conflict strategy of this integration and entity (its settings, else the policy)."""
+        return integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(integration.provider, entity)
 
     def _match_unlinked(self, conn, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
         """The store's local records (not yet linked in ``scope``) that share an identity key with these.
@@ -374,23 +419,22 @@ class LocalStore:
             for row in rows:
                 if row.archived_at is not None:
                     continue  # deleted at the provider: not re-created behind the user's back
-                fields = {n: getattr(row, n) for n in names}
-                digest = content_hash(entity, fields, held)
+                tidied = self._tidy(integration, entity, {n: getattr(row, n) for n in names})
+                digest = content_hash(entity, tidied.fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
                 if digest == row.rejected_hash and not retry_rejected:
                     continue  # refused as it is: waits for a change or `rejects retry`
-                yield LocalChange(row.id, fields, digest, row.external_id)
+                yield LocalChange(row.id, tidied.fields, digest, row.external_id, tidied.problem)
 
     def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
         """Current fields of the given (local id, external id, hash) candidates, in that order.
 
-        With an integration, links are re-read too: a record linked since the scan is sent as an
+        With a provider, links are re-read too: a record linked since the scan is sent as an
         update, and one whose content was exported meanwhile is left out.
         """
-        integration = provider if isinstance(provider, Integration) else None
-        provider_name = provider.provider if isinstance(provider, Integration) else provider
-        held = held_fields(provider_name, entity) if provider_name else FIELDS[entity]
+        integration = self.scope(provider) if provider is not None else None
+        held = held_fields(integration.provider, entity) if integration else FIELDS[entity]
         names = FIELDS[entity]
         ids = [i[0] for i in items]
         with self.engine.connect() as conn:
@@ -401,13 +445,13 @@ class LocalStore:
             row = rows.get(local_id)
             if row is None:
                 continue  # deleted since the scan
-            fields = dict(zip(names, row.values))
-            digest = content_hash(entity, fields, held)
+            tidied = tidy(entity, dict(zip(names, row.values)), self.phone_region(integration) if integration else "BR")
+            digest = content_hash(entity, tidied.fields, held)
             if links is not None:
                 external_id, exported, remote = links.get(local_id, (None, None, None))
                 if digest in (exported, remote):
                     continue  # already sent (by an earlier attempt or another export)
-            changes.append(LocalChange(local_id, fields, digest, external_id))
+            changes.append(LocalChange(local_id, tidied.fields, digest, external_id, tidied.problem))
         return changes
 
     @staticmethod

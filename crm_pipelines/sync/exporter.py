@@ -459,7 +459,7 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     storable, rejects = split_valid(entity, batch)  # values the local schema cannot hold (written by another application)
     sendable = []
     for change in storable:
-        problem = writer.check(entity, change.fields)
+        problem = change.problem or writer.check(entity, change.fields)
         if problem:
             rejects.append(RecordError(str(change.local_id), "INVALID_FIELD", problem))
         else:

@@ -204,6 +204,7 @@ def run_import(
         with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
             for page in gathered(pages):
                 page = checked_page(entity, page)
+                page = store.tidy_page(provider, entity, page)
                 if snapshot:
                     seen.update(r.external_id for r in page.records)
                     seen.update(e.external_id for e in page.errors)
@@ -303,6 +304,7 @@ def _settle_unseen(reader: ChangeReader, store: LocalStore, provider: Target, en
     logger.info("%s/%s: %d linked records absent from the complete scan; checking them one by one", provider, entity, len(missing))
     for page in reader.by_ids(entity, missing):
         page = checked_page(entity, page)
+        page = store.tidy_page(provider, entity, page)
         outcome.add(store.apply_remote(provider, entity, page.records))
         if page.errors:
             store.record_rejects(provider, entity, "import", page.errors)

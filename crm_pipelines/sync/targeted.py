@@ -38,6 +38,7 @@ def sync_ids(
     unique = sorted(set(ids), key=lambda i: (len(i), i))
     for page in reader.by_ids(entity, unique):
         page = checked_page(entity, page)
+        page = store.tidy_page(provider, entity, page)
         fetched += len(page.records) + len(page.errors)
         outcome.add(store.apply_remote(provider, entity, page.records))
         if page.errors:

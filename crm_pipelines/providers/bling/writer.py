@@ -1,8 +1,13 @@
 """Writing local records to Bling, one request per record (Bling has no batch create/update).
 
-* **Matching** before creating: contacts and companies by CPF/CNPJ (the ``numeroDocumento`` list
-  filter, digits only, restricted to the entity's ``tipoPessoa``), then by e-mail (the
-  ``pesquisa`` text search, confirmed against the record's e-mail).
+* **Matching** before creating: contacts and companies by CPF/CNPJ, then by e-mail. Bling filters
+  a list by one ``numeroDocumento`` at a time, but a list page holds 100 contatos with their
+  documents: a batch reads the account's pages (an :class:`AccountIndex`, kept for the writer's
+  run and continued by the next batch) instead of one look-up per record, as long as the pages
+  cost no more than the per-record look-ups would. Once the index holds the whole account,
+  matching a document costs nothing. What the index cannot answer (a large account not read yet,
+  an e-mail, which list summaries do not carry) is looked up per record as before: the
+  ``numeroDocumento`` filter, then the ``pesquisa`` text search confirmed against the e-mail.
 * **Creating** carries the idempotency key ``<entity>:<local id>`` in the contato's ``codigo`` or
   the pedido's ``numeroLoja``. After a crash, :meth:`BlingWriter.find_by_keys` finds what was
   created with ``pesquisa`` (contatos; a substring search, so every page of hits is read and the
@@ -21,14 +26,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
-from crm_pipelines.providers.bling.api import BlingClient
+from crm_pipelines.providers.bling.api import PAGE_MAX, BlingClient
 from crm_pipelines.providers.bling.mapping import KEY_FIELD, document, to_payload
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 KEYS_PER_LOOKUP = 50
+
+
+@dataclass
+class AccountIndex:
+    """Live contatos of one tipo read from list pages: ids by document digits (and by e-mail when
+    the list carries it); ``complete`` once the last page was read."""
+
+    by_document: dict[str, str] = field(default_factory=dict)
+    by_email: dict[str, str] = field(default_factory=dict)
+    complete: bool = False
+    #: Given up: the account has more pages than the first batch's look-ups would have cost.
+    abandoned: bool = False
+    #: The list pages carry e-mails (full list items), so the index answers e-mails too.
+    lists_emails: bool = False
+    pages_read: int = 0
+
+    def add(self, item: dict[str, Any], *, listed: bool = True) -> None:
+        if item.get("situacao") == "E":
+            return
+        if listed and "email" in item:
+            self.lists_emails = True
+        digits = re.sub(r"\D", "", str(item.get("numeroDocumento") or ""))
+        if digits:
+            self.by_document.setdefault(digits, str(item["id"]))
+        email = str(item.get("email") or "").strip().lower()
+        if email:
+            self.by_email.setdefault(email, str(item["id"]))
 
 
 class BlingWriter:
@@ -42,6 +75,7 @@ class BlingWriter:
         self.client = client
         self.read_before_update = read_before_update
         self._consumidor_final: str | None = None
+        self._indexes: dict[str, AccountIndex] = {}
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         try:
@@ -55,22 +89,43 @@ class BlingWriter:
     def match(self, entity: str, records: Sequence[OutgoingRecord]) -> dict[int, str]:
         if entity not in ("contacts", "companies"):
             return {}
+        documents = {record.local_id: _digits_or_none(record.fields.get("document")) for record in records}
+        index = self._index(entity, budget=sum(1 for digits in documents.values() if digits))
         matches: dict[int, str] = {}
         taken: set[str] = set()
         for record in records:
-            found = self._by_document(entity, record.fields.get("document"))
+            digits = documents[record.local_id]
+            if index.complete:
+                found = index.by_document.get(digits) if digits else None
+            else:
+                found = self._by_document(entity, digits)
             if found is None and entity == "contacts":
-                found = self._by_email(entity, record.fields.get("email"))
+                email = str(record.fields.get("email") or "").strip().lower()
+                found = index.by_email.get(email) if index.complete and index.lists_emails else self._by_email(entity, email)
             if found is not None and found not in taken:
                 matches[record.local_id] = found
                 taken.add(found)
         return matches
 
-    def _by_document(self, entity: str, value: Any) -> str | None:
-        try:
-            digits = document(value)
-        except ValueError:
-            return None
+    def _index(self, entity: str, budget: int) -> AccountIndex:
+        """The account's contatos of this tipo, read by the first batch that needs look-ups if its
+        pages cost no more than ``budget`` per-record look-ups (what the batch would spend without
+        it); a larger account is given up for this run, so it costs at most one batch's worth."""
+        index = self._indexes.setdefault(entity, AccountIndex())
+        if index.complete or index.abandoned or budget == 0:
+            return index
+        while index.pages_read < budget:
+            index.pages_read += 1
+            items = self.client.list_page(entity, index.pages_read)
+            for item in items:
+                index.add(item)
+            if len(items) < PAGE_MAX:
+                index.complete = True
+                return index
+        index.abandoned = True
+        return index
+
+    def _by_document(self, entity: str, digits: str | None) -> str | None:
         if not digits:
             return None
         for _, items in self.client.iter_pages(entity, {"numeroDocumento": digits}):
@@ -79,8 +134,7 @@ class BlingWriter:
                     return str(item["id"])
         return None
 
-    def _by_email(self, entity: str, value: Any) -> str | None:
-        email = str(value or "").strip().lower()
+    def _by_email(self, entity: str, email: str) -> str | None:
         if not email:
             return None
         # ``pesquisa`` matches substrings of several fields: read every page of hits, keep an exact e-mail.
@@ -119,7 +173,9 @@ class BlingWriter:
         for record in records:
             payload = to_payload(entity, record.fields, key=idempotency_key(entity, record.local_id), default_contato_id=contato)
             try:
-                result.written[record.local_id] = (self.client.create(entity, payload), None, True)
+                created = self.client.create(entity, payload)
+                result.written[record.local_id] = (created, None, True)
+                self._indexed(entity, created, payload)
             except (RetryableError, QuotaExhausted):
                 raise
             except ProviderError as exc:
@@ -147,6 +203,12 @@ class BlingWriter:
         return result
 
     # ------------------------------------------------------------------ helpers
+
+    def _indexed(self, entity: str, external_id: str, payload: dict[str, Any]) -> None:
+        """A contato just created joins the account index (a later batch matches it without a call)."""
+        index = self._indexes.get(entity)
+        if index is not None and entity in ("contacts", "companies"):
+            index.add({"id": external_id, "numeroDocumento": payload.get("numeroDocumento"), "email": payload.get("email")}, listed=False)
 
     def _default_contato(self) -> str:
         if self._consumidor_final is None:
@@ -182,4 +244,11 @@ def _overlay_dict(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["BatchRejected", "BlingWriter", "OutgoingRecord", "WriteResult", "idempotency_key"]
+def _digits_or_none(value: Any) -> str | None:
+    try:
+        return document(value)
+    except ValueError:
+        return None
+
+
+__all__ = ["AccountIndex", "BatchRejected", "BlingWriter", "OutgoingRecord", "WriteResult", "idempotency_key"]

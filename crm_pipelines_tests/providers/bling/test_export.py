@@ -115,7 +115,7 @@ def test_updates_keep_fields_this_project_does_not_manage(start_bling_sim, clien
         conn.execute(contacts.update().values(phone="(48) 3222-0000", updated_at=datetime.now(UTC)))
     assert export(client, store).updated == 1
     after = sim.records("contacts")[remote_id]
-    assert after["telefone"] == "(48) 3222-0000" and after["celular"] == "(48) 99999-1111" and after["codigo"] == body["codigo"]
+    assert after["telefone"] == "+554832220000" and after["celular"] == "(48) 99999-1111" and after["codigo"] == body["codigo"]
 
 
 
@@ -127,3 +127,22 @@ def test_bling_key_lookup_reads_every_substring_hit_and_compares_exactly(start_b
     for n in [*range(10, 200), 1]:  # contacts:1 is a prefix of contacts:10 ... contacts:199, created last
         ids[n] = client.create("contacts", {"nome": f"Pessoa {n}", "tipo": "F", "situacao": "A", "codigo": f"contacts:{n}"})
     assert writer.find_by_keys("contacts", ["contacts:1", "contacts:19", "contacts:2"]) == {"contacts:1": str(ids[1]), "contacts:19": str(ids[19])}
+
+
+def test_matching_a_batch_reads_the_account_once_instead_of_once_per_record(start_bling_sim, client_for, store):
+    from crm_pipelines.simulator.datagen import cpf_check_digits
+
+    sim = start_bling_sim(contacts=0, companies=0, deals=0)
+    cpfs = [base + cpf_check_digits(base) for base in (f"{100_000_000 + 7919 * i:09d}" for i in range(216))]
+    existing = [sim.insert_contato({"nome": f"Cliente {i}", "tipo": "F", "numeroDocumento": cpfs[i]}) for i in range(150)]
+    # 66 local contacts, as in the report that found 131 calls: 20 already at Bling (same CPF), 46 new.
+    add_rows(store, contacts, [{"first_name": "Cliente", "last_name": str(i), "email": f"cliente{i}@exemplo.com.br", "document": cpfs[130 + i]} for i in range(66)])
+    client = client_for(sim)
+    result = export(client, store)
+    assert (result.linked, result.created, result.rejected) == (20, 46, 0)
+    links = store.linked_records("bling", "contacts")
+    assert {str(c.id) for c in existing[130:]} <= set(links)
+    # Two list pages hold the whole account; only the e-mails of the 46 new ones are searched one by one
+    # (Bling's list summaries carry no e-mail): 48 look-ups, where one per record per key made 112.
+    assert client.stats.by_kind["list"] == 2 + 46
+    assert client.stats.by_kind["write"] == 66  # 46 creates, and the 20 linked ones updated with the local values

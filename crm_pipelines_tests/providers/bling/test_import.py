@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted
+from crm_pipelines.core.normalize import normalize_phone
 from crm_pipelines.providers.bling.api import BlingAuth
 from crm_pipelines.providers.bling.reader import BlingChangeReader
 from crm_pipelines.sync.importer import ImportWindow, run_import
@@ -40,7 +41,7 @@ def assert_reconciled(sim, store, entity="contacts"):
             assert (row["first_name"], row["last_name"] or "") == (first, rest)
             assert row["email"] == (body["email"].lower() or None)
         assert row["document"] == (re.sub(r"\D", "", body["numeroDocumento"]) or None)
-        assert row["phone"] == (body["telefone"] or None)
+        assert row["phone"] == normalize_phone(body["telefone"])
 
 
 @pytest.mark.slow
@@ -90,7 +91,7 @@ def test_records_sharing_one_second_across_pages_are_all_read(start_bling_sim, c
     ids = sim.modify("contacts", 250, changes={"telefone": "(21) 2222-0000"}, at=moment)
     result = run(client, store, "contacts", delta_window(moment))
     assert result.outcome.updated == 250
-    assert all(store.linked_records("bling", "contacts")[i]["phone"] == "(21) 2222-0000" for i in ids)
+    assert all(store.linked_records("bling", "contacts")[i]["phone"] == "+552122220000" for i in ids)
 
 
 @pytest.mark.parametrize("order", ["id", "updated"])

@@ -160,4 +160,4 @@ def test_only_changed_records_are_sent_again(make_empty_sim, store):
     result = export(sim, store)
     assert (result.selected, result.updated, result.created) == (4, 4, 0)
     assert result.api["by_kind"] == {"read": 4, "write": 4}  # GET then PUT per record
-    assert sum(1 for r in sim.records("contacts").values() if r["telefone"] == "(21) 98888-7777") == 4
+    assert sum(1 for r in sim.records("contacts").values() if r["telefone"] == "+5521988887777") == 4

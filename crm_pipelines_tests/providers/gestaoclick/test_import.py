@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted
+from crm_pipelines.core.normalize import normalize_phone
 from crm_pipelines.providers.gestaoclick.reader import GestaoClickChangeReader
 from crm_pipelines.sync.importer import ImportWindow, run_import
 from crm_pipelines_tests.providers.gestaoclick.conftest import ACCESS, SECRET, gc_client
@@ -43,7 +44,7 @@ def expected_fields(entity: str, record: dict) -> dict:
     if entity == "contacts":
         first, _, rest = (record["nome"] or "").partition(" ")
         return {"email": blank(record["email"]) and record["email"].lower(), "first_name": blank(first), "last_name": blank(rest),
-                "phone": blank(record["telefone"]) or blank(record["celular"]), "document": digits(record["cpf"])}
+                "phone": normalize_phone(blank(record["telefone"]) or blank(record["celular"])), "document": digits(record["cpf"])}
     if entity == "companies":
         address = record["enderecos"][0]["endereco"] if record["enderecos"] else {}
         return {"name": record["nome"], "document": digits(record["cnpj"]), "city": blank(address.get("nome_cidade"))}

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted
+from crm_pipelines.core.normalize import normalize_phone
 from crm_pipelines.providers.pipedrive.reader import PipedriveChangeReader
 from crm_pipelines.sync.importer import ImportWindow, run_import
 from crm_pipelines.sync.targeted import sync_ids
@@ -52,7 +53,7 @@ def expected_fields(sim, entity: str, obj: dict) -> dict:
             "email": obj["emails"][0]["value"].lower() if obj["emails"] else None,
             "first_name": obj["first_name"],
             "last_name": obj["last_name"],
-            "phone": obj["phones"][0]["value"] if obj["phones"] else None,
+            "phone": normalize_phone(obj["phones"][0]["value"]) if obj["phones"] else None,
             "company_name": custom[keys["Company"]],
             "job_title": custom[keys["Job title"]],
             "document": digits(custom[keys["CPF/CNPJ"]]),

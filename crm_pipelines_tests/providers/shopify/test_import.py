@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from crm_pipelines.core.errors import EntityUnavailable, ProviderError
+from crm_pipelines.core.normalize import normalize_phone
 from crm_pipelines.providers.shopify.reader import ShopifyChangeReader
 from crm_pipelines.sync.importer import ImportWindow, run_import
 from crm_pipelines_tests.providers.shopify.conftest import FAST
@@ -39,7 +40,7 @@ def expected_fields(entity: str, node: dict) -> dict:
     if entity == "contacts":
         return {
             "email": node["email"].lower() if node["email"] else None,
-            "first_name": node["firstName"], "last_name": node["lastName"], "phone": node["phone"],
+            "first_name": node["firstName"], "last_name": node["lastName"], "phone": normalize_phone(node["phone"]),
             "company_name": (node["defaultAddress"] or {}).get("company"),
         }
     if entity == "deals":

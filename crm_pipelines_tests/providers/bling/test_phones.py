@@ -1,0 +1,37 @@
+"""10,000 messy phones in the local database leave for Bling (a Brazilian ERP) in E.164 and come back unchanged."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from crm_pipelines.providers.bling.reader import BlingChangeReader
+from crm_pipelines.providers.bling.writer import BlingWriter
+from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.sync.exporter import export_entity
+from crm_pipelines.sync.importer import ImportWindow, run_import
+from crm_pipelines_tests.helpers.phones import add_messy_contacts
+
+
+@pytest.mark.slow
+def test_10000_messy_phones_export_in_e164_and_reimport_unchanged(start_bling_sim, client_for, sqlite_url):
+    store = LocalStore.open(sqlite_url)
+    sim = start_bling_sim(contacts=0, companies=0, deals=0)
+    client = client_for(sim)
+    messy = add_messy_contacts(store, 10_000)
+
+    sent = export_entity(BlingWriter(client), store, "bling", "contacts", stats=client.stats)
+    assert (sent.created, sent.rejected) == (len(messy.valid), len(messy.invalid))
+    remote = sim.records("contacts")
+    links = store.linked_records("bling", "contacts")
+    assert {row["id"]: remote[ext]["telefone"] for ext, row in links.items()} == {i: messy.e164[i] for i in messy.valid}
+    assert {body["nome"].split(" ", 1)[1].rsplit("Lima", 1)[0] for body in remote.values()} == {"Souza "}
+    assert {int(r["record_ref"]) for r in store.open_rejects("bling", "contacts", "export")} == messy.invalid
+
+    now = datetime.now(timezone.utc)
+    back = run_import(BlingChangeReader(client), store, "bling", "contacts", ImportWindow(now, now, None, now, "test: full"), stats=client.stats)
+    assert (back.outcome.created, back.outcome.updated, back.outcome.conflicts, back.failed) == (0, 0, 0, 0)
+    assert back.outcome.unchanged == len(messy.valid)
+    assert {c.local_id for c in store.export_candidates("bling", "contacts")} == messy.invalid
+    store.dispose()
