@@ -93,8 +93,3 @@ def start_hubspot_sim():
     for sim in started:
         sim.stop()
 
-
-def pytest_collection_modifyitems(config, items):
-    """The long (slow-marked) cases first: the workers start them at once, instead of the suite's
-    wall time ending with one worker alone on the last of them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
