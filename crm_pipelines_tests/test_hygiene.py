@@ -35,8 +35,11 @@ def test_what_is_not_a_number_is_refused_with_the_value_as_written(written):
 
 
 def test_names_lose_control_characters_and_extra_spaces():
-    assert clean_name("  Ana \t Maria\x07  da\u200bSilva ") == "Ana Maria daSilva"
-    assert clean_name("\x00\n") is None
+    # Zero-width characters are not control characters: they are kept (a ZWJ joins an emoji).
+    assert clean_name("  Ana \t Maria\x07  da\u200bSilva ") == "Ana Maria da\u200bSilva"
+    assert clean_name("\n \t") is None
+    # A NUL is kept, so the record is rejected with the reason rather than changed silently.
+    assert clean_name("\x00\n") == "\x00"
 
 
 def test_a_record_with_an_unreadable_phone_is_rejected_with_the_raw_value_not_changed():

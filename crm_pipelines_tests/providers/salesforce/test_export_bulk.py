@@ -50,10 +50,12 @@ def test_killed_export_processes_never_duplicate_or_lose_records(make_sim, sqlit
     helper = [sys.executable, "-m", "crm_pipelines_tests.providers.salesforce.export_once", sim.base_url, sqlite_url]
     cwd = Path(__file__).resolve().parents[3]
     route = "PATCH /composite/sobjects/{SObject}/{ExtId}"
+    # A killed process's lease expires after 1 s; its creates in flight are waited for 1 s at most.
+    env = dict(os.environ, CRM_EXPORT_LEASE_TTL_S="1", CRM_LATE_CREATE_PATIENCE_S="1")
     kills = 0
     for _ in range(30):
         before = sim.stats["by_route"].get(route, 0)
-        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        proc = subprocess.Popen(helper, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             if sim.stats["by_route"].get(route, 0) >= before + 1:
@@ -69,7 +71,8 @@ def test_killed_export_processes_never_duplicate_or_lose_records(make_sim, sqlit
     else:
         pytest.fail("the export never completed")
     assert kills >= 8, f"only {kills} kill points were exercised"
-    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120)
+    time.sleep(1.0)  # what a kill left in flight may now be given up on and looked up once more
+    final = subprocess.run(helper, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
     assert final.returncode == 0, final.stderr[-2000:]
     remote, links = assert_exactly_once(sim, store)
     assert len(remote) == len(links) == 1500
