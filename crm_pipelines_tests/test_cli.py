@@ -290,7 +290,7 @@ def test_dev_serves_the_ui_until_terminated(db_url, tmp_path):
         dagster_group = next(p for p in _children(proc.pid) if "dagster dev" in p[1])[0]
         assert group_members(dagster_group), "dagster dev runs in its own process group"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=90) == 0
+        assert proc.wait(timeout=180) == 0  # dagster dev stops its daemon and code servers first
         assert not group_members(dagster_group), f"left running after kill {proc.pid}: {group_members(dagster_group)}"
         assert not (tmp_path / "home" / "dev.env").exists()
     finally:

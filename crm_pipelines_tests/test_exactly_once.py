@@ -5,6 +5,7 @@ Every scenario ends with an exact reconciliation: 0 lost, 0 duplicated at the si
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -230,7 +231,12 @@ def test_two_cli_exports_and_a_dagster_export_started_together_create_each_recor
     stress_rounds(provider, db_url, rounds=1)
 
 
+#: Rounds of the concurrent-export stress test: 3 in the suite; CRM_STRESS_ROUNDS=20 for the full
+#: run (about 8 minutes for the two providers; see docs/exactly-once.md).
+STRESS_ROUNDS = int(os.environ.get("CRM_STRESS_ROUNDS", "3"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("provider", ["pipedrive", "bling"])
-def test_concurrent_exports_repeated_twenty_times_create_each_record_once(provider, sqlite_url):
-    stress_rounds(provider, sqlite_url, rounds=20)
+def test_concurrent_exports_repeated_create_each_record_once(provider, sqlite_url):
+    stress_rounds(provider, sqlite_url, rounds=STRESS_ROUNDS)

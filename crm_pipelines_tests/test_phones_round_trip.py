@@ -47,7 +47,8 @@ def test_10000_messy_phones_export_in_e164_and_reimport_unchanged(start_hubspot_
     assert (back.outcome.created, back.outcome.updated, back.outcome.conflicts, back.failed) == (0, 0, 0, 0)
     assert back.outcome.unchanged == len(messy.valid)
     # Zero field differences: nothing left to send but the records whose phone is not a number.
-    assert {c.local_id for c in store.export_candidates("hubspot", "contacts")} == messy.invalid
+    assert not list(store.export_candidates("hubspot", "contacts"))  # the rejected wait in the ledger for a change
+    assert {c.local_id for c in store.export_candidates("hubspot", "contacts", retry_rejected=True)} == messy.invalid
     store.dispose()
 
 
