@@ -335,6 +335,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
             simulator.stop()
 
 
+#: Seconds ``dagster dev`` gets to stop by itself after a forwarded signal before its group is stopped.
+STOP_GRACE_S = 30.0
+
+
 def _run_in_own_group(command: list[str], env: dict[str, str]) -> int:
     """Run ``command`` in its own process group, forward SIGTERM/SIGINT/SIGHUP to the whole group,
     and return once every process of it (``dagster dev``'s webserver, daemon, code servers) is gone."""
@@ -342,15 +346,30 @@ def _run_in_own_group(command: list[str], env: dict[str, str]) -> int:
 
     proc = subprocess.Popen(command, env=env, process_group=0)
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda signum, _frame: signal_group(proc.pid, signum)) for sig in forwarded}
+    asked: list[float] = []
+
+    def forward(signum, _frame):
+        asked.append(time.monotonic())
+        signal_group(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     try:
-        code = proc.wait()
+        while True:
+            try:
+                code = proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                # Asked to stop and still running after the grace period: stop the whole group.
+                if asked and time.monotonic() - asked[0] > STOP_GRACE_S:
+                    stop_group(proc.pid, timeout_s=5.0)
+                    code = proc.wait()
+                    break
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         stop_group(proc.pid, timeout_s=30.0)
         proc.wait()
-    return 0 if code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP) else code
+    return 0 if asked or code in (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP) else code
 
 
 def _write_dev_env(home: str, env: dict[str, str]) -> Path:
