@@ -15,6 +15,7 @@ from crm_pipelines_tests.helpers.phones import add_messy_contacts
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 10,000 records at Bling: minutes on a loaded machine
 def test_10000_messy_phones_export_in_e164_and_reimport_unchanged(start_bling_sim, client_for, sqlite_url):
     store = LocalStore.open(sqlite_url)
     sim = start_bling_sim(contacts=0, companies=0, deals=0)
