@@ -152,11 +152,7 @@ def test_webserver_and_daemon_started_together_after_init_both_come_up(make_post
 
 def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment):
     url, sim = deployment["url"], deployment["sim"]
-    data = _graphql(url, """
-        mutation($selector: ScheduleSelector!) {
-          startSchedule(scheduleSelector: $selector) { __typename ... on PythonError { message } }
-        }""", {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "hubspot_incremental"}})
-    assert data["startSchedule"]["__typename"] == "ScheduleStateResult", data
+    _start_schedule(url)
 
     instance = dg.DagsterInstance.from_config(str(deployment["home"]))
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -196,13 +192,7 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
     # One run for the three assets of the partition (single-run backfill policy).
     assert len(backfilled) == 1
 
-    store = LocalStore.open(deployment["crm_url"])
-    try:
-        for entity in ("contacts", "companies", "deals"):
-            assert set(store.linked_records("hubspot", entity)) == set(sim.records(entity)), entity
-            assert store.count(entity) == len(sim.records(entity))
-    finally:
-        store.dispose()
+    _reconciles(deployment["crm_url"], sim)
     instance.dispose()
 
 

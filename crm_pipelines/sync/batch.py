@@ -63,8 +63,9 @@ def due_integrations(store: LocalStore, provider: str, entities: Sequence[str], 
     now = now or datetime.now(timezone.utc)
     last = last_runs(store, provider)
     due = []
-    active = store.integrations.list(provider=provider, active_only=True)
-    if not active and not store.integrations.list(provider=provider) and env_configured(provider):
+    registered = store.integrations.list(provider=provider)
+    active = [i for i in registered if i.active]
+    if not registered and env_configured(provider):
         # An installation configured by environment variables: its default integration.
         active = [store.integrations.default_for(provider)]
     for integration in active:
