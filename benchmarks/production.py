@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,12 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[1]
-LOCATION, REPOSITORY = "crm_pipelines", "__repository__"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from crm_pipelines_tests.helpers.deployment import REPO, launch_backfill, launch_run, running_dagster  # noqa: E402
+
 #: The backfilled accounts' limit per 10 s: a starter tier's 100 would read the whole account in one window.
 BACKFILL_BURST = 20
 TOKENS = {"default": "bench-default", "loja_b": "bench-loja-b", "loja_c": "bench-loja-c"}
@@ -48,12 +47,6 @@ TOKENS = {"default": "bench-default", "loja_b": "bench-loja-b", "loja_c": "bench
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Deployment:
@@ -71,69 +64,36 @@ class Deployment:
         self.home = Path(tempfile.mkdtemp(prefix="crm-bench-home-", dir=os.environ.get("CRM_BENCH_TMP")))
         shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", self.home / "dagster.yaml")
         self.env = dict(os.environ, DAGSTER_HOME=str(self.home), DAGSTER_PG_URL=self.dagster_url, CRM_DATABASE_URL=self.crm_url, **env)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = ""
         self.processes: list[subprocess.Popen] = []
+        self._running = None
 
     def start(self) -> None:
-        workspace = str(REPO / "workspace.yaml")
         logs = self.home / "process-logs"
         logs.mkdir()
         # Instance storage created once before both processes start (they would race for it).
         subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], cwd=REPO, env=self.env, check=True, capture_output=True)
-        for name, command in (("webserver", [sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)]),
-                              ("daemon", [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace])):
-            self.processes.append(subprocess.Popen(command, cwd=REPO, env=self.env, stdout=open(logs / f"{name}.log", "w"),
-                                                   stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/server_info", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(1)
-        raise RuntimeError("the webserver did not come up in 180 s")
+        self._running = running_dagster(self.env, logs, stop=self._stop_group)
+        self.url, self.processes = self._running.__enter__()
 
-    def graphql(self, query: str, variables: dict) -> dict:
-        body = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60).json()
-        if "errors" in body:
-            raise RuntimeError(body["errors"])
-        return body["data"]
+    @staticmethod
+    def _stop_group(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def launch(self, job: str, run_config: dict, tags: dict[str, str]) -> str:
-        data = self.graphql("""
-            mutation($p: ExecutionParams!) {
-              launchRun(executionParams: $p) {
-                __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
-              }
-            }""", {"p": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
-                         "runConfigData": run_config, "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}})
-        result = data["launchRun"]
-        if result["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launch of {job} failed: {result}")
-        return result["run"]["runId"]
+        return launch_run(self.url, job, run_config, tags)
 
     def backfill(self, partitions: list[str], assets: list[list[str]]) -> str:
-        data = self.graphql("""
-            mutation($params: LaunchBackfillParams!) {
-              launchPartitionBackfill(backfillParams: $params) {
-                __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-              }
-            }""", {"params": {"partitionNames": partitions, "assetSelection": [{"path": p} for p in assets]}})
-        result = data["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            raise RuntimeError(f"backfill failed to launch: {result}")
-        return result["backfillId"]
+        return launch_backfill(self.url, partitions, assets)
 
     def stop(self) -> None:
-        for proc in self.processes:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        if self._running is not None:
+            self._running.__exit__(None, None, None)
         with self.admin.connect() as conn:
             for name in self.databases:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

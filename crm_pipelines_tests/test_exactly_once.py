@@ -80,6 +80,24 @@ def test_a_held_lease_is_renewed_and_the_next_export_waits_for_its_release(store
     assert waiter.holder().owner == "cli:b"
 
 
+def test_a_late_renewal_keeps_the_lease_only_while_nobody_took_it(store):
+    """A busy machine delays the renewal thread: the next send renews first, and goes on only if
+    the row still names this owner."""
+    integration = store.scope("hubspot")
+    slow = ExportLease(store.engine, integration, "contacts", "cli:slow", ttl_s=0.4)
+    other = ExportLease(store.engine, integration, "contacts", "cli:other", ttl_s=0.4)
+    assert slow.try_acquire() is None
+    time.sleep(0.5)  # expired, no renewal made, nobody else came
+    slow.check()  # renewed here
+    assert slow.holder().owner == "cli:slow"
+    assert other.try_acquire().owner == "cli:slow"
+    time.sleep(0.5)
+    assert other.try_acquire() is None  # this time another export took it over first
+    with pytest.raises(LeaseLost):
+        slow.check()
+    assert other.holder().owner == "cli:other"
+
+
 def test_steps_of_one_run_share_its_lease(store):
     integration = store.scope("bling")
     select_step = ExportLease(store.engine, integration, "contacts", "dagster:run-1", release=False)

@@ -13,54 +13,24 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines_tests.helpers.deployment import REPO, launch_backfill, running_dagster, start_schedule, wait_until
 from crm_pipelines_tests.helpers.processes import stop_group
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "e2e-token"
-LOCATION = "crm_pipelines"
 IMPORT_ASSETS = [["hubspot", "contacts"], ["hubspot", "companies"], ["hubspot", "deals"]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(url: str, query: str, variables: dict) -> dict:
-    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
-    assert response.status_code == 200, f"GraphQL answered {response.status_code}: {response.text[:2000]}"
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
-def _wait(predicate, timeout_s: float, what: str, processes=()):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for proc in processes:
-            assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}"
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 @pytest.fixture
@@ -98,32 +68,10 @@ def deployment(tmp_path, make_postgres_database, start_hubspot_sim, monkeypatch,
 
 @contextmanager
 def _running_dagster(env: dict[str, str], logs: Path):
-    """The webserver and the daemon, started together, each in its own process group; every
-    process of both groups (code servers included) is gone when this exits."""
-    port = _free_port()
-    workspace = str(REPO / "workspace.yaml")
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-                         cwd=REPO, env=env, stdout=open(logs / "webserver.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
-                         cwd=REPO, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def webserver_up():
-            try:
-                return httpx.get(f"{url}/server_info", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        try:
-            _wait(webserver_up, 180, "the webserver", processes)
-        except AssertionError:
-            print((logs / "webserver.log").read_text()[-5000:])
-            raise
-        yield url, processes
-    finally:
-        survivors = [member for proc in processes for member in stop_group(proc)]
+    """The webserver and the daemon; every process of both groups (code servers included) is gone when this exits."""
+    survivors: list[str] = []
+    with running_dagster(env, logs, stop=lambda proc: survivors.extend(stop_group(proc))) as running:
+        yield running
     assert not survivors, f"processes left after SIGTERM: {survivors}"
 
 
@@ -142,7 +90,7 @@ def test_webserver_and_daemon_started_together_after_init_both_come_up(make_post
     with _running_dagster(env, logs) as (_, processes):
         instance = dg.DagsterInstance.from_config(str(home))
         try:
-            _wait(lambda: instance.get_daemon_heartbeats(), 120, "the daemon's first heartbeat", processes)
+            wait_until(lambda: instance.get_daemon_heartbeats(), 120, "the daemon's first heartbeat", processes)
         finally:
             instance.dispose()
         assert all(proc.poll() is None for proc in processes)
@@ -152,7 +100,7 @@ def test_webserver_and_daemon_started_together_after_init_both_come_up(make_post
 
 def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment):
     url, sim = deployment["url"], deployment["sim"]
-    _start_schedule(url)
+    start_schedule(url, "hubspot_incremental")
 
     instance = dg.DagsterInstance.from_config(str(deployment["home"]))
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -164,7 +112,7 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
 
     def wait_for(predicate, what):
         try:
-            return _wait(runs_where(predicate), 420, what, deployment["processes"])
+            return wait_until(runs_where(predicate), 420, what, deployment["processes"])
         except AssertionError:
             print((deployment["logs"] / "daemon.log").read_text()[-5000:])
             raise
@@ -179,13 +127,7 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
     assert "default" in instance.get_dynamic_partitions("hubspot_integrations")
 
     # A backfill of that integration's partition, launched as the UI does, re-syncs it in one run.
-    data = _graphql(url, """
-        mutation($params: LaunchBackfillParams!) {
-          launchPartitionBackfill(backfillParams: $params) {
-            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-          }
-        }""", {"params": {"partitionNames": ["default"], "assetSelection": [{"path": p} for p in IMPORT_ASSETS]}})
-    assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
+    launch_backfill(url, ["default"], IMPORT_ASSETS)
     backfilled = wait_for(lambda r: bool(r.tags.get("dagster/backfill")), "the backfill run to finish")
     for run in scheduled + backfilled:
         assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id} ({run.tags}) ended {run.status}"
@@ -194,14 +136,6 @@ def test_schedule_tick_and_backfill_run_under_the_daemon_on_postgres(deployment)
 
     _reconciles(deployment["crm_url"], sim)
     instance.dispose()
-
-
-def _start_schedule(url: str) -> None:
-    data = _graphql(url, """
-        mutation($selector: ScheduleSelector!) {
-          startSchedule(scheduleSelector: $selector) { __typename ... on PythonError { message } }
-        }""", {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "scheduleName": "hubspot_incremental"}})
-    assert data["startSchedule"]["__typename"] == "ScheduleStateResult", data
 
 
 def _reconciles(crm_url: str, sim) -> None:
@@ -225,7 +159,7 @@ def test_a_killed_run_worker_is_retried_and_the_next_scheduled_run_goes_through(
     finally:
         store.dispose()
     instance = dg.DagsterInstance.from_config(str(deployment["home"]))
-    _start_schedule(url)
+    start_schedule(url, "hubspot_incremental")
 
     def scheduled_runs():
         return [r for r in instance.get_runs() if r.tags.get("dagster/schedule_name") == "hubspot_incremental"]
@@ -239,14 +173,14 @@ def test_a_killed_run_worker_is_retried_and_the_next_scheduled_run_goes_through(
                     return run, pids.pop()
         return None
 
-    victim, pid = _wait(working_run, 300, "a scheduled run reading from the provider", deployment["processes"])
+    victim, pid = wait_until(working_run, 300, "a scheduled run reading from the provider", deployment["processes"])
     os.kill(pid, signal.SIGKILL)
 
     def status(run_id):
         return instance.get_run_by_id(run_id).status
 
-    _wait(lambda: status(victim.run_id) == dg.DagsterRunStatus.FAILURE, 120, "the killed run to be marked failed", deployment["processes"])
-    retry = _wait(lambda: next((r for r in instance.get_runs() if r.tags.get("dagster/parent_run_id") == victim.run_id
+    wait_until(lambda: status(victim.run_id) == dg.DagsterRunStatus.FAILURE, 120, "the killed run to be marked failed", deployment["processes"])
+    retry = wait_until(lambda: next((r for r in instance.get_runs() if r.tags.get("dagster/parent_run_id") == victim.run_id
                                 and r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)), None),
                   420, "the retry of the killed run to finish", deployment["processes"])
     assert retry.status == dg.DagsterRunStatus.SUCCESS, f"retry {retry.run_id} ended {retry.status}"
@@ -258,7 +192,7 @@ def test_a_killed_run_worker_is_retried_and_the_next_scheduled_run_goes_through(
     # The provider changes; the next scheduled run (after the retry) goes through and brings the change.
     changed = sim.modify("contacts", n=5)
     retry_end = instance.get_run_record_by_id(retry.run_id).end_time
-    later = _wait(lambda: next((r for r in scheduled_runs() if r.run_id not in (victim.run_id, retry.run_id)
+    later = wait_until(lambda: next((r for r in scheduled_runs() if r.run_id not in (victim.run_id, retry.run_id)
                                 and instance.get_run_record_by_id(r.run_id).create_timestamp.timestamp() > retry_end
                                 and r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)), None),
                   300, "the next scheduled run to finish", deployment["processes"])

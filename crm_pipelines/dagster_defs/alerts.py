@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.alerts.notify import Alert, Channels, send
-from crm_pipelines.dagster_defs.imports import ERROR_RATE_CHECK, MAX_ERROR_RATE
+from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, MAX_ERROR_RATE
 
 #: The sensors take the resource by this parameter name.
 ALERTS_RESOURCE_KEY = "crm_alerts"

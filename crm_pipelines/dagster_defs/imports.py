@@ -21,12 +21,9 @@ from crm_pipelines.integrations.model import Integration
 from crm_pipelines.jobs.progress import JobProgress
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, MAX_ERROR_RATE, SYNC_CHECK
 from crm_pipelines.sync.importer import ImportResult, plan_incremental, run_import
 
-ERROR_RATE_CHECK = "error_rate_below_10pct"
-#: Whether the integration's last sync of the entity went through (its error is the description).
-SYNC_CHECK = "sync_succeeded"
-MAX_ERROR_RATE = 0.10
 #: The schedule syncs every 30 minutes: warn after an hour without a successful import, fail after two.
 IMPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
 

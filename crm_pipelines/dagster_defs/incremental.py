@@ -17,8 +17,6 @@ import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.dagster_defs.imports import (
-    ERROR_RATE_CHECK,
-    SYNC_CHECK,
     ImportConfig,
     error_rate_check,
     import_asset_key,
@@ -30,6 +28,7 @@ from crm_pipelines.dagster_defs.job_records import step_progress
 from crm_pipelines.dagster_defs.partitions import integration_partitions_name, window_key
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.batch import due_integrations, sync_integrations
+from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, SYNC_CHECK
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from crm_pipelines.dagster_defs.imports import ERROR_RATE_CHECK, SYNC_CHECK, import_asset_key
+from crm_pipelines.dagster_defs.imports import import_asset_key
 from crm_pipelines.providers.registry import ProviderPlugin
+from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, SYNC_CHECK
 
 
 def import_job_name(provider: str) -> str:

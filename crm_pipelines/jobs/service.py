@@ -18,12 +18,11 @@ from crm_pipelines.jobs.launcher import run_outcome
 from crm_pipelines.jobs.model import FINISHED, Job
 from crm_pipelines.jobs.store import JobStore
 from crm_pipelines.storage.store import LocalStore
+from crm_pipelines.sync.check_names import IMPORT_CHECKS
 from crm_pipelines.sync.runner import provider_plugin
 
 log = logging.getLogger(__name__)
 
-#: The checks an import run computes with its assets (the provider count check runs on request only).
-IMPORT_CHECKS = ("error_rate_below_10pct", "sync_succeeded")
 
 
 @dataclass

@@ -165,8 +165,17 @@ class ExportLease:
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.01)))
 
     def check(self) -> None:
-        """Raise :class:`LeaseLost` unless the lease is known to be ours (called before every send)."""
-        if self._lost or time.monotonic() >= self._valid_until - min(2.0, self.ttl_s / 4):
+        """Raise :class:`LeaseLost` unless the lease is known to be ours (called before every send).
+
+        A renewal the background thread did not make in time (a busy machine) is made here: it
+        succeeds only while the row still names this owner, so nobody else can have taken over."""
+        margin = min(2.0, self.ttl_s / 4)
+        if not self._lost and time.monotonic() >= self._valid_until - margin:
+            try:
+                self.renew()
+            except SQLAlchemyError as exc:
+                log.warning("%s: could not renew the export lease: %s", self.label, type(exc).__name__)
+        if self._lost or time.monotonic() >= self._valid_until - margin:
             raise LeaseLost(f"{self.label}: the export lease of {self.owner} was lost; stopping before sending more (the next export settles what was in flight)")
 
     def _renew_loop(self) -> None:

@@ -1,4 +1,7 @@
-"""10,000 messy phones in the local database leave for Bling (a Brazilian ERP) in E.164 and come back unchanged."""
+"""2,000 messy phones in the local database leave for Bling (a Brazilian ERP) in E.164 and come back unchanged.
+
+Bling writes one record per request (and looks each batch up first), so this round trip stays at
+2,000 records; the 10,000-record round trip runs against HubSpot (test_phones_round_trip.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +17,12 @@ from crm_pipelines.sync.importer import ImportWindow, run_import
 from crm_pipelines_tests.helpers.phones import add_messy_contacts
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1500)  # 10,000 records at Bling: minutes on a loaded machine
-def test_10000_messy_phones_export_in_e164_and_reimport_unchanged(start_bling_sim, client_for, sqlite_url):
+def test_2000_messy_phones_export_in_e164_and_reimport_unchanged(start_bling_sim, client_for, sqlite_url):
     store = LocalStore.open(sqlite_url)
     sim = start_bling_sim(contacts=0, companies=0, deals=0)
     client = client_for(sim)
-    messy = add_messy_contacts(store, 10_000)
+    messy = add_messy_contacts(store, 2_000)
+    assert 50 < len(messy.invalid) < 150
 
     sent = export_entity(BlingWriter(client), store, "bling", "contacts", stats=client.stats)
     assert (sent.created, sent.rejected) == (len(messy.valid), len(messy.invalid))
