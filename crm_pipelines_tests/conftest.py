@@ -16,6 +16,21 @@ from crm_pipelines.storage.store import LocalStore
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--with-slow", action="store_true", help="also run the slow kill, scale and end-to-end cases (CI runs them with -m slow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave the slow kill, scale and end-to-end cases out unless asked for: by ``-m`` (CI runs
+    ``-m slow``), by ``--with-slow``, or by naming a test (``path::name``)."""
+    if config.getoption("markexpr") or config.getoption("with_slow") or any("::" in arg for arg in config.args):
+        return
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
+
+
 @pytest.fixture
 def make_postgres_database():
     """Create new, empty PostgreSQL databases on the local server; all are dropped afterwards."""
