@@ -85,7 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                     write(frame, directory / f"{stem}_{kind}.{suffix}")
         if writer is not None:
             directory, suffix, write = writer
-            write(pd.DataFrame(summary), directory / f"summary.{suffix}")
+            write(pd.DataFrame(summary, dtype=object), directory / f"summary.{suffix}")
             print(f"{len(summary)} reports written to {directory} (summary.{suffix} and one file per finding)")
         if failed:
             print(f"{failed} quality checks failed", file=sys.stderr)
