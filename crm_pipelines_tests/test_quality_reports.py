@@ -94,6 +94,13 @@ def test_stale_follows_the_threshold_and_checks_follow_the_settings(db_url):
         stale = reporter.report(hubspot, "contacts", QualityThresholds(examples=100), now=planted.now).stale
         assert (stale.changed, stale.never_synced) == (19, 1)
         assert SMALL + 500 in {s.local_id for s in stale.examples}
+        # A third record with the same e-mail written another way joins its group.
+        with store.engine.begin() as conn:
+            conn.execute(insert(contacts).values(id=SMALL + 501, store_id=hubspot.store_id, email=" C2001@Example.COM ",
+                                                 created_at=planted.now, updated_at=planted.now))
+        by_email = reporter.report(hubspot, "contacts", now=planted.now).duplicates.get("email")
+        assert (by_email.groups, by_email.records) == (50, 101)
+        assert by_email.examples[0].ids == (1001, 2001, SMALL + 501)
         # With export off, records never sent to the integration are not stale there.
         quiet = store.integrations.update(hubspot, settings={"export_enabled": False})
         assert reporter.report(quiet, "contacts", now=planted.now).stale.never_synced == 0

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from crm_pipelines.core.errors import ConfigurationError
@@ -75,10 +75,6 @@ DUPLICATE_KEYS: dict[str, tuple[Callable, Callable[[str], bool]]] = {
 }
 
 
-def _ids(text: str | None) -> list[int]:
-    return [int(i) for i in text.split(",")] if text else []
-
-
 def _python_check(field: str, region: str) -> Callable[[Any], Any]:
     """The hygiene function that decides a value SQL did not accept (raises ``ValueError`` when invalid)."""
     if field == "email":
@@ -104,6 +100,7 @@ class QualityReporter:
         cutoff = now - timedelta(hours=thresholds.stale_after_hours)
         region = self.store.phone_region(integration)
         with self.engine.connect() as conn:
+            _settings_for_reports(conn)
             scan = self._scan(conn, scope, region, cutoff)
             invalid = self._invalid(conn, scope, region, scan.doubtful)
             duplicates = self._duplicates(conn, scope)
@@ -123,14 +120,18 @@ class QualityReporter:
         accepted = {"email": sql_checks.email_ok, "phone": lambda c: sql_checks.phone_ok(c, region), "document": sql_checks.document_ok}
         doubtful = [sql_checks.doubtful(t.c[name], accepted[name](t.c[name])) for name in checked]
         changed = and_(t.c.updated_at > link.c.last_seen_at, t.c.updated_at < cutoff)
-        some_id = func.aggregate_strings(cast(t.c.id, String), ",")
-        columns = [func.count(), func.count(case((t.c.created_at < cutoff, 1))), some_id.filter(changed),
-                   *[some_id.filter(condition) for condition in doubtful],
-                   *[func.count(_present(t.c[name])) for name in scope.held]]
-        row = conn.execute(select(*columns).select_from(scope.linked()).where(*scope.live())).one()
-        records, old, candidates = row[0], row[1], _ids(row[2])
-        doubted = {name: _ids(row[3 + i]) for i, name in enumerate(checked)}
-        filled = row[3 + len(checked):]
+        # Two queries PostgreSQL can run in parallel workers: the counts, then the few rows flagged.
+        counts = [func.count(), func.count(case((t.c.created_at < cutoff, 1))), *[func.count(_present(t.c[name])) for name in scope.held]]
+        records, old, *filled = conn.execute(select(*counts).select_from(scope.linked()).where(*scope.live())).one()
+        flags = [changed.label("changed"), *[condition.label(name) for name, condition in zip(checked, doubtful)]]
+        candidates: list[int] = []
+        doubted: dict[str, list[int]] = {name: [] for name in checked}
+        for row in conn.execute(select(t.c.id, *flags).select_from(scope.linked()).where(*scope.live(), or_(changed, *doubtful))):
+            if row.changed:
+                candidates.append(row.id)
+            for name in checked:
+                if row._mapping[name]:
+                    doubted[name].append(row.id)
         completeness = Completeness(records, tuple(FieldCompleteness(name, int(n or 0), records) for name, n in zip(scope.held, filled)))
         return _Scan(completeness, old, candidates, doubted)
 
@@ -160,29 +161,38 @@ class QualityReporter:
         return Duplicates(tuple(self._key_duplicates(conn, scope, key) for key in MATCH_KEYS[scope.entity]))
 
     def _key_duplicates(self, conn, scope: _Scope, key: str) -> KeyDuplicates:
-        """Groups of the store's live records sharing ``key``, counted when one of them is linked to the integration."""
+        """Groups of the store's live records sharing ``key``, counted when one of them is linked to the integration.
+
+        One grouping pass gives each group's size and first and last id (a pair needs nothing
+        more); only larger groups are read again, by their keys.
+        """
         t, link = scope.table, external_links
         group_of, is_key = DUPLICATE_KEYS[key]
         value = group_of(t.c[key])
         store_rows = (t.c.store_id == scope.store_id, t.c.deleted_at.is_(None))
-        grouped = select(value.label("k")).where(*store_rows).subquery()
-        shared = select(grouped.c.k).where(grouped.c.k.is_not(None)).group_by(grouped.c.k).having(func.count() > 1)
-        keys = [k for k in conn.execute(shared).scalars() if is_key(k)]
-        groups: dict[str, list[int]] = defaultdict(list)
-        mine: set[str] = set()
-        for chunk in chunked(keys, 1000):
-            members = (
-                select(t.c.id, value.label("k"), link.c.id.is_not(None).label("mine"))
-                .select_from(t.outerjoin(link, and_(*scope.link_of(t.c.id), link.c.archived_at.is_(None))))
-                .where(*store_rows, value.in_(list(chunk)))
-            )
-            for row in conn.execute(members):
-                groups[row.k].append(row.id)
-                if row.mine:
-                    mine.add(row.k)
-        found = sorted((sorted(ids), k) for k, ids in groups.items() if k in mine)
-        examples = tuple(DuplicateGroup(key, k, tuple(ids)) for ids, k in found[: scope.examples])
-        return KeyDuplicates(key, len(found), sum(len(ids) for ids, _ in found), examples)
+        grouped = select(t.c.id, value.label("k")).where(*store_rows).subquery()
+        shared = (select(grouped.c.k, func.count().label("n"), func.min(grouped.c.id).label("first"), func.max(grouped.c.id).label("last"))
+                  .group_by(grouped.c.k).having(func.count() > 1))
+        groups: dict[str, list[int]] = {}
+        larger: list[str] = []
+        for row in conn.execute(shared):
+            if row.k is None or not is_key(row.k):
+                continue
+            groups[row.k] = [row.first, row.last]
+            if row.n > 2:
+                larger.append(row.k)
+        for chunk in chunked(larger, 1000):
+            for row in conn.execute(select(grouped.c.id, grouped.c.k).where(grouped.c.k.in_(list(chunk))).order_by(grouped.c.id)):
+                if row.id not in groups[row.k]:
+                    groups[row.k].append(row.id)
+        ids = sorted({i for members in groups.values() for i in members})
+        mine: set[int] = set()
+        for chunk in chunked(ids, 1000):
+            mine.update(conn.execute(select(link.c.local_id).where(link.c.integration_id == scope.integration.id, link.c.entity == scope.entity,
+                                                                   link.c.archived_at.is_(None), link.c.local_id.in_(list(chunk)))).scalars())
+        found = sorted((sorted(members), k) for k, members in groups.items() if mine.intersection(members))
+        examples = tuple(DuplicateGroup(key, k, tuple(members)) for members, k in found[: scope.examples])
+        return KeyDuplicates(key, len(found), sum(len(members) for members, _ in found), examples)
 
     # ------------------------------------------------------------------ orphans
 
@@ -325,6 +335,14 @@ class _Scope:
         t, link = self.table, external_links
         return (link.c.integration_id == self.integration.id, link.c.entity == self.entity, link.c.archived_at.is_(None),
                 t.c.store_id == self.store_id, t.c.deleted_at.is_(None))
+
+
+def _settings_for_reports(conn) -> None:
+    """PostgreSQL, for this transaction only: enough memory to group a million keys without
+    spilling to disk, and no JIT (compiling the long check expressions costs more than it saves)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+        conn.exec_driver_sql("SET LOCAL jit = off")
 
 
 def _present(column) -> ColumnElement:
