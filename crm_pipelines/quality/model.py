@@ -239,7 +239,7 @@ class QualityReport:
         lines.append(f"| records the store's providers disagree on (of {p.shared} shared) | {p.differing} |")
         if c.fields:
             lines += ["", "Completeness: " + ", ".join(f"{f.field} {f.share:.1%}" for f in c.fields)]
-        lines += [f"", *[f"_{note}_" for note in self.notes]] if self.notes else []
+        lines += ["", *[f"_{note}_" for note in self.notes]] if self.notes else []
         return "\n".join(lines)
 
 

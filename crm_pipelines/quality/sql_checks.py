@@ -10,9 +10,10 @@ computed with integer arithmetic that both databases run alike.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import phonenumbers
-from sqlalchemy import Boolean, Integer, and_, case, cast, false, func, or_
+from sqlalchemy import BigInteger, Boolean, and_, case, cast, false, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement
@@ -93,18 +94,23 @@ def _all_digits_glob(element, compiler, **kw):
     return f"(length({text}) = {int(element.n)} AND {text} NOT GLOB '*[^0-9]*')"
 
 
-def _digit(value, position: int) -> ColumnElement:
-    return cast(func.substr(value, position, 1), Integer)
+def _digits_of(value, length: int) -> Callable[[int], ColumnElement]:
+    """Digit ``i`` (1-based) of an all-digit ``value`` of ``length`` digits, by integer arithmetic on the
+    whole number (cheaper in PostgreSQL than a substring and a cast per digit)."""
+    number = cast(value, BigInteger)
+    return lambda position: (number // (10 ** (length - position))) % 10
 
 
-def _weighted(value, weights) -> ColumnElement:
-    return sum((_digit(value, i + 1) * w for i, w in enumerate(weights)), start=_digit(value, 1) * 0)
+def _weighted(digit, weights) -> ColumnElement:
+    return sum((digit(i + 1) * w for i, w in enumerate(weights)), start=literal(0))
 
 
 def _cpf_ok(value) -> ColumnElement:
-    first = (_weighted(value, range(10, 1, -1)) * 10) % 11 % 10
-    second = (_weighted(value, range(11, 1, -1)) * 10) % 11 % 10
-    return and_(first == _digit(value, 10), second == _digit(value, 11))
+    digit = _digits_of(value, 11)
+    first = _weighted(digit, range(10, 1, -1))
+    # The second check weighs the first nine digits one more each, and the first check digit by 2.
+    second = first + _weighted(digit, (1,) * 9) + digit(10) * 2
+    return and_((first * 10) % 11 % 10 == digit(10), (second * 10) % 11 % 10 == digit(11))
 
 
 def _cnpj_check(total) -> ColumnElement:
@@ -113,9 +119,10 @@ def _cnpj_check(total) -> ColumnElement:
 
 
 def _cnpj_ok(value) -> ColumnElement:
-    first = _cnpj_check(_weighted(value, _CNPJ_WEIGHTS))
-    second = _cnpj_check(_weighted(value, (6, *_CNPJ_WEIGHTS)))
-    return and_(first == _digit(value, 13), second == _digit(value, 14))
+    digit = _digits_of(value, 14)
+    first = _cnpj_check(_weighted(digit, _CNPJ_WEIGHTS))
+    second = _cnpj_check(_weighted(digit, (6, *_CNPJ_WEIGHTS)))
+    return and_(first == digit(13), second == digit(14))
 
 
 def document_ok(value) -> ColumnElement:
