@@ -12,7 +12,6 @@ from crm_pipelines.providers.registry import plugin
 from crm_pipelines.quality.checks import CHECKS
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines_tests.helpers import planted as p
-from crm_pipelines_tests.helpers.dagster import metadata_by_asset
 
 
 def _materialize(url: str, partition: str, run_config: dict | None = None):

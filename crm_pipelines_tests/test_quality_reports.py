@@ -8,6 +8,7 @@ default) linked to one HubSpot integration, written in bulk; the benchmark
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import random
 from datetime import timedelta
@@ -158,6 +159,13 @@ def test_the_report_command_prints_and_writes_the_tables(sqlite_url, tmp_path, c
 
     assert main(["report", "--database", sqlite_url, "shopify"]) == 1
     assert "no integration shopify" in capsys.readouterr().err
+
+    # Parquet when pyarrow is installed; otherwise a clear error naming it (it is an optional extra).
+    code = main(["report", "--database", sqlite_url, "hubspot", "deals", "--parquet", str(tmp_path / "pq")])
+    if importlib.util.find_spec("pyarrow") is None:
+        assert code == 1 and "--parquet needs pyarrow" in capsys.readouterr().err
+    else:
+        assert code == 0 and (tmp_path / "pq" / "summary.parquet").exists()
 
 
 def test_quality_thresholds_are_set_per_integration(sqlite_url, capsys):
