@@ -13,6 +13,7 @@ from crm_pipelines.dagster_defs.integration_partitions import integration_partit
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
 from crm_pipelines.dagster_defs.job_sensor import jobs_sensor
 from crm_pipelines.dagster_defs.maintenance import maintenance_job, maintenance_schedule
+from crm_pipelines.dagster_defs.quality import build_quality_assets, build_quality_job, build_quality_schedule
 from crm_pipelines.dagster_defs.schedules import build_export_job, build_import_job
 from crm_pipelines.dagster_defs.targeted import build_sync_ids_job
 from crm_pipelines.dagster_defs.webhook_sensors import build_webhook_sensor
@@ -28,6 +29,10 @@ def build_definitions() -> dg.Definitions:
         assets.extend(build_import_assets(plugin))
         checks.extend(build_count_check(plugin, entity) for entity in plugin.entities)
         assets.extend(build_export_assets(plugin))
+        assets.extend(build_quality_assets(plugin))
+        quality = build_quality_job(plugin)
+        jobs.append(quality)
+        schedules.append(build_quality_schedule(plugin, quality))
         incremental = build_incremental_job(plugin)
         jobs.extend([build_import_job(plugin), build_export_job(plugin), build_sync_ids_job(plugin), incremental])
         schedules.append(build_incremental_schedule(plugin, incremental))

@@ -56,7 +56,17 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["conflict_strategies"] = _pairs(args.conflict, "--conflict")
     if getattr(args, "no_export", False):
         settings["export_enabled"] = False
+    if getattr(args, "quality", None):
+        settings["quality"] = {name: _setting_value(value) for name, value in _pairs(args.quality, "--quality").items()}
     return settings
+
+
+def _setting_value(text: str) -> Any:
+    """A number, true/false, null or a JSON object as such; anything else as text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _register_partition(integration) -> str:
@@ -143,7 +153,10 @@ def cmd_integrations(args: argparse.Namespace) -> int:
             return 0
         if args.action == "set":
             connection = _pairs(args.set, "--set") | {n: _secret_value(n, v) for n, v in _pairs(args.secret, "--secret").items()}
-            changed = registry.update(found, settings=_settings(args) or None, connection=connection or None, account_id=args.account)
+            settings = _settings(args)
+            if "quality" in settings:
+                settings["quality"] = found.settings.quality.model_dump(exclude_defaults=True) | settings["quality"]
+            changed = registry.update(found, settings=settings or None, connection=connection or None, account_id=args.account)
             print(f"integration {changed.label} updated")
             return 0
         if args.action == "show":
@@ -198,6 +211,9 @@ def add_parsers(sub, common) -> None:
     integrations.add_argument("--bulk-threshold", type=int, help="records above which a full sync, backfill or export takes the provider's bulk API (default 10000; 0: never)")
     integrations.add_argument("--conflict", action="append", metavar="ENTITY=STRATEGY", help="conflict strategy per entity or * (provider_wins, local_wins, last_modified, manual)")
     integrations.add_argument("--no-export", action="store_true", help="never send local changes to this account")
+    integrations.add_argument("--quality", action="append", metavar="NAME=VALUE",
+                              help="a data-quality threshold: stale_after_hours, max_invalid_share, max_duplicate_share, max_orphans, max_stale, "
+                                   "max_provider_differences, examples, min_completeness='{\"email\": 0.95}'")
     integrations.add_argument("--disabled", action="store_true", help="add it switched off")
     integrations.add_argument("--yes", action="store_true", help="confirm remove")
     integrations.add_argument("--json", action="store_true")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import ENTITIES
+from crm_pipelines.quality.thresholds import QualityThresholds
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 DEFAULT_STORE_KEY = "default"
@@ -34,6 +35,7 @@ class IntegrationSettings(BaseModel):
     conflict_strategies: dict[str, str] = Field(default_factory=dict, description="Strategy per entity ('*' for all): provider_wins, local_wins, last_modified, manual.")
     export_enabled: bool = Field(default=True, description="Whether local changes are sent to this integration.")
     bulk_threshold: int | None = Field(default=10_000, ge=1, description="Records above which a full sync, a backfill or an export goes through the provider's bulk API (None: never).")
+    quality: QualityThresholds = Field(default_factory=QualityThresholds, description="Thresholds of the data-quality checks (crm_pipelines.quality).")
 
     @field_validator("conflict_strategies")
     @classmethod
