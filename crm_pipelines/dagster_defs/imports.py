@@ -68,7 +68,7 @@ def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration:
     window = plan_incremental(store.sync_state(integration, entity), full=config.full, since=since, until=until,
                               overlap=timedelta(minutes=config.overlap_minutes))
     source = client_resource(context, store, plugin, integration)
-    with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger) as (reader, stats):
+    with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger, mapping=store.mapping_for(integration)) as (reader, stats):
         result = run_import(
             reader, store, integration, entity, window,
             stats=stats,
@@ -188,7 +188,7 @@ def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefi
         rows, behind = [], []
         for integration in store.integrations.list(provider=plugin.name, active_only=True):
             try:
-                with provider_budget(context, db), client_resource(context, store, plugin, integration).open_reader(logger=context.log) as (reader, _stats):
+                with provider_budget(context, db), client_resource(context, store, plugin, integration).open_reader(logger=context.log, mapping=store.mapping_for(integration)) as (reader, _stats):
                     remote = reader.total(entity)
             except EntityUnavailable as exc:
                 rows.append({"integration": integration.key, "provider_count": None, "local_count": None, "difference": 0, "note": f"skipped: {exc}"})

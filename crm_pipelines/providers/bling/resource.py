@@ -45,7 +45,7 @@ class BlingResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[BlingChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[BlingChangeReader, CallStats]]:
         """``strategy`` is accepted for the common interface; Bling has one way to read (list + date filter)."""
         stats = CallStats()
         client = self.client(stats)
@@ -55,7 +55,7 @@ class BlingResource(dg.ConfigurableResource):
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[BlingWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[BlingWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:

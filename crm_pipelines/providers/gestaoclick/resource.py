@@ -46,7 +46,7 @@ class GestaoClickResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[GestaoClickChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[GestaoClickChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
@@ -55,7 +55,7 @@ class GestaoClickResource(dg.ConfigurableResource):
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[GestaoClickWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[GestaoClickWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
