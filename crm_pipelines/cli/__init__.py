@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from crm_pipelines.cli import demo, initialize, integrations, jobs, operations
+from crm_pipelines.cli import demo, initialize, integrations, jobs, mapping, operations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parsers(sub)
     initialize.add_parsers(sub)
     jobs.add_parsers(sub, operations.common_arguments)
+    mapping.add_parsers(sub, operations.common_arguments)
     return parser
 
 
