@@ -104,6 +104,17 @@ class CompiledMapping:
         """The provider fields to read (imported ones), in mapping order."""
         return [f.remote for f in self.imported(entity)]
 
+    def columns(self, entity: str) -> list[tuple[str, str, str]]:
+        """The local columns the mapping fills for ``entity``: ``(column, type, description)``, one per column."""
+        out = []
+        for mapped in self.fields(entity):
+            if not mapped.local:
+                continue
+            spec = mapped.spec
+            extra = f"; {spec.describe_transforms()}" if spec.transforms else ""
+            out.append((mapped.local, mapped.type, f"{self.provider} {spec.remote} ({spec.direction}{extra})"))
+        return out
+
     def read(self, entity: str, value_of: Callable[[str], Any]) -> tuple[dict[str, Any], list[str]]:
         """Local values of one provider record (``value_of(remote)`` gives its raw values), and its problems."""
         values: dict[str, Any] = {}

@@ -20,8 +20,9 @@ from sqlalchemy import Connection, Engine, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.core.hygiene import Tidied, tidy, tidy_page
+from crm_pipelines.core.hygiene import PHONE_FIELDS, Tidied, tidy, tidy_page
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, Page, RecordError, RemoteRecord, content_hash
+from crm_pipelines.core.normalize import normalize_phone, phone_digits
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
 from crm_pipelines.mapping.compiled import CompiledMapping
@@ -128,6 +129,13 @@ def _named(names: Sequence[str], columns: Sequence[str], values: Sequence[Any]) 
     by_column = dict(zip(columns, values))
     custom = by_column.get("custom") or {}
     return tuple(custom.get(custom_key(n)) if is_custom(n) else by_column[n] for n in names)
+
+
+def _e164_or_none(value: Any, region: str) -> str | None:
+    try:
+        return normalize_phone(value, region)
+    except ValueError:
+        return None
 
 
 def _custom_of(fields: dict[str, Any]) -> dict[str, Any] | None:
@@ -317,8 +325,8 @@ class LocalStore:
             link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
 
         new_links: list[tuple] = []
-        if unlinked and MATCH_KEYS[entity]:
-            matches = self._match_unlinked(conn, scope, [r for r, _ in unlinked])
+        if unlinked and self._match_keys(integration, entity):
+            matches = self._match_unlinked(conn, integration, scope, [r for r, _ in unlinked])
             found = [(record, digest, matches[record.external_id]) for record, digest in unlinked if record.external_id in matches]
             local_updates += self._settle_links(conn, integration, scope, found, now, outcome)
             new_links += [(local_id, record.external_id, record.updated_at, digest, None, now, now) for record, digest, local_id in found]
@@ -409,15 +417,29 @@ class LocalStore:
         """The conflict strategy of this integration and entity (its settings, else the policy)."""
         return integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(integration.provider, entity)
 
-    def _match_unlinked(self, conn, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
+    @staticmethod
+    def _match_keys(integration: Integration, entity: str) -> tuple[str, ...]:
+        """Identity keys of ``entity``, in order; the phone (E.164) last where the integration enables it."""
+        keys = MATCH_KEYS[entity]
+        if integration.settings.match_by_phone and entity in PHONE_FIELDS and "phone" in PHONE_FIELDS[entity]:
+            keys = (*keys, "phone")
+        return keys
+
+    def _match_unlinked(self, conn, integration: Integration, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
         """The store's local records (not yet linked in ``scope``) that share an identity key with these.
 
-        Keys are tried in order (e-mail before CPF/CNPJ); a record matched by one key is not
-        looked for by the next, and a local record is claimed by one provider record only.
+        Keys are tried in order (e-mail before CPF/CNPJ, the phone last when enabled); a record
+        matched by one key is not looked for by the next, and a local record is claimed by one
+        provider record only. Local phones are compared in E.164, however they were written.
         """
-        keys = MATCH_KEYS[scope.entity]
+        keys = self._match_keys(integration, scope.entity)
         wanted = {key: list({record.fields[key] for record in records if record.fields.get(key)}) for key in keys}
-        candidates = self.bulk.unlinked_matches(conn, scope, ENTITY_TABLES[scope.entity], wanted)
+        if "phone" in wanted:
+            wanted["phone"] = sorted({digits for e164 in wanted["phone"] for digits in phone_digits(e164)})
+        candidates = self.bulk.unlinked_matches(conn, scope, ENTITY_TABLES[scope.entity], wanted, punctuation_free=("phone",))
+        if "phone" in candidates:
+            region = self.phone_region(integration)
+            candidates["phone"] = [(local_id, _e164_or_none(value, region)) for local_id, value in candidates["phone"]]
         matches: dict[str, int] = {}
         claimed: set[int] = set()
         for key in keys:
