@@ -56,6 +56,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["conflict_strategies"] = _pairs(args.conflict, "--conflict")
     if getattr(args, "no_export", False):
         settings["export_enabled"] = False
+    if getattr(args, "mapping_file", None) is not None:
+        if args.mapping_file:
+            from crm_pipelines.mapping import load
+
+            load(args.provider, args.mapping_file)  # a file that cannot be used is refused here, with its line and field
+        settings["mapping_file"] = args.mapping_file or None
+    if getattr(args, "match_by_phone", None) is not None:
+        settings["match_by_phone"] = args.match_by_phone == "on"
     return settings
 
 
@@ -198,6 +206,8 @@ def add_parsers(sub, common) -> None:
     integrations.add_argument("--bulk-threshold", type=int, help="records above which a full sync, backfill or export takes the provider's bulk API (default 10000; 0: never)")
     integrations.add_argument("--conflict", action="append", metavar="ENTITY=STRATEGY", help="conflict strategy per entity or * (provider_wins, local_wins, last_modified, manual)")
     integrations.add_argument("--no-export", action="store_true", help="never send local changes to this account")
+    integrations.add_argument("--mapping-file", metavar="PATH", help="a field mapping file over the provider's built-in one (docs/mapping.md); empty: the built-in one")
+    integrations.add_argument("--match-by-phone", choices=("on", "off"), help="also link provider records to local ones with the same phone (E.164)")
     integrations.add_argument("--disabled", action="store_true", help="add it switched off")
     integrations.add_argument("--yes", action="store_true", help="confirm remove")
     integrations.add_argument("--json", action="store_true")
