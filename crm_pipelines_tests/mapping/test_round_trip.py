@@ -58,7 +58,7 @@ def _constants(sim, provider: str, held: list[dict]) -> set:
 
 
 @pytest.mark.parametrize("provider", ["hubspot", "salesforce", "pipedrive"])
-def test_a_custom_mapping_round_trips_1000_contacts_with_zero_differences(provider, tmp_path, monkeypatch):
+def test_a_custom_mapping_round_trips_1000_contacts_with_zero_differences(provider, db_url, tmp_path, monkeypatch):
     sim, limits = _simulator(provider)
     sim.start()
     try:
@@ -77,7 +77,7 @@ def test_a_custom_mapping_round_trips_1000_contacts_with_zero_differences(provid
         assert len(held) == COUNT
         assert _constants(sim, provider, held) == {"crm_pipelines"}
 
-        target = _with_mapping(f"sqlite:///{tmp_path / 'target.db'}", provider, str(path))
+        target = _with_mapping(db_url, provider, str(path))  # imported into SQLite and PostgreSQL
         got = import_now(provider, "contacts", target, full=True, shared=False)
         assert (got.outcome.created, got.failed) == (COUNT, 0)
 
