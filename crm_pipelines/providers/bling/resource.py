@@ -50,7 +50,7 @@ class BlingResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield BlingChangeReader(client, verify_pages=self.verify_pages, logger=logger), stats
+            yield BlingChangeReader(client, verify_pages=self.verify_pages, logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
@@ -59,6 +59,6 @@ class BlingResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield BlingWriter(client), stats
+            yield BlingWriter(client, mapping=mapping), stats
         finally:
             client.close()
