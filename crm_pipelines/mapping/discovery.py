@@ -3,7 +3,8 @@
 Each provider module answers ``custom_fields(client, entity)`` from what the API documents:
 HubSpot ``GET /crm/v3/properties/{object}`` (properties not ``hubspotDefined``), Salesforce
 ``GET sobjects/{X}/describe`` (fields with ``custom: true``), Pipedrive ``/v1/personFields`` (and
-``organizationFields``/``dealFields``; fields with ``edit_flag``).
+``organizationFields``/``dealFields``; fields with ``edit_flag``), Bling ``/campos-customizados/modulos/{id}``.
+GestaoClick documents no such endpoint: its custom values travel in the tag line of ``observacoes``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def discover(provider: str, client: Any, entity: str) -> list[ProviderField]:
     module = importlib.import_module(f"crm_pipelines.providers.{provider}.api")
     finder = getattr(module, "custom_fields", None)
     if finder is None:
-        raise NotImplementedError(f"{provider} does not list its custom fields here yet")
+        raise NotImplementedError(getattr(module, "NO_FIELD_DESCRIPTIONS", f"{provider} does not list its custom fields here yet"))
     return sorted(finder(client, entity), key=lambda f: f.remote.casefold())
 
 

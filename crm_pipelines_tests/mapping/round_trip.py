@@ -33,6 +33,8 @@ FIELDS_OF: dict[str, TestFields] = {
                              ("Subscriber", "Lead", "Customer")),
     "bling": TestFields("camposCustomizados.Cor favorita", "camposCustomizados.Nível de fidelidade", ("nome:rest", "last_name"),
                         "camposCustomizados.Canal de origem", None, ("Bronze", "Prata", "Ouro")),
+    "gestaoclick": TestFields("tag.favorite_color", "tag.loyalty_tier", ("tag.job_title", "job_title"), "tag.lead_channel", "tag.lifecycle_stage",
+                              ("subscriber", "lead", "customer")),
     "pipedrive": TestFields("custom_fields.Favorite color", "custom_fields.Loyalty tier", ("custom_fields.Job title", "job_title"),
                             "custom_fields.Lead channel", "custom_fields.Lifecycle stage", ("subscriber", "lead", "customer")),
 }
@@ -117,6 +119,11 @@ def simulator(provider: str):
         now = datetime.now(timezone.utc)
         return BlingSimulator(BlingSimConfig(seed=16, contacts=0, companies=0, deals=0, per_second=100_000, daily_limit=None, rotate_refresh_token=False,
                                              reference_time=now - timedelta(hours=1), clock_start=now)), {}
+    if provider == "gestaoclick":
+        from crm_pipelines.providers.gestaoclick.simulator import GestaoClickSimConfig, GestaoClickSimulator
+
+        return GestaoClickSimulator(GestaoClickSimConfig(seed=16, contacts=0, companies=0, deals=0, per_second=100_000, daily_limit=None,
+                                                         limite_honoured=True)), {}
     if provider == "salesforce":
         from crm_pipelines.providers.salesforce.simulator import SalesforceSimConfig, SalesforceSimulator
 
@@ -128,7 +135,7 @@ def simulator(provider: str):
 
 
 #: Resource settings a test may raise past the published limits (the simulator's are raised too).
-RESOURCE_LIMITS = {"bling": {"per_second": 100_000}}
+RESOURCE_LIMITS = {"bling": {"per_second": 100_000}, "gestaoclick": {"per_second": 100_000, "page_size": 100}}
 
 
 def export_contacts(store: LocalStore, provider: str):

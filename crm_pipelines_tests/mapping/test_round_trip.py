@@ -20,6 +20,10 @@ def _provider_values(sim, provider: str) -> list[dict]:
 def _constants(sim, provider: str, held: list[dict]) -> set:
     """The values the provider holds in the field the test mapping sends a constant to."""
     remote = FIELDS_OF[provider].constant
+    if provider == "gestaoclick":
+        from crm_pipelines.providers.gestaoclick.mapping import split_notes
+
+        return {split_notes(r.get("observacoes"))[1].get("lead_channel") for r in held}
     if provider == "bling":
         return {next((v["valor"] for v in r.get("camposCustomizados") or [] if v["idCampoCustomizado"] == 103), None) for r in held}
     if provider != "pipedrive":
@@ -35,7 +39,7 @@ def _constants(sim, provider: str, held: list[dict]) -> set:
 
 
 @pytest.mark.parametrize("provider, database", [
-    ("hubspot", "sqlite"), ("salesforce", "sqlite"), ("pipedrive", "sqlite"), ("bling", "sqlite"),
+    ("hubspot", "sqlite"), ("salesforce", "sqlite"), ("pipedrive", "sqlite"), ("bling", "sqlite"), ("gestaoclick", "sqlite"),
     # The custom column on PostgreSQL (COPY and the unnest updates) once: the provider side is the same.
     pytest.param("hubspot", "postgres", marks=pytest.mark.postgres),
 ])

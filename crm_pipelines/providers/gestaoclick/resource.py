@@ -50,7 +50,7 @@ class GestaoClickResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield GestaoClickChangeReader(client, strategy=strategy if strategy in ("auto", "list", "scan") else "auto", logger=logger), stats
+            yield GestaoClickChangeReader(client, strategy=strategy if strategy in ("auto", "list", "scan") else "auto", logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
@@ -59,6 +59,6 @@ class GestaoClickResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield GestaoClickWriter(client, deal_cliente_id=self.deal_cliente_id, deal_vendedor_id=self.deal_vendedor_id), stats
+            yield GestaoClickWriter(client, deal_cliente_id=self.deal_cliente_id, deal_vendedor_id=self.deal_vendedor_id, mapping=mapping), stats
         finally:
             client.close()
