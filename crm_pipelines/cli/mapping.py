@@ -47,7 +47,7 @@ def _value(value: Any) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from crm_pipelines.mapping.compiled import field_type
 
-    mapping, store, _integration_ = _loaded(args)
+    mapping, store, _ = _loaded(args)
     print(f"{args.provider} {args.entity}: {' + '.join(mapping.spec.sources)}")
     rows = []
     for mapped in mapping.fields(args.entity):

@@ -21,6 +21,7 @@ Errors name the file, the line and the field (:class:`MappingError`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,18 +252,10 @@ def builtin_path(provider: str) -> Path:
     return DEFAULTS_DIR / f"{provider}.yaml"
 
 
+@functools.cache
 def builtin(provider: str) -> MappingSpec:
     """The mapping shipped with the package for ``provider`` (its defaults)."""
-    return _builtin(provider)
-
-
-_BUILTINS: dict[str, MappingSpec] = {}
-
-
-def _builtin(provider: str) -> MappingSpec:
-    if provider not in _BUILTINS:
-        _BUILTINS[provider] = read_file(builtin_path(provider), provider=provider)
-    return _BUILTINS[provider]
+    return read_file(builtin_path(provider), provider=provider)
 
 
 def extend(base: MappingSpec, override: MappingSpec) -> MappingSpec:

@@ -52,15 +52,9 @@ def _phone(region: str) -> Step:
     return lambda value: None if _blank(value) else normalize_phone(value, region)
 
 
-def _lookup(table: dict[str, Any], side: str) -> Step:
-    def step(value: Any) -> Any:
-        if _blank(value):
-            return value
-        key = str(value)
-        return table.get(key, value)
-
-    step.__doc__ = f"value map ({side})"
-    return step
+def _lookup(table: dict[str, Any]) -> Step:
+    """Values found in ``table`` replaced; others (and blanks) pass unchanged."""
+    return lambda value: value if _blank(value) else table.get(str(value), value)
 
 
 def _parse_date(fmt: str) -> Step:
@@ -119,7 +113,7 @@ class Transform:
         if name == "value_map":
             forward = {str(k): v for k, v in arg.items()}
             backward = {str(v): k for k, v in arg.items()}
-            return _lookup(forward, "import"), _lookup(backward, "export")
+            return _lookup(forward), _lookup(backward)
         if name == "date_format":
             return _parse_date(arg), _format_date(arg)
         if name == "default":

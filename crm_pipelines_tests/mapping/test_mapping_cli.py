@@ -87,3 +87,19 @@ def test_cli_shows_tests_and_lists_fields(provider, tmp_path, monkeypatch, capsy
         assert fields.stages[0] in out and (STAGES if fields.lifecycle else TIERS)[0] in out  # the value map, both ways
     finally:
         sim.stop()
+
+
+def test_integrations_set_refuses_a_file_that_cannot_be_used_and_keeps_a_good_one(tmp_path, capsys):
+    from crm_pipelines.storage.store import LocalStore
+
+    database = f"sqlite:///{tmp_path / 'local.db'}"
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    bad.write_text("version: 1\nprovider: hubspot\nentities:\n  contacts:\n    - {remote: x, local: nickname}\n")
+    good.write_text(mapping_text("hubspot"))
+    assert main(["integrations", "set", "hubspot", "default", "--mapping-file", str(bad), "--database", database]) == 1
+    assert f"{bad}:5: contacts field 'x': unknown local column 'nickname'" in capsys.readouterr().err
+    assert main(["integrations", "set", "hubspot", "default", "--mapping-file", str(good), "--match-by-phone", "on", "--database", database]) == 0
+    store = LocalStore.open(database)
+    settings = store.integrations.default_for("hubspot").settings
+    assert (settings.mapping_file, settings.match_by_phone) == (str(good), True)
+    store.dispose()
