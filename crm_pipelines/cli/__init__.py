@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from crm_pipelines.cli import demo, initialize, integrations, jobs, operations, report
+from crm_pipelines.cli import demo, initialize, integrations, jobs, mapping, operations, report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     initialize.add_parsers(sub)
     jobs.add_parsers(sub, operations.common_arguments)
     report.add_parsers(sub, operations.common_arguments)
+    mapping.add_parsers(sub, operations.common_arguments)
     return parser
 
 

@@ -58,6 +58,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["export_enabled"] = False
     if getattr(args, "quality", None):
         settings["quality"] = {name: _setting_value(value) for name, value in _pairs(args.quality, "--quality").items()}
+    if getattr(args, "mapping_file", None) is not None:
+        if args.mapping_file:
+            from crm_pipelines.mapping import load
+
+            load(args.provider, args.mapping_file)  # a file that cannot be used is refused here, with its line and field
+        settings["mapping_file"] = args.mapping_file or None
+    if getattr(args, "match_by_phone", None) is not None:
+        settings["match_by_phone"] = args.match_by_phone == "on"
     return settings
 
 
@@ -214,6 +222,8 @@ def add_parsers(sub, common) -> None:
     integrations.add_argument("--quality", action="append", metavar="NAME=VALUE",
                               help="a data-quality threshold: stale_after_hours, max_invalid_share, max_duplicate_share, max_orphans, max_stale, "
                                    "max_provider_differences, examples, min_completeness='{\"email\": 0.95}'")
+    integrations.add_argument("--mapping-file", metavar="PATH", help="a field mapping file over the provider's built-in one (docs/mapping.md); empty: the built-in one")
+    integrations.add_argument("--match-by-phone", choices=("on", "off"), help="also link provider records to local ones with the same phone (E.164)")
     integrations.add_argument("--disabled", action="store_true", help="add it switched off")
     integrations.add_argument("--yes", action="store_true", help="confirm remove")
     integrations.add_argument("--json", action="store_true")

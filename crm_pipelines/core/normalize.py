@@ -75,6 +75,18 @@ def _e164(text: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_digits(e164: str) -> set[str]:
+    """The digits the number ``e164`` is written with, however punctuated: with the country code,
+    national (as the store's region writes it, with its trunk prefix or without)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return {re.sub(r"\D", "", e164)}
+    national = re.sub(r"\D", "", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+    significant = phonenumbers.national_significant_number(number)
+    return {e164[1:], national, significant, "0" + significant}
+
+
 def _foreign_and_possible(number: phonenumbers.PhoneNumber, region: str) -> bool:
     """A number written with another country's code, of a length that country uses.
 

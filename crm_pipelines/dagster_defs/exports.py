@@ -65,7 +65,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             context.log.warning("skipped: %s", reason)
             yield dg.DynamicOutput([("skipped", reason)], mapping_key="skipped")
             return
-        with job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer() as (writer, _stats):
+        with job_errors(job), provider_budget(context, db), step_client(context, store, plugin, integration).open_writer(mapping=store.mapping_for(integration)) as (writer, _stats):
             unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
             if unavailable:
                 context.log.warning("skipped: %s", unavailable)
@@ -111,7 +111,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
         batch_size = min(config.batch_size, integration.settings.batch_size or config.batch_size)
         job = export_job(context, db, integration, config)
         with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), \
-                step_client(context, store, plugin, integration).open_writer() as (writer, stats), \
+                step_client(context, store, plugin, integration).open_writer(mapping=store.mapping_for(integration)) as (writer, stats), \
                 run_lease(context, store, integration, entity) as lease:
             # Records already sent by an earlier attempt of this step (or another export) no longer differ: skip them.
             items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]

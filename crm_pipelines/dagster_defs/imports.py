@@ -19,6 +19,9 @@ from crm_pipelines.dagster_defs.job_records import finish_if_done, job_failure, 
 from crm_pipelines.dagster_defs.partitions import integration_partitions, parse_moment
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.jobs.progress import JobProgress
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.mapping.compiled import default as default_mapping
+from crm_pipelines.mapping.integration import has_mapping
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, MAX_ERROR_RATE, SYNC_CHECK
@@ -65,7 +68,7 @@ def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration:
     window = plan_incremental(store.sync_state(integration, entity), full=config.full, since=since, until=until,
                               overlap=timedelta(minutes=config.overlap_minutes))
     source = client_resource(context, store, plugin, integration)
-    with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger) as (reader, stats):
+    with provider_budget(context, db), source.open_reader(strategy=config.strategy, logger=logger, mapping=store.mapping_for(integration)) as (reader, stats):
         result = run_import(
             reader, store, integration, entity, window,
             stats=stats,
@@ -88,8 +91,17 @@ def stop_on_provider_error(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
+def column_schema(mapping: CompiledMapping, entity: str) -> dg.TableSchema:
+    """The local table's columns as the mapping fills them (custom fields as ``custom.KEY``), for the UI."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind, description=text) for name, kind, text in mapping.columns(entity)])
+
+
+def _schema_metadata(mapping: CompiledMapping | None, entity: str) -> dict:
+    return {"dagster/column_schema": column_schema(mapping, entity)} if mapping is not None else {}
+
+
 def import_metadata(store: LocalStore, integration: Integration, entity: str, result: ImportResult) -> dict:
-    metadata = result.metadata()
+    metadata = result.metadata() | _schema_metadata(store.mapping_for(integration), entity)
     state = store.sync_state(integration, entity)
     metadata["synced_through"] = state.synced_through.isoformat(timespec="seconds") if state.synced_through else "never"
     metadata["store"] = integration.store_key
@@ -127,6 +139,7 @@ def build_import_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             dg.AssetCheckSpec(SYNC_CHECK, asset=key, description="The integration's last sync of this entity went through (else the provider's error)."),
         ],
         freshness_policy=IMPORT_FRESHNESS,
+        metadata=_schema_metadata(default_mapping(plugin.name) if has_mapping(plugin.name) else None, entity),
     )
     def _import(context: dg.AssetExecutionContext, config: ImportConfig) -> dg.MaterializeResult:
         with stop_when_cancelled(context):
@@ -185,7 +198,7 @@ def build_count_check(plugin: ProviderPlugin, entity: str) -> dg.AssetChecksDefi
         rows, behind = [], []
         for integration in store.integrations.list(provider=plugin.name, active_only=True):
             try:
-                with provider_budget(context, db), client_resource(context, store, plugin, integration).open_reader(logger=context.log) as (reader, _stats):
+                with provider_budget(context, db), client_resource(context, store, plugin, integration).open_reader(logger=context.log, mapping=store.mapping_for(integration)) as (reader, _stats):
                     remote = reader.total(entity)
             except EntityUnavailable as exc:
                 rows.append({"integration": integration.key, "provider_count": None, "local_count": None, "difference": 0, "note": f"skipped: {exc}"})

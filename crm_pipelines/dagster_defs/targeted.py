@@ -37,7 +37,7 @@ def build_sync_ids_job(plugin: ProviderPlugin) -> dg.JobDefinition:
         for entity, ids in sorted(config.ids.items()):
             if entity not in plugin.entities:
                 raise job_failure(job, dg.Failure(f"{plugin.title} has no entity {entity!r}; expected one of {', '.join(plugin.entities)}", allow_retries=False))
-            with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), source.open_reader(logger=context.log) as (reader, stats):
+            with stop_when_cancelled(context), job_errors(job), provider_budget(context, db), source.open_reader(logger=context.log, mapping=store.mapping_for(integration)) as (reader, stats):
                 figures = sync_ids(reader, store, integration, entity, ids, stats=stats, logger=context.log)
             job.entity_done(entity, figures["fetched"], created=figures["created"], updated=figures["updated"], rejected=figures["failed"])
             # An observation (not a materialization of the whole partition): these records changed now, by id.

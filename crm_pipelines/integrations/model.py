@@ -36,6 +36,8 @@ class IntegrationSettings(BaseModel):
     export_enabled: bool = Field(default=True, description="Whether local changes are sent to this integration.")
     bulk_threshold: int | None = Field(default=10_000, ge=1, description="Records above which a full sync, a backfill or an export goes through the provider's bulk API (None: never).")
     quality: QualityThresholds = Field(default_factory=QualityThresholds, description="Thresholds of the data-quality checks (crm_pipelines.quality).")
+    mapping_file: str | None = Field(default=None, description="A field mapping file whose fields replace or extend the provider's built-in mapping (docs/mapping.md).")
+    match_by_phone: bool = Field(default=False, description="Also link a provider record to an unlinked local one with the same phone (E.164), after e-mail/domain and CPF/CNPJ.")
 
     @field_validator("conflict_strategies")
     @classmethod

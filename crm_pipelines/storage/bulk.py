@@ -146,6 +146,13 @@ def _convert_rows(converters: Converters, rows: Iterable[Sequence[Any]]) -> list
     return out
 
 
+def _bare(column: str) -> str:
+    """SQL: ``column`` without the punctuation phones are written with (both databases)."""
+    for mark in (" ", "-", ".", "(", ")", "+"):
+        column = f"REPLACE({column}, '{mark}', '')"
+    return column
+
+
 class BulkSql:
     """The statements both databases share; placeholders, list parameters and bulk writes differ."""
 
@@ -251,10 +258,13 @@ class BulkSql:
             found[values[0]] = RowState(values[0], values[1], values[2:])
         return found
 
-    def unlinked_matches(self, conn: Connection, scope: Scope, table: Table, wanted: dict[str, Sequence[Any]]) -> dict[str, list[tuple[int, Any]]]:
+    def unlinked_matches(self, conn: Connection, scope: Scope, table: Table, wanted: dict[str, Sequence[Any]], *,
+                         punctuation_free: Sequence[str] = ()) -> dict[str, list[tuple[int, Any]]]:
         """Live rows not linked in ``scope`` whose ``key`` is one of ``wanted[key]``: per key, (id, value) by id.
 
-        One statement for every key (a ``UNION ALL``), so matching costs one round trip.
+        Keys in ``punctuation_free`` are compared without spaces, dashes, dots, parentheses and
+        ``+`` (phones as people write them). One statement for every key (a ``UNION ALL``), so
+        matching costs one round trip.
         """
         keys = [key for key, values in wanted.items() if values]
         if not keys:
@@ -264,7 +274,8 @@ class BulkSql:
         parts, params = [], []
         for position, key in enumerate(keys):
             parts.append(
-                f"SELECT {position} AS k, t.id, t.{key} FROM {table.name} t WHERE {self.values_in('t.' + key)} AND t.deleted_at IS NULL"
+                f"SELECT {position} AS k, t.id, t.{key} FROM {table.name} t WHERE {self.values_in(_bare('t.' + key) if key in punctuation_free else 't.' + key)}"
+                " AND t.deleted_at IS NULL"
                 + (f" AND {row_where}" if row_where else "")
                 + f" AND NOT EXISTS (SELECT 1 FROM {external_links.name} l WHERE {link_where} AND l.local_id = t.id)"
             )

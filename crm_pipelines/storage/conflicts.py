@@ -173,6 +173,17 @@ class ConflictLedger:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def _held(self, integration_id: int, provider: str, entity: str) -> tuple[str, ...]:
+        """The built-in columns the integration's mapping imports (custom keys are settled at import time)."""
+        from crm_pipelines.integrations.registry import IntegrationRegistry
+        from crm_pipelines.mapping.integration import held_names
+
+        try:
+            integration = IntegrationRegistry(self.engine).by_id(integration_id)
+        except ConfigurationError:  # the integration was removed since
+            return held_fields(provider, entity)
+        return tuple(name for name in held_names(integration, entity) if name in FIELDS[entity])
+
     def resolve(self, conflict_id: int, take: str, *, fields: dict[str, str] | None = None, by: str = "user") -> dict[str, Any]:
         """Settle a conflict: ``take`` is ``local``, ``provider`` or ``merge`` (``fields``: name -> side)."""
         if take not in ("local", "provider", "merge"):
@@ -185,7 +196,7 @@ class ConflictLedger:
                 raise ConfigurationError(f"conflict {conflict_id} was already resolved ({row.decision}, by {row.resolved_by})")
             entity = row.entity
             # Only the fields the provider holds were compared; the others are never written here.
-            held = held_fields(row.provider, entity)
+            held = self._held(row.integration_id, row.provider, entity)
             local = {name: value for name, value in from_json(entity, row.local_fields).items() if name in held}
             remote = {name: value for name, value in from_json(entity, row.remote_fields).items() if name in held}
             if take == "merge":

@@ -28,7 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from crm_pipelines.storage.types import Money, UTCDateTime
+from crm_pipelines.storage.types import CustomValues, Money, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -84,6 +84,8 @@ def _owner() -> Column:
 
 def _bookkeeping() -> list[Column]:
     return [
+        # Values of mapped custom fields (``custom.KEY`` in a mapping), one JSON object per row.
+        Column("custom", CustomValues, nullable=True),
         Column("created_at", UTCDateTime, nullable=False),
         Column("updated_at", UTCDateTime, nullable=False),
         Column("deleted_at", UTCDateTime, nullable=True),

@@ -20,12 +20,16 @@ from sqlalchemy import Connection, Engine, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipelines.core.hygiene import Tidied, tidy, tidy_page
+from crm_pipelines.core.hygiene import PHONE_FIELDS, Tidied, tidy, tidy_page
 from crm_pipelines.core.model import FIELDS, MATCH_KEYS, Page, RecordError, RemoteRecord, content_hash
+from crm_pipelines.core.normalize import normalize_phone, phone_digits
 from crm_pipelines.integrations.model import Integration
 from crm_pipelines.integrations.registry import IntegrationRegistry
-from crm_pipelines.providers.registry import held_fields, person_name_in_one_field
-from crm_pipelines.storage.bulk import LinkChange, LinkState, Scope, bulk_for
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.mapping.integration import has_mapping, held_names, mapping_for
+from crm_pipelines.mapping.spec import custom_key, is_custom
+from crm_pipelines.providers.registry import person_name_in_one_field
+from crm_pipelines.storage.bulk import LinkChange, LinkState, RowState, Scope, bulk_for
 from crm_pipelines.storage.conflicts import ConflictPolicy, Detected, open_conflict_ids
 from crm_pipelines.storage.conflicts import record as record_conflicts
 from crm_pipelines.storage.engine import make_engine
@@ -112,6 +116,34 @@ def _newer(a: RemoteRecord, b: RemoteRecord) -> bool:
     return b.updated_at is None or a.updated_at >= b.updated_at
 
 
+def _columns(names: Sequence[str]) -> tuple[str, ...]:
+    """The table columns holding ``names`` (``custom.KEY`` values live in the ``custom`` column)."""
+    plain = tuple(n for n in names if not is_custom(n))
+    return (*plain, "custom") if len(plain) < len(names) else plain
+
+
+def _named(names: Sequence[str], columns: Sequence[str], values: Sequence[Any]) -> tuple:
+    """Column values as ``names`` values."""
+    if len(columns) == len(names):
+        return tuple(values)
+    by_column = dict(zip(columns, values))
+    custom = by_column.get("custom") or {}
+    return tuple(custom.get(custom_key(n)) if is_custom(n) else by_column[n] for n in names)
+
+
+def _e164_or_none(value: Any, region: str) -> str | None:
+    try:
+        return normalize_phone(value, region)
+    except ValueError:
+        return None
+
+
+def _custom_of(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``custom`` column value of a record's fields (its non-blank ``custom.KEY`` values)."""
+    found = {custom_key(n): v for n, v in fields.items() if is_custom(n) and v is not None}
+    return found or None
+
+
 class LocalStore:
     """The local database as this project uses it."""
 
@@ -143,6 +175,13 @@ class LocalStore:
             self._regions[store_id] = region or "BR"
         return self._regions[store_id]
 
+    def mapping_for(self, target: Target) -> CompiledMapping | None:
+        """The field mapping the integration's readers and writers use (None: the provider maps in code)."""
+        integration = self.scope(target)
+        if not has_mapping(integration.provider):
+            return None
+        return mapping_for(integration, self.phone_region(integration))
+
     def tidy_page(self, target: Target, entity: str, page: Page) -> Page:
         """A provider page with phones in E.164 and names tidied (:mod:`crm_pipelines.core.hygiene`)."""
         return tidy_page(entity, page, self.phone_region(target))
@@ -152,6 +191,39 @@ class LocalStore:
 
     def _scope(self, target: Target, entity: str) -> Scope:
         return Scope.of(self.scope(target), entity)
+
+    def _rows(self, conn, entity: str, names: Sequence[str], ids: Sequence[int], *, live_only: bool = True) -> dict[int, RowState]:
+        """Rows by id with their ``names`` values (custom ones read out of the ``custom`` column)."""
+        columns = _columns(names)
+        rows = self.bulk.rows(conn, ENTITY_TABLES[entity], columns, ids, live_only=live_only)
+        if columns == tuple(names):
+            return rows
+        return {i: RowState(row.local_id, row.updated_at, _named(names, columns, row.values)) for i, row in rows.items()}
+
+    def _update_rows(self, conn, entity: str, names: Sequence[str], updates: Sequence[tuple[int, Sequence[Any]]], now: datetime) -> None:
+        """Write ``names`` values; custom ones are merged into each row's ``custom`` column (other keys kept)."""
+        table = ENTITY_TABLES[entity]
+        columns = _columns(names)
+        if not updates:
+            return
+        if columns == tuple(names):
+            self.bulk.update_rows(conn, table, tuple(names), updates, now)
+            return
+        current = self.bulk.rows(conn, table, ("custom",), [local_id for local_id, _ in updates], live_only=False)
+        rows = []
+        for local_id, values in updates:
+            row = current.get(local_id)
+            custom = dict(row.values[0] or {}) if row is not None else {}
+            plain = []
+            for name, value in zip(names, values):
+                if not is_custom(name):
+                    plain.append(value)
+                elif value is None:
+                    custom.pop(custom_key(name), None)
+                else:
+                    custom[custom_key(name)] = value
+            rows.append((local_id, (*plain, custom or None)))
+        self.bulk.update_rows(conn, table, columns, rows, now)
 
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True, conflict_policy: ConflictPolicy | None = None) -> LocalStore:
@@ -210,7 +282,7 @@ class LocalStore:
         """Decide what each record does, then write the chunk with one statement per kind of change."""
         bulk, entity = self.bulk, scope.entity
         table = ENTITY_TABLES[entity]
-        names = held_fields(scope.provider, entity)
+        names = held_names(integration, entity)
         now = utcnow()
         bulk.start_write(conn)
         bulk.commit_unawaited(conn)
@@ -253,21 +325,21 @@ class LocalStore:
             link_updates.append(LinkChange(record.external_id, record.updated_at, digest))
 
         new_links: list[tuple] = []
-        if unlinked and MATCH_KEYS[entity]:
-            matches = self._match_unlinked(conn, scope, [r for r, _ in unlinked])
+        if unlinked and self._match_keys(integration, entity):
+            matches = self._match_unlinked(conn, integration, scope, [r for r, _ in unlinked])
             found = [(record, digest, matches[record.external_id]) for record, digest in unlinked if record.external_id in matches]
             local_updates += self._settle_links(conn, integration, scope, found, now, outcome)
             new_links += [(local_id, record.external_id, record.updated_at, digest, None, now, now) for record, digest, local_id in found]
             outcome.linked += len(found)
             unlinked = [(record, digest) for record, digest in unlinked if record.external_id not in matches]
 
-        bulk.update_rows(conn, table, names, local_updates, now)
+        self._update_rows(conn, entity, names, local_updates, now)
         bulk.archive_rows(conn, table, archived_local, now)
         bulk.update_links(conn, scope, link_updates, now)
         if unlinked:
             fields = FIELDS[entity]
-            rows = [(*[record.fields.get(name) for name in fields], record.created_at or now, now) for record, _ in unlinked]
-            ids = bulk.insert_rows(conn, scope, table, (*fields, "created_at", "updated_at"), rows)
+            rows = [(*[record.fields.get(name) for name in fields], _custom_of(record.fields), record.created_at or now, now) for record, _ in unlinked]
+            ids = bulk.insert_rows(conn, scope, table, (*fields, "custom", "created_at", "updated_at"), rows)
             for (record, digest), local_id in zip(unlinked, ids):
                 new_links.append((local_id, record.external_id, record.updated_at, digest, None, now, now))
             outcome.created += len(ids)
@@ -299,8 +371,8 @@ class LocalStore:
         if not changed:
             return set()
         provider, entity = scope.provider, scope.entity
-        names = held_fields(provider, entity)
-        rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, [link.local_id for _, _, link in changed])
+        names = held_names(integration, entity)
+        rows = self._rows(conn, entity, names, [link.local_id for _, _, link in changed])
         strategy = self._strategy(integration, entity)
         found: list[Detected] = []
         for record, digest, link in changed:
@@ -322,8 +394,8 @@ class LocalStore:
         settled by :func:`~crm_pipelines.storage.linking.merge_on_link`; returns the rows to update."""
         if not found:
             return []
-        names = held_fields(scope.provider, scope.entity)
-        rows = self.bulk.rows(conn, ENTITY_TABLES[scope.entity], names, [local_id for _, _, local_id in found])
+        names = held_names(integration, scope.entity)
+        rows = self._rows(conn, scope.entity, names, [local_id for _, _, local_id in found])
         strategy = self._strategy(integration, scope.entity)
         updates: list[tuple[int, tuple]] = []
         detected: list[Detected] = []
@@ -345,15 +417,29 @@ class LocalStore:
         """The conflict strategy of this integration and entity (its settings, else the policy)."""
         return integration.conflict_strategy(entity) or self.conflict_policy.strategy_for(integration.provider, entity)
 
-    def _match_unlinked(self, conn, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
+    @staticmethod
+    def _match_keys(integration: Integration, entity: str) -> tuple[str, ...]:
+        """Identity keys of ``entity``, in order; the phone (E.164) last where the integration enables it."""
+        keys = MATCH_KEYS[entity]
+        if integration.settings.match_by_phone and entity in PHONE_FIELDS and "phone" in PHONE_FIELDS[entity]:
+            keys = (*keys, "phone")
+        return keys
+
+    def _match_unlinked(self, conn, integration: Integration, scope: Scope, records: Sequence[RemoteRecord]) -> dict[str, int]:
         """The store's local records (not yet linked in ``scope``) that share an identity key with these.
 
-        Keys are tried in order (e-mail before CPF/CNPJ); a record matched by one key is not
-        looked for by the next, and a local record is claimed by one provider record only.
+        Keys are tried in order (e-mail before CPF/CNPJ, the phone last when enabled); a record
+        matched by one key is not looked for by the next, and a local record is claimed by one
+        provider record only. Local phones are compared in E.164, however they were written.
         """
-        keys = MATCH_KEYS[scope.entity]
+        keys = self._match_keys(integration, scope.entity)
         wanted = {key: list({record.fields[key] for record in records if record.fields.get(key)}) for key in keys}
-        candidates = self.bulk.unlinked_matches(conn, scope, ENTITY_TABLES[scope.entity], wanted)
+        if "phone" in wanted:
+            wanted["phone"] = sorted({digits for e164 in wanted["phone"] for digits in phone_digits(e164)})
+        candidates = self.bulk.unlinked_matches(conn, scope, ENTITY_TABLES[scope.entity], wanted, punctuation_free=("phone",))
+        if "phone" in candidates:
+            region = self.phone_region(integration)
+            candidates["phone"] = [(local_id, _e164_or_none(value, region)) for local_id, value in candidates["phone"]]
         matches: dict[str, int] = {}
         claimed: set[int] = set()
         for key in keys:
@@ -392,13 +478,14 @@ class LocalStore:
     def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int,
                            retry_rejected: bool) -> Iterable[LocalChange]:
         table = ENTITY_TABLES[entity]
-        names = FIELDS[entity]
-        held = held_fields(integration.provider, entity)
+        held = held_names(integration, entity, "export")
+        names = (*FIELDS[entity], *(n for n in held if is_custom(n)))
+        columns = _columns(names)
         link = external_links
         refused = and_(rejects.c.integration_id == integration.id, rejects.c.entity == entity, rejects.c.direction == "export",
                        rejects.c.resolved_at.is_(None), rejects.c.record_ref == cast(table.c.id, String))
         query = (
-            select(table.c.id, *[table.c[n] for n in names], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at,
+            select(table.c.id, *[table.c[n] for n in columns], link.c.external_id, link.c.exported_hash, link.c.remote_hash, link.c.archived_at,
                    rejects.c.content_hash.label("rejected_hash"))
             .select_from(table.outerjoin(link, and_(link.c.local_id == table.c.id, link.c.integration_id == integration.id, link.c.entity == entity))
                          .outerjoin(rejects, refused))
@@ -419,7 +506,7 @@ class LocalStore:
             for row in rows:
                 if row.archived_at is not None:
                     continue  # deleted at the provider: not re-created behind the user's back
-                tidied = self._tidy(integration, entity, {n: getattr(row, n) for n in names})
+                tidied = self._tidy(integration, entity, dict(zip(names, _named(names, columns, [getattr(row, c) for c in columns]))))
                 digest = content_hash(entity, tidied.fields, held)
                 if digest in (row.exported_hash, row.remote_hash):
                     continue
@@ -434,11 +521,11 @@ class LocalStore:
         update, and one whose content was exported meanwhile is left out.
         """
         integration = self.scope(provider) if provider is not None else None
-        held = held_fields(integration.provider, entity) if integration else FIELDS[entity]
-        names = FIELDS[entity]
+        held = held_names(integration, entity, "export") if integration else FIELDS[entity]
+        names = (*FIELDS[entity], *(n for n in held if is_custom(n)))
         ids = [i[0] for i in items]
         with self.engine.connect() as conn:
-            rows = self.bulk.rows(conn, ENTITY_TABLES[entity], names, ids, live_only=False)
+            rows = self._rows(conn, entity, names, ids, live_only=False)
             links = self._link_states(conn, integration, entity, ids) if integration is not None else None
         changes = []
         for local_id, external_id, _digest in items:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import DateTime, Numeric, String
+from sqlalchemy import DateTime, Numeric, String, Text
 from sqlalchemy.types import TypeDecorator
 
 
@@ -82,3 +83,27 @@ class Money(TypeDecorator):
 
     def result_processor(self, dialect, coltype):
         return _tolerant(super().result_processor(dialect, coltype))
+
+
+class CustomValues(TypeDecorator):
+    """The ``custom`` column: mapped custom fields as one JSON object (text in the database, so bulk
+    writes treat it like any other column on both databases)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if not value:
+            return None
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+    def process_result_value(self, value, dialect):
+        if value in (None, ""):
+            return {}
+        if isinstance(value, dict):
+            return value
+        try:
+            found = json.loads(value)
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}

@@ -73,7 +73,7 @@ def import_now(
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
         resource = open_resource(store, integration)
-        reader, stats = stack.enter_context(resource.open_reader(strategy=strategy, logger=logger))
+        reader, stats = stack.enter_context(resource.open_reader(strategy=strategy, logger=logger, mapping=store.mapping_for(integration)))
         return run_import(reader, store, integration, entity, window, stats=stats, sweep_archived=window.is_full, progress=progress, logger=logger)
 
 
@@ -99,7 +99,7 @@ def export_now(
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
         resource = open_resource(store, integration)
-        writer, stats = stack.enter_context(resource.open_writer())
+        writer, stats = stack.enter_context(resource.open_writer(mapping=store.mapping_for(integration)))
         unavailable = writer.unavailable(entity) if hasattr(writer, "unavailable") else None
         if unavailable:
             raise ConfigurationError(unavailable)
@@ -117,7 +117,7 @@ def sync_ids_now(provider: Target, entity: str, store: LocalStore, ids: list[str
     integration, _ = target_of(store, provider, entity)
     with ExitStack() as stack:
         _budgets(store, shared, priority, stack)
-        reader, stats = stack.enter_context(open_resource(store, integration).open_reader(logger=logger or log))
+        reader, stats = stack.enter_context(open_resource(store, integration).open_reader(logger=logger or log, mapping=store.mapping_for(integration)))
         return sync_ids(reader, store, integration, entity, ids, stats=stats, logger=logger or log)
 
 

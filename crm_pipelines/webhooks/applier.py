@@ -89,7 +89,7 @@ class WebhookApplier:
                     with shared_budgets(QuotaBudgets(self.store.engine), "high"):
                         resource = self.store.integrations.resource(integration)
                         for entity, ids in record_ids(plugin, group).items():
-                            with resource.open_reader(logger=log) as (reader, stats):
+                            with resource.open_reader(logger=log, mapping=self.store.mapping_for(integration)) as (reader, stats):
                                 figures[entity] = sync_ids(reader, self.store, integration, entity, ids, stats=stats, logger=log)
                             applied.records += figures[entity]["fetched"]
                 except Exception as exc:  # the provider is down, a token expired: the rows wait, the sensor may take them

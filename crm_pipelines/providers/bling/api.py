@@ -63,6 +63,10 @@ ENTITY_SPECS: dict[str, EntitySpec] = {
 }
 
 
+#: The module of Bling's custom fields (campos customizados) holding each entity.
+CUSTOM_FIELD_MODULES = {"contacts": "Contatos", "companies": "Contatos", "deals": "Vendas"}
+
+
 def to_local_text(moment: datetime) -> str:
     """An aware datetime as Bling's local ``YYYY-MM-DD HH:MM:SS`` (sub-seconds dropped)."""
     if moment.tzinfo is None:
@@ -373,6 +377,16 @@ class BlingClient:
         body = self.api.request("GET", "/contatos/consumidor-final", kind="get") or {}
         return str((body.get("data") or {}).get("id"))
 
+    def custom_field_list(self, entity: str) -> list[dict[str, Any]]:
+        """The company's custom fields (campos customizados) of the module holding ``entity``."""
+        modules = (self.api.request("GET", "/campos-customizados/modulos", kind="fields") or {}).get("data") or []
+        wanted = CUSTOM_FIELD_MODULES[entity]
+        module = next((m for m in modules if isinstance(m, dict) and str(m.get("nome")) == wanted), None)
+        if module is None:
+            return []
+        found = (self.api.request("GET", f"/campos-customizados/modulos/{int(module['id'])}", kind="fields") or {}).get("data") or []
+        return [f for f in found if isinstance(f, dict) and f.get("id") and f.get("nome")]
+
     # ------------------------------------------------------------------ writes
 
     def create(self, entity: str, payload: Mapping[str, Any]) -> str:
@@ -381,6 +395,15 @@ class BlingClient:
 
     def update(self, entity: str, record_id: str, payload: Mapping[str, Any]) -> None:
         self.api.request("PUT", f"/{ENTITY_SPECS[entity].path}/{record_id}", json=dict(payload), kind="write")
+
+
+def custom_fields(client: BlingClient, entity: str) -> list:
+    """The company's custom fields of ``entity`` (``GET /campos-customizados/modulos/{id}``), named as
+    a mapping file names them (``camposCustomizados.NAME``)."""
+    from crm_pipelines.mapping.discovery import ProviderField
+
+    return [ProviderField(f"camposCustomizados.{f['nome']}", str(f["nome"]), str((f.get("tipoCampo") or {}).get("nome") or "Texto"))
+            for f in client.custom_field_list(entity)]
 
 
 __all__ = ["BASE_URL", "BlingAuth", "BlingClient", "BlingPolicy", "ENTITY_SPECS", "PAGE_MAX", "PER_SECOND", "PROVIDER", "error_details", "to_local_text"]

@@ -15,7 +15,7 @@ contatos), and if any of those records was already seen on a page, it reads agai
 page on. Records added or changed during the scan are returned too (they are current).
 
 List items of contatos and pedidos are summaries; fields the mapping needs that a summary lacks
-(``mapping.DETAIL_KEYS``) are read with ``GET /{path}/{id}``, one request per record.
+(:func:`~crm_pipelines.providers.bling.mapping.detail_keys`) are read with ``GET /{path}/{id}``, one request per record.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.bling.api import ENTITY_SPECS, PAGE_MAX, BlingClient, to_local_text
-from crm_pipelines.providers.bling.mapping import needs_detail, to_remote_record
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.providers.bling.mapping import custom_ids, needs_detail, to_remote_record
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ MAX_RESCANS = 5
 class BlingChangeReader:
     """Pages of canonical records changed in ``[lower, upper]`` for one entity."""
 
-    def __init__(self, client: BlingClient, *, verify_pages: bool = True, clock_margin_s: float = 5.0, logger: logging.Logger | Any = None) -> None:
+    def __init__(self, client: BlingClient, *, verify_pages: bool = True, clock_margin_s: float = 5.0, logger: logging.Logger | Any = None,
+                 mapping: CompiledMapping | None = None) -> None:
         self.client = client
+        self.mapping = mapping
+        self._custom_ids: dict[str, dict[str, int]] = {}
         self.verify_pages = verify_pages
         self.clock_margin_s = clock_margin_s
         self.log = logger or log
@@ -143,7 +147,7 @@ class BlingChangeReader:
     def _page(self, entity: str, items: list[dict[str, Any]]) -> Page:
         page = Page()
         for item in items:
-            if needs_detail(entity, item):
+            if needs_detail(entity, item, self.mapping):
                 self.detail_reads += 1
                 full = self.client.get_one(entity, str(item.get("id")))
                 if full is None:  # deleted between the list and the read
@@ -153,9 +157,13 @@ class BlingChangeReader:
             self._append(entity, item, page)
         return page
 
-    @staticmethod
-    def _append(entity: str, obj: dict[str, Any], page: Page) -> None:
-        mapped = to_remote_record(entity, obj)
+    def custom_ids(self, entity: str) -> dict[str, int]:
+        if entity not in self._custom_ids:
+            self._custom_ids[entity] = custom_ids(self.client, entity, self.mapping)
+        return self._custom_ids[entity]
+
+    def _append(self, entity: str, obj: dict[str, Any], page: Page) -> None:
+        mapped = to_remote_record(entity, obj, self.mapping, self.custom_ids(entity))
         if isinstance(mapped, RecordError):
             page.errors.append(mapped)
         else:

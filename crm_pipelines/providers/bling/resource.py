@@ -45,20 +45,20 @@ class BlingResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[BlingChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[BlingChangeReader, CallStats]]:
         """``strategy`` is accepted for the common interface; Bling has one way to read (list + date filter)."""
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield BlingChangeReader(client, verify_pages=self.verify_pages, logger=logger), stats
+            yield BlingChangeReader(client, verify_pages=self.verify_pages, logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[BlingWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[BlingWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield BlingWriter(client), stats
+            yield BlingWriter(client, mapping=mapping), stats
         finally:
             client.close()

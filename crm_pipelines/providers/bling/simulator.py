@@ -55,6 +55,14 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?$")
 
 
+#: Custom fields (campos customizados) configured in every simulated company: module -> (module id,
+#: (field id, name, type)). Contatos carry their values as ``camposCustomizados`` (full shape only).
+CUSTOM_FIELDS: dict[str, tuple[int, tuple[tuple[int, str, str], ...]]] = {
+    "Contatos": (1, ((101, "Cor favorita", "Texto"), (102, "Nível de fidelidade", "Lista"), (103, "Canal de origem", "Texto"))),
+    "Vendas": (2, ((201, "Origem do pedido", "Texto"), (202, "Prioridade", "Lista"))),
+}
+
+
 @dataclass
 class BlingSimConfig(SimConfig):
     """Data, credentials, limits and the switches for unconfirmed behaviour (shared settings in
@@ -386,6 +394,19 @@ class BlingSimulator(Simulator):
             records.sort(key=lambda r: (-r.updated, -r.id))
         return records[(page - 1) * limit : page * limit]
 
+    @api("GET", PREFIX + "/campos-customizados/modulos", name="list custom field modules")
+    def _custom_modules(self, request: Request) -> Response:
+        return Response.json(200, {"data": [{"id": module_id, "nome": name, "modulo": name} for name, (module_id, _) in CUSTOM_FIELDS.items()]})
+
+    @api("GET", PREFIX + "/campos-customizados/modulos/{id:int}", name="list custom fields")
+    def _custom_fields(self, request: Request) -> Response:
+        module_id = int(request.params["id"])
+        found = next((fields for _, (mid, fields) in CUSTOM_FIELDS.items() if mid == module_id), None)
+        if found is None:
+            raise _error(404, "RESOURCE_NOT_FOUND", "Recurso não encontrado", "O módulo não foi encontrado.")
+        return Response.json(200, {"data": [{"id": fid, "nome": name, "situacao": 1, "tipoCampo": {"id": 1, "nome": kind}, "modulo": {"id": module_id}}
+                                            for fid, name, kind in found]})
+
     @api("GET", PREFIX + "/contatos", name="list contatos")
     def _list_contatos(self, request: Request) -> Response:
         page, limit = self._page_params(request)
@@ -537,6 +558,13 @@ class BlingSimulator(Simulator):
                 merged[key] = body[key]
         if body.get("situacao") in ("A", "I", "S"):
             merged["situacao"] = body["situacao"]
+        if isinstance(body.get("camposCustomizados"), list):
+            values = {int(v["idCampoCustomizado"]): v.get("valor") for v in merged.get("camposCustomizados") or []}
+            known = {fid for fid, _, _ in CUSTOM_FIELDS["Contatos"][1]}
+            for item in body["camposCustomizados"]:
+                if isinstance(item, dict) and int(item.get("idCampoCustomizado") or 0) in known:
+                    values[int(item["idCampoCustomizado"])] = "" if item.get("valor") is None else str(item["valor"])
+            merged["camposCustomizados"] = [{"idCampoCustomizado": fid, "valor": value} for fid, value in sorted(values.items()) if value not in (None, "")]
         return merged
 
     def _validate_pedido(self, company: Company, body: Mapping[str, Any]) -> None:

@@ -31,7 +31,8 @@ from typing import Any
 
 from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableError
 from crm_pipelines.providers.bling.api import PAGE_MAX, BlingClient
-from crm_pipelines.providers.bling.mapping import KEY_FIELD, document, to_payload
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.providers.bling.mapping import KEY_FIELD, custom_ids, document, to_payload
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 KEYS_PER_LOOKUP = 50
@@ -71,15 +72,17 @@ class BlingWriter:
     make_record = OutgoingRecord
     Rejected = BatchRejected
 
-    def __init__(self, client: BlingClient, *, read_before_update: bool = True) -> None:
+    def __init__(self, client: BlingClient, *, read_before_update: bool = True, mapping: CompiledMapping | None = None) -> None:
         self.client = client
+        self.mapping = mapping
+        self._custom_ids: dict[str, dict[str, int]] = {}
         self.read_before_update = read_before_update
         self._consumidor_final: str | None = None
         self._indexes: dict[str, AccountIndex] = {}
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         try:
-            to_payload(entity, fields, default_contato_id="1")
+            self._payload(entity, fields, default_contato_id="1")
         except ValueError as exc:
             return str(exc)
         return None
@@ -171,7 +174,7 @@ class BlingWriter:
         result = WriteResult()
         contato = self._default_contato() if entity == "deals" else None
         for record in records:
-            payload = to_payload(entity, record.fields, key=idempotency_key(entity, record.local_id), default_contato_id=contato)
+            payload = self._payload(entity, record.fields, key=idempotency_key(entity, record.local_id), default_contato_id=contato)
             try:
                 created = self.client.create(entity, payload)
                 result.written[record.local_id] = (created, None, True)
@@ -186,7 +189,7 @@ class BlingWriter:
         result = WriteResult()
         for record in records:
             assert record.external_id
-            payload = to_payload(entity, record.fields)
+            payload = self._payload(entity, record.fields)
             try:
                 if self.read_before_update:
                     current = self.client.get_one(entity, record.external_id)
@@ -203,6 +206,11 @@ class BlingWriter:
         return result
 
     # ------------------------------------------------------------------ helpers
+
+    def _payload(self, entity: str, fields: dict[str, Any], **options: Any) -> dict[str, Any]:
+        if entity not in self._custom_ids:
+            self._custom_ids[entity] = custom_ids(self.client, entity, self.mapping)
+        return to_payload(entity, fields, mapping=self.mapping, custom_ids=self._custom_ids[entity], **options)
 
     def _indexed(self, entity: str, external_id: str, payload: dict[str, Any]) -> None:
         """A contato just created joins the account index (a later batch matches it without a call)."""

@@ -33,6 +33,9 @@ from crm_pipelines.core.http import ApiClient, CallStats, ResponsePolicy, parse_
 from crm_pipelines.core.ratelimit import SlidingWindowLimiter, shared_limiter
 
 PROVIDER = "gestaoclick"
+#: Why ``crm-pipelines mapping fields gestaoclick`` lists nothing.
+NO_FIELD_DESCRIPTIONS = ("GestaoClick's API documents no endpoint describing custom fields; map any value to tag.KEY "
+                         "(it travels in the [crm_pipelines] tag line of observacoes, see docs/mapping.md)")
 BASE_URL = "https://api.beteltecnologia.com"
 REQUESTS_PER_SECOND = 3
 DAILY_LIMIT = 30_000

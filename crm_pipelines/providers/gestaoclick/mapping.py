@@ -1,33 +1,16 @@
-"""GestaoClick fields (Portuguese) <-> canonical fields, declared once per entity.
+"""GestaoClick fields (Portuguese) <-> local columns: the shape of clientes and vendas, read and
+written through the loaded field mapping (built-in: ``crm_pipelines/mapping/defaults/gestaoclick.yaml``).
 
-| entity    | canonical field  | GestaoClick field                         | notes                                          |
-|-----------|------------------|-------------------------------------------|------------------------------------------------|
-| contacts  | email            | clientes.email                            | lower-cased; invalid -> reject                 |
-| contacts  | first_name       | clientes.nome (first word)                | written back as ``nome = first + " " + last``  |
-| contacts  | last_name        | clientes.nome (the rest)                  |                                                |
-| contacts  | phone            | clientes.telefone (else celular)          |                                                |
-| contacts  | document         | clientes.cpf (else cnpj)                  | CPF digits, check digits verified -> reject    |
-| contacts  | company_name     | observacoes tag ``company_name``          | no native field                                |
-| contacts  | job_title        | observacoes tag ``job_title``             | no native field                                |
-| contacts  | lifecycle_stage  | observacoes tag ``lifecycle_stage``       | no native field                                |
-| companies | name             | clientes.nome (else razao_social)         | create also sets razao_social                  |
-| companies | document         | clientes.cnpj (else cpf)                  | CNPJ digits, check digits verified -> reject   |
-| companies | phone            | clientes.telefone (else celular)          |                                                |
-| companies | city             | enderecos[0].endereco.nome_cidade         |                                                |
-| companies | country          | enderecos[0].endereco.pais                |                                                |
-| companies | domain           | observacoes tag ``domain``                | no native field                                |
-| companies | industry         | observacoes tag ``industry``              | no native field                                |
-| deals     | name             | vendas.observacoes (text without the tag) | a venda has no title                           |
-| deals     | amount           | vendas.valor_total                        | exact decimal; written as one product line     |
-| deals     | currency         | always ``BRL``                            | other currencies are refused before sending    |
-| deals     | stage            | vendas.nome_situacao                      | written as situacao_id (from /situacoes_vendas)|
-| deals     | close_date       | vendas.data (YYYY-MM-DD)                  | midnight UTC; today when missing on create     |
-| deals     | pipeline         | observacoes tag ``pipeline``              | no native field                                |
+Names that are not plain fields: ``nome:first``/``nome:rest`` (a person's ``nome``, split at the
+first space, written back as "first rest"); ``telefone`` (read from ``celular`` when empty);
+``cpf``/``cnpj`` (each read from the other when empty; a document is written to the field its
+length says); ``endereco.X`` (a key of the first of ``enderecos``); ``moeda`` (vendas are in BRL);
+``observacoes`` of vendas (the notes' text without the tag, on one line); ``tag.KEY``.
 
-Canonical fields without a GestaoClick field travel in one tag line appended to ``observacoes``:
-``[crm_pipelines] {"key": "contacts:12", "job_title": "CEO"}`` (JSON, accents kept). The tag also
-carries the idempotency key of records this project created. The rest of ``observacoes`` is
-left as the user wrote it.
+Fields without a GestaoClick field (and custom ones) travel in one tag line appended to
+``observacoes``: ``[crm_pipelines] {"key": "contacts:12", "job_title": "CEO"}`` (JSON, accents
+kept). The tag also carries the idempotency key of records this project created. The rest of
+``observacoes`` is left as the user wrote it.
 """
 
 from __future__ import annotations
@@ -35,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,19 +25,20 @@ from zoneinfo import ZoneInfo
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_email
-from crm_pipelines.providers.gestaoclick.api import ACCOUNT_TIMEZONE, RESOURCES
+from crm_pipelines.mapping.compiled import CompiledMapping, default
+from crm_pipelines.mapping.spec import builtin
+from crm_pipelines.mapping.types import Codec
+from crm_pipelines.providers.gestaoclick.api import ACCOUNT_TIMEZONE, PROVIDER, RESOURCES
 
 TAG_PREFIX = "[crm_pipelines]"
 _TAG_LINE = re.compile(r"^\s*\[crm_pipelines\]\s*(\{.*\})\s*$", re.MULTILINE)
 CURRENCY = "BRL"
 
-#: Canonical fields carried in the observacoes tag, per entity (no native GestaoClick field).
-TAGGED: dict[str, tuple[str, ...]] = {
-    "contacts": ("company_name", "job_title", "lifecycle_stage"),
-    "companies": ("domain", "industry"),
-    "deals": ("pipeline",),
-}
-_TEXT_LIMITS = {"company_name": 255, "job_title": 255, "lifecycle_stage": 64, "domain": 255, "industry": 128, "pipeline": 64}
+TAG_PREFIX_REMOTE = "tag."
+ADDRESS_PREFIX = "endereco."
+NAME_PARTS = ("nome:first", "nome:rest")
+CURRENCY_FIELD = "moeda"
+DOCUMENT_FIELDS = ("cpf", "cnpj")
 
 
 # ------------------------------------------------------------------------- small converters
@@ -157,13 +140,6 @@ def tag_key(record: Mapping[str, Any]) -> str | None:
 # ------------------------------------------------------------------------- to canonical
 
 
-@dataclass(frozen=True)
-class FieldMap:
-    canonical: str
-    remote: str
-    to_local: Callable[[Mapping[str, Any]], Any]
-
-
 def _nome_parts(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
     nome = _text(record.get("nome"), 511)
     if nome is None:
@@ -188,29 +164,47 @@ def _phone(record: Mapping[str, Any]) -> str | None:
     return _text(record.get("telefone"), 64) or _text(record.get("celular"), 64)
 
 
-FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
-    "contacts": (
-        FieldMap("email", "email", lambda r: checked_email(r.get("email"))),
-        FieldMap("first_name", "nome", lambda r: _nome_parts(r)[0]),
-        FieldMap("last_name", "nome", lambda r: _nome_parts(r)[1]),
-        FieldMap("phone", "telefone", _phone),
-        FieldMap("document", "cpf", _document("cpf", "cnpj")),
-    ),
-    "companies": (
-        FieldMap("name", "nome", lambda r: _text(r.get("nome")) or _text(r.get("razao_social"))),
-        FieldMap("document", "cnpj", _document("cnpj", "cpf")),
-        FieldMap("phone", "telefone", _phone),
-        FieldMap("city", "enderecos[0].endereco.nome_cidade", lambda r: _text(first_of(r.get("enderecos"), "endereco").get("nome_cidade"), 128)),
-        FieldMap("country", "enderecos[0].endereco.pais", lambda r: _text(first_of(r.get("enderecos"), "endereco").get("pais"), 128)),
-    ),
-    "deals": (
-        FieldMap("name", "observacoes", lambda r: _one_line(split_notes(r.get("observacoes"))[0])),
-        FieldMap("amount", "valor_total", lambda r: _amount(r.get("valor_total"))),
-        FieldMap("currency", "(none)", lambda r: CURRENCY),
-        FieldMap("stage", "nome_situacao", lambda r: _text(r.get("nome_situacao"), 64)),
-        FieldMap("close_date", "data", lambda r: parse_date(r.get("data"))),
-    ),
+#: GestaoClick's formats of the value types whose wire form is its own.
+CODECS: dict[str, Codec] = {
+    "decimal": Codec(lambda value, _limit: _amount(value), lambda v: v),
+    "date": Codec(lambda value, _limit: parse_date(value), format_date),
+    "document": Codec(lambda value, _limit: normalize_document(value), lambda v: v),
 }
+
+#: Local columns GestaoClick has a place for (its built-in mapping's).
+HELD_FIELDS: dict[str, tuple[str, ...]] = {
+    entity: tuple(f.local for f in builtin(PROVIDER).fields(entity) if f.local) for entity in ("contacts", "companies", "deals")
+}
+
+
+def _mapping(mapping: CompiledMapping | None) -> CompiledMapping:
+    return mapping or default(PROVIDER)
+
+
+def _value_reader(record: Mapping[str, Any], tag: Mapping[str, Any], entity: str) -> Callable[[str], Any]:
+    """``remote name -> raw value`` of one cliente or venda."""
+
+    def value_of(remote: str) -> Any:
+        if remote in NAME_PARTS:
+            return _nome_parts(record)[NAME_PARTS.index(remote)]
+        if remote == "telefone":
+            return _phone(record)
+        if remote in DOCUMENT_FIELDS:
+            other = DOCUMENT_FIELDS[1 - DOCUMENT_FIELDS.index(remote)]
+            return record.get(remote) if clean_text(record.get(remote)) else record.get(other)
+        if remote == "nome" and entity == "companies":
+            return _text(record.get("nome")) or _text(record.get("razao_social"))
+        if remote == "observacoes" and entity == "deals":
+            return _one_line(split_notes(record.get("observacoes"))[0])
+        if remote == CURRENCY_FIELD:
+            return CURRENCY
+        if remote.startswith(ADDRESS_PREFIX):
+            return first_of(record.get("enderecos"), "endereco").get(remote[len(ADDRESS_PREFIX):])
+        if remote.startswith(TAG_PREFIX_REMOTE):
+            return tag.get(remote[len(TAG_PREFIX_REMOTE):])
+        return record.get(remote)
+
+    return value_of
 
 
 def belongs_to(entity: str, record: Mapping[str, Any]) -> bool:
@@ -219,21 +213,13 @@ def belongs_to(entity: str, record: Mapping[str, Any]) -> bool:
     return not tipos or str(record.get("tipo_pessoa") or "").upper() in tipos
 
 
-def to_remote_record(entity: str, record: Mapping[str, Any]) -> RemoteRecord | RecordError:
-    """Map one GestaoClick record to a canonical record, or say why it cannot be."""
+def to_remote_record(entity: str, record: Mapping[str, Any], mapping: CompiledMapping | None = None) -> RemoteRecord | RecordError:
+    """Map one GestaoClick record to local values, or say why it cannot be."""
     external_id = str(record.get("id") or "").strip()
     if not external_id:
         return RecordError("(no id)", "MISSING_ID", f"a {entity} record came without an id: {str(dict(record))[:200]}")
-    fields: dict[str, Any] = {}
-    problems: list[str] = []
-    for field_map in FIELD_MAPS[entity]:
-        try:
-            fields[field_map.canonical] = field_map.to_local(record)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{field_map.remote}: {exc}")
     _, tag = split_notes(record.get("observacoes"))
-    for name in TAGGED[entity]:
-        fields[name] = _text(tag.get(name), _TEXT_LIMITS[name])
+    fields, problems = _mapping(mapping).read(entity, _value_reader(record, tag, entity))
     if problems:
         return RecordError(external_id, "INVALID_FIELD", "; ".join(problems))
     try:
@@ -270,8 +256,9 @@ def check_outgoing(entity: str, fields: Mapping[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-def to_payload(entity: str, fields: Mapping[str, Any], *, key: str | None, current: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Canonical fields as a GestaoClick body; ``current`` (the record as read) keeps what is not mapped.
+def to_payload(entity: str, fields: Mapping[str, Any], *, key: str | None, current: Mapping[str, Any] | None = None,
+               mapping: CompiledMapping | None = None) -> dict[str, Any]:
+    """Local values as a GestaoClick body; ``current`` (the record as read) keeps what is not mapped.
 
     Raises ``ValueError`` naming the field when a value cannot be sent.
     """
@@ -279,46 +266,53 @@ def to_payload(entity: str, fields: Mapping[str, Any], *, key: str | None, curre
     if problem:
         raise ValueError(problem)
     current = current or {}
+    written = _mapping(mapping).write(entity, fields)
     text, tag = split_notes(current.get("observacoes"))
-    tag = {k: v for k, v in tag.items() if k not in TAGGED[entity]}
-    for name in TAGGED[entity]:
-        tag[name] = fields.get(name)
+    for remote in [r for r in written if r.startswith(TAG_PREFIX_REMOTE)]:
+        tag[remote[len(TAG_PREFIX_REMOTE):]] = written.pop(remote)
     if key and not tag.get("key"):
         tag["key"] = key
     if entity == "deals":
-        return _venda_payload(fields, current, tag)
-    document = normalize_document(fields.get("document"))
-    payload: dict[str, Any] = {
-        "tipo_pessoa": current.get("tipo_pessoa") or RESOURCES[entity].tipos[0],
-        "email": normalize_email(fields.get("email")) or "",
-        "telefone": fields.get("phone") or "",
-        "observacoes": join_notes(text, tag),
-    }
+        return _venda_payload(written, current, tag)
+    payload: dict[str, Any] = {"tipo_pessoa": current.get("tipo_pessoa") or RESOURCES[entity].tipos[0], "observacoes": join_notes(text, tag)}
+    if "email" in written:
+        payload["email"] = normalize_email(written.pop("email")) or ""
+    if "telefone" in written:
+        payload["telefone"] = written.pop("telefone") or ""
     if not current:
         payload["ativo"] = "1"
     if entity == "contacts":
-        payload["nome"] = " ".join(p for p in (clean_text(fields.get("first_name")), clean_text(fields.get("last_name"))) if p)
-        payload["cpf" if document is None or len(document) == 11 else "cnpj"] = document or ""
+        payload["nome"] = " ".join(p for p in (clean_text(written.pop(part, None)) for part in NAME_PARTS) if p)
     else:
-        payload["nome"] = clean_text(fields.get("name"))
+        payload["nome"] = clean_text(written.pop("nome", None))
         if not current.get("razao_social"):
             payload["razao_social"] = payload["nome"]
-        payload["cnpj" if document is None or len(document) == 14 else "cpf"] = document or ""
-        address = first_of(current.get("enderecos"), "endereco")
-        if fields.get("city") is not None or fields.get("country") is not None or address:
-            address.update({"nome_cidade": fields.get("city") or "", "pais": fields.get("country") or ""})
-            others = [item for item in (current.get("enderecos") or [])[1:]]
-            payload["enderecos"] = [{"endereco": address}, *others]
+    for remote in DOCUMENT_FIELDS:
+        if remote in written:
+            document = normalize_document(written.pop(remote))
+            natural = remote if document is None else "cpf" if len(document) == 11 else "cnpj"
+            payload[natural] = document or ""
+    address = {k[len(ADDRESS_PREFIX):]: written.pop(k) for k in [r for r in written if r.startswith(ADDRESS_PREFIX)]}
+    current_address = first_of(current.get("enderecos"), "endereco")
+    if any(v is not None for v in address.values()) or (address and current_address):
+        current_address.update({k: v or "" for k, v in address.items()})
+        payload["enderecos"] = [{"endereco": current_address}, *(current.get("enderecos") or [])[1:]]
+    for remote, value in written.items():
+        if remote not in (CURRENCY_FIELD,) and value is not None:
+            payload[remote] = value
     return payload
 
 
-def _venda_payload(fields: Mapping[str, Any], current: Mapping[str, Any], tag: Mapping[str, Any]) -> dict[str, Any]:
-    amount: Decimal = fields["amount"]
+def _venda_payload(written: dict[str, Any], current: Mapping[str, Any], tag: Mapping[str, Any]) -> dict[str, Any]:
+    amount: Decimal | None = written.pop("valor_total", None)
+    if amount is None:
+        raise ValueError("amount: a venda needs a value (valor_total)")
+    name = written.pop("observacoes", None)
     text = split_notes(current.get("observacoes"))[0]
-    if _one_line(text) != _one_line(fields.get("name")):
-        text = clean_text(fields.get("name"))  # the name changed: it replaces the notes' text
+    if _one_line(text) != _one_line(name):
+        text = clean_text(name)  # the name changed: it replaces the notes' text
     payload: dict[str, Any] = {"observacoes": join_notes(text, tag)}
-    day = format_date(fields.get("close_date")) or current.get("data") or datetime.now(ZoneInfo(ACCOUNT_TIMEZONE)).date().isoformat()
+    day = written.pop("data", None) or current.get("data") or datetime.now(ZoneInfo(ACCOUNT_TIMEZONE)).date().isoformat()
     payload["data"] = day
     produtos = current.get("produtos") or []
     try:
@@ -327,7 +321,7 @@ def _venda_payload(fields: Mapping[str, Any], current: Mapping[str, Any], tag: M
         current_total = None
     if not produtos or current_total != amount:
         # One line carrying the deal's value; a sale whose products already add up is left alone.
-        payload["produtos"] = [{"produto": {"nome_produto": clean_text(fields.get("name")) or "Venda", "quantidade": "1",
+        payload["produtos"] = [{"produto": {"nome_produto": clean_text(name) or "Venda", "quantidade": "1",
                                             "valor_venda": format(amount, "f"), "valor_desconto": "0.00"}}]
     if current.get("cliente_id"):
         payload["cliente_id"] = str(current["cliente_id"])

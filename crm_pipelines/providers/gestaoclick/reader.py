@@ -26,6 +26,7 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.gestaoclick.api import RESOURCES, GestaoClickClient, as_int
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.gestaoclick.mapping import belongs_to, to_remote_record
 from crm_pipelines.sync.progress import ReadProgress
 
@@ -43,7 +44,9 @@ class GestaoClickChangeReader:
     #: Every successful ``changes`` call read every record: absent linked records may be deleted.
     complete_snapshot = True
 
-    def __init__(self, client: GestaoClickClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, progress_every: int = 50) -> None:
+    def __init__(self, client: GestaoClickClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, progress_every: int = 50,
+                 mapping: CompiledMapping | None = None) -> None:
+        self.mapping = mapping
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r} (GestaoClick is always read by a full scan)")
         self.client = client
@@ -70,7 +73,7 @@ class GestaoClickChangeReader:
                 for record in records:
                     if not belongs_to(entity, record):
                         continue  # the tipo_pessoa filter was not applied: the other entity's record
-                    mapped = to_remote_record(entity, record)
+                    mapped = to_remote_record(entity, record, self.mapping)
                     external_id = mapped.external_id
                     if external_id in seen:
                         continue  # paging shifted while reading: already taken
@@ -92,7 +95,7 @@ class GestaoClickChangeReader:
             if record is None or not belongs_to(entity, record):
                 page.records.append(RemoteRecord(str(record_id), None, {}, archived=True))
             else:
-                mapped = to_remote_record(entity, record)
+                mapped = to_remote_record(entity, record, self.mapping)
                 (page.errors if isinstance(mapped, RecordError) else page.records).append(mapped)
             if len(page.records) + len(page.errors) >= 100:
                 yield page

@@ -46,19 +46,19 @@ class GestaoClickResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[GestaoClickChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[GestaoClickChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield GestaoClickChangeReader(client, strategy=strategy if strategy in ("auto", "list", "scan") else "auto", logger=logger), stats
+            yield GestaoClickChangeReader(client, strategy=strategy if strategy in ("auto", "list", "scan") else "auto", logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[GestaoClickWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[GestaoClickWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield GestaoClickWriter(client, deal_cliente_id=self.deal_cliente_id, deal_vendedor_id=self.deal_vendedor_id), stats
+            yield GestaoClickWriter(client, deal_cliente_id=self.deal_cliente_id, deal_vendedor_id=self.deal_vendedor_id, mapping=mapping), stats
         finally:
             client.close()

@@ -27,6 +27,7 @@ from typing import Any
 from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_email
 from crm_pipelines.providers.gestaoclick.api import RESOURCES, GestaoClickClient, as_int, describe_error
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.gestaoclick.mapping import belongs_to, check_outgoing, parse_timestamp, tag_key, to_payload
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
@@ -67,7 +68,9 @@ class GestaoClickWriter:
     make_record = OutgoingRecord
     Rejected = BatchRejected
 
-    def __init__(self, client: GestaoClickClient, *, deal_cliente_id: str | None = None, deal_vendedor_id: str | None = None) -> None:
+    def __init__(self, client: GestaoClickClient, *, deal_cliente_id: str | None = None, deal_vendedor_id: str | None = None,
+                 mapping: CompiledMapping | None = None) -> None:
+        self.mapping = mapping
         self.client = client
         self.deal_cliente_id = deal_cliente_id
         self.deal_vendedor_id = deal_vendedor_id
@@ -194,7 +197,7 @@ class GestaoClickWriter:
                 if current is None:
                     result.rejected[record.local_id] = ("NOT_FOUND", f"{spec.path}/{record.external_id} no longer exists at GestaoClick")
                     return
-            payload = to_payload(entity, record.fields, key=idempotency_key(entity, record.local_id) if created else None, current=current)
+            payload = to_payload(entity, record.fields, key=idempotency_key(entity, record.local_id) if created else None, current=current, mapping=self.mapping)
             if entity == "deals":
                 self._deal_extras(record.fields, payload, created)
             if created:

@@ -177,3 +177,15 @@ class HubSpotClient:
             json={"inputs": [{"id": i} for i in ids], "properties": list(properties)},
             kind="batch_read",
         )
+
+
+def custom_fields(client: HubSpotClient, entity: str) -> list:
+    """The portal's custom properties of ``entity`` (``GET /crm/v3/properties/{object}``, not ``hubspotDefined``)."""
+    from crm_pipelines.mapping.discovery import ProviderField
+
+    data = client.api.request("GET", f"/crm/v3/properties/{OBJECTS[entity].path}", kind="properties") or {}
+    return [
+        ProviderField(str(p["name"]), str(p.get("label") or p["name"]), str(p.get("type") or "string"),
+                      tuple(str(o.get("value")) for o in p.get("options") or [] if isinstance(o, dict)))
+        for p in data.get("results") or [] if isinstance(p, dict) and p.get("name") and not p.get("hubspotDefined")
+    ]

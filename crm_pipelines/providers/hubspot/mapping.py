@@ -1,42 +1,23 @@
-"""HubSpot properties <-> canonical fields, declared once per entity.
+"""HubSpot properties <-> local columns: the value formats of HubSpot, and records read and written
+through the loaded field mapping (built-in: ``crm_pipelines/mapping/defaults/hubspot.yaml``).
 
-| entity    | canonical field  | HubSpot property       | notes                                   |
-|-----------|------------------|------------------------|-----------------------------------------|
-| contacts  | email            | email                  | lower-cased; invalid -> reject          |
-| contacts  | first_name       | firstname              |                                         |
-| contacts  | last_name        | lastname               |                                         |
-| contacts  | phone            | phone                  |                                         |
-| contacts  | company_name     | company                |                                         |
-| contacts  | job_title        | jobtitle               |                                         |
-| contacts  | lifecycle_stage  | lifecyclestage         |                                         |
-| contacts  | document         | cpf_cnpj (custom)      | CPF/CNPJ digits; invalid -> reject      |
-| companies | name             | name                   |                                         |
-| companies | domain           | domain                 | lower-cased, no scheme or www.          |
-| companies | document         | cpf_cnpj (custom)      | CNPJ digits; invalid -> reject          |
-| companies | phone            | phone                  |                                         |
-| companies | industry         | industry               |                                         |
-| companies | city             | city                   |                                         |
-| companies | country          | country                |                                         |
-| deals     | name             | dealname               |                                         |
-| deals     | amount           | amount                 | exact decimal                           |
-| deals     | currency         | deal_currency_code     |                                         |
-| deals     | stage            | dealstage              | internal stage id                       |
-| deals     | pipeline         | pipeline               |                                         |
-| deals     | close_date       | closedate              | ISO-8601 or epoch ms                    |
+HubSpot writes amounts as text with a ``.`` decimal separator and timestamps as ISO-8601 with
+milliseconds (or epoch milliseconds); custom properties are properties like any other.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
+from crm_pipelines.core.normalize import clean_text
+from crm_pipelines.mapping.compiled import CompiledMapping, default
+from crm_pipelines.mapping.types import Codec
 
+PROVIDER = "hubspot"
 DOCUMENT_PROPERTY = "cpf_cnpj"
 
 
@@ -86,73 +67,38 @@ def _amount(value: Any) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
+def _timestamp_in(value: Any, limit: int | None = None) -> datetime | None:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def _text_out(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-@dataclass(frozen=True)
-class FieldMap:
-    canonical: str
-    remote: str
-    to_local: Callable[[Any], Any]
-    to_remote: Callable[[Any], Any] = _text_out
-
-
-FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
-    "contacts": (
-        FieldMap("email", "email", checked_email),
-        FieldMap("first_name", "firstname", _text(255)),
-        FieldMap("last_name", "lastname", _text(255)),
-        FieldMap("phone", "phone", _text(64)),
-        FieldMap("company_name", "company", _text(255)),
-        FieldMap("job_title", "jobtitle", _text(255)),
-        FieldMap("lifecycle_stage", "lifecyclestage", _text(64)),
-        FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
-    ),
-    "companies": (
-        FieldMap("name", "name", _text(255)),
-        FieldMap("domain", "domain", normalize_domain),
-        FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
-        FieldMap("phone", "phone", _text(64)),
-        FieldMap("industry", "industry", _text(128)),
-        FieldMap("city", "city", _text(128)),
-        FieldMap("country", "country", _text(128)),
-    ),
-    "deals": (
-        FieldMap("name", "dealname", _text(255)),
-        FieldMap("amount", "amount", _amount, lambda v: None if v is None else format(v, "f")),
-        FieldMap("currency", "deal_currency_code", _text(8)),
-        FieldMap("stage", "dealstage", _text(64)),
-        FieldMap("pipeline", "pipeline", _text(64)),
-        FieldMap("close_date", "closedate", parse_timestamp, format_timestamp),
-    ),
+#: HubSpot's formats of the value types whose wire form is its own.
+CODECS: dict[str, Codec] = {
+    "decimal": Codec(lambda value, _limit: _amount(value), lambda v: None if v is None else format(v, "f")),
+    "datetime": Codec(_timestamp_in, format_timestamp),
 }
 
 
-def properties_for(entity: str) -> list[str]:
+def _mapping(mapping: CompiledMapping | None) -> CompiledMapping:
+    return mapping or default(PROVIDER)
+
+
+def properties_for(entity: str, mapping: CompiledMapping | None = None) -> list[str]:
     """The HubSpot properties to request for ``entity`` (mapped ones plus the modification date)."""
     from crm_pipelines.providers.hubspot.api import OBJECTS
 
-    return [m.remote for m in FIELD_MAPS[entity]] + [OBJECTS[entity].modified_property]
+    return [*_mapping(mapping).remote_names(entity), OBJECTS[entity].modified_property]
 
 
-def to_remote_record(entity: str, obj: dict[str, Any]) -> RemoteRecord | RecordError:
-    """Map one HubSpot object to a canonical record, or say why it cannot be."""
+def to_remote_record(entity: str, obj: dict[str, Any], mapping: CompiledMapping | None = None) -> RemoteRecord | RecordError:
+    """Map one HubSpot object to local values, or say why it cannot be."""
     external_id = str(obj.get("id", ""))
     properties = obj.get("properties") or {}
     if not isinstance(properties, dict):
         return RecordError(external_id, "INVALID_FIELD", f"properties is {type(properties).__name__}, expected an object")
-    fields: dict[str, Any] = {}
-    problems: list[str] = []
-    for field_map in FIELD_MAPS[entity]:
-        try:
-            fields[field_map.canonical] = field_map.to_local(properties.get(field_map.remote))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{field_map.remote}: {exc}")
+    fields, problems = _mapping(mapping).read(entity, properties.get)
     if problems:
         return RecordError(external_id, "INVALID_FIELD", "; ".join(problems))
     try:
@@ -163,9 +109,9 @@ def to_remote_record(entity: str, obj: dict[str, Any]) -> RemoteRecord | RecordE
     return RemoteRecord(external_id, updated_at, fields, archived=bool(obj.get("archived")), created_at=created_at)
 
 
-def to_properties(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Canonical fields as HubSpot properties (for writes).
+def to_properties(entity: str, fields: dict[str, Any], mapping: CompiledMapping | None = None) -> dict[str, Any]:
+    """Local values as HubSpot properties (for writes); blanks are left out.
 
     Raises ``ValueError`` naming the field when a value cannot be sent (an invalid CPF/CNPJ).
     """
-    return {m.remote: m.to_remote(fields.get(m.canonical)) for m in FIELD_MAPS[entity] if fields.get(m.canonical) is not None}
+    return {name: value for name, value in _mapping(mapping).write(entity, fields).items() if value is not None}

@@ -24,6 +24,7 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.hubspot.api import BATCH_MAX, OBJECTS, SEARCH_PAGE_MAX, HubSpotClient
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.hubspot.mapping import parse_timestamp, properties_for, to_epoch_ms, to_remote_record
 from crm_pipelines.sync.progress import ReadProgress
 
@@ -45,11 +46,13 @@ class HubSpotChangeReader:
         list_above: int = 50_000,
         logger: logging.Logger | Any = None,
         progress_every: int = 20,
+        mapping: CompiledMapping | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.client = client
         self.strategy = strategy
+        self.mapping = mapping
         self.list_above = list_above
         self.log = logger or log
         self.progress_every = progress_every
@@ -71,7 +74,7 @@ class HubSpotChangeReader:
 
     def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]:
         """Pages of archived (deleted) records (those archived since ``since``), to propagate deletions."""
-        properties = properties_for(entity)
+        properties = properties_for(entity, self.mapping)
         for results in self.client.iter_list(entity, properties, archived=True):
             page = Page()
             for obj in results:
@@ -79,7 +82,7 @@ class HubSpotChangeReader:
                 if since is not None and archived_at is not None and archived_at < since:
                     continue
                 obj = dict(obj, archived=True)
-                mapped = to_remote_record(entity, obj)
+                mapped = to_remote_record(entity, obj, self.mapping)
                 if isinstance(mapped, RecordError):
                     # A deleted record still counts as deleted even if its last values were odd.
                     mapped = RemoteRecord(str(obj.get("id")), parse_timestamp(obj.get("archivedAt") or obj.get("updatedAt")), {}, archived=True)
@@ -97,7 +100,7 @@ class HubSpotChangeReader:
         Ids HubSpot no longer knows as live records are read again with ``archived=true``: those
         come back as deletions; ids unknown either way (merged away, purged) are skipped.
         """
-        properties = properties_for(entity)
+        properties = properties_for(entity, self.mapping)
         for start in range(0, len(ids), BATCH_MAX):
             chunk = ids[start : start + BATCH_MAX]
             data = self.client.batch_read(entity, chunk, properties)
@@ -116,11 +119,11 @@ class HubSpotChangeReader:
 
     def _by_list(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
         self.progress.strategy = "list"
-        properties = properties_for(entity)
+        properties = properties_for(entity, self.mapping)
         for results in self.client.iter_list(entity, properties):
             page = Page()
             for obj in results:
-                mapped = to_remote_record(entity, obj)
+                mapped = to_remote_record(entity, obj, self.mapping)
                 if isinstance(mapped, RecordError):
                     page.errors.append(mapped)
                     continue
@@ -137,7 +140,7 @@ class HubSpotChangeReader:
     def _by_search(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
         self.progress.strategy = "search"
         spec = OBJECTS[entity]
-        properties = properties_for(entity)
+        properties = properties_for(entity, self.mapping)
         prop = spec.modified_property
         cursor_ms = to_epoch_ms(lower) if lower is not None else 0
         upper_ms = to_epoch_ms(upper) if upper is not None else None
@@ -232,9 +235,8 @@ class HubSpotChangeReader:
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _append(entity: str, obj: dict[str, Any], page: Page) -> None:
-        mapped = to_remote_record(entity, obj)
+    def _append(self, entity: str, obj: dict[str, Any], page: Page) -> None:
+        mapped = to_remote_record(entity, obj, self.mapping)
         if isinstance(mapped, RecordError):
             page.errors.append(mapped)
         else:

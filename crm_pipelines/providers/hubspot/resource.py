@@ -47,19 +47,19 @@ class HubSpotResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[HubSpotChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[HubSpotChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield HubSpotChangeReader(client, strategy=strategy, logger=logger), stats
+            yield HubSpotChangeReader(client, strategy=strategy, logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[HubSpotWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[HubSpotWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield HubSpotWriter(client), stats
+            yield HubSpotWriter(client, mapping=mapping), stats
         finally:
             client.close()

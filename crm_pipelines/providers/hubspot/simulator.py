@@ -96,6 +96,33 @@ _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
 INTEGRATION_ID_PROPERTY = "crm_record_id"
 
 
+#: Custom properties configured in every simulated portal: name -> (type, fieldType, label, options).
+CUSTOM_PROPERTIES: dict[str, dict[str, tuple[str, str, str, tuple[str, ...]]]] = {
+    "contacts": {
+        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
+        "favorite_color": ("string", "text", "Favorite color", ()),
+        "loyalty_tier": ("enumeration", "select", "Loyalty tier", ("bronze", "silver", "gold")),
+        "lead_channel": ("string", "text", "Lead channel", ()),
+    },
+    "companies": {
+        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
+        "employee_band": ("string", "text", "Employee band", ()),
+        "account_tier": ("enumeration", "select", "Account tier", ("standard", "key")),
+    },
+    "deals": {
+        "deal_source": ("string", "text", "Deal source", ()),
+        "priority_level": ("enumeration", "select", "Priority level", ("low", "medium", "high")),
+    },
+}
+for _props in CUSTOM_PROPERTIES.values():
+    _props[INTEGRATION_ID_PROPERTY] = ("string", "text", "CRM record id", ())
+
+
+def _custom_names(entity: str, *known: str) -> tuple[str, ...]:
+    """Custom properties of ``entity`` not already among ``known`` (stored after the built-in ones)."""
+    return tuple(name for name in CUSTOM_PROPERTIES[entity] if name not in known)
+
+
 def _default_id_properties() -> dict[str, tuple[str, ...]]:
     return {"contacts": ("email", INTEGRATION_ID_PROPERTY), "companies": (INTEGRATION_ID_PROPERTY,), "deals": (INTEGRATION_ID_PROPERTY,)}
 
@@ -216,23 +243,24 @@ SCHEMAS: dict[str, _Schema] = {
         stored=(
             "email", "firstname", "lastname", "phone", "mobilephone", "company", "jobtitle", "lifecyclestage",
             "hubspot_owner_id", "hs_additional_emails", "city", "state", "country", "cpf_cnpj",
-            INTEGRATION_ID_PROPERTY,
+            INTEGRATION_ID_PROPERTY, *_custom_names("contacts", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
         ),
         default_properties=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
         required_any=("email", "firstname", "lastname"),
         numeric=frozenset({"hubspot_owner_id"}),
         text_search=("firstname", "lastname", "email", "phone", "mobilephone", "company"),
-        enumerations={"lifecyclestage": LIFECYCLE_STAGES},
+        enumerations={"lifecyclestage": LIFECYCLE_STAGES, "loyalty_tier": CUSTOM_PROPERTIES["contacts"]["loyalty_tier"][3]},
     ),
     "companies": _Schema(
         entity="companies",
         delta_property="hs_lastmodifieddate",
         stored=(
             "name", "domain", "hs_additional_domains", "phone", "industry", "city", "state", "country",
-            "hubspot_owner_id", "cpf_cnpj", INTEGRATION_ID_PROPERTY,
+            "hubspot_owner_id", "cpf_cnpj", INTEGRATION_ID_PROPERTY, *_custom_names("companies", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
         ),
         default_properties=("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
         required_any=("name", "domain"),
+        enumerations={"account_tier": CUSTOM_PROPERTIES["companies"]["account_tier"][3]},
         numeric=frozenset({"hubspot_owner_id"}),
         text_search=("name", "domain", "phone"),
     ),
@@ -241,7 +269,7 @@ SCHEMAS: dict[str, _Schema] = {
         delta_property="hs_lastmodifieddate",
         stored=(
             "dealname", "amount", "dealstage", "pipeline", "closedate", "hubspot_owner_id", "deal_currency_code",
-            "hs_is_closed", "hs_is_closed_won", INTEGRATION_ID_PROPERTY,
+            "hs_is_closed", "hs_is_closed_won", INTEGRATION_ID_PROPERTY, *_custom_names("deals", INTEGRATION_ID_PROPERTY),
         ),
         default_properties=(
             "amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
@@ -252,7 +280,7 @@ SCHEMAS: dict[str, _Schema] = {
         numeric=frozenset({"amount", "hubspot_owner_id"}),
         stored_dates=frozenset({"closedate"}),
         text_search=("dealname",),
-        enumerations={"dealstage": DEAL_STAGES, "pipeline": PIPELINES},
+        enumerations={"dealstage": DEAL_STAGES, "pipeline": PIPELINES, "priority_level": CUSTOM_PROPERTIES["deals"]["priority_level"][3]},
     ),
 }
 
@@ -712,6 +740,26 @@ class HubSpotSimulator(Simulator):
             "CONFLICT",
             context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
         )
+
+    @api("GET", "/crm/v3/properties/{obj}")
+    def _properties(self, request: Request) -> Response:
+        """The object's properties: HubSpot-defined ones (``hubspotDefined``) and the portal's custom ones."""
+        store = self._store(request)
+        entity = store.schema.entity
+        custom = CUSTOM_PROPERTIES[entity]
+        results = []
+        for name in (*store.schema.stored, *store.schema.synthesized):
+            kind, field_type, label, options = custom.get(name) or (
+                "datetime" if store.schema.kind(name) == "date" else "number" if store.schema.kind(name) == "number" else "string",
+                "text", name.replace("_", " ").capitalize(), store.schema.enumerations.get(name, ()))
+            results.append({
+                "name": name, "label": label, "type": "enumeration" if options and kind == "string" else kind, "fieldType": field_type,
+                "groupName": f"{SINGULAR[entity].lower()}information", "hubspotDefined": name not in custom,
+                "hasUniqueValue": name == INTEGRATION_ID_PROPERTY, "archived": False,
+                "options": [{"label": o, "value": o, "displayOrder": i, "hidden": False} for i, o in enumerate(options)],
+                "modificationMetadata": {"archivable": name in custom, "readOnlyValue": name in store.schema.synthesized or name in store.schema.read_only_stored},
+            })
+        return Response.json(200, {"results": results})
 
     @api("GET", "/crm/v3/objects/{obj}")
     def _list(self, request: Request) -> Response:

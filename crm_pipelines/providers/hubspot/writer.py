@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_pipelines.providers.hubspot.api import OBJECTS, HubSpotClient
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.hubspot.mapping import DOCUMENT_PROPERTY, parse_timestamp, to_properties
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
@@ -36,13 +37,14 @@ class HubSpotWriter:
     make_record = OutgoingRecord
     Rejected = BatchRejected
 
-    def __init__(self, client: HubSpotClient) -> None:
+    def __init__(self, client: HubSpotClient, *, mapping: CompiledMapping | None = None) -> None:
         self.client = client
+        self.mapping = mapping
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         """Why a record cannot be sent as it is (checked before any call), or None."""
         try:
-            to_properties(entity, fields)
+            to_properties(entity, fields, self.mapping)
         except ValueError as exc:
             return str(exc)
         return None
@@ -105,7 +107,7 @@ class HubSpotWriter:
                 {
                     "id": key,
                     "idProperty": IDEMPOTENCY_PROPERTY,
-                    "properties": to_properties(entity, r.fields) | {IDEMPOTENCY_PROPERTY: key},
+                    "properties": to_properties(entity, r.fields, self.mapping) | {IDEMPOTENCY_PROPERTY: key},
                     "objectWriteTraceId": str(r.local_id),
                 }
             )
@@ -123,7 +125,7 @@ class HubSpotWriter:
 
     def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
         by_external = {r.external_id: r.local_id for r in records}
-        inputs = [{"id": r.external_id, "properties": to_properties(entity, r.fields), "objectWriteTraceId": str(r.local_id)} for r in records]
+        inputs = [{"id": r.external_id, "properties": to_properties(entity, r.fields, self.mapping), "objectWriteTraceId": str(r.local_id)} for r in records]
         data = self._write(entity, "batch/update", inputs)
         result = WriteResult()
         for obj in data.get("results", []):

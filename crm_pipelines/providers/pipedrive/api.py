@@ -303,19 +303,21 @@ class PipedriveClient:
             cached = self._field_keys.get(entity)
             if cached is not None:
                 return cached
-            keys: dict[str, str] = {}
-            start = 0
-            while True:
-                data = self.api.request("GET", f"/v1/{ENTITY_SPECS[entity].fields_path}", params={"start": start, "limit": 500}, limiter="fields", kind="fields") or {}
-                for field in data.get("data") or []:
-                    if field.get("key") and field.get("name"):
-                        keys[str(field["name"]).strip().casefold()] = str(field["key"])
-                pagination = (data.get("additional_data") or {}).get("pagination") or {}
-                if not pagination.get("more_items_in_collection"):
-                    break
-                start = int(pagination.get("next_start") or start + 500)
+            keys = {str(f["name"]).strip().casefold(): str(f["key"]) for f in self.fields(entity) if f.get("key") and f.get("name")}
             self._field_keys[entity] = keys
             return keys
+
+    def fields(self, entity: str) -> list[dict[str, Any]]:
+        """The entity's field descriptions (``/v1/personFields`` etc.), every page."""
+        found: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            data = self.api.request("GET", f"/v1/{ENTITY_SPECS[entity].fields_path}", params={"start": start, "limit": 500}, limiter="fields", kind="fields") or {}
+            found += [f for f in data.get("data") or [] if isinstance(f, dict)]
+            pagination = (data.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                return found
+            start = int(pagination.get("next_start") or start + 500)
 
     # ------------------------------------------------------------------ writes
 
@@ -331,3 +333,15 @@ class PipedriveClient:
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def custom_fields(client: PipedriveClient, entity: str) -> list:
+    """The company's custom fields of ``entity`` (``/v1/personFields`` etc., those with ``edit_flag``),
+    named as a mapping file names them (``custom_fields.NAME``)."""
+    from crm_pipelines.mapping.discovery import ProviderField
+
+    return [
+        ProviderField(f"custom_fields.{f['name']}", str(f["name"]), str(f.get("field_type") or "varchar"),
+                      tuple(str(o.get("label")) for o in f.get("options") or [] if isinstance(o, dict)))
+        for f in client.fields(entity) if f.get("name") and f.get("edit_flag")
+    ]

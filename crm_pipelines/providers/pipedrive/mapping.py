@@ -1,55 +1,49 @@
-"""Pipedrive API v2 objects <-> canonical fields, declared once per entity.
+"""Pipedrive API v2 objects <-> local columns: the shape of Pipedrive's objects, read and written
+through the loaded field mapping (built-in: ``crm_pipelines/mapping/defaults/pipedrive.yaml``).
 
-Custom fields are addressed by name; their 40-character keys differ per company and are read
-from ``/v1/personFields`` (etc.) when a reader or writer starts (:class:`FieldKeys`).
+The mapping names v2 fields; three kinds of names reach inside an object:
 
-| entity    | canonical field  | Pipedrive v2 field                    | notes                                   |
-|-----------|------------------|---------------------------------------|-----------------------------------------|
-| contacts  | email            | emails[] (primary, else first)        | lower-cased; invalid -> reject          |
-| contacts  | first_name       | first_name                            | name = first + last on writes           |
-| contacts  | last_name        | last_name                             |                                         |
-| contacts  | phone            | phones[] (primary, else first)        |                                         |
-| contacts  | company_name     | custom "Company"                      |                                         |
-| contacts  | job_title        | custom "Job title"                    |                                         |
-| contacts  | lifecycle_stage  | custom "Lifecycle stage"              |                                         |
-| contacts  | document         | custom "CPF/CNPJ"                     | CPF/CNPJ digits; invalid -> reject      |
-| companies | name             | name                                  | required on create                      |
-| companies | domain           | custom "Domain"                       | lower-cased, no scheme or www.          |
-| companies | document         | custom "CPF/CNPJ"                     | CNPJ digits; invalid -> reject          |
-| companies | phone            | custom "Phone"                        |                                         |
-| companies | industry         | custom "Industry"                     |                                         |
-| companies | city             | address.locality                      |                                         |
-| companies | country          | address.country                       |                                         |
-| deals     | name             | title                                 | required on create                      |
-| deals     | amount           | value                                 | exact decimal (2 places)                |
-| deals     | currency         | currency                              | ISO code                                |
-| deals     | stage            | stage_id                              | numeric id as text                      |
-| deals     | pipeline         | pipeline_id                           | numeric id as text                      |
-| deals     | close_date       | expected_close_date                   | a date: midnight UTC locally            |
+* ``emails`` and ``phones``: the primary entry of the array (else the first); written as a
+  one-entry array;
+* ``address.locality`` (any part of ``address``): written with ``address.value`` made of them;
+* ``custom_fields.NAME``: a custom field by its name; its 40-character key differs per company and
+  is read from ``/v1/personFields`` (etc.) when a reader or writer starts (:class:`FieldKeys`).
 
-Every entity also carries the custom field "crm_record_id" (``<entity>:<local id>``), the
-idempotency key of records this project created.
+A person's ``name`` is written as first and last name (else the e-mail), an organization and a
+deal need a name; ``stage_id``/``pipeline_id`` are numeric ids. Every entity also carries the
+custom field "crm_record_id" (``<entity>:<local id>``), the idempotency key of records this
+project created.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
+from crm_pipelines.core.normalize import clean_text
+from crm_pipelines.mapping.compiled import CompiledMapping, default
+from crm_pipelines.mapping.spec import MappingSpec, builtin
+from crm_pipelines.mapping.types import Codec, decimal_in
 
+PROVIDER = "pipedrive"
 IDEMPOTENCY_FIELD = "crm_record_id"
 
-#: Custom fields by entity: canonical field (or the idempotency key) -> field name in Pipedrive.
+CUSTOM_PREFIX = "custom_fields."
+ADDRESS_PREFIX = "address."
+
+
+def custom_field_names(entity: str, mapping: CompiledMapping | MappingSpec) -> dict[str, str]:
+    """The custom fields the mapping names for ``entity``: local column (the provider field for constants) -> name."""
+    return {(f.local or f.remote): f.remote[len(CUSTOM_PREFIX):] for f in mapping.fields(entity) if f.remote.startswith(CUSTOM_PREFIX)}
+
+
+#: Custom fields by entity: local column (or the idempotency key) -> field name in Pipedrive (built-in mapping).
 CUSTOM_FIELD_NAMES: dict[str, dict[str, str]] = {
-    "contacts": {"company_name": "Company", "job_title": "Job title", "lifecycle_stage": "Lifecycle stage", "document": "CPF/CNPJ", IDEMPOTENCY_FIELD: IDEMPOTENCY_FIELD},
-    "companies": {"domain": "Domain", "document": "CPF/CNPJ", "phone": "Phone", "industry": "Industry", IDEMPOTENCY_FIELD: IDEMPOTENCY_FIELD},
-    "deals": {IDEMPOTENCY_FIELD: IDEMPOTENCY_FIELD},
+    entity: {**custom_field_names(entity, builtin(PROVIDER)), IDEMPOTENCY_FIELD: IDEMPOTENCY_FIELD} for entity in ("contacts", "companies", "deals")
 }
 
 
@@ -63,35 +57,24 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 
-def _amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        amount = Decimal(str(value).replace(",", ""))
-    except InvalidOperation:
-        raise ValueError(f"value {value!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"value {value!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+def _id_text(value: Any, limit: int | None = None) -> str | None:
+    return None if value in (None, "") else str(value)
 
 
-def _close_date(value: Any) -> datetime | None:
+def _id_out(value: Any) -> int | None:
     text = clean_text(value)
     if text is None:
         return None
-    try:
-        day = date.fromisoformat(text[:10])
-    except ValueError:
-        raise ValueError(f"expected_close_date {text!r} is not a YYYY-MM-DD date") from None
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    if not text.isdigit():
+        raise ValueError(f"Pipedrive takes a numeric id here, not {text!r}")
+    return int(text)
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
-
-
-def _id_text(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
+#: Pipedrive's formats of the value types whose wire form is its own.
+CODECS: dict[str, Codec] = {
+    "decimal": Codec(decimal_in, lambda v: None if v is None else float(v)),
+    "id": Codec(_id_text, _id_out),
+}
 
 
 def _primary(values: Any) -> Any:
@@ -104,19 +87,21 @@ def _primary(values: Any) -> Any:
 
 @dataclass(frozen=True)
 class FieldKeys:
-    """The 40-character keys of this company's custom fields, by canonical name."""
+    """The 40-character keys of this company's custom fields, by local column (and by name)."""
 
     entity: str
     keys: dict[str, str]
+    names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, entity: str, by_name: dict[str, str]) -> FieldKeys:
-        """Pick the configured custom fields out of ``name -> key``; the idempotency field is required."""
+    def resolve(cls, entity: str, by_name: dict[str, str], mapping: CompiledMapping | None = None) -> FieldKeys:
+        """Pick the mapped custom fields out of ``name -> key``; the idempotency field is required."""
+        wanted = CUSTOM_FIELD_NAMES[entity] if mapping is None else {**custom_field_names(entity, mapping), IDEMPOTENCY_FIELD: CUSTOM_FIELD_NAMES[entity][IDEMPOTENCY_FIELD]}
         keys = {}
-        for canonical, name in CUSTOM_FIELD_NAMES[entity].items():
+        for label, name in wanted.items():
             key = by_name.get(name.casefold())
             if key:
-                keys[canonical] = key
+                keys[label] = key
         if IDEMPOTENCY_FIELD not in keys:
             from crm_pipelines.providers.pipedrive.api import ENTITY_SPECS
 
@@ -124,10 +109,23 @@ class FieldKeys:
                 f"Pipedrive has no custom field named {IDEMPOTENCY_FIELD!r} on {ENTITY_SPECS[entity].path}; create a text field "
                 f"with that name (Settings > Data fields) so records created by the sync can be recognised after a crash"
             )
-        return cls(entity, keys)
+        return cls(entity, keys, dict(wanted))
 
-    def custom(self, obj: dict[str, Any], canonical: str) -> Any:
-        key = self.keys.get(canonical)
+    def key_of(self, name: str) -> str | None:
+        """The key of the custom field called ``name``."""
+        for label, known in self.names.items():
+            if known == name:
+                return self.keys.get(label)
+        return None
+
+    def custom(self, obj: dict[str, Any], label: str) -> Any:
+        return self._value(obj, self.keys.get(label))
+
+    def custom_named(self, obj: dict[str, Any], name: str) -> Any:
+        return self._value(obj, self.key_of(name))
+
+    @staticmethod
+    def _value(obj: dict[str, Any], key: str | None) -> Any:
         custom = obj.get("custom_fields") or {}
         if not isinstance(custom, dict):
             raise TypeError(f"custom_fields is {type(custom).__name__}, expected an object")
@@ -137,45 +135,28 @@ class FieldKeys:
         return value
 
 
-def _local_values(entity: str, obj: dict[str, Any], keys: FieldKeys) -> dict[str, Callable[[], Any]]:
-    if entity == "contacts":
-        return {
-            "email": lambda: checked_email(_primary(obj.get("emails"))),
-            "first_name": lambda: clean_text(obj.get("first_name"), 255),
-            "last_name": lambda: clean_text(obj.get("last_name"), 255),
-            "phone": lambda: clean_text(_primary(obj.get("phones")), 64),
-            "company_name": lambda: clean_text(keys.custom(obj, "company_name"), 255),
-            "job_title": lambda: clean_text(keys.custom(obj, "job_title"), 255),
-            "lifecycle_stage": lambda: clean_text(keys.custom(obj, "lifecycle_stage"), 64),
-            "document": lambda: normalize_document(keys.custom(obj, "document")),
-        }
-    if entity == "companies":
-        address = obj.get("address") if isinstance(obj.get("address"), dict) else {}
-        return {
-            "name": lambda: clean_text(obj.get("name"), 255),
-            "domain": lambda: normalize_domain(keys.custom(obj, "domain")),
-            "document": lambda: normalize_document(keys.custom(obj, "document")),
-            "phone": lambda: clean_text(keys.custom(obj, "phone"), 64),
-            "industry": lambda: clean_text(keys.custom(obj, "industry"), 128),
-            "city": lambda: clean_text(address.get("locality"), 128),
-            "country": lambda: clean_text(address.get("country"), 128),
-        }
-    return {
-        "name": lambda: clean_text(obj.get("title"), 255),
-        "amount": lambda: _amount(obj.get("value")),
-        "currency": lambda: clean_text(obj.get("currency"), 8),
-        "stage": lambda: _id_text(obj.get("stage_id")),
-        "pipeline": lambda: _id_text(obj.get("pipeline_id")),
-        "close_date": lambda: _close_date(obj.get("expected_close_date")),
-    }
+def _value_reader(obj: dict[str, Any], keys: FieldKeys) -> Callable[[str], Any]:
+    """``remote name -> raw value`` of one v2 object."""
+
+    def value_of(remote: str) -> Any:
+        if remote in ("emails", "phones"):
+            return _primary(obj.get(remote))
+        if remote.startswith(ADDRESS_PREFIX):
+            address = obj.get("address")
+            return address.get(remote[len(ADDRESS_PREFIX):]) if isinstance(address, dict) else None
+        if remote.startswith(CUSTOM_PREFIX):
+            return keys.custom_named(obj, remote[len(CUSTOM_PREFIX):])
+        return obj.get(remote)
+
+    return value_of
 
 
 def is_deleted(entity: str, obj: dict[str, Any]) -> bool:
     return bool(obj.get("is_deleted")) or (entity == "deals" and obj.get("status") == "deleted")
 
 
-def to_remote_record(entity: str, obj: dict[str, Any], keys: FieldKeys) -> RemoteRecord | RecordError:
-    """Map one v2 object to a canonical record, or say why it cannot be."""
+def to_remote_record(entity: str, obj: dict[str, Any], keys: FieldKeys, mapping: CompiledMapping | None = None) -> RemoteRecord | RecordError:
+    """Map one v2 object to local values, or say why it cannot be."""
     external_id = str(obj.get("id", ""))
     try:
         updated_at = parse_timestamp(obj.get("update_time"))
@@ -184,76 +165,61 @@ def to_remote_record(entity: str, obj: dict[str, Any], keys: FieldKeys) -> Remot
         return RecordError(external_id, "INVALID_TIMESTAMP", str(exc))
     if is_deleted(entity, obj):
         return RemoteRecord(external_id, updated_at, {}, archived=True, created_at=created_at)
-    fields: dict[str, Any] = {}
-    problems: list[str] = []
-    for name, read in _local_values(entity, obj, keys).items():
-        try:
-            fields[name] = read()
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{name}: {exc}")
+    fields, problems = (mapping or default(PROVIDER)).read(entity, _value_reader(obj, keys))
     if problems:
         return RecordError(external_id, "INVALID_FIELD", "; ".join(problems))
     return RemoteRecord(external_id, updated_at, fields, created_at=created_at)
 
 
-def _set_custom(body: dict[str, Any], keys: FieldKeys, canonical: str, value: Any) -> None:
-    key = keys.keys.get(canonical)
-    if key is None:
-        if value is not None:
-            raise ValueError(f"{canonical}: Pipedrive has no custom field named {CUSTOM_FIELD_NAMES[keys.entity][canonical]!r} to hold it")
-        return
-    body.setdefault("custom_fields", {})[key] = value
+def _entry(value: Any) -> list[dict[str, Any]]:
+    return [{"value": value, "primary": True, "label": "work"}] if value not in (None, "") else []
 
 
-def to_body(entity: str, fields: dict[str, Any], keys: FieldKeys, *, creating: bool) -> dict[str, Any]:
-    """Canonical fields as a v2 create/update body.
+def _required_name(entity: str, written: dict[str, Any]) -> dict[str, Any]:
+    """The name fields Pipedrive requires, from the written values."""
+    if entity == "contacts":
+        first, last = clean_text(written.get("first_name")), clean_text(written.get("last_name"))
+        name = " ".join(p for p in (first, last) if p) or clean_text(written.get("emails"))
+        if not name:
+            raise ValueError("name: a person needs a first name, a last name or an e-mail")
+        return {"name": name}
+    if entity == "companies":
+        if not clean_text(written.get("name")):
+            raise ValueError("name: an organization needs a name")
+        return {}
+    if not clean_text(written.get("title")):
+        raise ValueError("name: a deal needs a title")
+    return {}
+
+
+def to_body(entity: str, fields: dict[str, Any], keys: FieldKeys, *, creating: bool, mapping: CompiledMapping | None = None) -> dict[str, Any]:
+    """Local values as a v2 create/update body.
 
     Raises ``ValueError`` naming the field when a value cannot be sent (an invalid CPF/CNPJ, a
     missing required name). Empty values are sent as null on updates, so clearing a field locally
     clears it in Pipedrive; creates leave them out.
     """
-    get = fields.get
-    body: dict[str, Any] = {}
-    if entity == "contacts":
-        email = checked_email(get("email"))
-        first, last = clean_text(get("first_name")), clean_text(get("last_name"))
-        name = " ".join(p for p in (first, last) if p) or email
-        if not name:
-            raise ValueError("name: a person needs a first name, a last name or an e-mail")
-        body.update(name=name, first_name=first, last_name=last)
-        body["emails"] = [{"value": email, "primary": True, "label": "work"}] if email else []
-        phone = clean_text(get("phone"))
-        body["phones"] = [{"value": phone, "primary": True, "label": "work"}] if phone else []
-        for canonical in ("company_name", "job_title", "lifecycle_stage"):
-            _set_custom(body, keys, canonical, clean_text(get(canonical)))
-        _set_custom(body, keys, "document", normalize_document(get("document")))
-    elif entity == "companies":
-        name = clean_text(get("name"))
-        if not name:
-            raise ValueError("name: an organization needs a name")
-        body["name"] = name
-        city, country = clean_text(get("city")), clean_text(get("country"))
-        body["address"] = {"value": ", ".join(p for p in (city, country) if p), "locality": city, "country": country} if (city or country) else None
-        _set_custom(body, keys, "domain", normalize_domain(get("domain")))
-        _set_custom(body, keys, "document", normalize_document(get("document")))
-        _set_custom(body, keys, "phone", clean_text(get("phone")))
-        _set_custom(body, keys, "industry", clean_text(get("industry")))
-    else:
-        title = clean_text(get("name"))
-        if not title:
-            raise ValueError("name: a deal needs a title")
-        body["title"] = title
-        amount = get("amount")
-        body["value"] = float(_amount(amount)) if amount is not None else None
-        body["currency"] = clean_text(get("currency"))
-        for canonical, remote in (("stage", "stage_id"), ("pipeline", "pipeline_id")):
-            value = clean_text(get(canonical))
-            if value is not None and not value.isdigit():
-                raise ValueError(f"{canonical}: Pipedrive {remote} must be a numeric id, not {value!r}")
-            if value is not None:
-                body[remote] = int(value)
-        close = get("close_date")
-        body["expected_close_date"] = close.astimezone(timezone.utc).date().isoformat() if isinstance(close, datetime) else (str(close)[:10] if close else None)
+    written = (mapping or default(PROVIDER)).write(entity, fields)
+    body: dict[str, Any] = _required_name(entity, written)
+    address: dict[str, Any] = {}
+    for remote, value in written.items():
+        if remote in ("emails", "phones"):
+            body[remote] = _entry(value)
+        elif remote.startswith(ADDRESS_PREFIX):
+            address[remote[len(ADDRESS_PREFIX):]] = value
+        elif remote.startswith(CUSTOM_PREFIX):
+            name = remote[len(CUSTOM_PREFIX):]
+            key = keys.key_of(name)
+            if key is None:
+                if value is not None:
+                    raise ValueError(f"{remote}: Pipedrive has no custom field named {name!r} to hold it")
+                continue
+            body.setdefault("custom_fields", {})[key] = value
+        else:
+            body[remote] = value
+    if address:
+        parts = [str(v) for v in address.values() if v not in (None, "")]
+        body["address"] = {"value": ", ".join(parts), **address} if parts else None
     if creating:
         body = {k: v for k, v in body.items() if v not in (None, [], {})}
         if "custom_fields" in body:

@@ -27,6 +27,7 @@ from typing import Any
 
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.pipedrive.api import IDS_FILTER_MAX, LIST_PAGE_MAX, PipedriveClient, chunks, format_rfc3339
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.pipedrive.mapping import FieldKeys, to_remote_record
 from crm_pipelines.sync.progress import ReadProgress
 
@@ -50,7 +51,8 @@ def ceil_second(moment: datetime) -> datetime:
 class PipedriveChangeReader:
     """Yields pages of canonical records changed in ``[lower, upper)`` for one entity."""
 
-    def __init__(self, client: PipedriveClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, progress_every: int = 20) -> None:
+    def __init__(self, client: PipedriveClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, progress_every: int = 20,
+                 mapping: CompiledMapping | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.client = client
@@ -59,10 +61,11 @@ class PipedriveChangeReader:
         self.progress_every = progress_every
         self.progress = ReadProgress()
         self._keys: dict[str, FieldKeys] = {}
+        self.mapping = mapping
 
     def keys(self, entity: str) -> FieldKeys:
         if entity not in self._keys:
-            self._keys[entity] = FieldKeys.resolve(entity, self.client.field_keys(entity))
+            self._keys[entity] = FieldKeys.resolve(entity, self.client.field_keys(entity), self.mapping)
         return self._keys[entity]
 
     # ------------------------------------------------------------------ protocol
@@ -104,7 +107,7 @@ class PipedriveChangeReader:
             for results in self.client.iter_list(entity, params):
                 page = Page()
                 for obj in results:
-                    mapped = to_remote_record(entity, dict(obj, is_deleted=True), keys)
+                    mapped = to_remote_record(entity, dict(obj, is_deleted=True), keys, self.mapping)
                     if isinstance(mapped, RecordError):
                         mapped = RemoteRecord(str(obj.get("id")), None, {}, archived=True)
                     page.records.append(mapped)
@@ -150,7 +153,7 @@ class PipedriveChangeReader:
                 if obj is None:
                     page.records.append(RemoteRecord(record_id, None, {}, archived=True))
                 else:
-                    mapped = to_remote_record(entity, obj, keys)
+                    mapped = to_remote_record(entity, obj, keys, self.mapping)
                     (page.errors if isinstance(mapped, RecordError) else page.records).append(mapped)
             yield page
 
@@ -159,7 +162,7 @@ class PipedriveChangeReader:
     def _page(self, entity: str, results: list[dict[str, Any]], keys: FieldKeys) -> Page:
         page = Page()
         for obj in results:
-            mapped = to_remote_record(entity, obj, keys)
+            mapped = to_remote_record(entity, obj, keys, self.mapping)
             (page.errors if isinstance(mapped, RecordError) else page.records).append(mapped)
         self._tick(len(results))
         return page

@@ -45,19 +45,19 @@ class PipedriveResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[PipedriveChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[PipedriveChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield PipedriveChangeReader(client, strategy=strategy, logger=logger), stats
+            yield PipedriveChangeReader(client, strategy=strategy, logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[PipedriveWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[PipedriveWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield PipedriveWriter(client, concurrency=self.write_concurrency), stats
+            yield PipedriveWriter(client, concurrency=self.write_concurrency, mapping=mapping), stats
         finally:
             client.close()

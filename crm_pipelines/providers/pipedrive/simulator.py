@@ -66,9 +66,11 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 #: Custom fields of each object type: name -> type. Keys are 40-character hashes.
 CUSTOM_FIELDS: dict[str, dict[str, str]] = {
-    "persons": {"Company": "varchar", "Job title": "varchar", "Lifecycle stage": "varchar", "CPF/CNPJ": "varchar", "crm_record_id": "varchar"},
-    "organizations": {"Domain": "varchar", "CPF/CNPJ": "varchar", "Phone": "phone", "Industry": "varchar", "crm_record_id": "varchar"},
-    "deals": {"crm_record_id": "varchar"},
+    "persons": {"Company": "varchar", "Job title": "varchar", "Lifecycle stage": "varchar", "CPF/CNPJ": "varchar", "crm_record_id": "varchar",
+                "Favorite color": "varchar", "Loyalty tier": "varchar", "Lead channel": "varchar"},
+    "organizations": {"Domain": "varchar", "CPF/CNPJ": "varchar", "Phone": "phone", "Industry": "varchar", "crm_record_id": "varchar",
+                      "Employee band": "varchar", "Account tier": "varchar"},
+    "deals": {"crm_record_id": "varchar", "Deal source": "varchar", "Priority level": "varchar"},
 }
 SEARCH_FIELDS = {
     "persons": ("custom_fields", "email", "notes", "phone", "name"),

@@ -26,6 +26,7 @@ from crm_pipelines.core.errors import ProviderError, QuotaExhausted, RetryableEr
 from crm_pipelines.core.normalize import normalize_document, normalize_domain, normalize_email
 from crm_pipelines.core.ratelimit import in_context
 from crm_pipelines.providers.pipedrive.api import LIST_PAGE_MAX, PipedriveClient
+from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.pipedrive.mapping import IDEMPOTENCY_FIELD, FieldKeys, parse_timestamp, to_body
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
@@ -77,7 +78,8 @@ class PipedriveWriter:
     make_record = OutgoingRecord
     Rejected = BatchRejected
 
-    def __init__(self, client: PipedriveClient, *, concurrency: int = 8, search_below: int = 5, index_max_records: int = 200_000) -> None:
+    def __init__(self, client: PipedriveClient, *, concurrency: int = 8, search_below: int = 5, index_max_records: int = 200_000,
+                 mapping: CompiledMapping | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.client = client
@@ -85,18 +87,19 @@ class PipedriveWriter:
         self.search_below = search_below
         self.index_max_records = index_max_records
         self._keys: dict[str, FieldKeys] = {}
+        self.mapping = mapping
         self._indexes: dict[str, _KeyIndex | None] = {}
         self._index_lock = threading.Lock()
 
     def keys(self, entity: str) -> FieldKeys:
         if entity not in self._keys:
-            self._keys[entity] = FieldKeys.resolve(entity, self.client.field_keys(entity))
+            self._keys[entity] = FieldKeys.resolve(entity, self.client.field_keys(entity), self.mapping)
         return self._keys[entity]
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         """Why a record cannot be sent as it is (checked before any write), or None."""
         try:
-            to_body(entity, fields, self.keys(entity), creating=True)
+            to_body(entity, fields, self.keys(entity), creating=True, mapping=self.mapping)
         except ValueError as exc:
             return str(exc)
         return None
@@ -182,7 +185,7 @@ class PipedriveWriter:
         keys = self.keys(entity)
 
         def send(record: OutgoingRecord) -> dict[str, Any]:
-            body = to_body(entity, record.fields, keys, creating=True)
+            body = to_body(entity, record.fields, keys, creating=True, mapping=self.mapping)
             body.setdefault("custom_fields", {})[keys.keys[IDEMPOTENCY_FIELD]] = idempotency_key(entity, record.local_id)
             obj = self.client.create(entity, body)
             index = self._indexes.get(entity)
@@ -195,7 +198,7 @@ class PipedriveWriter:
 
     def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
         keys = self.keys(entity)
-        return self._send_all(records, lambda r: self.client.update(entity, str(r.external_id), to_body(entity, r.fields, keys, creating=False)), created=False)
+        return self._send_all(records, lambda r: self.client.update(entity, str(r.external_id), to_body(entity, r.fields, keys, creating=False, mapping=self.mapping)), created=False)
 
     def _send_all(self, records: Sequence[OutgoingRecord], send: Callable[[OutgoingRecord], dict[str, Any]], *, created: bool) -> WriteResult:
         """Send every record (concurrently); per-record outcomes, or the first fatal error."""

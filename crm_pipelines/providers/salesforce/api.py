@@ -447,3 +447,15 @@ class SalesforceClient:
         if len(records) > COLLECTION_MAX:
             raise ValueError(f"sObject Collections take at most {COLLECTION_MAX} records per call")
         return self.request(method, f"{self.data_path}/composite/sobjects{path_suffix}", json={"allOrNone": all_or_none, "records": records}, kind="write")
+
+
+def custom_fields(client: SalesforceClient, entity: str) -> list:
+    """The org's custom fields of ``entity``'s sObject (``GET sobjects/{X}/describe``, ``custom: true``)."""
+    from crm_pipelines.mapping.discovery import ProviderField
+
+    data = client.request("GET", f"{client.data_path}/sobjects/{SOBJECTS[entity]}/describe", kind="describe") or {}
+    return [
+        ProviderField(str(f["name"]), str(f.get("label") or f["name"]), str(f.get("type") or "string"),
+                      tuple(str(v.get("value")) for v in f.get("picklistValues") or [] if isinstance(v, dict)))
+        for f in data.get("fields") or [] if isinstance(f, dict) and f.get("name") and f.get("custom")
+    ]

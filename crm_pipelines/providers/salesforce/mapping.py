@@ -1,28 +1,9 @@
-"""Salesforce fields <-> canonical fields, declared once per entity.
+"""Salesforce fields <-> local columns: the value formats of Salesforce, and records read and
+written through the loaded field mapping (built-in: ``crm_pipelines/mapping/defaults/salesforce.yaml``).
 
-| entity    | canonical field  | Salesforce field                 | notes                                      |
-|-----------|------------------|----------------------------------|--------------------------------------------|
-| contacts  | email            | Contact.Email                    | lower-cased; invalid -> reject             |
-| contacts  | first_name       | Contact.FirstName                |                                            |
-| contacts  | last_name        | Contact.LastName                 | required by Salesforce                     |
-| contacts  | phone            | Contact.Phone                    |                                            |
-| contacts  | company_name     | (not mapped)                     | a Contact points to an Account by AccountId|
-| contacts  | job_title        | Contact.Title                    |                                            |
-| contacts  | lifecycle_stage  | (not mapped)                     | no Contact equivalent                      |
-| contacts  | document         | Contact.CPF_CNPJ__c (setting)    | CPF/CNPJ digits; invalid -> reject         |
-| companies | name             | Account.Name                     | required by Salesforce                     |
-| companies | domain           | Account.Website                  | read: URL -> bare domain; written bare     |
-| companies | document         | Account.CPF_CNPJ__c (setting)    | CNPJ digits; invalid -> reject             |
-| companies | phone            | Account.Phone                    |                                            |
-| companies | industry         | Account.Industry                 | picklist value                             |
-| companies | city             | Account.BillingCity              |                                            |
-| companies | country          | Account.BillingCountry           |                                            |
-| deals     | name             | Opportunity.Name                 | required                                   |
-| deals     | amount           | Opportunity.Amount               | JSON number -> exact decimal (2 places)    |
-| deals     | currency         | Opportunity.CurrencyIsoCode      | multi-currency orgs only (setting)         |
-| deals     | stage            | Opportunity.StageName            | required picklist                          |
-| deals     | pipeline         | (not mapped)                     | Salesforce has no pipelines                |
-| deals     | close_date       | Opportunity.CloseDate            | date; required; midnight UTC locally       |
+The org's own names of the CPF/CNPJ field (``CPF_CNPJ__c``) and currency field
+(``CurrencyIsoCode``, absent in single-currency orgs) are connection settings; the mapping's
+fields under those names follow them. Amounts are JSON numbers, dates ``YYYY-MM-DD``.
 
 Every record also carries ``Id``, ``CreatedDate`` and ``SystemModstamp`` (the modification time the
 sync uses: it also moves on system changes, and it is indexed).
@@ -30,15 +11,17 @@ sync uses: it also moves on system changes, and it is indexed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timezone
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_domain
+from crm_pipelines.mapping.compiled import CompiledMapping, MappedField, default
+from crm_pipelines.mapping.spec import MappingSpec
+from crm_pipelines.mapping.types import Codec, decimal_in
 
+PROVIDER = "salesforce"
 DOCUMENT_FIELD = "CPF_CNPJ__c"
 EXTERNAL_ID_FIELD = "Crm_Record_Id__c"
 CURRENCY_FIELD = "CurrencyIsoCode"
@@ -71,115 +54,62 @@ def soql_datetime(value: datetime, *, round_up: bool = False) -> str:
     return moment.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _date(value: Any) -> datetime | None:
-    text = clean_text(value)
-    if text is None:
-        return None
-    try:
-        day = date.fromisoformat(text[:10])
-    except ValueError:
-        raise ValueError(f"date {text!r} is not YYYY-MM-DD") from None
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-
-
-def _date_out(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).date().isoformat() if value.tzinfo else value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)[:10]
-
-
-
-def _amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise ValueError(f"amount {value!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"amount {value!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
-
-
 def _amount_out(value: Any) -> float | None:
     # Salesforce takes currency as a JSON number; two decimals survive a double exactly enough.
     return None if value is None else float(value)
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
+#: Salesforce's formats of the value types whose wire form is its own.
+CODECS: dict[str, Codec] = {
+    "decimal": Codec(decimal_in, _amount_out),
+    "datetime": Codec(lambda value, _limit: parse_datetime(value), lambda v: None if v is None else v.isoformat()),
+}
 
 
-def _text_out(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-@dataclass(frozen=True)
-class FieldMap:
-    canonical: str
-    remote: str
-    to_local: Callable[[Any], Any]
-    to_remote: Callable[[Any], Any] = _text_out
+@functools.lru_cache(maxsize=64)
+def _org_mapping(document_field: str, currency_field: str | None, base: CompiledMapping) -> CompiledMapping:
+    """``base`` with the org's names of the CPF/CNPJ and currency fields."""
+    renamed = {DOCUMENT_FIELD: document_field, CURRENCY_FIELD: currency_field}
+    entities = {}
+    for entity, specs in base.spec.entities.items():
+        kept = []
+        for spec in specs:
+            if spec.remote in renamed:
+                if renamed[spec.remote] is None:
+                    continue
+                spec = spec.model_copy(update={"remote": renamed[spec.remote]})
+            kept.append(spec)
+        entities[entity] = tuple(kept)
+    return CompiledMapping(MappingSpec(base.provider, entities, base.spec.sources), CODECS, region=base.region)
 
 
 @dataclass(frozen=True)
 class Mapping:
-    """The field maps of one org (its custom field names are settings)."""
+    """The field mapping of one org: the loaded mapping, with the org's names of its custom fields."""
 
     document_field: str = DOCUMENT_FIELD
     external_id_field: str = EXTERNAL_ID_FIELD
     currency_field: str | None = CURRENCY_FIELD
+    loaded: CompiledMapping | None = None
 
-    def fields(self, entity: str) -> tuple[FieldMap, ...]:
-        if entity == "contacts":
-            return (
-                FieldMap("email", "Email", checked_email),
-                FieldMap("first_name", "FirstName", _text(40)),
-                FieldMap("last_name", "LastName", _text(80)),
-                FieldMap("phone", "Phone", _text(40)),
-                FieldMap("job_title", "Title", _text(128)),
-                FieldMap("document", self.document_field, normalize_document, normalize_document),
-            )
-        if entity == "companies":
-            return (
-                FieldMap("name", "Name", _text(255)),
-                FieldMap("domain", "Website", normalize_domain, lambda v: None if v is None else normalize_domain(v)),
-                FieldMap("document", self.document_field, normalize_document, normalize_document),
-                FieldMap("phone", "Phone", _text(40)),
-                FieldMap("industry", "Industry", _text(128)),
-                FieldMap("city", "BillingCity", _text(128)),
-                FieldMap("country", "BillingCountry", _text(128)),
-            )
-        if entity == "deals":
-            maps = [
-                FieldMap("name", "Name", _text(120)),
-                FieldMap("amount", "Amount", _amount, _amount_out),
-                FieldMap("stage", "StageName", _text(255)),
-                FieldMap("close_date", "CloseDate", _date, _date_out),
-            ]
-            if self.currency_field:
-                maps.insert(2, FieldMap("currency", self.currency_field, _text(8)))
-            return tuple(maps)
-        raise ValueError(f"unknown entity {entity!r}")
+    @property
+    def compiled(self) -> CompiledMapping:
+        return _org_mapping(self.document_field, self.currency_field, self.loaded or default(PROVIDER))
+
+    def fields(self, entity: str) -> tuple[MappedField, ...]:
+        """The fields written to ``entity``."""
+        if entity not in ("contacts", "companies", "deals"):
+            raise ValueError(f"unknown entity {entity!r}")
+        return self.compiled.exported(entity)
 
     def select_fields(self, entity: str) -> list[str]:
         """Fields to SELECT for ``entity``: system fields, then the mapped ones."""
-        return [*SYSTEM_FIELDS, *(m.remote for m in self.fields(entity))]
+        return [*SYSTEM_FIELDS, *(name for name in self.compiled.remote_names(entity) if name not in SYSTEM_FIELDS)]
 
     def to_remote_record(self, entity: str, obj: dict[str, Any], *, archived: bool = False) -> RemoteRecord | RecordError:
-        """Map one SOQL row to a canonical record, or say why it cannot be."""
+        """Map one SOQL row to local values, or say why it cannot be."""
         external_id = str(obj.get("Id") or "")
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for field_map in self.fields(entity):
-            try:
-                values[field_map.canonical] = field_map.to_local(obj.get(field_map.remote))
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{field_map.remote}: {exc}")
+        values, problems = self.compiled.read(entity, obj.get)
         if not external_id:
             return RecordError("", "MISSING_ID", "record without Id")
         if problems:
@@ -192,17 +122,11 @@ class Mapping:
         return RemoteRecord(external_id, updated_at, values, archived=archived or bool(obj.get("IsDeleted")), created_at=created_at)
 
     def to_sobject(self, entity: str, values: dict[str, Any], *, clear_missing: bool = False) -> dict[str, Any]:
-        """Canonical fields as Salesforce fields for a write.
+        """Local values as Salesforce fields for a write.
 
         Empty values are left out of creates; with ``clear_missing`` (updates) they are sent as
         ``null``, which clears the field in Salesforce. Raises ``ValueError`` naming the field when
         a value cannot be sent (an invalid CPF/CNPJ).
         """
-        out: dict[str, Any] = {}
-        for field_map in self.fields(entity):
-            value = values.get(field_map.canonical)
-            if value is not None:
-                out[field_map.remote] = field_map.to_remote(value)
-            elif clear_missing:
-                out[field_map.remote] = None
-        return out
+        written = self.compiled.write(entity, values)
+        return {name: value for name, value in written.items() if value is not None or clear_missing}

@@ -47,8 +47,10 @@ class SalesforceResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=60.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=6, description="Attempts per request on 5xx, 429, concurrency limits and network errors.")
 
-    def mapping(self) -> Mapping:
-        return Mapping(document_field=self.document_field, external_id_field=self.external_id_field, currency_field=self.currency_field or None)
+    def mapping(self, loaded: Any = None) -> Mapping:
+        """The org's field mapping: ``loaded`` (the integration's, else the built-in one) under the org's field names."""
+        return Mapping(document_field=self.document_field, external_id_field=self.external_id_field, currency_field=self.currency_field or None,
+                       loaded=loaded)
 
     def client(self, stats: CallStats | None = None) -> SalesforceClient:
         return SalesforceClient(
@@ -67,19 +69,19 @@ class SalesforceResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[SalesforceChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[SalesforceChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield SalesforceChangeReader(client, mapping=self.mapping(), strategy="soql" if strategy in ("list", "search") else strategy, logger=logger), stats
+            yield SalesforceChangeReader(client, mapping=self.mapping(mapping), strategy="soql" if strategy in ("list", "search") else strategy, logger=logger), stats
         finally:
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[SalesforceWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[SalesforceWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield SalesforceWriter(client, mapping=self.mapping()), stats
+            yield SalesforceWriter(client, mapping=self.mapping(mapping)), stats
         finally:
             client.close()

@@ -200,6 +200,25 @@ SYSTEM_FIELDS = (
 )
 
 
+#: Custom fields configured in every simulated org (besides the CPF/CNPJ and external id fields).
+CUSTOM_FIELDS: dict[str, tuple[_Field, ...]] = {
+    "Contact": (
+        _Field("Favorite_Color__c", "string", 40, label="Favorite Color"),
+        _Field("Loyalty_Tier__c", "picklist", 255, label="Loyalty Tier"),
+        _Field("Lifecycle_Stage__c", "picklist", 255, label="Lifecycle Stage"),
+        _Field("Lead_Channel__c", "string", 40, label="Lead Channel"),
+    ),
+    "Account": (
+        _Field("Employee_Band__c", "string", 40, label="Employee Band"),
+        _Field("Account_Tier__c", "picklist", 255, label="Account Tier"),
+    ),
+    "Opportunity": (
+        _Field("Deal_Source__c", "string", 80, label="Deal Source"),
+        _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
+    ),
+}
+
+
 def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
     ext = _Field(cfg.external_id_field, "string", 255, label="Crm Record Id", external_id=True)
     doc = _Field(cfg.document_field, "string", 18, label="CPF/CNPJ")
@@ -215,7 +234,7 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
         _Field("MailingCity", "string", 40, label="Mailing City"),
         _Field("MailingState", "string", 80, label="Mailing State/Province"),
         _Field("MailingCountry", "string", 80, label="Mailing Country"),
-        doc, ext,
+        doc, ext, *CUSTOM_FIELDS["Contact"],
     ]
     account = [
         _Field("Name", "string", 255, required=True, label="Account Name"),
@@ -226,7 +245,7 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
         _Field("BillingCity", "string", 40, label="Billing City"),
         _Field("BillingState", "string", 80, label="Billing State/Province"),
         _Field("BillingCountry", "string", 80, label="Billing Country"),
-        doc, ext,
+        doc, ext, *CUSTOM_FIELDS["Account"],
     ]
     opportunity = [
         _Field("Name", "string", 120, required=True, label="Name"),
@@ -237,7 +256,7 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
         _Field("AccountId", "reference", label="Account ID"),
         _Field("IsClosed", "boolean", writable=False, label="Closed"),
         _Field("IsWon", "boolean", writable=False, label="Won"),
-        ext,
+        ext, *CUSTOM_FIELDS["Opportunity"],
     ]
     if cfg.multi_currency:
         opportunity.insert(4, _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"))

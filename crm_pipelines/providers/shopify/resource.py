@@ -50,7 +50,7 @@ class ShopifyResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None) -> Iterator[tuple[ShopifyChangeReader, CallStats]]:
+    def open_reader(self, *, strategy: str = "auto", logger: logging.Logger | Any = None, mapping: Any = None) -> Iterator[tuple[ShopifyChangeReader, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:
@@ -59,7 +59,7 @@ class ShopifyResource(dg.ConfigurableResource):
             client.close()
 
     @contextmanager
-    def open_writer(self) -> Iterator[tuple[ShopifyWriter, CallStats]]:
+    def open_writer(self, *, mapping: Any = None) -> Iterator[tuple[ShopifyWriter, CallStats]]:
         stats = CallStats()
         client = self.client(stats)
         try:

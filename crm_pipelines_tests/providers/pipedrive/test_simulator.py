@@ -151,7 +151,7 @@ def test_search_exact_match_on_custom_fields(sim, http):
 def test_fields_endpoint_lists_custom_fields_with_40_char_keys(sim, http):
     data = http(sim).get("/v1/personFields").json()["data"]
     custom = {f["name"]: f["key"] for f in data if f["edit_flag"]}
-    assert set(custom) == {"Company", "Job title", "Lifecycle stage", "CPF/CNPJ", "crm_record_id"}
+    assert set(custom) == {"Company", "Job title", "Lifecycle stage", "CPF/CNPJ", "crm_record_id", "Favorite color", "Loyalty tier", "Lead channel"}
     assert all(len(k) == 40 for k in custom.values())
 
 
