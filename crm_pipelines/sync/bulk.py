@@ -8,6 +8,8 @@
   bulk path may be taken (a full sync, a backfill, an export) and the size from which it is.
 * :class:`BulkProgress` is a job's state and figures, logged as they change and returned in the
   run's metadata.
+* :class:`BulkChoice` is a reader's or writer's answer when the provider's daily bulk allocations
+  are checked before a job: the bulk path, or the regular one and why.
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ class BulkContext:
         return count() > self.threshold
 
 
+@dataclass(frozen=True)
+class BulkChoice:
+    """The bulk path (``bulk``), or the regular one because the bulk job does not fit (``reason``)."""
+
+    bulk: bool
+    reason: str = ""
+
+
 @dataclass
 class BulkProgress:
     """A bulk job as the run saw it last: its id, state, records processed and the calls it took."""
@@ -101,8 +111,14 @@ class BulkProgress:
     records_failed: int = 0
     polls: int = 0
     resumed: bool = False
+    fallback: str = ""
     started: float = field(default_factory=time.monotonic)
     logger: Any = None
+
+    def fall_back(self, reason: str) -> None:
+        """The regular path is taken instead of a job (``reason``): logged, and kept for the metadata."""
+        self.fallback = reason
+        (self.logger or log).warning("bulk API not used: %s", reason)
 
     def update(self, state: str, processed: int = 0, failed: int = 0) -> None:
         """Record what the provider answered; log when the state or the count changes."""
@@ -113,8 +129,11 @@ class BulkProgress:
                                       f", {failed} failed" if failed else "", time.monotonic() - self.started)
 
     def metadata(self) -> dict[str, Any]:
+        fallback = {"bulk_fallback": self.fallback} if self.fallback else {}
+        if self.fallback and not self.job_id:
+            return fallback
         return {"bulk_job_id": self.job_id, "bulk_state": self.state, "bulk_records_processed": self.records_processed,
-                "bulk_records_failed": self.records_failed, "bulk_polls": self.polls, "bulk_resumed": self.resumed}
+                "bulk_records_failed": self.records_failed, "bulk_polls": self.polls, "bulk_resumed": self.resumed} | fallback
 
 
 def merged_metadata(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,4 +151,4 @@ def poll_interval(polls: int) -> float:
     return min(0.05 * 2 ** polls, 5.0)
 
 
-__all__ = ["DEFAULT_BULK_THRESHOLD", "BulkContext", "BulkJobMemory", "BulkProgress", "poll_interval"]
+__all__ = ["DEFAULT_BULK_THRESHOLD", "BulkChoice", "BulkContext", "BulkJobMemory", "BulkProgress", "poll_interval"]

@@ -23,7 +23,9 @@ the provider applies late is never sent twice within that time).
 An export of more than the integration's ``bulk_threshold`` records goes, when the writer offers
 it (``bulk_write``), through the provider's bulk API: the same steps, with batches of
 :data:`BULK_BATCH` records each sent as one bulk job (see docs/bulk.md). A job a killed run left
-is found again by its id and settled (``settle_bulk``) before the intents are looked up.
+is found again by its id and settled (``settle_bulk``) before the intents are looked up. A writer
+that checks the provider's daily bulk allocations first (``bulk_allowance``) may send the export on
+the regular path instead, saying why in the run's metadata (``bulk_fallback``).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class ExportResult:
             "dry_run": self.dry_run,
             "would_create": self.would_create,
             "would_update": self.would_update,
-            "bulk_api": bool(self.bulk),
+            "bulk_api": bool(self.bulk.get("bulk_job_id")),
             **self.bulk,
         }
 
@@ -245,10 +247,16 @@ def send_changes(
     started = time.monotonic()
     if bulk is None:
         bulk = bulk_chosen(writer, provider, len(items))
-    bulk_writes = None
+    bulk_writes, bulk_progress = None, BulkProgress(logger=logger)
+    if bulk and hasattr(writer, "bulk_allowance"):
+        # The provider's daily bulk allocations are checked first: the regular path when the jobs do not fit.
+        choice = writer.bulk_allowance(entity, len(items))
+        if not choice.bulk:
+            bulk = False
+            bulk_progress.fall_back(choice.reason)
     if bulk and hasattr(writer, "bulk_write"):
         memory = BulkJobMemory(store, provider, entity, "export" + (f":{slot}" if slot else ""))
-        writer = bulk_writes = BulkWrites(writer, memory, BulkProgress(logger=logger))
+        writer = bulk_writes = BulkWrites(writer, memory, bulk_progress)
         batch_size = bulk_writes.batch_size
         logger.info("%s/%s%s: %d records to send through the bulk API", provider, entity, label, len(items))
     batch_size = max(1, min(batch_size, writer.batch_size))
@@ -277,8 +285,8 @@ def send_changes(
                        provider, entity, label, result.waiting)
     result.duration_s = time.monotonic() - started
     result.api = stats.snapshot()
-    if bulk_writes is not None:
-        result.bulk = bulk_writes.progress.metadata()
+    if bulk_writes is not None or bulk_progress.fallback:
+        result.bulk = bulk_progress.metadata()
     return result
 
 

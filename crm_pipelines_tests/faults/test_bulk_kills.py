@@ -81,21 +81,33 @@ def test_salesforce_bulk_export_killed_then_rerun_lands_each_record_once(start_s
     checked, lost, duplicated, detail = reconcile_export(sim, store, "salesforce", "contacts", before=0)
     assert (lost, duplicated) == (0, 0) and checked == 1_500, detail
     assert len(sim.records("contacts")) == 1_500
+    # One create job ran: an uploaded one was waited for and its creates linked by key, never sent again;
+    # one killed before its upload was aborted without a row processed.
+    creates = [(job["state"], internal["processed"]) for job, internal in jobs() if job["operation"] == "upsert"]
+    assert [processed for _, processed in creates if processed] == [1_500]
+    assert all(state == "Aborted" for state, processed in creates if not processed), creates
+    if kill_point == "job processing":
+        assert len(creates) == 1, creates
     assert BulkJobMemory(store, "salesforce", "contacts", "export").get() is None
     run_to_end("salesforce", "export", db_url, sim)  # nothing left to send
     assert len(sim.records("contacts")) == 1_500
     store.dispose()
 
 
-def test_shopify_bulk_import_killed_while_the_operation_runs_then_rerun_reconciles(start_shopify_sim, db_url):
-    sim = start_shopify_sim(seed=9, customers=2_000, orders=0, companies=0, bulk_processing_s=3, **FAST)
+@pytest.mark.parametrize("kill_point", ["operation running", "applying results"])
+def test_shopify_bulk_import_killed_then_rerun_reconciles_with_one_operation(start_shopify_sim, db_url, kill_point):
+    running = kill_point == "operation running"
+    customers = 2_000 if running else 20_000
+    sim = start_shopify_sim(seed=9, customers=customers, orders=0, companies=0, bulk_processing_s=3 if running else 0, **FAST)
     store = bulk_store(db_url, "shopify")
     proc = spawn("shopify", "import", db_url, sim)
-    kill_when(proc, remembered(store, "shopify", "import"))
+    kill_when(proc, remembered(store, "shopify", "import") if running else lambda: store.count("contacts") > 0)
+    assert store.count("contacts") < customers
     run_to_end("shopify", "import", db_url, sim)
-    assert len(sim.account().bulk_ops) == 1  # the running operation was found again
+    assert len(sim.account().bulk_ops) == 1  # found again by its id (running, or completed with its file), not started twice
     checked, lost, duplicated, detail = reconcile_import(sim, store, "shopify", "contacts")
-    assert (lost, duplicated) == (0, 0) and checked == 2_000, detail
+    assert (lost, duplicated) == (0, 0) and checked == customers, detail
+    assert BulkJobMemory(store, "shopify", "contacts", "import").get() is None
     store.dispose()
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from crm_pipelines.core.errors import ProviderError
+from crm_pipelines.core.errors import ProviderError, QuotaExhausted
 from crm_pipelines.core.model import Page, RecordError
 from crm_pipelines.providers.salesforce.api import SOBJECTS, SalesforceClient
 from crm_pipelines.providers.salesforce.mapping import Mapping, parse_datetime
@@ -37,6 +37,10 @@ APPLY_PIECE = 1_000
 #: Bytes of CSV per ingest job (the API takes up to 100 MB once encoded; keep a margin).
 UPLOAD_MAX_BYTES = 80 * 1024 * 1024
 FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+#: The error of a job that ran out of the org's daily batches (``DailyBulkApiBatches``).
+BATCHES_SPENT = "ExceededQuota"
+#: Codes of a job refused because a daily bulk allocation is spent (query jobs or their storage; batches).
+LIMIT_CODES = ("LIMIT_EXCEEDED", "EXCEEDEDQUOTA")
 BOOLEAN_FIELDS = ("IsDeleted",)
 
 log = logging.getLogger(__name__)
@@ -53,13 +57,22 @@ class Bulk2:
         return f"{self.client.data_path}/jobs/{kind}" + (f"/{job_id}" if job_id else "") + suffix
 
     def create_query(self, soql: str, *, all_rows: bool = False) -> dict[str, Any]:
-        return self.client.request("POST", self._path("query"), json={"operation": "queryAll" if all_rows else "query", "query": soql}, kind="bulk")
+        return self._create("query", {"operation": "queryAll" if all_rows else "query", "query": soql})
 
     def create_ingest(self, sobject: str, operation: str, external_id_field: str | None = None) -> dict[str, Any]:
         body = {"object": sobject, "operation": operation, "contentType": "CSV", "lineEnding": "LF"}
         if external_id_field:
             body["externalIdFieldName"] = external_id_field
-        return self.client.request("POST", self._path("ingest"), json=body, kind="bulk")
+        return self._create("ingest", body)
+
+    def _create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new job; one refused for a spent daily bulk allocation raises :class:`QuotaExhausted` (same code)."""
+        try:
+            return self.client.request("POST", self._path(kind), json=body, kind="bulk")
+        except ProviderError as exc:
+            if exc.status == 400 and exc.category in LIMIT_CODES:
+                raise QuotaExhausted("salesforce", f"the org refused a bulk {kind} job: {exc.provider_message}", status=400, category=exc.category) from None
+            raise
 
     def job(self, kind: str, job_id: str) -> dict[str, Any] | None:
         """The job as the API shows it, or None when it no longer exists."""
@@ -230,6 +243,14 @@ class BulkWriter:
             self.bulk.upload(job_id, data)
             self.bulk.close(job_id)
             final = self.bulk.wait("ingest", job_id, progress)
+            if final.get("state") == "Failed" and BATCHES_SPENT in str(final.get("errorMessage") or ""):
+                if memory is not None:
+                    memory.clear()
+                # Not the records' fault: nothing goes to the reject ledger. The job's creates are found
+                # by their keys on the next run (as after a crash) and its updates are sent again.
+                raise QuotaExhausted("salesforce", f"bulk ingest job {job_id} ran out of the org's daily batches (DailyBulkApiBatches) after "
+                                     f"{final.get('numberRecordsProcessed', 0)} of {len(chunk)} records; the export stops here and sends the rest on a later run",
+                                     category="BULK_BATCHES")
             self._collect(entity, chunk, final, create=create, outcome=outcome)
             if memory is not None:
                 memory.clear()

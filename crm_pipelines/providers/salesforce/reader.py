@@ -19,7 +19,9 @@ bin keeps them about 15 days).
 A full sync or a backfill of more than the integration's ``bulk_threshold`` records (the first
 page's ``totalSize`` decides; that page serves the regular read otherwise) goes through a Bulk API
 2.0 query job instead (:mod:`.bulk`): CSV pages of 10,000 rows, the job found again by its id
-after a crash.
+after a crash. A new job is started only if the org's daily bulk allocations (``/limits``) have
+room for it (:mod:`.bulk_limits`); otherwise the read takes the SOQL pages and says why
+(``bulk_fallback`` in the run's metadata), or stops if the API requests left fit neither path.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from crm_pipelines.core.errors import ProviderError
+from crm_pipelines.core.errors import ProviderError, QuotaExhausted
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.salesforce.api import MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.bulk import Bulk2, bulk_read
+from crm_pipelines.providers.salesforce.bulk_limits import OrgLimits, refused_for_limits
 from crm_pipelines.providers.salesforce.mapping import MODIFIED_FIELD, Mapping, parse_datetime, soql_datetime
 from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
@@ -94,8 +97,10 @@ class SalesforceChangeReader:
         key = select + (f" WHERE {bounds[0]}" if bounds else "")  # the read across runs: its upper bound moves
         first: dict[str, Any] = {}
         if self._bulk_chosen(key, lambda: self._first_page(entity, bounds, first)):
-            yield from self._bulk_read(entity, soql, key, upper if lower is not None else None)
-            return
+            pages = self._bulk_read(entity, soql, key, upper if lower is not None else None, first)
+            if pages is not None:
+                yield from pages
+                return
         yield from self._keyset_read(entity, bounds, first or None)
 
     def _bulk_chosen(self, key: str, count: Callable[[], int]) -> bool:
@@ -111,13 +116,25 @@ class SalesforceChangeReader:
         into.update(self.client.query(self._keyset_soql(entity, bounds, None)))
         return int(into.get("totalSize") or 0)
 
-    def _bulk_read(self, entity: str, soql: str, key: str, until: datetime | None) -> Iterator[Page]:
-        self.progress.strategy = "bulk"
+    def _bulk_read(self, entity: str, soql: str, key: str, until: datetime | None, first: dict[str, Any]) -> Iterator[Page] | None:
+        """The query job's pages, or None when the org's daily bulk allocations leave the regular path (said why)."""
         self.bulk_progress = BulkProgress(logger=self.log)
         memory = self.bulk_context.memory if self.bulk_context is not None else None
-        self.read_until, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick, key=key, until=until)
+        if memory is None or not memory.read(key):  # a new job: the day's allocations are checked first
+            choice = OrgLimits.read(self.client).for_query(int(first["totalSize"]) if first else None, SOBJECTS[entity])
+            if not choice.bulk:
+                self.bulk_progress.fall_back(choice.reason)
+                return None
+        try:
+            self.read_until, pages = bulk_read(Bulk2(self.client), self.mapping, entity, soql, memory, self.bulk_progress, self._tick, key=key, until=until)
+        except QuotaExhausted as exc:
+            if not refused_for_limits(exc):
+                raise
+            self.bulk_progress.fall_back(f"{exc.provider_message}; taking SOQL pages instead")
+            return None
+        self.progress.strategy = "bulk"
         self.log.info("%s: reading through Bulk API 2.0 query job %s", entity, self.bulk_progress.job_id)
-        yield from pages
+        return pages
 
     #: Deletions since a point are one cheap query: every run reads them (no daily sweep needed).
     deletions_since = ("contacts", "companies", "deals")

@@ -35,7 +35,8 @@ session id starts with its org's id, and a request whose ``Host`` is another org
 (``{org}.my.salesforce.com``) is refused as Salesforce refuses a session on the wrong instance.
 
 Bulk API 2.0 query and ingest jobs: see :mod:`simulator_bulk` (``bulk_processing_s`` of simulated
-time before a job completes, ``bulk_upload_max_bytes`` per upload).
+time before a job completes, ``bulk_upload_max_bytes`` per upload, the daily bulk allocations in
+``/limits`` and their errors once spent).
 
 Switches for facts the reference leaves open: ``accept_fractional_seconds`` (SOQL datetimes with
 milliseconds), ``timestamp_resolution_ms`` (system timestamps are whole seconds by default),
@@ -61,7 +62,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 from crm_pipelines.providers.salesforce.simulator_soql import BoolOp, Comparison, Not, Query, SoqlError, like_regex, parse, parse_datetime_literal
-from crm_pipelines.providers.salesforce.simulator_bulk import BulkJobs
+from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
 from crm_pipelines.providers.salesforce.simulator_soql import Literal as SoqlLiteral
 from crm_pipelines.simulator.clock import seeded_time, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
@@ -137,7 +138,10 @@ class SalesforceSimConfig(SimConfig):
     ``instance_url`` (``None`` = this server's URL).
 
     Limits: ``daily_api_limit`` per rolling 24 hours (``None`` disables it); ``cursor_idle_timeout_s``,
-    ``max_open_cursors``; ``recycle_bin_days``. Other switches: see the module docstring.
+    ``max_open_cursors``; ``recycle_bin_days``. Bulk API 2.0 per rolling 24 hours:
+    ``bulk_query_jobs_per_day`` (10,000), ``bulk_query_storage_kb_per_day`` (1 TB of query results),
+    ``bulk_batches_per_day`` (15,000 ingest batches of ``bulk_batch_records`` rows each). Other
+    switches: see the module docstring.
     """
 
     COUNTS: ClassVar[tuple[str, ...]] = ("contacts", "companies", "deals")
@@ -169,12 +173,19 @@ class SalesforceSimConfig(SimConfig):
     max_uri_length: int = 16_384
     bulk_processing_s: float = 0.0
     bulk_upload_max_bytes: int = 100 * 1024 * 1024
+    bulk_query_jobs_per_day: int = 10_000
+    bulk_query_storage_kb_per_day: int = 1_000_000_000
+    bulk_batches_per_day: int = 15_000
+    bulk_batch_records: int = 10_000
 
     def check(self) -> None:
         if self.timestamp_resolution_ms < 1:
             raise ValueError("timestamp_resolution_ms must be >= 1")
         if self.daily_api_limit is not None and self.daily_api_limit < 1:
             raise ValueError("daily_api_limit must be >= 1 or None")
+        for name in ("bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day", "bulk_batch_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -331,9 +342,10 @@ class Org(Account):
         self.refresh_tokens = set(spec.refresh_tokens)
         self.cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self.jobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  #: Bulk API 2.0 jobs: id -> (job, its data)
-        self.job_serial = self.bulk_batches = self.bulk_query_jobs = 0
+        self.job_serial = self.bulk_query_jobs = 0
         self.token_rng = random.Random(f"{self.seed}-tokens")
         self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
+        self.bulk_allocations = BulkAllocations(sim)
         schemas = _schemas(cfg)
         self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
         self.account_pool: list[str] = []
@@ -361,7 +373,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
     Python-side helpers for tests (``account=`` names another org): :meth:`records`, :meth:`count`,
     :meth:`modify`, :meth:`touch`, :meth:`create`, :meth:`delete`, :meth:`set_fields`,
     :meth:`expire_sessions`, :meth:`expire_cursors`, :meth:`revoke_refresh_tokens`,
-    :meth:`api_usage`, :meth:`add_api_usage`.
+    :meth:`api_usage`, :meth:`add_api_usage`, :meth:`add_bulk_usage`.
     """
 
     provider = "salesforce"
@@ -502,6 +514,14 @@ class SalesforceSimulator(BulkJobs, Simulator):
             self.account(account).usage.try_acquire(weight=calls, force=True)
         return self.api_usage(account=account)
 
+    def add_bulk_usage(self, *, query_jobs: int = 0, storage_kb: int = 0, batches: int = 0, account: str | None = None) -> dict[str, dict[str, int]]:
+        """Count Bulk API use by other users of the org (now); the org's bulk entries of ``/limits``."""
+        allocations = self.account(account).bulk_allocations
+        for limiter, units in ((allocations.query_jobs, query_jobs), (allocations.storage_kb, storage_kb), (allocations.batches, batches)):
+            if units > 0:
+                limiter.try_acquire(weight=units, force=True)
+        return allocations.limits()
+
     @admin("GET", "api-usage")
     def _admin_api_usage(self, _request: Request) -> Response:
         return Response.json(200, self.api_usage())
@@ -517,6 +537,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def reset_rate_limits(self) -> None:
         for org in self.accounts.values():
             org.usage.reset()
+            org.bulk_allocations.reset()
 
     def _end_session(self, org: Org, token: str) -> None:
         org.sessions.pop(token, None)
@@ -589,8 +610,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
         allowed = usage["max"] or 5_000_000
         return Response.json(200, {
             "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - int(usage["used"] or 0), 0)},
-            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - request.account.bulk_query_jobs},
-            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000 - request.account.bulk_batches},
+            **request.account.bulk_allocations.limits(),
             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         })
 

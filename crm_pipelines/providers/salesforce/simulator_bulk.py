@@ -12,8 +12,20 @@
   (``sf__Id``, ``sf__Created``), ``failedResults/`` (``sf__Id``, ``sf__Error``) and
   ``unprocessedrecords/`` once ``JobComplete``. A header naming an unknown field fails the job.
 
-Choices where the reference is silent: results are the query's rows when the job was created;
-empty CSV cells leave a field unset (``#N/A`` clears it); a result page without ``maxRecords`` holds every remaining row.
+Daily allocations (rolling 24 hours, ``/limits``): ``DailyBulkV2QueryJobs`` (10,000 query jobs),
+``DailyBulkV2QueryFileStorageMB`` (1 TB of query results) and ``DailyBulkApiBatches`` (15,000
+batches, shared with Bulk API 1.0; an ingest job takes one per 10,000 rows it processes, query
+jobs take none). Once spent, creating a query job answers 400
+``[{"errorCode": "LIMIT_EXCEEDED", "message": "Max bulk v2 query jobs (10000) per 24 hrs has been
+reached (10001)"}]`` or ``"Max bulk v2 query result size stored (1000000000) kb per 24 hrs has been
+exceeded"`` (the messages real orgs answer [S]).
+
+Choices where the reference is silent: results are the query's rows when the job was created, and
+their size is counted then; empty CSV cells leave a field unset (``#N/A`` clears it); a result page
+without ``maxRecords`` holds every remaining row. With no batch left, creating an ingest job answers
+400 ``EXCEEDEDQUOTA`` "ExceededQuota : ApiBatchItems Limit exceeded." (Bulk API's code and message
+for it); a job whose batches run out while it is processed processes the batches that fit and ends
+``Failed`` with that message, its other rows in ``unprocessedrecords/``.
 """
 
 from __future__ import annotations
@@ -21,12 +33,62 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import math
 from typing import Any
 
+from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
 from crm_pipelines.simulator.server import ApiError, Request, Response, api
 
 JOBS = "/services/data/v{version}/jobs/{kind:query|ingest}"
 OPERATIONS = {"query": ("query", "queryAll"), "ingest": ("insert", "update", "upsert", "delete", "hardDelete")}
+BATCHES_SPENT = "ExceededQuota : ApiBatchItems Limit exceeded."
+DAY_S = 86_400
+
+
+class BulkAllocations:
+    """One org's rolling 24-hour Bulk API allocations: query jobs, query result storage (KB), batches."""
+
+    def __init__(self, sim: Any) -> None:
+        cfg, clock = sim.config, sim.clock.timestamp
+        self.config = cfg
+        self.query_jobs = SlidingWindowLimiter(lambda: cfg.bulk_query_jobs_per_day, DAY_S, clock=clock, bucket_s=60)
+        self.storage_kb = SlidingWindowLimiter(lambda: cfg.bulk_query_storage_kb_per_day, DAY_S, clock=clock, bucket_s=60)
+        self.batches = SlidingWindowLimiter(lambda: cfg.bulk_batches_per_day, DAY_S, clock=clock, bucket_s=60)
+
+    def limits(self) -> dict[str, dict[str, int]]:
+        """The three entries of ``/limits`` (storage in whole MB, as Salesforce reports it)."""
+        cfg = self.config
+        return {
+            "DailyBulkApiBatches": {"Max": cfg.bulk_batches_per_day, "Remaining": self.batches.remaining()},
+            "DailyBulkV2QueryFileStorageMB": {"Max": cfg.bulk_query_storage_kb_per_day // 1024, "Remaining": self.storage_kb.remaining() // 1024},
+            "DailyBulkV2QueryJobs": {"Max": cfg.bulk_query_jobs_per_day, "Remaining": self.query_jobs.remaining()},
+        }
+
+    def start_query(self, result_bytes: int) -> None:
+        """Count a new query job and the size of its results; refuse it once either allocation is spent."""
+        cfg = self.config
+        if self.storage_kb.remaining() <= 0:
+            raise _bulk_error(400, "LIMIT_EXCEEDED", f"Max bulk v2 query result size stored ({cfg.bulk_query_storage_kb_per_day}) kb per 24 hrs has been exceeded")
+        if not self.query_jobs.try_acquire().allowed:
+            raise _bulk_error(400, "LIMIT_EXCEEDED", f"Max bulk v2 query jobs ({cfg.bulk_query_jobs_per_day}) per 24 hrs has been reached ({self.query_jobs.used() + 1})")
+        self.storage_kb.try_acquire(weight=max(math.ceil(result_bytes / 1024), 1), force=True)
+
+    def start_ingest(self) -> None:
+        if self.batches.remaining() <= 0:
+            raise _bulk_error(400, "EXCEEDEDQUOTA", BATCHES_SPENT)
+
+    def take_batches(self, rows: int) -> int:
+        """Batches for ``rows`` rows, as many as are left: how many rows they cover."""
+        size = self.config.bulk_batch_records
+        wanted = math.ceil(rows / size)
+        granted = min(wanted, self.batches.remaining())
+        if granted:
+            self.batches.try_acquire(weight=granted, force=True)
+        return rows if granted == wanted else granted * size
+
+    def reset(self) -> None:
+        for limiter in (self.query_jobs, self.storage_kb, self.batches):
+            limiter.reset()
 
 
 class BulkJobs:
@@ -47,10 +109,12 @@ class BulkJobs:
             store, query, rows = self._select(request, body.get("query"), operation == "queryAll")
             fields = [store.fields[n.lower()] for n in query.fields]
             internal["rows"] = [[f.name for f in fields]] + [[_cell(store.get(rec, f.name), f.kind) for f in fields] for rec in rows]
+            org.bulk_allocations.start_query(sum(len(",".join(row)) + 1 for row in internal["rows"]))
             internal.update(ready_ms=now + int(self.config.bulk_processing_s * 1000), processed=len(rows))
             job["object"] = store.sobject
             org.bulk_query_jobs += 1
         else:
+            org.bulk_allocations.start_ingest()
             store = self._store(request, str(body.get("object") or ""))
             ext = store.field(str(body.get("externalIdFieldName") or ""))
             if operation == "upsert" and (ext is None or not (ext.external_id or ext.name == "Id")):
@@ -100,7 +164,6 @@ class BulkJobs:
         if internal["data"] and rows and rows[0] != internal["data"][0]:
             raise _bulk_error(400, "INVALIDBATCH", "InvalidBatch : Every upload of a job must have the same header row")
         internal["data"] += rows if not internal["data"] else rows[1:]
-        request.account.bulk_batches += 1
         return Response.empty(201)
 
     @api("GET", "/services/data/v{version}/jobs/query/{job}/results", name="GET /jobs/query/{id}/results")
@@ -155,6 +218,8 @@ class BulkJobs:
             job.update(state="Failed", errorMessage=f"InvalidBatch : Field name not found : {(unknown or ['Id'])[0]}")
             internal["results"][2].extend([header, *rows])
             return
+        covered = request.account.bulk_allocations.take_batches(len(rows))
+        rows, unprocessed = rows[:covered], rows[covered:]
         done, failed = [["sf__Id", "sf__Created", *header]], [["sf__Id", "sf__Error", *header]]
         now = self.stamp()
         for row in rows:
@@ -185,8 +250,10 @@ class BulkJobs:
                 created = rec is None
                 rec = self.write(store, rec, typed, now)
             done.append([rec.id, "true" if created else "false", *row])
-        internal["results"] = (done, failed, [header])
+        internal["results"] = (done, failed, [header, *unprocessed])
         internal.update(processed=len(rows), failed=len(failed) - 1)
+        if unprocessed:
+            job.update(state="Failed", errorMessage=BATCHES_SPENT)
 
 
 def _job_id(org: Any) -> str:

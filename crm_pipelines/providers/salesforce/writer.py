@@ -24,7 +24,9 @@ from crm_pipelines.core.errors import ProviderError, RetryableError
 from crm_pipelines.core.normalize import normalize_document, normalize_domain
 from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, MAX_ENCODED_SOQL, SOBJECTS, SalesforceClient, encoded_length, soql_string
 from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
+from crm_pipelines.providers.salesforce.bulk_limits import OrgLimits
 from crm_pipelines.providers.salesforce.mapping import Mapping
+from crm_pipelines.sync.bulk import BulkChoice
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
 
 
@@ -137,6 +139,14 @@ class SalesforceWriter:
         return self._collect(records, results, upsert=False)
 
     # ------------------------------------------------------------------ bulk (Bulk API 2.0 ingest jobs)
+
+    def bulk_allowance(self, entity: str, count: int) -> BulkChoice:
+        """Whether ingest jobs for ``count`` records fit the org's daily allocations (``/limits``, one call).
+
+        When they do not, sObject Collections if the API requests left fit them; if neither does,
+        :class:`QuotaExhausted` before anything is sent.
+        """
+        return OrgLimits.read(self.client).for_ingest(count, SOBJECTS[entity])
 
     def bulk_write(self, entity: str, records: Sequence[OutgoingRecord], *, create: bool, memory: Any, progress: Any) -> WriteResult:
         """Creates (upsert on the external id) or updates (by Id) of many records as ingest jobs."""

@@ -86,4 +86,49 @@ def test_ingest_with_an_unknown_column_fails_the_job(sim, api):
     assert info["state"] == "Failed" and "Nope__c" in info["errorMessage"]
     assert api.post(f"{JOBS}/ingest", json={"object": "Contact", "operation": "merge"}).status_code == 400
     limits = api.get("/services/data/v66.0/limits").json()
-    assert limits["DailyBulkApiBatches"]["Remaining"] == 14_999
+    assert limits["DailyBulkApiBatches"] == {"Max": 15_000, "Remaining": 15_000}  # a job failing on its header processes no batch
+
+
+def ingest(api, csv_text: str) -> dict:
+    job = api.post(f"{JOBS}/ingest", json={"object": "Contact", "operation": "insert"}).json()
+    api.put(f"{JOBS}/ingest/{job['id']}/batches", content=csv_text, headers={"Content-Type": "text/csv"})
+    api.patch(f"{JOBS}/ingest/{job['id']}", json={"state": "UploadComplete"})
+    return api.get(f"{JOBS}/ingest/{job['id']}").json()
+
+
+def test_daily_bulk_allocations_show_in_limits_and_refuse_jobs_once_spent():
+    config = SalesforceSimConfig(contacts=30, companies=0, deals=0, tokens=("tok",), bulk_query_jobs_per_day=2, bulk_batches_per_day=3,
+                                 bulk_batch_records=2, bulk_query_storage_kb_per_day=4096)
+    with SalesforceSimulator(config) as sim, httpx.Client(base_url=sim.base_url, headers={"Authorization": "Bearer tok"}) as api:
+        limits = api.get("/services/data/v66.0/limits").json()
+        assert limits["DailyBulkV2QueryJobs"] == {"Max": 2, "Remaining": 2} and limits["DailyBulkApiBatches"] == {"Max": 3, "Remaining": 3}
+        assert limits["DailyBulkV2QueryFileStorageMB"] == {"Max": 4, "Remaining": 4}
+        query = {"operation": "query", "query": "SELECT Id, Email FROM Contact"}
+        assert api.post(f"{JOBS}/query", json=query).status_code == api.post(f"{JOBS}/query", json=query).status_code == 200
+        refused = api.post(f"{JOBS}/query", json=query)
+        assert refused.status_code == 400
+        assert refused.json() == [{"errorCode": "LIMIT_EXCEEDED", "message": "Max bulk v2 query jobs (2) per 24 hrs has been reached (3)"}]
+        assert api.get("/services/data/v66.0/limits").json()["DailyBulkV2QueryJobs"]["Remaining"] == 0
+        # Five rows take three batches of two: none is left.
+        assert ingest(api, "LastName\nA\nB\nC\nD\nE\n")["state"] == "JobComplete"
+        assert api.get("/services/data/v66.0/limits").json()["DailyBulkApiBatches"]["Remaining"] == 0
+        refused = api.post(f"{JOBS}/ingest", json={"object": "Contact", "operation": "insert"})
+        assert refused.status_code == 400 and refused.json()[0] == {"errorCode": "EXCEEDEDQUOTA", "message": "ExceededQuota : ApiBatchItems Limit exceeded."}
+        sim.clock.advance(86_401)  # the rolling 24 hours move on
+        assert api.get("/services/data/v66.0/limits").json()["DailyBulkApiBatches"]["Remaining"] == 3
+        api.post(f"{JOBS}/ingest", json={"object": "Contact", "operation": "insert"})  # a job left open takes no batch
+        info = ingest(api, "LastName\n" + "".join(f"N{i}\n" for i in range(9)))
+        assert info["state"] == "Failed" and info["errorMessage"] == "ExceededQuota : ApiBatchItems Limit exceeded."
+        assert (info["numberRecordsProcessed"], len(rows(api.get(f"{JOBS}/ingest/{info['id']}/unprocessedrecords/")))) == (6, 3)
+        assert len(rows(api.get(f"{JOBS}/ingest/{info['id']}/successfulResults/"))) == 6
+
+
+def test_query_results_beyond_the_daily_storage_refuse_the_next_job():
+    config = SalesforceSimConfig(contacts=3_000, companies=0, deals=0, tokens=("tok",), bulk_query_storage_kb_per_day=100)
+    with SalesforceSimulator(config) as sim, httpx.Client(base_url=sim.base_url, headers={"Authorization": "Bearer tok"}) as api:
+        query = {"operation": "query", "query": "SELECT Id, Email, FirstName, LastName FROM Contact"}
+        assert api.post(f"{JOBS}/query", json=query).status_code == 200  # about 200 KB of results: past the allocation
+        assert api.get("/services/data/v66.0/limits").json()["DailyBulkV2QueryFileStorageMB"] == {"Max": 0, "Remaining": 0}
+        refused = api.post(f"{JOBS}/query", json=query)
+        assert refused.status_code == 400 and refused.json()[0]["message"] == "Max bulk v2 query result size stored (100) kb per 24 hrs has been exceeded"
+        assert sim.account().bulk_query_jobs == 1
