@@ -54,10 +54,12 @@ class BlingChangeReader:
 
     # ------------------------------------------------------------------ public
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages changed in ``[lower, upper]``; the full scan's pages carry the next page number as
+        ``resume``, and a full scan given it goes on from that page."""
         if lower is None:
             self.strategy = "list"
-            yield from self._scan(entity, {})
+            yield from self._scan(entity, {}, start_page=int((resume or {}).get("page") or 1))
             return
         self.strategy = "delta"
         upper = upper or datetime.now(timezone.utc)
@@ -99,10 +101,9 @@ class BlingChangeReader:
 
     # ------------------------------------------------------------------ scanning
 
-    def _scan(self, entity: str, params: dict[str, Any]) -> Iterator[Page]:
+    def _scan(self, entity: str, params: dict[str, Any], start_page: int = 1) -> Iterator[Page]:
         began = datetime.now(timezone.utc) - timedelta(seconds=self.clock_margin_s)
         seen: dict[str, int] = {}  # id -> page it was read on
-        start_page = 1
         for round_ in range(MAX_RESCANS + 1):
             for number, items in self.client.iter_pages(entity, params, start_page=start_page):
                 fresh = []
@@ -112,7 +113,9 @@ class BlingChangeReader:
                         fresh.append(item)
                     seen[record_id] = number
                 if fresh:
-                    yield self._page(entity, fresh)
+                    page = self._page(entity, fresh)
+                    page.resume = {"page": number + 1}
+                    yield page
             if not self.verify_pages:
                 return
             since = {"dataAlteracaoInicial": to_local_text(began)}

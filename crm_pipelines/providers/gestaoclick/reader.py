@@ -56,17 +56,29 @@ class GestaoClickChangeReader:
         order = {"ordenacao": "id", "direcao": "asc"}
         return [dict(order, tipo_pessoa=tipo) for tipo in spec.tipos] or [order]
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Every record of ``entity`` as it is now (``lower``/``upper`` cannot be applied: no such filter)."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Every record of ``entity`` as it is now (``lower``/``upper`` cannot be applied: no such filter).
+
+        Pages carry ``resume`` (the list and the page that come next): a scan given it goes on from there.
+        """
         self.progress = ReadProgress(strategy=STRATEGY, started=time.monotonic())
         spec = RESOURCES[entity]
         seen: set[str] = set()
-        for params in self._queries(entity):
-            for records, meta in self.client.iter_pages(spec.path, params):
+        first_query, first_page = (int(resume["query"]), int(resume["page"])) if resume else (0, 1)
+        queries = self._queries(entity)
+        for number, params in enumerate(queries):
+            if number < first_query:
+                continue
+            start = first_page if number == first_query else 1
+            for records, meta, following in self.client.iter_pages_from(spec.path, params, start=start):
                 total = as_int(meta.get("total_registros"))
                 if total is not None and self.progress.pages == 0:
                     self.progress.expected = total
-                page = Page()
+                if following is not None:
+                    position = {"query": number, "page": following}
+                else:
+                    position = {"query": number + 1, "page": 1} if number + 1 < len(queries) else None
+                page = Page(resume=position)
                 for record in records:
                     if not belongs_to(entity, record):
                         continue  # the tipo_pessoa filter was not applied: the other entity's record
