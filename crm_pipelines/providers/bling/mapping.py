@@ -102,9 +102,6 @@ def _date_out(value: Any) -> str | None:
     return str(value)[:10]
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
-
 
 def _get(obj: dict[str, Any], dotted: str) -> Any:
     value: Any = obj
@@ -126,18 +123,18 @@ class FieldMap:
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
         FieldMap("email", "email", checked_email, False),
-        FieldMap("phone", "telefone", _text(64), True),
+        FieldMap("phone", "telefone", clean_text, True),
         FieldMap("document", "numeroDocumento", lambda v: document(v, kind="F"), True),
     ),
     "companies": (
-        FieldMap("name", "nome", _text(255), True),
+        FieldMap("name", "nome", clean_text, True),
         FieldMap("document", "numeroDocumento", lambda v: document(v, kind="J"), True),
-        FieldMap("phone", "telefone", _text(64), True),
-        FieldMap("city", "endereco.geral.municipio", _text(128), False),
-        FieldMap("country", "pais.nome", _text(128), False),
+        FieldMap("phone", "telefone", clean_text, True),
+        FieldMap("city", "endereco.geral.municipio", clean_text, False),
+        FieldMap("country", "pais.nome", clean_text, False),
     ),
     "deals": (
-        FieldMap("name", "observacoes", _text(255), False),
+        FieldMap("name", "observacoes", clean_text, False),
         FieldMap("amount", "total", _amount, True),
         FieldMap("stage", "situacao.id", lambda v: None if v in (None, "", 0) else str(v), True),
         FieldMap("close_date", "dataPrevista", _local_date, True),
@@ -162,7 +159,7 @@ def needs_detail(entity: str, item: dict[str, Any]) -> bool:
 
 
 def split_name(nome: Any) -> tuple[str | None, str | None]:
-    text = clean_text(nome, 255)
+    text = clean_text(nome)
     if text is None:
         return None, None
     first, _, rest = text.partition(" ")
@@ -205,12 +202,12 @@ def to_payload(entity: str, fields: dict[str, Any], *, key: str | None = None, d
         body: dict[str, Any] = {"nome": nome, "tipo": tipo, "situacao": "A"}
         doc = document(fields.get("document"), kind=tipo)
         body["numeroDocumento"] = doc or ""
-        body["telefone"] = clean_text(fields.get("phone"), 64) or ""
+        body["telefone"] = clean_text(fields.get("phone")) or ""
         if entity == "contacts":
             body["email"] = checked_email(fields.get("email")) or ""
         else:
-            body["endereco"] = {"geral": {"municipio": clean_text(fields.get("city"), 128) or ""}}
-            body["pais"] = {"nome": clean_text(fields.get("country"), 128) or ""}
+            body["endereco"] = {"geral": {"municipio": clean_text(fields.get("city")) or ""}}
+            body["pais"] = {"nome": clean_text(fields.get("country")) or ""}
         if key:
             body["codigo"] = key
         return body
@@ -218,7 +215,7 @@ def to_payload(entity: str, fields: dict[str, Any], *, key: str | None = None, d
     if currency and currency.upper() != CURRENCY:
         raise ValueError(f"currency: Bling sales orders are in {CURRENCY}, not {currency}")
     amount = _amount(fields.get("amount")) or Decimal("0.00")
-    name = clean_text(fields.get("name"), 255) or ""
+    name = clean_text(fields.get("name")) or ""
     body = {
         "observacoes": name,
         "itens": [{"descricao": name or "Pedido", "quantidade": 1, "valor": float(amount), "unidade": "UN"}],

@@ -55,14 +55,9 @@ TAGGED: dict[str, tuple[str, ...]] = {
     "companies": ("domain", "industry"),
     "deals": ("pipeline",),
 }
-_TEXT_LIMITS = {"company_name": 255, "job_title": 255, "lifecycle_stage": 64, "domain": 255, "industry": 128, "pipeline": 64}
 
 
 # ------------------------------------------------------------------------- small converters
-
-
-def _text(value: Any, limit: int = 255) -> str | None:
-    return clean_text(value, limit)
 
 
 
@@ -165,11 +160,11 @@ class FieldMap:
 
 
 def _nome_parts(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    nome = _text(record.get("nome"), 511)
+    nome = clean_text(record.get("nome"))
     if nome is None:
         return None, None
     first, _, rest = nome.partition(" ")
-    return _text(first), _text(rest)
+    return clean_text(first), clean_text(rest)
 
 
 def _document(primary: str, other: str) -> Callable[[Mapping[str, Any]], str | None]:
@@ -181,11 +176,11 @@ def _document(primary: str, other: str) -> Callable[[Mapping[str, Any]], str | N
 
 
 def _one_line(text: str | None) -> str | None:
-    return _text(" ".join((text or "").split()))
+    return clean_text(" ".join((text or "").split()))
 
 
 def _phone(record: Mapping[str, Any]) -> str | None:
-    return _text(record.get("telefone"), 64) or _text(record.get("celular"), 64)
+    return clean_text(record.get("telefone")) or clean_text(record.get("celular"))
 
 
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
@@ -197,17 +192,17 @@ FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
         FieldMap("document", "cpf", _document("cpf", "cnpj")),
     ),
     "companies": (
-        FieldMap("name", "nome", lambda r: _text(r.get("nome")) or _text(r.get("razao_social"))),
+        FieldMap("name", "nome", lambda r: clean_text(r.get("nome")) or clean_text(r.get("razao_social"))),
         FieldMap("document", "cnpj", _document("cnpj", "cpf")),
         FieldMap("phone", "telefone", _phone),
-        FieldMap("city", "enderecos[0].endereco.nome_cidade", lambda r: _text(first_of(r.get("enderecos"), "endereco").get("nome_cidade"), 128)),
-        FieldMap("country", "enderecos[0].endereco.pais", lambda r: _text(first_of(r.get("enderecos"), "endereco").get("pais"), 128)),
+        FieldMap("city", "enderecos[0].endereco.nome_cidade", lambda r: clean_text(first_of(r.get("enderecos"), "endereco").get("nome_cidade"))),
+        FieldMap("country", "enderecos[0].endereco.pais", lambda r: clean_text(first_of(r.get("enderecos"), "endereco").get("pais"))),
     ),
     "deals": (
         FieldMap("name", "observacoes", lambda r: _one_line(split_notes(r.get("observacoes"))[0])),
         FieldMap("amount", "valor_total", lambda r: _amount(r.get("valor_total"))),
         FieldMap("currency", "(none)", lambda r: CURRENCY),
-        FieldMap("stage", "nome_situacao", lambda r: _text(r.get("nome_situacao"), 64)),
+        FieldMap("stage", "nome_situacao", lambda r: clean_text(r.get("nome_situacao"))),
         FieldMap("close_date", "data", lambda r: parse_date(r.get("data"))),
     ),
 }
@@ -233,7 +228,7 @@ def to_remote_record(entity: str, record: Mapping[str, Any]) -> RemoteRecord | R
             problems.append(f"{field_map.remote}: {exc}")
     _, tag = split_notes(record.get("observacoes"))
     for name in TAGGED[entity]:
-        fields[name] = _text(tag.get(name), _TEXT_LIMITS[name])
+        fields[name] = clean_text(tag.get(name))
     if problems:
         return RecordError(external_id, "INVALID_FIELD", "; ".join(problems))
     try:

@@ -86,9 +86,6 @@ def _amount(value: Any) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
-
 
 def _text_out(value: Any) -> str | None:
     return None if value is None else str(value)
@@ -105,29 +102,29 @@ class FieldMap:
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
         FieldMap("email", "email", checked_email),
-        FieldMap("first_name", "firstname", _text(255)),
-        FieldMap("last_name", "lastname", _text(255)),
-        FieldMap("phone", "phone", _text(64)),
-        FieldMap("company_name", "company", _text(255)),
-        FieldMap("job_title", "jobtitle", _text(255)),
-        FieldMap("lifecycle_stage", "lifecyclestage", _text(64)),
+        FieldMap("first_name", "firstname", clean_text),
+        FieldMap("last_name", "lastname", clean_text),
+        FieldMap("phone", "phone", clean_text),
+        FieldMap("company_name", "company", clean_text),
+        FieldMap("job_title", "jobtitle", clean_text),
+        FieldMap("lifecycle_stage", "lifecyclestage", clean_text),
         FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
     ),
     "companies": (
-        FieldMap("name", "name", _text(255)),
+        FieldMap("name", "name", clean_text),
         FieldMap("domain", "domain", normalize_domain),
         FieldMap("document", DOCUMENT_PROPERTY, normalize_document, normalize_document),
-        FieldMap("phone", "phone", _text(64)),
-        FieldMap("industry", "industry", _text(128)),
-        FieldMap("city", "city", _text(128)),
-        FieldMap("country", "country", _text(128)),
+        FieldMap("phone", "phone", clean_text),
+        FieldMap("industry", "industry", clean_text),
+        FieldMap("city", "city", clean_text),
+        FieldMap("country", "country", clean_text),
     ),
     "deals": (
-        FieldMap("name", "dealname", _text(255)),
+        FieldMap("name", "dealname", clean_text),
         FieldMap("amount", "amount", _amount, lambda v: None if v is None else format(v, "f")),
-        FieldMap("currency", "deal_currency_code", _text(8)),
-        FieldMap("stage", "dealstage", _text(64)),
-        FieldMap("pipeline", "pipeline", _text(64)),
+        FieldMap("currency", "deal_currency_code", clean_text),
+        FieldMap("stage", "dealstage", clean_text),
+        FieldMap("pipeline", "pipeline", clean_text),
         FieldMap("close_date", "closedate", parse_timestamp, format_timestamp),
     ),
 }

@@ -86,9 +86,6 @@ def _close_date(value: Any) -> datetime | None:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
-
 
 def _id_text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
@@ -141,29 +138,29 @@ def _local_values(entity: str, obj: dict[str, Any], keys: FieldKeys) -> dict[str
     if entity == "contacts":
         return {
             "email": lambda: checked_email(_primary(obj.get("emails"))),
-            "first_name": lambda: clean_text(obj.get("first_name"), 255),
-            "last_name": lambda: clean_text(obj.get("last_name"), 255),
-            "phone": lambda: clean_text(_primary(obj.get("phones")), 64),
-            "company_name": lambda: clean_text(keys.custom(obj, "company_name"), 255),
-            "job_title": lambda: clean_text(keys.custom(obj, "job_title"), 255),
-            "lifecycle_stage": lambda: clean_text(keys.custom(obj, "lifecycle_stage"), 64),
+            "first_name": lambda: clean_text(obj.get("first_name")),
+            "last_name": lambda: clean_text(obj.get("last_name")),
+            "phone": lambda: clean_text(_primary(obj.get("phones"))),
+            "company_name": lambda: clean_text(keys.custom(obj, "company_name")),
+            "job_title": lambda: clean_text(keys.custom(obj, "job_title")),
+            "lifecycle_stage": lambda: clean_text(keys.custom(obj, "lifecycle_stage")),
             "document": lambda: normalize_document(keys.custom(obj, "document")),
         }
     if entity == "companies":
         address = obj.get("address") if isinstance(obj.get("address"), dict) else {}
         return {
-            "name": lambda: clean_text(obj.get("name"), 255),
+            "name": lambda: clean_text(obj.get("name")),
             "domain": lambda: normalize_domain(keys.custom(obj, "domain")),
             "document": lambda: normalize_document(keys.custom(obj, "document")),
-            "phone": lambda: clean_text(keys.custom(obj, "phone"), 64),
-            "industry": lambda: clean_text(keys.custom(obj, "industry"), 128),
-            "city": lambda: clean_text(address.get("locality"), 128),
-            "country": lambda: clean_text(address.get("country"), 128),
+            "phone": lambda: clean_text(keys.custom(obj, "phone")),
+            "industry": lambda: clean_text(keys.custom(obj, "industry")),
+            "city": lambda: clean_text(address.get("locality")),
+            "country": lambda: clean_text(address.get("country")),
         }
     return {
-        "name": lambda: clean_text(obj.get("title"), 255),
+        "name": lambda: clean_text(obj.get("title")),
         "amount": lambda: _amount(obj.get("value")),
-        "currency": lambda: clean_text(obj.get("currency"), 8),
+        "currency": lambda: clean_text(obj.get("currency")),
         "stage": lambda: _id_text(obj.get("stage_id")),
         "pipeline": lambda: _id_text(obj.get("pipeline_id")),
         "close_date": lambda: _close_date(obj.get("expected_close_date")),

@@ -110,9 +110,6 @@ def _amount_out(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
-
 
 def _text_out(value: Any) -> str | None:
     return None if value is None else str(value)
@@ -138,31 +135,31 @@ class Mapping:
         if entity == "contacts":
             return (
                 FieldMap("email", "Email", checked_email),
-                FieldMap("first_name", "FirstName", _text(40)),
-                FieldMap("last_name", "LastName", _text(80)),
-                FieldMap("phone", "Phone", _text(40)),
-                FieldMap("job_title", "Title", _text(128)),
+                FieldMap("first_name", "FirstName", clean_text),
+                FieldMap("last_name", "LastName", clean_text),
+                FieldMap("phone", "Phone", clean_text),
+                FieldMap("job_title", "Title", clean_text),
                 FieldMap("document", self.document_field, normalize_document, normalize_document),
             )
         if entity == "companies":
             return (
-                FieldMap("name", "Name", _text(255)),
+                FieldMap("name", "Name", clean_text),
                 FieldMap("domain", "Website", normalize_domain, lambda v: None if v is None else normalize_domain(v)),
                 FieldMap("document", self.document_field, normalize_document, normalize_document),
-                FieldMap("phone", "Phone", _text(40)),
-                FieldMap("industry", "Industry", _text(128)),
-                FieldMap("city", "BillingCity", _text(128)),
-                FieldMap("country", "BillingCountry", _text(128)),
+                FieldMap("phone", "Phone", clean_text),
+                FieldMap("industry", "Industry", clean_text),
+                FieldMap("city", "BillingCity", clean_text),
+                FieldMap("country", "BillingCountry", clean_text),
             )
         if entity == "deals":
             maps = [
-                FieldMap("name", "Name", _text(120)),
+                FieldMap("name", "Name", clean_text),
                 FieldMap("amount", "Amount", _amount, _amount_out),
-                FieldMap("stage", "StageName", _text(255)),
+                FieldMap("stage", "StageName", clean_text),
                 FieldMap("close_date", "CloseDate", _date, _date_out),
             ]
             if self.currency_field:
-                maps.insert(2, FieldMap("currency", self.currency_field, _text(8)))
+                maps.insert(2, FieldMap("currency", self.currency_field, clean_text))
             return tuple(maps)
         raise ValueError(f"unknown entity {entity!r}")
 
