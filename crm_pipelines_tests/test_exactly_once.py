@@ -206,7 +206,8 @@ def run_together(provider: str, url: str, entity: str, instance) -> list[BaseExc
     return errors
 
 
-STRESS = {"pipedrive": (60, 20), "bling": (12, 4)}  # records per round (with e-mail and CPF, then without)
+#: Records per round (with e-mail and CPF, then without); fewer where the provider allows 3 requests a second.
+STRESS = {"hubspot": (60, 20), "salesforce": (60, 20), "pipedrive": (60, 20), "shopify": (60, 20), "bling": (12, 4), "gestaoclick": (12, 4)}
 
 
 def stress_rounds(provider: str, url: str, rounds: int) -> None:
@@ -231,12 +232,12 @@ def test_two_cli_exports_and_a_dagster_export_started_together_create_each_recor
     stress_rounds(provider, db_url, rounds=1)
 
 
-#: Rounds of the concurrent-export stress test: 3 in the suite; CRM_STRESS_ROUNDS=20 for the full
-#: run (about 8 minutes for the two providers; see docs/exactly-once.md).
-STRESS_ROUNDS = int(os.environ.get("CRM_STRESS_ROUNDS", "3"))
+#: Rounds of the concurrent-export stress test per provider: 2 in the suite; CRM_STRESS_ROUNDS=20 for
+#: the full run (see docs/exactly-once.md for its time and counts).
+STRESS_ROUNDS = int(os.environ.get("CRM_STRESS_ROUNDS", "2"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("provider", ["pipedrive", "bling"])
+@pytest.mark.parametrize("provider", list(STRESS))
 def test_concurrent_exports_repeated_create_each_record_once(provider, sqlite_url):
     stress_rounds(provider, sqlite_url, rounds=STRESS_ROUNDS)
