@@ -26,7 +26,7 @@ from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync import exporter
 from crm_pipelines.sync.exporter import export_entity, send_changes
 from crm_pipelines.sync.runner import export_now
-from crm_pipelines_tests.faults.harness import add_local, provider_env, reconcile_export, start
+from crm_pipelines_tests.faults.harness import add_local, provider_env, reconcile_export, remote_keys, start
 from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 TOKEN = "exactly-once-token"
@@ -222,6 +222,9 @@ def stress_rounds(provider: str, url: str, rounds: int) -> None:
                 errors = run_together(provider, url, "contacts", instance)
                 assert not errors, errors
                 assert_exact(sim, store, provider, "contacts", expected=(keyed + nameless) * (n + 1))
+        keys = remote_keys(sim, "contacts")
+        print(f"{provider}: {rounds} rounds of 3 exports at once, {sum(keys.values())} creates at the provider for {len(keys)} records, "
+              f"{sum(n - 1 for n in keys.values() if n > 1)} duplicates, {len(sim.records('contacts'))} provider records")
     finally:
         store.dispose()
         sim.stop()
