@@ -92,6 +92,7 @@ def test_a_failed_first_sync_goes_on_from_its_checkpoint(provider, tmp_path, qui
         assert checkpoint is not None and 0 < checkpoint.records < contacts, checkpoint
         assert kept >= checkpoint.records
         assert resumed < from_scratch, f"the retry took {resumed} requests, a read from scratch {from_scratch}"
+        print(f"{provider}: first sync failed after {checkpoint.records} of {contacts} records; the retry took {resumed} requests, a read from scratch {from_scratch}")
         checked, lost, duplicated, detail = reconcile_import(sim, store, provider, "contacts")
         assert (checked, lost, duplicated) == (contacts, 0, 0), detail
         state = store.sync_state(provider, "contacts")
