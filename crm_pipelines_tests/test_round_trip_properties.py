@@ -28,7 +28,7 @@ from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.runner import export_now, import_now
 from crm_pipelines_tests.faults.harness import provider_env
 
-SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FAST = 100_000
 #: Each provider's longest first and last names (Salesforce: FirstName 40, LastName 80).
 NAME_LIMITS = {"salesforce": (40, 80)}
