@@ -133,6 +133,8 @@ class ImportResult:
     duration_s: float = 0.0
     sweep_archived: bool = False
     bulk: dict[str, Any] = field(default_factory=dict)
+    #: Records a failed full read had applied before this run went on from its checkpoint (0: read from the start).
+    resumed_after: int = 0
 
     def metadata(self) -> dict[str, Any]:
         """Flat, numeric-where-possible values for the Dagster UI (plotted over time)."""
@@ -161,6 +163,7 @@ class ImportResult:
             "read_until": self.window.upper.isoformat(),
             "window_reason": self.window.reason,
             "swept_archived": self.sweep_archived,
+            "resumed_after_records": self.resumed_after,
             **self.bulk,
         }
 
@@ -205,7 +208,7 @@ def run_import(
         # The failed run's pages are applied: read on from there, synced through when it began.
         window = replace(window, upper=resumed.read_until, reason=f"{window.reason}; going on after the {resumed.records} records "
                          f"a failed run read from {resumed.read_until.isoformat(timespec='seconds')}")
-        result.window = window
+        result.window, result.resumed_after = window, resumed.records
         logger.info("%s/%s: a full read stopped after %d records; reading on from there", provider, entity, resumed.records)
     # A resumed scan is not one complete snapshot: the next complete scan settles deletions.
     snapshot = bool(getattr(reader, "complete_snapshot", False)) and resumed is None

@@ -87,10 +87,11 @@ def test_a_failed_first_sync_goes_on_from_its_checkpoint(provider, tmp_path, qui
             checkpoint = ReadCheckpoint(store, provider, "contacts").load()
             kept = len(store.linked_records(provider, "contacts"))
             run.calm()
-            resumed = _requests_of(run, lambda: import_now(provider, "contacts", store, shared=False))
+            results = []
+            resumed = _requests_of(run, lambda: results.append(import_now(provider, "contacts", store, shared=False)))
         assert provider in str(failure.value).lower(), failure.value
         assert checkpoint is not None and 0 < checkpoint.records < contacts, checkpoint
-        assert kept >= checkpoint.records
+        assert kept >= checkpoint.records and results[0].metadata()["resumed_after_records"] == checkpoint.records
         assert resumed < from_scratch, f"the retry took {resumed} requests, a read from scratch {from_scratch}"
         print(f"{provider}: first sync failed after {checkpoint.records} of {contacts} records; the retry took {resumed} requests, a read from scratch {from_scratch}")
         checked, lost, duplicated, detail = reconcile_import(sim, store, provider, "contacts")
