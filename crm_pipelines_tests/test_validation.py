@@ -51,6 +51,25 @@ def test_values_over_the_columns_limits_are_rejected_and_the_page_goes_through(s
     assert [r["record_ref"] for r in store.open_rejects("hubspot", "contacts", "import")] == [ids[0]]
 
 
+def test_over_long_provider_text_is_stored_as_sent_or_rejected_never_cut(start_hubspot_sim, store):
+    """A 100,000-character last name and a 256-character company go to the ledger; 255 characters are stored whole."""
+    sim = start_hubspot_sim(seed=9, contacts=12, companies=0, deals=0, tokens=(TOKEN,))
+    ids = sorted(sim.records("contacts"), key=int)
+    at_limit = "Ç" * 254 + "🫨"  # 255 characters (the emoji is one), more bytes than that in UTF-8
+    sim.modify("contacts", ids=[ids[0]], changes={"lastname": "Gonçalves " * 10_000})
+    sim.modify("contacts", ids=[ids[1]], changes={"company": "E" * 256})
+    sim.modify("contacts", ids=[ids[2]], changes={"jobtitle": at_limit, "firstname": "João Pedro\u200d"})
+    result = import_entity(sim, store, "contacts")
+    assert result.failed == 2 and store.linked_count("hubspot", "contacts") == 10
+    rejects = {r["record_ref"]: r["message"] for r in store.open_rejects("hubspot", "contacts", "import")}
+    assert rejects == {ids[0]: "last_name: 99999 characters, the column holds 255", ids[1]: "company_name: 256 characters, the column holds 255"}
+    stored = store.linked_records("hubspot", "contacts")[ids[2]]
+    assert (stored["job_title"], stored["first_name"]) == (at_limit, "João Pedro\u200d")
+    with store.engine.connect() as conn:
+        longest = conn.execute(text("SELECT max(length(last_name)), max(length(company_name)) FROM contacts")).one()
+    assert max(longest) < 255  # nothing cut to the column's length
+
+
 def test_unreadable_local_values_are_rejected_and_the_batch_is_exported(start_hubspot_sim, sqlite_url):
     """Another application wrote '1.234,56' and '31/12/2026' into SQLite: those two deals wait in the ledger."""
     sim = start_hubspot_sim(seed=9, contacts=0, companies=0, deals=0, tokens=(TOKEN,))

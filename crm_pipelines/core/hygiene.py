@@ -68,7 +68,7 @@ def tidy_page(entity: str, page: Page, region: str) -> Page:
             errors.append(RecordError(record.external_id, "INVALID_FIELD", tidied.problem))
         else:
             records.append(RemoteRecord(record.external_id, record.updated_at, tidied.fields, record.archived, record.created_at))
-    return Page(records, errors)
+    return Page(records, errors, page.resume)
 
 
 __all__ = ["NAME_FIELDS", "PHONE_FIELDS", "Tidied", "tidy", "tidy_page"]

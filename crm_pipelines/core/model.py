@@ -56,10 +56,16 @@ class RecordError:
 
 @dataclass
 class Page:
-    """One page read from a provider: mapped records plus those that failed mapping."""
+    """One page read from a provider: mapped records plus those that failed mapping.
+
+    ``resume`` is where the read continues after this page (a JSON value only its reader
+    understands: a cursor, a page number, a keyset position), or None where it cannot resume.
+    The importer saves it once the page is applied, so a failed full sync goes on from there.
+    """
 
     records: list[RemoteRecord] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    resume: Any = None
 
 
 def _canonical_value(value: Any) -> Any:

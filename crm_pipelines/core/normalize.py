@@ -17,11 +17,13 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _KEPT_CONTROLS = frozenset("\t\n\r\x00")
 
 
-def clean_text(value: object, max_length: int | None = None) -> str | None:
+def clean_text(value: object) -> str | None:
     """Strip surrounding space and terminal control characters; empty becomes None.
 
     Everything else is kept as the sender wrote it: accents, line breaks, zero-width joiners and
     other format characters (emoji sequences), characters newer than this Python's Unicode tables.
+    Never shortened: a value longer than its column is rejected with its reason before any write
+    (:mod:`crm_pipelines.storage.validate`), not cut.
     """
     if value is None:
         return None
@@ -32,20 +34,15 @@ def clean_text(value: object, max_length: int | None = None) -> str | None:
     text = text.strip()
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
-    if not text:
-        return None
-    if max_length is not None:
-        text = text[:max_length]
-    return text
+    return text or None
 
 
-def clean_name(value: object, max_length: int | None = None) -> str | None:
+def clean_name(value: object) -> str | None:
     """A name with control characters removed and every run of whitespace made one space."""
     text = clean_text(value)
     if text is None:
         return None
-    text = " ".join(text.split())
-    return text[:max_length] if max_length is not None else text
+    return " ".join(text.split())
 
 
 def normalize_phone(value: object, region: str = "BR") -> str | None:

@@ -14,13 +14,6 @@ from crm_pipelines.mapping.spec import FieldSpec, MappingSpec, is_custom, load
 from crm_pipelines.mapping.types import COLUMN_TYPES, CUSTOM, GENERIC, Codec
 
 
-def _column_limit(entity: str, local: str) -> int | None:
-    from crm_pipelines.storage.schema import ENTITY_TABLES
-
-    column = ENTITY_TABLES[entity].c.get(local)
-    return getattr(column.type, "length", None) if column is not None else None
-
-
 def field_type(entity: str, spec: FieldSpec) -> str:
     """The value type of a field: the one it names, else its local column's."""
     if spec.type:
@@ -64,10 +57,9 @@ def _compile_field(entity: str, spec: FieldSpec, codecs: MappingABC[str, Codec],
         return MappedField(spec, kind, lambda _raw: None, lambda _value: constant)
     custom = is_custom(spec.local)
     codec = (CUSTOM if custom else codecs).get(kind) or GENERIC[kind]
-    limit = None if custom else _column_limit(entity, spec.local)
     forward = [t.steps(region)[0] for t in spec.transforms]
     backward = [t.steps(region)[1] for t in reversed(spec.transforms)]
-    read_steps = [*forward, lambda v: codec.to_local(v, limit)]
+    read_steps = [*forward, codec.to_local]
     write_steps = [codec.to_remote, *backward]
     return MappedField(spec, kind, _compose(read_steps), _compose(write_steps))
 

@@ -26,21 +26,24 @@ COLUMN_TYPES: dict[str, str] = {"email": "email", "domain": "domain", "document"
 
 @dataclass(frozen=True)
 class Codec:
-    """Reads a provider value as the local value (raising ``ValueError`` when it is not one) and writes it back."""
+    """Reads a provider value as the local value (raising ``ValueError`` when it is not one) and writes it back.
 
-    to_local: Callable[[Any, int | None], Any]
+    Text is never shortened here: a value longer than its column is rejected with its reason
+    before any write (:mod:`crm_pipelines.storage.validate`)."""
+
+    to_local: Callable[[Any], Any]
     to_remote: Callable[[Any], Any]
 
 
-def _text_in(value: Any, limit: int | None) -> str | None:
-    return clean_text(value, limit)
+def _text_in(value: Any) -> str | None:
+    return clean_text(value)
 
 
 def _text_out(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def decimal_in(value: Any, limit: int | None = None) -> Decimal | None:
+def decimal_in(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
     try:
@@ -52,7 +55,7 @@ def decimal_in(value: Any, limit: int | None = None) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def date_in(value: Any, limit: int | None = None) -> datetime | None:
+def date_in(value: Any) -> datetime | None:
     """A ``YYYY-MM-DD`` date as midnight UTC (how date-only provider fields are kept locally)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -76,7 +79,7 @@ def date_out(value: Any) -> str | None:
     return str(value)[:10]
 
 
-def _datetime_in(value: Any, limit: int | None = None) -> datetime | None:
+def _datetime_in(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
     text = clean_text(value)
@@ -93,17 +96,17 @@ def _datetime_out(value: Any) -> str | None:
     return None if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
 
 
-def _custom_date_in(value: Any, limit: int | None = None) -> str | None:
+def _custom_date_in(value: Any) -> str | None:
     """A date kept in the JSON ``custom`` column: its ISO text."""
     parsed = date_in(value)
     return None if parsed is None else parsed.date().isoformat()
 
 
-def _id_in(value: Any, limit: int | None = None) -> str | None:
+def _id_in(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _number_in(value: Any, limit: int | None = None) -> int | float | None:
+def _number_in(value: Any) -> int | float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -117,7 +120,7 @@ def _number_in(value: Any, limit: int | None = None) -> int | float | None:
     return int(number) if number.is_integer() and "." not in str(value) else number
 
 
-def _boolean_in(value: Any, limit: int | None = None) -> bool | None:
+def _boolean_in(value: Any) -> bool | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -132,9 +135,9 @@ def _boolean_in(value: Any, limit: int | None = None) -> bool | None:
 
 GENERIC: dict[str, Codec] = {
     "text": Codec(_text_in, _text_out),
-    "email": Codec(lambda v, _limit: checked_email(v), _text_out),
-    "domain": Codec(lambda v, _limit: normalize_domain(v), lambda v: None if v is None else normalize_domain(v)),
-    "document": Codec(lambda v, _limit: normalize_document(v), normalize_document),
+    "email": Codec(lambda v: checked_email(v), _text_out),
+    "domain": Codec(lambda v: normalize_domain(v), lambda v: None if v is None else normalize_domain(v)),
+    "document": Codec(lambda v: normalize_document(v), normalize_document),
     "decimal": Codec(decimal_in, lambda v: None if v is None else format(v, "f")),
     "datetime": Codec(_datetime_in, _datetime_out),
     "date": Codec(date_in, date_out),

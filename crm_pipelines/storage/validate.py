@@ -88,7 +88,7 @@ def checked_page(entity: str, page: Page) -> Page:
             good.append(record)
     if len(good) == len(page.records):
         return page
-    return Page(good, errors)
+    return Page(good, errors, page.resume)
 
 
 def split_valid(entity: str, changes: Sequence[Any]) -> tuple[list[Any], list[RecordError]]:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from crm_pipelines.core.model import Page
 from crm_pipelines.storage.store import ApplyOutcome, LocalStore, SyncState, Target
 from crm_pipelines.storage.validate import checked_page
 from crm_pipelines.sync.bulk import BulkContext, BulkJobMemory
+from crm_pipelines.sync.checkpoint import Checkpoint, ReadCheckpoint
 from crm_pipelines.sync.overlap import ReadAhead, read_ahead
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 class ChangeReader(Protocol):
     """What a provider module supplies to read its changes."""
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]: ...
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages changed in the window; ``resume`` (a page's :attr:`Page.resume`) continues a full read after that page."""
+        ...
 
     def archived(self, entity: str, since: datetime | None = None) -> Iterator[Page]: ...
 
@@ -130,6 +133,8 @@ class ImportResult:
     duration_s: float = 0.0
     sweep_archived: bool = False
     bulk: dict[str, Any] = field(default_factory=dict)
+    #: Records a failed full read had applied before this run went on from its checkpoint (0: read from the start).
+    resumed_after: int = 0
 
     def metadata(self) -> dict[str, Any]:
         """Flat, numeric-where-possible values for the Dagster UI (plotted over time)."""
@@ -158,6 +163,7 @@ class ImportResult:
             "read_until": self.window.upper.isoformat(),
             "window_reason": self.window.reason,
             "swept_archived": self.sweep_archived,
+            "resumed_after_records": self.resumed_after,
             **self.bulk,
         }
 
@@ -195,13 +201,24 @@ def run_import(
         "%s/%s: reading changes from %s to %s (%s)",
         provider, entity, window.lower.isoformat() if window.lower else "the beginning", window.upper.isoformat(), window.reason,
     )
-    snapshot = bool(getattr(reader, "complete_snapshot", False))
     jobs = BulkJobMemory(store, provider, entity, "import")
+    checkpoints = ReadCheckpoint(store, provider, entity)
+    resumed = checkpoints.load() if window.is_full else None
+    if resumed is not None:
+        # The failed run's pages are applied: read on from there, synced through when it began.
+        window = replace(window, upper=resumed.read_until, reason=f"{window.reason}; going on after the {resumed.records} records "
+                         f"a failed run read from {resumed.read_until.isoformat(timespec='seconds')}")
+        result.window, result.resumed_after = window, resumed.records
+        logger.info("%s/%s: a full read stopped after %d records; reading on from there", provider, entity, resumed.records)
+    # A resumed scan is not one complete snapshot: the next complete scan settles deletions.
+    snapshot = bool(getattr(reader, "complete_snapshot", False)) and resumed is None
     if hasattr(reader, "prepare_bulk"):
         reader.prepare_bulk(BulkContext(jobs, eligible=window.is_full or window.backfill, threshold=provider.settings.bulk_threshold))
     seen: set[str] = set()
+    read_records = resumed.records if resumed else 0
     try:
-        with closing(read_ahead(reader.changes(entity, window.lower, window.upper))) as pages:
+        changes = reader.changes(entity, window.lower, window.upper, resume=resumed.resume) if resumed else reader.changes(entity, window.lower, window.upper)
+        with closing(read_ahead(changes)) as pages:
             for page in gathered(pages):
                 page = checked_page(entity, page)
                 page = store.tidy_page(provider, entity, page)
@@ -225,6 +242,9 @@ def run_import(
                 for record in page.records:
                     if record.updated_at and (last_remote is None or record.updated_at > last_remote):
                         last_remote = record.updated_at
+                read_records += len(page.records) + len(page.errors)
+                if window.is_full and page.resume is not None:
+                    checkpoints.save(Checkpoint(page.resume, window.upper, read_records))
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
         result.bulk = _bulk_figures(reader)
         if snapshot:
@@ -245,7 +265,7 @@ def run_import(
         state.last_status = "failed"
         result.bulk = _bulk_figures(reader)
         # A bulk job still running on the provider's side stays remembered for the next run.
-        state.last_metrics = {"error": str(exc)[:500], **_json_safe(result.metadata()), **jobs.pending()}
+        state.last_metrics = {"error": str(exc)[:500], **_json_safe(result.metadata()), **jobs.pending(), **checkpoints.pending()}
         store.save_sync_state(state)
         raise
     result.duration_s = time.monotonic() - started
@@ -281,13 +301,14 @@ def gathered(pages: ReadAhead[Page], limit: int | None = None) -> Iterator[Page]
         if len(page.records) + len(page.errors) >= limit:
             yield page
             continue
-        joined = Page(list(page.records), list(page.errors))
+        joined = Page(list(page.records), list(page.errors), page.resume)
         while len(joined.records) + len(joined.errors) < limit:
             more = pages.ready()
             if more is None:
                 break
             joined.records += more.records
             joined.errors += more.errors
+            joined.resume = more.resume
         yield joined
 
 

@@ -104,17 +104,17 @@ CURRENCY_FIELD = "moeda"
 CUSTOM_PREFIX = "camposCustomizados."
 
 
-def _id_in(value: Any, limit: int | None = None) -> str | None:
+def _id_in(value: Any) -> str | None:
     return None if value in (None, "", 0) else str(value)
 
 
 #: Bling's formats of the value types whose wire form is its own.
 CODECS: dict[str, Codec] = {
-    "decimal": Codec(lambda value, _limit: _amount(value), lambda v: v),
-    "date": Codec(lambda value, _limit: _local_date(value), _date_out),
-    "document": Codec(lambda value, _limit: document(value), lambda v: v),
+    "decimal": Codec(lambda value: _amount(value), lambda v: v),
+    "date": Codec(lambda value: _local_date(value), _date_out),
+    "document": Codec(lambda value: document(value), lambda v: v),
     "id": Codec(_id_in, lambda v: None if v in (None, "") else str(v)),
-    "email": Codec(lambda value, _limit: checked_email(value), checked_email),
+    "email": Codec(lambda value: checked_email(value), checked_email),
 }
 
 #: Local columns Bling has a place for (its built-in mapping's); the others (a contact's company or
@@ -152,7 +152,7 @@ def custom_ids(client: Any, entity: str, mapping: CompiledMapping | None = None)
 
 
 def split_name(nome: Any) -> tuple[str | None, str | None]:
-    text = clean_text(nome, 255)
+    text = clean_text(nome)
     if text is None:
         return None, None
     first, _, rest = text.partition(" ")

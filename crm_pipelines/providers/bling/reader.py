@@ -58,10 +58,14 @@ class BlingChangeReader:
 
     # ------------------------------------------------------------------ public
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages changed in ``[lower, upper]``. The full scan's pages carry their page number and ids
+        as ``resume``: a full scan given it lists that page again (records that moved up onto it
+        when earlier ones were excluded are not skipped) and goes on, reading only ids it lacks."""
         if lower is None:
             self.strategy = "list"
-            yield from self._scan(entity, {})
+            resume = resume or {}
+            yield from self._scan(entity, {}, start_page=int(resume.get("page") or 1), read=resume.get("ids") or ())
             return
         self.strategy = "delta"
         upper = upper or datetime.now(timezone.utc)
@@ -103,10 +107,9 @@ class BlingChangeReader:
 
     # ------------------------------------------------------------------ scanning
 
-    def _scan(self, entity: str, params: dict[str, Any]) -> Iterator[Page]:
+    def _scan(self, entity: str, params: dict[str, Any], start_page: int = 1, read: Any = ()) -> Iterator[Page]:
         began = datetime.now(timezone.utc) - timedelta(seconds=self.clock_margin_s)
-        seen: dict[str, int] = {}  # id -> page it was read on
-        start_page = 1
+        seen: dict[str, int] = dict.fromkeys(map(str, read), start_page)  # id -> page it was read on
         for round_ in range(MAX_RESCANS + 1):
             for number, items in self.client.iter_pages(entity, params, start_page=start_page):
                 fresh = []
@@ -116,7 +119,9 @@ class BlingChangeReader:
                         fresh.append(item)
                     seen[record_id] = number
                 if fresh:
-                    yield self._page(entity, fresh)
+                    page = self._page(entity, fresh)
+                    page.resume = {"page": number, "ids": [str(item.get("id")) for item in items]}
+                    yield page
             if not self.verify_pages:
                 return
             since = {"dataAlteracaoInicial": to_local_text(began)}

@@ -255,13 +255,18 @@ class GestaoClickClient:
 
     def iter_pages(self, path: str, params: Mapping[str, Any] | None = None, *, kind: str = "list") -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
         """Every page of a list as (records, meta), following ``proxima_pagina`` whatever the meta variant."""
-        pagina = 1
+        for records, meta, _ in self.iter_pages_from(path, params, kind=kind):
+            yield records, meta
+
+    def iter_pages_from(self, path: str, params: Mapping[str, Any] | None = None, *, start: int = 1, kind: str = "list") -> Iterator[tuple[list[dict[str, Any]], dict[str, Any], int | None]]:
+        """``(records, meta, number of the next page)`` from page ``start`` on (the number is None on the last page)."""
+        pagina = start
         while True:
             body = self.list_page(path, params or {}, pagina, kind=kind)
             records = [r for r in (body.get("data") or []) if isinstance(r, Mapping)] if isinstance(body, Mapping) else []
             meta = body.get("meta") if isinstance(body, Mapping) and isinstance(body.get("meta"), Mapping) else {}
-            yield records, meta
             following = next_page(meta, pagina, len(records))
+            yield records, meta, following
             if following is None:
                 return
             pagina = following

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
-from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document, normalize_email
+from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_email
 from crm_pipelines.mapping.compiled import CompiledMapping, default
 from crm_pipelines.mapping.spec import builtin
 from crm_pipelines.mapping.types import Codec
@@ -42,10 +42,6 @@ DOCUMENT_FIELDS = ("cpf", "cnpj")
 
 
 # ------------------------------------------------------------------------- small converters
-
-
-def _text(value: Any, limit: int = 255) -> str | None:
-    return clean_text(value, limit)
 
 
 
@@ -141,11 +137,11 @@ def tag_key(record: Mapping[str, Any]) -> str | None:
 
 
 def _nome_parts(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    nome = _text(record.get("nome"), 511)
+    nome = clean_text(record.get("nome"))
     if nome is None:
         return None, None
     first, _, rest = nome.partition(" ")
-    return _text(first), _text(rest)
+    return clean_text(first), clean_text(rest)
 
 
 def _document(primary: str, other: str) -> Callable[[Mapping[str, Any]], str | None]:
@@ -157,18 +153,18 @@ def _document(primary: str, other: str) -> Callable[[Mapping[str, Any]], str | N
 
 
 def _one_line(text: str | None) -> str | None:
-    return _text(" ".join((text or "").split()))
+    return clean_text(" ".join((text or "").split()))
 
 
 def _phone(record: Mapping[str, Any]) -> str | None:
-    return _text(record.get("telefone"), 64) or _text(record.get("celular"), 64)
+    return clean_text(record.get("telefone")) or clean_text(record.get("celular"))
 
 
 #: GestaoClick's formats of the value types whose wire form is its own.
 CODECS: dict[str, Codec] = {
-    "decimal": Codec(lambda value, _limit: _amount(value), lambda v: v),
-    "date": Codec(lambda value, _limit: parse_date(value), format_date),
-    "document": Codec(lambda value, _limit: normalize_document(value), lambda v: v),
+    "decimal": Codec(lambda value: _amount(value), lambda v: v),
+    "date": Codec(lambda value: parse_date(value), format_date),
+    "document": Codec(lambda value: normalize_document(value), lambda v: v),
 }
 
 #: Local columns GestaoClick has a place for (its built-in mapping's).
@@ -193,7 +189,7 @@ def _value_reader(record: Mapping[str, Any], tag: Mapping[str, Any], entity: str
             other = DOCUMENT_FIELDS[1 - DOCUMENT_FIELDS.index(remote)]
             return record.get(remote) if clean_text(record.get(remote)) else record.get(other)
         if remote == "nome" and entity == "companies":
-            return _text(record.get("nome")) or _text(record.get("razao_social"))
+            return clean_text(record.get("nome")) or clean_text(record.get("razao_social"))
         if remote == "observacoes" and entity == "deals":
             return _one_line(split_notes(record.get("observacoes"))[0])
         if remote == CURRENCY_FIELD:

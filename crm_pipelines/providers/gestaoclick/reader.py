@@ -59,17 +59,28 @@ class GestaoClickChangeReader:
         order = {"ordenacao": "id", "direcao": "asc"}
         return [dict(order, tipo_pessoa=tipo) for tipo in spec.tipos] or [order]
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Every record of ``entity`` as it is now (``lower``/``upper`` cannot be applied: no such filter)."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Every record of ``entity`` as it is now (``lower``/``upper`` cannot be applied: no such filter).
+
+        Pages carry ``resume`` (the list, the page just read and its ids): a scan given it lists
+        that page again (records that moved up onto it when earlier ones were deleted are not
+        skipped) and goes on, returning only ids it lacks.
+        """
         self.progress = ReadProgress(strategy=STRATEGY, started=time.monotonic())
         spec = RESOURCES[entity]
-        seen: set[str] = set()
-        for params in self._queries(entity):
-            for records, meta in self.client.iter_pages(spec.path, params):
+        seen: set[str] = set(map(str, (resume or {}).get("ids") or ()))
+        first_query, first_page = (int(resume["query"]), int(resume["page"])) if resume else (0, 1)
+        queries = self._queries(entity)
+        for number, params in enumerate(queries):
+            if number < first_query:
+                continue
+            current = first_page if number == first_query else 1
+            for records, meta, following in self.client.iter_pages_from(spec.path, params, start=current):
                 total = as_int(meta.get("total_registros"))
                 if total is not None and self.progress.pages == 0:
                     self.progress.expected = total
-                page = Page()
+                page = Page(resume={"query": number, "page": current, "ids": [str(record.get("id") or "").strip() for record in records]})
+                current = following or current
                 for record in records:
                     if not belongs_to(entity, record):
                         continue  # the tipo_pessoa filter was not applied: the other entity's record

@@ -158,11 +158,15 @@ class HubSpotClient:
 
     def iter_list(self, entity: str, properties: Sequence[str], *, archived: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Every record of ``entity``, one page at a time (memory stays flat whatever the count)."""
-        after: str | None = None
+        for results, _ in self.iter_list_after(entity, properties, archived=archived):
+            yield results
+
+    def iter_list_after(self, entity: str, properties: Sequence[str], *, archived: bool = False, after: str | None = None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """``(records, cursor of the next page)`` from the page after ``after`` on (the cursor is None on the last page)."""
         while True:
             data = self.list_page(entity, properties, after=after, archived=archived)
-            yield data.get("results", [])
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            yield data.get("results", []), after or None
             if not after:
                 return
 

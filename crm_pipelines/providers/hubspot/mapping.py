@@ -67,7 +67,7 @@ def _amount(value: Any) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _timestamp_in(value: Any, limit: int | None = None) -> datetime | None:
+def _timestamp_in(value: Any) -> datetime | None:
     try:
         return parse_timestamp(value)
     except ValueError as exc:
@@ -76,7 +76,7 @@ def _timestamp_in(value: Any, limit: int | None = None) -> datetime | None:
 
 #: HubSpot's formats of the value types whose wire form is its own.
 CODECS: dict[str, Codec] = {
-    "decimal": Codec(lambda value, _limit: _amount(value), lambda v: None if v is None else format(v, "f")),
+    "decimal": Codec(lambda value: _amount(value), lambda v: None if v is None else format(v, "f")),
     "datetime": Codec(_timestamp_in, format_timestamp),
 }
 

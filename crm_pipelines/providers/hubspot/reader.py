@@ -60,11 +60,15 @@ class HubSpotChangeReader:
 
     # ------------------------------------------------------------------ public
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Pages of records modified at or after ``lower`` (None: since ever) and before ``upper``."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages of records modified at or after ``lower`` (None: since ever) and before ``upper``.
+
+        The list read's pages carry the list cursor as ``resume``: a full read given it goes on
+        from the page after.
+        """
         self.progress = ReadProgress(started=time.monotonic())
         if self.strategy == "list" or (self.strategy == "auto" and lower is None):
-            yield from self._by_list(entity, lower, upper)
+            yield from self._by_list(entity, lower, upper, after=(resume or {}).get("after"))
             return
         yield from self._by_search(entity, lower, upper)
 
@@ -117,11 +121,11 @@ class HubSpotChangeReader:
 
     # ------------------------------------------------------------------ list
 
-    def _by_list(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
+    def _by_list(self, entity: str, lower: datetime | None, upper: datetime | None, after: str | None = None) -> Iterator[Page]:
         self.progress.strategy = "list"
         properties = properties_for(entity, self.mapping)
-        for results in self.client.iter_list(entity, properties):
-            page = Page()
+        for results, following in self.client.iter_list_after(entity, properties, after=after):
+            page = Page(resume={"after": following} if following else None)
             for obj in results:
                 mapped = to_remote_record(entity, obj, self.mapping)
                 if isinstance(mapped, RecordError):

@@ -265,12 +265,19 @@ class PipedriveClient:
 
     def iter_list(self, entity: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Every record the filters select, one page at a time (memory stays flat)."""
+        for results, _ in self.iter_list_after(entity, params):
+            yield results
+
+    def iter_list_after(self, entity: str, params: dict[str, Any], cursor: str | None = None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """``(records, cursor of the next page)`` from ``cursor`` on (the cursor is None on the last page)."""
         query = dict(params)
         query["limit"] = min(int(query.get("limit") or LIST_PAGE_MAX), LIST_PAGE_MAX)
+        if cursor:
+            query["cursor"] = cursor
         while True:
             data = self.list_page(entity, query)
-            yield data.get("data") or []
             cursor = (data.get("additional_data") or {}).get("next_cursor")
+            yield data.get("data") or [], cursor or None
             if not cursor:
                 return
             query["cursor"] = cursor

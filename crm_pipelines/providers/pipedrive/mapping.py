@@ -57,7 +57,7 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 
-def _id_text(value: Any, limit: int | None = None) -> str | None:
+def _id_text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 

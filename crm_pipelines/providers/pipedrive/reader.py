@@ -70,14 +70,19 @@ class PipedriveChangeReader:
 
     # ------------------------------------------------------------------ protocol
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Pages of records updated at or after ``lower`` (None: every record) and before ``upper``."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages of records updated at or after ``lower`` (None: every record) and before ``upper``.
+
+        The list read's pages carry the list cursor as ``resume``: a read given it goes on from the page after.
+        """
         self.progress = ReadProgress(started=time.monotonic())
         keys = self.keys(entity)
         if lower is None or self.strategy == "list":
             self.progress.strategy = "list"
-            for results in self.client.iter_list(entity, {"sort_by": "id", "sort_direction": "asc", "limit": LIST_PAGE_MAX}):
+            listing = {"sort_by": "id", "sort_direction": "asc", "limit": LIST_PAGE_MAX}
+            for results, following in self.client.iter_list_after(entity, listing, (resume or {}).get("cursor")):
                 page = self._page(entity, results, keys)
+                page.resume = {"cursor": following} if following else None
                 if lower is not None:
                     page.records = [r for r in page.records if r.updated_at is None or r.updated_at >= lower]
                 yield page

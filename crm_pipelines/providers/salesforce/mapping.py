@@ -62,7 +62,7 @@ def _amount_out(value: Any) -> float | None:
 #: Salesforce's formats of the value types whose wire form is its own.
 CODECS: dict[str, Codec] = {
     "decimal": Codec(decimal_in, _amount_out),
-    "datetime": Codec(lambda value, _limit: parse_datetime(value), lambda v: None if v is None else v.isoformat()),
+    "datetime": Codec(lambda value: parse_datetime(value), lambda v: None if v is None else v.isoformat()),
 }
 
 

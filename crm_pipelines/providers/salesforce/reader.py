@@ -83,8 +83,12 @@ class SalesforceChangeReader:
 
     # ------------------------------------------------------------------ public
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Pages of records modified at or after ``lower`` (None: every record) and before ``upper``."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages of records modified at or after ``lower`` (None: every record) and before ``upper``.
+
+        Each SOQL page carries its last ``(SystemModstamp, Id)`` as ``resume``: a read given it
+        goes on with the records after that position.
+        """
         self.progress = ReadProgress(strategy="soql", started=time.monotonic())
         bounds = []
         if lower is not None:
@@ -92,6 +96,9 @@ class SalesforceChangeReader:
             if upper is not None:
                 bounds.append(f"{MODIFIED_FIELD} < {soql_datetime(upper, round_up=True)}")
         self.read_until, self.bulk_progress = None, None
+        if resume:
+            yield from self._keyset_read(entity, bounds, last=tuple(resume["after"]))
+            return
         select = f"SELECT {', '.join(self.mapping.select_fields(entity))} FROM {SOBJECTS[entity]}"
         soql = select + (f" WHERE {' AND '.join(bounds)}" if bounds else "")
         key = select + (f" WHERE {bounds[0]}" if bounds else "")  # the read across runs: its upper bound moves
@@ -179,8 +186,8 @@ class SalesforceChangeReader:
         fields = ", ".join(self.mapping.select_fields(entity))
         return f"SELECT {fields} FROM {SOBJECTS[entity]}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {MODIFIED_FIELD}, Id"
 
-    def _keyset_read(self, entity: str, bounds: list[str], first: dict[str, Any] | None = None) -> Iterator[Page]:
-        last: tuple[str, str] | None = None  # (SystemModstamp literal, Id) of the last row read
+    def _keyset_read(self, entity: str, bounds: list[str], first: dict[str, Any] | None = None, last: tuple[str, str] | None = None) -> Iterator[Page]:
+        # ``last``: (SystemModstamp literal, Id) of the last row read
         while True:
             try:
                 data, first = first or self.client.query(self._keyset_soql(entity, bounds, last)), None
@@ -193,6 +200,7 @@ class SalesforceChangeReader:
                         self._append(entity, row, page)
                     if rows:
                         last = (_stamp_literal(rows[-1]), str(rows[-1].get("Id")))
+                        page.resume = {"after": list(last)}
                     self._tick(len(rows))
                     if rows:
                         yield page

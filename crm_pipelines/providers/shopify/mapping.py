@@ -74,12 +74,9 @@ def _amount(value: Any) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _lower(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: (clean_text(value, limit) or "").lower() or None
+def _lower(value: Any) -> str | None:
+    return (clean_text(value) or "").lower() or None
 
-
-def _text(limit: int) -> Callable[[Any], str | None]:
-    return lambda value: clean_text(value, limit)
 
 
 @dataclass(frozen=True)
@@ -92,20 +89,20 @@ class FieldMap:
 FIELD_MAPS: dict[str, tuple[FieldMap, ...]] = {
     "contacts": (
         FieldMap("email", ("email",), checked_email),
-        FieldMap("first_name", ("firstName",), _text(255)),
-        FieldMap("last_name", ("lastName",), _text(255)),
-        FieldMap("phone", ("phone",), _text(64)),
-        FieldMap("company_name", ("defaultAddress", "company"), _text(255)),
+        FieldMap("first_name", ("firstName",), clean_text),
+        FieldMap("last_name", ("lastName",), clean_text),
+        FieldMap("phone", ("phone",), clean_text),
+        FieldMap("company_name", ("defaultAddress", "company"), clean_text),
     ),
     "deals": (
-        FieldMap("name", ("name",), _text(255)),
+        FieldMap("name", ("name",), clean_text),
         FieldMap("amount", ("totalPriceSet", "shopMoney", "amount"), _amount),
-        FieldMap("currency", ("currencyCode",), _text(8)),
-        FieldMap("stage", ("displayFinancialStatus",), _lower(64)),
-        FieldMap("pipeline", ("displayFulfillmentStatus",), _lower(64)),
+        FieldMap("currency", ("currencyCode",), clean_text),
+        FieldMap("stage", ("displayFinancialStatus",), _lower),
+        FieldMap("pipeline", ("displayFulfillmentStatus",), _lower),
         FieldMap("close_date", ("closedAt",), parse_timestamp),
     ),
-    "companies": (FieldMap("name", ("name",), _text(255)),),
+    "companies": (FieldMap("name", ("name",), clean_text),),
 }
 
 

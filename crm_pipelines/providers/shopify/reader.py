@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("auto", "list", "search", "bulk")
 #: Objects one connection walk may page through before Shopify stops it.
 PAGINATION_CAP = 25_000
+#: Most ids sharing one second a page's ``resume`` names (a larger group is read again on resume).
+RESUME_IDS_MAX = 1_000
 
 
 def _connection_query(entity: str, sort_key: str = "UPDATED_AT") -> str:
@@ -92,8 +94,12 @@ class ShopifyChangeReader:
 
     # ------------------------------------------------------------------ public
 
-    def changes(self, entity: str, lower: datetime | None, upper: datetime | None) -> Iterator[Page]:
-        """Pages of records modified at or after ``lower`` (None: since ever) and before ``upper``."""
+    def changes(self, entity: str, lower: datetime | None, upper: datetime | None, resume: Any = None) -> Iterator[Page]:
+        """Pages of records modified at or after ``lower`` (None: since ever) and before ``upper``.
+
+        Each page of the walk carries the last ``updatedAt`` read and the ids read at it as
+        ``resume``: a read given it goes on from that second, skipping those ids.
+        """
         self.progress = ReadProgress(strategy="list" if lower is None else "search", started=time.monotonic())
         upper_text = format_timestamp(_ceil_second(upper)) if upper is not None else None
         start = _floor_second(lower) if lower is not None else None
@@ -102,10 +108,12 @@ class ShopifyChangeReader:
         # A full read on the bulk path is every record as of the operation (no upper bound), so a
         # rerun asks the very same query; a backfill keeps its window, and is named by its start.
         search = " AND ".join(filter(None, [since, f"updated_at:<'{upper_text}'" if upper_text else None])) or None
-        if self._bulk_chosen(entity, bulk_query_text(entity, since), search):
+        skip: set[str] = set()
+        if resume:
+            start, skip = parse_timestamp(resume["start"]), set(resume["skip"])
+        elif self._bulk_chosen(entity, bulk_query_text(entity, since), search):
             yield from self._bulk_read(entity, since, search if since else None, upper if since else None)
             return
-        skip: set[str] = set()
         while True:
             terms = []
             if start is not None:
@@ -128,6 +136,8 @@ class ShopifyChangeReader:
                     self._append(entity, node, page)
                 walked += len(nodes)
                 self._tick(len(page.records) + len(page.errors))
+                if last_stamp is not None and len(at_last) <= RESUME_IDS_MAX:
+                    page.resume = {"start": last_stamp, "skip": sorted(at_last)}
                 if page.records or page.errors:
                     yield page
                 if walked >= self.restart_every:

@@ -146,11 +146,15 @@ def test_failed_scan_never_deletes_and_a_retried_page_does_not_duplicate(start_g
     assert store.count("contacts") == 300  # the deletions were not applied from a partial scan
     assert store.sync_state("gestaoclick", "contacts").last_status == "failed"
 
-    # With faults on every few requests the run succeeds, applies the deletions and creates no duplicate.
+    # With faults on every few requests the retry goes on from page 1 (listed again: records may have
+    # moved onto it; those already read are not returned twice) and creates no duplicate; it did not
+    # read the list in one go, so the next complete scan applies the deletions.
     sim.faults.rate_5xx = 0.1
     sim.faults.rate_truncated = 0.05
     result = import_entity(sim, store, "contacts")
     assert result.api["retries"] > 0
+    assert result.fetched < 290 and result.outcome.deleted == 0 and result.outcome.created == 0
+    result = import_entity(sim, store, "contacts")
     assert result.outcome.deleted == 10 and result.outcome.created == 0
     sim.faults.rate_5xx = sim.faults.rate_truncated = 0.0
     assert_reconciled(sim, store, "contacts")
