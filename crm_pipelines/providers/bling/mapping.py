@@ -238,7 +238,7 @@ def _pedido_payload(written: dict[str, Any], key: str | None, default_contato_id
     if currency and currency.upper() != CURRENCY:
         raise ValueError(f"currency: Bling sales orders are in {CURRENCY}, not {currency}")
     amount = _amount(written.pop("total", None)) or Decimal("0.00")
-    name = clean_text(written.pop("observacoes", None), 255) or ""
+    name = clean_text(written.pop("observacoes", None)) or ""
     body: dict[str, Any] = {
         "observacoes": name,
         "itens": [{"descricao": name or "Pedido", "quantidade": 1, "valor": float(amount), "unidade": "UN"}],
