@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FAULT_KINDS = ("status", "reset", "truncate", "slow")
+FAULT_KINDS = ("status", "reset", "truncate", "slow", "late")
 
 
 @dataclass
@@ -59,12 +59,16 @@ class FaultConfig:
 @dataclass(frozen=True)
 class Fault:
     """One fault for one request: ``status`` (answer ``status`` with the provider's body for it),
-    ``reset`` (close the connection unanswered), ``truncate`` (cut the body short) or ``slow``."""
+    ``reset`` (close the connection unanswered), ``truncate`` (cut the body short), ``slow``
+    (answer after ``delay_s``) or ``late`` (close the connection unanswered and apply the request
+    ``delay_s`` later: a write the provider applies after the client gave up on it).
+    ``route``: only a request to the route of that name takes the fault."""
 
     kind: str
     status: int | None = None
     delay_s: float = 0.0
     source: str = "random"
+    route: str | None = None
 
 
 class FaultInjector:
@@ -88,13 +92,13 @@ class FaultInjector:
             self._config = value
             self._rng = random.Random(value.seed)
 
-    def fail_next(self, n: int = 1, status: int = 503, *, kind: str = "status", delay_s: float = 1.0) -> None:
-        """Make the next ``n`` API requests fail (``kind`` as in :class:`Fault`)."""
+    def fail_next(self, n: int = 1, status: int = 503, *, kind: str = "status", delay_s: float = 1.0, route: str | None = None) -> None:
+        """Make the next ``n`` API requests (to ``route`` only, if given) fail (``kind`` as in :class:`Fault`)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {FAULT_KINDS}")
         if kind == "status" and not 400 <= status <= 599:
             raise ValueError("status must be a 4xx or 5xx code")
-        fault = Fault(kind, status if kind == "status" else None, delay_s if kind == "slow" else 0.0, "fail_next")
+        fault = Fault(kind, status if kind == "status" else None, delay_s if kind in ("slow", "late") else 0.0, "fail_next", route)
         with self._lock:
             self._queue.extend([fault] * n)
 
@@ -106,11 +110,12 @@ class FaultInjector:
         with self._lock:
             self._queue.clear()
 
-    def decide(self) -> Fault | None:
-        """The fault for the current request, or ``None``."""
+    def decide(self, route: str | None = None) -> Fault | None:
+        """The fault for the current request (to the route named ``route``), or ``None``."""
         with self._lock:
-            if self._queue:
-                return self._queue.pop(0)
+            for index, queued in enumerate(self._queue):
+                if queued.route is None or queued.route == route:
+                    return self._queue.pop(index)
             c = self._config
             if c.rate_429 + c.rate_5xx + c.rate_reset + c.rate_truncated + c.rate_slow <= 0:
                 return None

@@ -271,6 +271,8 @@ class Simulator:
         self.in_api = False  #: True while an API handler runs (changes come from the API, not the app)
         self.event_ids = itertools.count(1)  #: serial numbers of webhook events
         self._injector = FaultInjector(cfg.faults)
+        self._late_pending: list[tuple[Route, Request]] = []  # requests held back by a ``late`` fault
+        self._late_tasks: set[asyncio.Task] = set()
         self._stats = RequestStats()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -598,9 +600,9 @@ class Simulator:
     def faults(self, value: FaultConfig) -> None:
         self._injector.config = value
 
-    def fail_next(self, n: int = 1, status: int = 503, *, kind: str = "status", delay_s: float = 1.0) -> None:
+    def fail_next(self, n: int = 1, status: int = 503, *, kind: str = "status", delay_s: float = 1.0, route: str | None = None) -> None:
         """Make the next ``n`` API requests fail (see :meth:`FaultInjector.fail_next`)."""
-        self._injector.fail_next(n, status, kind=kind, delay_s=delay_s)
+        self._injector.fail_next(n, status, kind=kind, delay_s=delay_s, route=route)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -669,10 +671,12 @@ class Simulator:
         if not route.api:
             self._stats.record_admin()
             return self._call(route, request)
-        fault: Fault | None = self._injector.decide()
+        fault: Fault | None = self._injector.decide(route.name)
         if fault is not None:
             self._stats.record_fault(str(fault.status) if fault.kind == "status" else fault.kind)
-            if fault.kind == "reset":
+            if fault.kind == "late":
+                self._apply_late(route, request, fault.delay_s)
+            if fault.kind in ("reset", "late"):
                 self._stats.record_response(route.name, None)
                 return None
             if fault.kind == "status":
@@ -686,6 +690,40 @@ class Simulator:
             response = Response(response.status, dict(response.headers), response.body[: max(1, len(response.body) // 2)])
         self._stats.record_response(route.name, response.status)
         return response
+
+    def _apply_late(self, route: Route, request: Request, delay_s: float) -> None:
+        """Hold ``request`` back and apply it ``delay_s`` from now (or at :meth:`land_late_writes`),
+        its answer lost: the client already gave up on it."""
+        entry = (route, request)
+        with self.lock:
+            self._late_pending.append(entry)
+
+        async def later() -> None:
+            await asyncio.sleep(delay_s)
+            self._land(entry)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._late_tasks.add(task)
+        task.add_done_callback(self._late_tasks.discard)
+
+    def _land(self, entry: tuple[Route, Request]) -> bool:
+        with self.lock:
+            if not any(held is entry for held in self._late_pending):
+                return False
+            self._late_pending = [held for held in self._late_pending if held is not entry]
+        response = self._call(*entry)
+        log.info("%s applied late: %s", entry[0].name, response.status)
+        return True
+
+    def land_late_writes(self) -> int:
+        """Apply now every request held back by a ``late`` fault; returns how many."""
+        with self.lock:
+            pending = list(self._late_pending)
+        return sum(self._land(entry) for entry in pending)
+
+    def late_writes_pending(self) -> int:
+        with self.lock:
+            return len(self._late_pending)
 
     def _call(self, route: Route, request: Request) -> Response:
         try:
@@ -743,7 +781,7 @@ class Simulator:
         self._injector.clear()
         if fail_next:
             self.fail_next(int(fail_next.get("n", 1)), int(fail_next.get("status", 503)), kind=str(fail_next.get("kind", "status")),
-                           delay_s=float(fail_next.get("delay_s", 1.0)))
+                           delay_s=float(fail_next.get("delay_s", 1.0)), route=fail_next.get("route"))
 
     @admin("POST", "mutate")
     def _admin_mutate(self, request: Request) -> Response:
