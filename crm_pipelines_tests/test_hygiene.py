@@ -63,6 +63,12 @@ PHONE_TEXT = st.one_of(
 )
 
 
+def test_a_number_of_zeros_only_is_refused_not_shortened():
+    for written in ("+31 0 000000", "+31000000", "+55 00 0000-0000"):
+        with pytest.raises(ValueError, match="not a valid number"):
+            normalize_phone(written, "BR")
+
+
 @settings(max_examples=400, deadline=None)
 @given(PHONE_TEXT, st.sampled_from(["BR", "US", "PT"]))
 def test_phone_normalization_is_idempotent(text, region):

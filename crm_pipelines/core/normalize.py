@@ -69,7 +69,11 @@ def _e164(text: str, region: str) -> str:
         raise ValueError(f"invalid phone {text!r}: has an extension, which E.164 cannot hold")
     if not phonenumbers.is_valid_number(number) and not _foreign_and_possible(number, region):
         raise ValueError(f"invalid phone {text!r}: not a valid number (region {region})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # A number of zeros only ("+31 0 000000") loses digits when written in E.164: not a number.
+    if number.national_number == 0 or phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.E164) != e164:
+        raise ValueError(f"invalid phone {text!r}: not a valid number (region {region})")
+    return e164
 
 
 def phone_digits(e164: str) -> set[str]:

@@ -93,7 +93,7 @@ class FaultRun:
         self._decide = sim._injector.decide
         sim._injector.decide = self._decide_hook
 
-    def _decide_hook(self) -> Fault | None:
+    def _decide_hook(self, route: str | None = None) -> Fault | None:
         self.api_requests += 1
         action = self.actions.pop(self.api_requests, None)
         if action is not None:
@@ -104,7 +104,7 @@ class FaultRun:
             self.outage_until = self.sim.clock.timestamp() + self.outage_seconds
         if self.outage_until is not None and self.sim.clock.timestamp() < self.outage_until:
             return Fault("status", 503, source="outage")
-        return self._decide()
+        return self._decide(route)
 
     def outage(self, after_requests: int, seconds: float) -> None:
         self.outage_after, self.outage_seconds = after_requests, seconds
