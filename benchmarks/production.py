@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from crm_pipelines_tests.helpers.deployment import REPO, launch_backfill, launch_run, running_dagster  # noqa: E402
+from crm_pipelines_tests.helpers.processes import stop_group  # noqa: E402
 
 #: The backfilled accounts' limit per 10 s: a starter tier's 100 would read the whole account in one window.
 BACKFILL_BURST = 20
@@ -78,12 +78,7 @@ class Deployment:
 
     @staticmethod
     def _stop_group(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, timeout_s=30)  # the whole group: the webserver's code server too
 
     def launch(self, job: str, run_config: dict, tags: dict[str, str]) -> str:
         return launch_run(self.url, job, run_config, tags)

@@ -218,29 +218,29 @@ class BlingAuth:
         store = TokenStore.from_env()
         store.require_key()  # never spend the refresh token on a rotation that could not be kept
         stored = store.load(self.account_key)
+        # The newest token another process saved, then the one this process knows; neither is
+        # forgotten before a refresh with it went through (a 503 leaves both to try again).
         candidates = [t for t in dict.fromkeys([stored, self._state.refresh_token]) if t]
         for index, refresh_token in enumerate(candidates):
-            self._state.refresh_token = refresh_token
             try:
-                self._refresh_with_locked()
+                self._refresh_with_locked(refresh_token)
                 break
             except ProviderError as exc:
-                # The newest token another process saved, then the one this process knows.
                 if isinstance(exc, RetryableError) or index == len(candidates) - 1:
                     raise
         if self._state.refresh_token != stored:
             store.save(self.account_key, self._state.refresh_token)
 
-    def _refresh_with_locked(self) -> None:
+    def _refresh_with_locked(self, refresh_token: str) -> None:
         basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
         register_basic(self._client_id, self._client_secret)
-        register(self._client_id, self._state.refresh_token, basic)
+        register(self._client_id, refresh_token, basic)
         self._state.refreshed_at = time.monotonic()
         try:
             with httpx.Client(transport=self._transport, timeout=self._timeout_s, verify=tls_context()) as http:
                 response = http.post(
                     self.base_url + TOKEN_PATH,
-                    data={"grant_type": "refresh_token", "refresh_token": self._state.refresh_token},
+                    data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                     headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
                 )
         except httpx.HTTPError as exc:
@@ -260,7 +260,7 @@ class BlingAuth:
         self.refreshes += 1
         lifetime = float(body.get("expires_in") or 21_600)
         self._state.access_token = str(body["access_token"])
-        self._state.refresh_token = str(body.get("refresh_token") or self._state.refresh_token)
+        self._state.refresh_token = str(body.get("refresh_token") or refresh_token)
         register(self._state.access_token, self._state.refresh_token)
         # Refresh a minute early rather than spend a request on a 401.
         self._state.expires_at = time.monotonic() + max(lifetime - 60.0, lifetime / 2)
