@@ -14,6 +14,7 @@ from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.dagster_defs.imports import import_asset_key
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
 from crm_pipelines.dagster_defs.partitions import integration_partitions
+from crm_pipelines.dagster_defs.schedules import provider_job
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.quality.checks import CHECKS, evaluate
 from crm_pipelines.quality.model import QualityReport
@@ -91,12 +92,11 @@ def quality_job_name(provider: str) -> str:
 
 
 def build_quality_job(plugin: ProviderPlugin) -> dg.JobDefinition:
-    return dg.define_asset_job(
-        quality_job_name(plugin.name),
-        selection=dg.AssetSelection.assets(*[quality_asset_key(plugin.name, e) for e in plugin.entities]),
-        description=f"Report the data quality of one {plugin.title} integration (the partition) from the local database.",
-        tags={"crm/provider": plugin.name, "crm/direction": "report"},
-        executor_def=dg.in_process_executor,
+    return provider_job(
+        plugin, quality_job_name(plugin.name),
+        dg.AssetSelection.assets(*[quality_asset_key(plugin.name, e) for e in plugin.entities]),
+        f"Report the data quality of one {plugin.title} integration (the partition) from the local database.",
+        direction="report",
     )
 
 

@@ -7,6 +7,13 @@ from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.check_names import ERROR_RATE_CHECK, SYNC_CHECK
 
 
+def provider_job(plugin: ProviderPlugin, name: str, selection: dg.AssetSelection, description: str, direction: str | None = None) -> dg.JobDefinition:
+    """One provider's job over ``selection``: runs one integration (the partition), in process,
+    tagged with the provider (and the direction, for the run limits and the UI's filters)."""
+    tags = {"crm/provider": plugin.name} | ({"crm/direction": direction} if direction else {})
+    return dg.define_asset_job(name, selection=selection, description=description, tags=tags, executor_def=dg.in_process_executor)
+
+
 def import_job_name(provider: str) -> str:
     return f"{provider}_import"
 
@@ -14,13 +21,11 @@ def import_job_name(provider: str) -> str:
 def build_import_job(plugin: ProviderPlugin):
     keys = [import_asset_key(plugin.name, e) for e in plugin.entities]
     checks = [dg.AssetCheckKey(k, name) for k in keys for name in (ERROR_RATE_CHECK, SYNC_CHECK)]
-    return dg.define_asset_job(
-        import_job_name(plugin.name),
+    return provider_job(
+        plugin, import_job_name(plugin.name),
         # The checks computed with the import come with every run; the count check costs a provider call and runs on its own.
-        selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks),
-        description=f"Import {plugin.title} {', '.join(plugin.entities)} of one integration (the partition), from its last synced point.",
-        tags={"crm/provider": plugin.name},
-        executor_def=dg.in_process_executor,
+        dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks),
+        f"Import {plugin.title} {', '.join(plugin.entities)} of one integration (the partition), from its last synced point.",
     )
 
 
@@ -31,10 +36,9 @@ def export_job_name(provider: str) -> str:
 def build_export_job(plugin: ProviderPlugin):
     from crm_pipelines.dagster_defs.exports import export_asset_key
 
-    return dg.define_asset_job(
-        export_job_name(plugin.name),
-        selection=dg.AssetSelection.assets(*[export_asset_key(plugin.name, e) for e in plugin.entities]),
-        description=f"Send one integration's local changes of {', '.join(plugin.entities)} to {plugin.title}.",
-        tags={"crm/provider": plugin.name, "crm/direction": "export"},
-        executor_def=dg.in_process_executor,
+    return provider_job(
+        plugin, export_job_name(plugin.name),
+        dg.AssetSelection.assets(*[export_asset_key(plugin.name, e) for e in plugin.entities]),
+        f"Send one integration's local changes of {', '.join(plugin.entities)} to {plugin.title}.",
+        direction="export",
     )
