@@ -51,15 +51,19 @@ def add_nameless(store, entity, n):
 
 def test_one_lease_holder_at_a_time_and_a_dead_holder_loses_it(store):
     integration = store.scope("hubspot")
-    first = ExportLease(store.engine, integration, "contacts", "cli:a", ttl_s=0.5)
-    second = ExportLease(store.engine, integration, "contacts", "cli:b", ttl_s=0.5)
-    other_entity = ExportLease(store.engine, integration, "deals", "cli:b", ttl_s=0.5)
+    # Leases that must not expire during the test hold for a minute, so a busy machine cannot let
+    # one lapse early; the holder's last renewal before it "dies" is a short one, then waited out.
+    first = ExportLease(store.engine, integration, "contacts", "cli:a", ttl_s=60)
+    second = ExportLease(store.engine, integration, "contacts", "cli:b", ttl_s=60)
+    other_entity = ExportLease(store.engine, integration, "deals", "cli:b", ttl_s=60)
     assert first.try_acquire() is None
     assert second.try_acquire().owner == "cli:a"
     assert other_entity.try_acquire() is None  # entities are independent
     with pytest.raises(ExportBusy, match="another export of .*contacts is running \\(cli:a"):
         second.acquire(wait_s=0.1, poll_s=0.02)
-    time.sleep(0.6)  # cli:a stopped renewing (a dead process): its lease expires
+    first.ttl_s = 0.3
+    assert first.renew()
+    time.sleep(0.5)  # cli:a stopped renewing (a dead process): its lease expires
     assert second.try_acquire() is None
     assert not first.renew()  # the old holder learns it lost the lease ...
     with pytest.raises(LeaseLost):
@@ -70,10 +74,10 @@ def test_one_lease_holder_at_a_time_and_a_dead_holder_loses_it(store):
 
 def test_a_held_lease_is_renewed_and_the_next_export_waits_for_its_release(store):
     integration = store.scope("hubspot")
-    holder = ExportLease(store.engine, integration, "contacts", "cli:a", ttl_s=0.4)
-    waiter = ExportLease(store.engine, integration, "contacts", "cli:b", ttl_s=0.4)
+    holder = ExportLease(store.engine, integration, "contacts", "cli:a", ttl_s=2.0)
+    waiter = ExportLease(store.engine, integration, "contacts", "cli:b", ttl_s=60)
     with holder:
-        time.sleep(1.0)  # longer than the ttl: the renewals keep it
+        time.sleep(4.5)  # longer than the ttl: the renewals keep it
         holder.check()
         assert waiter.try_acquire().owner == "cli:a"
     waiter.acquire(wait_s=5, poll_s=0.02)  # free again once the holder left its block
@@ -84,13 +88,17 @@ def test_a_late_renewal_keeps_the_lease_only_while_nobody_took_it(store):
     """A busy machine delays the renewal thread: the next send renews first, and goes on only if
     the row still names this owner."""
     integration = store.scope("hubspot")
-    slow = ExportLease(store.engine, integration, "contacts", "cli:slow", ttl_s=0.4)
-    other = ExportLease(store.engine, integration, "contacts", "cli:other", ttl_s=0.4)
+    # Short ttls only where the lease must lapse (then waited out); a minute where it must hold.
+    slow = ExportLease(store.engine, integration, "contacts", "cli:slow", ttl_s=0.3)
+    other = ExportLease(store.engine, integration, "contacts", "cli:other", ttl_s=60)
     assert slow.try_acquire() is None
     time.sleep(0.5)  # expired, no renewal made, nobody else came
+    slow.ttl_s = 60
     slow.check()  # renewed here
     assert slow.holder().owner == "cli:slow"
     assert other.try_acquire().owner == "cli:slow"
+    slow.ttl_s = 0.3
+    assert slow.renew()
     time.sleep(0.5)
     assert other.try_acquire() is None  # this time another export took it over first
     with pytest.raises(LeaseLost):

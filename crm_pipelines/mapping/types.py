@@ -43,16 +43,26 @@ def _text_out(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+#: The largest magnitude an amount column holds (numeric(18, 2)).
+AMOUNT_LIMIT = Decimal("1e16")
+
+
+def amount_from(text: str, *, shown: Any, label: str = "") -> Decimal:
+    """``text`` (digits with a ``.`` decimal point, already read from the provider's own form) as
+    an amount of two decimals; ``shown`` is the value named by the error, ``label`` its prefix."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{label}{shown!r} is not a number") from None
+    if not amount.is_finite() or abs(amount) >= AMOUNT_LIMIT:
+        raise ValueError(f"{label}{shown!r} is out of range")
+    return amount.quantize(Decimal("0.01"))
+
+
 def decimal_in(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
-    try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"{value!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+    return amount_from(repr(value) if isinstance(value, float) else str(value).strip().replace(",", ""), shown=value)
 
 
 def date_in(value: Any) -> datetime | None:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.core.normalize import checked_email, clean_text, normalize_document
 from crm_pipelines.mapping.compiled import CompiledMapping, default
 from crm_pipelines.mapping.spec import builtin
-from crm_pipelines.mapping.types import Codec
+from crm_pipelines.mapping.types import Codec, amount_from
 from crm_pipelines.providers.bling.api import ENTITY_SPECS, LOCAL_TZ, PROVIDER
 
 KEY_FIELD = {"contacts": "codigo", "companies": "codigo", "deals": "numeroLoja"}
@@ -56,13 +56,7 @@ def document(value: Any, *, kind: str | None = None) -> str | None:
 def _amount(value: Any) -> Decimal | None:
     if value in (None, ""):
         return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"amount {value!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"amount {value!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+    return amount_from(str(value), shown=value, label="amount ")
 
 
 def _local_date(value: Any) -> datetime | None:

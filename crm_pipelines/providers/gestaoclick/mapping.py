@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.core.normalize import clean_text, normalize_document, normalize_email
 from crm_pipelines.mapping.compiled import CompiledMapping, default
 from crm_pipelines.mapping.spec import builtin
-from crm_pipelines.mapping.types import Codec
+from crm_pipelines.mapping.types import Codec, amount_from
 from crm_pipelines.providers.gestaoclick.api import ACCOUNT_TIMEZONE, PROVIDER, RESOURCES
 
 TAG_PREFIX = "[crm_pipelines]"
@@ -51,13 +51,7 @@ def _amount(value: Any) -> Decimal | None:
         return None
     if "," in text and "." not in text:
         text = text.replace(",", ".")  # "140,00"
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"{text!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+    return amount_from(text, shown=text)
 
 
 def parse_date(value: Any) -> datetime | None:

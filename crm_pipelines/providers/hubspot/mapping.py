@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.core.normalize import clean_text
 from crm_pipelines.mapping.compiled import CompiledMapping, default
-from crm_pipelines.mapping.types import Codec
+from crm_pipelines.mapping.types import Codec, amount_from
 
 PROVIDER = "hubspot"
 DOCUMENT_PROPERTY = "cpf_cnpj"
@@ -58,13 +58,7 @@ def _amount(value: Any) -> Decimal | None:
         if not _THOUSANDS.fullmatch(text):
             raise ValueError(f"amount {text!r} is not a number (the decimal separator is '.')")
         text = text.replace(",", "")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"amount {text!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"amount {text!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+    return amount_from(text, shown=text, label="amount ")
 
 
 def _timestamp_in(value: Any) -> datetime | None:

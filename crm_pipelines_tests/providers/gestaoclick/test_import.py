@@ -216,7 +216,11 @@ def test_injected_429s_back_off_at_least_a_second(start_gestaoclick_sim, store):
     sim.fail_next(2, 429)
     result = import_entity(sim, store, "contacts")
     assert result.api["rate_limited"] == 2 and result.api["retries"] == 2
-    assert result.api["limiter_wait_s"] >= 1.9  # each 429 held the limiter for at least one second
+    # Each 429 held the account's limiter for at least one second: the simulator saw the retries
+    # of the first page (429, 429, then answered) at least a second apart, however busy the machine
+    # (the client's own wait figure shrinks when its back-off sleep or a slow step eats the hold).
+    first, second, third = sim.stats_recorder.arrival_times()[:3]
+    assert second - first >= 1.0 and third - second >= 1.0
     assert_reconciled(sim, store, "contacts")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -45,6 +47,15 @@ def start_raw(sim, text):
                             "variables": {"q": text}}).json()["data"]["bulkOperationRunQuery"]
 
 
+def unfreeze_after(sim, requests):
+    """Let the simulator's frozen clock run again once it has answered ``requests`` API requests."""
+    def watch():
+        while len(sim.stats_recorder.arrival_times()) < requests:
+            time.sleep(0.02)
+        sim.clock.unfreeze()
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def test_a_full_sync_above_the_threshold_is_one_bulk_operation(start_shopify_sim, client_for, store):
     sim = start_shopify_sim(seed=4, customers=1_500, orders=300, companies=0, **FAST)
     bulk_threshold(store, 1_000)
@@ -63,7 +74,11 @@ def test_a_full_sync_above_the_threshold_is_one_bulk_operation(start_shopify_sim
 
 def test_a_running_operation_is_found_again_and_another_ones_is_waited_for(start_shopify_sim, client_for, store):
     sim = start_shopify_sim(seed=4, customers=400, orders=0, companies=0, bulk_processing_s=3, **FAST)
+    # The simulated clock stands still until the reader has asked for the shop's current operation,
+    # so ours is still running when it looks, however long a busy machine takes to get there.
+    sim.clock.freeze()
     ours = start_raw(sim, bulk_query_text("contacts", None))["bulkOperation"]["id"]  # as a killed run left it
+    unfreeze_after(sim, requests=2)
     result = read(client_for(sim), store, strategy="bulk")
     assert result.metadata()["bulk_job_id"] == ours and result.metadata()["bulk_resumed"]
     assert len(sim.account().bulk_ops) == 1 and result.outcome.created == 400
