@@ -13,6 +13,7 @@ from crm_pipelines.mapping.discovery import discover
 from crm_pipelines.providers.shopify.mapping import bulk_fields, create_input, node_cost, page_size
 from crm_pipelines.providers.shopify.reader import ShopifyChangeReader
 from crm_pipelines.providers.shopify.writer import ShopifyWriter
+from crm_pipelines.sync.bulk import BulkProgress
 from crm_pipelines.sync.writes import OutgoingRecord
 from crm_pipelines_tests.providers.shopify.conftest import FAST
 
@@ -62,6 +63,21 @@ def test_metafields_written_with_their_types_read_back_the_same_on_both_paths(st
     for i in range(1, 301):
         assert {k: regular[f"cliente{i}@exemplo.com.br"][k] for k in CUSTOM} == {k: _local(i)[k] for k in CUSTOM}
     assert client.stats.by_kind.get("bulk", 0) >= 1
+
+
+def test_a_bulk_export_carries_metafields_and_an_update_changes_only_the_ones_sent(start_shopify_sim, client_for, mapping):
+    sim = start_shopify_sim(seed=9, customers=0, orders=0, companies=0, **FAST)
+    client = client_for(sim)
+    writer = ShopifyWriter(client, mapping=mapping)
+    created = writer.bulk_write("contacts", [OutgoingRecord(i, _local(i)) for i in range(1, 51)], create=True, memory=None, progress=BulkProgress())
+    assert len(created.written) == 50 and not created.rejected
+    gid = created.written[3][0]
+    changed = _local(3) | {"custom.favorite_color": None, "custom.referrals": 30}
+    updated = writer.bulk_write("contacts", [OutgoingRecord(3, changed, gid)], create=False, memory=None, progress=BulkProgress())
+    assert list(updated.written) == [3]
+    fields = _read(client, mapping, "bulk")["cliente3@exemplo.com.br"]
+    # A blank is not sent (Shopify refuses blank metafields): the colour stays, the count changes.
+    assert (fields["custom.favorite_color"], fields["custom.referrals"], fields["custom.newsletter"]) == (_local(3)["custom.favorite_color"], 30, False)
 
 
 def test_reads_with_metafields_stay_within_the_single_query_cost(start_shopify_sim, client_for, mapping):
