@@ -50,7 +50,7 @@ def _connection_query(entity: str, sort_key: str = "UPDATED_AT", mapping: Compil
     )
 
 
-def nodes_query(entity: str, mapping: CompiledMapping | None = None) -> str:
+def _nodes_query(entity: str, mapping: CompiledMapping | None = None) -> str:
     return f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on {OBJECTS[entity].gid_type} {{ {node_fields(entity, mapping)} }} }} }}"
 
 
@@ -231,7 +231,7 @@ class ShopifyChangeReader:
                 page.errors.append(RecordError(str(raw), "INVALID_ID", str(exc)))
         if page.errors:
             yield page
-        query, size = nodes_query(entity, self.mapping), self._page_size(entity)
+        query, size = _nodes_query(entity, self.mapping), self._page_size(entity)
         for start in range(0, len(gids), size):
             chunk = gids[start : start + size]
             data = self.client.graphql(query, {"ids": chunk}, kind="batch_read", cost=len(chunk) * (1 + node_cost(entity, self.mapping)), entity=entity)
