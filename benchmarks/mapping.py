@@ -6,7 +6,7 @@ For each provider that reads and writes through a mapping file, the test mapping
 another SQLite database; prints the export and import times (median of ``--repeat``), the field
 differences found (0 expected) and the load average.
 
-Usage: ``python benchmarks/mapping.py [--records 1000] [--repeat 3] [--providers hubspot,salesforce,pipedrive,bling,gestaoclick]``
+Usage: ``python benchmarks/mapping.py [--records 1000] [--repeat 3] [--providers hubspot,salesforce,pipedrive,bling,gestaoclick,shopify]``
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--providers", default="hubspot,salesforce,pipedrive,bling,gestaoclick")
+    parser.add_argument("--providers", default="hubspot,salesforce,pipedrive,bling,gestaoclick,shopify")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.records:,} contacts, median of {args.repeat}")
     print(f"{'provider':<12} {'export s':>9} {'import s':>9} {'differences':>12}")

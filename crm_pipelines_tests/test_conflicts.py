@@ -127,3 +127,45 @@ def test_policy_takes_the_most_specific_rule():
     assert ConflictPolicy.parse("").strategy_for("bling", "deals") == "provider_wins"
     with pytest.raises(ConfigurationError, match="unknown conflict strategy 'newest'"):
         ConflictPolicy.parse("hubspot=newest")
+
+
+CUSTOM_MAPPING = """version: 1
+provider: hubspot
+entities:
+  contacts:
+    - {remote: loyalty_tier, local: custom.loyalty_tier}
+    - {remote: favorite_color, local: custom.favorite_color}
+"""
+
+
+def test_resolving_writes_the_custom_fields_the_mapping_imports(db_url, tmp_path, capsys):
+    """``conflicts resolve`` settles ``custom.KEY`` fields too: the chosen side lands in the custom column, other keys kept."""
+    from crm_pipelines.cli import main
+    from crm_pipelines.storage.store import LocalStore
+
+    path = tmp_path / "hubspot.yaml"
+    path.write_text(CUSTOM_MAPPING)
+    store = LocalStore.open(db_url, conflict_policy=ConflictPolicy.parse("manual"))
+    store.integrations.update(store.integrations.default_for("hubspot"), settings={"mapping_file": str(path)})
+
+    def version(first_name, tier, color, at):
+        return RemoteRecord("501", at, {"email": "joao@exemplo.com.br", "first_name": first_name, "last_name": "Silva",
+                                        "custom.loyalty_tier": tier, "custom.favorite_color": color})
+
+    store.apply_remote("hubspot", "contacts", [version("João", "bronze", "blue", T0)])
+    local_id = store.linked_records("hubspot", "contacts")["501"]["id"]
+    edit_locally(store, local_id, T0, first_name="João Local", custom={"loyalty_tier": "gold", "favorite_color": "green", "note": "kept"})
+    store.apply_remote("hubspot", "contacts", [version("João Remoto", "silver", None, T0 + timedelta(minutes=1))])
+    [waiting] = ConflictLedger(store.engine).list()
+    assert waiting["local_fields"]["custom.loyalty_tier"] == "gold" and waiting["remote_fields"]["custom.loyalty_tier"] == "silver"
+    store.dispose()
+
+    assert main(["conflicts", "resolve", str(waiting["id"]), "--field", "first_name=local", "--field", "custom.loyalty_tier=provider",
+                 "--field", "custom.favorite_color=provider", "--database", db_url]) == 0
+    assert "resolved: merged" in capsys.readouterr().out
+    store = LocalStore.open(db_url)
+    row = local_row(store, local_id)
+    assert row.first_name == "João Local" and row.custom == {"loyalty_tier": "silver", "note": "kept"}
+    [change] = list(store.export_candidates("hubspot", "contacts"))
+    assert change.fields["custom.loyalty_tier"] == "silver" and change.fields["custom.favorite_color"] is None
+    store.dispose()

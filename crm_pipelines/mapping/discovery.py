@@ -3,7 +3,8 @@
 Each provider module answers ``custom_fields(client, entity)`` from what the API documents:
 HubSpot ``GET /crm/v3/properties/{object}`` (properties not ``hubspotDefined``), Salesforce
 ``GET sobjects/{X}/describe`` (fields with ``custom: true``), Pipedrive ``/v1/personFields`` (and
-``organizationFields``/``dealFields``; fields with ``edit_flag``), Bling ``/campos-customizados/modulos/{id}``.
+``organizationFields``/``dealFields``; fields with ``edit_flag``), Bling ``/campos-customizados/modulos/{id}``,
+Shopify ``metafieldDefinitions(ownerType:)`` (metafields, typed, by namespace and key).
 GestaoClick documents no such endpoint: its custom values travel in the tag line of ``observacoes``.
 """
 

@@ -23,6 +23,7 @@ the most specific entry wins, and ``provider_wins`` applies when nothing matches
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -32,6 +33,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.core.model import FIELDS, content_hash
+from crm_pipelines.mapping.spec import custom_key, is_custom
 from crm_pipelines.providers.registry import held_fields
 from crm_pipelines.storage.schema import ENTITY_TABLES, conflicts
 
@@ -83,9 +85,10 @@ def to_json(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: _json_value(v) for k, v in fields.items()}
 
 
-def from_json(entity: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Field values as the entity's columns take them (amounts exact, dates aware)."""
-    out: dict[str, Any] = {}
+def from_json(entity: str, values: dict[str, Any], custom: Sequence[str] = ()) -> dict[str, Any]:
+    """Field values as the entity's columns take them (amounts exact, dates aware), and the ``custom``
+    names (``custom.KEY``, JSON values as they are)."""
+    out: dict[str, Any] = {name: values.get(name) for name in custom}
     for name in FIELDS[entity]:
         value = values.get(name)
         if value is not None and name == "amount":
@@ -155,6 +158,17 @@ def open_conflict_ids(integration, entity: str):
                                               conflicts.c.resolved_at.is_(None)).scalar_subquery()
 
 
+def _merged_custom(current: dict[str, Any] | None, chosen: dict[str, Any], names: Sequence[str]) -> dict[str, Any] | None:
+    """The row's ``custom`` column with the chosen ``custom.KEY`` values (a blank removes its key; other keys kept)."""
+    merged = dict(current or {})
+    for name in names:
+        if chosen.get(name) is None:
+            merged.pop(custom_key(name), None)
+        else:
+            merged[custom_key(name)] = chosen[name]
+    return merged or None
+
+
 class ConflictLedger:
     """List and resolve conflicts (the command line and tests use it)."""
 
@@ -174,7 +188,7 @@ class ConflictLedger:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def _held(self, integration_id: int, provider: str, entity: str) -> tuple[str, ...]:
-        """The built-in columns the integration's mapping imports (custom keys are settled at import time)."""
+        """The columns (``custom.KEY`` included) the integration's mapping imports."""
         from crm_pipelines.integrations.registry import IntegrationRegistry
         from crm_pipelines.mapping.integration import held_names
 
@@ -182,7 +196,7 @@ class ConflictLedger:
             integration = IntegrationRegistry(self.engine).by_id(integration_id)
         except ConfigurationError:  # the integration was removed since
             return held_fields(provider, entity)
-        return tuple(name for name in held_names(integration, entity) if name in FIELDS[entity])
+        return held_names(integration, entity)
 
     def resolve(self, conflict_id: int, take: str, *, fields: dict[str, str] | None = None, by: str = "user") -> dict[str, Any]:
         """Settle a conflict: ``take`` is ``local``, ``provider`` or ``merge`` (``fields``: name -> side)."""
@@ -197,8 +211,9 @@ class ConflictLedger:
             entity = row.entity
             # Only the fields the provider holds were compared; the others are never written here.
             held = self._held(row.integration_id, row.provider, entity)
-            local = {name: value for name, value in from_json(entity, row.local_fields).items() if name in held}
-            remote = {name: value for name, value in from_json(entity, row.remote_fields).items() if name in held}
+            custom = [name for name in held if is_custom(name)]
+            local = {name: value for name, value in from_json(entity, row.local_fields, custom).items() if name in held}
+            remote = {name: value for name, value in from_json(entity, row.remote_fields, custom).items() if name in held}
             if take == "merge":
                 choices = fields or {}
                 unknown = sorted(set(choices) - set(held))
@@ -213,7 +228,10 @@ class ConflictLedger:
             if chosen != local:
                 # The provider's side needs no export (it is what the provider has); a merge or
                 # the local side differs from it and goes out with the next export.
-                conn.execute(update(table).where(table.c.id == row.local_id).values(**chosen, updated_at=now))
+                plain = {name: value for name, value in chosen.items() if not is_custom(name)}
+                if custom:
+                    plain["custom"] = _merged_custom(conn.execute(select(table.c.custom).where(table.c.id == row.local_id)).scalar(), chosen, custom)
+                conn.execute(update(table).where(table.c.id == row.local_id).values(**plain, updated_at=now))
             conn.execute(
                 update(conflicts).where(conflicts.c.id == conflict_id).values(
                     decision="merged" if take == "merge" else take, resolved_at=now, resolved_by=by, merge_choices=fields if take == "merge" else None,

@@ -35,6 +35,8 @@ FIELDS_OF: dict[str, TestFields] = {
                         "camposCustomizados.Canal de origem", None, ("Bronze", "Prata", "Ouro")),
     "gestaoclick": TestFields("tag.favorite_color", "tag.loyalty_tier", ("tag.job_title", "job_title"), "tag.lead_channel", "tag.lifecycle_stage",
                               ("subscriber", "lead", "customer")),
+    "shopify": TestFields("metafields.custom.favorite_color", "metafields.custom.loyalty_tier", ("lastName", "last_name"), "metafields.custom.lead_channel",
+                          None, ("Bronze", "Silver", "Gold")),
     "pipedrive": TestFields("custom_fields.Favorite color", "custom_fields.Loyalty tier", ("custom_fields.Job title", "job_title"),
                             "custom_fields.Lead channel", "custom_fields.Lifecycle stage", ("subscriber", "lead", "customer")),
 }
@@ -124,6 +126,10 @@ def simulator(provider: str):
 
         return GestaoClickSimulator(GestaoClickSimConfig(seed=16, contacts=0, companies=0, deals=0, per_second=100_000, daily_limit=None,
                                                          limite_honoured=True)), {}
+    if provider == "shopify":
+        from crm_pipelines.providers.shopify.simulator import ShopifySimConfig, ShopifySimulator
+
+        return ShopifySimulator(ShopifySimConfig(seed=16, customers=0, orders=0, companies=0, plan="plus")), {}
     if provider == "salesforce":
         from crm_pipelines.providers.salesforce.simulator import SalesforceSimConfig, SalesforceSimulator
 

@@ -46,7 +46,7 @@ def test_an_override_replaces_the_default_of_its_field_and_adds_the_others(tmp_p
     assert "email" in contacts and len([f for f in contacts.values() if f.local == "job_title"]) == 1
 
 
-@pytest.mark.parametrize("provider", ["hubspot", "salesforce", "pipedrive", "bling", "gestaoclick"])
+@pytest.mark.parametrize("provider", ["hubspot", "salesforce", "pipedrive", "bling", "gestaoclick", "shopify"])
 def test_cli_shows_tests_and_lists_fields(provider, tmp_path, monkeypatch, capsys):
     sim, limits = simulator(provider)
     sim.start()

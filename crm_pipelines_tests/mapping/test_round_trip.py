@@ -24,6 +24,8 @@ def _constants(sim, provider: str, held: list[dict]) -> set:
         from crm_pipelines.providers.gestaoclick.mapping import split_notes
 
         return {split_notes(r.get("observacoes"))[1].get("lead_channel") for r in held}
+    if provider == "shopify":
+        return {next((m["value"] for m in r["metafields"] if f"metafields.{m['namespace']}.{m['key']}" == remote), None) for r in held}
     if provider == "bling":
         return {next((v["valor"] for v in r.get("camposCustomizados") or [] if v["idCampoCustomizado"] == 103), None) for r in held}
     if provider != "pipedrive":
@@ -39,7 +41,7 @@ def _constants(sim, provider: str, held: list[dict]) -> set:
 
 
 @pytest.mark.parametrize("provider, database", [
-    ("hubspot", "sqlite"), ("salesforce", "sqlite"), ("pipedrive", "sqlite"), ("bling", "sqlite"), ("gestaoclick", "sqlite"),
+    ("hubspot", "sqlite"), ("salesforce", "sqlite"), ("pipedrive", "sqlite"), ("bling", "sqlite"), ("gestaoclick", "sqlite"), ("shopify", "sqlite"),
     # The custom column on PostgreSQL (COPY and the unnest updates) once: the provider side is the same.
     pytest.param("hubspot", "postgres", marks=pytest.mark.postgres),
 ])

@@ -63,6 +63,14 @@ OBJECTS: dict[str, ObjectSpec] = {
 }
 
 
+#: The ``MetafieldOwnerType`` of each entity (metafields are Shopify's custom fields).
+METAFIELD_OWNERS = {"contacts": "CUSTOMER", "deals": "ORDER", "companies": "COMPANY"}
+METAFIELD_DEFINITIONS = (
+    "query($owner: MetafieldOwnerType!, $first: Int!, $after: String) { metafieldDefinitions(ownerType: $owner, first: $first, after: $after) "
+    "{ pageInfo { hasNextPage endCursor } nodes { name namespace key type { name } } } }"
+)
+
+
 def to_gid(entity: str, value: str | int) -> str:
     """A GID for ``value``, which may already be one or be the numeric (REST/webhook) id."""
     text = str(value).strip()
@@ -237,6 +245,30 @@ class ShopifyClient:
         self.bucket.observe(maximum=status.get("maximumAvailable"), available=status.get("currentlyAvailable"), restore_rate=status.get("restoreRate"))
         actual = cost.get("actualQueryCost")
         self.cost.add(requested=int(requested or 0) if actual is not None else 0, actual=int(actual or 0))
+
+
+def metafield_definitions(client: ShopifyClient, entity: str) -> list[dict[str, Any]]:
+    """The store's metafield definitions of ``entity``'s owner type (``metafieldDefinitions(ownerType:)``), every page."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        data = client.graphql(METAFIELD_DEFINITIONS, {"owner": METAFIELD_OWNERS[entity], "first": PAGE_MAX, "after": after},
+                              kind="fields", cost=2 + 2 * PAGE_MAX, entity=entity)
+        connection = data.get("metafieldDefinitions") or {}
+        found += [d for d in connection.get("nodes") or [] if isinstance(d, dict) and d.get("namespace") and d.get("key")]
+        info = connection.get("pageInfo") or {}
+        if not info.get("hasNextPage"):
+            return found
+        after = info.get("endCursor")
+
+
+def custom_fields(client: ShopifyClient, entity: str) -> list:
+    """The store's metafield definitions of ``entity``, named as a mapping file names them
+    (``metafields.NAMESPACE.KEY``), with their types (``single_line_text_field``, ``number_integer``...)."""
+    from crm_pipelines.mapping.discovery import ProviderField
+
+    return [ProviderField(f"metafields.{d['namespace']}.{d['key']}", str(d.get("name") or d["key"]), str((d.get("type") or {}).get("name") or ""))
+            for d in metafield_definitions(client, entity)]
 
 
 def graphql_error(errors: Any, request_line: str, entity: str | None = None) -> ProviderError:

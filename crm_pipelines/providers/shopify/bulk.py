@@ -25,7 +25,8 @@ from crm_pipelines.core.errors import ProviderError
 from crm_pipelines.core.http import tls_context
 from crm_pipelines.core.model import Page, RecordError
 from crm_pipelines.providers.shopify.api import OBJECTS, ShopifyClient
-from crm_pipelines.providers.shopify.mapping import NODE_FIELDS, parse_timestamp, to_remote_record
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.providers.shopify.mapping import adopt_children, bulk_fields, parse_timestamp, to_remote_record
 from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, poll_interval
 
 OPERATION_FIELDS = "id status errorCode createdAt completedAt objectCount rootObjectCount url partialDataUrl query"
@@ -37,10 +38,11 @@ RUNNING = ("CREATED", "RUNNING", "CANCELING")
 PAGE_RECORDS = 1_000
 
 
-def bulk_query_text(entity: str, search: str | None) -> str:
-    """The bulk query for ``entity`` (no ``first``: the operation reads the whole connection)."""
+def bulk_query_text(entity: str, search: str | None, mapping: CompiledMapping | None = None) -> str:
+    """The bulk query for ``entity`` (no ``first``: the operation reads the whole connection; mapped
+    metafields come as child lines of their owner)."""
     arguments = f"(query: {json.dumps(search)})" if search else ""
-    return f"{{ {OBJECTS[entity].connection}{arguments} {{ edges {{ node {{ {NODE_FIELDS[entity]} }} }} }} }}"
+    return f"{{ {OBJECTS[entity].connection}{arguments} {{ edges {{ node {{ {bulk_fields(entity, mapping)} }} }} }} }}"
 
 
 class ShopifyBulkQuery:
@@ -201,7 +203,8 @@ def _forgetting_expired(objects: Iterator[dict[str, Any]], memory: BulkJobMemory
 
 
 def bulk_pages(bulk: ShopifyBulkQuery, entity: str, text: str, memory: BulkJobMemory | None, progress: BulkProgress,
-               on_rows: Callable[[int], None], *, key: str | None = None, until: datetime | None = None) -> tuple[datetime | None, Iterator[Page]]:
+               on_rows: Callable[[int], None], *, key: str | None = None, until: datetime | None = None,
+               mapping: CompiledMapping | None = None) -> tuple[datetime | None, Iterator[Page]]:
     """Start (or find again) the operation; until when its records are read, and its pages.
 
     ``key`` names the read across runs (the query without its upper bound); ``until`` is this
@@ -220,8 +223,7 @@ def bulk_pages(bulk: ShopifyBulkQuery, entity: str, text: str, memory: BulkJobMe
         for nodes in assemble(_forgetting_expired(bulk.lines(final["url"]), memory)):
             page = Page()
             for node in nodes:
-                node.pop("__children", None)
-                mapped = to_remote_record(entity, node)
+                mapped = to_remote_record(entity, adopt_children(entity, node, mapping), mapping)
                 (page.errors if isinstance(mapped, RecordError) else page.records).append(mapped)
             on_rows(len(nodes))
             yield page

@@ -28,7 +28,8 @@ from typing import Any
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.shopify.api import OBJECTS, PAGE_MAX, ShopifyClient, to_gid
 from crm_pipelines.providers.shopify.bulk import ShopifyBulkQuery, bulk_pages, bulk_query_text
-from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, format_timestamp, parse_timestamp, to_remote_record
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.providers.shopify.mapping import format_timestamp, node_cost, node_fields, page_size, parse_timestamp, to_remote_record
 from crm_pipelines.sync.bulk import BulkContext, BulkProgress
 from crm_pipelines.sync.progress import ReadProgress
 
@@ -41,16 +42,16 @@ PAGINATION_CAP = 25_000
 RESUME_IDS_MAX = 1_000
 
 
-def _connection_query(entity: str, sort_key: str = "UPDATED_AT") -> str:
+def _connection_query(entity: str, sort_key: str = "UPDATED_AT", mapping: CompiledMapping | None = None) -> str:
     spec = OBJECTS[entity]
     return (
         f"query($first: Int!, $after: String, $query: String) {{ {spec.connection}(first: $first, after: $after, query: $query, sortKey: {sort_key}) "
-        f"{{ pageInfo {{ hasNextPage endCursor }} nodes {{ {NODE_FIELDS[entity]} }} }} }}"
+        f"{{ pageInfo {{ hasNextPage endCursor }} nodes {{ {node_fields(entity, mapping)} }} }} }}"
     )
 
 
-def _nodes_query(entity: str) -> str:
-    return f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on {OBJECTS[entity].gid_type} {{ {NODE_FIELDS[entity]} }} }} }}"
+def _nodes_query(entity: str, mapping: CompiledMapping | None = None) -> str:
+    return f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on {OBJECTS[entity].gid_type} {{ {node_fields(entity, mapping)} }} }} }}"
 
 
 EVENTS_QUERY = (
@@ -74,10 +75,12 @@ def _ceil_second(value: datetime) -> datetime:
 class ShopifyChangeReader:
     """Yields pages of canonical records changed in ``[lower, upper)`` for one entity."""
 
-    def __init__(self, client: ShopifyClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, restart_every: int = 20_000, progress_every: int = 20) -> None:
+    def __init__(self, client: ShopifyClient, *, strategy: str = "auto", logger: logging.Logger | Any = None, restart_every: int = 20_000, progress_every: int = 20,
+                 mapping: CompiledMapping | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.client = client
+        self.mapping = mapping
         self.strategy = strategy  # one way to read: the filtered, cursor-paged connection
         self.restart_every = max(PAGE_MAX, min(restart_every, PAGINATION_CAP - PAGE_MAX))
         self.log = logger or log
@@ -111,7 +114,7 @@ class ShopifyChangeReader:
         skip: set[str] = set()
         if resume:
             start, skip = parse_timestamp(resume["start"]), set(resume["skip"])
-        elif self._bulk_chosen(entity, bulk_query_text(entity, since), search):
+        elif self._bulk_chosen(entity, bulk_query_text(entity, since, self.mapping), search):
             yield from self._bulk_read(entity, since, search if since else None, upper if since else None)
             return
         while True:
@@ -171,8 +174,8 @@ class ShopifyChangeReader:
         self.progress.strategy = "bulk"
         self.bulk_progress = BulkProgress(logger=self.log)
         memory = self.bulk_context.memory if self.bulk_context is not None else None
-        self.read_until, pages = bulk_pages(ShopifyBulkQuery(self.client), entity, bulk_query_text(entity, search), memory, self.bulk_progress,
-                                            self._tick, key=bulk_query_text(entity, since), until=until)
+        self.read_until, pages = bulk_pages(ShopifyBulkQuery(self.client), entity, bulk_query_text(entity, search, self.mapping), memory, self.bulk_progress,
+                                            self._tick, key=bulk_query_text(entity, since, self.mapping), until=until, mapping=self.mapping)
         self.log.info("%s: reading through bulk operation %s", entity, self.bulk_progress.job_id)
         yield from pages
 
@@ -228,10 +231,10 @@ class ShopifyChangeReader:
                 page.errors.append(RecordError(str(raw), "INVALID_ID", str(exc)))
         if page.errors:
             yield page
-        query = _nodes_query(entity)
-        for start in range(0, len(gids), PAGE_MAX):
-            chunk = gids[start : start + PAGE_MAX]
-            data = self.client.graphql(query, {"ids": chunk}, kind="batch_read", cost=len(chunk) * (1 + NODE_COST[entity]), entity=entity)
+        query, size = _nodes_query(entity, self.mapping), self._page_size(entity)
+        for start in range(0, len(gids), size):
+            chunk = gids[start : start + size]
+            data = self.client.graphql(query, {"ids": chunk}, kind="batch_read", cost=len(chunk) * (1 + node_cost(entity, self.mapping)), entity=entity)
             page = Page()
             for gid, node in zip(chunk, data.get("nodes") or []):
                 if node is None:
@@ -245,11 +248,12 @@ class ShopifyChangeReader:
 
     def _walk(self, entity: str, query: str | None, sort_key: str = "UPDATED_AT") -> Iterator[list[dict[str, Any]]]:
         """Node lists of one connection walk, page by page."""
-        text = _connection_query(entity, sort_key)
+        text = _connection_query(entity, sort_key, self.mapping)
         connection_name = OBJECTS[entity].connection
+        size = self._page_size(entity)
         after = None
         while True:
-            data = self.client.graphql(text, {"first": PAGE_MAX, "after": after, "query": query}, kind="list", cost=2 + PAGE_MAX * NODE_COST[entity], entity=entity)
+            data = self.client.graphql(text, {"first": size, "after": after, "query": query}, kind="list", cost=2 + size * node_cost(entity, self.mapping), entity=entity)
             connection = data.get(connection_name) or {}
             self.progress.pages += 1
             yield connection.get("nodes") or []
@@ -278,9 +282,12 @@ class ShopifyChangeReader:
             else:
                 return
 
-    @staticmethod
-    def _append(entity: str, node: dict[str, Any], page: Page) -> None:
-        mapped = to_remote_record(entity, node)
+    def _page_size(self, entity: str) -> int:
+        """Nodes a page asks for: PAGE_MAX, fewer when mapped metafields would take a page over the cost cap."""
+        return min(PAGE_MAX, page_size(entity, self.mapping))
+
+    def _append(self, entity: str, node: dict[str, Any], page: Page) -> None:
+        mapped = to_remote_record(entity, node, self.mapping)
         if isinstance(mapped, RecordError):
             page.errors.append(mapped)
         else:

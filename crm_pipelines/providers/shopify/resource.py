@@ -54,7 +54,7 @@ class ShopifyResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield ShopifyChangeReader(client, strategy=strategy, logger=logger), stats
+            yield ShopifyChangeReader(client, strategy=strategy, logger=logger, mapping=mapping), stats
         finally:
             client.close()
 
@@ -63,6 +63,6 @@ class ShopifyResource(dg.ConfigurableResource):
         stats = CallStats()
         client = self.client(stats)
         try:
-            yield ShopifyWriter(client), stats
+            yield ShopifyWriter(client, mapping=mapping), stats
         finally:
             client.close()

@@ -1,7 +1,8 @@
 """The GraphQL side of the Shopify simulator: schema subset, search syntax, query cost.
 
 * :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
-  events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``).
+  events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``), with the
+  metafields of :mod:`.sim_metafields`.
 * :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
   quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
   parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
@@ -34,6 +35,8 @@ from graphql import (
     value_from_ast,
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
+
+from crm_pipelines.providers.shopify import sim_metafields
 
 SDL = """
 scalar DateTime
@@ -71,6 +74,7 @@ type Customer implements Node {
   defaultAddress: MailingAddress
   createdAt: DateTime!
   updatedAt: DateTime!
+  OWNER_FIELDS
 }
 type CustomerEdge { cursor: String! node: Customer! }
 type CustomerConnection { edges: [CustomerEdge!]! nodes: [Customer!]! pageInfo: PageInfo! }
@@ -94,6 +98,7 @@ type Order implements Node {
   processedAt: DateTime!
   closedAt: DateTime
   cancelledAt: DateTime
+  OWNER_FIELDS
 }
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
@@ -106,6 +111,7 @@ type Company implements Node {
   customerSince: DateTime!
   createdAt: DateTime!
   updatedAt: DateTime!
+  OWNER_FIELDS
 }
 type CompanyEdge { cursor: String! node: Company! }
 type CompanyConnection { edges: [CompanyEdge!]! nodes: [Company!]! pageInfo: PageInfo! }
@@ -138,6 +144,7 @@ type QueryRoot {
   node(id: ID!): Node
   nodes(ids: [ID!]!): [Node]!
   currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
+  metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int, before: String, namespace: String, key: String, query: String): MetafieldDefinitionConnection!
 }
 
 enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
@@ -158,7 +165,7 @@ type StagedUploadsCreatePayload { stagedTargets: [StagedMediaUploadTarget!] user
 type UserError { field: [String!] message: String! code: String }
 
 input MailingAddressInput { company: String address1: String city: String countryCode: String phone: String firstName: String lastName: String zip: String }
-input CustomerInput { id: ID email: String phone: String firstName: String lastName: String note: String tags: [String!] addresses: [MailingAddressInput!] }
+input CustomerInput { id: ID email: String phone: String firstName: String lastName: String note: String tags: [String!] addresses: [MailingAddressInput!] metafields: [MetafieldInput!] }
 input CustomerDeleteInput { id: ID! }
 type CustomerCreatePayload { customer: Customer userErrors: [UserError!]! }
 type CustomerUpdatePayload { customer: Customer userErrors: [UserError!]! }
@@ -168,7 +175,7 @@ enum OrderCreateFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIAL
 input MoneyInput { amount: Decimal! currencyCode: String! }
 input MoneyBagInput { shopMoney: MoneyInput! presentmentMoney: MoneyInput }
 input OrderCreateLineItemInput { title: String quantity: Int! priceSet: MoneyBagInput }
-input OrderCreateOrderInput { name: String email: String note: String tags: [String!] currency: String financialStatus: OrderCreateFinancialStatus lineItems: [OrderCreateLineItemInput!] processedAt: DateTime closedAt: DateTime }
+input OrderCreateOrderInput { name: String email: String note: String tags: [String!] currency: String financialStatus: OrderCreateFinancialStatus lineItems: [OrderCreateLineItemInput!] processedAt: DateTime closedAt: DateTime metafields: [MetafieldInput!] }
 input OrderCreateOptionsInput { sendReceipt: Boolean sendFulfillmentReceipt: Boolean }
 input OrderInput { id: ID! email: String note: String tags: [String!] }
 type OrderCreatePayload { order: Order userErrors: [UserError!]! }
@@ -198,7 +205,7 @@ type Mutation {
 }
 
 schema { query: QueryRoot mutation: Mutation }
-"""
+""".replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS) + sim_metafields.SDL
 
 _SCHEMA: GraphQLSchema | None = None
 
@@ -208,6 +215,7 @@ def schema() -> GraphQLSchema:
     global _SCHEMA
     if _SCHEMA is None:
         _SCHEMA = build_schema(SDL)
+        sim_metafields.install(_SCHEMA)
     return _SCHEMA
 
 

@@ -31,7 +31,8 @@ Each shop (account) has its own token(s), records, events and cost bucket; a req
 ``Host`` is another shop's ``{shop}.myshopify.com`` is refused, and webhooks carry the shop's
 domain in ``X-Shopify-Shop-Domain``.
 
-Bulk operations (queries and mutations with staged uploads): see :mod:`sim_bulk`.
+Bulk operations (queries and mutations with staged uploads): see :mod:`sim_bulk`; metafields
+(custom fields: definitions, values on customers, orders and companies): see :mod:`sim_metafields`.
 
 Timestamps have whole-second precision, as in the Admin API, so records changed within one
 second share ``updatedAt``. Choices where the reference is silent: the error text for ``first``
@@ -53,6 +54,7 @@ from typing import Any, ClassVar, Literal
 
 from graphql import GraphQLError, execute, parse, validate
 
+from crm_pipelines.providers.shopify import sim_metafields
 from crm_pipelines.providers.shopify.sim_bulk import BulkOperations
 from crm_pipelines.providers.shopify.sim_graphql import parse_search, query_cost, schema
 from crm_pipelines.simulator.clock import seeded_time, utc_iso_s
@@ -228,7 +230,8 @@ class Shop(Account):
 
     def render(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
         gid = f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"
-        base = {"__typename": GID_TYPES[kind], "id": gid, "legacyResourceId": str(row["id"]), "createdAt": _iso(row["createdAt"]), "updatedAt": _iso(row["updatedAt"])}
+        base = {"__typename": GID_TYPES[kind], "id": gid, "legacyResourceId": str(row["id"]), "createdAt": _iso(row["createdAt"]), "updatedAt": _iso(row["updatedAt"]),
+                "metafields": sim_metafields.render(kind, row["id"], row.get("metafields"))}
         if kind == "customers":
             first, last = row["firstName"], row["lastName"]
             address = None
@@ -392,6 +395,8 @@ class Shop(Account):
             if rec is None:
                 return {"customer": None, "userErrors": [_user_error(["id"], "Customer does not exist", "INVALID")]}
         errors = self._customer_problems(values, rec.id if rec else None)
+        custom, custom_errors = sim_metafields.apply("customers", (rec.values if rec else {}).get("metafields"), values.get("metafields"))
+        errors += custom_errors
         merged = {k: (rec.values if rec else {}).get(k) for k in ("firstName", "lastName", "email", "phone")}
         merged.update({k: values[k] for k in ("firstName", "lastName", "email", "phone") if k in values})
         if not errors and not any(merged.values()):
@@ -410,6 +415,8 @@ class Shop(Account):
         if values.get("addresses"):
             first = values["addresses"][0]
             changes.update(company=first.get("company"), city=first.get("city"), country=first.get("countryCode"))
+        if values.get("metafields"):
+            changes["metafields"] = custom
         rec = self.sim.write(self.stores["customers"], rec, changes, self.sim.stamp())
         return {"customer": self.render("customers", rec.values), "userErrors": []}
 
@@ -430,13 +437,15 @@ class Shop(Account):
                 errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
         if order.get("email") and not _EMAIL_RE.match(order["email"]):
             errors.append(_user_error(["order", "email"], "Email is invalid", "INVALID"))
+        custom, custom_errors = sim_metafields.apply("orders", None, order.get("metafields"))
+        errors += [e | {"field": ["order", *e["field"]]} for e in custom_errors]
         if errors:
             return {"order": None, "userErrors": errors}
         self.order_number += 1
         rec = self.sim.write(self.stores["orders"], None, {
             "name": order.get("name") or f"#{self.order_number}", "email": order.get("email"), "note": order.get("note"),
             "tags": list(order.get("tags") or []), "currency": currency, "total": format(total.quantize(Decimal("0.01")), "f"),
-            "financial": order.get("financialStatus") or "PENDING", "fulfillment": "UNFULFILLED", "closed": bool(order.get("closedAt")),
+            "financial": order.get("financialStatus") or "PENDING", "fulfillment": "UNFULFILLED", "closed": bool(order.get("closedAt")), "metafields": custom,
         }, self.sim.stamp())
         return {"order": self.render("orders", rec.values), "userErrors": []}
 
@@ -723,6 +732,7 @@ RESOLVERS: dict[str, Callable[..., Any]] = {
     "bulkOperationRunMutation": lambda shop, root, info, mutation, stagedUploadPath, clientIdentifier=None: shop.sim.bulk_run(shop, "MUTATION", mutation, stagedUploadPath),
     "bulkOperationCancel": lambda shop, root, info, id: shop.sim.bulk_cancel(shop, id),
     "stagedUploadsCreate": lambda shop, root, info, input: shop.sim.staged_uploads(shop, input),
+    "metafieldDefinitions": lambda shop, root, info, **a: sim_metafields.definitions(**a),
 }
 
 

@@ -28,9 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_pipelines.core.errors import EntityUnavailable, ProviderError
-from crm_pipelines.providers.shopify.api import MUTATION_COST, MUTATIONS_PER_REQUEST, OBJECTS, PAGE_MAX, ShopifyClient, graphql_error
+from crm_pipelines.mapping.compiled import CompiledMapping
+from crm_pipelines.providers.shopify.api import MUTATION_COST, MUTATIONS_PER_REQUEST, OBJECTS, PAGE_MAX, ShopifyClient, graphql_error, metafield_definitions
 from crm_pipelines.providers.shopify.bulk import ShopifyBulkMutation
-from crm_pipelines.providers.shopify.mapping import NODE_COST, NODE_FIELDS, create_input, financial_status, order_differences, parse_timestamp, update_input
+from crm_pipelines.providers.shopify.mapping import (
+    create_input, financial_status, metafields, node_cost, node_fields, order_differences, page_size, parse_timestamp, update_input,
+)
 from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult
 
 LOOKUP_CHUNK = 50
@@ -55,8 +58,10 @@ class ShopifyWriter:
     make_record = OutgoingRecord
     Rejected = BatchRejected
 
-    def __init__(self, client: ShopifyClient, *, mutations_per_request: int = MUTATIONS_PER_REQUEST) -> None:
+    def __init__(self, client: ShopifyClient, *, mutations_per_request: int = MUTATIONS_PER_REQUEST, mapping: CompiledMapping | None = None) -> None:
         self.client = client
+        self.mapping = mapping
+        self._metafield_types: dict[str, dict[str, str]] = {}
         self.mutations_per_request = max(1, min(mutations_per_request, 100))
         self._unavailable: dict[str, str | None] = {}
 
@@ -75,12 +80,31 @@ class ShopifyWriter:
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         """Why a record cannot be sent as it is (checked before any call), or None."""
         try:
-            create_input(entity, fields, "crm:check")
+            self._create_values(entity, fields, "crm:check")
             if entity == "deals":
                 financial_status(fields.get("stage"))
         except (ValueError, ArithmeticError) as exc:
             return str(exc)
         return None
+
+    # ------------------------------------------------------------------ inputs
+
+    def metafield_types(self, entity: str) -> dict[str, str]:
+        """``namespace.key -> type`` of the store's metafield definitions (read once, and only when the mapping writes metafields)."""
+        if entity not in self._metafield_types:
+            wanted = {r.full_key for r in metafields(entity, self.mapping, imported=False)}
+            found = metafield_definitions(self.client, entity) if wanted else []
+            self._metafield_types[entity] = {f"{d['namespace']}.{d['key']}": str((d.get("type") or {}).get("name")) for d in found
+                                             if f"{d['namespace']}.{d['key']}" in wanted}
+        return self._metafield_types[entity]
+
+    def _create_values(self, entity: str, fields: dict[str, Any], key: str) -> dict[str, Any]:
+        return create_input(entity, fields, key, mapping=self.mapping, metafield_types=self.metafield_types(entity))
+
+    def _update_values(self, entity: str, record: OutgoingRecord) -> dict[str, Any]:
+        """``{"i": input}`` (and ``"c"``, the company id) of one update mutation."""
+        variables = update_input(entity, record.fields, str(record.external_id), mapping=self.mapping, metafield_types=self.metafield_types(entity))
+        return {"i": variables["input"]} | ({"c": variables["companyId"]} if "companyId" in variables else {})
 
     # ------------------------------------------------------------------ look-ups
 
@@ -152,7 +176,7 @@ class ShopifyWriter:
         inputs = []
         for r in records:
             try:
-                inputs.append((r.local_id, {"i": create_input(entity, r.fields, idempotency_key(entity, r.local_id))}))
+                inputs.append((r.local_id, {"i": self._create_values(entity, r.fields, idempotency_key(entity, r.local_id))}))
             except ValueError as exc:
                 result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
         self._send(entity, "create", inputs, result)
@@ -166,11 +190,9 @@ class ShopifyWriter:
         inputs = []
         for r in records:
             try:
-                variables = update_input(entity, r.fields, str(r.external_id))
+                inputs.append((r.local_id, self._update_values(entity, r)))
             except ValueError as exc:
                 result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
-                continue
-            inputs.append((r.local_id, {"i": variables["input"]} | ({"c": variables["companyId"]} if "companyId" in variables else {})))
         self._send(entity, "update", inputs, result, external={r.local_id: str(r.external_id) for r in records})
         return result
 
@@ -260,11 +282,7 @@ class ShopifyWriter:
         inputs: list[tuple[int, dict[str, Any]]] = []
         for r in records:
             try:
-                if create:
-                    inputs.append((r.local_id, {"i": create_input(entity, r.fields, idempotency_key(entity, r.local_id))}))
-                else:
-                    variables = update_input(entity, r.fields, str(r.external_id))
-                    inputs.append((r.local_id, {"i": variables["input"]} | ({"c": variables["companyId"]} if "companyId" in variables else {})))
+                inputs.append((r.local_id, {"i": self._create_values(entity, r.fields, idempotency_key(entity, r.local_id))} if create else self._update_values(entity, r)))
             except ValueError as exc:
                 result.rejected[r.local_id] = ("INVALID_FIELD", str(exc))
         if not inputs:
@@ -294,15 +312,16 @@ class ShopifyWriter:
 
     def _confirm_orders(self, records: Sequence[OutgoingRecord], result: WriteResult) -> None:
         """Orders keep amount, currency, status and name once created: confirm or reject the local change."""
-        query = f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on Order {{ {NODE_FIELDS['deals']} }} }} }}"
-        for start in range(0, len(records), PAGE_MAX):
-            chunk = list(records[start : start + PAGE_MAX])
-            data = self.client.graphql(query, {"ids": [str(r.external_id) for r in chunk]}, kind="batch_read", cost=len(chunk) * (1 + NODE_COST["deals"]), entity="deals")
+        query = f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on Order {{ {node_fields('deals', self.mapping)} }} }} }}"
+        size = page_size("deals", self.mapping)
+        for start in range(0, len(records), size):
+            chunk = list(records[start : start + size])
+            data = self.client.graphql(query, {"ids": [str(r.external_id) for r in chunk]}, kind="batch_read", cost=len(chunk) * (1 + node_cost("deals", self.mapping)), entity="deals")
             for record, node in zip(chunk, data.get("nodes") or []):
                 if node is None:
                     result.rejected[record.local_id] = ("NOT_FOUND", f"order {record.external_id} no longer exists at Shopify")
                     continue
-                different = order_differences(record.fields, node)
+                different = order_differences(record.fields, node, self.mapping)
                 if different:
                     result.rejected[record.local_id] = (
                         "IMMUTABLE_FIELD",

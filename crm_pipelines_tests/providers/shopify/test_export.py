@@ -167,8 +167,8 @@ def test_a_request_refused_as_a_whole_is_split_until_the_bad_record_is_alone(mak
     add_local_contacts(store, 100)
     original = shopify_mapping.create_input
 
-    def with_a_bad_type(entity, fields, key):
-        data = original(entity, fields, key)
+    def with_a_bad_type(entity, fields, key, **options):
+        data = original(entity, fields, key, **options)
         if fields["email"] in ("pessoa7@exemplo.com.br", "pessoa70@exemplo.com.br"):
             data["firstName"] = {"not": "a string"}  # variable coercion fails the whole request
         return data
