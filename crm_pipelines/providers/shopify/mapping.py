@@ -24,13 +24,13 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from crm_pipelines.core.model import RecordError, RemoteRecord
 from crm_pipelines.core.normalize import clean_text
 from crm_pipelines.mapping.compiled import CompiledMapping, default
-from crm_pipelines.mapping.types import Codec
+from crm_pipelines.mapping.types import Codec, amount_from
 from crm_pipelines.providers.shopify.api import MAX_QUERY_COST, PAGE_MAX, PROVIDER
 
 #: GraphQL selections of one node per entity (what the reader requests besides mapped metafields).
@@ -70,13 +70,7 @@ def _amount(value: Any) -> Decimal | None:
     text = clean_text(value)
     if text is None:
         return None
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"amount {text!r} is not a number") from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise ValueError(f"amount {text!r} is out of range")
-    return amount.quantize(Decimal("0.01"))
+    return amount_from(text, shown=text, label="amount ")
 
 
 #: Shopify's formats of the value types whose wire form is its own.
