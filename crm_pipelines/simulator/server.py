@@ -39,7 +39,7 @@ import uvicorn
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
 
-from crm_pipelines.simulator.clock import SimClock, parse_datetime, utc_iso_ms
+from crm_pipelines.simulator.clock import SimClock, parse_datetime, seeded_time, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, add_config_arguments, config_from_arguments
 from crm_pipelines.simulator.faults import Fault, FaultConfig, FaultInjector
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -222,6 +222,9 @@ class Account:
     provider's URL does), its record stores and a seeded RNG for test mutations. Providers subclass
     it to add the account's limits and seed its records in ``__init__``."""
 
+    #: The account's rate-limit windows and counters (``POST /_simulator/reset-rate-limits`` empties them).
+    limiters: tuple[Any, ...] = ()
+
     def __init__(self, sim: Simulator, spec: AccountSpec, *, host: str | None = None) -> None:
         self.id, self.spec, self.host = spec.id, spec, host
         self.stores: dict[str, RecordStore] = {}
@@ -360,6 +363,7 @@ class Simulator:
     ANSWERS: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "unauthorized": (401, "unauthorized"), "not_found": (404, "not found"), "method_not_allowed": (405, "method not allowed"),
         "internal_error": (500, "internal error"), "invalid_json": (400, "invalid JSON: {error}"),
+        "not_an_object": (400, "the body must be a JSON object"),
     }
 
     def error_response(self, status: int, *args: Any) -> Response:
@@ -385,7 +389,37 @@ class Simulator:
         return {}
 
     def reset_rate_limits(self) -> None:
-        """Forget rate-limit usage (``POST /_simulator/reset-rate-limits``)."""
+        """Forget rate-limit usage (``POST /_simulator/reset-rate-limits``): every account's :attr:`Account.limiters`."""
+        for account in self.accounts.values():
+            for limiter in account.limiters:
+                limiter.reset()
+
+    def over_limit(self, key: Any, *limits: tuple[str, Any]) -> str | None:
+        """Take one unit from each ``(policy, limiter)`` in turn under ``key``; the policy of the
+        first that refuses (counted in the statistics), else ``None``."""
+        for policy, limiter in limits:
+            if not limiter.try_acquire(key).allowed:
+                self._stats.record_rate_limited(policy)
+                return policy
+        return None
+
+    def seeded_history(self, rng: random.Random) -> tuple[int, int]:
+        """A seeded (created, modified) pair within ``history_days`` before the reference time, in
+        the provider's time unit (:attr:`stamps_per_second`)."""
+        end = int(self.reference.timestamp() * self.stamps_per_second)
+        created = seeded_time(rng, end - int(self.config.history_days * 86_400 * self.stamps_per_second), end)
+        return created, seeded_time(rng, created, end)
+
+    def owner_of(self, store: RecordStore) -> Account:
+        """The account holding ``store``."""
+        return next(a for a in self.accounts.values() if store in a.stores.values())
+
+    def body_object(self, request: Request) -> dict[str, Any]:
+        """The request body, a JSON object; else the provider's ``not_an_object`` answer."""
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ApiError(self.answer("not_an_object", request))
+        return body
 
     def on_change(self, account: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
         """A record of ``account`` was created, updated or deleted (through the API or a helper)."""

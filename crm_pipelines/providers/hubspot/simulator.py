@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from crm_pipelines.simulator.clock import parse_datetime, seeded_time, utc_iso_ms
+from crm_pipelines.simulator.clock import parse_datetime, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
@@ -321,6 +321,7 @@ class Portal(Account):
         self.burst = SlidingWindowLimiter(cfg.burst_limit, cfg.burst_window_s)
         self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
         self.search = SlidingWindowLimiter(max(1, cfg.search_rate_per_s), 1.0)
+        self.limiters = (self.burst, self.search, self.daily)
         self.shuffle_rng = random.Random(f"{self.seed}-shuffle")
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small acyclic objects: collection passes would only cost time
@@ -381,6 +382,7 @@ class HubSpotSimulator(Simulator):
         "method_not_allowed": (405, "HTTP method {request.method} is not supported by this resource", "METHOD_NOT_ALLOWED"),
         "internal_error": (500, "internal error", "INTERNAL_ERROR"),
         "invalid_json": (400, "Invalid input JSON: {error}", "VALIDATION_ERROR"),
+        "not_an_object": (400, "Invalid input JSON: expected a JSON object", "VALIDATION_ERROR"),
     }
     account_class = Portal
     config: HubSpotSimConfig
@@ -400,15 +402,9 @@ class HubSpotSimulator(Simulator):
         cfg = self.config
         store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
         store.shuffle_rng = portal.shuffle_rng
-        end_ms = self.reference_ms
-        start_ms = end_ms - int(cfg.history_days * DAY_MS)
         data, build = store.data, self._seeders()[entity]
-        records = []
-        for _ in range(portal.count_of(self, entity)):
-            created = seeded_time(data.rng, start_ms, end_ms)
-            updated = seeded_time(data.rng, created, end_ms)
-            records.append(Record(store.allocate_id(), created, updated, _values(store, build(data, data.rng))))
-        store.seed(records)
+        store.seed([Record(store.allocate_id(), *self.seeded_history(data.rng), _values(store, build(data, data.rng)))
+                    for _ in range(portal.count_of(self, entity))])
         return store
 
     def _seeders(self) -> dict[str, Any]:
@@ -468,7 +464,7 @@ class HubSpotSimulator(Simulator):
         """Search has its own per-second limiter and sends no rate-limit headers; other calls count
         against the burst window and the daily limit. Then the token's scopes."""
         portal, token, meta = request.account, request.token, request.route.meta
-        rejection, request.response_headers = self._gate_search(portal, token) if meta.get("search") else self._gate(portal, token)
+        rejection, request.response_headers = self._gate(portal, token, search=bool(meta.get("search")))
         if rejection is not None:
             return rejection
         granted = None if self.config.token_scopes is None else self.config.token_scopes.get(token)
@@ -511,44 +507,28 @@ class HubSpotSimulator(Simulator):
         retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
         return Response.json(429, body, {**headers, **retry})
 
-    def _gate(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
-        """Burst and daily limits for a non-search call; returns (429 or None, headers)."""
-        if not self.config.rate_limits_enabled:
-            return None, {}
-        daily_key = self._daily_key(token)
-        if portal.daily.remaining(daily_key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            headers = self._usage_headers(portal, token, None)
-            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
-        decision = portal.burst.try_acquire(token)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited("TEN_SECONDLY_ROLLING")
-            headers = self._usage_headers(portal, token, 0)
-            return self._rate_limited("TEN_SECONDLY_ROLLING", headers, decision.retry_after_s), headers
-        portal.daily.try_acquire(daily_key)
-        return None, self._usage_headers(portal, token, decision.remaining)
-
-    def _gate_search(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
+    def _gate(self, portal: Portal, token: str | None, *, search: bool = False) -> tuple[Response | None, dict[str, str]]:
+        """Daily, then burst (or search: per-second, counted daily if so configured, no headers)
+        limits; returns (429 or None, headers)."""
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return None, {}
-        daily_key = self._daily_key(token)
-        if cfg.search_counts_toward_daily and portal.daily.remaining(daily_key) == 0:
+        daily_key, counts_daily = self._daily_key(token), cfg.search_counts_toward_daily or not search
+        if counts_daily and portal.daily.remaining(daily_key) == 0:
             self.stats_recorder.record_rate_limited("DAILY")
-            return self._rate_limited("DAILY", {}, portal.daily.seconds_until_reset()), {}
-        decision = portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            headers = {} if search else self._usage_headers(portal, token, None)
+            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
+        if search:
+            policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+        else:
+            policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
         if not decision.allowed:
-            self.stats_recorder.record_rate_limited(cfg.search_429_policy_name)
-            return self._rate_limited(cfg.search_429_policy_name, {}, decision.retry_after_s), {}
-        if cfg.search_counts_toward_daily:
+            self.stats_recorder.record_rate_limited(policy)
+            headers = {} if search else self._usage_headers(portal, token, 0)
+            return self._rate_limited(policy, headers, decision.retry_after_s), headers
+        if counts_daily:
             portal.daily.try_acquire(daily_key)
-        return None, {}
-
-    def reset_rate_limits(self) -> None:
-        """Forget burst, search and daily usage of every portal."""
-        for portal in self.accounts.values():
-            for limiter in (portal.burst, portal.search, portal.daily):
-                limiter.reset()
+        return None, {} if search else self._usage_headers(portal, token, decision.remaining)
 
     def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
         kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
@@ -597,9 +577,6 @@ class HubSpotSimulator(Simulator):
             raise ApiError(_error(404, f"Unable to infer object type from: {name}", "OBJECT_NOT_FOUND"))
         return store
 
-    def _new_row(self, store: _Objects, values: Mapping[str, str | None], now_ms: int) -> Record:
-        return store.insert(dict(values), now_ms)
-
     @staticmethod
     def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
@@ -614,17 +591,6 @@ class HubSpotSimulator(Simulator):
         if row.deleted is not None:
             obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
-
-    def _body_object(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise _validation_error("Invalid input JSON: expected a JSON object")
-        return body
-
-    @staticmethod
-    def _requested_properties(request: Request) -> list[str] | None:
-        names = request.query_list("properties")
-        return names or None
 
     @staticmethod
     def _shuffled(store: _Objects, items: list[Any]) -> list[Any]:
@@ -774,7 +740,7 @@ class HubSpotSimulator(Simulator):
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
         archived = (request.query_value("archived") or "false").lower() == "true"
-        properties = self._requested_properties(request)
+        properties = (request.query_list("properties") or None)
         page, next_id = store.page_after(after, limit, deleted=archived)
         results = [self._render(store, row, properties) for row in page]
         body: dict[str, Any] = {"results": results}
@@ -798,20 +764,20 @@ class HubSpotSimulator(Simulator):
     def _get_one(self, request: Request) -> Response:
         store = self._store(request)
         row = self._lookup(store, request)
-        return Response.json(200, self._render(store, row, self._requested_properties(request)))
+        return Response.json(200, self._render(store, row, (request.query_list("properties") or None)))
 
     @api("POST", "/crm/v3/objects/{obj}", write=True)
     def _create_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-        row = self._new_row(store, values, self.clock.now_ms())
+        row = store.insert(dict(values), self.clock.now_ms())
         return Response.json(201, self._written(store, row, None))
 
     @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         row = self._lookup(store, request)
         values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
         store.update(row, values, self.clock.now_ms())
@@ -830,7 +796,7 @@ class HubSpotSimulator(Simulator):
     def _merge_endpoint(self, request: Request) -> Response:
         """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
         row = self._merge_rows(request.account, store, primary, merged)
         return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
@@ -854,7 +820,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/batch/read")
     def _batch_read(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         inputs = self._batch_inputs(body)
         archived = (request.query_value("archived") or "false").lower() == "true"
         id_property = self._id_property(store, body.get("idProperty"))
@@ -902,32 +868,26 @@ class HubSpotSimulator(Simulator):
 
     @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
     def _batch_create(self, request: Request) -> Response:
+        """Without trace ids the first bad input (or an e-mail twice) fails the whole batch and
+        nothing is written; with them each input is written or answers its own error."""
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
-        started = utc_iso_ms(self.clock.now_ms())
-        now_ms = self.clock.now_ms()
-        if not traced:
-            batch_emails: set[str] = set()
-            validated = []
-            for item in inputs:
-                values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
-                if email and email in batch_emails:
-                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
-                batch_emails.add(email)
-                validated.append(values)
-            rows = [self._new_row(store, values, now_ms) for values in validated]
-            results = [self._render(store, row, list(store.schema.stored), only_set=True) for row in rows]
-            return Response.json(201, self._batch_envelope(started, self._shuffled(store, results), []))
-        results, errors = [], []
+        started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
+        results, errors, validated, emails = [], [], [], set()
         for item in inputs:
-            trace_id = str(item["objectWriteTraceId"])
+            trace_id = str(item["objectWriteTraceId"]) if traced else None
             values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
-            if values is not None:
-                results.append(self._written(store, self._new_row(store, values, now_ms), trace_id))
-        status = 207 if errors else 201
-        return Response.json(status, self._batch_envelope(started, self._shuffled(store, results), errors))
+            if traced and values is not None:
+                results.append(self._written(store, store.insert(dict(values), now_ms), trace_id))
+            elif not traced:
+                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
+                if email and email in emails:
+                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
+                emails.add(email)
+                validated.append(values)
+        results += [self._written(store, store.insert(dict(values), now_ms), None) for values in validated]
+        return Response.json(207 if errors else 201, self._batch_envelope(started, self._shuffled(store, results), errors))
 
     @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True)
     def _batch_update(self, request: Request) -> Response:
@@ -940,7 +900,7 @@ class HubSpotSimulator(Simulator):
     def _batch_write(self, request: Request, *, upsert: bool) -> Response:
         """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
         ids = [str(item.get("id", "")) for item in inputs]
         keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
@@ -969,7 +929,7 @@ class HubSpotSimulator(Simulator):
         for row, values, trace_id in plans:
             is_new = row is None
             if row is None:
-                row = self._new_row(store, values, now_ms)
+                row = store.insert(dict(values), now_ms)
             else:
                 store.update(row, values, now_ms)
             results.append(self._written(store, row, trace_id) | ({"new": is_new} if upsert else {}))
@@ -980,7 +940,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
     def _batch_archive(self, request: Request) -> Response:
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         now_ms = self.clock.now_ms()
         for item in inputs:
             raw_id = str(item.get("id", ""))
@@ -992,7 +952,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         cfg = self.config
         groups = self._compile_groups(store, body.get("filterGroups") or [])
         query = body.get("query")
@@ -1020,25 +980,18 @@ class HubSpotSimulator(Simulator):
         properties = _property_list(body.get("properties"))
 
         window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
+        end = min(after + limit, cfg.search_total_cap)
         if window is not None:  # the delta-sync shape: answered from the index without a scan
             start, stop = window
             total = max(0, stop - start)
-            end = min(after + limit, cfg.search_total_cap)
-            keys = store.delta[start + after : min(start + end, stop)] if total else []
-            results = [self._render(store, store.rows[row_id], properties) for _, row_id in keys]
-            body_out = {"total": total, "results": results}
-            if end < total and results:
-                body_out["paging"] = {"next": {"after": str(end)}}
-            return Response.json(200, body_out)
-        matches, ordered_by_delta = self._matching_rows(store, groups)
-        if query:
-            matches = [row for row in matches if self._matches_query(store, row, query)]
-        total = len(matches)
-        matches = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)
-        end = min(after + limit, cfg.search_total_cap)
-        page = matches[after:end]
-        results = [self._render(store, row, properties) for row in page]
-        body_out: dict[str, Any] = {"total": total, "results": results}
+            page = [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]] if total else []
+        else:
+            matches, ordered_by_delta = self._matching_rows(store, groups)
+            if query:
+                matches = [row for row in matches if self._matches_query(store, row, query)]
+            total = len(matches)
+            page = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)[after:end]
+        body_out: dict[str, Any] = {"total": total, "results": [self._render(store, row, properties) for row in page]}
         if end < total and page:
             body_out["paging"] = {"next": {"after": str(end)}}
         return Response.json(200, body_out)
@@ -1293,7 +1246,6 @@ class HubSpotSimulator(Simulator):
         return _values(store, self._seeders()[store.name](store.data, store.data.rng))
 
     def records(self, entity: str, archived: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
-        """id -> API-shaped object with every property, for live (or archived) records."""
         return super().records(entity, archived, account=account)
 
     def count(self, entity: str, archived: bool = False, *, account: str | None = None) -> int:
