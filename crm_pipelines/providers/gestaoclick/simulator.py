@@ -144,6 +144,7 @@ class Store(Account):
         tz = ZoneInfo(cfg.account_timezone)
         self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
         self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=tz)
+        self.limiters = (self.second, self.daily)
         self.data = {"PF": FakeData(f"{self.seed}-pf"), "PJ": FakeData(f"{self.seed}-pj"), "vendas": FakeData(f"{self.seed}-vendas")}
         self.stores = {"clientes": RecordStore("clientes", first_id=FIRST_CLIENTE_ID), "vendas": RecordStore("vendas", first_id=FIRST_VENDA_ID)}
         self.next_codigo = 1
@@ -173,7 +174,7 @@ class GestaoClickSimulator(Simulator):
     ANSWERS = {
         "unauthorized": (401, "Token de acesso inválido ou não informado"), "not_found": (404, "Rota não encontrada: {request.method} {request.path}"),
         "method_not_allowed": (405, "Método {request.method} não permitido"), "internal_error": (500, "Erro interno do servidor"),
-        "invalid_json": (400, "JSON inválido: {error}"),
+        "invalid_json": (400, "JSON inválido: {error}"), "not_an_object": (400, "O corpo da requisição deve ser um objeto JSON"),
     }
     account_class = Store
     config: GestaoClickSimConfig
@@ -269,12 +270,9 @@ class GestaoClickSimulator(Simulator):
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
-            return self.insert(self._owner(store), store.name, dict(values), stamp, stamp)
+            return self.insert(self.owner_of(store), store.name, dict(values), stamp, stamp)
         store.update(record, values, stamp)
         return record
-
-    def _owner(self, store: RecordStore) -> Store:
-        return next(a for a in self.accounts.values() if store in a.stores.values())
 
     def remove(self, store: RecordStore, record: Record) -> None:
         store.delete(record, self.stamp(), hard=True)
@@ -322,11 +320,6 @@ class GestaoClickSimulator(Simulator):
         account.daily.try_acquire(key)
         return None
 
-    def reset_rate_limits(self) -> None:
-        for account in self.accounts.values():
-            account.second.reset()
-            account.daily.reset()
-
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
         if self.config.numbers_as_strings or value in (None, ""):
@@ -365,9 +358,6 @@ class GestaoClickSimulator(Simulator):
         }
         if self.config.clientes_observacoes:
             out["observacoes"] = row.get("observacoes", "")
-        if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row.created)
-            out["modificado_em"] = self._stamp(row.updated)
         return out
 
     def _render_venda(self, row: Record) -> dict[str, Any]:
@@ -381,13 +371,13 @@ class GestaoClickSimulator(Simulator):
         out["servicos"] = []
         out["pagamentos"] = []
         out["parcelas"] = [{"parcela": {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}}]
-        if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row.created)
-            out["modificado_em"] = self._stamp(row.updated)
         return out
 
     def _render(self, kind: str, row: Record) -> dict[str, Any]:
-        return self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
+        out = self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
+        if self.config.record_timestamps:
+            out["cadastrado_em"], out["modificado_em"] = self._stamp(row.created), self._stamp(row.updated)
+        return out
 
     @staticmethod
     def _ok(payload: Any, status: int = 200) -> Response:
@@ -501,23 +491,17 @@ class GestaoClickSimulator(Simulator):
         self.remove(request.account.stores[_kind(request)], self._row(request))
         return self._ok({"mensagem": "Registro excluído com sucesso"})
 
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise ApiError(self._error(400, "O corpo da requisição deve ser um objeto JSON"))
-        return body
-
     @api("POST", "/clientes", name="POST /clientes")
     @api("POST", "/vendas", name="POST /vendas")
     def _create(self, request: Request) -> Response:
-        kind, body = _kind(request), self._body(request)
+        kind, body = _kind(request), self.body_object(request)
         values = self._cliente_values(request.account, body, None) if kind == "clientes" else self._venda_values(request.account, body, None)
         return self._ok(self._render(kind, self.write(request.account.stores[kind], None, values, self.clock.now_ms())), 200)
 
     @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
     @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
     def _update(self, request: Request) -> Response:
-        kind, row, body = _kind(request), self._row(request), self._body(request)
+        kind, row, body = _kind(request), self._row(request), self.body_object(request)
         values = self._cliente_values(request.account, body, row) if kind == "clientes" else self._venda_values(request.account, body, row)
         self.write(request.account.stores[kind], row, values, self.clock.now_ms())
         return self._ok(self._render(kind, row))
