@@ -548,22 +548,29 @@ class Simulator:
                 self.remove(store, record)
             return [self.record_key(store, r) for r in chosen]
 
+    #: The word admin mutations use for deletions (``archive`` at HubSpot): the key and, past tense, the result.
+    DELETE_WORD: ClassVar[tuple[str, str]] = ("delete", "deleted")
+
+    def mutation_time(self) -> str:
+        return self.clock.now().isoformat()
+
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation ``{"entity", "modify", "create", "delete", "ids", "account"}``."""
-        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids", "account"}
+        """Admin mutation ``{"entity", "modify", "create", "delete", "ids", "same_timestamp", "account"}``."""
+        word, done = self.DELETE_WORD
+        unknown = set(spec) - {"entity", "modify", "create", word, "ids", "same_timestamp", "account"}
         if unknown:
             raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        entity, account = str(spec.get("entity", "")), spec.get("account")
+        entity, account, same = str(spec.get("entity", "")), spec.get("account"), spec.get("same_timestamp")
         self.entity_store(entity, account)
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
+        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], done: []}
         if spec.get("ids") or int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, account=account)
+            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None,
+                                             same_timestamp=None if same is None else bool(same), account=account)
         if int(spec.get("create") or 0) > 0:
             result["created"] = self.create(entity, int(spec["create"]), account=account)
-        if int(spec.get("delete") or 0) > 0:
-            result["deleted"] = self.delete(entity, int(spec["delete"]), account=account)
-        result["now"] = self.clock.now().isoformat()
-        return result
+        if int(spec.get(word) or 0) > 0:
+            result[done] = self.delete(entity, int(spec[word]), account=account)
+        return result | {"now": self.mutation_time()}
 
     def start(self) -> Simulator:
         """Bind the socket and serve from a daemon thread; returns ``self``."""
@@ -807,7 +814,7 @@ class Simulator:
     @admin("POST", "faults")
     def _admin_set_faults(self, request: Request) -> Response:
         """Replace the fault config (absent keys take defaults); optional ``fail_next``."""
-        return _admin_answer(lambda body: self._set_faults(body) or self._admin_faults(request), request)
+        return admin_answer(lambda body: self._set_faults(body) or self._admin_faults(request), request)
 
     def _set_faults(self, body: dict[str, Any]) -> None:
         fail_next = body.pop("fail_next", None)
@@ -819,7 +826,7 @@ class Simulator:
 
     @admin("POST", "mutate")
     def _admin_mutate(self, request: Request) -> Response:
-        return _admin_answer(lambda body: Response.json(200, self.mutate(body)), request)
+        return admin_answer(lambda body: Response.json(200, self.mutate(body)), request)
 
     @admin("GET", "clock")
     def _admin_clock(self, _request: Request) -> Response:
@@ -828,7 +835,7 @@ class Simulator:
     @admin("POST", "clock")
     def _admin_set_clock(self, request: Request) -> Response:
         """Body: any of ``{"set": iso-or-ms, "advance": seconds, "freeze": bool}``."""
-        return _admin_answer(lambda body: self._set_clock(body) or Response.json(200, self.clock.describe()), request)
+        return admin_answer(lambda body: self._set_clock(body) or Response.json(200, self.clock.describe()), request)
 
     def _set_clock(self, body: dict[str, Any]) -> None:
         if body.get("freeze") is False:
@@ -853,7 +860,7 @@ class Simulator:
     @admin("POST", "accounts")
     def _admin_add_account(self, request: Request) -> Response:
         """Body: ``{"id", "tokens", "refresh_tokens", "records": {entity: n}}``; answers the account."""
-        return _admin_answer(lambda body: Response.json(201, self._account_summary(self.add_account(AccountSpec.from_dict(body)))), request)
+        return admin_answer(lambda body: Response.json(201, self._account_summary(self.add_account(AccountSpec.from_dict(body)))), request)
 
     def _account_summary(self, account: Account) -> dict[str, Any]:
         return {"id": account.id, "host": account.host, "records": {name: store.count() for name, store in account.stores.items()}}
@@ -889,7 +896,16 @@ def _compile(path: str) -> tuple[Any, dict[str, Any]]:
     return re.compile(pattern), convertors
 
 
-def _admin_answer(action: Callable[[dict[str, Any]], Response], request: Request) -> Response:
+def capped(limit: int, maximum: int, oversize: str, refusal: Callable[[], ApiError]) -> int:
+    """A page size above ``maximum``: clamped to it, or refused (``oversize == "reject"``) with ``refusal()``."""
+    if limit <= maximum:
+        return limit
+    if oversize == "reject":
+        raise refusal()
+    return maximum
+
+
+def admin_answer(action: Callable[[dict[str, Any]], Response], request: Request) -> Response:
     try:
         body = request.json() or {}
         if not isinstance(body, dict):
@@ -900,4 +916,4 @@ def _admin_answer(action: Callable[[dict[str, Any]], Response], request: Request
 
 
 __all__ = ["Account", "AccountSpec", "ApiError", "Fault", "FaultConfig", "InvalidJSONBody", "Request", "Response", "Route", "SimClock",
-           "Simulator", "SimulatorBase", "admin", "api", "json_dumps", "json_loads", "parse_datetime", "utc_iso_ms"]
+           "Simulator", "SimulatorBase", "admin", "admin_answer", "api", "capped", "json_dumps", "json_loads", "parse_datetime", "utc_iso_ms"]

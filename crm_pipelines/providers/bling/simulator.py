@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
 
 PREFIX = "/Api/v3"
@@ -350,12 +350,10 @@ class BlingSimulator(Simulator):
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser números inteiros") from None
         if page < 1 or limit < 1:
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser maiores que zero")
-        if limit > self.config.page_max:
-            if self.config.page_cap_mode == "reject":
-                raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {self.config.page_max}",
-                             fields=[{"code": 1, "msg": f"limite deve ser no máximo {self.config.page_max}", "element": "limite", "namespace": "PAGINACAO"}])
-            limit = self.config.page_max
-        return page, limit
+        maximum = self.config.page_max
+        return page, capped(limit, maximum, self.config.page_cap_mode, lambda: _error(
+            400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {maximum}",
+            fields=[{"code": 1, "msg": f"limite deve ser no máximo {maximum}", "element": "limite", "namespace": "PAGINACAO"}]))
 
     def _date_window(self, request: Request) -> tuple[int | None, int | None]:
         lo_text, hi_text = request.query_value("dataAlteracaoInicial"), request.query_value("dataAlteracaoFinal")

@@ -40,7 +40,7 @@ from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
 from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
@@ -429,11 +429,8 @@ class GestaoClickSimulator(Simulator):
         pagina = self._int_param(request, "pagina", 1)
         size = cfg.page_size
         if cfg.limite_honoured and request.query_value("limite"):
-            size = self._int_param(request, "limite", cfg.page_size)
-            if size > cfg.limite_max:
-                if cfg.limite_oversize == "reject":
-                    raise ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}"))
-                size = cfg.limite_max
+            size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
+                          lambda: ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}")))
         rows = [row for row in request.account.stores[kind].select() if self._matches(kind, row, request)]
         order = request.query_value("ordenacao")
         descending = (request.query_value("direcao") or "asc").lower() == "desc"

@@ -41,7 +41,7 @@ from crm_pipelines.simulator.clock import parse_datetime, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, json_dumps
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "sim-hubspot-token"
@@ -388,6 +388,7 @@ class HubSpotSimulator(Simulator):
     config: HubSpotSimConfig
     ENTITIES = {**{entity: entity for entity in ENTITIES}, **OBJECT_TYPE_IDS}
     SPREAD_MODIFICATIONS = True
+    DELETE_WORD = ("archive", "archived")
     CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
     CLI_ALIASES = {"--rate-limit": "--burst-limit", "--burst-window": "--burst-window-s", "--search-rate": "--search-rate-per-s"}
 
@@ -733,10 +734,7 @@ class HubSpotSimulator(Simulator):
         limit = _int_param(request.query_value("limit"), 10, "limit")
         if limit < 1:
             raise _validation_error("limit must be at least 1")
-        if limit > LIST_LIMIT_MAX:
-            if self.config.list_limit_oversize == "reject":
-                raise _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}")
-            limit = LIST_LIMIT_MAX
+        limit = capped(limit, LIST_LIMIT_MAX, self.config.list_limit_oversize, lambda: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
         archived = (request.query_value("archived") or "false").lower() == "true"
@@ -962,13 +960,9 @@ class HubSpotSimulator(Simulator):
         limit = _int_param(body.get("limit"), 10, "limit")
         if limit < 1:
             raise _validation_error("limit must be at least 1")
-        if limit > cfg.search_limit_max:
-            if cfg.search_limit_oversize == "reject":
-                raise _validation_error(
-                    f"Limit must be less than or equal to {cfg.search_limit_max}",
-                    errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}],
-                )
-            limit = cfg.search_limit_max
+        limit = capped(limit, cfg.search_limit_max, cfg.search_limit_oversize, lambda: _validation_error(
+            f"Limit must be less than or equal to {cfg.search_limit_max}",
+            errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}]))
         after = _int_param(body.get("after"), 0, "after")
         if after < 0:
             raise _validation_error("after must be a non-negative offset")
@@ -1097,26 +1091,22 @@ class HubSpotSimulator(Simulator):
         return True
 
     def _delta_range(self, store: _Objects, filters: list[_Filter]) -> tuple[int, int] | None:
-        """Inclusive ms bounds implied by the group's range filters on the delta property."""
-        low, high, found = -(1 << 62), 1 << 62, False
+        """Inclusive ms bounds implied by the group's range filters on the delta property, never
+        past what search can see yet (``search_visibility_delay_s``)."""
+        low, high, found = -(1 << 62), self._visible_until(), False
         for flt in filters:
             if flt.prop != store.schema.delta_property or flt.operator not in _RANGE_OPERATORS:
                 continue
-            found = True
-            value = flt.value
-            if flt.operator == "EQ":
-                low, high = max(low, value), min(high, value)
-            elif flt.operator == "GT":
-                low = max(low, value + 1)
-            elif flt.operator == "GTE":
-                low = max(low, value)
-            elif flt.operator == "LT":
-                high = min(high, value - 1)
-            elif flt.operator == "LTE":
-                high = min(high, value)
-            else:
-                low, high = max(low, value), min(high, flt.high)
+            found, value = True, flt.value
+            lower, upper = {"EQ": (value, value), "GT": (value + 1, None), "GTE": (value, None), "LT": (None, value - 1),
+                            "LTE": (None, value), "BETWEEN": (value, flt.high)}[flt.operator]
+            low, high = low if lower is None else max(low, lower), high if upper is None else min(high, upper)
         return (low, high) if found else None
+
+    def _visible_until(self) -> int:
+        """The last modification time search already sees."""
+        delay_s = self.config.search_visibility_delay_s
+        return self.clock.now_ms() - int(delay_s * 1000) if delay_s > 0 else 1 << 62
 
     def _pure_delta_window(
         self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
@@ -1128,43 +1118,28 @@ class HubSpotSimulator(Simulator):
         filters = groups[0]
         if not filters or any(f.prop != store.schema.delta_property or f.operator not in _RANGE_OPERATORS for f in filters):
             return None
-        bounds = self._delta_range(store, filters)
-        assert bounds is not None
-        low, high = bounds
-        if self.config.search_visibility_delay_s > 0:
-            high = min(high, self.clock.now_ms() - int(self.config.search_visibility_delay_s * 1000))
-        if low > high:
-            return 0, 0
-        return store.delta_bounds(max(low, 0), max(high, 0))
+        low, high = self._delta_range(store, filters)
+        return (0, 0) if low > high else store.delta_bounds(max(low, 0), max(high, 0))
 
     def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> tuple[list[Record], bool]:
         """Live rows matching any group; also says whether they are in (delta, id) order."""
-        rows = store.rows
-        visible_until = None
-        if self.config.search_visibility_delay_s > 0:
-            visible_until = self.clock.now_ms() - int(self.config.search_visibility_delay_s * 1000)
+        rows, visible_until = store.rows, self._visible_until()
         if not groups:
-            selected = [rows[row_id] for row_id in store.live_ids]
-            if visible_until is not None:
-                selected = [row for row in selected if row.updated <= visible_until]
-            return selected, False
+            return [row for row in map(rows.__getitem__, store.live_ids) if row.updated <= visible_until], False
         found: dict[int, Record] = {}
         single_indexed = False
         for filters in groups:
             bounds = self._delta_range(store, filters)
             if bounds is not None:
                 low, high = bounds
-                if visible_until is not None:
-                    high = min(high, visible_until)
                 if low > high:
                     continue
                 rest = [flt for flt in filters if not (flt.prop == store.schema.delta_property and flt.operator in _RANGE_OPERATORS)]
                 candidates = iter(store.between(max(low, 0), max(high, 0)))
                 single_indexed = len(groups) == 1
             else:
-                rest = filters
-                candidates = (rows[row_id] for row_id in store.live_ids)
-                if visible_until is not None:
+                rest, candidates = filters, (rows[row_id] for row_id in store.live_ids)
+                if visible_until < 1 << 62:
                     candidates = (row for row in candidates if row.updated <= visible_until)
             for row in candidates:
                 if row.id not in found and (not rest or self._row_matches(store, row, rest)):
@@ -1261,21 +1236,8 @@ class HubSpotSimulator(Simulator):
             portal = self.account(account)
             return str(self._merge_rows(portal, self.entity_store(entity, account), str(primary_id), str(merged_id)).id)
 
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation: ``{"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}``."""
-        entity, account, same = str(spec.get("entity", "")), spec.get("account"), bool(spec.get("same_timestamp"))
-        self.entity_store(entity, account)
-        unknown = set(spec) - {"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}
-        if unknown:
-            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "archived": []}
-        if spec.get("ids") or int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, same_timestamp=same, account=account)
-        if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]), account=account)
-        if int(spec.get("archive") or 0) > 0:
-            result["archived"] = self.archive(entity, int(spec["archive"]), account=account)
-        return result | {"now": utc_iso_ms(self.clock.now_ms())}
+    def mutation_time(self) -> str:
+        return utc_iso_ms(self.clock.now_ms())
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
