@@ -403,6 +403,10 @@ class Simulator:
                 return policy
         return None
 
+    @property
+    def reference_ms(self) -> int:
+        return int(self.reference.timestamp() * 1000)
+
     def seeded_history(self, rng: random.Random) -> tuple[int, int]:
         """A seeded (created, modified) pair within ``history_days`` before the reference time, in
         the provider's time unit (:attr:`stamps_per_second`)."""

@@ -185,10 +185,6 @@ class GestaoClickSimulator(Simulator):
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
     @property
-    def reference_ms(self) -> int:
-        return int(self.reference.timestamp() * 1000)
-
-    @property
     def clientes(self) -> dict[int, dict[str, Any]]:
         """The default account's clientes as stored (id -> values)."""
         return {r.id: r.values for r in self.account().stores["clientes"].select()}
@@ -546,11 +542,7 @@ class GestaoClickSimulator(Simulator):
                 doc = _digits(merged.get(key))
                 if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
                     errors.setdefault(key, []).append(f"Já existe um cliente cadastrado com este {key.upper()}.")
-        if errors:
-            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged.setdefault("enderecos", [])
-        merged.setdefault("contatos", [])
-        return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
+        return self._checked(merged, errors, enderecos=[], contatos=[])
 
     def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
         cfg = self.config
@@ -614,11 +606,13 @@ class GestaoClickSimulator(Simulator):
                 merged["valor_total"] = format(Decimal(merged.get("valor_total") or "0").quantize(Decimal("0.01")), "f")
             except InvalidOperation:
                 errors.setdefault("valor_total", []).append("Valor total inválido.")
+        return self._checked(merged, errors, valor_frete="0.00", condicao_pagamento="a_vista", observacoes="")
+
+    def _checked(self, merged: dict[str, Any], errors: dict[str, list[str]], **defaults: Any) -> dict[str, Any]:
+        """The values to store (``defaults`` for those unset), or 422 with the messages per field."""
         if errors:
             raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged.setdefault("valor_frete", "0.00")
-        merged.setdefault("condicao_pagamento", "a_vista")
-        merged.setdefault("observacoes", "")
+        merged |= {k: v for k, v in defaults.items() if k not in merged}
         return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
 
     def entity_filter(self, entity: str) -> Any:

@@ -395,10 +395,6 @@ class HubSpotSimulator(Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(str(self.config.webhook_portal_id), self.config.tokens)
 
-    @property
-    def reference_ms(self) -> int:
-        return int(self.reference.timestamp() * 1000)
-
     def generate(self, portal: Portal, entity: str) -> _Objects:
         cfg = self.config
         store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
