@@ -398,31 +398,16 @@ class BlingSimulator(Simulator):
         documento = re.sub(r"\D", "", request.query_value("numeroDocumento", "") or "")
         pesquisa = (request.query_value("pesquisa", "") or "").strip().lower()
         ids = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}
-        out = []
-        for r in request.account.stores["contatos"].rows.values():
-            b = r.values
-            if r.id == request.account.consumidor_final_id:
-                continue
-            if (criterio == "2") != (b["situacao"] == "E"):
-                continue
-            if tipo and b["tipo"] != tipo:
-                continue
-            if lo is not None and r.updated < lo or hi is not None and r.updated > hi:
-                continue
-            if documento and re.sub(r"\D", "", b["numeroDocumento"]) != documento:
-                continue
-            if ids and r.id not in ids:
-                continue
-            if pesquisa and not any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento")) and pesquisa not in re.sub(r"\D", "", b["numeroDocumento"]):
-                continue
-            out.append(r)
-        return Response.json(200, {"data": [self._contato_view(r, full=self.config.list_shape == "full") for r in self._ordered_page(out, page, limit)]})
 
-    def _contato_view(self, r: Record, *, full: bool) -> dict[str, Any]:
-        b = r.values
-        if full:
-            return dict(b)
-        return {k: b.get(k) for k in ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")}
+        def found(r: Record) -> bool:
+            b, digits = r.values, re.sub(r"\D", "", r.values["numeroDocumento"])
+            return (r.id != request.account.consumidor_final_id and (criterio == "2") == (b["situacao"] == "E") and (not tipo or b["tipo"] == tipo)
+                    and _within(r, lo, hi) and (not documento or digits == documento) and (not ids or r.id in ids)
+                    and (not pesquisa or pesquisa in digits or any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento"))))
+
+        out = [r for r in request.account.stores["contatos"].rows.values() if found(r)]
+        keys = () if self.config.list_shape == "full" else ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")
+        return Response.json(200, {"data": [{k: r.get(k) for k in keys} if keys else dict(r.values) for r in self._ordered_page(out, page, limit)]})
 
     @api("GET", PREFIX + "/pedidos/vendas", name="list pedidos")
     def _list_pedidos(self, request: Request) -> Response:
@@ -430,15 +415,8 @@ class BlingSimulator(Simulator):
         lo, hi = self._date_window(request)
         lojas = set(request.query.get("numerosLojas[]", []))
         contato = request.query_value("idContato")
-        out = []
-        for r in request.account.stores["pedidos"].select():
-            if lo is not None and r.updated < lo or hi is not None and r.updated > hi:
-                continue
-            if lojas and r["numeroLoja"] not in lojas:
-                continue
-            if contato and str(r["contato"]["id"]) != contato:
-                continue
-            out.append(r)
+        out = [r for r in request.account.stores["pedidos"].select()
+               if _within(r, lo, hi) and (not lojas or r["numeroLoja"] in lojas) and (not contato or str(r["contato"]["id"]) == contato)]
         full = self.config.list_shape == "full"
         keys = ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja")
         return Response.json(200, {"data": [dict(r.values) if full else {k: r[k] for k in keys} for r in self._ordered_page(out, page, limit)]})
@@ -652,6 +630,11 @@ class BlingSimulator(Simulator):
             self.expire_access_tokens()
             return {"expired": True}
         raise ValueError("op must be create, modify, delete or expire_tokens")
+
+
+def _within(record: Record, low: int | None, high: int | None) -> bool:
+    """Whether the record's dataAlteracao lies in the (inclusive, open-ended) window."""
+    return (low is None or record.updated >= low) and (high is None or record.updated <= high)
 
 
 def _address(city: str | None, state: str | None) -> dict[str, Any]:
