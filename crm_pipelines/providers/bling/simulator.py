@@ -397,15 +397,13 @@ class BlingSimulator(Simulator):
         tipo = {"1": "F", "2": "J", "3": "E"}.get(request.query_value("tipoPessoa", "") or "")
         documento = re.sub(r"\D", "", request.query_value("numeroDocumento", "") or "")
         pesquisa = (request.query_value("pesquisa", "") or "").strip().lower()
-        ids = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}
-
-        def found(r: Record) -> bool:
-            b, digits = r.values, re.sub(r"\D", "", r.values["numeroDocumento"])
-            return (r.id != request.account.consumidor_final_id and (criterio == "2") == (b["situacao"] == "E") and (not tipo or b["tipo"] == tipo)
-                    and _within(r, lo, hi) and (not documento or digits == documento) and (not ids or r.id in ids)
-                    and (not pesquisa or pesquisa in digits or any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento"))))
-
-        out = [r for r in request.account.stores["contatos"].rows.values() if found(r)]
+        ids, cf = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}, request.account.consumidor_final_id
+        out = [r for r in request.account.stores["contatos"].rows.values()
+               if (criterio == "2") == ((b := r.values)["situacao"] == "E") and r.id != cf and (not tipo or b["tipo"] == tipo)
+               and (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
+               and (not documento or re.sub(r"\D", "", b["numeroDocumento"]) == documento) and (not ids or r.id in ids)
+               and (not pesquisa or any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento"))
+                    or pesquisa in re.sub(r"\D", "", b["numeroDocumento"]))]
         keys = () if self.config.list_shape == "full" else ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")
         return Response.json(200, {"data": [{k: r.get(k) for k in keys} if keys else dict(r.values) for r in self._ordered_page(out, page, limit)]})
 
@@ -416,7 +414,7 @@ class BlingSimulator(Simulator):
         lojas = set(request.query.get("numerosLojas[]", []))
         contato = request.query_value("idContato")
         out = [r for r in request.account.stores["pedidos"].select()
-               if _within(r, lo, hi) and (not lojas or r["numeroLoja"] in lojas) and (not contato or str(r["contato"]["id"]) == contato)]
+               if (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi) and (not lojas or r["numeroLoja"] in lojas) and (not contato or str(r["contato"]["id"]) == contato)]
         full = self.config.list_shape == "full"
         keys = ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja")
         return Response.json(200, {"data": [dict(r.values) if full else {k: r[k] for k in keys} for r in self._ordered_page(out, page, limit)]})
@@ -630,11 +628,6 @@ class BlingSimulator(Simulator):
             self.expire_access_tokens()
             return {"expired": True}
         raise ValueError("op must be create, modify, delete or expire_tokens")
-
-
-def _within(record: Record, low: int | None, high: int | None) -> bool:
-    """Whether the record's dataAlteracao lies in the (inclusive, open-ended) window."""
-    return (low is None or record.updated >= low) and (high is None or record.updated <= high)
 
 
 def _address(city: str | None, state: str | None) -> dict[str, Any]:
