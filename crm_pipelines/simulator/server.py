@@ -39,7 +39,7 @@ import uvicorn
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
 
-from crm_pipelines.simulator.clock import SimClock, parse_datetime, utc_iso_ms
+from crm_pipelines.simulator.clock import SimClock, parse_datetime, seeded_time, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, add_config_arguments, config_from_arguments
 from crm_pipelines.simulator.faults import Fault, FaultConfig, FaultInjector
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -222,6 +222,9 @@ class Account:
     provider's URL does), its record stores and a seeded RNG for test mutations. Providers subclass
     it to add the account's limits and seed its records in ``__init__``."""
 
+    #: The account's rate-limit windows and counters (``POST /_simulator/reset-rate-limits`` empties them).
+    limiters: tuple[Any, ...] = ()
+
     def __init__(self, sim: Simulator, spec: AccountSpec, *, host: str | None = None) -> None:
         self.id, self.spec, self.host = spec.id, spec, host
         self.stores: dict[str, RecordStore] = {}
@@ -360,6 +363,7 @@ class Simulator:
     ANSWERS: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "unauthorized": (401, "unauthorized"), "not_found": (404, "not found"), "method_not_allowed": (405, "method not allowed"),
         "internal_error": (500, "internal error"), "invalid_json": (400, "invalid JSON: {error}"),
+        "not_an_object": (400, "the body must be a JSON object"),
     }
 
     def error_response(self, status: int, *args: Any) -> Response:
@@ -385,7 +389,41 @@ class Simulator:
         return {}
 
     def reset_rate_limits(self) -> None:
-        """Forget rate-limit usage (``POST /_simulator/reset-rate-limits``)."""
+        """Forget rate-limit usage (``POST /_simulator/reset-rate-limits``): every account's :attr:`Account.limiters`."""
+        for account in self.accounts.values():
+            for limiter in account.limiters:
+                limiter.reset()
+
+    def over_limit(self, key: Any, *limits: tuple[str, Any]) -> str | None:
+        """Take one unit from each ``(policy, limiter)`` in turn under ``key``; the policy of the
+        first that refuses (counted in the statistics), else ``None``."""
+        for policy, limiter in limits:
+            if not limiter.try_acquire(key).allowed:
+                self._stats.record_rate_limited(policy)
+                return policy
+        return None
+
+    @property
+    def reference_ms(self) -> int:
+        return int(self.reference.timestamp() * 1000)
+
+    def seeded_history(self, rng: random.Random) -> tuple[int, int]:
+        """A seeded (created, modified) pair within ``history_days`` before the reference time, in
+        the provider's time unit (:attr:`stamps_per_second`)."""
+        end = int(self.reference.timestamp() * self.stamps_per_second)
+        created = seeded_time(rng, end - int(self.config.history_days * 86_400 * self.stamps_per_second), end)
+        return created, seeded_time(rng, created, end)
+
+    def owner_of(self, store: RecordStore) -> Account:
+        """The account holding ``store``."""
+        return next(a for a in self.accounts.values() if store in a.stores.values())
+
+    def body_object(self, request: Request) -> dict[str, Any]:
+        """The request body, a JSON object; else the provider's ``not_an_object`` answer."""
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ApiError(self.answer("not_an_object", request))
+        return body
 
     def on_change(self, account: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
         """A record of ``account`` was created, updated or deleted (through the API or a helper)."""
@@ -514,22 +552,29 @@ class Simulator:
                 self.remove(store, record)
             return [self.record_key(store, r) for r in chosen]
 
+    #: The word admin mutations use for deletions (``archive`` at HubSpot): the key and, past tense, the result.
+    DELETE_WORD: ClassVar[tuple[str, str]] = ("delete", "deleted")
+
+    def mutation_time(self) -> str:
+        return self.clock.now().isoformat()
+
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation ``{"entity", "modify", "create", "delete", "ids", "account"}``."""
-        unknown = set(spec) - {"entity", "modify", "create", "delete", "ids", "account"}
+        """Admin mutation ``{"entity", "modify", "create", "delete", "ids", "same_timestamp", "account"}``."""
+        word, done = self.DELETE_WORD
+        unknown = set(spec) - {"entity", "modify", "create", word, "ids", "same_timestamp", "account"}
         if unknown:
             raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        entity, account = str(spec.get("entity", "")), spec.get("account")
+        entity, account, same = str(spec.get("entity", "")), spec.get("account"), spec.get("same_timestamp")
         self.entity_store(entity, account)
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "deleted": []}
+        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], done: []}
         if spec.get("ids") or int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, account=account)
+            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None,
+                                             same_timestamp=None if same is None else bool(same), account=account)
         if int(spec.get("create") or 0) > 0:
             result["created"] = self.create(entity, int(spec["create"]), account=account)
-        if int(spec.get("delete") or 0) > 0:
-            result["deleted"] = self.delete(entity, int(spec["delete"]), account=account)
-        result["now"] = self.clock.now().isoformat()
-        return result
+        if int(spec.get(word) or 0) > 0:
+            result[done] = self.delete(entity, int(spec[word]), account=account)
+        return result | {"now": self.mutation_time()}
 
     def start(self) -> Simulator:
         """Bind the socket and serve from a daemon thread; returns ``self``."""
@@ -773,7 +818,7 @@ class Simulator:
     @admin("POST", "faults")
     def _admin_set_faults(self, request: Request) -> Response:
         """Replace the fault config (absent keys take defaults); optional ``fail_next``."""
-        return _admin_answer(lambda body: self._set_faults(body) or self._admin_faults(request), request)
+        return admin_answer(lambda body: self._set_faults(body) or self._admin_faults(request), request)
 
     def _set_faults(self, body: dict[str, Any]) -> None:
         fail_next = body.pop("fail_next", None)
@@ -785,7 +830,7 @@ class Simulator:
 
     @admin("POST", "mutate")
     def _admin_mutate(self, request: Request) -> Response:
-        return _admin_answer(lambda body: Response.json(200, self.mutate(body)), request)
+        return admin_answer(lambda body: Response.json(200, self.mutate(body)), request)
 
     @admin("GET", "clock")
     def _admin_clock(self, _request: Request) -> Response:
@@ -794,7 +839,7 @@ class Simulator:
     @admin("POST", "clock")
     def _admin_set_clock(self, request: Request) -> Response:
         """Body: any of ``{"set": iso-or-ms, "advance": seconds, "freeze": bool}``."""
-        return _admin_answer(lambda body: self._set_clock(body) or Response.json(200, self.clock.describe()), request)
+        return admin_answer(lambda body: self._set_clock(body) or Response.json(200, self.clock.describe()), request)
 
     def _set_clock(self, body: dict[str, Any]) -> None:
         if body.get("freeze") is False:
@@ -819,7 +864,7 @@ class Simulator:
     @admin("POST", "accounts")
     def _admin_add_account(self, request: Request) -> Response:
         """Body: ``{"id", "tokens", "refresh_tokens", "records": {entity: n}}``; answers the account."""
-        return _admin_answer(lambda body: Response.json(201, self._account_summary(self.add_account(AccountSpec.from_dict(body)))), request)
+        return admin_answer(lambda body: Response.json(201, self._account_summary(self.add_account(AccountSpec.from_dict(body)))), request)
 
     def _account_summary(self, account: Account) -> dict[str, Any]:
         return {"id": account.id, "host": account.host, "records": {name: store.count() for name, store in account.stores.items()}}
@@ -855,7 +900,16 @@ def _compile(path: str) -> tuple[Any, dict[str, Any]]:
     return re.compile(pattern), convertors
 
 
-def _admin_answer(action: Callable[[dict[str, Any]], Response], request: Request) -> Response:
+def capped(limit: int, maximum: int, oversize: str, refusal: Callable[[], ApiError]) -> int:
+    """A page size above ``maximum``: clamped to it, or refused (``oversize == "reject"``) with ``refusal()``."""
+    if limit <= maximum:
+        return limit
+    if oversize == "reject":
+        raise refusal()
+    return maximum
+
+
+def admin_answer(action: Callable[[dict[str, Any]], Response], request: Request) -> Response:
     try:
         body = request.json() or {}
         if not isinstance(body, dict):
@@ -866,4 +920,4 @@ def _admin_answer(action: Callable[[dict[str, Any]], Response], request: Request
 
 
 __all__ = ["Account", "AccountSpec", "ApiError", "Fault", "FaultConfig", "InvalidJSONBody", "Request", "Response", "Route", "SimClock",
-           "Simulator", "SimulatorBase", "admin", "api", "json_dumps", "json_loads", "parse_datetime", "utc_iso_ms"]
+           "Simulator", "SimulatorBase", "admin", "admin_answer", "api", "capped", "json_dumps", "json_loads", "parse_datetime", "utc_iso_ms"]

@@ -33,11 +33,10 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
-from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
 
 PREFIX = "/Api/v3"
@@ -45,12 +44,7 @@ DEFAULT_CLIENT_ID = "sim-bling-client"
 DEFAULT_CLIENT_SECRET = "sim-bling-secret"
 DEFAULT_REFRESH_TOKEN = "sim-bling-refresh-0"
 LOCAL_TZ = ZoneInfo("America/Sao_Paulo")
-LIST_ORDERS = ("id", "id_desc", "updated")
-PAGE_CAP_MODES = ("clamp", "reject")
-LIST_SHAPES = ("summary", "full")
 ORDER_SITUATIONS = ((6, "Em aberto"), (9, "Atendido"), (12, "Cancelado"), (15, "Em andamento"))
-CONTACT_TYPES = ((1, "Cliente"), (2, "Fornecedor"), (3, "Técnico"), (4, "Transportador"))
-CONSUMIDOR_FINAL_ID = 1
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?$")
 
@@ -148,14 +142,13 @@ class Company(Account):
         cfg = sim.config
         self.per_second = SlidingWindowLimiter(cfg.per_second, 1.0)
         self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=LOCAL_TZ)
+        self.limiters = (self.per_second, self.daily)
         self.access: dict[str, float] = dict.fromkeys(spec.tokens, float("inf"))
         self.refresh = set(spec.refresh_tokens)
         self.stores = {"contatos": RecordStore("contatos", first_id=17_000_000_001, gaps=self.rng),
                        "pedidos": RecordStore("pedidos", first_id=21_000_000_001, gaps=self.rng)}
         self.extra = FakeData(f"{self.seed}-extra")
-        reference = sim.reference
-        end_s = int(reference.timestamp())
-        start_s = end_s - int(cfg.history_days * 86400)
+        reference, start_s = sim.reference, int(sim.reference.timestamp()) - int(cfg.history_days * 86400)
         data = FakeData(f"{self.seed}-bling")
         rng, contatos = data.rng, self.stores["contatos"]
         cf = contatos.allocate_id()
@@ -166,8 +159,7 @@ class Company(Account):
         bad, seeded = self.count_of(sim, "invalid_documents"), []
         for kind, entity in (("F", "contacts"), ("J", "companies")):
             for _ in range(self.count_of(sim, entity)):
-                created = seeded_time(rng, start_s, end_s)
-                updated = seeded_time(rng, created, end_s)
+                created, updated = sim.seeded_history(rng)
                 body = sim._seed_contato(data, kind)
                 if bad > 0 and body["numeroDocumento"]:
                     digits = re.sub(r"\D", "", body["numeroDocumento"])
@@ -179,8 +171,7 @@ class Company(Account):
         contatos.seed(seeded)
         ids, seeded = [r.id for r in seeded], []
         for n in range(self.count_of(sim, "deals")):
-            created = seeded_time(rng, start_s, end_s)
-            updated = seeded_time(rng, created, end_s)
+            created, updated = sim.seeded_history(rng)
             record_id = self.stores["pedidos"].allocate_id()
             contato_id = ids[int(rng.random() * len(ids))] if ids else cf
             deal = data.deal()
@@ -207,6 +198,7 @@ class BlingSimulator(Simulator):
         "method_not_allowed": (405, "METHOD_NOT_ALLOWED", "Método não permitido", "{request.method}"),
         "internal_error": (500, "SERVER_ERROR", "Erro interno", "Tente novamente mais tarde."),
         "invalid_json": (400, "VALIDATION_ERROR", "JSON inválido", "O corpo da requisição não é um JSON válido"),
+        "not_an_object": (400, "VALIDATION_ERROR", "JSON inválido", "O corpo da requisição deve ser um objeto"),
     }
     account_class = Company
     config: BlingSimConfig
@@ -298,19 +290,11 @@ class BlingSimulator(Simulator):
 
     def admit(self, request: Request) -> Response | None:
         """3 requests per second, then the daily count, per company."""
-        company = request.account
-        if not company.per_second.try_acquire("account").allowed:
-            self.stats_recorder.record_rate_limited("second")
-            return self._too_many("second")
-        if not company.daily.try_acquire("account").allowed:
-            self.stats_recorder.record_rate_limited("day")
-            return self._too_many("day")
-        return None
+        policy = self.over_limit("account", ("second", request.account.per_second), ("day", request.account.daily))
+        return None if policy is None else self._too_many(policy)
 
     def reset_rate_limits(self) -> None:
-        for company in self.accounts.values():
-            company.per_second.reset()
-            company.daily.reset()
+        super().reset_rate_limits()
         self._token_calls.reset()
 
     def describe(self) -> dict[str, Any]:
@@ -366,12 +350,10 @@ class BlingSimulator(Simulator):
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser números inteiros") from None
         if page < 1 or limit < 1:
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser maiores que zero")
-        if limit > self.config.page_max:
-            if self.config.page_cap_mode == "reject":
-                raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {self.config.page_max}",
-                             fields=[{"code": 1, "msg": f"limite deve ser no máximo {self.config.page_max}", "element": "limite", "namespace": "PAGINACAO"}])
-            limit = self.config.page_max
-        return page, limit
+        maximum = self.config.page_max
+        return page, capped(limit, maximum, self.config.page_cap_mode, lambda: _error(
+            400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {maximum}",
+            fields=[{"code": 1, "msg": f"limite deve ser no máximo {maximum}", "element": "limite", "namespace": "PAGINACAO"}]))
 
     def _date_window(self, request: Request) -> tuple[int | None, int | None]:
         lo_text, hi_text = request.query_value("dataAlteracaoInicial"), request.query_value("dataAlteracaoFinal")
@@ -415,32 +397,15 @@ class BlingSimulator(Simulator):
         tipo = {"1": "F", "2": "J", "3": "E"}.get(request.query_value("tipoPessoa", "") or "")
         documento = re.sub(r"\D", "", request.query_value("numeroDocumento", "") or "")
         pesquisa = (request.query_value("pesquisa", "") or "").strip().lower()
-        ids = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}
-        out = []
-        for r in request.account.stores["contatos"].rows.values():
-            b = r.values
-            if r.id == request.account.consumidor_final_id:
-                continue
-            if (criterio == "2") != (b["situacao"] == "E"):
-                continue
-            if tipo and b["tipo"] != tipo:
-                continue
-            if lo is not None and r.updated < lo or hi is not None and r.updated > hi:
-                continue
-            if documento and re.sub(r"\D", "", b["numeroDocumento"]) != documento:
-                continue
-            if ids and r.id not in ids:
-                continue
-            if pesquisa and not any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento")) and pesquisa not in re.sub(r"\D", "", b["numeroDocumento"]):
-                continue
-            out.append(r)
-        return Response.json(200, {"data": [self._contato_view(r, full=self.config.list_shape == "full") for r in self._ordered_page(out, page, limit)]})
-
-    def _contato_view(self, r: Record, *, full: bool) -> dict[str, Any]:
-        b = r.values
-        if full:
-            return dict(b)
-        return {k: b.get(k) for k in ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")}
+        ids, cf = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}, request.account.consumidor_final_id
+        out = [r for r in request.account.stores["contatos"].rows.values()
+               if (criterio == "2") == ((b := r.values)["situacao"] == "E") and r.id != cf and (not tipo or b["tipo"] == tipo)
+               and (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
+               and (not documento or re.sub(r"\D", "", b["numeroDocumento"]) == documento) and (not ids or r.id in ids)
+               and (not pesquisa or any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento"))
+                    or pesquisa in re.sub(r"\D", "", b["numeroDocumento"]))]
+        keys = () if self.config.list_shape == "full" else ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")
+        return Response.json(200, {"data": [{k: r.get(k) for k in keys} if keys else dict(r.values) for r in self._ordered_page(out, page, limit)]})
 
     @api("GET", PREFIX + "/pedidos/vendas", name="list pedidos")
     def _list_pedidos(self, request: Request) -> Response:
@@ -448,20 +413,14 @@ class BlingSimulator(Simulator):
         lo, hi = self._date_window(request)
         lojas = set(request.query.get("numerosLojas[]", []))
         contato = request.query_value("idContato")
-        out = []
-        for r in request.account.stores["pedidos"].select():
-            if lo is not None and r.updated < lo or hi is not None and r.updated > hi:
-                continue
-            if lojas and r["numeroLoja"] not in lojas:
-                continue
-            if contato and str(r["contato"]["id"]) != contato:
-                continue
-            out.append(r)
+        out = [r for r in request.account.stores["pedidos"].select()
+               if (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi) and (not lojas or r["numeroLoja"] in lojas) and (not contato or str(r["contato"]["id"]) == contato)]
         full = self.config.list_shape == "full"
         keys = ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja")
         return Response.json(200, {"data": [dict(r.values) if full else {k: r[k] for k in keys} for r in self._ordered_page(out, page, limit)]})
 
-    def _record(self, request: Request, store_name: str) -> Record:
+    def _record(self, request: Request, store_name: str | None = None) -> Record:
+        store_name = store_name or request.route.meta["store"]
         record = request.account.stores[store_name].get(int(request.params["id"]))
         if record is None or record.deleted is not None:
             which = "O contato não foi encontrado." if store_name == "contatos" else "O pedido de venda não foi encontrado."
@@ -470,7 +429,7 @@ class BlingSimulator(Simulator):
 
     @api("POST", PREFIX + "/contatos", name="create contato")
     def _create_contato(self, request: Request) -> Response:
-        body = self._body(request)
+        body = self.body_object(request)
         self._validate_contato(body)
         return Response.json(201, {"data": {"id": self.insert_contato(body, account=request.account.id).id}})
 
@@ -478,57 +437,41 @@ class BlingSimulator(Simulator):
     def _consumidor_final(self, request: Request) -> Response:
         return Response.json(200, {"data": dict(request.account.stores["contatos"].rows[request.account.consumidor_final_id].values)})
 
-    @api("GET", PREFIX + "/contatos/{id:int}", name="get contato")
-    def _get_contato(self, request: Request) -> Response:
-        return Response.json(200, {"data": dict(self._record(request, "contatos").values)})
+    @api("GET", PREFIX + "/contatos/{id:int}", name="get contato", store="contatos")
+    @api("GET", PREFIX + "/pedidos/vendas/{id:int}", name="get pedido", store="pedidos")
+    def _get(self, request: Request) -> Response:
+        return Response.json(200, {"data": dict(self._record(request).values)})
 
     @api("PUT", PREFIX + "/contatos/{id:int}", name="update contato")
     @api("PATCH", PREFIX + "/contatos/{id:int}", name="update contato (patch)")
     def _update_contato(self, request: Request) -> Response:
         record = self._record(request, "contatos")
-        merged = self._merge_contato(record.values, self._body(request))
+        merged = self._merge_contato(record.values, self.body_object(request))
         self._validate_contato(merged)
         self.write(request.account.stores["contatos"], record, merged, self.stamp())
         return Response.empty(204) if request.method == "PUT" else Response.json(200, {"data": {"id": record.id}})
 
-    @api("DELETE", PREFIX + "/contatos/{id:int}", name="delete contato")
-    def _delete_contato(self, request: Request) -> Response:
-        self.remove(request.account.stores["contatos"], self._record(request, "contatos"))
+    @api("DELETE", PREFIX + "/contatos/{id:int}", name="delete contato", store="contatos")
+    @api("DELETE", PREFIX + "/pedidos/vendas/{id:int}", name="delete pedido", store="pedidos")
+    def _delete(self, request: Request) -> Response:
+        self.remove(request.account.stores[request.route.meta["store"]], self._record(request))
         return Response.empty(204)
 
     @api("POST", PREFIX + "/pedidos/vendas", name="create pedido")
     def _create_pedido(self, request: Request) -> Response:
-        body = self._body(request)
+        body = self.body_object(request)
         self._validate_pedido(request.account, body)
         return Response.json(201, {"data": {"id": self.insert_pedido(body, account=request.account.id).id}})
-
-    @api("GET", PREFIX + "/pedidos/vendas/{id:int}", name="get pedido")
-    def _get_pedido(self, request: Request) -> Response:
-        return Response.json(200, {"data": dict(self._record(request, "pedidos").values)})
 
     @api("PUT", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido")
     @api("PATCH", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido (patch)")
     def _update_pedido(self, request: Request) -> Response:
         record = self._record(request, "pedidos")
-        merged = {**record.values, **self._body(request)}
+        merged = {**record.values, **self.body_object(request)}
         self._validate_pedido(request.account, merged)
         body = self._pedido_body(record.id, record["numero"], int(merged["contato"]["id"]), self._pedido_values(merged))
         self.write(request.account.stores["pedidos"], record, body, self.stamp())
         return Response.empty(204) if request.method == "PUT" else Response.json(200, {"data": {"id": record.id}})
-
-    @api("DELETE", PREFIX + "/pedidos/vendas/{id:int}", name="delete pedido")
-    def _delete_pedido(self, request: Request) -> Response:
-        self.remove(request.account.stores["pedidos"], self._record(request, "pedidos"))
-        return Response.empty(204)
-
-    def _body(self, request: Request) -> dict[str, Any]:
-        try:
-            body = request.json()
-        except ValueError:
-            raise _error(400, "VALIDATION_ERROR", "JSON inválido", "O corpo da requisição não é um JSON válido") from None
-        if not isinstance(body, dict):
-            raise _error(400, "VALIDATION_ERROR", "JSON inválido", "O corpo da requisição deve ser um objeto")
-        return body
 
     def _validate_contato(self, body: Mapping[str, Any]) -> None:
         problems = []
@@ -606,10 +549,7 @@ class BlingSimulator(Simulator):
             record.values["situacao"] = "E"
             if self.config.delete_touches_modified:
                 store.touch(record, self.stamp())
-            self._emit(self._owner(store), "contact", "deleted", record)
-
-    def _owner(self, store: RecordStore) -> Account:
-        return next(a for a in self.accounts.values() if store in a.stores.values())
+            self._emit(self.owner_of(store), "contact", "deleted", record)
 
     def on_change(self, company: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
         self._emit(company, "contact" if store.name == "contatos" else "order", {"create": "created", "update": "updated", "delete": "deleted"}[action], record)

@@ -40,7 +40,7 @@ from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
 from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
@@ -144,6 +144,7 @@ class Store(Account):
         tz = ZoneInfo(cfg.account_timezone)
         self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
         self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=tz)
+        self.limiters = (self.second, self.daily)
         self.data = {"PF": FakeData(f"{self.seed}-pf"), "PJ": FakeData(f"{self.seed}-pj"), "vendas": FakeData(f"{self.seed}-vendas")}
         self.stores = {"clientes": RecordStore("clientes", first_id=FIRST_CLIENTE_ID), "vendas": RecordStore("vendas", first_id=FIRST_VENDA_ID)}
         self.next_codigo = 1
@@ -173,7 +174,7 @@ class GestaoClickSimulator(Simulator):
     ANSWERS = {
         "unauthorized": (401, "Token de acesso inválido ou não informado"), "not_found": (404, "Rota não encontrada: {request.method} {request.path}"),
         "method_not_allowed": (405, "Método {request.method} não permitido"), "internal_error": (500, "Erro interno do servidor"),
-        "invalid_json": (400, "JSON inválido: {error}"),
+        "invalid_json": (400, "JSON inválido: {error}"), "not_an_object": (400, "O corpo da requisição deve ser um objeto JSON"),
     }
     account_class = Store
     config: GestaoClickSimConfig
@@ -182,10 +183,6 @@ class GestaoClickSimulator(Simulator):
 
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
-
-    @property
-    def reference_ms(self) -> int:
-        return int(self.reference.timestamp() * 1000)
 
     @property
     def clientes(self) -> dict[int, dict[str, Any]]:
@@ -269,12 +266,9 @@ class GestaoClickSimulator(Simulator):
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
-            return self.insert(self._owner(store), store.name, dict(values), stamp, stamp)
+            return self.insert(self.owner_of(store), store.name, dict(values), stamp, stamp)
         store.update(record, values, stamp)
         return record
-
-    def _owner(self, store: RecordStore) -> Store:
-        return next(a for a in self.accounts.values() if store in a.stores.values())
 
     def remove(self, store: RecordStore, record: Record) -> None:
         store.delete(record, self.stamp(), hard=True)
@@ -322,11 +316,6 @@ class GestaoClickSimulator(Simulator):
         account.daily.try_acquire(key)
         return None
 
-    def reset_rate_limits(self) -> None:
-        for account in self.accounts.values():
-            account.second.reset()
-            account.daily.reset()
-
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
         if self.config.numbers_as_strings or value in (None, ""):
@@ -365,9 +354,6 @@ class GestaoClickSimulator(Simulator):
         }
         if self.config.clientes_observacoes:
             out["observacoes"] = row.get("observacoes", "")
-        if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row.created)
-            out["modificado_em"] = self._stamp(row.updated)
         return out
 
     def _render_venda(self, row: Record) -> dict[str, Any]:
@@ -381,13 +367,13 @@ class GestaoClickSimulator(Simulator):
         out["servicos"] = []
         out["pagamentos"] = []
         out["parcelas"] = [{"parcela": {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}}]
-        if self.config.record_timestamps:
-            out["cadastrado_em"] = self._stamp(row.created)
-            out["modificado_em"] = self._stamp(row.updated)
         return out
 
     def _render(self, kind: str, row: Record) -> dict[str, Any]:
-        return self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
+        out = self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
+        if self.config.record_timestamps:
+            out["cadastrado_em"], out["modificado_em"] = self._stamp(row.created), self._stamp(row.updated)
+        return out
 
     @staticmethod
     def _ok(payload: Any, status: int = 200) -> Response:
@@ -439,11 +425,8 @@ class GestaoClickSimulator(Simulator):
         pagina = self._int_param(request, "pagina", 1)
         size = cfg.page_size
         if cfg.limite_honoured and request.query_value("limite"):
-            size = self._int_param(request, "limite", cfg.page_size)
-            if size > cfg.limite_max:
-                if cfg.limite_oversize == "reject":
-                    raise ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}"))
-                size = cfg.limite_max
+            size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
+                          lambda: ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}")))
         rows = [row for row in request.account.stores[kind].select() if self._matches(kind, row, request)]
         order = request.query_value("ordenacao")
         descending = (request.query_value("direcao") or "asc").lower() == "desc"
@@ -501,23 +484,17 @@ class GestaoClickSimulator(Simulator):
         self.remove(request.account.stores[_kind(request)], self._row(request))
         return self._ok({"mensagem": "Registro excluído com sucesso"})
 
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise ApiError(self._error(400, "O corpo da requisição deve ser um objeto JSON"))
-        return body
-
     @api("POST", "/clientes", name="POST /clientes")
     @api("POST", "/vendas", name="POST /vendas")
     def _create(self, request: Request) -> Response:
-        kind, body = _kind(request), self._body(request)
+        kind, body = _kind(request), self.body_object(request)
         values = self._cliente_values(request.account, body, None) if kind == "clientes" else self._venda_values(request.account, body, None)
         return self._ok(self._render(kind, self.write(request.account.stores[kind], None, values, self.clock.now_ms())), 200)
 
     @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
     @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
     def _update(self, request: Request) -> Response:
-        kind, row, body = _kind(request), self._row(request), self._body(request)
+        kind, row, body = _kind(request), self._row(request), self.body_object(request)
         values = self._cliente_values(request.account, body, row) if kind == "clientes" else self._venda_values(request.account, body, row)
         self.write(request.account.stores[kind], row, values, self.clock.now_ms())
         return self._ok(self._render(kind, row))
@@ -565,11 +542,7 @@ class GestaoClickSimulator(Simulator):
                 doc = _digits(merged.get(key))
                 if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
                     errors.setdefault(key, []).append(f"Já existe um cliente cadastrado com este {key.upper()}.")
-        if errors:
-            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged.setdefault("enderecos", [])
-        merged.setdefault("contatos", [])
-        return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
+        return self._checked(merged, errors, enderecos=[], contatos=[])
 
     def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
         cfg = self.config
@@ -633,11 +606,13 @@ class GestaoClickSimulator(Simulator):
                 merged["valor_total"] = format(Decimal(merged.get("valor_total") or "0").quantize(Decimal("0.01")), "f")
             except InvalidOperation:
                 errors.setdefault("valor_total", []).append("Valor total inválido.")
+        return self._checked(merged, errors, valor_frete="0.00", condicao_pagamento="a_vista", observacoes="")
+
+    def _checked(self, merged: dict[str, Any], errors: dict[str, list[str]], **defaults: Any) -> dict[str, Any]:
+        """The values to store (``defaults`` for those unset), or 422 with the messages per field."""
         if errors:
             raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged.setdefault("valor_frete", "0.00")
-        merged.setdefault("condicao_pagamento", "a_vista")
-        merged.setdefault("observacoes", "")
+        merged |= {k: v for k, v in defaults.items() if k not in merged}
         return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
 
     def entity_filter(self, entity: str) -> Any:

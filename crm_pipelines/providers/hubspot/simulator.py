@@ -37,11 +37,11 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from crm_pipelines.simulator.clock import parse_datetime, seeded_time, utc_iso_ms
+from crm_pipelines.simulator.clock import parse_datetime, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, json_dumps
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "sim-hubspot-token"
@@ -321,6 +321,7 @@ class Portal(Account):
         self.burst = SlidingWindowLimiter(cfg.burst_limit, cfg.burst_window_s)
         self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
         self.search = SlidingWindowLimiter(max(1, cfg.search_rate_per_s), 1.0)
+        self.limiters = (self.burst, self.search, self.daily)
         self.shuffle_rng = random.Random(f"{self.seed}-shuffle")
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small acyclic objects: collection passes would only cost time
@@ -381,34 +382,26 @@ class HubSpotSimulator(Simulator):
         "method_not_allowed": (405, "HTTP method {request.method} is not supported by this resource", "METHOD_NOT_ALLOWED"),
         "internal_error": (500, "internal error", "INTERNAL_ERROR"),
         "invalid_json": (400, "Invalid input JSON: {error}", "VALIDATION_ERROR"),
+        "not_an_object": (400, "Invalid input JSON: expected a JSON object", "VALIDATION_ERROR"),
     }
     account_class = Portal
     config: HubSpotSimConfig
     ENTITIES = {**{entity: entity for entity in ENTITIES}, **OBJECT_TYPE_IDS}
     SPREAD_MODIFICATIONS = True
+    DELETE_WORD = ("archive", "archived")
     CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
     CLI_ALIASES = {"--rate-limit": "--burst-limit", "--burst-window": "--burst-window-s", "--search-rate": "--search-rate-per-s"}
 
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(str(self.config.webhook_portal_id), self.config.tokens)
 
-    @property
-    def reference_ms(self) -> int:
-        return int(self.reference.timestamp() * 1000)
-
     def generate(self, portal: Portal, entity: str) -> _Objects:
         cfg = self.config
         store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
         store.shuffle_rng = portal.shuffle_rng
-        end_ms = self.reference_ms
-        start_ms = end_ms - int(cfg.history_days * DAY_MS)
         data, build = store.data, self._seeders()[entity]
-        records = []
-        for _ in range(portal.count_of(self, entity)):
-            created = seeded_time(data.rng, start_ms, end_ms)
-            updated = seeded_time(data.rng, created, end_ms)
-            records.append(Record(store.allocate_id(), created, updated, _values(store, build(data, data.rng))))
-        store.seed(records)
+        store.seed([Record(store.allocate_id(), *self.seeded_history(data.rng), _values(store, build(data, data.rng)))
+                    for _ in range(portal.count_of(self, entity))])
         return store
 
     def _seeders(self) -> dict[str, Any]:
@@ -468,7 +461,7 @@ class HubSpotSimulator(Simulator):
         """Search has its own per-second limiter and sends no rate-limit headers; other calls count
         against the burst window and the daily limit. Then the token's scopes."""
         portal, token, meta = request.account, request.token, request.route.meta
-        rejection, request.response_headers = self._gate_search(portal, token) if meta.get("search") else self._gate(portal, token)
+        rejection, request.response_headers = self._gate(portal, token, search=bool(meta.get("search")))
         if rejection is not None:
             return rejection
         granted = None if self.config.token_scopes is None else self.config.token_scopes.get(token)
@@ -511,44 +504,28 @@ class HubSpotSimulator(Simulator):
         retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
         return Response.json(429, body, {**headers, **retry})
 
-    def _gate(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
-        """Burst and daily limits for a non-search call; returns (429 or None, headers)."""
-        if not self.config.rate_limits_enabled:
-            return None, {}
-        daily_key = self._daily_key(token)
-        if portal.daily.remaining(daily_key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            headers = self._usage_headers(portal, token, None)
-            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
-        decision = portal.burst.try_acquire(token)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited("TEN_SECONDLY_ROLLING")
-            headers = self._usage_headers(portal, token, 0)
-            return self._rate_limited("TEN_SECONDLY_ROLLING", headers, decision.retry_after_s), headers
-        portal.daily.try_acquire(daily_key)
-        return None, self._usage_headers(portal, token, decision.remaining)
-
-    def _gate_search(self, portal: Portal, token: str | None) -> tuple[Response | None, dict[str, str]]:
+    def _gate(self, portal: Portal, token: str | None, *, search: bool = False) -> tuple[Response | None, dict[str, str]]:
+        """Daily, then burst (or search: per-second, counted daily if so configured, no headers)
+        limits; returns (429 or None, headers)."""
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return None, {}
-        daily_key = self._daily_key(token)
-        if cfg.search_counts_toward_daily and portal.daily.remaining(daily_key) == 0:
+        daily_key, counts_daily = self._daily_key(token), cfg.search_counts_toward_daily or not search
+        if counts_daily and portal.daily.remaining(daily_key) == 0:
             self.stats_recorder.record_rate_limited("DAILY")
-            return self._rate_limited("DAILY", {}, portal.daily.seconds_until_reset()), {}
-        decision = portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            headers = {} if search else self._usage_headers(portal, token, None)
+            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
+        if search:
+            policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+        else:
+            policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
         if not decision.allowed:
-            self.stats_recorder.record_rate_limited(cfg.search_429_policy_name)
-            return self._rate_limited(cfg.search_429_policy_name, {}, decision.retry_after_s), {}
-        if cfg.search_counts_toward_daily:
+            self.stats_recorder.record_rate_limited(policy)
+            headers = {} if search else self._usage_headers(portal, token, 0)
+            return self._rate_limited(policy, headers, decision.retry_after_s), headers
+        if counts_daily:
             portal.daily.try_acquire(daily_key)
-        return None, {}
-
-    def reset_rate_limits(self) -> None:
-        """Forget burst, search and daily usage of every portal."""
-        for portal in self.accounts.values():
-            for limiter in (portal.burst, portal.search, portal.daily):
-                limiter.reset()
+        return None, {} if search else self._usage_headers(portal, token, decision.remaining)
 
     def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
         kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
@@ -597,9 +574,6 @@ class HubSpotSimulator(Simulator):
             raise ApiError(_error(404, f"Unable to infer object type from: {name}", "OBJECT_NOT_FOUND"))
         return store
 
-    def _new_row(self, store: _Objects, values: Mapping[str, str | None], now_ms: int) -> Record:
-        return store.insert(dict(values), now_ms)
-
     @staticmethod
     def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
@@ -614,17 +588,6 @@ class HubSpotSimulator(Simulator):
         if row.deleted is not None:
             obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
-
-    def _body_object(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise _validation_error("Invalid input JSON: expected a JSON object")
-        return body
-
-    @staticmethod
-    def _requested_properties(request: Request) -> list[str] | None:
-        names = request.query_list("properties")
-        return names or None
 
     @staticmethod
     def _shuffled(store: _Objects, items: list[Any]) -> list[Any]:
@@ -767,14 +730,11 @@ class HubSpotSimulator(Simulator):
         limit = _int_param(request.query_value("limit"), 10, "limit")
         if limit < 1:
             raise _validation_error("limit must be at least 1")
-        if limit > LIST_LIMIT_MAX:
-            if self.config.list_limit_oversize == "reject":
-                raise _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}")
-            limit = LIST_LIMIT_MAX
+        limit = capped(limit, LIST_LIMIT_MAX, self.config.list_limit_oversize, lambda: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
         archived = (request.query_value("archived") or "false").lower() == "true"
-        properties = self._requested_properties(request)
+        properties = (request.query_list("properties") or None)
         page, next_id = store.page_after(after, limit, deleted=archived)
         results = [self._render(store, row, properties) for row in page]
         body: dict[str, Any] = {"results": results}
@@ -798,20 +758,20 @@ class HubSpotSimulator(Simulator):
     def _get_one(self, request: Request) -> Response:
         store = self._store(request)
         row = self._lookup(store, request)
-        return Response.json(200, self._render(store, row, self._requested_properties(request)))
+        return Response.json(200, self._render(store, row, (request.query_list("properties") or None)))
 
     @api("POST", "/crm/v3/objects/{obj}", write=True)
     def _create_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-        row = self._new_row(store, values, self.clock.now_ms())
+        row = store.insert(dict(values), self.clock.now_ms())
         return Response.json(201, self._written(store, row, None))
 
     @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         row = self._lookup(store, request)
         values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
         store.update(row, values, self.clock.now_ms())
@@ -830,7 +790,7 @@ class HubSpotSimulator(Simulator):
     def _merge_endpoint(self, request: Request) -> Response:
         """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
         row = self._merge_rows(request.account, store, primary, merged)
         return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
@@ -854,7 +814,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/batch/read")
     def _batch_read(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         inputs = self._batch_inputs(body)
         archived = (request.query_value("archived") or "false").lower() == "true"
         id_property = self._id_property(store, body.get("idProperty"))
@@ -902,32 +862,26 @@ class HubSpotSimulator(Simulator):
 
     @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
     def _batch_create(self, request: Request) -> Response:
+        """Without trace ids the first bad input (or an e-mail twice) fails the whole batch and
+        nothing is written; with them each input is written or answers its own error."""
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
-        started = utc_iso_ms(self.clock.now_ms())
-        now_ms = self.clock.now_ms()
-        if not traced:
-            batch_emails: set[str] = set()
-            validated = []
-            for item in inputs:
-                values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
-                if email and email in batch_emails:
-                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
-                batch_emails.add(email)
-                validated.append(values)
-            rows = [self._new_row(store, values, now_ms) for values in validated]
-            results = [self._render(store, row, list(store.schema.stored), only_set=True) for row in rows]
-            return Response.json(201, self._batch_envelope(started, self._shuffled(store, results), []))
-        results, errors = [], []
+        started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
+        results, errors, validated, emails = [], [], [], set()
         for item in inputs:
-            trace_id = str(item["objectWriteTraceId"])
+            trace_id = str(item["objectWriteTraceId"]) if traced else None
             values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
-            if values is not None:
-                results.append(self._written(store, self._new_row(store, values, now_ms), trace_id))
-        status = 207 if errors else 201
-        return Response.json(status, self._batch_envelope(started, self._shuffled(store, results), errors))
+            if traced and values is not None:
+                results.append(self._written(store, store.insert(dict(values), now_ms), trace_id))
+            elif not traced:
+                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
+                if email and email in emails:
+                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
+                emails.add(email)
+                validated.append(values)
+        results += [self._written(store, store.insert(dict(values), now_ms), None) for values in validated]
+        return Response.json(207 if errors else 201, self._batch_envelope(started, self._shuffled(store, results), errors))
 
     @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True)
     def _batch_update(self, request: Request) -> Response:
@@ -940,7 +894,7 @@ class HubSpotSimulator(Simulator):
     def _batch_write(self, request: Request, *, upsert: bool) -> Response:
         """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
         ids = [str(item.get("id", "")) for item in inputs]
         keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
@@ -969,7 +923,7 @@ class HubSpotSimulator(Simulator):
         for row, values, trace_id in plans:
             is_new = row is None
             if row is None:
-                row = self._new_row(store, values, now_ms)
+                row = store.insert(dict(values), now_ms)
             else:
                 store.update(row, values, now_ms)
             results.append(self._written(store, row, trace_id) | ({"new": is_new} if upsert else {}))
@@ -980,7 +934,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
     def _batch_archive(self, request: Request) -> Response:
         store = self._store(request)
-        inputs = self._batch_inputs(self._body_object(request))
+        inputs = self._batch_inputs(self.body_object(request))
         now_ms = self.clock.now_ms()
         for item in inputs:
             raw_id = str(item.get("id", ""))
@@ -992,7 +946,7 @@ class HubSpotSimulator(Simulator):
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
         store = self._store(request)
-        body = self._body_object(request)
+        body = self.body_object(request)
         cfg = self.config
         groups = self._compile_groups(store, body.get("filterGroups") or [])
         query = body.get("query")
@@ -1002,13 +956,9 @@ class HubSpotSimulator(Simulator):
         limit = _int_param(body.get("limit"), 10, "limit")
         if limit < 1:
             raise _validation_error("limit must be at least 1")
-        if limit > cfg.search_limit_max:
-            if cfg.search_limit_oversize == "reject":
-                raise _validation_error(
-                    f"Limit must be less than or equal to {cfg.search_limit_max}",
-                    errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}],
-                )
-            limit = cfg.search_limit_max
+        limit = capped(limit, cfg.search_limit_max, cfg.search_limit_oversize, lambda: _validation_error(
+            f"Limit must be less than or equal to {cfg.search_limit_max}",
+            errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}]))
         after = _int_param(body.get("after"), 0, "after")
         if after < 0:
             raise _validation_error("after must be a non-negative offset")
@@ -1020,25 +970,18 @@ class HubSpotSimulator(Simulator):
         properties = _property_list(body.get("properties"))
 
         window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
+        end = min(after + limit, cfg.search_total_cap)
         if window is not None:  # the delta-sync shape: answered from the index without a scan
             start, stop = window
             total = max(0, stop - start)
-            end = min(after + limit, cfg.search_total_cap)
-            keys = store.delta[start + after : min(start + end, stop)] if total else []
-            results = [self._render(store, store.rows[row_id], properties) for _, row_id in keys]
-            body_out = {"total": total, "results": results}
-            if end < total and results:
-                body_out["paging"] = {"next": {"after": str(end)}}
-            return Response.json(200, body_out)
-        matches, ordered_by_delta = self._matching_rows(store, groups)
-        if query:
-            matches = [row for row in matches if self._matches_query(store, row, query)]
-        total = len(matches)
-        matches = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)
-        end = min(after + limit, cfg.search_total_cap)
-        page = matches[after:end]
-        results = [self._render(store, row, properties) for row in page]
-        body_out: dict[str, Any] = {"total": total, "results": results}
+            page = [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]] if total else []
+        else:
+            matches, ordered_by_delta = self._matching_rows(store, groups)
+            if query:
+                matches = [row for row in matches if self._matches_query(store, row, query)]
+            total = len(matches)
+            page = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)[after:end]
+        body_out: dict[str, Any] = {"total": total, "results": [self._render(store, row, properties) for row in page]}
         if end < total and page:
             body_out["paging"] = {"next": {"after": str(end)}}
         return Response.json(200, body_out)
@@ -1144,26 +1087,22 @@ class HubSpotSimulator(Simulator):
         return True
 
     def _delta_range(self, store: _Objects, filters: list[_Filter]) -> tuple[int, int] | None:
-        """Inclusive ms bounds implied by the group's range filters on the delta property."""
-        low, high, found = -(1 << 62), 1 << 62, False
+        """Inclusive ms bounds implied by the group's range filters on the delta property, never
+        past what search can see yet (``search_visibility_delay_s``)."""
+        low, high, found = -(1 << 62), self._visible_until(), False
         for flt in filters:
             if flt.prop != store.schema.delta_property or flt.operator not in _RANGE_OPERATORS:
                 continue
-            found = True
-            value = flt.value
-            if flt.operator == "EQ":
-                low, high = max(low, value), min(high, value)
-            elif flt.operator == "GT":
-                low = max(low, value + 1)
-            elif flt.operator == "GTE":
-                low = max(low, value)
-            elif flt.operator == "LT":
-                high = min(high, value - 1)
-            elif flt.operator == "LTE":
-                high = min(high, value)
-            else:
-                low, high = max(low, value), min(high, flt.high)
+            found, value = True, flt.value
+            lower, upper = {"EQ": (value, value), "GT": (value + 1, None), "GTE": (value, None), "LT": (None, value - 1),
+                            "LTE": (None, value), "BETWEEN": (value, flt.high)}[flt.operator]
+            low, high = low if lower is None else max(low, lower), high if upper is None else min(high, upper)
         return (low, high) if found else None
+
+    def _visible_until(self) -> int:
+        """The last modification time search already sees."""
+        delay_s = self.config.search_visibility_delay_s
+        return self.clock.now_ms() - int(delay_s * 1000) if delay_s > 0 else 1 << 62
 
     def _pure_delta_window(
         self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
@@ -1175,43 +1114,28 @@ class HubSpotSimulator(Simulator):
         filters = groups[0]
         if not filters or any(f.prop != store.schema.delta_property or f.operator not in _RANGE_OPERATORS for f in filters):
             return None
-        bounds = self._delta_range(store, filters)
-        assert bounds is not None
-        low, high = bounds
-        if self.config.search_visibility_delay_s > 0:
-            high = min(high, self.clock.now_ms() - int(self.config.search_visibility_delay_s * 1000))
-        if low > high:
-            return 0, 0
-        return store.delta_bounds(max(low, 0), max(high, 0))
+        low, high = self._delta_range(store, filters)
+        return (0, 0) if low > high else store.delta_bounds(max(low, 0), max(high, 0))
 
     def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> tuple[list[Record], bool]:
         """Live rows matching any group; also says whether they are in (delta, id) order."""
-        rows = store.rows
-        visible_until = None
-        if self.config.search_visibility_delay_s > 0:
-            visible_until = self.clock.now_ms() - int(self.config.search_visibility_delay_s * 1000)
+        rows, visible_until = store.rows, self._visible_until()
         if not groups:
-            selected = [rows[row_id] for row_id in store.live_ids]
-            if visible_until is not None:
-                selected = [row for row in selected if row.updated <= visible_until]
-            return selected, False
+            return [row for row in map(rows.__getitem__, store.live_ids) if row.updated <= visible_until], False
         found: dict[int, Record] = {}
         single_indexed = False
         for filters in groups:
             bounds = self._delta_range(store, filters)
             if bounds is not None:
                 low, high = bounds
-                if visible_until is not None:
-                    high = min(high, visible_until)
                 if low > high:
                     continue
                 rest = [flt for flt in filters if not (flt.prop == store.schema.delta_property and flt.operator in _RANGE_OPERATORS)]
                 candidates = iter(store.between(max(low, 0), max(high, 0)))
                 single_indexed = len(groups) == 1
             else:
-                rest = filters
-                candidates = (rows[row_id] for row_id in store.live_ids)
-                if visible_until is not None:
+                rest, candidates = filters, (rows[row_id] for row_id in store.live_ids)
+                if visible_until < 1 << 62:
                     candidates = (row for row in candidates if row.updated <= visible_until)
             for row in candidates:
                 if row.id not in found and (not rest or self._row_matches(store, row, rest)):
@@ -1293,7 +1217,6 @@ class HubSpotSimulator(Simulator):
         return _values(store, self._seeders()[store.name](store.data, store.data.rng))
 
     def records(self, entity: str, archived: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
-        """id -> API-shaped object with every property, for live (or archived) records."""
         return super().records(entity, archived, account=account)
 
     def count(self, entity: str, archived: bool = False, *, account: str | None = None) -> int:
@@ -1309,21 +1232,8 @@ class HubSpotSimulator(Simulator):
             portal = self.account(account)
             return str(self._merge_rows(portal, self.entity_store(entity, account), str(primary_id), str(merged_id)).id)
 
-    def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Admin mutation: ``{"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}``."""
-        entity, account, same = str(spec.get("entity", "")), spec.get("account"), bool(spec.get("same_timestamp"))
-        self.entity_store(entity, account)
-        unknown = set(spec) - {"entity", "modify", "create", "archive", "same_timestamp", "ids", "account"}
-        if unknown:
-            raise ValueError(f"unknown mutation keys: {sorted(unknown)}")
-        result: dict[str, Any] = {"entity": entity, "modified": [], "created": [], "archived": []}
-        if spec.get("ids") or int(spec.get("modify") or 0) > 0:
-            result["modified"] = self.modify(entity, int(spec.get("modify") or 0), ids=spec.get("ids") or None, same_timestamp=same, account=account)
-        if int(spec.get("create") or 0) > 0:
-            result["created"] = self.create(entity, int(spec["create"]), account=account)
-        if int(spec.get("archive") or 0) > 0:
-            result["archived"] = self.archive(entity, int(spec["archive"]), account=account)
-        return result | {"now": utc_iso_ms(self.clock.now_ms())}
+    def mutation_time(self) -> str:
+        return utc_iso_ms(self.clock.now_ms())
 
     def describe(self) -> dict[str, Any]:
         with self.lock:

@@ -34,17 +34,17 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-from crm_pipelines.simulator.clock import seeded_time, utc_iso_s
+from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, json_dumps, json_loads
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps, json_loads
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
@@ -173,17 +173,25 @@ class Company(Account):
         self.burst = SlidingWindowLimiter(cfg.effective_burst_limit, cfg.burst_window_s)
         self.search = SlidingWindowLimiter(cfg.search_burst_limit, cfg.burst_window_s)
         self.budget = DailyCounter(lambda: sim.config.effective_daily_budget, sim.clock.now, tz=ZoneInfo(cfg.company_timezone))
+        self.limiters = (self.burst, self.search, self.budget)
         self.keys = {path: {name: field_key(path, name, self.seed) for name in names} for path, names in CUSTOM_FIELDS.items()}
         self.data = {path: FakeData(f"{self.seed}-{path}") for path in PATHS}
         self.stores = {path: RecordStore(path) for path in PATHS}
-        end = int(sim.reference.timestamp())
-        start = end - int(cfg.history_days * 86_400)
         for path in ("organizations", "persons", "deals"):
-            store, rng = self.stores[path], self.data[path].rng
             for _ in range(self.count_of(sim, path)):
-                added = seeded_time(rng, start, end)
-                updated = seeded_time(rng, added, end)
-                sim.insert(store, sim.generate(self, path), added, updated)
+                added, updated = sim.seeded_history(self.data[path].rng)
+                sim.insert(self.stores[path], sim.generate(self, path), added, updated)
+
+
+#: What ``/search`` looks at for each of its ``fields`` (in this order).
+_SEARCHED_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "custom_fields": lambda obj: list((obj.get("custom_fields") or {}).values()),
+    "email": lambda obj: [e["value"] for e in obj.get("emails") or []],
+    "phone": lambda obj: [p["value"] for p in obj.get("phones") or []],
+    "name": lambda obj: [obj.get("name")],
+    "title": lambda obj: [obj.get("title")],
+    "address": lambda obj: [obj["address"].get("value")] if isinstance(obj.get("address"), dict) else [],
+}
 
 
 def _error(status: int, message: str, *, code: int | None = None, info: str = ERROR_INFO) -> Response:
@@ -209,6 +217,7 @@ class PipedriveSimulator(Simulator):
     ANSWERS = {
         "unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."), "method_not_allowed": (405, "Method {request.method} not allowed"),
         "internal_error": (500, "Internal server error"), "invalid_json": (400, "Invalid JSON body: {error}"),
+        "not_an_object": (400, "Request body must be a JSON object"),
     }
     account_class = Company
     config: PipedriveSimConfig
@@ -360,12 +369,6 @@ class PipedriveSimulator(Simulator):
             response.headers["Retry-After"] = str(max(1, math.ceil(reset)))
         return response
 
-    def reset_rate_limits(self) -> None:
-        """Forget burst and search usage and today's spent tokens."""
-        for company in self.accounts.values():
-            for limiter in (company.burst, company.search, company.budget):
-                limiter.reset()
-
     def tokens_used(self, *, account: str | None = None) -> int:
         """Tokens charged since start (all days)."""
         return self.account(account).budget.total
@@ -381,6 +384,13 @@ class PipedriveSimulator(Simulator):
 
     def _not_found(self, table: RecordStore) -> ApiError:
         return ApiError(_error(404, f"{PATHS[table.name].capitalize()} not found", code=404))
+
+    def _live(self, request: Request) -> tuple[RecordStore, Record]:
+        table = self._table(request)
+        rec = table.live(self._record_id(request))
+        if rec is None:
+            raise self._not_found(table)
+        return table, rec
 
     def _render(self, table: RecordStore, obj: dict[str, Any], custom_keys: list[str] | None = None) -> dict[str, Any]:
         out = dict(obj)
@@ -407,12 +417,7 @@ class PipedriveSimulator(Simulator):
             return 100
         if not raw.isdigit() or int(raw) < 1:
             raise _bad_request(f"limit must be a positive integer, got {raw!r}")
-        limit = int(raw)
-        if limit > maximum:
-            if self.config.list_limit_oversize == "reject":
-                raise _bad_request(f"limit must not be greater than {maximum}")
-            limit = maximum
-        return limit
+        return capped(int(raw), maximum, self.config.list_limit_oversize, lambda: _bad_request(f"limit must not be greater than {maximum}"))
 
     @staticmethod
     def _encode_cursor(payload: list[Any]) -> str:
@@ -490,13 +495,38 @@ class PipedriveSimulator(Simulator):
     @api("POST", OBJECTS, name="POST /api/v2/{entity}", kind="write")
     def _create(self, request: Request) -> Response:
         table = self._table(request)
-        changes = self._validated(request.account, table, self._body(request), None)
+        changes = self._validated(request.account, table, self.body_object(request), None)
         rec = self.write(table, None, self._defaults(request.account, table.name) | changes, self.stamp())
         return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
 
     @api("GET", OBJECTS + "/search", name="GET /api/v2/{entity}/search", kind="search")
-    def _search_endpoint(self, request: Request) -> Response:
-        return self._search(request)
+    def _search(self, request: Request) -> Response:
+        table = self._table(request)
+        term = (request.query_value("term") or "").strip()
+        exact = (request.query_value("exact_match") or "false").lower() == "true"
+        if len(term) < (1 if exact else 2):
+            raise _bad_request("Search term must be at least 2 characters long" if not exact else "term must not be empty")
+        fields = request.query_list("fields") or list(SEARCH_FIELDS[table.name])
+        bad = set(fields) - set(SEARCH_FIELDS[table.name])
+        if bad:
+            raise _bad_request(f"fields must be among {', '.join(SEARCH_FIELDS[table.name])}, got {', '.join(sorted(bad))}")
+        limit = self._limit_param(request, SEARCH_LIMIT_MAX)
+        raw_cursor = request.query_value("cursor")
+        offset = int(self._decode_cursor(raw_cursor)[1]) if raw_cursor else 0
+        folded = term.casefold()
+
+        def hit(value: Any) -> bool:
+            if value is None:
+                return False
+            text = str(value).casefold()
+            return text == folded if exact else folded in text
+
+        readers = [reader for name, reader in _SEARCHED_VALUES.items() if name in fields]
+        matches = [rec.values for rec in table.select() if any(hit(v) for read in readers for v in read(rec.values))]
+        page = matches[offset : offset + limit]
+        items = [{"result_score": 1.0, "item": self._search_item(table, obj)} for obj in page]
+        next_cursor = self._encode_cursor(["offset", offset + limit]) if offset + limit < len(matches) else None
+        return Response.json(200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}})
 
     @api("GET", OBJECTS + "/{id}", name="GET /api/v2/{entity}/{id}", kind="get")
     def _get(self, request: Request) -> Response:
@@ -510,12 +540,6 @@ class PipedriveSimulator(Simulator):
             if self.config.deleted_get == "404" or rec.deleted < retention:
                 raise self._not_found(table)
         return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
-
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise _bad_request("Request body must be a JSON object")
-        return body
 
     def _validated(self, company: Company, table: RecordStore, body: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
         """The fields a create/update sets, checked like Pipedrive does (400 with a message)."""
@@ -582,65 +606,15 @@ class PipedriveSimulator(Simulator):
 
     @api("PATCH", OBJECTS + "/{id}", name="PATCH /api/v2/{entity}/{id}", kind="write")
     def _update(self, request: Request) -> Response:
-        table = self._table(request)
-        rec = table.live(self._record_id(request))
-        if rec is None:
-            raise self._not_found(table)
-        self.write(table, rec, self._validated(request.account, table, self._body(request), rec.values), self.stamp())
+        table, rec = self._live(request)
+        self.write(table, rec, self._validated(request.account, table, self.body_object(request), rec.values), self.stamp())
         return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
 
     @api("DELETE", OBJECTS + "/{id}", name="DELETE /api/v2/{entity}/{id}", kind="delete")
-    def _delete_endpoint(self, request: Request) -> Response:
-        table = self._table(request)
-        rec = table.live(self._record_id(request))
-        if rec is None:
-            raise self._not_found(table)
+    def _delete(self, request: Request) -> Response:
+        table, rec = self._live(request)
         self.remove(table, rec)
         return Response.json(200, {"success": True, "data": {"id": rec.id}})
-
-    def _search(self, request: Request) -> Response:
-        table = self._table(request)
-        term = (request.query_value("term") or "").strip()
-        exact = (request.query_value("exact_match") or "false").lower() == "true"
-        if len(term) < (1 if exact else 2):
-            raise _bad_request("Search term must be at least 2 characters long" if not exact else "term must not be empty")
-        fields = request.query_list("fields") or list(SEARCH_FIELDS[table.name])
-        bad = set(fields) - set(SEARCH_FIELDS[table.name])
-        if bad:
-            raise _bad_request(f"fields must be among {', '.join(SEARCH_FIELDS[table.name])}, got {', '.join(sorted(bad))}")
-        limit = self._limit_param(request, SEARCH_LIMIT_MAX)
-        raw_cursor = request.query_value("cursor")
-        offset = int(self._decode_cursor(raw_cursor)[1]) if raw_cursor else 0
-        folded = term.casefold()
-
-        def hit(value: Any) -> bool:
-            if value is None:
-                return False
-            text = str(value).casefold()
-            return text == folded if exact else folded in text
-
-        matches = []
-        for rec in table.select():
-            obj = rec.values
-            values: list[Any] = []
-            if "custom_fields" in fields:
-                values += [v for v in (obj.get("custom_fields") or {}).values()]
-            if "email" in fields:
-                values += [e["value"] for e in obj.get("emails") or []]
-            if "phone" in fields:
-                values += [p["value"] for p in obj.get("phones") or []]
-            if "name" in fields:
-                values.append(obj.get("name"))
-            if "title" in fields:
-                values.append(obj.get("title"))
-            if "address" in fields and isinstance(obj.get("address"), dict):
-                values.append(obj["address"].get("value"))
-            if any(hit(v) for v in values):
-                matches.append(obj)
-        page = matches[offset : offset + limit]
-        items = [{"result_score": 1.0, "item": self._search_item(table, obj)} for obj in page]
-        next_cursor = self._encode_cursor(["offset", offset + limit]) if offset + limit < len(matches) else None
-        return Response.json(200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}})
 
     def _search_item(self, table: RecordStore, obj: dict[str, Any]) -> dict[str, Any]:
         item: dict[str, Any] = {"id": obj["id"], "type": PATHS[table.name], "owner": {"id": obj.get("owner_id")}, "visible_to": obj.get("visible_to"),

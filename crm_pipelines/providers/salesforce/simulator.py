@@ -64,11 +64,11 @@ from urllib.parse import parse_qs
 from crm_pipelines.providers.salesforce.simulator_soql import BoolOp, Comparison, Not, Query, SoqlError, like_regex, parse, parse_datetime_literal
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
 from crm_pipelines.providers.salesforce.simulator_soql import Literal as SoqlLiteral
-from crm_pipelines.simulator.clock import seeded_time, utc_iso_ms
+from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, admin, api
+from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, admin, admin_answer, api
 from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_CLIENT_ID = "sim-salesforce-client-id"
@@ -346,6 +346,7 @@ class Org(Account):
         self.token_rng = random.Random(f"{self.seed}-tokens")
         self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
         self.bulk_allocations = BulkAllocations(sim)
+        self.limiters = (self.usage, self.bulk_allocations)
         schemas = _schemas(cfg)
         self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
         self.account_pool: list[str] = []
@@ -385,6 +386,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
         "method_not_allowed": (405, "METHOD_NOT_ALLOWED", "HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD,PATCH,POST,DELETE"),
         "internal_error": (500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567-89 (-1)"),
         "invalid_json": (400, "JSON_PARSER_ERROR", "Unexpected character: {error}"),
+        "not_an_object": (400, "JSON_PARSER_ERROR", "The request body must be a JSON object"),
     }
     account_class = Org
     config: SalesforceSimConfig
@@ -404,12 +406,9 @@ class SalesforceSimulator(BulkJobs, Simulator):
         return ms - ms % self.config.timestamp_resolution_ms
 
     def generate(self, org: Org, store: _SObjects, count: int) -> None:
-        rng, end_ms = store.data.rng, int(self.reference.timestamp() * 1000)
-        start_ms = end_ms - int(self.config.history_days * DAY_MS)
-        records = []
+        rng, records = store.data.rng, []
         for _ in range(count):
-            created = seeded_time(rng, start_ms, end_ms)
-            updated = seeded_time(rng, created, end_ms)
+            created, updated = self.seeded_history(rng)
             rec = Record(store.allocate_id(), self._stamp(created), 0, self._seed_values(org, store.sobject, store.data, rng))
             rec.updated = rec.values["LastModifiedDate"] = max(self._stamp(updated), rec.created)
             records.append(rec)
@@ -455,19 +454,11 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Injected answers shaped like Salesforce's: 403 is the retryable concurrent-request limit."""
-        headers = self._limit_headers(self._by_token.get(self.credentials(request)) or self.account())
-        if status == 403:
-            response = _error(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE)
-        elif status == 429:
-            response = _error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later.")
-        elif status == 503:
-            response = _error(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")
-        elif status >= 500:
-            response = self.answer("internal_error", request)
-            response.status = status
-        else:
-            response = _error(status, "UNKNOWN_EXCEPTION", f"HTTP {status}")
-        response.headers.update(headers)
+        code, message = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
+                         503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}.get(
+            status, self.ANSWERS["internal_error"][1:] if status >= 500 else ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
+        response = _error(status, code, message)
+        response.headers.update(self._limit_headers(self._by_token.get(self.credentials(request)) or self.account()))
         return response
 
     def credentials(self, request: Request) -> str | None:
@@ -528,16 +519,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     @admin("POST", "api-usage")
     def _admin_add_usage(self, request: Request) -> Response:
-        try:
-            body = request.json() or {}
-            return Response.json(200, self.add_api_usage(int(body.get("add", 0)), account=body.get("account")))
-        except (ValueError, TypeError) as exc:
-            return Response.json(400, {"error": str(exc)})
-
-    def reset_rate_limits(self) -> None:
-        for org in self.accounts.values():
-            org.usage.reset()
-            org.bulk_allocations.reset()
+        return admin_answer(lambda body: Response.json(200, self.add_api_usage(int(body.get("add", 0)), account=body.get("account"))), request)
 
     def _end_session(self, org: Org, token: str) -> None:
         org.sessions.pop(token, None)
@@ -643,15 +625,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
         return min(max(size, 200), 2000)
 
-    @api("GET", V + "/query/?", name="GET /query")
-    def _query_endpoint(self, request: Request) -> Response:
-        return self._query(request, all_rows=False)
-
-    @api("GET", V + "/queryAll/?", name="GET /queryAll")
-    def _query_all_endpoint(self, request: Request) -> Response:
-        return self._query(request, all_rows=True)
-
-    def _query(self, request: Request, *, all_rows: bool) -> Response:
+    @api("GET", V + "/query/?", name="GET /query", all_rows=False)
+    @api("GET", V + "/queryAll/?", name="GET /queryAll", all_rows=True)
+    def _query(self, request: Request) -> Response:
+        all_rows = request.route.meta["all_rows"]
         store, query, rows = self._select(request, request.query_value("q"), all_rows)
         if query.count:
             return Response.json(200, {"totalSize": len(rows), "done": True, "records": []})
@@ -805,11 +782,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
             return lambda rec: norm(get(rec, name)) != target
         if target is None:
             raise _fail(400, "MALFORMED_QUERY", f"invalid comparison with null on field '{f.name}'")
+        if f.kind == "id":
+            target = str(wanted[0])  # ids order as their full string
         compare = {"<": lambda a: a < target, "<=": lambda a: a <= target, ">": lambda a: a > target, ">=": lambda a: a >= target}[op]
         if f.kind == "id":
-            # Ids order as their full string.
-            target = str(wanted[0])
-            compare = {"<": lambda a: a < target, "<=": lambda a: a <= target, ">": lambda a: a > target, ">=": lambda a: a >= target}[op]
             return lambda rec: compare(rec.id)
         return lambda rec: (v := norm(get(rec, name))) is not None and compare(v)
 
@@ -829,16 +805,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
             )
         return lit.value
 
-    @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated")
-    def _updated(self, request: Request) -> Response:
-        return self._replication(request, deleted=False)
-
-    @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted")
-    def _deleted(self, request: Request) -> Response:
-        return self._replication(request, deleted=True)
-
-    def _replication(self, request: Request, *, deleted: bool) -> Response:
-        store = self._store(request)
+    @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated", deleted=False)
+    @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted", deleted=True)
+    def _replication(self, request: Request) -> Response:
+        store, deleted = self._store(request), request.route.meta["deleted"]
         try:
             start = parse_datetime_literal(request.query_value("start") or "")
             end = parse_datetime_literal(request.query_value("end") or "")
@@ -1093,15 +1063,16 @@ class SalesforceSimulator(BulkJobs, Simulator):
     @api("GET", C + "/{sobject}/?", name="GET /composite/sobjects/{SObject}")
     def _collection_read(self, request: Request) -> Response:
         store = self._store(request)
-        ids, names = request.query_list("ids"), request.query_list("fields")
+        names = self._known_fields(store, request.query_list("fields"))
+        recs = [store.rows.get(rid) for rid in request.query_list("ids")]
+        return Response.json(200, [None if rec is None or rec.deleted is not None else self._render(store, rec, ["Id", *names], request.params["version"]) for rec in recs])
+
+    @staticmethod
+    def _known_fields(store: _SObjects, names: list[str]) -> list[str]:
         for name in names:
             if store.field(name) is None:
                 raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
-        out = []
-        for rid in ids:
-            rec = store.rows.get(rid)
-            out.append(None if rec is None or rec.deleted is not None else self._render(store, rec, ["Id", *names], request.params["version"]))
-        return Response.json(200, out)
+        return names
 
     def _delete_rec(self, store: RecordStore, rec: Record, now: int) -> None:
         store.touch(rec, max(now, rec.updated))
@@ -1116,24 +1087,20 @@ class SalesforceSimulator(BulkJobs, Simulator):
         rec, problems = self._existing(store, request.params["id"])
         if rec is None:
             raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
-        names = request.query_list("fields") or [f.name for f in store.fields.values()]
-        for name in names:
-            if store.field(name) is None:
-                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
+        names = self._known_fields(store, request.query_list("fields") or [f.name for f in store.fields.values()])
         return Response.json(200, self._render(store, rec, names, request.params["version"]))
+
+    def _write_one(self, request: Request, store: _SObjects, rec: Record | None) -> Record:
+        """Create (``rec`` None) or update one record from the body; every problem answers 400."""
+        values = self._typed_values(store, self.body_object(request))
+        problems = self._record_problems(store, values, creating=rec is None, rec=rec)
+        if problems:
+            raise ApiError(Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems]))
+        return self.write(store, rec, values, self.stamp())
 
     @api("POST", S + "/?", name="POST /sobjects/{SObject}")
     def _create_one(self, request: Request) -> Response:
-        store = self._store(request)
-        raw = request.json()
-        if not isinstance(raw, dict):
-            raise _fail(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-        values = self._typed_values(store, raw)
-        problems = self._record_problems(store, values, creating=True)
-        if problems:
-            return Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems])
-        rec = self.write(store, None, values, self.stamp())
-        return Response.json(201, {"id": rec.id, "success": True, "errors": []})
+        return Response.json(201, {"id": self._write_one(request, self._store(request), None).id, "success": True, "errors": []})
 
     @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
     def _update_one(self, request: Request) -> Response:
@@ -1141,14 +1108,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
         rec, problems = self._existing(store, request.params["id"])
         if rec is None:
             raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
-        raw = request.json()
-        if not isinstance(raw, dict):
-            raise _fail(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-        values = self._typed_values(store, raw)
-        problems = self._record_problems(store, values, creating=False, rec=rec)
-        if problems:
-            return Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems])
-        self.write(store, rec, values, self.stamp())
+        self._write_one(request, store, rec)
         return Response.empty(204)
 
     @api("DELETE", S + "/{id}/?", name="DELETE /sobjects/{SObject}/{id}")

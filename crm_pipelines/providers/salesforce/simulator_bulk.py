@@ -154,8 +154,7 @@ class BulkJobs:
 
     @api("PUT", "/services/data/v{version}/jobs/ingest/{job}/batches", name="PUT /jobs/ingest/{id}/batches")
     def _bulk_upload(self, request: Request) -> Response:
-        request.params["kind"] = "ingest"
-        job, internal = self._job(request)
+        job, internal = self._job(request, "ingest")
         if job["state"] != "Open":
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not open for data upload")
         if len(request.body) > self.config.bulk_upload_max_bytes:
@@ -168,8 +167,7 @@ class BulkJobs:
 
     @api("GET", "/services/data/v{version}/jobs/query/{job}/results", name="GET /jobs/query/{id}/results")
     def _bulk_results(self, request: Request) -> Response:
-        request.params["kind"] = "query"
-        job, internal = self._job(request)
+        job, internal = self._job(request, "query")
         if self._job_info(job, internal)["state"] != "JobComplete":
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
         header, *rows = internal["rows"]
@@ -183,8 +181,7 @@ class BulkJobs:
     @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords|unprocessedRecords}/?",
          name="GET /jobs/ingest/{id}/results")
     def _bulk_ingest_results(self, request: Request) -> Response:
-        request.params["kind"] = "ingest"
-        job, internal = self._job(request)
+        job, internal = self._job(request, "ingest")
         if self._job_info(job, internal)["state"] not in ("JobComplete", "Failed", "Aborted"):
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
         # Salesforce documents ``unprocessedrecords``; simple-salesforce asks ``unprocessedRecords``, which it also serves.
@@ -193,9 +190,9 @@ class BulkJobs:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    def _job(self, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _job(self, request: Request, kind: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         found = request.account.jobs.get(request.params["job"])
-        if found is None or found[1]["kind"] != request.params["kind"]:
+        if found is None or found[1]["kind"] != (kind or request.params["kind"]):
             raise _bulk_error(404, "NOT_FOUND", "The requested resource does not exist")
         return found
 

@@ -215,17 +215,13 @@ class _Parser:
             self.fail()
         return query
 
-    def condition(self) -> Any:
-        items = [self.conjunction()]
-        while self.keyword("OR"):
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else BoolOp("OR", items)
-
-    def conjunction(self) -> Any:
-        items = [self.unary()]
-        while self.keyword("AND"):
-            items.append(self.unary())
-        return items[0] if len(items) == 1 else BoolOp("AND", items)
+    def condition(self, op: str = "OR") -> Any:
+        """``a OR b ...`` of conjunctions, or (``op="AND"``) ``a AND b ...`` of unary terms."""
+        term = (lambda: self.condition("AND")) if op == "OR" else self.unary
+        items = [term()]
+        while self.keyword(op):
+            items.append(term())
+        return items[0] if len(items) == 1 else BoolOp(op, items)
 
     def unary(self) -> Any:
         if self.keyword("NOT"):
