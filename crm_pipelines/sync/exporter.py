@@ -492,7 +492,9 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     external = {c.local_id: c.external_id for c in batch if c.external_id}
     unlinked = [c for c in batch if not c.external_id]
     if unlinked:
-        matched = store.link_existing(provider, entity, writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked]))
+        found = writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked])
+        # Nothing found (new records, most often): no link to write, nor to wait for the writes queued before.
+        matched = store.link_existing(provider, entity, found) if found else {}
         external.update(matched)
         result.linked += len(matched)
 
