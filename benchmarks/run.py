@@ -360,11 +360,11 @@ def section_incremental(quick: bool) -> None:
 
 
 MEMORY_CHILD = """
-import resource, sys
+import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
-from speed import our_import
+from speed import our_import, peak_rss_kb
 run = our_import({base_url!r}, {db_url!r})
-print(run.records, run.seconds, run.cpu_s, run.load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(run.records, run.seconds, run.cpu_s, run.load, peak_rss_kb())
 """
 
 
