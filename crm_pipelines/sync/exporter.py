@@ -269,6 +269,7 @@ def send_changes(
         for index, next_batch in enumerate(loaded):
             if lease is not None:
                 lease.check()
+            behind.check()  # a failed write of the batches before stops the export before this one is sent
             batch = _settle_batch_intents(writer, behind, provider, entity, next_batch, result)
             _export_batch(writer, behind, provider, entity, batch, result, owner=owner, lease=lease)
             result.batches += 1
@@ -492,9 +493,7 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     external = {c.local_id: c.external_id for c in batch if c.external_id}
     unlinked = [c for c in batch if not c.external_id]
     if unlinked:
-        found = writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked])
-        # Nothing found (new records, most often): no link to write, nor to wait for the writes queued before.
-        matched = store.link_existing(provider, entity, found) if found else {}
+        matched = store.link_existing(provider, entity, writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked]))
         external.update(matched)
         result.linked += len(matched)
 
