@@ -31,7 +31,7 @@ may be shared, and a figure taken while it was busy says so.
 The simulators run in their own processes where the client's CPU time is measured (2, 4, 5), so
 the simulator's work does not share the client's interpreter.
 
-Usage: ``python benchmarks/run.py [--quick] [--only 1,2,...] [--rounds 3] [--postgres URL]``
+Usage: ``python benchmarks/run.py [--quick] [--only 1,2,...] [--rounds 3] [--postgres URL] [--memory-sizes 10000,100000,1000000]``
 (dlt is a benchmark-only dependency: ``pip install -e .[bench]``).
 """
 
@@ -360,11 +360,11 @@ def section_incremental(quick: bool) -> None:
 
 
 MEMORY_CHILD = """
-import resource, sys
+import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
-from speed import our_import
+from speed import our_import, peak_rss_kb
 run = our_import({base_url!r}, {db_url!r})
-print(run.records, run.seconds, run.cpu_s, run.load, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(run.records, run.seconds, run.cpu_s, run.load, peak_rss_kb())
 """
 
 
@@ -375,8 +375,8 @@ def import_in_child(base_url: str, db_url: str) -> tuple[Run, float]:
     return Run(int(out[0]), float(out[1]), float(out[2]), float(out[3])), int(out[4]) / 1024
 
 
-def section_memory(quick: bool, postgres_admin: str) -> None:
-    sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
+def section_memory(quick: bool, postgres_admin: str, sizes: tuple[int, ...] | None = None) -> None:
+    sizes = sizes or ((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000))
     print(f"5. memory and CPU per record ({', '.join(f'{n:,}' for n in sizes)} records, {ROUNDS} rounds)", flush=True)
     runs: dict[tuple[str, int], list[Run]] = {}
     peaks: dict[int, list[float]] = {}
@@ -495,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 2,3")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="runs per measurement whose median is kept (sections 2, 3, 5, 7)")
     parser.add_argument("--postgres", default=POSTGRES_ADMIN_URL, help="admin URL of a PostgreSQL server (a throwaway database is created)")
+    parser.add_argument("--memory-sizes", default="", help="record counts of section 5, e.g. 10000,100000,1000000 (default: 10,000 and 100,000 "
+                        "with --quick, else up to 1,000,000)")
     args = parser.parse_args(argv)
     ROUNDS = max(1, args.rounds)
     only = {s.strip() for s in args.only.split(",")}
@@ -504,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "2": lambda: section_overhead(args.quick, args.postgres),
         "3": lambda: section_dlt(args.quick, args.postgres),
         "4": lambda: section_incremental(args.quick),
-        "5": lambda: section_memory(args.quick, args.postgres),
+        "5": lambda: section_memory(args.quick, args.postgres, tuple(int(n) for n in args.memory_sizes.split(",") if n.strip()) or None),
         "6": lambda: section_dagster(args.quick),
         "7": lambda: section_export(args.quick, args.postgres),
     }

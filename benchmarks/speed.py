@@ -29,6 +29,22 @@ TOKEN = "bench-token"
 EXPORT_FIELDS = ("email", "first_name", "last_name", "phone", "company_name", "job_title", "lifecycle_stage")
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set size in kB.
+
+    ``VmHWM`` on Linux: ``ru_maxrss`` keeps the parent's peak at the time of the fork, so a child
+    of a large benchmark process would report the parent's size instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -264,4 +280,4 @@ def bare_send(base_url: str, n: int, first_id: int, label: str) -> Run:
     return watch.stop(created)
 
 
-__all__ = ["Median", "Run", "bare_download", "bare_send", "dlt_import", "median", "our_export", "our_import"]
+__all__ = ["Median", "Run", "bare_download", "bare_send", "dlt_import", "median", "our_export", "our_import", "peak_rss_kb"]

@@ -71,9 +71,28 @@ def _e164(text: str, region: str) -> str:
         raise ValueError(f"invalid phone {text!r}: not a valid number (region {region})")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     # A number of zeros only ("+31 0 000000") loses digits when written in E.164: not a number.
-    if number.national_number == 0 or phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.E164) != e164:
+    if not _reads_back(number, e164):
         raise ValueError(f"invalid phone {text!r}: not a valid number (region {region})")
     return e164
+
+
+def _reads_back(number: phonenumbers.PhoneNumber, e164: str) -> bool:
+    """Whether ``e164`` (``number`` in E.164) is read back as itself.
+
+    Read again, E.164 text can only differ where its national part starts with a zero or with
+    what the country's plan strips as a national prefix; every other number (nearly all) is
+    settled without parsing it a second time.
+    """
+    if number.national_number == 0:
+        return False
+    national = phonenumbers.national_significant_number(number)
+    if not national.startswith("0"):
+        code = number.country_code
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, phonenumbers.region_code_for_country_code(code))
+        prefix = metadata.national_prefix_for_parsing if metadata is not None else None
+        if metadata is not None and (not prefix or re.match(prefix, national) is None):
+            return True
+    return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.E164) == e164
 
 
 def phone_digits(e164: str) -> set[str]:

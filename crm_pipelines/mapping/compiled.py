@@ -42,6 +42,9 @@ class MappedField:
 
 
 def _compose(steps: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    if len(steps) == 1:
+        return steps[0]  # most fields: their codec alone, called for each value of each record
+
     def run(value: Any) -> Any:
         for step in steps:
             value = step(value)
@@ -73,15 +76,18 @@ class CompiledMapping:
         self.region = region
         merged = {**GENERIC, **(codecs or {})}
         self._fields = {entity: tuple(_compile_field(entity, s, merged, region) for s in specs) for entity, specs in spec.entities.items()}
+        # Read once per record each: kept rather than filtered again every time.
+        self._imported = {entity: tuple(f for f in fields if f.spec.imports) for entity, fields in self._fields.items()}
+        self._exported = {entity: tuple(f for f in fields if f.spec.exports) for entity, fields in self._fields.items()}
 
     def fields(self, entity: str) -> tuple[MappedField, ...]:
         return self._fields.get(entity, ())
 
     def imported(self, entity: str) -> tuple[MappedField, ...]:
-        return tuple(f for f in self.fields(entity) if f.spec.imports)
+        return self._imported.get(entity, ())
 
     def exported(self, entity: str) -> tuple[MappedField, ...]:
-        return tuple(f for f in self.fields(entity) if f.spec.exports)
+        return self._exported.get(entity, ())
 
     def field(self, entity: str, remote: str) -> MappedField | None:
         return next((f for f in self.fields(entity) if f.remote == remote), None)

@@ -9,6 +9,7 @@ SQLAlchemy tables, so SQLite (which would store anything) and PostgreSQL behave 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -57,10 +58,27 @@ def value_problem(entity: str, name: str, value: Any, *, lengths: bool = True) -
     return None
 
 
+@functools.cache
+def _text_limits(entity: str) -> dict[str, int]:
+    """The columns of ``entity`` that hold plain text, with their length (0: unlimited)."""
+    return {column.name: (column.type.length or 0) for column in ENTITY_TABLES[entity].c if isinstance(column.type, String)}
+
+
 def problems(entity: str, fields: dict[str, Any], *, lengths: bool = True) -> list[str]:
     """Every field of a record the database cannot hold, with the reason."""
-    table = ENTITY_TABLES[entity]
-    return [p for name, value in fields.items() if name in table.c and (p := value_problem(entity, name, value, lengths=lengths))]
+    columns = ENTITY_TABLES[entity].c
+    text = _text_limits(entity)
+    found = []
+    for name, value in fields.items():
+        if value is None:
+            continue
+        # Most values are text within their column's length: settled here without the full check.
+        limit = text.get(name)
+        if limit is not None and type(value) is str and "\x00" not in value and (not lengths or not limit or len(value) <= limit):
+            continue
+        if name in columns and (problem := value_problem(entity, name, value, lengths=lengths)):
+            found.append(problem)
+    return found
 
 
 def ref_problem(external_id: str) -> str | None:

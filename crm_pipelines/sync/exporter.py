@@ -263,13 +263,14 @@ def send_changes(
     result = ExportResult(str(provider), entity, selected=len(items))
     total_batches = (len(items) + batch_size - 1) // batch_size
     chunks = (items[index * batch_size : (index + 1) * batch_size] for index in range(total_batches))
-    loaded = read_ahead((store.load_changes(entity, chunk, provider=provider) for chunk in chunks), depth=1)
+    loaded = read_ahead((_load_batch(store, provider, entity, chunk) for chunk in chunks), depth=1)
     owner = lease.owner if lease is not None else None
     with WriteBehind(store) as behind, closing(loaded):
-        for index, batch in enumerate(loaded):
+        for index, next_batch in enumerate(loaded):
             if lease is not None:
                 lease.check()
-            batch = _settle_batch_intents(writer, behind, provider, entity, batch, result)
+            behind.check()  # a failed write of the batches before stops the export before this one is sent
+            batch = _settle_batch_intents(writer, behind, provider, entity, next_batch, result)
             _export_batch(writer, behind, provider, entity, batch, result, owner=owner, lease=lease)
             result.batches += 1
             done = min((index + 1) * batch_size, len(items))
@@ -313,9 +314,24 @@ class BulkWrites:
         return self.writer.bulk_write(entity, records, create=False, memory=self.memory, progress=self.progress)
 
 
-def _settle_batch_intents(writer: Writer, store, provider, entity: str, batch: Sequence[LocalChange], result: ExportResult) -> list[LocalChange]:
+@dataclass(frozen=True)
+class LoadedBatch:
+    """A batch's records as they are now, and the intents an earlier attempt or a dead export left for them."""
+
+    changes: list[LocalChange]
+    intents: list[Intent]
+
+
+def _load_batch(store: LocalStore, provider: Target, entity: str, items: Sequence[tuple[int, str | None, str]]) -> LoadedBatch:
+    """Read while the batch before is sent: its records and their intents (only this export, holding the lease, writes
+    intents of its records, and each record is in one batch, so what is read stays true until the batch's turn)."""
+    changes = store.load_changes(entity, items, provider=provider)
+    return LoadedBatch(changes, store.intents(provider, entity, [c.local_id for c in changes]) if changes else [])
+
+
+def _settle_batch_intents(writer: Writer, store, provider, entity: str, loaded: LoadedBatch, result: ExportResult) -> list[LocalChange]:
     """Intents of this batch's records left by an earlier attempt or a dead export: settled before anything is sent."""
-    intents = store.intents(provider, entity, [c.local_id for c in batch])
+    batch, intents = loaded.changes, loaded.intents
     if not intents:
         return list(batch)
     settled = settle_intents(writer, store, provider, entity, intents)

@@ -141,6 +141,10 @@ class WriteBehind:
             failure, self._failure = self._failure, None
             raise failure
 
+    def check(self) -> None:
+        """Raise the first queued write that failed, if one has (never waits)."""
+        self._raise_failure()
+
     def flush(self) -> None:
         """Wait until every queued write is committed; raise the first that failed."""
         self._queue.join()
