@@ -68,6 +68,10 @@ class Page:
     resume: Any = None
 
 
+#: Types whose values hash as they are (most field values): no canonical form to compute.
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def _canonical_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
@@ -82,5 +86,5 @@ def content_hash(entity: str, fields: dict[str, Any], names: Sequence[str] | Non
     ``names`` limits it to the fields one provider holds, so a field the provider has no place
     for neither looks changed on import nor makes a record look changed on export.
     """
-    payload = [_canonical_value(fields.get(name)) for name in (names or FIELDS[entity])]
+    payload = [value if type(value) in _AS_IS else _canonical_value(value) for value in map(fields.get, names or FIELDS[entity])]
     return hashlib.sha256(dumps(payload)).hexdigest()[:32]

@@ -114,7 +114,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                 step_client(context, store, plugin, integration).open_writer(mapping=store.mapping_for(integration)) as (writer, stats), \
                 run_lease(context, store, integration, entity) as lease:
             # Records already sent by an earlier attempt of this step (or another export) no longer differ: skip them.
-            items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(integration, entity, ids=[i[0] for i in items])]
+            items = list(store.export_items(integration, entity, ids=[i[0] for i in items]))
             key = context.get_mapping_key() or ""
             result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{key}]",
                                   bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done), lease=lease)

@@ -10,13 +10,14 @@ retry never leaves it half-applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, String, and_, cast, func, select
+from sqlalchemy import Connection, Engine, Row, String, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -104,6 +105,27 @@ class LocalChange:
     external_id: str | None
     #: Why a value cannot be sent as it is stored (a phone that is not a number): the record is rejected.
     problem: str | None = None
+
+
+class ExportItem(NamedTuple):
+    """One record an export selected: its local id, its provider id if linked, and the hash of its
+    content (None where the scan had no need to compute it)."""
+
+    local_id: int
+    external_id: str | None
+    digest: str | None
+
+
+def _still_sent(row: Row, digest: str, retry_rejected: bool) -> bool:
+    """Whether a scanned record whose content hashes to ``digest`` is to be sent: the provider does not
+    already hold that content, and it is not the content the provider refused (unless retried)."""
+    if digest in (row.exported_hash, row.remote_hash):
+        return False
+    return retry_rejected or digest != row.rejected_hash
+
+
+def _row_values(names: Sequence[str], columns: Sequence[str], row: Row) -> dict[str, Any]:
+    return dict(zip(names, _named(names, columns, [getattr(row, c) for c in columns])))
 
 
 def _joined(first: Any, last: Any) -> str:
@@ -468,15 +490,41 @@ class LocalStore:
         for a change of its content unless ``retry_rejected``.
         """
         integration = self.scope(target)
-        options = {"only_new": only_new, "scan_chunk": scan_chunk, "retry_rejected": retry_rejected}
+        for row, values, held in self._candidate_rows(integration, entity, only_new=only_new, ids=ids, scan_chunk=scan_chunk):
+            tidied = self._tidy(integration, entity, values())
+            digest = content_hash(entity, tidied.fields, held)
+            if _still_sent(row, digest, retry_rejected):
+                yield LocalChange(row.id, tidied.fields, digest, row.external_id, tidied.problem)
+
+    def export_items(self, target: Target, entity: str, *, only_new: bool = False, ids: Sequence[int] | None = None, scan_chunk: int = 2000,
+                     retry_rejected: bool = False) -> Iterable[ExportItem]:
+        """What :meth:`export_candidates` selects, as (local id, provider id, hash) keys for :meth:`load_changes`.
+
+        A record never sent, never read from the provider and never rejected is selected whatever
+        its content: it is not tidied and hashed here (its hash is None), only once its batch is
+        loaded. The others are, to leave out those whose content the provider already has.
+        """
+        integration = self.scope(target)
+        for row, values, held in self._candidate_rows(integration, entity, only_new=only_new, ids=ids, scan_chunk=scan_chunk):
+            if row.exported_hash is None and row.remote_hash is None and row.rejected_hash is None:
+                yield ExportItem(row.id, row.external_id, None)
+                continue
+            digest = content_hash(entity, self._tidy(integration, entity, values()).fields, held)
+            if _still_sent(row, digest, retry_rejected):
+                yield ExportItem(row.id, row.external_id, digest)
+
+    def _candidate_rows(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None,
+                        scan_chunk: int) -> Iterator[tuple[Row, Callable[[], dict[str, Any]], tuple[str, ...]]]:
+        """Live, unarchived rows of the export scan with their links and open rejects, each with a
+        function reading its field values, and the names the integration's mapping holds."""
         if ids is not None:
             for start in range(0, len(ids), scan_chunk):
-                yield from self._export_candidates(integration, entity, ids=sorted(ids[start : start + scan_chunk]), **options)
+                yield from self._candidate_chunks(integration, entity, only_new=only_new, ids=sorted(ids[start : start + scan_chunk]), scan_chunk=scan_chunk)
             return
-        yield from self._export_candidates(integration, entity, ids=None, **options)
+        yield from self._candidate_chunks(integration, entity, only_new=only_new, ids=None, scan_chunk=scan_chunk)
 
-    def _export_candidates(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None, scan_chunk: int,
-                           retry_rejected: bool) -> Iterable[LocalChange]:
+    def _candidate_chunks(self, integration: Integration, entity: str, *, only_new: bool, ids: Sequence[int] | None,
+                          scan_chunk: int) -> Iterator[tuple[Row, Callable[[], dict[str, Any]], tuple[str, ...]]]:
         table = ENTITY_TABLES[entity]
         held = held_names(integration, entity, "export")
         names = (*FIELDS[entity], *(n for n in held if is_custom(n)))
@@ -506,15 +554,9 @@ class LocalStore:
             for row in rows:
                 if row.archived_at is not None:
                     continue  # deleted at the provider: not re-created behind the user's back
-                tidied = self._tidy(integration, entity, dict(zip(names, _named(names, columns, [getattr(row, c) for c in columns]))))
-                digest = content_hash(entity, tidied.fields, held)
-                if digest in (row.exported_hash, row.remote_hash):
-                    continue
-                if digest == row.rejected_hash and not retry_rejected:
-                    continue  # refused as it is: waits for a change or `rejects retry`
-                yield LocalChange(row.id, tidied.fields, digest, row.external_id, tidied.problem)
+                yield row, partial(_row_values, names, columns, row), held
 
-    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str]], *, provider: Target | None = None) -> list[LocalChange]:
+    def load_changes(self, entity: str, items: Sequence[tuple[int, str | None, str | None]], *, provider: Target | None = None) -> list[LocalChange]:
         """Current fields of the given (local id, external id, hash) candidates, in that order.
 
         With a provider, links are re-read too: a record linked since the scan is sent as an

@@ -44,7 +44,7 @@ from crm_pipelines.core.errors import QuotaExhausted, RetryableError
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.core.model import RecordError
 from crm_pipelines.storage.leases import ExportLease
-from crm_pipelines.storage.store import Intent, LocalChange, LocalStore, Target, utcnow
+from crm_pipelines.storage.store import ExportItem, Intent, LocalChange, LocalStore, Target, utcnow
 from crm_pipelines.storage.validate import split_valid
 from crm_pipelines.sync.bulk import BulkJobMemory, BulkProgress, merged_metadata
 from crm_pipelines.sync.overlap import WriteBehind, read_ahead
@@ -152,9 +152,9 @@ def _send_isolating_failures(send: Callable[[Sequence[Any]], Any], records: Sequ
 
 @dataclass
 class ExportPlan:
-    """What an export will send: (local id, external id or None, content hash) per changed record."""
+    """What an export will send: (local id, external id or None, content hash or None) per changed record."""
 
-    items: list[tuple[int, str | None, str]]
+    items: list[ExportItem]
     recovered: int = 0
     unchanged: int = 0
     waiting: int = 0
@@ -211,8 +211,8 @@ def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str
             writer.settle_bulk(memory, BulkProgress(logger=logger))
     settled = Settled() if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
-    items = [(c.local_id, c.external_id, c.digest) for c in store.export_candidates(provider, entity, only_new=only_new, ids=ids, retry_rejected=retry_rejected)
-             if c.local_id not in settled.waiting]
+    items = [item for item in store.export_items(provider, entity, only_new=only_new, ids=ids, retry_rejected=retry_rejected)
+             if item.local_id not in settled.waiting]
     unchanged = 0 if only_new else max(store.count(entity, store_id=provider.store_id) - len(items), 0)
     return ExportPlan(items, len(settled.linked), unchanged, len(settled.waiting))
 
@@ -222,7 +222,7 @@ def send_changes(
     store: LocalStore,
     provider: Target,
     entity: str,
-    items: Sequence[tuple[int, str | None, str]],
+    items: Sequence[tuple[int, str | None, str | None]],
     *,
     stats: CallStats,
     batch_size: int = 100,
@@ -322,7 +322,7 @@ class LoadedBatch:
     intents: list[Intent]
 
 
-def _load_batch(store: LocalStore, provider: Target, entity: str, items: Sequence[tuple[int, str | None, str]]) -> LoadedBatch:
+def _load_batch(store: LocalStore, provider: Target, entity: str, items: Sequence[tuple[int, str | None, str | None]]) -> LoadedBatch:
     """Read while the batch before is sent: its records and their intents (only this export, holding the lease, writes
     intents of its records, and each record is in one batch, so what is read stays true until the batch's turn)."""
     changes = store.load_changes(entity, items, provider=provider)

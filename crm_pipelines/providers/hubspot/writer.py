@@ -24,7 +24,7 @@ from typing import Any
 from crm_pipelines.providers.hubspot.api import OBJECTS, HubSpotClient
 from crm_pipelines.mapping.compiled import CompiledMapping
 from crm_pipelines.providers.hubspot.mapping import DOCUMENT_PROPERTY, parse_timestamp, to_properties
-from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
+from crm_pipelines.sync.writes import BatchRejected, MappedOnce, OutgoingRecord, WriteResult, idempotency_key
 
 IDEMPOTENCY_PROPERTY = "crm_record_id"
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
@@ -40,14 +40,11 @@ class HubSpotWriter:
     def __init__(self, client: HubSpotClient, *, mapping: CompiledMapping | None = None) -> None:
         self.client = client
         self.mapping = mapping
+        self._properties = MappedOnce(lambda entity, fields: to_properties(entity, fields, self.mapping))
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
         """Why a record cannot be sent as it is (checked before any call), or None."""
-        try:
-            to_properties(entity, fields, self.mapping)
-        except ValueError as exc:
-            return str(exc)
-        return None
+        return self._properties.check(entity, fields)
 
     # ------------------------------------------------------------------ matching
 
@@ -107,7 +104,7 @@ class HubSpotWriter:
                 {
                     "id": key,
                     "idProperty": IDEMPOTENCY_PROPERTY,
-                    "properties": to_properties(entity, r.fields, self.mapping) | {IDEMPOTENCY_PROPERTY: key},
+                    "properties": self._properties.take(entity, r.fields) | {IDEMPOTENCY_PROPERTY: key},
                     "objectWriteTraceId": str(r.local_id),
                 }
             )
@@ -125,7 +122,7 @@ class HubSpotWriter:
 
     def update(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
         by_external = {r.external_id: r.local_id for r in records}
-        inputs = [{"id": r.external_id, "properties": to_properties(entity, r.fields, self.mapping), "objectWriteTraceId": str(r.local_id)} for r in records]
+        inputs = [{"id": r.external_id, "properties": self._properties.take(entity, r.fields), "objectWriteTraceId": str(r.local_id)} for r in records]
         data = self._write(entity, "batch/update", inputs)
         result = WriteResult()
         for obj in data.get("results", []):
