@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from crm_pipelines.core.jsonutil import dumps
 from crm_pipelines.core.model import Page, RecordError, RemoteRecord
 from crm_pipelines.providers.bling.api import ENTITY_SPECS, PAGE_MAX, BlingClient, to_local_text
 from crm_pipelines.mapping.compiled import CompiledMapping
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_WINDOW = timedelta(days=365)
 #: Re-reading after records left the result set mid-scan stops after this many rounds.
 MAX_RESCANS = 5
+#: The fingerprint of a record read from the excluded list (``criterio=2``).
+EXCLUDED = -1
 
 
 class BlingChangeReader:
@@ -108,8 +111,17 @@ class BlingChangeReader:
     # ------------------------------------------------------------------ scanning
 
     def _scan(self, entity: str, params: dict[str, Any], start_page: int = 1, read: Any = ()) -> Iterator[Page]:
+        """Page through a list; then, as long as records read earlier changed meanwhile (page-number
+        paging can then skip records), read again from the first page one of them was on.
+
+        Bling's list items carry no modification time, so the changes since the scan began are listed
+        with a few seconds of margin for the clocks: a record changed just before the scan is listed
+        too. After the first check, a listed record counts only if it differs from what was read
+        (or, excluded, was read live), so such records do not keep the scan re-reading.
+        """
         began = datetime.now(timezone.utc) - timedelta(seconds=self.clock_margin_s)
         seen: dict[str, int] = dict.fromkeys(map(str, read), start_page)  # id -> page it was read on
+        read_as: dict[str, int] = {}  # id -> fingerprint of the item as last read (EXCLUDED once seen excluded)
         for round_ in range(MAX_RESCANS + 1):
             for number, items in self.client.iter_pages(entity, params, start_page=start_page):
                 fresh = []
@@ -118,6 +130,7 @@ class BlingChangeReader:
                     if record_id not in seen:
                         fresh.append(item)
                     seen[record_id] = number
+                    read_as[record_id] = _fingerprint(item)
                 if fresh:
                     page = self._page(entity, fresh)
                     page.resume = {"page": number, "ids": [str(item.get("id")) for item in items]}
@@ -125,18 +138,14 @@ class BlingChangeReader:
             if not self.verify_pages:
                 return
             since = {"dataAlteracaoInicial": to_local_text(began)}
-            moved: list[str] = []
-            changed_items: list[dict[str, Any]] = []
-            for _, items in self.client.iter_pages(entity, since):
-                changed_items.extend(items)
-            excluded: list[str] = []
+            changed = {str(i.get("id")): i for _, items in self.client.iter_pages(entity, since) for i in items}
+            now_as = {record_id: _fingerprint(item) for record_id, item in changed.items()}
             if ENTITY_SPECS[entity].has_excluded:
                 for _, items in self.client.iter_pages(entity, since | {"criterio": 2}):
-                    excluded.extend(str(i.get("id")) for i in items)
-            for record_id in [str(i.get("id")) for i in changed_items] + excluded:
-                if record_id in seen:
-                    moved.append(record_id)
-            unseen_changed = [i for i in changed_items if str(i.get("id")) not in seen]
+                    now_as.update((str(i.get("id")), EXCLUDED) for i in items)
+            moved = [i for i, fingerprint in now_as.items() if i in seen and (round_ == 0 or read_as.get(i) != fingerprint)]
+            read_as.update(now_as)
+            unseen_changed = [item for record_id, item in changed.items() if record_id not in seen]
             if unseen_changed:
                 for item in unseen_changed:
                     seen[str(item.get("id"))] = 0
@@ -173,6 +182,11 @@ class BlingChangeReader:
             page.errors.append(mapped)
         else:
             page.records.append(mapped)
+
+
+def _fingerprint(item: dict[str, Any]) -> int:
+    """A list item's content, to tell whether a record changed since it was read."""
+    return hash(dumps(item))
 
 
 __all__ = ["BlingChangeReader"]

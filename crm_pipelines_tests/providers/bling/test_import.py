@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -175,3 +176,16 @@ def test_failed_refresh_and_spent_daily_allowance_stop_with_clear_messages(start
     with pytest.raises(QuotaExhausted, match="daily allowance"):
         run(client_for(sim2), store, "contacts", full_window())
     assert "sim-bling-secret" not in str(client_for(sim2).auth) + repr(client_for(sim2))
+
+
+def test_records_changed_just_before_a_scan_do_not_keep_it_re_reading(start_bling_sim, client_for, caplog):
+    # Changed within the clock margin before the scan began: listed as "changed since" by every check.
+    sim = start_bling_sim(contacts=250, companies=0, deals=0)
+    client = client_for(sim)
+    sim.modify("contacts", 3, changes={"telefone": "(31) 9999-0000"})
+    reader = BlingChangeReader(client)
+    with caplog.at_level(logging.WARNING):
+        read = {r.external_id for p in reader.changes("contacts", None, None) for r in p.records}
+    assert read == set(sim.records("contacts"))
+    assert reader.rescans <= 1
+    assert "kept changing" not in caplog.text
