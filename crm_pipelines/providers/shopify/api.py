@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +234,20 @@ class ShopifyClient:
             raise graphql_error(errors, f"POST {self.path}", entity)
         return body.get("data") or {}
 
+    def connection_pages(self, query: str, connection: str, variables: Mapping[str, Any] | None = None, *, kind: str, cost: int,
+                         entity: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The ``nodes`` of every page of one connection (``$after`` set to each ``pageInfo.endCursor``
+        while ``hasNextPage``), page by page; ``query`` selects the connection named ``connection``."""
+        after = None
+        while True:
+            data = self.graphql(query, {**(variables or {}), "after": after}, kind=kind, cost=cost, entity=entity)
+            page = data.get(connection) or {}
+            yield page.get("nodes") or []
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return
+            after = info.get("endCursor")
+
     def _observe(self, key: str, body: dict[str, Any]) -> None:
         cost = (body.get("extensions") or {}).get("cost")
         if not isinstance(cost, Mapping):
@@ -249,17 +263,9 @@ class ShopifyClient:
 
 def metafield_definitions(client: ShopifyClient, entity: str) -> list[dict[str, Any]]:
     """The store's metafield definitions of ``entity``'s owner type (``metafieldDefinitions(ownerType:)``), every page."""
-    found: list[dict[str, Any]] = []
-    after = None
-    while True:
-        data = client.graphql(METAFIELD_DEFINITIONS, {"owner": METAFIELD_OWNERS[entity], "first": PAGE_MAX, "after": after},
-                              kind="fields", cost=2 + 2 * PAGE_MAX, entity=entity)
-        connection = data.get("metafieldDefinitions") or {}
-        found += [d for d in connection.get("nodes") or [] if isinstance(d, dict) and d.get("namespace") and d.get("key")]
-        info = connection.get("pageInfo") or {}
-        if not info.get("hasNextPage"):
-            return found
-        after = info.get("endCursor")
+    pages = client.connection_pages(METAFIELD_DEFINITIONS, "metafieldDefinitions", {"owner": METAFIELD_OWNERS[entity], "first": PAGE_MAX},
+                                    kind="fields", cost=2 + 2 * PAGE_MAX, entity=entity)
+    return [d for nodes in pages for d in nodes if isinstance(d, dict) and d.get("namespace") and d.get("key")]
 
 
 def custom_fields(client: ShopifyClient, entity: str) -> list:

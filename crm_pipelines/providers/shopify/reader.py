@@ -187,20 +187,13 @@ class ShopifyChangeReader:
         query = f"subject_type:{OBJECTS[entity].subject_type} AND action:destroy"
         if since is not None:
             query += f" AND created_at:>='{format_timestamp(since)}'"
-        after = None
-        while True:
-            data = self.client.graphql(EVENTS_QUERY, {"first": PAGE_MAX, "after": after, "query": query}, kind="events", cost=2 + PAGE_MAX, entity=entity)
-            connection = data.get("events") or {}
+        for events in self.client.connection_pages(EVENTS_QUERY, "events", {"first": PAGE_MAX, "query": query}, kind="events", cost=2 + PAGE_MAX, entity=entity):
             page = Page()
-            for event in connection.get("nodes") or []:
+            for event in events:
                 subject = event.get("subjectId")
                 if subject and event.get("subjectType") == OBJECTS[entity].subject_type:
                     page.records.append(RemoteRecord(str(subject), parse_timestamp(event.get("createdAt")), {}, archived=True))
             yield page
-            info = connection.get("pageInfo") or {}
-            if not info.get("hasNextPage"):
-                return
-            after = info.get("endCursor")
 
     def total(self, entity: str) -> int:
         """How many records Shopify holds (exact: ids are paged when the count is capped)."""
@@ -210,15 +203,7 @@ class ShopifyChangeReader:
         if count.get("precision", "EXACT") == "EXACT":
             return int(count.get("count") or 0)
         query = f"query($first: Int!, $after: String) {{ {spec.connection}(first: $first, after: $after, sortKey: ID) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ id }} }} }}"
-        total, after = 0, None
-        while True:
-            data = self.client.graphql(query, {"first": PAGE_MAX, "after": after}, kind="count", cost=2 + PAGE_MAX, entity=entity)
-            connection = data.get(spec.connection) or {}
-            total += len(connection.get("nodes") or [])
-            info = connection.get("pageInfo") or {}
-            if not info.get("hasNextPage"):
-                return total
-            after = info.get("endCursor")
+        return sum(len(ids) for ids in self.client.connection_pages(query, spec.connection, {"first": PAGE_MAX}, kind="count", cost=2 + PAGE_MAX, entity=entity))
 
     def by_ids(self, entity: str, ids: list[str]) -> Iterator[Page]:
         """The current state of specific records; ids may be GIDs or numeric (webhook) ids."""
@@ -248,19 +233,11 @@ class ShopifyChangeReader:
 
     def _walk(self, entity: str, query: str | None, sort_key: str = "UPDATED_AT") -> Iterator[list[dict[str, Any]]]:
         """Node lists of one connection walk, page by page."""
-        text = _connection_query(entity, sort_key, self.mapping)
-        connection_name = OBJECTS[entity].connection
         size = self._page_size(entity)
-        after = None
-        while True:
-            data = self.client.graphql(text, {"first": size, "after": after, "query": query}, kind="list", cost=2 + size * node_cost(entity, self.mapping), entity=entity)
-            connection = data.get(connection_name) or {}
+        for nodes in self.client.connection_pages(_connection_query(entity, sort_key, self.mapping), OBJECTS[entity].connection, {"first": size, "query": query},
+                                                  kind="list", cost=2 + size * node_cost(entity, self.mapping), entity=entity):
             self.progress.pages += 1
-            yield connection.get("nodes") or []
-            info = connection.get("pageInfo") or {}
-            if not info.get("hasNextPage"):
-                return
-            after = info.get("endCursor")
+            yield nodes
 
     def _one_second(self, entity: str, second: datetime, already: set[str]) -> Iterator[Page]:
         after_id = 0

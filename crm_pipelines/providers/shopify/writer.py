@@ -116,15 +116,8 @@ class ShopifyWriter:
         for start in range(0, len(terms), LOOKUP_CHUNK):
             chunk = terms[start : start + LOOKUP_CHUNK]
             first = min(PAGE_MAX, len(chunk) * 2)
-            after = None
-            while True:
-                data = self.client.graphql(query, {"first": first, "after": after, "query": " OR ".join(chunk)}, kind="match", cost=2 + first, entity=entity)
-                result = data.get(connection) or {}
-                found.extend(result.get("nodes") or [])
-                info = result.get("pageInfo") or {}
-                if not info.get("hasNextPage"):
-                    break
-                after = info.get("endCursor")
+            for nodes in self.client.connection_pages(query, connection, {"first": first, "query": " OR ".join(chunk)}, kind="match", cost=2 + first, entity=entity):
+                found.extend(nodes)
         return found
 
     def match(self, entity: str, records: Sequence[OutgoingRecord]) -> dict[int, str]:
