@@ -270,3 +270,34 @@ STRESS_ROUNDS = int(os.environ.get("CRM_STRESS_ROUNDS", "2"))
 @pytest.mark.parametrize("provider", list(STRESS))
 def test_concurrent_exports_repeated_create_each_record_once(provider, sqlite_url):
     stress_rounds(provider, sqlite_url, rounds=STRESS_ROUNDS)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("provider, unawaited", [("hubspot", True), ("salesforce", True), ("pipedrive", False), ("gestaoclick", False)])
+def test_intents_wait_for_the_disk_unless_the_provider_upserts_by_their_key(provider, unawaited, postgres_url, monkeypatch):
+    # A lost intent (a database server crash while its create is in flight) would let a plain create
+    # be sent twice: only creates the provider keys by the idempotency key may skip the wait.
+    sim = start(provider, (0, 0, 0))
+    store = LocalStore.open(postgres_url)
+    unawaited_writes: list[str] = []
+    original = store.bulk.commit_unawaited
+    monkeypatch.setattr(store.bulk, "commit_unawaited", lambda conn: (unawaited_writes.append("intents"), original(conn)))
+    monkeypatch.setattr(store, "write_intents", _spy(store.write_intents, unawaited_writes))
+    try:
+        with provider_env(provider, sim):
+            add_local(store, "contacts", 3, tag="durable")
+            export_now(provider, "contacts", store, shared=False)
+        assert_exact(sim, store, provider, "contacts", expected=3)
+        assert unawaited_writes.count("call") == 1
+        assert unawaited_writes.count("intents") == (1 if unawaited else 0)
+    finally:
+        store.dispose()
+        sim.stop()
+
+
+def _spy(method, calls):
+    def spied(*args, **kwargs):
+        calls.append("call")
+        return method(*args, **kwargs)
+
+    return spied

@@ -196,7 +196,8 @@ class BulkSql:
         """Called first in a transaction that writes."""
 
     def commit_unawaited(self, conn: Connection) -> None:
-        """Let this transaction's commit return before it reaches the disk (an import chunk, read again if lost)."""
+        """Let this transaction's commit return before it reaches the disk (an import chunk, read again if lost;
+        intents of upsert creates, which cannot duplicate a record if lost)."""
 
     def insert_rows(self, conn: Connection, scope: Scope, table: Table, names: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[int]:
         """Insert rows of ``names`` values (and the scope's row keys); returns their new ids, in order."""

@@ -614,12 +614,20 @@ class LocalStore:
                 made.update(self.bulk.local_links(conn, scope, list(already)))
         return made
 
-    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]], *, owner: str | None = None) -> None:
-        """Record creates about to be sent by ``owner``, as (local id, idempotency key, content hash)."""
+    def write_intents(self, target: Target, entity: str, intents: Sequence[tuple[int, str, str]], *, owner: str | None = None,
+                      awaited: bool = True) -> None:
+        """Record creates about to be sent by ``owner``, as (local id, idempotency key, content hash).
+
+        ``awaited=False`` lets the commit return before it reaches the disk: for creates the provider
+        itself keys by their idempotency key (an upsert), which a database server crash that loses
+        the intents cannot duplicate. The next awaited commit makes them durable too.
+        """
         if not intents:
             return
         keys, now = self._scope(target, entity).link_keys, utcnow()
         with self._writing() as conn:
+            if not awaited:
+                self.bulk.commit_unawaited(conn)
             self.bulk.delete_in(conn, export_intents, keys, "local_id", [i[0] for i in intents])
             columns = (*keys, "local_id", "idempotency_key", "content_hash", "created_at", "owner", "sent_at")
             self.bulk.insert(conn, export_intents, columns, [(*keys.values(), lid, key, h, now, owner, now) for lid, key, h in intents])

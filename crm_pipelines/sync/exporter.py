@@ -522,7 +522,8 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
         apply(outcomes, created=False)
         _reject_rows(failures, rejects)
     if to_create:
-        store.write_intents(provider, entity, [(r.local_id, f"{entity}:{r.local_id}", digests[r.local_id]) for r in to_create], owner=owner)
+        store.write_intents(provider, entity, [(r.local_id, f"{entity}:{r.local_id}", digests[r.local_id]) for r in to_create], owner=owner,
+                            awaited=not getattr(writer, "creates_are_upserts", False))
         outcomes = []
         try:
             creates = _create_settling_unknown_outcomes(writer, entity, to_create, rejected_exc, outcomes, created_rows, digests, lease)

@@ -35,6 +35,8 @@ class HubSpotWriter:
 
     batch_size = 100
     make_record = OutgoingRecord
+    #: A create sent twice updates the record the first one made (batch/upsert keyed by crm_record_id).
+    creates_are_upserts = True
     Rejected = BatchRejected
 
     def __init__(self, client: HubSpotClient, *, mapping: CompiledMapping | None = None) -> None:

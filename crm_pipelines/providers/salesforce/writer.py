@@ -41,6 +41,8 @@ class SalesforceWriter:
 
     batch_size = COLLECTION_MAX
     make_record = OutgoingRecord
+    #: A create sent twice updates the record the first one made (an upsert on Crm_Record_Id__c).
+    creates_are_upserts = True
     Rejected = BatchRejected
 
     def __init__(self, client: SalesforceClient, *, mapping: Mapping | None = None) -> None:
