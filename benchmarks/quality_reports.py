@@ -47,7 +47,10 @@ def main() -> int:
 
     from crm_pipelines.quality.reports import QualityReporter
     from crm_pipelines.storage.store import LocalStore
-    from crm_pipelines_tests.helpers.planted import plant
+    from crm_pipelines_tests.helpers.planted import MIN_CONTACTS, plant
+
+    if args.contacts < MIN_CONTACTS:
+        parser.error(f"--contacts must be at least {MIN_CONTACTS:,}: the planted defects go up to that id")
 
     name = f"crm_quality_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")

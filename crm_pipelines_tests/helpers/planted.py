@@ -29,6 +29,8 @@ AT_PIPEDRIVE = range(7001, 7011)
 DELETED_AT_PIPEDRIVE = (7006, 7007)
 BEHIND_AT_PIPEDRIVE = (7008,)
 OTHER_STORE_COPIES = range(1, 101)
+#: The fewest contacts that hold every planted defect (the highest planted id).
+MIN_CONTACTS = max(max(INVALID_PHONES), max(EMAIL_COPIES.values()), max(CPF_COPIES.values()), max(ORPHANS), max(STALE), max(AT_PIPEDRIVE))
 INVALID_FORMS = ("(11) 1234", "98765-{n}", "{n} 12", "ramal {n}", "+55 00 98765 4321", "not a phone {n}")
 SYNCED_HASH = "1" * 32
 
@@ -104,6 +106,8 @@ LINK_COLUMNS = ("integration_id", "provider", "entity", "local_id", "external_id
 
 def plant(store: LocalStore, contacts: int = 100_000, now: datetime | None = None) -> Planted:
     """Write the planted store (see the module's docstring) into an empty database."""
+    if contacts < MIN_CONTACTS:
+        raise ValueError(f"the planted store needs at least {MIN_CONTACTS:,} contacts (its defects are planted up to that id), not {contacts:,}")
     planted = Planted(contacts, now=now or datetime.now(timezone.utc))
     now = planted.now
     synced, changed, last_sync = now - timedelta(hours=1), now - timedelta(days=3), now - timedelta(days=4)
