@@ -41,12 +41,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator import (Account, AccountSpec, ApiError, DailyCounter, FakeData, LimitDecision, Record, RecordStore, Request, Response,
+                                     SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
-from crm_pipelines.simulator.config import AccountSpec, SimConfig
-from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps, json_loads
-from crm_pipelines.simulator.store import Record, RecordStore
+from crm_pipelines.simulator.server import capped, json_dumps, json_loads
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
 PATHS = {"persons": "person", "organizations": "organization", "deals": "deal"}
@@ -91,24 +89,17 @@ WRITABLE: dict[str, dict[str, Any]] = {
 TITLE_FIELD = {"persons": "name", "organizations": "name", "deals": "title"}
 
 
-def _values(name: str) -> Callable[[dict[str, Any]], list[Any]]:
-    return lambda obj: [item["value"] for item in obj.get(name) or []]
-
-
 #: What ``/search`` looks at for each of its ``fields`` (in this order), and the ``fields`` each object type accepts.
 SEARCHED_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "custom_fields": lambda obj: list((obj.get("custom_fields") or {}).values()),
-    "email": _values("emails"),
-    "phone": _values("phones"),
+    "email": lambda obj: [e["value"] for e in obj.get("emails") or []],
+    "phone": lambda obj: [p["value"] for p in obj.get("phones") or []],
     "name": lambda obj: [obj.get("name")],
     "title": lambda obj: [obj.get("title")],
     "address": lambda obj: [obj["address"].get("value")] if isinstance(obj.get("address"), dict) else [],
 }
-SEARCH_FIELDS = {
-    "persons": ("custom_fields", "email", "notes", "phone", "name"),
-    "organizations": ("address", "custom_fields", "notes", "name"),
-    "deals": ("custom_fields", "notes", "title"),
-}
+SEARCH_FIELDS = {"persons": ("custom_fields", "email", "notes", "phone", "name"), "organizations": ("address", "custom_fields", "notes", "name"),
+                 "deals": ("custom_fields", "notes", "title")}
 
 
 def field_key(path: str, name: str, seed: int | str = "") -> str:
@@ -340,7 +331,7 @@ class PipedriveSimulator(Simulator):
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             window = self.config.burst_window_s
-            return self._too_many(self.authenticate(request), request.token, None, self.config.burst_429_error, 0, window, window)
+            return self._too_many(self.authenticate(request), None, self.config.burst_429_error, LimitDecision(False, None, 0, window, window))
         return _error(status, FAULT_MESSAGES.get(status, f"HTTP {status}"))
 
     def credentials(self, request: Request) -> str | None:
@@ -349,17 +340,13 @@ class PipedriveSimulator(Simulator):
             token = (request.query_value("api_token") or "").strip()
         return token or None
 
-    def _burst_headers(self, company: Company, token: str | None, remaining: int | None, reset: float) -> dict[str, str]:
+    def _burst_headers(self, company: Company, window: LimitDecision) -> dict[str, str]:
+        """The rate-limit headers: what is ``window``'s (the burst window unless a search refused) and the daily budget's."""
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        if remaining is None:
-            remaining = company.burst.remaining(token or "")
-        headers = {
-            "x-ratelimit-limit": str(cfg.effective_burst_limit),
-            "x-ratelimit-remaining": str(max(0, remaining)),
-            "x-ratelimit-reset": str(max(1, math.ceil(reset))),
-        }
+        headers = {"x-ratelimit-limit": str(cfg.effective_burst_limit), "x-ratelimit-remaining": str(max(0, window.remaining or 0)),
+                   "x-ratelimit-reset": str(max(1, math.ceil(window.reset_s)))}
         budget = cfg.effective_daily_budget
         if cfg.send_daily_headers and budget is not None:
             headers["x-daily-ratelimit-token-limit"] = str(budget)
@@ -373,32 +360,30 @@ class PipedriveSimulator(Simulator):
             return None
         cost, budget = cfg.token_costs.get(kind, 1), cfg.effective_daily_budget
         if budget is not None and company.budget.used() + cost > budget:
-            return self._too_many(company, token, "DAILY", cfg.daily_429_error, None, cfg.burst_window_s, company.budget.seconds_until_reset())
+            until_midnight = LimitDecision(False, None, company.burst.remaining(token), company.budget.seconds_until_reset(), cfg.burst_window_s)
+            return self._too_many(company, "DAILY", cfg.daily_429_error, until_midnight)
         if kind == "search" and company.search.remaining(token) < 1:
-            refusal = company.search.try_acquire(token)
-            return self._too_many(company, token, "SEARCH", cfg.burst_429_error, refusal.remaining or 0, refusal.retry_after_s, refusal.retry_after_s,
-                                  cfg.search_burst_limit)
+            return self._too_many(company, "SEARCH", cfg.burst_429_error, company.search.try_acquire(token), cfg.search_burst_limit)
         decision = company.burst.try_acquire(token, cost if cfg.burst_unit == "tokens" else 1)
         if not decision.allowed:
-            return self._too_many(company, token, "BURST", cfg.burst_429_error, decision.remaining or 0, decision.retry_after_s, decision.retry_after_s,
-                                  cfg.effective_burst_limit)
+            return self._too_many(company, "BURST", cfg.burst_429_error, decision, cfg.effective_burst_limit)
         company.budget.try_acquire("", cost)
-        request.response_headers = self._burst_headers(company, token, decision.remaining, decision.reset_s)
+        request.response_headers = self._burst_headers(company, decision)
         if kind == "search":
             company.search.try_acquire(token)
             request.response_headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(company.search.remaining(token))})
         return None
 
-    def _too_many(self, company: Any, token: str | None, policy: str | None, message: str, remaining: int | None, reset: float, wait: float,
-                  limit: int | None = None) -> Response:
-        """A 429: the burst headers (``limit``: the window that refused), ``Retry-After`` when switched on; counted under ``policy``."""
+    def _too_many(self, company: Any, policy: str | None, message: str, refusal: LimitDecision, limit: int | None = None) -> Response:
+        """A 429 counted under ``policy``: the rate-limit headers of the ``refusal`` (``limit``: of the window that refused) and,
+        when switched on, ``Retry-After``."""
         if policy is not None:
             self.stats_recorder.record_rate_limited(policy)
         response = _error(429, message)
         if isinstance(company, Company):
-            response.headers.update(self._burst_headers(company, token, remaining, reset) | ({"x-ratelimit-limit": str(limit)} if limit else {}))
+            response.headers.update(self._burst_headers(company, refusal) | ({"x-ratelimit-limit": str(limit)} if limit else {}))
         if self.config.retry_after_on_429:
-            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            response.headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after_s)))
         return response
 
     def tokens_used(self, *, account: str | None = None) -> int:
@@ -455,10 +440,7 @@ class PipedriveSimulator(Simulator):
         live_statuses = set(statuses) - {"deleted"}
 
         def shown(rec: Record) -> bool:
-            if rec.deleted is not None:
-                kept = "deleted" in statuses and rec.deleted >= retention
-            else:
-                kept = not statuses or rec["status"] in live_statuses
+            kept = "deleted" in statuses and rec.deleted >= retention if rec.deleted is not None else not statuses or rec["status"] in live_statuses
             return kept and (since is None or rec.updated >= since) and (until is None or rec.updated < until)
 
         candidates = [table.rows.get(int(i)) for i in dict.fromkeys(ids)] if ids else table.rows.values()
@@ -480,7 +462,8 @@ class PipedriveSimulator(Simulator):
 
     @api("GET", OBJECTS + "/search", name="GET /api/v2/{entity}/search", kind="search")
     def _search(self, request: Request) -> Response:
-        table, searchable = self._table(request), SEARCH_FIELDS[self._table(request).name]
+        table = self._table(request)
+        searchable = SEARCH_FIELDS[table.name]
         term = (request.query_value("term") or "").strip()
         exact = (request.query_value("exact_match") or "false").lower() == "true"
         _require(len(term) >= (1 if exact else 2), "term must not be empty" if exact else "Search term must be at least 2 characters long")
@@ -587,18 +570,17 @@ class PipedriveSimulator(Simulator):
         cfg, entity = self.config, PATHS[table.name]
         action = {"create": "create", "update": "change", "delete": "delete"}[action]
         data = None if action == "delete" else dict(rec.values)
-        previous = dict(rec.values) if action == "delete" else {k: v for k, v in previous.items() if k != "update_time"} or None
-        if previous and isinstance(previous.get("custom_fields"), dict):
-            old, new = previous["custom_fields"], rec.values["custom_fields"]
-            previous["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
-        record_id = (data if data is not None else previous or {}).get("id")
-        before = None if action == "create" else dict(previous or {})
+        before = dict(rec.values) if action == "delete" else {k: v for k, v in previous.items() if k != "update_time"}
+        if isinstance(before.get("custom_fields"), dict):
+            old, new = before["custom_fields"], rec.values["custom_fields"]
+            before["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
+        before = None if action == "create" else before
         company_id = company.id if not company.default else str(cfg.company_id)
         host = f"{cfg.company_domain if company.default else company.id}.pipedrive.com"
         if cfg.webhook_version == "2.0":
             self.emit({
                 "meta": {
-                    "action": action, "entity": entity, "entity_id": str(record_id), "id": str(uuid.uuid4()),
+                    "action": action, "entity": entity, "entity_id": str(rec.id), "id": str(uuid.uuid4()),
                     "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
                     "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
@@ -610,7 +592,7 @@ class PipedriveSimulator(Simulator):
         legacy, now = {"create": "added", "change": "updated", "delete": "deleted"}[action], self.clock.timestamp()
         self.emit({
             "v": 1, "matches_filters": {"current": [], "previous": []},
-            "meta": {"v": 1, "action": legacy, "object": entity, "id": record_id, "company_id": int(company_id) if company_id.isdigit() else company_id,
+            "meta": {"v": 1, "action": legacy, "object": entity, "id": rec.id, "company_id": int(company_id) if company_id.isdigit() else company_id,
                      "user_id": cfg.user_id, "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000),
                      "permitted_user_ids": [cfg.user_id], "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
             "retry": 0, "current": None if data is None else data | {"active_flag": True}, "previous": before, "event": f"{legacy}.{entity}",
@@ -625,10 +607,10 @@ class PipedriveSimulator(Simulator):
 
     def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
         for event in events:
-            if isinstance(event.get("meta"), dict) and "attempt" in event["meta"]:
-                event["meta"]["attempt"] = attempt + 1
             if "retry" in event:
                 event["retry"] = attempt
+            else:
+                event["meta"]["attempt"] = attempt + 1
 
     def field_keys(self, entity: str, *, account: str | None = None) -> dict[str, str]:
         """Custom field name -> 40-character key."""
