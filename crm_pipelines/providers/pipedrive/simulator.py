@@ -61,18 +61,19 @@ STAGES = {1: "Lead In", 2: "Contact Made", 3: "Qualified", 4: "Proposal Made", 5
 PIPELINES = {1: "Pipeline"}
 OWNER_IDS = (12, 13, 14)
 LIFECYCLE = ("lead", "prospect", "customer", "partner")
-SORT_KEYS: dict[str, Callable[[Record], tuple[Any, ...]]] = {"id": lambda r: (r.id,), "update_time": lambda r: (r.updated, r.id), "add_time": lambda r: (r.created, r.id)}
+#: The v2 list's ``sort_by`` values and the keyset each orders records by.
+SORT_KEYS: dict[str, Callable[[Record], tuple[Any, ...]]] = {"id": lambda rec: (rec.id,), "update_time": lambda rec: (rec.updated, rec.id),
+                                                             "add_time": lambda rec: (rec.created, rec.id)}
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
-#: Custom fields of each object type: name -> type. Keys are 40-character hashes.
-CUSTOM_FIELDS: dict[str, dict[str, str]] = {
-    "persons": {"Company": "varchar", "Job title": "varchar", "Lifecycle stage": "varchar", "CPF/CNPJ": "varchar", "crm_record_id": "varchar",
-                "Favorite color": "varchar", "Loyalty tier": "varchar", "Lead channel": "varchar"},
-    "organizations": {"Domain": "varchar", "CPF/CNPJ": "varchar", "Phone": "phone", "Industry": "varchar", "crm_record_id": "varchar",
-                      "Employee band": "varchar", "Account tier": "varchar"},
-    "deals": {"crm_record_id": "varchar", "Deal source": "varchar", "Priority level": "varchar"},
+#: Custom fields of each object type (keys are 40-character hashes); all are text (``varchar``) but those in CUSTOM_FIELD_TYPES.
+CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {
+    "persons": ("Company", "Job title", "Lifecycle stage", "CPF/CNPJ", "crm_record_id", "Favorite color", "Loyalty tier", "Lead channel"),
+    "organizations": ("Domain", "CPF/CNPJ", "Phone", "Industry", "crm_record_id", "Employee band", "Account tier"),
+    "deals": ("crm_record_id", "Deal source", "Priority level"),
 }
+CUSTOM_FIELD_TYPES = {"Phone": "phone"}
 #: Standard fields ``/v1/{entity}Fields`` lists before the custom ones.
 STANDARD_FIELDS = {"persons": ("name", "email", "phone", "org_id", "owner_id"), "organizations": ("name", "address", "owner_id"),
                    "deals": ("title", "value", "currency", "stage_id", "pipeline_id", "expected_close_date", "owner_id")}
@@ -250,11 +251,9 @@ class PipedriveSimulator(Simulator):
     provider = "pipedrive"
     server_name = "pipedrive-simulator"
     config_class = PipedriveSimConfig
-    ANSWERS = {
-        "unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."), "method_not_allowed": (405, "Method {request.method} not allowed"),
-        "internal_error": (500, "Internal server error"), "invalid_json": (400, "Invalid JSON body: {error}"),
-        "not_an_object": (400, "Request body must be a JSON object"),
-    }
+    ANSWERS = {"unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."),
+               "method_not_allowed": (405, "Method {request.method} not allowed"), "internal_error": (500, "Internal server error"),
+               "invalid_json": (400, "Invalid JSON body: {error}"), "not_an_object": (400, "Request body must be a JSON object")}
     account_class = Company
     config: PipedriveSimConfig
     ENTITIES = ENTITY_OF
@@ -269,39 +268,35 @@ class PipedriveSimulator(Simulator):
         return int(self.clock.timestamp())
 
     def generate(self, company: Company, path: str) -> dict[str, Any]:
-        data = company.data[path]
+        data, keys = company.data[path], company.keys[path]
         rng = data.rng
-        keys = company.keys[path]
         if path == "persons":
             p = data.person()
             custom = {keys["Company"]: p["company"], keys["Job title"]: p["job_title"], keys["Lifecycle stage"]: data.pick(LIFECYCLE),
                       keys["CPF/CNPJ"]: p["document"], keys["crm_record_id"]: None}
             orgs = company.stores["organizations"].live_ids
-            return {
-                "name": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "first_name": p["first_name"], "last_name": p["last_name"],
-                "emails": [{"value": p["email"], "primary": True, "label": "work"}] if p["email"] else [],
-                "phones": [{"value": p["phone"], "primary": True, "label": "mobile"}] if p["phone"] else [],
-                "owner_id": data.pick(OWNER_IDS), "org_id": rng.choice(orgs) if orgs and rng.random() < 0.5 else None,
-                "visible_to": 3, "label_ids": [], "custom_fields": custom,
-            }
+            return {"name": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "first_name": p["first_name"], "last_name": p["last_name"],
+                    "emails": [{"value": p["email"], "primary": True, "label": "work"}] if p["email"] else [],
+                    "phones": [{"value": p["phone"], "primary": True, "label": "mobile"}] if p["phone"] else [],
+                    "owner_id": data.pick(OWNER_IDS), "org_id": rng.choice(orgs) if orgs and rng.random() < 0.5 else None,
+                    "visible_to": 3, "label_ids": [], "custom_fields": custom}
         if path == "organizations":
             o = data.organization()
             address = {"value": f"{o['city']}, {o['country']}", "street_number": None, "route": None, "locality": o["city"],
                        "admin_area_level_1": o["state"], "country": o["country"], "postal_code": None}
-            custom = {keys["Domain"]: o["domain"], keys["CPF/CNPJ"]: o["document"], keys["Phone"]: o["phone"], keys["Industry"]: o["industry"], keys["crm_record_id"]: None}
+            custom = {keys["Domain"]: o["domain"], keys["CPF/CNPJ"]: o["document"], keys["Phone"]: o["phone"], keys["Industry"]: o["industry"],
+                      keys["crm_record_id"]: None}
             return {"name": o["name"], "owner_id": data.pick(OWNER_IDS), "address": address, "visible_to": 3, "label_ids": [], "custom_fields": custom}
         d = data.deal()
         stage = rng.choice(list(STAGES))
         status = "open" if stage < 6 else rng.choice(("won", "lost"))
         close = date.fromtimestamp(int(self.reference.timestamp())) + timedelta(days=rng.randint(-60, 60))
         persons = company.stores["persons"].live_ids
-        return {
-            "title": d["name"], "value": float(d["amount"]) if d["amount"] else 0, "currency": d["currency"], "status": status,
-            "stage_id": stage, "pipeline_id": 1, "owner_id": data.pick(OWNER_IDS),
-            "person_id": rng.choice(persons) if persons and rng.random() < 0.6 else None, "org_id": None,
-            "expected_close_date": close.isoformat(), "probability": None, "close_time": None, "won_time": None, "lost_time": None,
-            "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None},
-        }
+        return {"title": d["name"], "value": float(d["amount"]) if d["amount"] else 0, "currency": d["currency"], "status": status,
+                "stage_id": stage, "pipeline_id": 1, "owner_id": data.pick(OWNER_IDS),
+                "person_id": rng.choice(persons) if persons and rng.random() < 0.6 else None, "org_id": None,
+                "expected_close_date": close.isoformat(), "probability": None, "close_time": None, "won_time": None, "lost_time": None,
+                "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None}}
 
     def insert(self, store: RecordStore, values: dict[str, Any], added: int, updated: int) -> Record:
         record_id = store.allocate_id()
@@ -322,8 +317,8 @@ class PipedriveSimulator(Simulator):
 
     def _defaults(self, company: Company, path: str) -> dict[str, Any]:
         """What a new record holds unless the request sets it."""
-        common = {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": dict.fromkeys(company.keys[path].values())}
-        return common | copy.deepcopy(WRITABLE[path])
+        custom = dict.fromkeys(company.keys[path].values())
+        return {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": custom} | copy.deepcopy(WRITABLE[path])
 
     def error_response(self, status: int, message: str) -> Response:
         return _error(status, message)
@@ -349,8 +344,7 @@ class PipedriveSimulator(Simulator):
                    "x-ratelimit-reset": str(max(1, math.ceil(window.reset_s)))}
         budget = cfg.effective_daily_budget
         if cfg.send_daily_headers and budget is not None:
-            headers["x-daily-ratelimit-token-limit"] = str(budget)
-            headers["x-daily-ratelimit-token-remaining"] = str(max(0, budget - company.budget.used()))
+            headers |= {"x-daily-ratelimit-token-limit": str(budget), "x-daily-ratelimit-token-remaining": str(max(0, budget - company.budget.used()))}
         return headers
 
     def admit(self, request: Request) -> Response | None:
@@ -556,7 +550,7 @@ class PipedriveSimulator(Simulator):
         path = FIELDS_PATHS[request.params["fields"]]
         data = [{"id": n + 1, "key": key, "name": key.replace("_", " ").capitalize(), "field_type": "varchar", "edit_flag": False}
                 for n, key in enumerate(STANDARD_FIELDS[path])]
-        data += [{"id": 9000 + n, "key": key, "name": name, "field_type": CUSTOM_FIELDS[path][name], "edit_flag": True}
+        data += [{"id": 9000 + n, "key": key, "name": name, "field_type": CUSTOM_FIELD_TYPES.get(name, "varchar"), "edit_flag": True}
                  for n, (name, key) in enumerate(request.account.keys[path].items())]
         start, limit = int(request.query_value("start") or 0), self._limit_param(request, 500)
         more = start + limit < len(data)
@@ -578,25 +572,19 @@ class PipedriveSimulator(Simulator):
         company_id = company.id if not company.default else str(cfg.company_id)
         host = f"{cfg.company_domain if company.default else company.id}.pipedrive.com"
         if cfg.webhook_version == "2.0":
-            self.emit({
-                "meta": {
-                    "action": action, "entity": entity, "entity_id": str(rec.id), "id": str(uuid.uuid4()),
-                    "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
-                    "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
-                    "change_source": "api" if self.in_api else "app", "attempt": 1, "host": host, "permitted_user_ids": [str(cfg.user_id)],
-                },
-                "data": data, "previous": before,
-            })
+            self.emit({"meta": {"action": action, "entity": entity, "entity_id": str(rec.id), "id": str(uuid.uuid4()),
+                                "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
+                                "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
+                                "change_source": "api" if self.in_api else "app", "attempt": 1, "host": host, "permitted_user_ids": [str(cfg.user_id)]},
+                       "data": data, "previous": before})
             return
         legacy, now = {"create": "added", "change": "updated", "delete": "deleted"}[action], self.clock.timestamp()
-        self.emit({
-            "v": 1, "matches_filters": {"current": [], "previous": []},
-            "meta": {"v": 1, "action": legacy, "object": entity, "id": rec.id, "company_id": int(company_id) if company_id.isdigit() else company_id,
-                     "user_id": cfg.user_id, "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000),
-                     "permitted_user_ids": [cfg.user_id], "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
-            "retry": 0, "current": None if data is None else data | {"active_flag": True}, "previous": before, "event": f"{legacy}.{entity}",
-        })
+        self.emit({"v": 1, "matches_filters": {"current": [], "previous": []},
+                   "meta": {"v": 1, "action": legacy, "object": entity, "id": rec.id, "company_id": int(company_id) if company_id.isdigit() else company_id,
+                            "user_id": cfg.user_id, "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000),
+                            "permitted_user_ids": [cfg.user_id], "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
+                   "retry": 0, "current": None if data is None else data | {"active_flag": True}, "previous": before, "event": f"{legacy}.{entity}"})
 
     def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
         if self.config.webhook_user and self.config.webhook_password:
