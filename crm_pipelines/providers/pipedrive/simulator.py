@@ -45,6 +45,7 @@ from crm_pipelines.simulator import (Account, AccountSpec, ApiError, DailyCounte
                                      SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.server import capped, json_dumps, json_loads
+from crm_pipelines.webhooks.signatures import sign_pipedrive
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
 PATHS = {"persons": "person", "organizations": "organization", "deals": "deal"}
@@ -203,8 +204,7 @@ class Company(Account):
         self.stores = {path: RecordStore(path) for path in PATHS}
         for path in ("organizations", "persons", "deals"):
             for _ in range(self.count_of(sim, path)):
-                added, updated = sim.seeded_history(self.data[path].rng)
-                sim.insert(self.stores[path], sim.generate(self, path), added, updated)
+                sim.insert(self.stores[path], *sim.seeded_history(self.data[path].rng), sim.generate(self, path))
 
 
 def _error(status: int, message: str) -> Response:
@@ -298,14 +298,14 @@ class PipedriveSimulator(Simulator):
                 "expected_close_date": close.isoformat(), "probability": None, "close_time": None, "won_time": None, "lost_time": None,
                 "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None}}
 
-    def insert(self, store: RecordStore, values: dict[str, Any], added: int, updated: int) -> Record:
+    def insert(self, store: RecordStore, added: int, updated: int, values: dict[str, Any]) -> Record:
         record_id = store.allocate_id()
         obj = {"id": record_id, **values, "add_time": iso(added), "update_time": iso(updated), "is_deleted": False}
         return store.insert(obj, added, updated, record_id=record_id)
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
-            return self.insert(store, dict(values), stamp, stamp)
+            return self.insert(store, stamp, stamp, dict(values))
         store.update(record, {**values, "update_time": iso(stamp)}, stamp)
         return record
 
@@ -494,14 +494,13 @@ class PipedriveSimulator(Simulator):
             bad = set(custom) - known
             _require(not bad, f"Custom field(s) not found: {', '.join(sorted(bad))}")
             changes["custom_fields"] = dict(old.get("custom_fields") or dict.fromkeys(known)) | custom
-        for name in ("emails", "phones"):
-            if name in changes:
-                values = changes[name] or []
-                valid = isinstance(values, list) and all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values)
-                _require(valid, f"{name} must be an array of objects with a string value")
-                for v in values if name == "emails" and self.config.validate_emails else ():
-                    _require(_EMAIL.match(v["value"].strip()), f"Invalid email address: {v['value']}")
-                changes[name] = [{"value": v["value"], "primary": bool(v.get("primary")), "label": v.get("label") or "work"} for v in values]
+        for name in [key for key in ("emails", "phones") if key in changes]:
+            values = changes[name] or []
+            valid = isinstance(values, list) and all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values)
+            _require(valid, f"{name} must be an array of objects with a string value")
+            for v in values if name == "emails" and self.config.validate_emails else ():
+                _require(_EMAIL.match(v["value"].strip()), f"Invalid email address: {v['value']}")
+            changes[name] = [{"value": v["value"], "primary": bool(v.get("primary")), "label": v.get("label") or "work"} for v in values]
         if path == "persons":
             if "name" not in changes and ("first_name" in changes or "last_name" in changes):
                 changes["name"] = " ".join(x for x in (changes.get(k, old.get(k)) for k in ("first_name", "last_name")) if x)
@@ -512,15 +511,15 @@ class PipedriveSimulator(Simulator):
         if current is None or title in changes:
             value = changes.get(title, old.get(title))
             _require(isinstance(value, str) and value.strip(), f"{title.capitalize()} must be given")
-        if path == "deals":
-            _require(changes.get("value") is None or isinstance(changes["value"], (int, float)), "value must be a number")
-            _require(changes.get("stage_id") is None or changes["stage_id"] in STAGES, f"Stage with id {changes.get('stage_id')} not found")
-            _require(changes.get("pipeline_id") is None or changes["pipeline_id"] in PIPELINES, f"Pipeline with id {changes.get('pipeline_id')} not found")
-            _require(changes.get("status") is None or changes["status"] in ("open", "won", "lost"), "status must be open, won or lost")
-            try:
-                date.fromisoformat(str(changes.get("expected_close_date") or date.min))
-            except ValueError:
-                raise ApiError(_error(400, "expected_close_date must be YYYY-MM-DD")) from None
+        # Deal fields (only deals accept them):
+        _require(changes.get("value") is None or isinstance(changes["value"], (int, float)), "value must be a number")
+        _require(changes.get("stage_id") is None or changes["stage_id"] in STAGES, f"Stage with id {changes.get('stage_id')} not found")
+        _require(changes.get("pipeline_id") is None or changes["pipeline_id"] in PIPELINES, f"Pipeline with id {changes.get('pipeline_id')} not found")
+        _require(changes.get("status") is None or changes["status"] in ("open", "won", "lost"), "status must be open, won or lost")
+        try:
+            date.fromisoformat(str(changes.get("expected_close_date") or date.min))
+        except ValueError:
+            raise ApiError(_error(400, "expected_close_date must be YYYY-MM-DD")) from None
         return changes
 
     @api("PATCH", OBJECTS + "/{id}", name="PATCH /api/v2/{entity}/{id}", kind="write")
@@ -587,11 +586,8 @@ class PipedriveSimulator(Simulator):
                    "retry": 0, "current": None if data is None else data | {"active_flag": True}, "previous": before, "event": f"{legacy}.{entity}"})
 
     def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
-        if self.config.webhook_user and self.config.webhook_password:
-            from crm_pipelines.webhooks.signatures import sign_pipedrive
-
-            return {"Authorization": sign_pipedrive(self.config.webhook_user, self.config.webhook_password)}
-        return {}
+        user, password = self.config.webhook_user, self.config.webhook_password
+        return {"Authorization": sign_pipedrive(user, password)} if user and password else {}
 
     def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
         for event in events:
