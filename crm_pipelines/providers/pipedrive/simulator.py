@@ -30,6 +30,7 @@ company has its own API tokens, records, custom-field keys and budgets.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import math
 import re
@@ -40,43 +41,67 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator import (Account, AccountSpec, ApiError, DailyCounter, FakeData, LimitDecision, Record, RecordStore, Request, Response,
+                                     SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
-from crm_pipelines.simulator.config import AccountSpec, SimConfig
-from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
-from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps, json_loads
-from crm_pipelines.simulator.store import Record, RecordStore
+from crm_pipelines.simulator.server import capped, json_dumps, json_loads
+from crm_pipelines.webhooks.signatures import sign_pipedrive
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
 PATHS = {"persons": "person", "organizations": "organization", "deals": "deal"}
 ENTITY_OF = {"contacts": "persons", "companies": "organizations", "deals": "deals", **{p: p for p in PATHS}, **{s: p for p, s in PATHS.items()}}
-FIELDS_PATHS = {"personFields": "persons", "organizationFields": "organizations", "dealFields": "deals"}
+FIELDS_PATHS = {f"{singular}Fields": path for path, singular in PATHS.items()}
 PLANS: dict[str, tuple[int, int]] = {"lite": (20, 1), "growth": (40, 2), "premium": (100, 5), "ultimate": (120, 7)}
 DEFAULT_COSTS: dict[str, int] = {"get": 1, "list": 10, "write": 5, "delete": 3, "search": 40, "fields": 20}
 LIST_LIMIT_MAX = 500
 IDS_MAX = 100
 SEARCH_LIMIT_MAX = 500
 ERROR_INFO = "Please check developers.pipedrive.com"
+FAULT_MESSAGES = {500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
 STAGES = {1: "Lead In", 2: "Contact Made", 3: "Qualified", 4: "Proposal Made", 5: "Negotiations Started", 6: "Closed"}
 PIPELINES = {1: "Pipeline"}
 OWNER_IDS = (12, 13, 14)
 LIFECYCLE = ("lead", "prospect", "customer", "partner")
+#: The v2 list's ``sort_by`` values and the keyset each orders records by.
+SORT_KEYS: dict[str, Callable[[Record], tuple[Any, ...]]] = {"id": lambda rec: (rec.id,), "update_time": lambda rec: (rec.updated, rec.id),
+                                                             "add_time": lambda rec: (rec.created, rec.id)}
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
-#: Custom fields of each object type: name -> type. Keys are 40-character hashes.
-CUSTOM_FIELDS: dict[str, dict[str, str]] = {
-    "persons": {"Company": "varchar", "Job title": "varchar", "Lifecycle stage": "varchar", "CPF/CNPJ": "varchar", "crm_record_id": "varchar",
-                "Favorite color": "varchar", "Loyalty tier": "varchar", "Lead channel": "varchar"},
-    "organizations": {"Domain": "varchar", "CPF/CNPJ": "varchar", "Phone": "phone", "Industry": "varchar", "crm_record_id": "varchar",
-                      "Employee band": "varchar", "Account tier": "varchar"},
-    "deals": {"crm_record_id": "varchar", "Deal source": "varchar", "Priority level": "varchar"},
+#: Custom fields of each object type (keys are 40-character hashes); all are text (``varchar``) but those in CUSTOM_FIELD_TYPES.
+CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {
+    "persons": ("Company", "Job title", "Lifecycle stage", "CPF/CNPJ", "crm_record_id", "Favorite color", "Loyalty tier", "Lead channel"),
+    "organizations": ("Domain", "CPF/CNPJ", "Phone", "Industry", "crm_record_id", "Employee band", "Account tier"),
+    "deals": ("crm_record_id", "Deal source", "Priority level"),
 }
-SEARCH_FIELDS = {
-    "persons": ("custom_fields", "email", "notes", "phone", "name"),
-    "organizations": ("address", "custom_fields", "notes", "name"),
-    "deals": ("custom_fields", "notes", "title"),
+CUSTOM_FIELD_TYPES = {"Phone": "phone"}
+#: Standard fields ``/v1/{entity}Fields`` lists before the custom ones.
+STANDARD_FIELDS = {"persons": ("name", "email", "phone", "org_id", "owner_id"), "organizations": ("name", "address", "owner_id"),
+                   "deals": ("title", "value", "currency", "stage_id", "pipeline_id", "expected_close_date", "owner_id")}
+#: What a create or update may set besides ``owner_id``, ``visible_to``, ``label_ids``, ``custom_fields`` and ``add_time``, with
+#: what a new record holds unless the request sets it.
+WRITABLE: dict[str, dict[str, Any]] = {
+    "persons": {"name": None, "first_name": None, "last_name": None, "emails": [], "phones": [], "org_id": None},
+    "organizations": {"name": None, "address": None},
+    "deals": {"title": None, "value": 0, "currency": "BRL", "status": "open", "stage_id": 1, "pipeline_id": 1, "person_id": None, "org_id": None,
+              "expected_close_date": None, "probability": None, "close_time": None, "won_time": None, "lost_time": None, "lost_reason": None,
+              "is_archived": False},
 }
+#: The field every record must have a non-blank text in.
+TITLE_FIELD = {"persons": "name", "organizations": "name", "deals": "title"}
+
+
+#: What ``/search`` looks at for each of its ``fields`` (in this order), and the ``fields`` each object type accepts.
+SEARCHED_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "custom_fields": lambda obj: list((obj.get("custom_fields") or {}).values()),
+    "email": lambda obj: [e["value"] for e in obj.get("emails") or []],
+    "phone": lambda obj: [p["value"] for p in obj.get("phones") or []],
+    "name": lambda obj: [obj.get("name")],
+    "title": lambda obj: [obj.get("title")],
+    "address": lambda obj: [obj["address"].get("value")] if isinstance(obj.get("address"), dict) else [],
+}
+SEARCH_FIELDS = {"persons": ("custom_fields", "email", "notes", "phone", "name"), "organizations": ("address", "custom_fields", "notes", "name"),
+                 "deals": ("custom_fields", "notes", "title")}
 
 
 def field_key(path: str, name: str, seed: int | str = "") -> str:
@@ -179,28 +204,40 @@ class Company(Account):
         self.stores = {path: RecordStore(path) for path in PATHS}
         for path in ("organizations", "persons", "deals"):
             for _ in range(self.count_of(sim, path)):
-                added, updated = sim.seeded_history(self.data[path].rng)
-                sim.insert(self.stores[path], sim.generate(self, path), added, updated)
+                sim.insert(self.stores[path], *sim.seeded_history(self.data[path].rng), sim.generate(self, path))
 
 
-#: What ``/search`` looks at for each of its ``fields`` (in this order).
-_SEARCHED_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
-    "custom_fields": lambda obj: list((obj.get("custom_fields") or {}).values()),
-    "email": lambda obj: [e["value"] for e in obj.get("emails") or []],
-    "phone": lambda obj: [p["value"] for p in obj.get("phones") or []],
-    "name": lambda obj: [obj.get("name")],
-    "title": lambda obj: [obj.get("title")],
-    "address": lambda obj: [obj["address"].get("value")] if isinstance(obj.get("address"), dict) else [],
-}
+def _error(status: int, message: str) -> Response:
+    return Response.json(status, {"success": False, "error": message, "error_info": ERROR_INFO, "data": None, "additional_data": None, "errorCode": status})
 
 
-def _error(status: int, message: str, *, code: int | None = None, info: str = ERROR_INFO) -> Response:
-    body: dict[str, Any] = {"success": False, "error": message, "error_info": info, "data": None, "additional_data": None}
-    return Response.json(status, body | ({"errorCode": code} if code is not None else {}))
+def _require(condition: Any, message: str) -> None:
+    """Refuse the request (400 with ``message``) unless ``condition`` holds."""
+    if not condition:
+        raise ApiError(_error(400, message))
 
 
-def _bad_request(message: str) -> ApiError:
-    return ApiError(_error(400, message, code=400))
+def _ok(data: Any, additional: dict[str, Any] | None = None) -> Response:
+    return Response.json(200, {"success": True, "data": data} | ({"additional_data": additional} if additional is not None else {}))
+
+
+def _render(obj: dict[str, Any], custom_keys: list[str] | None = None) -> dict[str, Any]:
+    """A record as the API answers it: its own copy of the custom fields, only ``custom_keys`` when given."""
+    custom = obj.get("custom_fields") or {}
+    return obj | {"custom_fields": {k: v for k, v in custom.items() if custom_keys is None or k in custom_keys}}
+
+
+def _encode_cursor(payload: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json_dumps(payload)).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> list[Any]:
+    try:
+        value = json_loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, TypeError):
+        value = None
+    _require(isinstance(value, list) and len(value) >= 2, "Invalid cursor")
+    return value
 
 
 class PipedriveSimulator(Simulator):
@@ -214,11 +251,9 @@ class PipedriveSimulator(Simulator):
     provider = "pipedrive"
     server_name = "pipedrive-simulator"
     config_class = PipedriveSimConfig
-    ANSWERS = {
-        "unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."), "method_not_allowed": (405, "Method {request.method} not allowed"),
-        "internal_error": (500, "Internal server error"), "invalid_json": (400, "Invalid JSON body: {error}"),
-        "not_an_object": (400, "Request body must be a JSON object"),
-    }
+    ANSWERS = {"unauthorized": (401, "unauthorized access"), "not_found": (404, "Unknown method ."),
+               "method_not_allowed": (405, "Method {request.method} not allowed"), "internal_error": (500, "Internal server error"),
+               "invalid_json": (400, "Invalid JSON body: {error}"), "not_an_object": (400, "Request body must be a JSON object")}
     account_class = Company
     config: PipedriveSimConfig
     ENTITIES = ENTITY_OF
@@ -233,49 +268,44 @@ class PipedriveSimulator(Simulator):
         return int(self.clock.timestamp())
 
     def generate(self, company: Company, path: str) -> dict[str, Any]:
-        data = company.data[path]
+        data, keys = company.data[path], company.keys[path]
         rng = data.rng
-        keys = company.keys[path]
         if path == "persons":
             p = data.person()
-            name = " ".join(x for x in (p["first_name"], p["last_name"]) if x)
             custom = {keys["Company"]: p["company"], keys["Job title"]: p["job_title"], keys["Lifecycle stage"]: data.pick(LIFECYCLE),
                       keys["CPF/CNPJ"]: p["document"], keys["crm_record_id"]: None}
             orgs = company.stores["organizations"].live_ids
-            return {
-                "name": name, "first_name": p["first_name"], "last_name": p["last_name"],
-                "emails": [{"value": p["email"], "primary": True, "label": "work"}] if p["email"] else [],
-                "phones": [{"value": p["phone"], "primary": True, "label": "mobile"}] if p["phone"] else [],
-                "owner_id": data.pick(OWNER_IDS), "org_id": rng.choice(orgs) if orgs and rng.random() < 0.5 else None,
-                "visible_to": 3, "label_ids": [], "custom_fields": custom,
-            }
+            return {"name": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "first_name": p["first_name"], "last_name": p["last_name"],
+                    "emails": [{"value": p["email"], "primary": True, "label": "work"}] if p["email"] else [],
+                    "phones": [{"value": p["phone"], "primary": True, "label": "mobile"}] if p["phone"] else [],
+                    "owner_id": data.pick(OWNER_IDS), "org_id": rng.choice(orgs) if orgs and rng.random() < 0.5 else None,
+                    "visible_to": 3, "label_ids": [], "custom_fields": custom}
         if path == "organizations":
             o = data.organization()
             address = {"value": f"{o['city']}, {o['country']}", "street_number": None, "route": None, "locality": o["city"],
                        "admin_area_level_1": o["state"], "country": o["country"], "postal_code": None}
-            custom = {keys["Domain"]: o["domain"], keys["CPF/CNPJ"]: o["document"], keys["Phone"]: o["phone"], keys["Industry"]: o["industry"], keys["crm_record_id"]: None}
+            custom = {keys["Domain"]: o["domain"], keys["CPF/CNPJ"]: o["document"], keys["Phone"]: o["phone"], keys["Industry"]: o["industry"],
+                      keys["crm_record_id"]: None}
             return {"name": o["name"], "owner_id": data.pick(OWNER_IDS), "address": address, "visible_to": 3, "label_ids": [], "custom_fields": custom}
         d = data.deal()
         stage = rng.choice(list(STAGES))
         status = "open" if stage < 6 else rng.choice(("won", "lost"))
         close = date.fromtimestamp(int(self.reference.timestamp())) + timedelta(days=rng.randint(-60, 60))
         persons = company.stores["persons"].live_ids
-        return {
-            "title": d["name"], "value": float(d["amount"]) if d["amount"] else 0, "currency": d["currency"], "status": status,
-            "stage_id": stage, "pipeline_id": 1, "owner_id": data.pick(OWNER_IDS),
-            "person_id": rng.choice(persons) if persons and rng.random() < 0.6 else None, "org_id": None,
-            "expected_close_date": close.isoformat(), "probability": None, "close_time": None, "won_time": None, "lost_time": None,
-            "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None},
-        }
+        return {"title": d["name"], "value": float(d["amount"]) if d["amount"] else 0, "currency": d["currency"], "status": status,
+                "stage_id": stage, "pipeline_id": 1, "owner_id": data.pick(OWNER_IDS),
+                "person_id": rng.choice(persons) if persons and rng.random() < 0.6 else None, "org_id": None,
+                "expected_close_date": close.isoformat(), "probability": None, "close_time": None, "won_time": None, "lost_time": None,
+                "lost_reason": None, "is_archived": False, "custom_fields": {keys["crm_record_id"]: None}}
 
-    def insert(self, store: RecordStore, values: dict[str, Any], added: int, updated: int) -> Record:
+    def insert(self, store: RecordStore, added: int, updated: int, values: dict[str, Any]) -> Record:
         record_id = store.allocate_id()
         obj = {"id": record_id, **values, "add_time": iso(added), "update_time": iso(updated), "is_deleted": False}
         return store.insert(obj, added, updated, record_id=record_id)
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
-            return self.insert(store, dict(values), stamp, stamp)
+            return self.insert(store, stamp, stamp, dict(values))
         store.update(record, {**values, "update_time": iso(stamp)}, stamp)
         return record
 
@@ -287,28 +317,17 @@ class PipedriveSimulator(Simulator):
 
     def _defaults(self, company: Company, path: str) -> dict[str, Any]:
         """What a new record holds unless the request sets it."""
-        defaults: dict[str, Any] = {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": dict.fromkeys(company.keys[path].values())}
-        if path == "persons":
-            return defaults | {"name": None, "first_name": None, "last_name": None, "emails": [], "phones": [], "org_id": None}
-        if path == "organizations":
-            return defaults | {"name": None, "address": None}
-        return defaults | {"title": None, "value": 0, "currency": "BRL", "status": "open", "stage_id": 1, "pipeline_id": 1, "person_id": None, "org_id": None,
-                           "expected_close_date": None, "probability": None, "close_time": None, "won_time": None, "lost_time": None, "lost_reason": None,
-                           "is_archived": False}
+        custom = dict.fromkeys(company.keys[path].values())
+        return {"owner_id": self.config.user_id, "visible_to": 3, "label_ids": [], "custom_fields": custom} | copy.deepcopy(WRITABLE[path])
 
     def error_response(self, status: int, message: str) -> Response:
-        return _error(status, message, code=status)
+        return _error(status, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
-            company = self.authenticate(request)
-            response = _error(429, self.config.burst_429_error, code=429)
-            response.headers.update(self._burst_headers(company, request.token, 0, self.config.burst_window_s) if isinstance(company, Company) else {})
-            if self.config.retry_after_on_429:
-                response.headers["Retry-After"] = str(math.ceil(self.config.burst_window_s))
-            return response
-        messages = {500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
-        return _error(status, messages.get(status, f"HTTP {status}"), code=status)
+            window = self.config.burst_window_s
+            return self._too_many(self.authenticate(request), None, self.config.burst_429_error, LimitDecision(False, None, 0, window, window))
+        return _error(status, FAULT_MESSAGES.get(status, f"HTTP {status}"))
 
     def credentials(self, request: Request) -> str | None:
         token = (request.header("x-api-token") or "").strip() or super().credentials(request) or ""
@@ -316,21 +335,16 @@ class PipedriveSimulator(Simulator):
             token = (request.query_value("api_token") or "").strip()
         return token or None
 
-    def _burst_headers(self, company: Company, token: str | None, remaining: int | None, reset: float) -> dict[str, str]:
+    def _burst_headers(self, company: Company, window: LimitDecision) -> dict[str, str]:
+        """The rate-limit headers: what is ``window``'s (the burst window unless a search refused) and the daily budget's."""
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        if remaining is None:
-            remaining = company.burst.remaining(token or "")
-        headers = {
-            "x-ratelimit-limit": str(cfg.effective_burst_limit),
-            "x-ratelimit-remaining": str(max(0, remaining)),
-            "x-ratelimit-reset": str(max(1, math.ceil(reset))),
-        }
+        headers = {"x-ratelimit-limit": str(cfg.effective_burst_limit), "x-ratelimit-remaining": str(max(0, window.remaining or 0)),
+                   "x-ratelimit-reset": str(max(1, math.ceil(window.reset_s)))}
         budget = cfg.effective_daily_budget
         if cfg.send_daily_headers and budget is not None:
-            headers["x-daily-ratelimit-token-limit"] = str(budget)
-            headers["x-daily-ratelimit-token-remaining"] = str(max(0, budget - company.budget.used()))
+            headers |= {"x-daily-ratelimit-token-limit": str(budget), "x-daily-ratelimit-token-remaining": str(max(0, budget - company.budget.used()))}
         return headers
 
     def admit(self, request: Request) -> Response | None:
@@ -338,35 +352,32 @@ class PipedriveSimulator(Simulator):
         cfg, company, token, kind = self.config, request.account, request.token, request.route.meta["kind"]
         if not cfg.rate_limits_enabled:
             return None
-        cost = cfg.token_costs.get(kind, 1)
-        budget = cfg.effective_daily_budget
+        cost, budget = cfg.token_costs.get(kind, 1), cfg.effective_daily_budget
         if budget is not None and company.budget.used() + cost > budget:
-            self.stats_recorder.record_rate_limited("DAILY")
-            response = _error(429, cfg.daily_429_error, code=429)
-            response.headers.update(self._burst_headers(company, token, None, cfg.burst_window_s))
-            if cfg.retry_after_on_429:
-                response.headers["Retry-After"] = str(math.ceil(company.budget.seconds_until_reset()))
-            return response
+            until_midnight = LimitDecision(False, None, company.burst.remaining(token), company.budget.seconds_until_reset(), cfg.burst_window_s)
+            return self._too_many(company, "DAILY", cfg.daily_429_error, until_midnight)
         if kind == "search" and company.search.remaining(token) < 1:
-            decision = company.search.try_acquire(token)
-            return self._over_limit(company, "SEARCH", token, decision.remaining or 0, decision.retry_after_s, cfg.search_burst_limit)
+            return self._too_many(company, "SEARCH", cfg.burst_429_error, company.search.try_acquire(token), cfg.search_burst_limit)
         decision = company.burst.try_acquire(token, cost if cfg.burst_unit == "tokens" else 1)
         if not decision.allowed:
-            return self._over_limit(company, "BURST", token, decision.remaining or 0, decision.retry_after_s, cfg.effective_burst_limit)
+            return self._too_many(company, "BURST", cfg.burst_429_error, decision, cfg.effective_burst_limit)
+        company.budget.try_acquire("", cost)
+        request.response_headers = self._burst_headers(company, decision)
         if kind == "search":
             company.search.try_acquire(token)
-        company.budget.try_acquire("", cost)
-        request.response_headers = self._burst_headers(company, token, decision.remaining, decision.reset_s)
-        if kind == "search":
             request.response_headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(company.search.remaining(token))})
         return None
 
-    def _over_limit(self, company: Company, policy: str, token: str, remaining: int, reset: float, limit: int) -> Response:
-        self.stats_recorder.record_rate_limited(policy)
-        response = _error(429, self.config.burst_429_error, code=429)
-        response.headers.update(self._burst_headers(company, token, remaining, reset) | {"x-ratelimit-limit": str(limit)})
+    def _too_many(self, company: Any, policy: str | None, message: str, refusal: LimitDecision, limit: int | None = None) -> Response:
+        """A 429 counted under ``policy``: the rate-limit headers of the ``refusal`` (``limit``: of the window that refused) and,
+        when switched on, ``Retry-After``."""
+        if policy is not None:
+            self.stats_recorder.record_rate_limited(policy)
+        response = _error(429, message)
+        if isinstance(company, Company):
+            response.headers.update(self._burst_headers(company, refusal) | ({"x-ratelimit-limit": str(limit)} if limit else {}))
         if self.config.retry_after_on_429:
-            response.headers["Retry-After"] = str(max(1, math.ceil(reset)))
+            response.headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after_s)))
         return response
 
     def tokens_used(self, *, account: str | None = None) -> int:
@@ -376,335 +387,221 @@ class PipedriveSimulator(Simulator):
     def _table(self, request: Request) -> RecordStore:
         return request.account.stores[request.params["path"]]
 
-    def _record_id(self, request: Request) -> int:
-        raw = request.params.get("id", "")
-        if not raw.isdigit():
-            raise _bad_request(f"id must be an integer, got {raw!r}")
-        return int(raw)
-
-    def _not_found(self, table: RecordStore) -> ApiError:
-        return ApiError(_error(404, f"{PATHS[table.name].capitalize()} not found", code=404))
-
-    def _live(self, request: Request) -> tuple[RecordStore, Record]:
-        table = self._table(request)
-        rec = table.live(self._record_id(request))
-        if rec is None:
-            raise self._not_found(table)
+    def _record(self, request: Request, *, deleted_shown: bool = False) -> tuple[RecordStore, Record]:
+        """The table and record the path names; 404 when there is none or it is deleted (unless GET still shows it)."""
+        table, raw = self._table(request), request.params.get("id", "")
+        _require(raw.isdigit(), f"id must be an integer, got {raw!r}")
+        rec = table.get(int(raw))
+        retention = self.stamp() - self.config.deleted_retention_days * 86_400
+        if rec is None or rec.deleted is not None and not (deleted_shown and self.config.deleted_get != "404" and rec.deleted >= retention):
+            raise ApiError(_error(404, f"{PATHS[table.name].capitalize()} not found"))
         return table, rec
-
-    def _render(self, table: RecordStore, obj: dict[str, Any], custom_keys: list[str] | None = None) -> dict[str, Any]:
-        out = dict(obj)
-        custom = obj.get("custom_fields") or {}
-        if custom_keys is not None:
-            custom = {k: v for k, v in custom.items() if k in custom_keys}
-        out["custom_fields"] = dict(custom)
-        return out
 
     def _timestamp_param(self, request: Request, name: str) -> int | None:
         raw = request.query_value(name)
         if raw in (None, ""):
             return None
         match = _RFC3339.match(raw)
-        if not match:
-            raise _bad_request(f"{name} must be an RFC3339 date-time such as 2025-01-01T10:20:00Z, got {raw!r}")
-        if match.group("frac") and self.config.reject_fractional_seconds:
-            raise _bad_request(f"{name} must not have fractional seconds, got {raw!r}")
+        _require(match, f"{name} must be an RFC3339 date-time such as 2025-01-01T10:20:00Z, got {raw!r}")
+        _require(not (match.group("frac") and self.config.reject_fractional_seconds), f"{name} must not have fractional seconds, got {raw!r}")
         return int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp())
 
     def _limit_param(self, request: Request, maximum: int) -> int:
         raw = request.query_value("limit")
         if raw in (None, ""):
             return 100
-        if not raw.isdigit() or int(raw) < 1:
-            raise _bad_request(f"limit must be a positive integer, got {raw!r}")
-        return capped(int(raw), maximum, self.config.list_limit_oversize, lambda: _bad_request(f"limit must not be greater than {maximum}"))
-
-    @staticmethod
-    def _encode_cursor(payload: list[Any]) -> str:
-        return base64.urlsafe_b64encode(json_dumps(payload)).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(raw: str) -> list[Any]:
-        try:
-            value = json_loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        except (ValueError, TypeError):
-            raise _bad_request("Invalid cursor") from None
-        if not isinstance(value, list) or len(value) < 2:
-            raise _bad_request("Invalid cursor")
-        return value
+        _require(raw.isdigit() and int(raw) >= 1, f"limit must be a positive integer, got {raw!r}")
+        return capped(int(raw), maximum, self.config.list_limit_oversize, lambda: ApiError(_error(400, f"limit must not be greater than {maximum}")))
 
     @api("GET", OBJECTS, name="GET /api/v2/{entity}", kind="list")
     def _list(self, request: Request) -> Response:
         table = self._table(request)
         limit = self._limit_param(request, LIST_LIMIT_MAX)
-        since = self._timestamp_param(request, "updated_since")
-        until = self._timestamp_param(request, "updated_until")
-        sort_by = request.query_value("sort_by") or "id"
-        direction = request.query_value("sort_direction") or "asc"
-        if sort_by not in ("id", "update_time", "add_time"):
-            raise _bad_request(f"sort_by must be one of id, update_time, add_time, got {sort_by!r}")
-        if direction not in ("asc", "desc"):
-            raise _bad_request(f"sort_direction must be asc or desc, got {direction!r}")
+        since, until = self._timestamp_param(request, "updated_since"), self._timestamp_param(request, "updated_until")
+        sort_by, direction = request.query_value("sort_by") or "id", request.query_value("sort_direction") or "asc"
+        _require(sort_by in SORT_KEYS, f"sort_by must be one of id, update_time, add_time, got {sort_by!r}")
+        _require(direction in ("asc", "desc"), f"sort_direction must be asc or desc, got {direction!r}")
         statuses = request.query_list("status")
-        if table.name == "deals":
-            unknown = set(statuses) - {"open", "won", "lost", "deleted"}
-            if unknown:
-                raise _bad_request(f"status must be open, won, lost or deleted, got {sorted(unknown)}")
-        elif statuses:
-            raise _bad_request("status is only supported for deals")
+        _require(table.name == "deals" or not statuses, "status is only supported for deals")
+        unknown = set(statuses) - {"open", "won", "lost", "deleted"}
+        _require(not unknown, f"status must be open, won, lost or deleted, got {sorted(unknown)}")
         ids = request.query_list("ids")
-        if len(ids) > IDS_MAX:
-            raise _bad_request(f"ids must not contain more than {IDS_MAX} values")
-        if any(not i.isdigit() for i in ids):
-            raise _bad_request("ids must be integers")
+        _require(len(ids) <= IDS_MAX, f"ids must not contain more than {IDS_MAX} values")
+        _require(all(i.isdigit() for i in ids), "ids must be integers")
         custom = request.query_list("custom_fields") or None
-        if custom is not None and len(custom) > 15:
-            raise _bad_request("custom_fields must not contain more than 15 keys")
-
+        _require(custom is None or len(custom) <= 15, "custom_fields must not contain more than 15 keys")
         retention = self.stamp() - self.config.deleted_retention_days * 86_400
-        want_deleted = "deleted" in statuses
         live_statuses = set(statuses) - {"deleted"}
 
-        def selected(record_id: int) -> bool:
-            rec = table.rows.get(record_id)
-            if rec is None:
-                return False
-            if rec.deleted is not None:
-                if not (want_deleted and rec.deleted >= retention):
-                    return False
-            elif statuses and rec["status"] not in live_statuses:
-                return False
-            return (since is None or rec.updated >= since) and (until is None or rec.updated < until)
+        def shown(rec: Record) -> bool:
+            kept = "deleted" in statuses and rec.deleted >= retention if rec.deleted is not None else not statuses or rec["status"] in live_statuses
+            return kept and (since is None or rec.updated >= since) and (until is None or rec.updated < until)
 
-        candidates = [int(i) for i in dict.fromkeys(ids)] if ids else list(table.rows)
-        rows = table.rows
-        key_of = {"id": lambda i: (i,), "update_time": lambda i: (rows[i].updated, i), "add_time": lambda i: (rows[i].created, i)}[sort_by]
-        keys = sorted((key_of(i) for i in candidates if selected(i)), reverse=direction == "desc")
+        candidates = [table.rows.get(int(i)) for i in dict.fromkeys(ids)] if ids else table.rows.values()
+        keys = sorted((SORT_KEYS[sort_by](rec) for rec in candidates if rec is not None and shown(rec)), reverse=direction == "desc")
         raw_cursor = request.query_value("cursor")
         if raw_cursor:
-            cursor = self._decode_cursor(raw_cursor)
-            if cursor[0] != f"{sort_by}:{direction}":
-                raise _bad_request("cursor does not belong to this sort order")
+            cursor = _decode_cursor(raw_cursor)
+            _require(cursor[0] == f"{sort_by}:{direction}", "cursor does not belong to this sort order")
             after = tuple(cursor[1:])
             keys = [k for k in keys if (k > after if direction == "asc" else k < after)]
-        page = keys[:limit]
-        next_cursor = self._encode_cursor([f"{sort_by}:{direction}", *page[-1]]) if len(keys) > limit else None
-        data = [self._render(table, rows[k[-1]].values, custom) for k in page]
-        return Response.json(200, {"success": True, "data": data, "additional_data": {"next_cursor": next_cursor}})
+        next_cursor = _encode_cursor([f"{sort_by}:{direction}", *keys[limit - 1]]) if len(keys) > limit else None
+        return _ok([_render(table.rows[k[-1]].values, custom) for k in keys[:limit]], {"next_cursor": next_cursor})
 
     @api("POST", OBJECTS, name="POST /api/v2/{entity}", kind="write")
     def _create(self, request: Request) -> Response:
         table = self._table(request)
         changes = self._validated(request.account, table, self.body_object(request), None)
-        rec = self.write(table, None, self._defaults(request.account, table.name) | changes, self.stamp())
-        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
+        return _ok(_render(self.write(table, None, self._defaults(request.account, table.name) | changes, self.stamp()).values))
 
     @api("GET", OBJECTS + "/search", name="GET /api/v2/{entity}/search", kind="search")
     def _search(self, request: Request) -> Response:
         table = self._table(request)
+        searchable = SEARCH_FIELDS[table.name]
         term = (request.query_value("term") or "").strip()
         exact = (request.query_value("exact_match") or "false").lower() == "true"
-        if len(term) < (1 if exact else 2):
-            raise _bad_request("Search term must be at least 2 characters long" if not exact else "term must not be empty")
-        fields = request.query_list("fields") or list(SEARCH_FIELDS[table.name])
-        bad = set(fields) - set(SEARCH_FIELDS[table.name])
-        if bad:
-            raise _bad_request(f"fields must be among {', '.join(SEARCH_FIELDS[table.name])}, got {', '.join(sorted(bad))}")
+        _require(len(term) >= (1 if exact else 2), "term must not be empty" if exact else "Search term must be at least 2 characters long")
+        fields = request.query_list("fields") or list(searchable)
+        bad = set(fields) - set(searchable)
+        _require(not bad, f"fields must be among {', '.join(searchable)}, got {', '.join(sorted(bad))}")
         limit = self._limit_param(request, SEARCH_LIMIT_MAX)
         raw_cursor = request.query_value("cursor")
-        offset = int(self._decode_cursor(raw_cursor)[1]) if raw_cursor else 0
+        offset = int(_decode_cursor(raw_cursor)[1]) if raw_cursor else 0
         folded = term.casefold()
 
         def hit(value: Any) -> bool:
-            if value is None:
-                return False
-            text = str(value).casefold()
-            return text == folded if exact else folded in text
+            return value is not None and (str(value).casefold() == folded if exact else folded in str(value).casefold())
 
-        readers = [reader for name, reader in _SEARCHED_VALUES.items() if name in fields]
+        readers = [reader for name, reader in SEARCHED_VALUES.items() if name in fields]
         matches = [rec.values for rec in table.select() if any(hit(v) for read in readers for v in read(rec.values))]
-        page = matches[offset : offset + limit]
-        items = [{"result_score": 1.0, "item": self._search_item(table, obj)} for obj in page]
-        next_cursor = self._encode_cursor(["offset", offset + limit]) if offset + limit < len(matches) else None
-        return Response.json(200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": next_cursor}})
+        items = [{"result_score": 1.0, "item": self._search_item(table, obj)} for obj in matches[offset : offset + limit]]
+        next_cursor = _encode_cursor(["offset", offset + limit]) if offset + limit < len(matches) else None
+        return _ok({"items": items}, {"next_cursor": next_cursor})
 
     @api("GET", OBJECTS + "/{id}", name="GET /api/v2/{entity}/{id}", kind="get")
     def _get(self, request: Request) -> Response:
-        table = self._table(request)
-        record_id = self._record_id(request)
-        rec = table.get(record_id)
-        if rec is None:
-            raise self._not_found(table)
-        if rec.deleted is not None:
-            retention = self.stamp() - self.config.deleted_retention_days * 86_400
-            if self.config.deleted_get == "404" or rec.deleted < retention:
-                raise self._not_found(table)
-        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
+        return _ok(_render(self._record(request, deleted_shown=True)[1].values))
 
     def _validated(self, company: Company, table: RecordStore, body: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
         """The fields a create/update sets, checked like Pipedrive does (400 with a message)."""
-        path = table.name
-        allowed = {
-            "persons": {"name", "first_name", "last_name", "emails", "phones", "owner_id", "org_id", "visible_to", "label_ids", "custom_fields", "add_time"},
-            "organizations": {"name", "owner_id", "address", "visible_to", "label_ids", "custom_fields", "add_time"},
-            "deals": {"title", "value", "currency", "status", "stage_id", "pipeline_id", "owner_id", "person_id", "org_id", "expected_close_date",
-                      "probability", "lost_reason", "visible_to", "label_ids", "custom_fields", "add_time", "close_time", "won_time", "lost_time", "is_archived"},
-        }[path]
-        unknown = set(body) - allowed
-        if unknown:
-            raise _bad_request(f"Unknown parameter(s): {', '.join(sorted(unknown))}")
-        changes = dict(body)
+        path, old, changes = table.name, current or {}, dict(body)
+        unknown = set(body) - {"owner_id", "visible_to", "label_ids", "custom_fields", "add_time", *WRITABLE[path]}
+        _require(not unknown, f"Unknown parameter(s): {', '.join(sorted(unknown))}")
         if "custom_fields" in changes:
             custom = changes["custom_fields"]
-            if not isinstance(custom, dict):
-                raise _bad_request("custom_fields must be an object")
+            _require(isinstance(custom, dict), "custom_fields must be an object")
             known = set(company.keys[path].values())
             bad = set(custom) - known
-            if bad:
-                raise _bad_request(f"Custom field(s) not found: {', '.join(sorted(bad))}")
-            merged = dict((current or {}).get("custom_fields") or {k: None for k in known})
-            merged.update(custom)
-            changes["custom_fields"] = merged
-        for name in ("emails", "phones"):
-            if name in changes:
-                values = changes[name] or []
-                if not isinstance(values, list) or not all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values):
-                    raise _bad_request(f"{name} must be an array of objects with a string value")
-                if name == "emails" and self.config.validate_emails:
-                    for v in values:
-                        if not _EMAIL.match(v["value"].strip()):
-                            raise _bad_request(f"Invalid email address: {v['value']}")
-                changes[name] = [{"value": v["value"], "primary": bool(v.get("primary")), "label": v.get("label") or "work"} for v in values]
+            _require(not bad, f"Custom field(s) not found: {', '.join(sorted(bad))}")
+            changes["custom_fields"] = dict(old.get("custom_fields") or dict.fromkeys(known)) | custom
+        for name in [key for key in ("emails", "phones") if key in changes]:
+            values = changes[name] or []
+            valid = isinstance(values, list) and all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values)
+            _require(valid, f"{name} must be an array of objects with a string value")
+            for v in values if name == "emails" and self.config.validate_emails else ():
+                _require(_EMAIL.match(v["value"].strip()), f"Invalid email address: {v['value']}")
+            changes[name] = [{"value": v["value"], "primary": bool(v.get("primary")), "label": v.get("label") or "work"} for v in values]
         if path == "persons":
             if "name" not in changes and ("first_name" in changes or "last_name" in changes):
-                first = changes.get("first_name", (current or {}).get("first_name"))
-                last = changes.get("last_name", (current or {}).get("last_name"))
-                changes["name"] = " ".join(x for x in (first, last) if x)
+                changes["name"] = " ".join(x for x in (changes.get(k, old.get(k)) for k in ("first_name", "last_name")) if x)
             if "name" in changes and "first_name" not in changes and "last_name" not in changes:
                 first, _, last = str(changes["name"] or "").strip().partition(" ")
                 changes["first_name"], changes["last_name"] = first or None, last or None
-        title_field = "title" if path == "deals" else "name"
-        if current is None or title_field in changes:
-            value = changes.get(title_field, (current or {}).get(title_field))
-            if not isinstance(value, str) or not value.strip():
-                raise _bad_request(f"{title_field.capitalize()} must be given")
-        if path == "deals":
-            if "value" in changes and changes["value"] is not None and not isinstance(changes["value"], (int, float)):
-                raise _bad_request("value must be a number")
-            if changes.get("stage_id") is not None and changes["stage_id"] not in STAGES:
-                raise _bad_request(f"Stage with id {changes['stage_id']} not found")
-            if changes.get("pipeline_id") is not None and changes["pipeline_id"] not in PIPELINES:
-                raise _bad_request(f"Pipeline with id {changes['pipeline_id']} not found")
-            if changes.get("status") is not None and changes["status"] not in ("open", "won", "lost"):
-                raise _bad_request("status must be open, won or lost")
-            if changes.get("expected_close_date"):
-                try:
-                    date.fromisoformat(str(changes["expected_close_date"]))
-                except ValueError:
-                    raise _bad_request("expected_close_date must be YYYY-MM-DD") from None
+        title = TITLE_FIELD[path]
+        if current is None or title in changes:
+            value = changes.get(title, old.get(title))
+            _require(isinstance(value, str) and value.strip(), f"{title.capitalize()} must be given")
+        # Deal fields (only deals accept them):
+        _require(changes.get("value") is None or isinstance(changes["value"], (int, float)), "value must be a number")
+        _require(changes.get("stage_id") is None or changes["stage_id"] in STAGES, f"Stage with id {changes.get('stage_id')} not found")
+        _require(changes.get("pipeline_id") is None or changes["pipeline_id"] in PIPELINES, f"Pipeline with id {changes.get('pipeline_id')} not found")
+        _require(changes.get("status") is None or changes["status"] in ("open", "won", "lost"), "status must be open, won or lost")
+        try:
+            date.fromisoformat(str(changes.get("expected_close_date") or date.min))
+        except ValueError:
+            raise ApiError(_error(400, "expected_close_date must be YYYY-MM-DD")) from None
         return changes
 
     @api("PATCH", OBJECTS + "/{id}", name="PATCH /api/v2/{entity}/{id}", kind="write")
     def _update(self, request: Request) -> Response:
-        table, rec = self._live(request)
+        table, rec = self._record(request)
         self.write(table, rec, self._validated(request.account, table, self.body_object(request), rec.values), self.stamp())
-        return Response.json(200, {"success": True, "data": self._render(table, rec.values)})
+        return _ok(_render(rec.values))
 
     @api("DELETE", OBJECTS + "/{id}", name="DELETE /api/v2/{entity}/{id}", kind="delete")
     def _delete(self, request: Request) -> Response:
-        table, rec = self._live(request)
+        table, rec = self._record(request)
         self.remove(table, rec)
-        return Response.json(200, {"success": True, "data": {"id": rec.id}})
+        return _ok({"id": rec.id})
 
     def _search_item(self, table: RecordStore, obj: dict[str, Any]) -> dict[str, Any]:
         item: dict[str, Any] = {"id": obj["id"], "type": PATHS[table.name], "owner": {"id": obj.get("owner_id")}, "visible_to": obj.get("visible_to"),
                                 "custom_fields": [str(v) for v in (obj.get("custom_fields") or {}).values() if v not in (None, "")], "notes": []}
         if table.name == "persons":
-            item |= {"name": obj.get("name"), "emails": [e["value"] for e in obj.get("emails") or []], "phones": [p["value"] for p in obj.get("phones") or []],
-                     "organization": {"id": obj["org_id"]} if obj.get("org_id") else None}
-        elif table.name == "organizations":
-            item |= {"name": obj.get("name"), "address": (obj.get("address") or {}).get("value")}
-        else:
-            item |= {"title": obj.get("title"), "value": obj.get("value"), "currency": obj.get("currency"), "status": obj.get("status")}
-        return item
+            return item | {"name": obj.get("name"), "emails": SEARCHED_VALUES["email"](obj), "phones": SEARCHED_VALUES["phone"](obj),
+                           "organization": {"id": obj["org_id"]} if obj.get("org_id") else None}
+        if table.name == "organizations":
+            return item | {"name": obj.get("name"), "address": (obj.get("address") or {}).get("value")}
+        return item | {"title": obj.get("title"), "value": obj.get("value"), "currency": obj.get("currency"), "status": obj.get("status")}
 
     @api("GET", "/v1/{fields:personFields|organizationFields|dealFields}", name="GET /v1/{entity}Fields", kind="fields")
     def _fields(self, request: Request) -> Response:
         path = FIELDS_PATHS[request.params["fields"]]
-        standard = {"persons": ("name", "email", "phone", "org_id", "owner_id"), "organizations": ("name", "address", "owner_id"),
-                    "deals": ("title", "value", "currency", "stage_id", "pipeline_id", "expected_close_date", "owner_id")}[path]
-        data = [{"id": n + 1, "key": key, "name": key.replace("_", " ").capitalize(), "field_type": "varchar", "edit_flag": False} for n, key in enumerate(standard)]
-        data += [{"id": 9000 + n, "key": key, "name": name, "field_type": CUSTOM_FIELDS[path][name], "edit_flag": True}
+        data = [{"id": n + 1, "key": key, "name": key.replace("_", " ").capitalize(), "field_type": "varchar", "edit_flag": False}
+                for n, key in enumerate(STANDARD_FIELDS[path])]
+        data += [{"id": 9000 + n, "key": key, "name": name, "field_type": CUSTOM_FIELD_TYPES.get(name, "varchar"), "edit_flag": True}
                  for n, (name, key) in enumerate(request.account.keys[path].items())]
-        start = int(request.query_value("start") or 0)
-        limit = self._limit_param(request, 500)
-        page = data[start : start + limit]
+        start, limit = int(request.query_value("start") or 0), self._limit_param(request, 500)
         more = start + limit < len(data)
-        pagination = {"start": start, "limit": limit, "more_items_in_collection": more}
-        if more:
-            pagination["next_start"] = start + limit
-        return Response.json(200, {"success": True, "data": page, "additional_data": {"pagination": pagination}})
+        pagination = {"start": start, "limit": limit, "more_items_in_collection": more} | ({"next_start": start + limit} if more else {})
+        return _ok(data[start : start + limit], {"pagination": pagination})
 
     def on_change(self, company: Account, table: RecordStore, action: str, rec: Record, previous: Mapping[str, Any]) -> None:
         """Webhooks: the record after the change and what the changed fields held before."""
         if self.webhooks is None:
             return
-        cfg, source = self.config, "api" if self.in_api else "app"
+        cfg, entity = self.config, PATHS[table.name]
         action = {"create": "create", "update": "change", "delete": "delete"}[action]
         data = None if action == "delete" else dict(rec.values)
-        previous = dict(rec.values) if action == "delete" else {k: v for k, v in previous.items() if k != "update_time"} or None
-        if previous and isinstance(previous.get("custom_fields"), dict):
-            old, new = previous["custom_fields"], rec.values["custom_fields"]
-            previous["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
-        obj = data if data is not None else previous or {}
-        entity = PATHS[table.name]
+        before = dict(rec.values) if action == "delete" else {k: v for k, v in previous.items() if k != "update_time"}
+        if isinstance(before.get("custom_fields"), dict):
+            old, new = before["custom_fields"], rec.values["custom_fields"]
+            before["custom_fields"] = {k: old.get(k) for k in new if old.get(k) != new.get(k)}
+        before = None if action == "create" else before
         company_id = company.id if not company.default else str(cfg.company_id)
         host = f"{cfg.company_domain if company.default else company.id}.pipedrive.com"
         if cfg.webhook_version == "2.0":
-            event = {
-                "meta": {
-                    "action": action, "entity": entity, "entity_id": str(obj.get("id")), "id": str(uuid.uuid4()),
-                    "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
-                    "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
-                    "change_source": source, "attempt": 1, "host": host, "permitted_user_ids": [str(cfg.user_id)],
-                },
-                "data": None if action == "delete" else dict(data or {}),
-                "previous": None if action == "create" else dict(previous or {}),
-            }
-        else:
-            legacy = {"create": "added", "change": "updated", "delete": "deleted"}[action]
-            now = self.clock.timestamp()
-            current = None if action == "delete" else {**(data or {}), "active_flag": True}
-            event = {
-                "v": 1, "matches_filters": {"current": [], "previous": []},
-                "meta": {"v": 1, "action": legacy, "object": entity, "id": obj.get("id"), "company_id": int(company_id) if company_id.isdigit() else company_id, "user_id": cfg.user_id,
-                         "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000), "permitted_user_ids": [cfg.user_id],
-                         "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
-                "retry": 0, "current": current, "previous": None if action == "create" else dict(previous or {}), "event": f"{legacy}.{entity}",
-            }
-        self.emit(event)
+            self.emit({"meta": {"action": action, "entity": entity, "entity_id": str(rec.id), "id": str(uuid.uuid4()),
+                                "company_id": company_id, "user_id": str(cfg.user_id), "correlation_id": str(uuid.uuid4()),
+                                "is_bulk_edit": False, "timestamp": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                "type": "general", "version": "2.0", "webhook_id": "55", "webhook_owner_id": str(cfg.user_id),
+                                "change_source": "api" if self.in_api else "app", "attempt": 1, "host": host, "permitted_user_ids": [str(cfg.user_id)]},
+                       "data": data, "previous": before})
+            return
+        legacy, now = {"create": "added", "change": "updated", "delete": "deleted"}[action], self.clock.timestamp()
+        self.emit({"v": 1, "matches_filters": {"current": [], "previous": []},
+                   "meta": {"v": 1, "action": legacy, "object": entity, "id": rec.id, "company_id": int(company_id) if company_id.isdigit() else company_id,
+                            "user_id": cfg.user_id, "host": host, "timestamp": int(now), "timestamp_micro": int(now * 1_000_000),
+                            "permitted_user_ids": [cfg.user_id], "trans_pending": False, "is_bulk_update": False, "webhook_id": "55"},
+                   "retry": 0, "current": None if data is None else data | {"active_flag": True}, "previous": before, "event": f"{legacy}.{entity}"})
 
     def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
-        if self.config.webhook_user and self.config.webhook_password:
-            from crm_pipelines.webhooks.signatures import sign_pipedrive
-
-            return {"Authorization": sign_pipedrive(self.config.webhook_user, self.config.webhook_password)}
-        return {}
+        user, password = self.config.webhook_user, self.config.webhook_password
+        return {"Authorization": sign_pipedrive(user, password)} if user and password else {}
 
     def on_retry(self, events: list[dict[str, Any]], attempt: int) -> None:
         for event in events:
-            if isinstance(event.get("meta"), dict) and "attempt" in event["meta"]:
-                event["meta"]["attempt"] = attempt + 1
             if "retry" in event:
                 event["retry"] = attempt
+            else:
+                event["meta"]["attempt"] = attempt + 1
 
     def field_keys(self, entity: str, *, account: str | None = None) -> dict[str, str]:
         """Custom field name -> 40-character key."""
         return dict(self.account(account).keys[self.entity_store(entity, account).name])
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
-        return self._render(store, record.values)
+        return _render(record.values)
 
     def new_values(self, company: Account, store: RecordStore, entity: str) -> dict[str, Any]:
         return self._defaults(company, store.name) | self.generate(company, store.name)
