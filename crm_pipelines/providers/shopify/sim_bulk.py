@@ -23,7 +23,7 @@ from typing import Any
 
 from graphql import execute, parse, validate
 
-from crm_pipelines.providers.shopify.sim_graphql import schema
+from crm_pipelines.providers.shopify.sim_graphql import UserErrors, schema
 from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.server import Request, Response, api
 
@@ -50,13 +50,13 @@ class BulkOperations:
         self.settle_bulk(shop)
         running = next((op for op in shop.bulk_ops.values() if op.type == kind and op.status in ("CREATED", "RUNNING")), None)
         if running is not None:
-            return _payload(None, [f"A bulk {kind.lower()} operation for this app and shop is already in progress: {running.id}."])
+            raise _problems([f"A bulk {kind.lower()} operation for this app and shop is already in progress: {running.id}."])
         try:
             document = parse(text)
         except Exception as exc:  # a bad query is a userError, as Shopify answers
-            return _payload(None, [f"Invalid bulk {kind.lower()}: {exc}"])
+            raise _problems([f"Invalid bulk {kind.lower()}: {exc}"])
         if validate(schema(), document):
-            return _payload(None, [str(e) for e in validate(schema(), document)])
+            raise _problems([str(e) for e in validate(schema(), document)])
         now = int(self.clock.timestamp())
         op = BulkOperation(f"gid://shopify/BulkOperation/{next(shop.event_numbers)}", kind, text, now, now + int(self.config.bulk_processing_s))
         from crm_pipelines.providers.shopify.simulator import _Root
@@ -64,7 +64,7 @@ class BulkOperations:
         if kind == "QUERY":
             result = execute(schema(), document, root_value=_Root(shop, bulk=True))
             if result.errors or not result.data or len(result.data) != 1:
-                return _payload(None, [str(e) for e in result.errors or ["A bulk query must select exactly one top-level connection."]])
+                raise _problems([str(e) for e in result.errors or ["A bulk query must select exactly one top-level connection."]])
             connection = next(iter(result.data.values()))
             roots = [e["node"] for e in connection.get("edges", [])] if "edges" in connection else connection.get("nodes", [])
             op.root_count = len(roots)
@@ -73,7 +73,7 @@ class BulkOperations:
         else:
             variables = [json.loads(line) for line in shop.staged.get(staged_path or "", b"").decode().splitlines() if line.strip()]
             if staged_path not in shop.staged:
-                return _payload(None, ["The staged upload path was not found."])
+                raise _problems(["The staged upload path was not found."])
             for number, values in enumerate(variables):
                 result = execute(schema(), document, root_value=_Root(shop), variable_values=values)
                 line = {"data": result.data, "__lineNumber": number} | ({"errors": [e.formatted for e in result.errors]} if result.errors else {})
@@ -81,17 +81,17 @@ class BulkOperations:
             op.root_count = len(variables)
         shop.bulk_ops[op.id] = op
         self.settle_bulk(shop)
-        return _payload(self._bulk_view(shop, op), [])
+        return self._bulk_view(shop, op)
 
     def bulk_cancel(self, shop: Any, gid: str) -> dict[str, Any]:
         self.settle_bulk(shop)
         op = shop.bulk_ops.get(gid)
         if op is None:
-            return _payload(None, ["Bulk operation does not exist"])
+            raise _problems(["Bulk operation does not exist"])
         if op.status in ("CREATED", "RUNNING"):
             op.status, op.completed_s = "CANCELED", int(self.clock.timestamp())
             self._bulk_finished(shop, op)
-        return _payload(self._bulk_view(shop, op), [])
+        return self._bulk_view(shop, op)
 
     def bulk_current(self, shop: Any, kind: str = "QUERY") -> dict[str, Any] | None:
         self.settle_bulk(shop)
@@ -108,7 +108,7 @@ class BulkOperations:
             key = f"tmp/{shop.id}/bulk/{uuid.uuid4()}/{item.get('filename') or 'bulk_op_vars.jsonl'}"
             url = f"{self.base_url}/staged-uploads/{shop.id}"
             targets.append({"url": url, "resourceUrl": f"{url}/{key}", "parameters": [{"name": "key", "value": key}, {"name": "Content-Type", "value": item.get("mimeType") or "text/jsonl"}]})
-        return {"stagedTargets": targets, "userErrors": []}
+        return targets
 
     def settle_bulk(self, shop: Any) -> None:
         """Move operations along the simulated clock; notify the finished ones."""
@@ -172,5 +172,5 @@ def _flatten(node: dict[str, Any], parent: str | None, lines: list[str]) -> None
         _flatten(child, node.get("id"), lines)
 
 
-def _payload(operation: dict[str, Any] | None, errors: list[str]) -> dict[str, Any]:
-    return {"bulkOperation": operation, "userErrors": [{"field": None, "message": message, "code": None} for message in errors]}
+def _problems(messages: list[Any]) -> UserErrors:
+    return UserErrors(*((None, str(message), None) for message in messages))

@@ -22,6 +22,7 @@ from typing import Any
 
 from graphql import (
     FieldNode,
+    GraphQLError,
     FragmentSpreadNode,
     GraphQLList,
     GraphQLNonNull,
@@ -35,8 +36,6 @@ from graphql import (
     value_from_ast,
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
-
-from crm_pipelines.providers.shopify import sim_metafields
 
 SDL = """
 scalar DateTime
@@ -205,7 +204,7 @@ type Mutation {
 }
 
 schema { query: QueryRoot mutation: Mutation }
-""".replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS) + sim_metafields.SDL
+"""
 
 _SCHEMA: GraphQLSchema | None = None
 
@@ -214,9 +213,56 @@ def schema() -> GraphQLSchema:
     """The schema, built once per process."""
     global _SCHEMA
     if _SCHEMA is None:
-        _SCHEMA = build_schema(SDL)
+        from crm_pipelines.providers.shopify import sim_metafields
+
+        _SCHEMA = build_schema(SDL.replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS) + sim_metafields.SDL)
         sim_metafields.install(_SCHEMA)
     return _SCHEMA
+
+
+def bad_request(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_REQUEST"})
+
+
+class UserErrors(Exception):
+    """A mutation's input problems, each ``(field, message, code)``: its payload lists them and nothing is written."""
+
+    def __init__(self, *problems: tuple[list[str] | None, str, str | None]) -> None:
+        super().__init__(problems)
+        self.errors = [{"field": field, "message": message, "code": code} for field, message, code in problems]
+
+
+def mutation(key: str, action: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """A mutation resolver: the payload holds what ``action`` answers under ``key``, or the :class:`UserErrors` it raised."""
+
+    def resolve(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return {key: action(*args, **kwargs), "userErrors": []}
+        except UserErrors as problems:
+            return {key: None, "userErrors": problems.errors}
+
+    return resolve
+
+
+def page_size(first: int | None, last: int | None, maximum: int, bulk: bool = False) -> tuple[int | None, int]:
+    """``(first, size)`` of a connection page: ``first`` or ``last`` is required, between 0 and
+    ``maximum``; a bulk query reads the whole connection (no page size needed)."""
+    if bulk and first is None and last is None:
+        first = 1 << 62
+    size = first if first is not None else last
+    if size is None:
+        raise bad_request("you must provide one of first or last")
+    if size < 0 or (size > maximum and not bulk):
+        raise bad_request(f"The page size must be between 0 and {maximum}.")
+    return first, size
+
+
+def connection(page: list[Any], cursor: Callable[[Any], str], node: Callable[[Any], Any], has_next: bool, has_previous: bool) -> dict[str, Any]:
+    """A connection's ``edges``, ``nodes`` and ``pageInfo`` for one page."""
+    edges = [{"cursor": cursor(item), "node": node(item)} for item in page]
+    return {"edges": edges, "nodes": [e["node"] for e in edges], "pageInfo": {
+        "hasNextPage": has_next, "hasPreviousPage": has_previous,
+        "startCursor": edges[0]["cursor"] if edges else None, "endCursor": edges[-1]["cursor"] if edges else None}}
 
 
 # Search syntax
