@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,64 +57,26 @@ type CustomerPhoneNumber { phoneNumber: String! }
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
 
 type Customer implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  firstName: String
-  lastName: String
-  displayName: String!
-  email: String
-  phone: String
-  defaultEmailAddress: CustomerEmailAddress
-  defaultPhoneNumber: CustomerPhoneNumber
-  state: CustomerState!
-  tags: [String!]!
-  note: String
-  numberOfOrders: UnsignedInt64!
-  amountSpent: MoneyV2!
-  defaultAddress: MailingAddress
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  OWNER_FIELDS
+  id: ID! legacyResourceId: UnsignedInt64! firstName: String lastName: String displayName: String! email: String phone: String
+  defaultEmailAddress: CustomerEmailAddress defaultPhoneNumber: CustomerPhoneNumber state: CustomerState! tags: [String!]! note: String
+  numberOfOrders: UnsignedInt64! amountSpent: MoneyV2! defaultAddress: MailingAddress createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
 }
-type CustomerEdge { cursor: String! node: Customer! }
-type CustomerConnection { edges: [CustomerEdge!]! nodes: [Customer!]! pageInfo: PageInfo! }
+CONNECTION Customer
 
 enum OrderDisplayFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
 enum OrderDisplayFulfillmentStatus { FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED REQUEST_DECLINED }
 
 type Order implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  name: String!
-  email: String
-  note: String
-  tags: [String!]!
-  currencyCode: String!
-  totalPriceSet: MoneyBag!
-  displayFinancialStatus: OrderDisplayFinancialStatus
-  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  processedAt: DateTime!
-  closedAt: DateTime
-  cancelledAt: DateTime
-  OWNER_FIELDS
+  id: ID! legacyResourceId: UnsignedInt64! name: String! email: String note: String tags: [String!]! currencyCode: String! totalPriceSet: MoneyBag!
+  displayFinancialStatus: OrderDisplayFinancialStatus displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  createdAt: DateTime! updatedAt: DateTime! processedAt: DateTime! closedAt: DateTime cancelledAt: DateTime OWNER_FIELDS
 }
-type OrderEdge { cursor: String! node: Order! }
-type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
+CONNECTION Order
 
 type Company implements Node {
-  id: ID!
-  name: String!
-  externalId: String
-  note: String
-  customerSince: DateTime!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  OWNER_FIELDS
+  id: ID! name: String! externalId: String note: String customerSince: DateTime! createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
 }
-type CompanyEdge { cursor: String! node: Company! }
-type CompanyConnection { edges: [CompanyEdge!]! nodes: [Company!]! pageInfo: PageInfo! }
+CONNECTION Company
 
 enum CountPrecision { AT_LEAST EXACT }
 type Count { count: Int! precision: CountPrecision! }
@@ -121,8 +84,7 @@ type Count { count: Int! precision: CountPrecision! }
 enum EventSubjectType { COMPANY CUSTOMER ORDER PRODUCT UNKNOWN }
 interface Event { id: ID! action: String! createdAt: DateTime! message: String! }
 type BasicEvent implements Event & Node { id: ID! action: String! createdAt: DateTime! message: String! subjectId: ID! subjectType: EventSubjectType! }
-type EventEdge { cursor: String! node: Event! }
-type EventConnection { edges: [EventEdge!]! nodes: [Event!]! pageInfo: PageInfo! }
+CONNECTION Event
 
 enum CustomerSortKeys { CREATED_AT ID NAME RELEVANCE UPDATED_AT }
 enum OrderSortKeys { CREATED_AT ID PROCESSED_AT RELEVANCE UPDATED_AT }
@@ -134,14 +96,8 @@ type QueryRoot {
   orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys = PROCESSED_AT, reverse: Boolean = false): OrderConnection!
   companies(first: Int, after: String, last: Int, before: String, query: String, sortKey: CompanySortKeys = ID, reverse: Boolean = false): CompanyConnection!
   events(first: Int, after: String, last: Int, before: String, query: String, sortKey: EventSortKeys = ID, reverse: Boolean = false): EventConnection!
-  customersCount(query: String, limit: Int = 10000): Count
-  ordersCount(query: String, limit: Int = 10000): Count
-  companiesCount(query: String, limit: Int = 10000): Count
-  customer(id: ID!): Customer
-  order(id: ID!): Order
-  company(id: ID!): Company
-  node(id: ID!): Node
-  nodes(ids: [ID!]!): [Node]!
+  customersCount(query: String, limit: Int = 10000): Count ordersCount(query: String, limit: Int = 10000): Count companiesCount(query: String, limit: Int = 10000): Count
+  customer(id: ID!): Customer order(id: ID!): Order company(id: ID!): Company node(id: ID!): Node nodes(ids: [ID!]!): [Node]!
   currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
   metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int, before: String, namespace: String, key: String, query: String): MetafieldDefinitionConnection!
 }
@@ -215,7 +171,9 @@ def schema() -> GraphQLSchema:
     if _SCHEMA is None:
         from crm_pipelines.providers.shopify import sim_metafields
 
-        _SCHEMA = build_schema(SDL.replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS) + sim_metafields.SDL)
+        sdl = (SDL + sim_metafields.SDL).replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS)
+        _SCHEMA = build_schema(re.sub(r"^CONNECTION (\w+)$", r"type \1Edge { cursor: String! node: \1! }\ntype \1Connection { edges: [\1Edge!]! nodes: [\1!]! pageInfo: PageInfo! }",
+                                      sdl, flags=re.MULTILINE))
         sim_metafields.install(_SCHEMA)
     return _SCHEMA
 
@@ -352,21 +310,11 @@ def parse_search_time(value: str) -> datetime:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
 
 
-def _compare(left: Any, op: str, right: Any) -> bool:
-    if op == "=":
-        return left == right
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "<":
-        return left < right
-    return left <= right
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {"=": operator.eq, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _term_matches(term: Term, values: Callable[[str], Any]) -> bool:
-    result = _term_matches_plain(term, values)
-    return not result if term.negated else result
+    return _term_matches_plain(term, values) != term.negated
 
 
 def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
@@ -374,27 +322,16 @@ def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
         needle = term.value.casefold()
         return any(needle in str(v).casefold() for v in values("") or () if v)
     actual = values(term.field)
-    if term.field in DATE_FIELDS:
-        if actual is None:
-            return False
-        try:
-            bound = parse_search_time(term.value).timestamp()
-        except ValueError:
-            return False
-        return _compare(float(actual), term.op, bound)
-    if term.field == "id":
-        try:
-            return _compare(int(actual), term.op, int(term.value.rsplit("/", 1)[-1]))
-        except (TypeError, ValueError):
-            return False
+    try:
+        if term.field in DATE_FIELDS:
+            return actual is not None and COMPARE[term.op](float(actual), parse_search_time(term.value).timestamp())
+        if term.field == "id":
+            return COMPARE[term.op](int(actual), int(term.value.rsplit("/", 1)[-1]))
+    except (TypeError, ValueError):
+        return False
     if isinstance(actual, (list, tuple, set, frozenset)):
-        wanted = term.value.casefold()
-        return any(str(v).casefold() == wanted for v in actual)
-    if actual is None:
-        return term.value == "*" and False
-    if term.value == "*":
-        return True
-    return str(actual).casefold() == term.value.casefold()
+        return any(str(v).casefold() == term.value.casefold() for v in actual)
+    return actual is not None and (term.value == "*" or str(actual).casefold() == term.value.casefold())
 
 
 # Query cost
@@ -473,63 +410,41 @@ def _argument(context: CostContext, node: FieldNode, definition: Any, name: str)
 def _selection_cost(context: CostContext, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
     total = 0
     for node in _collect(context, selection_set):
-        name = node.name.value
-        if name.startswith("__"):
+        definition = None if node.name.value.startswith("__") else _field_type(context, parent, node.name.value)
+        named = get_named_type(definition.type) if definition is not None else None
+        if named is None or is_leaf_type(named) or (actual and (not isinstance(data, Mapping) or data.get(_key(node)) is None)):
             continue
-        definition = _field_type(context, parent, name)
-        if definition is None:
-            continue
-        named = get_named_type(definition.type)
-        if is_leaf_type(named):
-            continue
-        value = data.get(_key(node)) if actual and isinstance(data, Mapping) else None
-        if actual and (not isinstance(data, Mapping) or _key(node) not in data):
-            continue
+        value = data[_key(node)] if actual else None
         if named.name.endswith("Connection"):
             total += _connection_cost(context, node, definition, named, value, actual)
         elif _is_list(definition.type):
-            if actual:
-                total += sum(1 + _selection_cost(context, node.selection_set, named, item, True) for item in value or () if item is not None)
-            else:
-                size = len(_argument(context, node, definition, "ids") or ()) or 1
-                total += size * (1 + _selection_cost(context, node.selection_set, named, None, False))
+            total += _items_cost(context, node.selection_set, named, value, len(_argument(context, node, definition, "ids") or ()) or 1, actual)
         else:
-            if actual and value is None:
-                continue
             total += 1 + _selection_cost(context, node.selection_set, named, value, actual)
     return total
 
 
 def _connection_cost(context: CostContext, node: FieldNode, definition: Any, connection: Any, value: Any, actual: bool) -> int:
-    if actual and value is None:
-        return 0
     size = _argument(context, node, definition, "first") or _argument(context, node, definition, "last") or 0
-    per_item_requested = 0
-    actual_items = 0
+    total = CONNECTION_BASE_COST
     for child in _collect(context, node.selection_set):
-        child_name = child.name.value
-        if child_name not in ("nodes", "edges"):
+        name = child.name.value
+        if name not in ("nodes", "edges"):
             continue
-        item_type = get_named_type(connection.fields[child_name].type)
-        selection = child.selection_set
-        if child_name == "edges":
+        item_type, selection, items = get_named_type(connection.fields[name].type), child.selection_set, value.get(_key(child)) if actual else None
+        if name == "edges":
             inner = next((c for c in _collect(context, selection) if c.name.value == "node"), None)
-            item_type = get_named_type(item_type.fields["node"].type)
-            selection = inner.selection_set if inner is not None else None
-        if actual:
-            items = value.get(_key(child)) or []
-            for item in items:
-                if child_name == "edges":
-                    item = item.get(_key(inner)) if inner is not None and isinstance(item, Mapping) else None
-                    if inner is None:
-                        actual_items += 1
-                        continue
-                actual_items += 1 + _selection_cost(context, selection, item_type, item, True)
-        else:
-            per_item_requested += 1 + _selection_cost(context, selection, item_type, None, False)
+            item_type, selection = get_named_type(item_type.fields["node"].type), inner.selection_set if inner is not None else None
+            items = [edge.get(_key(inner)) if inner is not None and isinstance(edge, Mapping) else {} for edge in items or ()]
+        total += _items_cost(context, selection, item_type, items, int(size), actual)
+    return total
+
+
+def _items_cost(context: CostContext, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int, actual: bool) -> int:
+    """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
     if actual:
-        return CONNECTION_BASE_COST + actual_items
-    return CONNECTION_BASE_COST + int(size) * per_item_requested
+        return sum(1 + _selection_cost(context, selection, item_type, item, True) for item in items or () if item is not None)
+    return count * (1 + _selection_cost(context, selection, item_type, None, False))
 
 
 def _is_list(type_: Any) -> bool:

@@ -46,12 +46,10 @@ PAGE_MAX = 250
 SDL = """
 enum MetafieldOwnerType { COMPANY CUSTOMER ORDER }
 type Metafield implements Node { id: ID! namespace: String! key: String! value: String! type: String! ownerType: MetafieldOwnerType! }
-type MetafieldEdge { cursor: String! node: Metafield! }
-type MetafieldConnection { edges: [MetafieldEdge!]! nodes: [Metafield!]! pageInfo: PageInfo! }
+CONNECTION Metafield
 type MetafieldDefinitionType { name: String! category: String }
 type MetafieldDefinition implements Node { id: ID! name: String! namespace: String! key: String! description: String type: MetafieldDefinitionType! ownerType: MetafieldOwnerType! }
-type MetafieldDefinitionEdge { cursor: String! node: MetafieldDefinition! }
-type MetafieldDefinitionConnection { edges: [MetafieldDefinitionEdge!]! nodes: [MetafieldDefinition!]! pageInfo: PageInfo! }
+CONNECTION MetafieldDefinition
 input MetafieldInput { id: ID namespace: String key: String value: String type: String }
 """
 #: The fields each metafield owner type gains (added to Customer, Order and Company).
