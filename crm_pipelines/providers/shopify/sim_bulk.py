@@ -40,7 +40,10 @@ class BulkOperation:
     lines: list[str] = field(default_factory=list)
     root_count: int = 0
     error_code: str | None = None
-    notified: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("CREATED", "RUNNING")
 
 
 class BulkOperations:
@@ -48,15 +51,15 @@ class BulkOperations:
 
     def bulk_run(self, shop: Any, kind: str, text: str, staged_path: str | None = None) -> dict[str, Any]:
         self.settle_bulk(shop)
-        running = next((op for op in shop.bulk_ops.values() if op.type == kind and op.status in ("CREATED", "RUNNING")), None)
+        running = next((op for op in shop.bulk_ops.values() if op.type == kind and op.running), None)
         if running is not None:
             raise _problems([f"A bulk {kind.lower()} operation for this app and shop is already in progress: {running.id}."])
         try:
             document = parse(text)
         except Exception as exc:  # a bad query is a userError, as Shopify answers
             raise _problems([f"Invalid bulk {kind.lower()}: {exc}"])
-        if validate(schema(), document):
-            raise _problems([str(e) for e in validate(schema(), document)])
+        if problems := validate(schema(), document):
+            raise _problems(problems)
         now = int(self.clock.timestamp())
         op = BulkOperation(f"gid://shopify/BulkOperation/{next(shop.event_numbers)}", kind, text, now, now + int(self.config.bulk_processing_s))
         from crm_pipelines.providers.shopify.simulator import _Root
@@ -88,17 +91,15 @@ class BulkOperations:
         op = shop.bulk_ops.get(gid)
         if op is None:
             raise _problems(["Bulk operation does not exist"])
-        if op.status in ("CREATED", "RUNNING"):
+        if op.running:
             op.status, op.completed_s = "CANCELED", int(self.clock.timestamp())
             self._bulk_finished(shop, op)
         return self._bulk_view(shop, op)
 
     def bulk_current(self, shop: Any, kind: str = "QUERY") -> dict[str, Any] | None:
-        self.settle_bulk(shop)
-        ops = [op for op in shop.bulk_ops.values() if op.type == kind]
-        return self._bulk_view(shop, ops[-1]) if ops else None
+        return self.bulk_node(shop, next((op.id for op in reversed(shop.bulk_ops.values()) if op.type == kind), None))
 
-    def bulk_node(self, shop: Any, gid: str) -> dict[str, Any] | None:
+    def bulk_node(self, shop: Any, gid: str | None) -> dict[str, Any] | None:
         self.settle_bulk(shop)
         return self._bulk_view(shop, shop.bulk_ops[gid]) if gid in shop.bulk_ops else None
 
@@ -114,18 +115,17 @@ class BulkOperations:
         """Move operations along the simulated clock; notify the finished ones."""
         now = int(self.clock.timestamp())
         for op in shop.bulk_ops.values():
-            if op.status in ("CREATED", "RUNNING"):
+            if op.running:
                 op.status = "COMPLETED" if now >= op.ready_s else "RUNNING"
                 if op.status == "COMPLETED":
                     op.completed_s = max(now, op.ready_s)
                     self._bulk_finished(shop, op)
 
     def _bulk_finished(self, shop: Any, op: BulkOperation) -> None:
-        if not op.notified:
-            op.notified = True
-            body = {"admin_graphql_api_id": op.id, "completed_at": utc_iso_s(op.completed_s), "created_at": utc_iso_s(op.created_s),
-                    "error_code": op.error_code, "status": op.status.lower(), "type": op.type.lower()}
-            self.emit({"topic": "bulk_operations/finish", "body": body, "event_id": op.id.rsplit("/", 1)[-1], "at": op.completed_s, "shop": shop.host})
+        """The ``bulk_operations/finish`` webhook (sent once: an operation finishes once)."""
+        body = {"admin_graphql_api_id": op.id, "completed_at": utc_iso_s(op.completed_s), "created_at": utc_iso_s(op.created_s),
+                "error_code": op.error_code, "status": op.status.lower(), "type": op.type.lower()}
+        self.emit({"topic": "bulk_operations/finish", "body": body, "event_id": op.id.rsplit("/", 1)[-1], "at": op.completed_s, "shop": shop.host})
 
     def _bulk_view(self, shop: Any, op: BulkOperation) -> dict[str, Any]:
         done = op.status == "COMPLETED"

@@ -265,36 +265,19 @@ def _unquote(text: str) -> str:
 
 
 def parse_search(query: str | None, known_fields: frozenset[str]) -> Search:
-    search = Search()
-    if not query or not query.strip():
-        return search
-    group: list[Term] = []
-    negate_next = False
-    position = 0
-    text = query.strip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            break
-        position = match.end()
-        if match.group("conn"):
-            word = match.group("conn")
-            if word == "OR":
-                if group:
-                    search.groups.append(group)
-                group = []
-            elif word == "NOT":
-                negate_next = True
+    search, group, negate_next = Search(), [], False
+    for match in _TOKEN.finditer((query or "").strip()):
+        connective, name = match.group("conn"), (match.group("field") or "").lower()
+        if connective == "OR" and group:
+            search.groups.append(group)
+        if connective:
+            group, negate_next = [] if connective == "OR" else group, negate_next or connective == "NOT"
             continue
-        if match.group("field"):
-            name = match.group("field").lower()
-            term = Term(name, match.group("op") or "=", _unquote(match.group("value")), bool(match.group("neg")) or negate_next)
-            if name not in known_fields:
-                search.warnings.append({"field": name, "message": "Invalid search field for this query."})
-            else:
-                group.append(term)
+        if name and name not in known_fields:
+            search.warnings.append({"field": name, "message": "Invalid search field for this query."})
         else:
-            group.append(Term(None, "=", _unquote(match.group("word")), negate_next))
+            value = _unquote(match.group("value") or match.group("word"))
+            group.append(Term(name or None, match.group("op") or "=", value, bool(match.group("neg")) or negate_next))
         negate_next = False
     if group:
         search.groups.append(group)

@@ -112,6 +112,11 @@ SORT_VALUES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "UPDATED_AT": lambda row: row["updatedAt"], "CREATED_AT": lambda row: row["createdAt"], "PROCESSED_AT": lambda row: row["createdAt"],
     "SINCE_DATE": lambda row: row["createdAt"], "NAME": lambda row: (row.get("name") or row.get("lastName") or "").casefold(),
 }
+#: CustomerInput fields -> the value a customer record stores.
+CUSTOMER_INPUT: dict[str, Callable[[Any], Any]] = {
+    "firstName": lambda name: name or None, "lastName": lambda name: name or None, "email": lambda email: (email or "").lower() or None,
+    "phone": lambda phone: _normalize_phone(phone) if phone else None, "note": lambda note: note or None,
+}
 PLANS = {"standard": (2000.0, 100.0), "advanced": (4000.0, 200.0), "plus": (20000.0, 1000.0), "enterprise": (40000.0, 2000.0)}
 _iso = utc_iso_s
 
@@ -349,20 +354,15 @@ class Shop(Account):
 
     def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[tuple]:
         problems = []
-        email, phone = values.get("email"), values.get("phone")
-        if email is not None and email != "":
-            if not _EMAIL_RE.match(email):
-                problems.append((["email"], "Email is invalid", "INVALID"))
-            elif self._taken("customers", "email", email, exclude):
-                problems.append((["email"], "Email has already been taken", "TAKEN"))
-        if phone is not None and phone != "":
-            normalized = _normalize_phone(phone)
-            if normalized is None:
-                problems.append((["phone"], "Phone is invalid", "INVALID"))
-            elif self._taken("customers", "phone", normalized, exclude):
-                problems.append((["phone"], "Phone has already been taken", "TAKEN"))
-        problems += [(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG") for tag in values.get("tags") or () if len(tag) > 255]
-        return problems
+        for field, stored in (("email", lambda email: email if _EMAIL_RE.match(email) else None), ("phone", _normalize_phone)):
+            given = values.get(field)
+            if given is None or given == "":
+                continue
+            if stored(given) is None:
+                problems.append(([field], f"{field.capitalize()} is invalid", "INVALID"))
+            elif self._taken("customers", field, stored(given), exclude):
+                problems.append(([field], f"{field.capitalize()} has already been taken", "TAKEN"))
+        return problems + [(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG") for tag in values.get("tags") or () if len(tag) > 255]
 
     def customer_write(self, values: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
         rec = None if create else self.row("customers", values.get("id"), ["id"], "Customer does not exist", "INVALID")
@@ -374,13 +374,8 @@ class Shop(Account):
             problems.append((None, "A name, phone number, or email address must be present", "BLANK"))
         if problems + custom_problems:
             raise UserErrors(*problems, *custom_problems)
-        changes: dict[str, Any] = {} if rec else {"note": None, "tags": [], "state": "DISABLED", "company": None, "city": None, "country": None,
-                                                  "firstName": None, "lastName": None, "email": None, "phone": None}
-        changes.update({name: values[name] or None for name in ("firstName", "lastName", "note") if name in values})
-        if "email" in values:
-            changes["email"] = (values["email"] or "").lower() or None
-        if "phone" in values:
-            changes["phone"] = _normalize_phone(values["phone"]) if values["phone"] else None
+        changes = {} if rec else dict.fromkeys(("note", "company", "city", "country", *CUSTOMER_INPUT)) | {"tags": [], "state": "DISABLED"}
+        changes |= {name: stored(values[name]) for name, stored in CUSTOMER_INPUT.items() if name in values}
         if values.get("tags") is not None:
             changes["tags"] = list(dict.fromkeys(t.strip() for t in values["tags"] if t.strip()))
         if values.get("addresses"):
