@@ -24,7 +24,6 @@ from typing import Any
 from graphql import (
     FieldNode,
     GraphQLError,
-    FragmentSpreadNode,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -344,11 +343,8 @@ def query_cost(schema_: GraphQLSchema, document: DocumentNode, variables: Mappin
     context = CostContext(schema_, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}, variables or {})
     if operation.operation.value == "mutation":
         fields = _collect(context, operation.selection_set)
-        if actual:
-            return sum(MUTATION_COST for f in fields if isinstance(data, Mapping) and data.get(_key(f)) is not None)
-        return MUTATION_COST * len(fields)
-    root = schema_.query_type
-    return _selection_cost(context, operation.selection_set, root, data if actual else None, actual)
+        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(f)) is not None) for f in fields)
+    return _selection_cost(context, operation.selection_set, schema_.query_type, data if actual else None, actual)
 
 
 def _key(node: FieldNode) -> str:
@@ -356,18 +352,14 @@ def _key(node: FieldNode) -> str:
 
 
 def _collect(context: CostContext, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+    """The fields of a selection, those of its inline fragments and fragment spreads included."""
     fields: list[FieldNode] = []
-    if selection_set is None:
-        return fields
-    for selection in selection_set.selections:
+    for selection in selection_set.selections if selection_set is not None else ():
         if isinstance(selection, FieldNode):
             fields.append(selection)
-        elif isinstance(selection, InlineFragmentNode):
-            fields.extend(_collect(context, selection.selection_set))
-        elif isinstance(selection, FragmentSpreadNode):
-            fragment = context.fragments.get(selection.name.value)
-            if fragment is not None:
-                fields.extend(_collect(context, fragment.selection_set))
+        else:
+            fragment = selection if isinstance(selection, InlineFragmentNode) else context.fragments.get(selection.name.value)
+            fields += _collect(context, fragment.selection_set) if fragment is not None else []
     return fields
 
 
@@ -431,6 +423,4 @@ def _items_cost(context: CostContext, selection: SelectionSetNode | None, item_t
 
 
 def _is_list(type_: Any) -> bool:
-    while isinstance(type_, GraphQLNonNull):
-        type_ = type_.of_type
-    return isinstance(type_, GraphQLList)
+    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)

@@ -121,7 +121,7 @@ def apply(kind: str, stored: list[dict[str, str]] | None, inputs: list[Mapping[s
     return (list(stored or ()), problems) if problems else (out, [])
 
 
-def _connection(items: list[dict[str, Any]], first: int | None, after: str | None, last: int | None, bulk: bool) -> dict[str, Any]:
+def _connection(items: list[dict[str, Any]], bulk: bool, first: int | None = None, after: str | None = None, last: int | None = None, **_: Any) -> dict[str, Any]:
     first, size = page_size(first, last, PAGE_MAX, bulk)
     start = 0
     if after:
@@ -140,23 +140,22 @@ def _owner_metafield(source: Mapping[str, Any], info: Any, key: str, namespace: 
     return next((m for m in source.get("metafields") or () if m["namespace"] == wanted and m["key"] == key), None)
 
 
-def _owner_metafields(source: Mapping[str, Any], info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
-                      before: str | None = None, namespace: str | None = None, keys: list[str] | None = None, reverse: bool = False) -> dict[str, Any]:
+def _owner_metafields(source: Mapping[str, Any], info: Any, namespace: str | None = None, keys: list[str] | None = None, reverse: bool = False,
+                      **page: Any) -> dict[str, Any]:
     items = [m for m in source.get("metafields") or ()
              if (namespace is None or m["namespace"] == namespace) and (keys is None or f"{m['namespace']}.{m['key']}" in keys)]
     if reverse:
         items.reverse()
-    return _connection(items, first, after, last, bool(getattr(info.root_value, "bulk", False)))
+    return _connection(items, bool(getattr(info.root_value, "bulk", False)), **page)
 
 
-def definitions(ownerType: str, first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
-                namespace: str | None = None, key: str | None = None, query: str | None = None, **_: Any) -> dict[str, Any]:
+def definitions(ownerType: str, namespace: str | None = None, key: str | None = None, **page: Any) -> dict[str, Any]:
     """``metafieldDefinitions(ownerType:)``: the shop's definitions of one owner type."""
     nodes = [{"__typename": "MetafieldDefinition", "id": f"gid://shopify/MetafieldDefinition/{n}", "name": name, "namespace": ns, "key": k,
               "description": None, "type": {"name": kind, "category": None}, "ownerType": ownerType}
              for n, (name, ns, k, kind) in enumerate(DEFINITIONS.get(ownerType, ()), start=1)
              if (namespace is None or ns == namespace) and (key is None or k == key)]
-    return _connection(nodes, first, after, last, False)
+    return _connection(nodes, False, **page)
 
 
 def install(schema: GraphQLSchema) -> None:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from http import HTTPStatus
 from typing import Any, ClassVar, Literal
 
 from graphql import GraphQLError, execute, parse, validate
@@ -291,8 +292,6 @@ class Shop(Account):
     def connection(self, warnings: list[dict[str, Any]], kind: str, info: Any, *, first=None, after=None, last=None, before=None, query=None, sortKey="ID",
                    reverse=False, bulk: bool = False) -> dict[str, Any]:
         """A connection page; a bulk operation reads the whole connection (no page size needed)."""
-        if kind == "companies":
-            self.require_b2b("companies")
         first, size = page_size(first, last, self.sim.config.page_max, bulk)
         rows, search = self.matching(kind, query)
         if search.warnings:
@@ -311,8 +310,6 @@ class Shop(Account):
         return connection(page, lambda r: _encode_cursor(key(r)), render, more if first is not None else False, bool(cursor) if first is not None else more)
 
     def count(self, kind: str, *, query: str | None = None, limit: int | None = 10_000) -> Any:
-        if kind == "companies":
-            self.require_b2b("companiesCount")
         total = len(self.matching(kind, query)[0])
         return {"count": limit, "precision": "AT_LEAST"} if limit is not None and total > limit else {"count": total, "precision": "EXACT"}
 
@@ -423,7 +420,6 @@ class Shop(Account):
         return self.saved("orders", rec, changes)
 
     def company_write(self, values: Mapping[str, Any], company_id: str | None) -> dict[str, Any]:
-        self.require_b2b("companyCreate" if company_id is None else "companyUpdate")
         rec = None if company_id is None else self.row("companies", company_id, ["companyId"], "Resource requested does not exist.", "RESOURCE_NOT_FOUND")
         problems = []
         if rec is None and not (values.get("name") or "").strip():
@@ -437,8 +433,6 @@ class Shop(Account):
         return self.saved("companies", rec, changes)
 
     def delete_gid(self, kind: str, gid_: str | None) -> str | None:
-        if kind == "companies":
-            self.require_b2b("companyDelete")
         self.sim.remove(self.stores[kind], self.row(kind, gid_, ["id"], f"{KINDS[kind].type} does not exist", "NOT_FOUND"))
         return gid_
 
@@ -501,8 +495,7 @@ class ShopifySimulator(BulkOperations, Simulator):
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             return Response.json(429, _throttled_body(self.account(), 0), {"Retry-After": "1.0"})
-        phrases = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-        return Response.json(status, {"errors": phrases.get(status, f"HTTP {status}")})
+        return Response.json(status, {"errors": HTTPStatus(status).phrase if status in (500, 502, 503, 504) else f"HTTP {status}"})
 
     def credentials(self, request: Request) -> str | None:
         return (request.header("X-Shopify-Access-Token") or "").strip() or None
@@ -640,13 +633,13 @@ def _throttled_body(shop: Shop, requested: int) -> dict[str, Any]:
     }
 
 
+#: The fields a store without B2B answers with ACCESS_DENIED.
+B2B_FIELDS = frozenset({"companies", "companiesCount", "company", "companyCreate", "companyUpdate", "companyDelete"})
 #: What each query and mutation field does: field -> resolver(shop, root, info, arguments).
 RESOLVERS: dict[str, Callable[..., Any]] = {
     **{kind: (lambda shop, root, info, k=kind, **a: shop.connection(root.warnings, k, info, bulk=root.bulk, **a)) for kind in (*KINDS, "events")},
     **{f"{kind}Count": (lambda shop, root, info, k=kind, **a: shop.count(k, **a)) for kind in KINDS},
-    "customer": lambda shop, root, info, id: shop.typed(id, "Customer"),
-    "order": lambda shop, root, info, id: shop.typed(id, "Order"),
-    "company": lambda shop, root, info, id: shop.require_b2b("company") or shop.typed(id, "Company"),
+    **{kind.type.lower(): (lambda shop, root, info, id, t=kind.type: shop.typed(id, t)) for kind in KINDS.values()},
     "node": lambda shop, root, info, id: shop.node(id),
     "nodes": lambda shop, root, info, ids: shop.nodes(ids),
     "customerCreate": mutation("customer", lambda shop, root, info, input: shop.customer_write(input, create=True)),
@@ -679,7 +672,7 @@ class _Root:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in RESOLVERS:
             raise AttributeError(name)
-        return lambda info, **args: RESOLVERS[name](self._shop, self, info, **args)
+        return lambda info, **args: (name in B2B_FIELDS and self._shop.require_b2b(name)) or RESOLVERS[name](self._shop, self, info, **args)
 
 
 def _event_number(event: dict[str, Any]) -> int:
