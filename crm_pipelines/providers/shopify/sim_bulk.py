@@ -152,8 +152,7 @@ class BulkOperations:
         if request.method == "PUT":
             shop.staged[request.params["key"]] = request.body
             return Response(200, {}, b"")
-        content_type = request.header("content-type") or ""
-        message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
+        message = email.parser.BytesParser().parsebytes(f"Content-Type: {request.header('content-type') or ''}\r\n\r\n".encode() + request.body)
         fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in message.get_payload()}
         shop.staged[fields["key"].decode()] = fields.get("file", b"")
         return Response(201, {}, b"")

@@ -2,11 +2,15 @@
 
 * :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
   events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``), with the
-  metafields of :mod:`.sim_metafields`.
+  metafields of :mod:`.sim_metafields`; ``CONNECTION X`` lines stand for the edge and connection
+  types of ``X``.
 * :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
   quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
   parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
   reported as search warnings, as the Admin API does.
+* What every resolver shares: :func:`page_size` and :func:`connection` (``first``/``last``
+  checks, ``edges``/``nodes``/``pageInfo``), :func:`mutation` and :class:`UserErrors` (a payload
+  with its object or its ``userErrors``), :func:`bad_request`.
 * :func:`query_cost` prices an operation the Shopify way: scalars and enums 0, objects 1,
   connections 2 + page size x item cost, mutations 10 each; ``requested`` from the arguments
   (before running), ``actual`` from the data returned (null objects cost nothing).
@@ -252,9 +256,7 @@ class Search:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
     def matches(self, values: Callable[[str], Any]) -> bool:
-        if not self.groups:
-            return True
-        return any(all(_term_matches(t, values) for t in group) for group in self.groups)
+        return not self.groups or any(all(_term_matches(t, values) for t in group) for group in self.groups)
 
 
 def _unquote(text: str) -> str:

@@ -136,8 +136,7 @@ def _connection(items: list[dict[str, Any]], bulk: bool, first: int | None = Non
 
 
 def _owner_metafield(source: Mapping[str, Any], info: Any, key: str, namespace: str | None = None) -> dict[str, Any] | None:
-    wanted = namespace or APP_NAMESPACE
-    return next((m for m in source.get("metafields") or () if m["namespace"] == wanted and m["key"] == key), None)
+    return next((m for m in source.get("metafields") or () if m["namespace"] == (namespace or APP_NAMESPACE) and m["key"] == key), None)
 
 
 def _owner_metafields(source: Mapping[str, Any], info: Any, namespace: str | None = None, keys: list[str] | None = None, reverse: bool = False,

@@ -326,8 +326,7 @@ class Shop(Account):
         return self.render(kind, row.values) if row is not None else None
 
     def typed(self, gid_: str, type_name: str) -> dict[str, Any] | None:
-        node = self.node(gid_)
-        return node if node is not None and node["__typename"] == type_name else None
+        return node if (node := self.node(gid_)) is not None and node["__typename"] == type_name else None
 
     def nodes(self, ids: list[str]) -> list[dict[str, Any] | None]:
         if len(ids) > PAGE_MAX:
@@ -606,8 +605,7 @@ class ShopifySimulator(BulkOperations, Simulator):
     def describe(self) -> dict[str, Any]:
         with self.lock:
             shop = self.account()
-            counts = {kind: store.count() for kind, store in shop.stores.items()}
-            return {"objects": counts, "b2b": self.config.b2b, "throttle": _throttle_status(shop), "cost": dict(shop.cost_totals)}
+            return {"objects": {kind: store.count() for kind, store in shop.stores.items()}, "b2b": self.config.b2b, "throttle": _throttle_status(shop), "cost": dict(shop.cost_totals)}
 
 
 @lru_cache(maxsize=512)
@@ -622,8 +620,7 @@ def _headers(request: Request) -> dict[str, str]:
 
 
 def _throttle_status(shop: Shop) -> dict[str, float]:
-    bucket = shop.bucket
-    return {"maximumAvailable": float(bucket.size), "currentlyAvailable": int(bucket.available()), "restoreRate": float(bucket.rate)}
+    return {"maximumAvailable": float(shop.bucket.size), "currentlyAvailable": int(shop.bucket.available()), "restoreRate": float(shop.bucket.rate)}
 
 
 def _throttled_body(shop: Shop, requested: int) -> dict[str, Any]:
