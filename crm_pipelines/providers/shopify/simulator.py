@@ -669,7 +669,13 @@ class _Root:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in RESOLVERS:
             raise AttributeError(name)
-        return lambda info, **args: (name in B2B_FIELDS and self._shop.require_b2b(name)) or RESOLVERS[name](self._shop, self, info, **args)
+
+        def resolve(info: Any, **args: Any) -> Any:
+            if name in B2B_FIELDS:
+                self._shop.require_b2b(name)
+            return RESOLVERS[name](self._shop, self, info, **args)
+
+        return resolve
 
 
 def _event_number(event: dict[str, Any]) -> int:
