@@ -23,7 +23,7 @@ from typing import Any
 
 from graphql import execute, parse, validate
 
-from crm_pipelines.providers.shopify.sim_graphql import schema
+from crm_pipelines.providers.shopify.sim_graphql import UserErrors, schema
 from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.server import Request, Response, api
 
@@ -40,7 +40,10 @@ class BulkOperation:
     lines: list[str] = field(default_factory=list)
     root_count: int = 0
     error_code: str | None = None
-    notified: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("CREATED", "RUNNING")
 
 
 class BulkOperations:
@@ -48,15 +51,15 @@ class BulkOperations:
 
     def bulk_run(self, shop: Any, kind: str, text: str, staged_path: str | None = None) -> dict[str, Any]:
         self.settle_bulk(shop)
-        running = next((op for op in shop.bulk_ops.values() if op.type == kind and op.status in ("CREATED", "RUNNING")), None)
+        running = next((op for op in shop.bulk_ops.values() if op.type == kind and op.running), None)
         if running is not None:
-            return _payload(None, [f"A bulk {kind.lower()} operation for this app and shop is already in progress: {running.id}."])
+            raise _problems([f"A bulk {kind.lower()} operation for this app and shop is already in progress: {running.id}."])
         try:
             document = parse(text)
         except Exception as exc:  # a bad query is a userError, as Shopify answers
-            return _payload(None, [f"Invalid bulk {kind.lower()}: {exc}"])
-        if validate(schema(), document):
-            return _payload(None, [str(e) for e in validate(schema(), document)])
+            raise _problems([f"Invalid bulk {kind.lower()}: {exc}"])
+        if problems := validate(schema(), document):
+            raise _problems(problems)
         now = int(self.clock.timestamp())
         op = BulkOperation(f"gid://shopify/BulkOperation/{next(shop.event_numbers)}", kind, text, now, now + int(self.config.bulk_processing_s))
         from crm_pipelines.providers.shopify.simulator import _Root
@@ -64,7 +67,7 @@ class BulkOperations:
         if kind == "QUERY":
             result = execute(schema(), document, root_value=_Root(shop, bulk=True))
             if result.errors or not result.data or len(result.data) != 1:
-                return _payload(None, [str(e) for e in result.errors or ["A bulk query must select exactly one top-level connection."]])
+                raise _problems([str(e) for e in result.errors or ["A bulk query must select exactly one top-level connection."]])
             connection = next(iter(result.data.values()))
             roots = [e["node"] for e in connection.get("edges", [])] if "edges" in connection else connection.get("nodes", [])
             op.root_count = len(roots)
@@ -73,7 +76,7 @@ class BulkOperations:
         else:
             variables = [json.loads(line) for line in shop.staged.get(staged_path or "", b"").decode().splitlines() if line.strip()]
             if staged_path not in shop.staged:
-                return _payload(None, ["The staged upload path was not found."])
+                raise _problems(["The staged upload path was not found."])
             for number, values in enumerate(variables):
                 result = execute(schema(), document, root_value=_Root(shop), variable_values=values)
                 line = {"data": result.data, "__lineNumber": number} | ({"errors": [e.formatted for e in result.errors]} if result.errors else {})
@@ -81,24 +84,22 @@ class BulkOperations:
             op.root_count = len(variables)
         shop.bulk_ops[op.id] = op
         self.settle_bulk(shop)
-        return _payload(self._bulk_view(shop, op), [])
+        return self._bulk_view(shop, op)
 
     def bulk_cancel(self, shop: Any, gid: str) -> dict[str, Any]:
         self.settle_bulk(shop)
         op = shop.bulk_ops.get(gid)
         if op is None:
-            return _payload(None, ["Bulk operation does not exist"])
-        if op.status in ("CREATED", "RUNNING"):
+            raise _problems(["Bulk operation does not exist"])
+        if op.running:
             op.status, op.completed_s = "CANCELED", int(self.clock.timestamp())
             self._bulk_finished(shop, op)
-        return _payload(self._bulk_view(shop, op), [])
+        return self._bulk_view(shop, op)
 
     def bulk_current(self, shop: Any, kind: str = "QUERY") -> dict[str, Any] | None:
-        self.settle_bulk(shop)
-        ops = [op for op in shop.bulk_ops.values() if op.type == kind]
-        return self._bulk_view(shop, ops[-1]) if ops else None
+        return self.bulk_node(shop, next((op.id for op in reversed(shop.bulk_ops.values()) if op.type == kind), None))
 
-    def bulk_node(self, shop: Any, gid: str) -> dict[str, Any] | None:
+    def bulk_node(self, shop: Any, gid: str | None) -> dict[str, Any] | None:
         self.settle_bulk(shop)
         return self._bulk_view(shop, shop.bulk_ops[gid]) if gid in shop.bulk_ops else None
 
@@ -108,24 +109,23 @@ class BulkOperations:
             key = f"tmp/{shop.id}/bulk/{uuid.uuid4()}/{item.get('filename') or 'bulk_op_vars.jsonl'}"
             url = f"{self.base_url}/staged-uploads/{shop.id}"
             targets.append({"url": url, "resourceUrl": f"{url}/{key}", "parameters": [{"name": "key", "value": key}, {"name": "Content-Type", "value": item.get("mimeType") or "text/jsonl"}]})
-        return {"stagedTargets": targets, "userErrors": []}
+        return targets
 
     def settle_bulk(self, shop: Any) -> None:
         """Move operations along the simulated clock; notify the finished ones."""
         now = int(self.clock.timestamp())
         for op in shop.bulk_ops.values():
-            if op.status in ("CREATED", "RUNNING"):
+            if op.running:
                 op.status = "COMPLETED" if now >= op.ready_s else "RUNNING"
                 if op.status == "COMPLETED":
                     op.completed_s = max(now, op.ready_s)
                     self._bulk_finished(shop, op)
 
     def _bulk_finished(self, shop: Any, op: BulkOperation) -> None:
-        if not op.notified:
-            op.notified = True
-            body = {"admin_graphql_api_id": op.id, "completed_at": utc_iso_s(op.completed_s), "created_at": utc_iso_s(op.created_s),
-                    "error_code": op.error_code, "status": op.status.lower(), "type": op.type.lower()}
-            self.emit({"topic": "bulk_operations/finish", "body": body, "event_id": op.id.rsplit("/", 1)[-1], "at": op.completed_s, "shop": shop.host})
+        """The ``bulk_operations/finish`` webhook (sent once: an operation finishes once)."""
+        body = {"admin_graphql_api_id": op.id, "completed_at": utc_iso_s(op.completed_s), "created_at": utc_iso_s(op.created_s),
+                "error_code": op.error_code, "status": op.status.lower(), "type": op.type.lower()}
+        self.emit({"topic": "bulk_operations/finish", "body": body, "event_id": op.id.rsplit("/", 1)[-1], "at": op.completed_s, "shop": shop.host})
 
     def _bulk_view(self, shop: Any, op: BulkOperation) -> dict[str, Any]:
         done = op.status == "COMPLETED"
@@ -152,8 +152,7 @@ class BulkOperations:
         if request.method == "PUT":
             shop.staged[request.params["key"]] = request.body
             return Response(200, {}, b"")
-        content_type = request.header("content-type") or ""
-        message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
+        message = email.parser.BytesParser().parsebytes(f"Content-Type: {request.header('content-type') or ''}\r\n\r\n".encode() + request.body)
         fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in message.get_payload()}
         shop.staged[fields["key"].decode()] = fields.get("file", b"")
         return Response(201, {}, b"")
@@ -172,5 +171,5 @@ def _flatten(node: dict[str, Any], parent: str | None, lines: list[str]) -> None
         _flatten(child, node.get("id"), lines)
 
 
-def _payload(operation: dict[str, Any] | None, errors: list[str]) -> dict[str, Any]:
-    return {"bulkOperation": operation, "userErrors": [{"field": None, "message": message, "code": None} for message in errors]}
+def _problems(messages: list[Any]) -> UserErrors:
+    return UserErrors(*((None, str(message), None) for message in messages))

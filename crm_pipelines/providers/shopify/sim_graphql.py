@@ -2,11 +2,15 @@
 
 * :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
   events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``), with the
-  metafields of :mod:`.sim_metafields`.
+  metafields of :mod:`.sim_metafields`; ``CONNECTION X`` lines stand for the edge and connection
+  types of ``X``.
 * :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
   quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
   parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
   reported as search warnings, as the Admin API does.
+* What every resolver shares: :func:`page_size` and :func:`connection` (``first``/``last``
+  checks, ``edges``/``nodes``/``pageInfo``), :func:`mutation` and :class:`UserErrors` (a payload
+  with its object or its ``userErrors``), :func:`bad_request`.
 * :func:`query_cost` prices an operation the Shopify way: scalars and enums 0, objects 1,
   connections 2 + page size x item cost, mutations 10 each; ``requested`` from the arguments
   (before running), ``actual`` from the data returned (null objects cost nothing).
@@ -14,6 +18,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ from typing import Any
 
 from graphql import (
     FieldNode,
-    FragmentSpreadNode,
+    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -35,8 +40,6 @@ from graphql import (
     value_from_ast,
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
-
-from crm_pipelines.providers.shopify import sim_metafields
 
 SDL = """
 scalar DateTime
@@ -57,64 +60,26 @@ type CustomerPhoneNumber { phoneNumber: String! }
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
 
 type Customer implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  firstName: String
-  lastName: String
-  displayName: String!
-  email: String
-  phone: String
-  defaultEmailAddress: CustomerEmailAddress
-  defaultPhoneNumber: CustomerPhoneNumber
-  state: CustomerState!
-  tags: [String!]!
-  note: String
-  numberOfOrders: UnsignedInt64!
-  amountSpent: MoneyV2!
-  defaultAddress: MailingAddress
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  OWNER_FIELDS
+  id: ID! legacyResourceId: UnsignedInt64! firstName: String lastName: String displayName: String! email: String phone: String
+  defaultEmailAddress: CustomerEmailAddress defaultPhoneNumber: CustomerPhoneNumber state: CustomerState! tags: [String!]! note: String
+  numberOfOrders: UnsignedInt64! amountSpent: MoneyV2! defaultAddress: MailingAddress createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
 }
-type CustomerEdge { cursor: String! node: Customer! }
-type CustomerConnection { edges: [CustomerEdge!]! nodes: [Customer!]! pageInfo: PageInfo! }
+CONNECTION Customer
 
 enum OrderDisplayFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
 enum OrderDisplayFulfillmentStatus { FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED REQUEST_DECLINED }
 
 type Order implements Node {
-  id: ID!
-  legacyResourceId: UnsignedInt64!
-  name: String!
-  email: String
-  note: String
-  tags: [String!]!
-  currencyCode: String!
-  totalPriceSet: MoneyBag!
-  displayFinancialStatus: OrderDisplayFinancialStatus
-  displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  processedAt: DateTime!
-  closedAt: DateTime
-  cancelledAt: DateTime
-  OWNER_FIELDS
+  id: ID! legacyResourceId: UnsignedInt64! name: String! email: String note: String tags: [String!]! currencyCode: String! totalPriceSet: MoneyBag!
+  displayFinancialStatus: OrderDisplayFinancialStatus displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  createdAt: DateTime! updatedAt: DateTime! processedAt: DateTime! closedAt: DateTime cancelledAt: DateTime OWNER_FIELDS
 }
-type OrderEdge { cursor: String! node: Order! }
-type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
+CONNECTION Order
 
 type Company implements Node {
-  id: ID!
-  name: String!
-  externalId: String
-  note: String
-  customerSince: DateTime!
-  createdAt: DateTime!
-  updatedAt: DateTime!
-  OWNER_FIELDS
+  id: ID! name: String! externalId: String note: String customerSince: DateTime! createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
 }
-type CompanyEdge { cursor: String! node: Company! }
-type CompanyConnection { edges: [CompanyEdge!]! nodes: [Company!]! pageInfo: PageInfo! }
+CONNECTION Company
 
 enum CountPrecision { AT_LEAST EXACT }
 type Count { count: Int! precision: CountPrecision! }
@@ -122,8 +87,7 @@ type Count { count: Int! precision: CountPrecision! }
 enum EventSubjectType { COMPANY CUSTOMER ORDER PRODUCT UNKNOWN }
 interface Event { id: ID! action: String! createdAt: DateTime! message: String! }
 type BasicEvent implements Event & Node { id: ID! action: String! createdAt: DateTime! message: String! subjectId: ID! subjectType: EventSubjectType! }
-type EventEdge { cursor: String! node: Event! }
-type EventConnection { edges: [EventEdge!]! nodes: [Event!]! pageInfo: PageInfo! }
+CONNECTION Event
 
 enum CustomerSortKeys { CREATED_AT ID NAME RELEVANCE UPDATED_AT }
 enum OrderSortKeys { CREATED_AT ID PROCESSED_AT RELEVANCE UPDATED_AT }
@@ -135,14 +99,8 @@ type QueryRoot {
   orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys = PROCESSED_AT, reverse: Boolean = false): OrderConnection!
   companies(first: Int, after: String, last: Int, before: String, query: String, sortKey: CompanySortKeys = ID, reverse: Boolean = false): CompanyConnection!
   events(first: Int, after: String, last: Int, before: String, query: String, sortKey: EventSortKeys = ID, reverse: Boolean = false): EventConnection!
-  customersCount(query: String, limit: Int = 10000): Count
-  ordersCount(query: String, limit: Int = 10000): Count
-  companiesCount(query: String, limit: Int = 10000): Count
-  customer(id: ID!): Customer
-  order(id: ID!): Order
-  company(id: ID!): Company
-  node(id: ID!): Node
-  nodes(ids: [ID!]!): [Node]!
+  customersCount(query: String, limit: Int = 10000): Count ordersCount(query: String, limit: Int = 10000): Count companiesCount(query: String, limit: Int = 10000): Count
+  customer(id: ID!): Customer order(id: ID!): Order company(id: ID!): Company node(id: ID!): Node nodes(ids: [ID!]!): [Node]!
   currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
   metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int, before: String, namespace: String, key: String, query: String): MetafieldDefinitionConnection!
 }
@@ -205,7 +163,7 @@ type Mutation {
 }
 
 schema { query: QueryRoot mutation: Mutation }
-""".replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS) + sim_metafields.SDL
+"""
 
 _SCHEMA: GraphQLSchema | None = None
 
@@ -214,9 +172,58 @@ def schema() -> GraphQLSchema:
     """The schema, built once per process."""
     global _SCHEMA
     if _SCHEMA is None:
-        _SCHEMA = build_schema(SDL)
+        from crm_pipelines.providers.shopify import sim_metafields
+
+        sdl = (SDL + sim_metafields.SDL).replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS)
+        _SCHEMA = build_schema(re.sub(r"^CONNECTION (\w+)$", r"type \1Edge { cursor: String! node: \1! }\ntype \1Connection { edges: [\1Edge!]! nodes: [\1!]! pageInfo: PageInfo! }",
+                                      sdl, flags=re.MULTILINE))
         sim_metafields.install(_SCHEMA)
     return _SCHEMA
+
+
+def bad_request(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_REQUEST"})
+
+
+class UserErrors(Exception):
+    """A mutation's input problems, each ``(field, message, code)``: its payload lists them and nothing is written."""
+
+    def __init__(self, *problems: tuple[list[str] | None, str, str | None]) -> None:
+        super().__init__(problems)
+        self.errors = [{"field": field, "message": message, "code": code} for field, message, code in problems]
+
+
+def mutation(key: str, action: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """A mutation resolver: the payload holds what ``action`` answers under ``key``, or the :class:`UserErrors` it raised."""
+
+    def resolve(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return {key: action(*args, **kwargs), "userErrors": []}
+        except UserErrors as problems:
+            return {key: None, "userErrors": problems.errors}
+
+    return resolve
+
+
+def page_size(first: int | None, last: int | None, maximum: int, bulk: bool = False) -> tuple[int | None, int]:
+    """``(first, size)`` of a connection page: ``first`` or ``last`` is required, between 0 and
+    ``maximum``; a bulk query reads the whole connection (no page size needed)."""
+    if bulk and first is None and last is None:
+        first = 1 << 62
+    size = first if first is not None else last
+    if size is None:
+        raise bad_request("you must provide one of first or last")
+    if size < 0 or (size > maximum and not bulk):
+        raise bad_request(f"The page size must be between 0 and {maximum}.")
+    return first, size
+
+
+def connection(page: list[Any], cursor: Callable[[Any], str], node: Callable[[Any], Any], has_next: bool, has_previous: bool) -> dict[str, Any]:
+    """A connection's ``edges``, ``nodes`` and ``pageInfo`` for one page."""
+    edges = [{"cursor": cursor(item), "node": node(item)} for item in page]
+    return {"edges": edges, "nodes": [e["node"] for e in edges], "pageInfo": {
+        "hasNextPage": has_next, "hasPreviousPage": has_previous,
+        "startCursor": edges[0]["cursor"] if edges else None, "endCursor": edges[-1]["cursor"] if edges else None}}
 
 
 # Search syntax
@@ -249,9 +256,7 @@ class Search:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
     def matches(self, values: Callable[[str], Any]) -> bool:
-        if not self.groups:
-            return True
-        return any(all(_term_matches(t, values) for t in group) for group in self.groups)
+        return not self.groups or any(all(_term_matches(t, values) for t in group) for group in self.groups)
 
 
 def _unquote(text: str) -> str:
@@ -261,36 +266,19 @@ def _unquote(text: str) -> str:
 
 
 def parse_search(query: str | None, known_fields: frozenset[str]) -> Search:
-    search = Search()
-    if not query or not query.strip():
-        return search
-    group: list[Term] = []
-    negate_next = False
-    position = 0
-    text = query.strip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            break
-        position = match.end()
-        if match.group("conn"):
-            word = match.group("conn")
-            if word == "OR":
-                if group:
-                    search.groups.append(group)
-                group = []
-            elif word == "NOT":
-                negate_next = True
+    search, group, negate_next = Search(), [], False
+    for match in _TOKEN.finditer((query or "").strip()):
+        connective, name = match.group("conn"), (match.group("field") or "").lower()
+        if connective == "OR" and group:
+            search.groups.append(group)
+        if connective:
+            group, negate_next = [] if connective == "OR" else group, negate_next or connective == "NOT"
             continue
-        if match.group("field"):
-            name = match.group("field").lower()
-            term = Term(name, match.group("op") or "=", _unquote(match.group("value")), bool(match.group("neg")) or negate_next)
-            if name not in known_fields:
-                search.warnings.append({"field": name, "message": "Invalid search field for this query."})
-            else:
-                group.append(term)
+        if name and name not in known_fields:
+            search.warnings.append({"field": name, "message": "Invalid search field for this query."})
         else:
-            group.append(Term(None, "=", _unquote(match.group("word")), negate_next))
+            value = _unquote(match.group("value") or match.group("word"))
+            group.append(Term(name or None, match.group("op") or "=", value, bool(match.group("neg")) or negate_next))
         negate_next = False
     if group:
         search.groups.append(group)
@@ -306,21 +294,11 @@ def parse_search_time(value: str) -> datetime:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
 
 
-def _compare(left: Any, op: str, right: Any) -> bool:
-    if op == "=":
-        return left == right
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "<":
-        return left < right
-    return left <= right
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {"=": operator.eq, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _term_matches(term: Term, values: Callable[[str], Any]) -> bool:
-    result = _term_matches_plain(term, values)
-    return not result if term.negated else result
+    return _term_matches_plain(term, values) != term.negated
 
 
 def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
@@ -328,27 +306,16 @@ def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
         needle = term.value.casefold()
         return any(needle in str(v).casefold() for v in values("") or () if v)
     actual = values(term.field)
-    if term.field in DATE_FIELDS:
-        if actual is None:
-            return False
-        try:
-            bound = parse_search_time(term.value).timestamp()
-        except ValueError:
-            return False
-        return _compare(float(actual), term.op, bound)
-    if term.field == "id":
-        try:
-            return _compare(int(actual), term.op, int(term.value.rsplit("/", 1)[-1]))
-        except (TypeError, ValueError):
-            return False
+    try:
+        if term.field in DATE_FIELDS:
+            return actual is not None and COMPARE[term.op](float(actual), parse_search_time(term.value).timestamp())
+        if term.field == "id":
+            return COMPARE[term.op](int(actual), int(term.value.rsplit("/", 1)[-1]))
+    except (TypeError, ValueError):
+        return False
     if isinstance(actual, (list, tuple, set, frozenset)):
-        wanted = term.value.casefold()
-        return any(str(v).casefold() == wanted for v in actual)
-    if actual is None:
-        return term.value == "*" and False
-    if term.value == "*":
-        return True
-    return str(actual).casefold() == term.value.casefold()
+        return any(str(v).casefold() == term.value.casefold() for v in actual)
+    return actual is not None and (term.value == "*" or str(actual).casefold() == term.value.casefold())
 
 
 # Query cost
@@ -378,11 +345,8 @@ def query_cost(schema_: GraphQLSchema, document: DocumentNode, variables: Mappin
     context = CostContext(schema_, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}, variables or {})
     if operation.operation.value == "mutation":
         fields = _collect(context, operation.selection_set)
-        if actual:
-            return sum(MUTATION_COST for f in fields if isinstance(data, Mapping) and data.get(_key(f)) is not None)
-        return MUTATION_COST * len(fields)
-    root = schema_.query_type
-    return _selection_cost(context, operation.selection_set, root, data if actual else None, actual)
+        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(f)) is not None) for f in fields)
+    return _selection_cost(context, operation.selection_set, schema_.query_type, data if actual else None, actual)
 
 
 def _key(node: FieldNode) -> str:
@@ -390,18 +354,14 @@ def _key(node: FieldNode) -> str:
 
 
 def _collect(context: CostContext, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+    """The fields of a selection, those of its inline fragments and fragment spreads included."""
     fields: list[FieldNode] = []
-    if selection_set is None:
-        return fields
-    for selection in selection_set.selections:
+    for selection in selection_set.selections if selection_set is not None else ():
         if isinstance(selection, FieldNode):
             fields.append(selection)
-        elif isinstance(selection, InlineFragmentNode):
-            fields.extend(_collect(context, selection.selection_set))
-        elif isinstance(selection, FragmentSpreadNode):
-            fragment = context.fragments.get(selection.name.value)
-            if fragment is not None:
-                fields.extend(_collect(context, fragment.selection_set))
+        else:
+            fragment = selection if isinstance(selection, InlineFragmentNode) else context.fragments.get(selection.name.value)
+            fields += _collect(context, fragment.selection_set) if fragment is not None else []
     return fields
 
 
@@ -427,66 +387,42 @@ def _argument(context: CostContext, node: FieldNode, definition: Any, name: str)
 def _selection_cost(context: CostContext, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
     total = 0
     for node in _collect(context, selection_set):
-        name = node.name.value
-        if name.startswith("__"):
+        definition = None if node.name.value.startswith("__") else _field_type(context, parent, node.name.value)
+        named = get_named_type(definition.type) if definition is not None else None
+        if named is None or is_leaf_type(named) or (actual and (not isinstance(data, Mapping) or data.get(_key(node)) is None)):
             continue
-        definition = _field_type(context, parent, name)
-        if definition is None:
-            continue
-        named = get_named_type(definition.type)
-        if is_leaf_type(named):
-            continue
-        value = data.get(_key(node)) if actual and isinstance(data, Mapping) else None
-        if actual and (not isinstance(data, Mapping) or _key(node) not in data):
-            continue
+        value = data[_key(node)] if actual else None
         if named.name.endswith("Connection"):
             total += _connection_cost(context, node, definition, named, value, actual)
         elif _is_list(definition.type):
-            if actual:
-                total += sum(1 + _selection_cost(context, node.selection_set, named, item, True) for item in value or () if item is not None)
-            else:
-                size = len(_argument(context, node, definition, "ids") or ()) or 1
-                total += size * (1 + _selection_cost(context, node.selection_set, named, None, False))
+            total += _items_cost(context, node.selection_set, named, value, len(_argument(context, node, definition, "ids") or ()) or 1, actual)
         else:
-            if actual and value is None:
-                continue
             total += 1 + _selection_cost(context, node.selection_set, named, value, actual)
     return total
 
 
 def _connection_cost(context: CostContext, node: FieldNode, definition: Any, connection: Any, value: Any, actual: bool) -> int:
-    if actual and value is None:
-        return 0
     size = _argument(context, node, definition, "first") or _argument(context, node, definition, "last") or 0
-    per_item_requested = 0
-    actual_items = 0
+    total = CONNECTION_BASE_COST
     for child in _collect(context, node.selection_set):
-        child_name = child.name.value
-        if child_name not in ("nodes", "edges"):
+        name = child.name.value
+        if name not in ("nodes", "edges"):
             continue
-        item_type = get_named_type(connection.fields[child_name].type)
-        selection = child.selection_set
-        if child_name == "edges":
+        item_type, selection, items = get_named_type(connection.fields[name].type), child.selection_set, value.get(_key(child)) if actual else None
+        if name == "edges":
             inner = next((c for c in _collect(context, selection) if c.name.value == "node"), None)
-            item_type = get_named_type(item_type.fields["node"].type)
-            selection = inner.selection_set if inner is not None else None
-        if actual:
-            items = value.get(_key(child)) or []
-            for item in items:
-                if child_name == "edges":
-                    item = item.get(_key(inner)) if inner is not None and isinstance(item, Mapping) else None
-                    if inner is None:
-                        actual_items += 1
-                        continue
-                actual_items += 1 + _selection_cost(context, selection, item_type, item, True)
-        else:
-            per_item_requested += 1 + _selection_cost(context, selection, item_type, None, False)
+            item_type, selection = get_named_type(item_type.fields["node"].type), inner.selection_set if inner is not None else None
+            items = [edge.get(_key(inner)) if inner is not None and isinstance(edge, Mapping) else {} for edge in items or ()]
+        total += _items_cost(context, selection, item_type, items, int(size), actual)
+    return total
+
+
+def _items_cost(context: CostContext, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int, actual: bool) -> int:
+    """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
     if actual:
-        return CONNECTION_BASE_COST + actual_items
-    return CONNECTION_BASE_COST + int(size) * per_item_requested
+        return sum(1 + _selection_cost(context, selection, item_type, item, True) for item in items or () if item is not None)
+    return count * (1 + _selection_cost(context, selection, item_type, None, False))
 
 
 def _is_list(type_: Any) -> bool:
-    while isinstance(type_, GraphQLNonNull):
-        type_ = type_.of_type
-    return isinstance(type_, GraphQLList)
+    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)

@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema
+from graphql import GraphQLSchema
+
+from crm_pipelines.providers.shopify.sim_graphql import bad_request, connection, page_size
 
 #: Metafield definitions of every simulated shop, by owner type: (name, namespace, key, type).
 DEFINITIONS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
@@ -44,12 +46,10 @@ PAGE_MAX = 250
 SDL = """
 enum MetafieldOwnerType { COMPANY CUSTOMER ORDER }
 type Metafield implements Node { id: ID! namespace: String! key: String! value: String! type: String! ownerType: MetafieldOwnerType! }
-type MetafieldEdge { cursor: String! node: Metafield! }
-type MetafieldConnection { edges: [MetafieldEdge!]! nodes: [Metafield!]! pageInfo: PageInfo! }
+CONNECTION Metafield
 type MetafieldDefinitionType { name: String! category: String }
 type MetafieldDefinition implements Node { id: ID! name: String! namespace: String! key: String! description: String type: MetafieldDefinitionType! ownerType: MetafieldOwnerType! }
-type MetafieldDefinitionEdge { cursor: String! node: MetafieldDefinition! }
-type MetafieldDefinitionConnection { edges: [MetafieldDefinitionEdge!]! nodes: [MetafieldDefinition!]! pageInfo: PageInfo! }
+CONNECTION MetafieldDefinition
 input MetafieldInput { id: ID namespace: String key: String value: String type: String }
 """
 #: The fields each metafield owner type gains (added to Customer, Order and Company).
@@ -69,108 +69,92 @@ def render(kind: str, owner_id: int, stored: list[dict[str, str]] | None) -> lis
             for n, m in enumerate(stored or (), start=1)]
 
 
+#: What a value of each type must be: type -> (a check that raises or answers False for a bad value, the problem).
+VALUE_CHECKS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "number_integer": (int, "Value must be an integer."),
+    "number_decimal": (lambda value: Decimal(value).is_finite(), "Value must be a decimal."),
+    "boolean": (lambda value: value in ("true", "false"), "Value must be true or false."),
+    "date": (date.fromisoformat, "Value must be in YYYY-MM-DD format."),
+    "single_line_text_field": (lambda value: "\n" not in value, "Value must be a single line text string."),
+}
+
+
 def _value_problem(kind: str, value: str) -> str | None:
-    if kind == "number_integer":
-        try:
-            int(value)
-        except ValueError:
-            return "Value must be an integer."
-    elif kind == "number_decimal":
-        try:
-            if not Decimal(value).is_finite():
-                return "Value must be a decimal."
-        except InvalidOperation:
-            return "Value must be a decimal."
-    elif kind == "boolean" and value not in ("true", "false"):
-        return "Value must be true or false."
-    elif kind == "date":
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            return "Value must be in YYYY-MM-DD format."
-    elif kind == "single_line_text_field" and "\n" in value:
-        return "Value must be a single line text string."
-    return None
+    check, problem = VALUE_CHECKS.get(kind, (str, None))
+    try:
+        return problem if check(value) is False else None
+    except (ValueError, ArithmeticError):
+        return problem
 
 
-def apply(kind: str, stored: list[dict[str, str]] | None, inputs: list[Mapping[str, Any]] | None) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """``stored`` with ``inputs`` set (by namespace and key), and the userErrors (nothing applies when there are any)."""
-    out = [dict(m) for m in stored or ()]
-    errors: list[dict[str, Any]] = []
-    owner = OWNER_TYPES[kind]
+def _input_problem(item: Mapping[str, Any], definition: tuple[str, str, str, str] | None) -> tuple[str, str, str] | None:
+    """What is wrong with one ``MetafieldInput``: (the input field, message, code)."""
+    value, given = item.get("value"), item.get("type")
+    if not item.get("key"):
+        return "key", "Key can't be blank", "BLANK"
+    if value is None or str(value).strip() == "":
+        return "value", "Value can't be blank", "BLANK"
+    if definition is not None and given and given != definition[3]:
+        return "type", f"Type must be the same as the definition's type: {definition[3]}.", "INVALID_TYPE"
+    if not (definition[3] if definition is not None else given):
+        return "type", "Type can't be blank", "BLANK"
+    problem = _value_problem(definition[3] if definition is not None else given, str(value))
+    return ("value", problem, "INVALID_VALUE") if problem else None
+
+
+def apply(kind: str, stored: list[dict[str, str]] | None, inputs: list[Mapping[str, Any]] | None) -> tuple[list[dict[str, str]], list[tuple]]:
+    """``stored`` with ``inputs`` set (by namespace and key), and the problems as ``(field, message, code)`` (nothing applies when there are any)."""
+    out, problems = [dict(m) for m in stored or ()], []
     for index, item in enumerate(inputs or ()):
-        where = ["metafields", str(index)]
-        namespace, key, value = item.get("namespace") or APP_NAMESPACE, item.get("key"), item.get("value")
-        definition = _definition(owner, namespace, key or "")
-        kind_given = item.get("type")
-        if not key:
-            errors.append({"field": [*where, "key"], "message": "Key can't be blank", "code": "BLANK"})
-            continue
-        if value is None or str(value).strip() == "":
-            errors.append({"field": [*where, "value"], "message": "Value can't be blank", "code": "BLANK"})
-            continue
-        if definition is not None and kind_given and kind_given != definition[3]:
-            errors.append({"field": [*where, "type"], "message": f"Type must be the same as the definition's type: {definition[3]}.", "code": "INVALID_TYPE"})
-            continue
-        value_type = definition[3] if definition is not None else kind_given
-        if not value_type:
-            errors.append({"field": [*where, "type"], "message": "Type can't be blank", "code": "BLANK"})
-            continue
-        problem = _value_problem(value_type, str(value))
+        namespace, key = item.get("namespace") or APP_NAMESPACE, item.get("key")
+        definition = _definition(OWNER_TYPES[kind], namespace, key or "")
+        problem = _input_problem(item, definition)
         if problem:
-            errors.append({"field": [*where, "value"], "message": problem, "code": "INVALID_VALUE"})
+            problems.append((["metafields", str(index), problem[0]], *problem[1:]))
             continue
-        entry = {"namespace": namespace, "key": key, "type": value_type, "value": str(value)}
+        entry = {"namespace": namespace, "key": key, "type": definition[3] if definition is not None else item["type"], "value": str(item["value"])}
         found = next((m for m in out if m["namespace"] == namespace and m["key"] == key), None)
         if found is None:
             out.append(entry)
         else:
             found.update(entry)
-    return (list(stored or ()), errors) if errors else (out, [])
+    return (list(stored or ()), problems) if problems else (out, [])
 
 
-def _connection(items: list[dict[str, Any]], first: int | None, after: str | None, last: int | None, bulk: bool) -> dict[str, Any]:
-    if first is None and last is None and not bulk:
-        raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
-    size = first if first is not None else last
-    if size is not None and not bulk and not 0 <= size <= PAGE_MAX:
-        raise GraphQLError(f"The page size must be between 0 and {PAGE_MAX}.", extensions={"code": "BAD_REQUEST"})
+def _connection(items: list[dict[str, Any]], bulk: bool, first: int | None = None, after: str | None = None, last: int | None = None, **_: Any) -> dict[str, Any]:
+    first, size = page_size(first, last, PAGE_MAX, bulk)
     start = 0
     if after:
         try:
             start = int(base64.b64decode(after).decode()) + 1
         except ValueError:
-            raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"}) from None
-    chosen = items[start:]
-    page = chosen if size is None else (chosen[:size] if first is not None else chosen[-size:])
-    offset = start if first is not None or size is None else start + len(chosen) - len(page)
-    edges = [{"cursor": base64.b64encode(str(offset + n).encode()).decode(), "node": node} for n, node in enumerate(page)]
-    return {"edges": edges, "nodes": page, "pageInfo": {"hasNextPage": first is not None and len(chosen) > len(page), "hasPreviousPage": start > 0,
-                                                        "startCursor": edges[0]["cursor"] if edges else None, "endCursor": edges[-1]["cursor"] if edges else None}}
+            raise bad_request("Invalid cursor for current pagination sort.") from None
+    chosen = list(enumerate(items))[start:]
+    page = chosen[:size] if first is not None else chosen[-size:]
+    return connection(page, lambda pair: base64.b64encode(str(pair[0]).encode()).decode(), lambda pair: pair[1],
+                      first is not None and len(chosen) > len(page), start > 0)
 
 
 def _owner_metafield(source: Mapping[str, Any], info: Any, key: str, namespace: str | None = None) -> dict[str, Any] | None:
-    wanted = namespace or APP_NAMESPACE
-    return next((m for m in source.get("metafields") or () if m["namespace"] == wanted and m["key"] == key), None)
+    return next((m for m in source.get("metafields") or () if m["namespace"] == (namespace or APP_NAMESPACE) and m["key"] == key), None)
 
 
-def _owner_metafields(source: Mapping[str, Any], info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
-                      before: str | None = None, namespace: str | None = None, keys: list[str] | None = None, reverse: bool = False) -> dict[str, Any]:
+def _owner_metafields(source: Mapping[str, Any], info: Any, namespace: str | None = None, keys: list[str] | None = None, reverse: bool = False,
+                      **page: Any) -> dict[str, Any]:
     items = [m for m in source.get("metafields") or ()
              if (namespace is None or m["namespace"] == namespace) and (keys is None or f"{m['namespace']}.{m['key']}" in keys)]
     if reverse:
         items.reverse()
-    return _connection(items, first, after, last, bool(getattr(info.root_value, "bulk", False)))
+    return _connection(items, bool(getattr(info.root_value, "bulk", False)), **page)
 
 
-def definitions(ownerType: str, first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
-                namespace: str | None = None, key: str | None = None, query: str | None = None, **_: Any) -> dict[str, Any]:
+def definitions(ownerType: str, namespace: str | None = None, key: str | None = None, **page: Any) -> dict[str, Any]:
     """``metafieldDefinitions(ownerType:)``: the shop's definitions of one owner type."""
     nodes = [{"__typename": "MetafieldDefinition", "id": f"gid://shopify/MetafieldDefinition/{n}", "name": name, "namespace": ns, "key": k,
               "description": None, "type": {"name": kind, "category": None}, "ownerType": ownerType}
              for n, (name, ns, k, kind) in enumerate(DEFINITIONS.get(ownerType, ()), start=1)
              if (namespace is None or ns == namespace) and (key is None or k == key)]
-    return _connection(nodes, first, after, last, False)
+    return _connection(nodes, False, **page)
 
 
 def install(schema: GraphQLSchema) -> None:

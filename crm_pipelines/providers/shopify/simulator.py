@@ -50,14 +50,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from http import HTTPStatus
 from typing import Any, ClassVar, Literal
 
 from graphql import GraphQLError, execute, parse, validate
 
 from crm_pipelines.providers.shopify import sim_metafields
 from crm_pipelines.providers.shopify.sim_bulk import BulkOperations
-from crm_pipelines.providers.shopify.sim_graphql import parse_search, query_cost, schema
-from crm_pipelines.simulator.clock import seeded_time, utc_iso_s
+from crm_pipelines.providers.shopify.sim_graphql import UserErrors, bad_request, connection, mutation, page_size, parse_search, query_cost, schema
+from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import LeakyBucket
@@ -66,15 +68,9 @@ from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_TOKEN = "shpat_sim_shopify_token"
 DEFAULT_SHOP = "loja-simulada"
-KINDS = ("customers", "orders", "companies")
 ALIASES = {"contacts": "customers", "deals": "orders", "customers": "customers", "orders": "orders", "companies": "companies"}
-GID_TYPES = {"customers": "Customer", "orders": "Order", "companies": "Company"}
-TYPE_KINDS = {v: k for k, v in GID_TYPES.items()}
-SUBJECT_TYPES = {"customers": "CUSTOMER", "orders": "ORDER", "companies": "COMPANY"}
-ID_BASES = {"customers": 7_400_000_000_000, "orders": 5_600_000_000_000, "companies": 1_200_000_000, "events": 98_000_000_000}
 PAGE_MAX = 250
 MAX_QUERY_COST = 1000
-DAY_S = 86_400
 AUTH_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 THROTTLE_DOC = "https://shopify.dev/api/usage/rate-limits"
 B2B_DENIED = (
@@ -85,21 +81,43 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _VERSION_RE = re.compile(r"\d{4}-(01|04|07|10)|unstable")
 FINANCIAL = ("PAID", "PAID", "PAID", "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "REFUNDED")
 FULFILLMENT = ("FULFILLED", "FULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")
-WEBHOOK_TOPICS = {
-    ("customers", "create"): "customers/create", ("customers", "update"): "customers/update", ("customers", "destroy"): "customers/delete",
-    ("orders", "create"): "orders/create", ("orders", "update"): "orders/updated", ("orders", "destroy"): "orders/delete",
-    ("companies", "create"): "companies/create", ("companies", "update"): "companies/update", ("companies", "destroy"): "companies/delete",
-}
-#: Search fields answered from an index (exact, case-insensitive) instead of a scan.
-INDEXED = {"customers": ("email", "tag", "phone"), "orders": ("tag",), "companies": ("external_id",)}
-SEARCH_FIELDS = {
-    "customers": frozenset({"updated_at", "created_at", "id", "tag", "email", "phone", "first_name", "last_name", "state"}),
-    "orders": frozenset({"updated_at", "created_at", "processed_at", "id", "tag", "name", "email", "financial_status", "fulfillment_status"}),
-    "companies": frozenset({"updated_at", "created_at", "id", "name", "external_id", "since_date"}),
-    "events": frozenset({"created_at", "id", "subject_type", "action", "comments"}),
-}
+EVENTS_BASE = 98_000_000_000
 
 
+@dataclass(frozen=True)
+class Kind:
+    """One record type of the Admin API: its GraphQL type, first id, the search fields of its
+    ``query`` argument (-> the value they read; ``indexed`` ones answered from an index, exact and
+    case-insensitive) and the word of its update webhook topic."""
+
+    type: str
+    id_base: int
+    search: Mapping[str, str]
+    indexed: tuple[str, ...]
+    updated_topic: str = "update"
+
+
+_TIMES = {"updated_at": "updatedAt", "created_at": "createdAt", "id": "id"}
+KINDS = {
+    "customers": Kind("Customer", 7_400_000_000_000, _TIMES | {"tag": "tags", "email": "email", "phone": "phone", "first_name": "firstName",
+                                                               "last_name": "lastName", "state": "state"}, ("email", "tag", "phone")),
+    "orders": Kind("Order", 5_600_000_000_000, _TIMES | {"processed_at": "createdAt", "tag": "tags", "name": "name", "email": "email",
+                                                         "financial_status": "financial", "fulfillment_status": "fulfillment"}, ("tag",), "updated"),
+    "companies": Kind("Company", 1_200_000_000, _TIMES | {"since_date": "createdAt", "name": "name", "external_id": "externalId"}, ("external_id",)),
+}
+TYPE_KINDS = {kind.type: name for name, kind in KINDS.items()}
+EVENT_SEARCH = {"created_at": "createdAt", "subject_type": "subjectType", "action": "action", "id": "", "comments": ""}
+SEARCH_FIELDS = {name: frozenset(kind.search) for name, kind in KINDS.items()} | {"events": frozenset(EVENT_SEARCH)}
+#: Sort keys -> the value records are ordered by (then by id); others (ID, RELEVANCE) by id.
+SORT_VALUES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "UPDATED_AT": lambda row: row["updatedAt"], "CREATED_AT": lambda row: row["createdAt"], "PROCESSED_AT": lambda row: row["createdAt"],
+    "SINCE_DATE": lambda row: row["createdAt"], "NAME": lambda row: (row.get("name") or row.get("lastName") or "").casefold(),
+}
+#: CustomerInput fields -> the value a customer record stores.
+CUSTOMER_INPUT: dict[str, Callable[[Any], Any]] = {
+    "firstName": lambda name: name or None, "lastName": lambda name: name or None, "email": lambda email: (email or "").lower() or None,
+    "phone": lambda phone: _normalize_phone(phone) if phone else None, "note": lambda note: note or None,
+}
 PLANS = {"standard": (2000.0, 100.0), "advanced": (4000.0, 200.0), "plus": (20000.0, 1000.0), "enterprise": (40000.0, 2000.0)}
 _iso = utc_iso_s
 
@@ -154,13 +172,7 @@ class ShopifySimConfig(SimConfig):
 
 def _rest_time(seconds: float | None) -> str | None:
     """REST timestamps carry an offset (the shop's; UTC here)."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).isoformat()
-
-
-def _user_error(field: list[str] | None, message: str, code: str | None = None) -> dict[str, Any]:
-    return {"field": field, "message": message, "code": code}
+    return None if seconds is None else datetime.fromtimestamp(int(seconds), tz=timezone.utc).isoformat()
 
 
 def _normalize_phone(raw: str | None) -> str | None:
@@ -170,9 +182,11 @@ def _normalize_phone(raw: str | None) -> str | None:
     digits = re.sub(r"\D", "", raw)
     if raw.strip().startswith("+"):
         return "+" + digits if 8 <= len(digits) <= 15 else None
-    if 10 <= len(digits) <= 11:
-        return "+55" + digits
-    return None
+    return "+55" + digits if 10 <= len(digits) <= 11 else None
+
+
+def gid(kind: str, number: Any) -> str:
+    return f"gid://shopify/{KINDS[kind].type}/{number}"
 
 
 class Shop(Account):
@@ -182,26 +196,23 @@ class Shop(Account):
 
     def __init__(self, sim: ShopifySimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec, host=f"{spec.id}.myshopify.com")
-        self.sim, cfg = sim, sim.config
-        self.bucket = LeakyBucket(*cfg.limits())
+        self.sim = sim
+        self.bucket = LeakyBucket(*sim.config.limits())
+        self.limiters = (self.bucket,)
         self.cost_totals = {"requested": 0, "actual": 0, "throttled": 0}
         self.events: list[dict[str, Any]] = []
-        self.event_numbers = itertools.count(ID_BASES["events"] + 1)
+        self.event_numbers = itertools.count(EVENTS_BASE + 1)
         self.order_number = 1000
         self.bulk_ops: dict[str, Any] = {}  #: bulk operations by gid (see :mod:`sim_bulk`)
         self.staged: dict[str, bytes] = {}  #: staged uploads by key
-        self.data = {kind: FakeData(f"{self.seed}-{kind}") for kind in KINDS}
-        self.stores = {kind: RecordStore(kind, first_id=ID_BASES[kind] + 1, indexed=INDEXED[kind], indexer=lambda rec, name, k=kind: self.search_value(k, rec.values, name))
-                       for kind in KINDS}
-        end = int(sim.reference.timestamp())
-        start = end - int(cfg.history_days * DAY_S)
-        for kind, store in self.stores.items():
-            rng, records = self.data[kind].rng, []
-            for _ in range(self.count_of(sim, kind)):
-                created = seeded_time(rng, start, end)
-                updated = seeded_time(rng, created, end)
-                values = self.generated(kind)
-                values.update(id=store.allocate_id(), createdAt=created, updatedAt=updated)
+        self.data = {name: FakeData(f"{self.seed}-{name}") for name in KINDS}
+        self.stores = {name: RecordStore(name, first_id=kind.id_base + 1, indexed=kind.indexed,
+                                         indexer=lambda rec, field, k=name: self.search_value(k, rec.values, field)) for name, kind in KINDS.items()}
+        for name, store in self.stores.items():
+            records = []
+            for _ in range(self.count_of(sim, name)):
+                created, updated = sim.seeded_history(self.data[name].rng)
+                values = self.generated(name) | {"id": store.allocate_id(), "createdAt": created, "updatedAt": updated}
                 records.append(Record(values["id"], created, updated, values))
             store.seed(records)
 
@@ -225,27 +236,22 @@ class Shop(Account):
                 "currency": self.sim.config.currency, "total": deal["amount"] or "0.00",
                 "financial": financial, "fulfillment": fulfillment, "closed": financial == "PAID" and fulfillment == "FULFILLED",
             }
-        org = data.organization()
-        return {"name": org["name"], "externalId": None, "note": None}
+        return {"name": data.organization()["name"], "externalId": None, "note": None}
 
     def render(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        gid = f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"
-        base = {"__typename": GID_TYPES[kind], "id": gid, "legacyResourceId": str(row["id"]), "createdAt": _iso(row["createdAt"]), "updatedAt": _iso(row["updatedAt"]),
-                "metafields": sim_metafields.render(kind, row["id"], row.get("metafields"))}
+        base = {"__typename": KINDS[kind].type, "id": gid(kind, row["id"]), "legacyResourceId": str(row["id"]), "createdAt": _iso(row["createdAt"]),
+                "updatedAt": _iso(row["updatedAt"]), "metafields": sim_metafields.render(kind, row["id"], row.get("metafields"))}
         if kind == "customers":
-            first, last = row["firstName"], row["lastName"]
+            first, last, email, phone = row["firstName"], row["lastName"], row["email"], row["phone"]
             address = None
             if row.get("company") or row.get("city"):
                 address = {"id": f"gid://shopify/MailingAddress/{row['id']}", "company": row.get("company"), "city": row.get("city"), "country": row.get("country"),
-                           "address1": None, "province": None, "countryCodeV2": None, "zip": None, "phone": row["phone"], "firstName": first, "lastName": last}
+                           "address1": None, "province": None, "countryCodeV2": None, "zip": None, "phone": phone, "firstName": first, "lastName": last}
             return base | {
-                "firstName": first, "lastName": last,
-                "displayName": " ".join(p for p in (first, last) if p) or row["email"] or row["phone"] or "",
-                "email": row["email"], "phone": row["phone"],
-                "defaultEmailAddress": {"emailAddress": row["email"]} if row["email"] else None,
-                "defaultPhoneNumber": {"phoneNumber": row["phone"]} if row["phone"] else None,
-                "state": row["state"], "tags": sorted(row["tags"]), "note": row["note"], "numberOfOrders": "0",
-                "amountSpent": {"amount": "0.0", "currencyCode": self.sim.config.currency}, "defaultAddress": address,
+                "firstName": first, "lastName": last, "displayName": " ".join(p for p in (first, last) if p) or email or phone or "",
+                "email": email, "phone": phone, "defaultEmailAddress": {"emailAddress": email} if email else None,
+                "defaultPhoneNumber": {"phoneNumber": phone} if phone else None, "state": row["state"], "tags": sorted(row["tags"]), "note": row["note"],
+                "numberOfOrders": "0", "amountSpent": {"amount": "0.0", "currencyCode": self.sim.config.currency}, "defaultAddress": address,
             }
         if kind == "orders":
             money = {"amount": row["total"], "currencyCode": row["currency"]}
@@ -259,157 +265,113 @@ class Shop(Account):
 
     def candidates(self, kind: str, search: Any) -> Iterable[dict[str, Any]]:
         """Rows that may match: from the indexes when every OR group has an indexed equality term."""
-        store = self.stores[kind]
-        if not search.groups:
-            return [r.values for r in store.select()]
-        ids: set[int] = set()
+        store, ids = self.stores[kind], set()
         for group in search.groups:
-            term = next((t for t in group if t.field in INDEXED[kind] and t.op == "=" and not t.negated and t.value != "*"), None)
+            term = next((t for t in group if t.field in KINDS[kind].indexed and t.op == "=" and not t.negated and t.value != "*"), None)
             if term is None:
-                return [r.values for r in store.select()]
+                break
             ids.update(store.find_all(term.field, term.value))
-        return [store.rows[i].values for i in sorted(ids)]
+        else:
+            if search.groups:
+                return [store.rows[i].values for i in sorted(ids)]
+        return [r.values for r in store.select()]
 
     @staticmethod
     def search_value(kind: str, row: Mapping[str, Any], name: str) -> Any:
         if name == "":
             return [row.get("firstName"), row.get("lastName"), row.get("email"), row.get("name")]
-        if name == "updated_at":
-            return row["updatedAt"]
-        if name in ("created_at", "processed_at", "since_date"):
-            return row["createdAt"]
-        if name == "id":
-            return row["id"]
-        if name == "tag":
-            return row.get("tags", [])
-        if kind == "customers":
-            return {"email": row["email"], "phone": row["phone"], "first_name": row["firstName"], "last_name": row["lastName"], "state": row["state"]}.get(name)
-        if kind == "orders":
-            return {"name": row["name"], "email": row["email"], "financial_status": row["financial"], "fulfillment_status": row["fulfillment"]}.get(name)
-        return {"name": row["name"], "external_id": row["externalId"]}.get(name)
+        return row.get(KINDS[kind].search.get(name))
+
+    def matching(self, kind: str, query: str | None) -> tuple[list[dict[str, Any]], Any]:
+        """The rows (or events) a ``query`` argument selects, and the parsed search."""
+        search = parse_search(query, SEARCH_FIELDS[kind])
+        if kind == "events":
+            return [e for e in self.events if search.matches(lambda name, e=e: _event_value(e, name))], search
+        return [r for r in self.candidates(kind, search) if search.matches(lambda name, r=r: self.search_value(kind, r, name))], search
 
     def connection(self, warnings: list[dict[str, Any]], kind: str, info: Any, *, first=None, after=None, last=None, before=None, query=None, sortKey="ID",
                    reverse=False, bulk: bool = False) -> dict[str, Any]:
         """A connection page; a bulk operation reads the whole connection (no page size needed)."""
-        if kind == "companies":
-            self.require_b2b("companies")
-        if bulk and first is None and last is None:
-            first = 1 << 62
-        if first is None and last is None:
-            raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
-        size = first if first is not None else last
-        if (size > self.sim.config.page_max and not bulk) or size < 0:
-            raise GraphQLError(f"The page size must be between 0 and {self.sim.config.page_max}.", extensions={"code": "BAD_REQUEST"})
-        search = parse_search(query, SEARCH_FIELDS[kind])
+        first, size = page_size(first, last, self.sim.config.page_max, bulk)
+        rows, search = self.matching(kind, query)
         if search.warnings:
             warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
-        if kind == "events":
-            rows = [e for e in self.events if search.matches(lambda name, e=e: _event_value(e, name))]
-            key = (lambda e: (e["createdAt"], _event_number(e))) if sortKey == "CREATED_AT" else (lambda e: (_event_number(e), _event_number(e)))
-            render = lambda e: e | {"createdAt": _iso(e["createdAt"])}  # noqa: E731
-            ident = _event_number
-        else:
-            rows = [r for r in self.candidates(kind, search) if not search.groups or search.matches(lambda name, r=r: self.search_value(kind, r, name))]
-            key = _sort_key(sortKey)
-            render = lambda r: self.render(kind, r)  # noqa: E731
-            ident = lambda r: r["id"]  # noqa: E731
+        key = _sort_key(sortKey, _event_number if kind == "events" else lambda r: r["id"])
         descending = bool(reverse) != (last is not None and first is None)
         rows.sort(key=key, reverse=descending)
         cursor = after if first is not None else before
         if cursor:
             mark = _decode_cursor(cursor)
-            rows = [r for r in rows if (tuple(key(r)) < mark if descending else tuple(key(r)) > mark)]
+            rows = [r for r in rows if (key(r) < mark if descending else key(r) > mark)]
         page, more = rows[:size], len(rows) > size
-        if last is not None and first is None:
+        if first is None:
             page.reverse()
-        edges = [{"cursor": _encode_cursor(key(r), ident(r)), "node": render(r)} for r in page]
-        return {
-            "edges": edges,
-            "nodes": [e["node"] for e in edges],
-            "pageInfo": {
-                "hasNextPage": more if first is not None else False,
-                "hasPreviousPage": bool(cursor) if first is not None else more,
-                "startCursor": edges[0]["cursor"] if edges else None,
-                "endCursor": edges[-1]["cursor"] if edges else None,
-            },
-        }
+        render = (lambda e: e | {"createdAt": _iso(e["createdAt"])}) if kind == "events" else (lambda r: self.render(kind, r))
+        return connection(page, lambda r: _encode_cursor(key(r)), render, more if first is not None else False, bool(cursor) if first is not None else more)
 
     def count(self, kind: str, *, query: str | None = None, limit: int | None = 10_000) -> Any:
-        if kind == "companies":
-            self.require_b2b("companiesCount")
-        search = parse_search(query, SEARCH_FIELDS[kind])
-        total = sum(1 for r in self.candidates(kind, search) if search.matches(lambda name, r=r: self.search_value(kind, r, name)))
-        if limit is not None and total > limit:
-            return {"count": limit, "precision": "AT_LEAST"}
-        return {"count": total, "precision": "EXACT"}
+        total = len(self.matching(kind, query)[0])
+        return {"count": limit, "precision": "AT_LEAST"} if limit is not None and total > limit else {"count": total, "precision": "EXACT"}
 
-    def node(self, gid: str) -> dict[str, Any] | None:
-        match = re.fullmatch(r"gid://shopify/([A-Za-z]+)/(\d+)", gid or "")
+    def node(self, gid_: str) -> dict[str, Any] | None:
+        match = re.fullmatch(r"gid://shopify/([A-Za-z]+)/(\d+)", gid_ or "")
         if match is None:
-            raise GraphQLError(f"Invalid global id '{gid}'", extensions={"code": "argumentLiteralsIncompatible"})
+            raise GraphQLError(f"Invalid global id '{gid_}'", extensions={"code": "argumentLiteralsIncompatible"})
         if match.group(1) == "BulkOperation":
-            return self.sim.bulk_node(self, gid)
+            return self.sim.bulk_node(self, gid_)
         kind = TYPE_KINDS.get(match.group(1))
-        if kind is None:
-            return None
-        if kind == "companies" and not self.sim.config.b2b:
+        if kind is None or (kind == "companies" and not self.sim.config.b2b):
             return None
         row = self.stores[kind].get(int(match.group(2)))
         return self.render(kind, row.values) if row is not None else None
+
+    def typed(self, gid_: str, type_name: str) -> dict[str, Any] | None:
+        return node if (node := self.node(gid_)) is not None and node["__typename"] == type_name else None
+
+    def nodes(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        if len(ids) > PAGE_MAX:
+            raise bad_request(f"The ids argument accepts at most {PAGE_MAX} ids.")
+        return [self.node(i) for i in ids]
 
     def require_b2b(self, field_name: str) -> None:
         if not self.sim.config.b2b:
             raise GraphQLError(B2B_DENIED.format(field=field_name), extensions={"code": "ACCESS_DENIED", "documentation": "https://shopify.dev/api/usage/access-scopes"})
 
-    def row(self, kind: str, gid: Any) -> Record | None:
-        match = re.fullmatch(rf"gid://shopify/{GID_TYPES[kind]}/(\d+)", str(gid or ""))
-        return self.stores[kind].get(int(match.group(1))) if match else None
+    def row(self, kind: str, gid_: Any, *missing: Any) -> Record | None:
+        """The live record ``gid_`` names; when ``missing`` (a userError) is given, raise it for an unknown one."""
+        match = re.fullmatch(rf"gid://shopify/{KINDS[kind].type}/(\d+)", str(gid_ or ""))
+        record = self.stores[kind].get(int(match.group(1))) if match else None
+        if record is None and missing:
+            raise UserErrors(missing)
+        return record
 
     def _taken(self, kind: str, name: str, value: str, exclude: Any) -> bool:
         return bool(set(self.stores[kind].find_all(name, value)) - {exclude})
 
-    def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[dict[str, Any]]:
-        errors = []
-        email = values.get("email")
-        if email is not None and email != "":
-            if not _EMAIL_RE.match(email):
-                errors.append(_user_error(["email"], "Email is invalid", "INVALID"))
-            elif self._taken("customers", "email", email, exclude):
-                errors.append(_user_error(["email"], "Email has already been taken", "TAKEN"))
-        phone = values.get("phone")
-        if phone is not None and phone != "":
-            normalized = _normalize_phone(phone)
-            if normalized is None:
-                errors.append(_user_error(["phone"], "Phone is invalid", "INVALID"))
-            elif self._taken("customers", "phone", normalized, exclude):
-                errors.append(_user_error(["phone"], "Phone has already been taken", "TAKEN"))
-        for tag in values.get("tags") or ():
-            if len(tag) > 255:
-                errors.append(_user_error(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG"))
-        return errors
+    def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[tuple]:
+        problems = []
+        for field, stored in (("email", lambda email: email if _EMAIL_RE.match(email) else None), ("phone", _normalize_phone)):
+            given = values.get(field)
+            if given is None or given == "":
+                continue
+            if stored(given) is None:
+                problems.append(([field], f"{field.capitalize()} is invalid", "INVALID"))
+            elif self._taken("customers", field, stored(given), exclude):
+                problems.append(([field], f"{field.capitalize()} has already been taken", "TAKEN"))
+        return problems + [(["tags"], "Tags is too long (maximum is 255 characters)", "TOO_LONG") for tag in values.get("tags") or () if len(tag) > 255]
 
     def customer_write(self, values: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
-        rec = None
-        if not create:
-            rec = self.row("customers", values.get("id"))
-            if rec is None:
-                return {"customer": None, "userErrors": [_user_error(["id"], "Customer does not exist", "INVALID")]}
-        errors = self._customer_problems(values, rec.id if rec else None)
-        custom, custom_errors = sim_metafields.apply("customers", (rec.values if rec else {}).get("metafields"), values.get("metafields"))
-        errors += custom_errors
-        merged = {k: (rec.values if rec else {}).get(k) for k in ("firstName", "lastName", "email", "phone")}
-        merged.update({k: values[k] for k in ("firstName", "lastName", "email", "phone") if k in values})
-        if not errors and not any(merged.values()):
-            errors.append(_user_error(None, "A name, phone number, or email address must be present", "BLANK"))
-        if errors:
-            return {"customer": None, "userErrors": errors}
-        changes: dict[str, Any] = {} if rec else {"note": None, "tags": [], "state": "DISABLED", "company": None, "city": None, "country": None,
-                                                  "firstName": None, "lastName": None, "email": None, "phone": None}
-        changes.update({name: values[name] or None for name in ("firstName", "lastName", "note") if name in values})
-        if "email" in values:
-            changes["email"] = (values["email"] or "").lower() or None
-        if "phone" in values:
-            changes["phone"] = _normalize_phone(values["phone"]) if values["phone"] else None
+        rec = None if create else self.row("customers", values.get("id"), ["id"], "Customer does not exist", "INVALID")
+        current = rec.values if rec else {}
+        problems = self._customer_problems(values, rec.id if rec else None)
+        custom, custom_problems = sim_metafields.apply("customers", current.get("metafields"), values.get("metafields"))
+        merged = {k: values[k] if k in values else current.get(k) for k in ("firstName", "lastName", "email", "phone")}
+        if not problems + custom_problems and not any(merged.values()):
+            problems.append((None, "A name, phone number, or email address must be present", "BLANK"))
+        if problems + custom_problems:
+            raise UserErrors(*problems, *custom_problems)
+        changes = {} if rec else dict.fromkeys(("note", "company", "city", "country", *CUSTOMER_INPUT)) | {"tags": [], "state": "DISABLED"}
+        changes |= {name: stored(values[name]) for name, stored in CUSTOMER_INPUT.items() if name in values}
         if values.get("tags") is not None:
             changes["tags"] = list(dict.fromkeys(t.strip() for t in values["tags"] if t.strip()))
         if values.get("addresses"):
@@ -417,14 +379,16 @@ class Shop(Account):
             changes.update(company=first.get("company"), city=first.get("city"), country=first.get("countryCode"))
         if values.get("metafields"):
             changes["metafields"] = custom
-        rec = self.sim.write(self.stores["customers"], rec, changes, self.sim.stamp())
-        return {"customer": self.render("customers", rec.values), "userErrors": []}
+        return self.saved("customers", rec, changes)
+
+    def saved(self, kind: str, record: Record | None, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Create (``record`` None) or change a record; the object the payload answers."""
+        return self.render(kind, self.sim.write(self.stores[kind], record, changes, self.sim.stamp()).values)
 
     def order_create(self, order: Mapping[str, Any]) -> dict[str, Any]:
-        errors = []
-        items = order.get("lineItems") or []
+        items, problems = order.get("lineItems") or [], []
         if not items:
-            errors.append(_user_error(["order", "lineItems"], "Line items must have at least one item", "INVALID"))
+            problems.append((["order", "lineItems"], "Line items must have at least one item", "INVALID"))
         total = Decimal("0")
         currency = order.get("currency") or self.sim.config.currency
         for index, item in enumerate(items):
@@ -432,60 +396,44 @@ class Shop(Account):
             try:
                 total += Decimal(str(money.get("amount", "0"))) * int(item.get("quantity") or 0)
             except InvalidOperation:
-                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Price is invalid", "INVALID"))
+                problems.append((["order", "lineItems", str(index), "priceSet"], "Price is invalid", "INVALID"))
             if money.get("currencyCode") and money["currencyCode"] != currency:
-                errors.append(_user_error(["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
+                problems.append((["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
         if order.get("email") and not _EMAIL_RE.match(order["email"]):
-            errors.append(_user_error(["order", "email"], "Email is invalid", "INVALID"))
-        custom, custom_errors = sim_metafields.apply("orders", None, order.get("metafields"))
-        errors += [e | {"field": ["order", *e["field"]]} for e in custom_errors]
-        if errors:
-            return {"order": None, "userErrors": errors}
+            problems.append((["order", "email"], "Email is invalid", "INVALID"))
+        custom, custom_problems = sim_metafields.apply("orders", None, order.get("metafields"))
+        if problems or custom_problems:
+            raise UserErrors(*problems, *((["order", *field], message, code) for field, message, code in custom_problems))
         self.order_number += 1
-        rec = self.sim.write(self.stores["orders"], None, {
+        return self.saved("orders", None, {
             "name": order.get("name") or f"#{self.order_number}", "email": order.get("email"), "note": order.get("note"),
             "tags": list(order.get("tags") or []), "currency": currency, "total": format(total.quantize(Decimal("0.01")), "f"),
             "financial": order.get("financialStatus") or "PENDING", "fulfillment": "UNFULFILLED", "closed": bool(order.get("closedAt")), "metafields": custom,
-        }, self.sim.stamp())
-        return {"order": self.render("orders", rec.values), "userErrors": []}
+        })
 
     def order_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        rec = self.row("orders", values.get("id"))
-        if rec is None:
-            return {"order": None, "userErrors": [_user_error(["id"], "Order does not exist", "NOT_FOUND")]}
+        rec = self.row("orders", values.get("id"), ["id"], "Order does not exist", "NOT_FOUND")
         changes = {name: values[name] for name in ("email", "note") if name in values}
         if values.get("tags") is not None:
             changes["tags"] = list(values["tags"])
-        self.sim.write(self.stores["orders"], rec, changes, self.sim.stamp())
-        return {"order": self.render("orders", rec.values), "userErrors": []}
+        return self.saved("orders", rec, changes)
 
     def company_write(self, values: Mapping[str, Any], company_id: str | None) -> dict[str, Any]:
-        self.require_b2b("companyCreate" if company_id is None else "companyUpdate")
-        rec = None
-        if company_id is not None:
-            rec = self.row("companies", company_id)
-            if rec is None:
-                return {"company": None, "userErrors": [_user_error(["companyId"], "Resource requested does not exist.", "RESOURCE_NOT_FOUND")]}
-        errors = []
+        rec = None if company_id is None else self.row("companies", company_id, ["companyId"], "Resource requested does not exist.", "RESOURCE_NOT_FOUND")
+        problems = []
         if rec is None and not (values.get("name") or "").strip():
-            errors.append(_user_error(["input", "company", "name"], "Name can't be blank", "BLANK"))
+            problems.append((["input", "company", "name"], "Name can't be blank", "BLANK"))
         external = values.get("externalId")
         if external and self._taken("companies", "external_id", external, rec.id if rec else None):
-            errors.append(_user_error(["input", "company", "externalId"], "External Id has already been taken", "TAKEN"))
-        if errors:
-            return {"company": None, "userErrors": errors}
+            problems.append((["input", "company", "externalId"], "External Id has already been taken", "TAKEN"))
+        if problems:
+            raise UserErrors(*problems)
         changes = ({} if rec else {"name": None, "externalId": None, "note": None}) | {n: values[n] for n in ("name", "externalId", "note") if n in values}
-        rec = self.sim.write(self.stores["companies"], rec, changes, self.sim.stamp())
-        return {"company": self.render("companies", rec.values), "userErrors": []}
+        return self.saved("companies", rec, changes)
 
-    def delete_gid(self, kind: str, gid: str | None, key: str) -> dict[str, Any]:
-        if kind == "companies":
-            self.require_b2b("companyDelete")
-        rec = self.row(kind, gid)
-        if rec is None:
-            return {key: None, "userErrors": [_user_error(["id"], f"{GID_TYPES[kind]} does not exist", "NOT_FOUND")]}
-        self.sim.remove(self.stores[kind], rec)
-        return {key: gid, "userErrors": []}
+    def delete_gid(self, kind: str, gid_: str | None) -> str | None:
+        self.sim.remove(self.stores[kind], self.row(kind, gid_, ["id"], f"{KINDS[kind].type} does not exist", "NOT_FOUND"))
+        return gid_
 
 
 class ShopifySimulator(BulkOperations, Simulator):
@@ -511,10 +459,6 @@ class ShopifySimulator(BulkOperations, Simulator):
     CLI_DEFAULTS = {"customers": 1000, "orders": 200, "companies": 100}
     CLI_ALIASES = {"--throttled-status": "--throttled-http-status"}
     stamps_per_second = 1
-
-    def __init__(self, config: ShopifySimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._documents: dict[str, tuple[Any, list[Any]]] = {}
-        super().__init__(config, host=host, port=port)
 
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(self.config.shop, self.config.tokens)
@@ -550,8 +494,7 @@ class ShopifySimulator(BulkOperations, Simulator):
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             return Response.json(429, _throttled_body(self.account(), 0), {"Retry-After": "1.0"})
-        phrases = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-        return Response.json(status, {"errors": phrases.get(status, f"HTTP {status}")})
+        return Response.json(status, {"errors": HTTPStatus(status).phrase if status in (500, 502, 503, 504) else f"HTTP {status}"})
 
     def credentials(self, request: Request) -> str | None:
         return (request.header("X-Shopify-Access-Token") or "").strip() or None
@@ -570,14 +513,13 @@ class ShopifySimulator(BulkOperations, Simulator):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return Response.json(400, {"errors": {"query": "Required parameter missing or invalid"}}, headers)
-        variables = body.get("variables") or {}
+        variables, operation_name = body.get("variables") or {}, body.get("operationName")
         try:
-            document, problems = self._parsed(body["query"])
+            document, problems = _parsed(body["query"])
         except GraphQLError as exc:
-            return Response.json(200, {"errors": [exc.formatted]}, headers)
+            problems = [exc]
         if problems:
             return Response.json(200, {"errors": [p.formatted for p in problems]}, headers)
-        operation_name = body.get("operationName")
         try:
             requested = query_cost(schema(), document, variables, operation_name)
         except (GraphQLError, TypeError, ValueError) as exc:
@@ -603,31 +545,20 @@ class ShopifySimulator(BulkOperations, Simulator):
             extensions["search"] = root.warnings
         return Response.json(200, payload | {"data": result.data, "extensions": extensions}, headers)
 
-    def _parsed(self, text: str) -> tuple[Any, list[Any]]:
-        """Parsed and validated document, cached by text (clients repeat a few query shapes)."""
-        cached = self._documents.get(text)
-        if cached is None:
-            document = parse(text)
-            cached = (document, validate(schema(), document))
-            if len(self._documents) >= 512:
-                self._documents.clear()
-            self._documents[text] = cached
-        return cached
-
     def on_change(self, shop: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
         """Record the event (deletions are what the events feed is read for) and send the webhook."""
         kind, action, row, now = store.name, {"create": "create", "update": "update", "delete": "destroy"}[action], record.values, self.stamp()
-        number = next(shop.event_numbers)
+        number, type_name = next(shop.event_numbers), KINDS[kind].type
         shop.events.append({
             "__typename": "BasicEvent", "id": f"gid://shopify/BasicEvent/{number}", "action": action, "createdAt": now,
-            "subjectId": f"gid://shopify/{GID_TYPES[kind]}/{row['id']}", "subjectType": SUBJECT_TYPES[kind], "message": f"{GID_TYPES[kind]} {action}",
+            "subjectId": gid(kind, row["id"]), "subjectType": type_name.upper(), "message": f"{type_name} {action}",
         })
         body = {"id": row["id"]} if action == "destroy" else self._rest_payload(kind, row)
-        self.emit({"topic": WEBHOOK_TOPICS[(kind, action)], "body": body, "event_id": str(number), "at": now, "shop": shop.host})
+        topic = f"{kind}/{ {'create': 'create', 'update': KINDS[kind].updated_topic, 'destroy': 'delete'}[action]}"
+        self.emit({"topic": topic, "body": body, "event_id": str(number), "at": now, "shop": shop.host})
 
     def _rest_payload(self, kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        base = {"id": row["id"], "created_at": _rest_time(row["createdAt"]), "updated_at": _rest_time(row["updatedAt"]),
-                "admin_graphql_api_id": f"gid://shopify/{GID_TYPES[kind]}/{row['id']}"}
+        base = {"id": row["id"], "created_at": _rest_time(row["createdAt"]), "updated_at": _rest_time(row["updatedAt"]), "admin_graphql_api_id": gid(kind, row["id"])}
         if kind == "customers":
             return base | {"email": row["email"], "first_name": row["firstName"], "last_name": row["lastName"], "phone": row["phone"],
                            "state": row["state"].lower(), "tags": ", ".join(sorted(row["tags"])), "note": row["note"], "currency": self.config.currency,
@@ -651,7 +582,7 @@ class ShopifySimulator(BulkOperations, Simulator):
         return {"X-Shopify-Hmac-Sha256": sign_shopify(self.config.webhook_secret, body)}
 
     def record_key(self, store: RecordStore, record: Record) -> str:
-        return f"gid://shopify/{GID_TYPES[store.name]}/{record.id}"
+        return gid(store.name, record.id)
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self.account().render(store.name, record.values)
@@ -674,12 +605,14 @@ class ShopifySimulator(BulkOperations, Simulator):
     def describe(self) -> dict[str, Any]:
         with self.lock:
             shop = self.account()
-            counts = {kind: store.count() for kind, store in shop.stores.items()}
-            return {"objects": counts, "b2b": self.config.b2b, "throttle": _throttle_status(shop), "cost": dict(shop.cost_totals)}
+            return {"objects": {kind: store.count() for kind, store in shop.stores.items()}, "b2b": self.config.b2b, "throttle": _throttle_status(shop), "cost": dict(shop.cost_totals)}
 
-    def reset_rate_limits(self) -> None:
-        for shop in self.accounts.values():
-            shop.bucket.reset()
+
+@lru_cache(maxsize=512)
+def _parsed(text: str) -> tuple[Any, list[Any]]:
+    """Parsed and validated document, cached by text (clients repeat a few query shapes)."""
+    document = parse(text)
+    return document, validate(schema(), document)
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -687,8 +620,7 @@ def _headers(request: Request) -> dict[str, str]:
 
 
 def _throttle_status(shop: Shop) -> dict[str, float]:
-    bucket = shop.bucket
-    return {"maximumAvailable": float(bucket.size), "currentlyAvailable": int(bucket.available()), "restoreRate": float(bucket.rate)}
+    return {"maximumAvailable": float(shop.bucket.size), "currentlyAvailable": int(shop.bucket.available()), "restoreRate": float(shop.bucket.rate)}
 
 
 def _throttled_body(shop: Shop, requested: int) -> dict[str, Any]:
@@ -698,40 +630,30 @@ def _throttled_body(shop: Shop, requested: int) -> dict[str, Any]:
     }
 
 
-def _typed(shop: Shop, gid: str, type_name: str) -> dict[str, Any] | None:
-    node = shop.node(gid)
-    return node if node is not None and node["__typename"] == type_name else None
-
-
-def _nodes(shop: Shop, ids: list[str]) -> list[dict[str, Any] | None]:
-    if len(ids) > PAGE_MAX:
-        raise GraphQLError(f"The ids argument accepts at most {PAGE_MAX} ids.", extensions={"code": "BAD_REQUEST"})
-    return [shop.node(i) for i in ids]
-
-
-#: What each query and mutation field does: field -> resolver(shop, root, arguments).
+#: The fields a store without B2B answers with ACCESS_DENIED.
+B2B_FIELDS = frozenset({"companies", "companiesCount", "company", "companyCreate", "companyUpdate", "companyDelete"})
+#: What each query and mutation field does: field -> resolver(shop, root, info, arguments).
 RESOLVERS: dict[str, Callable[..., Any]] = {
-    **{kind: (lambda shop, root, info, k=kind, **a: shop.connection(root.warnings, k, info, bulk=root.bulk, **a)) for kind in ("customers", "orders", "companies", "events")},
+    **{kind: (lambda shop, root, info, k=kind, **a: shop.connection(root.warnings, k, info, bulk=root.bulk, **a)) for kind in (*KINDS, "events")},
     **{f"{kind}Count": (lambda shop, root, info, k=kind, **a: shop.count(k, **a)) for kind in KINDS},
-    "customer": lambda shop, root, info, id: _typed(shop, id, "Customer"),
-    "order": lambda shop, root, info, id: _typed(shop, id, "Order"),
-    "company": lambda shop, root, info, id: shop.require_b2b("company") or _typed(shop, id, "Company"),
+    **{kind.type.lower(): (lambda shop, root, info, id, t=kind.type: shop.typed(id, t)) for kind in KINDS.values()},
     "node": lambda shop, root, info, id: shop.node(id),
-    "nodes": lambda shop, root, info, ids: _nodes(shop, ids),
-    "customerCreate": lambda shop, root, info, input: shop.customer_write(input, create=True),
-    "customerUpdate": lambda shop, root, info, input: shop.customer_write(input, create=False),
-    "customerDelete": lambda shop, root, info, input: shop.delete_gid("customers", input.get("id"), "deletedCustomerId"),
-    "orderCreate": lambda shop, root, info, order, options=None: shop.order_create(order),
-    "orderUpdate": lambda shop, root, info, input: shop.order_update(input),
-    "orderDelete": lambda shop, root, info, orderId: shop.delete_gid("orders", orderId, "deletedId"),
-    "companyCreate": lambda shop, root, info, input: shop.company_write(input.get("company") or {}, None),
-    "companyUpdate": lambda shop, root, info, companyId, input: shop.company_write(input, companyId),
-    "companyDelete": lambda shop, root, info, id: shop.delete_gid("companies", id, "deletedCompanyId"),
+    "nodes": lambda shop, root, info, ids: shop.nodes(ids),
+    "customerCreate": mutation("customer", lambda shop, root, info, input: shop.customer_write(input, create=True)),
+    "customerUpdate": mutation("customer", lambda shop, root, info, input: shop.customer_write(input, create=False)),
+    "customerDelete": mutation("deletedCustomerId", lambda shop, root, info, input: shop.delete_gid("customers", input.get("id"))),
+    "orderCreate": mutation("order", lambda shop, root, info, order, options=None: shop.order_create(order)),
+    "orderUpdate": mutation("order", lambda shop, root, info, input: shop.order_update(input)),
+    "orderDelete": mutation("deletedId", lambda shop, root, info, orderId: shop.delete_gid("orders", orderId)),
+    "companyCreate": mutation("company", lambda shop, root, info, input: shop.company_write(input.get("company") or {}, None)),
+    "companyUpdate": mutation("company", lambda shop, root, info, companyId, input: shop.company_write(input, companyId)),
+    "companyDelete": mutation("deletedCompanyId", lambda shop, root, info, id: shop.delete_gid("companies", id)),
     "currentBulkOperation": lambda shop, root, info, type="QUERY": shop.sim.bulk_current(shop, type),
-    "bulkOperationRunQuery": lambda shop, root, info, query: shop.sim.bulk_run(shop, "QUERY", query),
-    "bulkOperationRunMutation": lambda shop, root, info, mutation, stagedUploadPath, clientIdentifier=None: shop.sim.bulk_run(shop, "MUTATION", mutation, stagedUploadPath),
-    "bulkOperationCancel": lambda shop, root, info, id: shop.sim.bulk_cancel(shop, id),
-    "stagedUploadsCreate": lambda shop, root, info, input: shop.sim.staged_uploads(shop, input),
+    "bulkOperationRunQuery": mutation("bulkOperation", lambda shop, root, info, query: shop.sim.bulk_run(shop, "QUERY", query)),
+    "bulkOperationRunMutation": mutation("bulkOperation", lambda shop, root, info, mutation, stagedUploadPath, clientIdentifier=None:
+                                         shop.sim.bulk_run(shop, "MUTATION", mutation, stagedUploadPath)),
+    "bulkOperationCancel": mutation("bulkOperation", lambda shop, root, info, id: shop.sim.bulk_cancel(shop, id)),
+    "stagedUploadsCreate": mutation("stagedTargets", lambda shop, root, info, input: shop.sim.staged_uploads(shop, input)),
     "metafieldDefinitions": lambda shop, root, info, **a: sim_metafields.definitions(**a),
 }
 
@@ -747,47 +669,38 @@ class _Root:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in RESOLVERS:
             raise AttributeError(name)
-        return lambda info, **args: RESOLVERS[name](self._shop, self, info, **args)
+
+        def resolve(info: Any, **args: Any) -> Any:
+            if name in B2B_FIELDS:
+                self._shop.require_b2b(name)
+            return RESOLVERS[name](self._shop, self, info, **args)
+
+        return resolve
 
 
 def _event_number(event: dict[str, Any]) -> int:
     return int(event["id"].rsplit("/", 1)[-1])
 
 
-def _sort_key(sort_key: str):
-    if sort_key == "UPDATED_AT":
-        return lambda r: (r["updatedAt"], r["id"])
-    if sort_key in ("CREATED_AT", "PROCESSED_AT", "SINCE_DATE"):
-        return lambda r: (r["createdAt"], r["id"])
-    if sort_key == "NAME":
-        return lambda r: ((r.get("name") or r.get("lastName") or "").casefold(), r["id"])
-    return lambda r: (r["id"], r["id"])
+def _event_value(event: dict[str, Any], name: str) -> Any:
+    special = {"id": _event_number(event), "comments": "true", "": [event["message"]]}
+    return special[name] if name in special else event[EVENT_SEARCH[name]]
 
 
-def _encode_cursor(key: tuple, ident: int) -> str:
-    return base64.b64encode(json.dumps({"last_id": ident, "last_value": list(key)}, ensure_ascii=False).encode()).decode()
+def _sort_key(sort_key: str, ident: Callable[[Any], int]) -> Callable[[Any], tuple]:
+    value = SORT_VALUES.get(sort_key, ident)
+    return lambda row: (value(row), ident(row))
+
+
+def _encode_cursor(key: tuple) -> str:
+    return base64.b64encode(json.dumps({"last_id": key[-1], "last_value": list(key)}, ensure_ascii=False).encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> tuple:
     try:
-        value = json.loads(base64.b64decode(cursor.encode(), validate=True))
-        return tuple(value["last_value"])
+        return tuple(json.loads(base64.b64decode(cursor.encode(), validate=True))["last_value"])
     except (ValueError, KeyError, TypeError):
-        raise GraphQLError("Invalid cursor for current pagination sort.", extensions={"code": "BAD_REQUEST"}) from None
-
-
-def _event_value(event: dict[str, Any], name: str) -> Any:
-    if name == "created_at":
-        return event["createdAt"]
-    if name == "id":
-        return _event_number(event)
-    if name == "subject_type":
-        return event["subjectType"]
-    if name == "action":
-        return event["action"]
-    if name == "comments":
-        return "true"
-    return [event["message"]]
+        raise bad_request("Invalid cursor for current pagination sort.") from None
 
 
 __all__ = ["DEFAULT_TOKEN", "Shop", "ShopifySimConfig", "ShopifySimulator"]
