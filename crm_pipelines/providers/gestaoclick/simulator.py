@@ -26,9 +26,11 @@ Writes made by one request share one timestamp (the simulated now).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -45,25 +47,72 @@ from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
 DEFAULT_SECRET_TOKEN = "sim-gestaoclick-secret-token"
-ENTITIES = ("contacts", "companies", "deals")
-TIPOS = {"contacts": "PF", "companies": "PJ"}
+FIRST_IDS = {"clientes": 1001, "vendas": 50001}
+#: The seeded data of each entity comes from its own generator: clientes PF, clientes PJ, vendas.
+SOURCES = {"contacts": "PF", "companies": "PJ", "deals": "vendas"}
 TIPOS_PESSOA = ("PF", "PJ", "ES")
-DAY_MS = 86_400_000
-FIRST_CLIENTE_ID = 1001
-FIRST_VENDA_ID = 50001
-
-SITUACOES = (
-    ("3150", "Em aberto"),
-    ("3151", "Em andamento"),
-    ("3152", "Confirmado"),
-    ("3153", "Concretizada"),
-    ("3154", "Cancelada"),
-)
+SITUACOES = (("3150", "Em aberto"), ("3151", "Em andamento"), ("3152", "Confirmado"), ("3153", "Concretizada"), ("3154", "Cancelada"))
 VENDEDORES = (("401", "Marcos Araújo"), ("402", "Conceição Nunes"), ("403", "Júlia Simões"))
 LOJAS = (("201", "Matriz São Paulo"), ("202", "Filial Niterói"))
-SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CENT = Decimal("0.01")
+
+#: A record as the API shows it: ``id``, these fields (``CONSTANT`` ones are the same on every
+#: record), the nested arrays of :data:`NESTED`, then what :meth:`GestaoClickSimulator._render` adds.
+SHOWN = {
+    "clientes": ("tipo_pessoa", "nome", "razao_social", "cnpj", "inscricao_estadual", "inscricao_municipal", "cpf", "rg", "data_nascimento",
+                 "telefone", "celular", "fax", "email", "ativo", "usuario_id", "loja_id"),
+    "vendas": ("codigo", "cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao", "valor_total",
+               "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes"),
+}
+CONSTANT = {"clientes": {"inscricao_municipal": "", "rg": "", "fax": "", "usuario_id": "12", "loja_id": LOJAS[0][0]}, "vendas": {}}
+#: Fields that are numbers: strings on the wire unless ``numbers_as_strings`` is off.
+NUMERIC = frozenset(("codigo", "ativo", "usuario_id", "loja_id", "cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete"))
+#: Nested arrays, each item in a wrapper object (``enderecos: [{"endereco": {...}}]``): field ->
+#: (wrapper key, which keys of an item are numbers).
+NESTED: dict[str, dict[str, tuple[str, Callable[[str], bool]]]] = {
+    "clientes": {"contatos": ("contato", lambda key: False), "enderecos": ("endereco", lambda key: key == "cidade_id")},
+    "vendas": {"produtos": ("produto", lambda key: key != "nome_produto")},
+}
+#: The plain fields a POST or PUT may set (``codigo`` on creation only), kept as strings.
+WRITABLE = {
+    "clientes": ("tipo_pessoa", "nome", "razao_social", "cnpj", "cpf", "email", "telefone", "celular", "data_nascimento", "inscricao_estadual",
+                 "ativo", "observacoes"),
+    "vendas": ("cliente_id", "vendedor_id", "data", "situacao_id", "nome_situacao", "valor_frete", "condicao_pagamento", "loja_id", "observacoes",
+               "valor_total", "codigo"),
+}
+SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
+
+
+def _digits(value: Any) -> str:
+    return re.sub(r"\D", "", str(value or ""))
+
+
+def _equals(field: str) -> Callable[[str, Record], bool]:
+    return lambda wanted, row: str(row.get(field, "")) == wanted
+
+
+def _digits_in(*fields: str) -> Callable[[str, Record], bool]:
+    return lambda wanted, row: _digits(wanted) in tuple(_digits(row.get(field)) for field in fields)
+
+
+#: The list filters: query parameter -> whether a record matches its (non-empty) value.
+FILTERS: dict[str, dict[str, Callable[[str, Record], bool]]] = {
+    "clientes": {
+        "tipo_pessoa": lambda wanted, row: row["tipo_pessoa"] == wanted.upper(),
+        "nome": lambda wanted, row: wanted.casefold() in str(row.get("nome", "")).casefold(),
+        "cpf_cnpj": _digits_in("cpf", "cnpj"),
+        "email": lambda wanted, row: wanted.strip().casefold() == str(row.get("email", "")).strip().casefold(),
+        "telefone": _digits_in("telefone", "celular"),
+        "ativo": lambda wanted, row: wanted == row.get("ativo"),
+    },
+    "vendas": {
+        "data_inicio": lambda wanted, row: row.get("data", "") >= wanted,
+        "data_fim": lambda wanted, row: row.get("data", "") <= wanted,
+        **{field: _equals(field) for field in ("cliente_id", "codigo", "situacao_id", "loja_id")},
+    },
+}
 
 
 @dataclass
@@ -130,8 +179,14 @@ def _kind(request: Request) -> str:
     return request.path.split("/")[1]
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
+def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
+    """``[{"endereco": {...}}]`` or plain ``[{...}]`` -> list of plain dicts of strings."""
+    inner = (item.get(wrapper, item) for item in items or [] if isinstance(item, dict))
+    return [{k: "" if v is None else str(v) for k, v in values.items()} for values in inner if isinstance(values, dict)]
+
+
+def _money(value: Any) -> str:
+    return format(Decimal(value).quantize(_CENT), "f")
 
 
 class Store(Account):
@@ -141,24 +196,19 @@ class Store(Account):
     def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg = sim.config
-        tz = ZoneInfo(cfg.account_timezone)
         self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
-        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=tz)
+        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
         self.limiters = (self.second, self.daily)
-        self.data = {"PF": FakeData(f"{self.seed}-pf"), "PJ": FakeData(f"{self.seed}-pj"), "vendas": FakeData(f"{self.seed}-vendas")}
-        self.stores = {"clientes": RecordStore("clientes", first_id=FIRST_CLIENTE_ID), "vendas": RecordStore("vendas", first_id=FIRST_VENDA_ID)}
-        self.next_codigo = 1
-        end = int(sim.reference.timestamp() * 1000)
-        start = end - int(cfg.history_days * DAY_MS)
-        for tipo, entity in (("PF", "contacts"), ("PJ", "companies")):
-            rng = self.data[tipo].rng
+        self.data = {source: FakeData(f"{self.seed}-{source.lower()}") for source in SOURCES.values()}
+        self.stores = {kind: RecordStore(kind, first_id=first) for kind, first in FIRST_IDS.items()}
+        self.codigos = itertools.count(1)
+        end = sim.reference_ms
+        start = end - int(cfg.history_days * 86_400_000)
+        for entity, source in SOURCES.items():
+            rng = self.data[source].rng
             for _ in range(self.count_of(sim, entity)):
                 created = seeded_time(rng, start, end)
-                sim.insert(self, "clientes", sim.seed_cliente(self, tipo), created, seeded_time(rng, created, end))
-        rng = self.data["vendas"].rng
-        for _ in range(self.count_of(sim, "deals")):
-            created = seeded_time(rng, start, end)
-            sim.insert(self, "vendas", sim.seed_venda(self), created, seeded_time(rng, created, end))
+                sim.insert(self, sim.ENTITIES[entity], sim.new_values(self, None, entity), created, seeded_time(rng, created, end))
 
 
 class GestaoClickSimulator(Simulator):
@@ -184,85 +234,54 @@ class GestaoClickSimulator(Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
-    @property
-    def clientes(self) -> dict[int, dict[str, Any]]:
-        """The default account's clientes as stored (id -> values)."""
-        return {r.id: r.values for r in self.account().stores["clientes"].select()}
+    def _stored(self, kind: str) -> dict[int, dict[str, Any]]:
+        return {r.id: r.values for r in self.account().stores[kind].select()}
 
-    @property
-    def vendas(self) -> dict[int, dict[str, Any]]:
-        return {r.id: r.values for r in self.account().stores["vendas"].select()}
+    clientes = property(lambda self: self._stored("clientes"), doc="The default account's clientes as stored (id -> values).")
+    vendas = property(lambda self: self._stored("vendas"), doc="The default account's vendas as stored (id -> values).")
 
     def seed_cliente(self, store: Store, tipo: str) -> dict[str, Any]:
         data = store.data[tipo]
         if tipo == "PF":
             p = data.person()
-            city, state, country = p["city"], p["state"], p["country"]
-            values = {
-                "tipo_pessoa": "PF",
-                "nome": " ".join(x for x in (p["first_name"], p["last_name"]) if x),
-                "cpf": p["document"] or "",
-                "email": p["email"] or "",
-                "telefone": p["phone"] or "",
-                "celular": p["mobile"] or "",
-                "data_nascimento": f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else "",
-            }
+            born = f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else ""
+            values = {"tipo_pessoa": "PF", "nome": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "cpf": p["document"] or "",
+                      "email": p["email"] or "", "telefone": p["phone"] or "", "celular": p["mobile"] or "", "data_nascimento": born}
         else:
-            o = data.organization()
-            city, state, country = o["city"], o["state"], o["country"]
-            values = {
-                "tipo_pessoa": "PJ",
-                "nome": o["name"],
-                "razao_social": o["name"],
-                "cnpj": o["document"] or "",
-                "email": f"contato@{o['domain']}" if o["domain"] else "",
-                "telefone": o["phone"] or "",
-                "celular": "",
-                "inscricao_estadual": str(data.below(10**8, 10**9)) if data.rng.random() < 0.5 else "",
-            }
+            p = data.organization()
+            registration = str(data.below(10**8, 10**9)) if data.rng.random() < 0.5 else ""
+            values = {"tipo_pessoa": "PJ", "nome": p["name"], "razao_social": p["name"], "cnpj": p["document"] or "",
+                      "email": f"contato@{p['domain']}" if p["domain"] else "", "telefone": p["phone"] or "", "celular": "", "inscricao_estadual": registration}
         values["enderecos"] = [{"cep": f"{data.below(10000, 99999)}-{data.below(0, 1000):03d}", "logradouro": "Rua das Flores", "numero": str(data.below(1, 3000)),
-                                "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)), "nome_cidade": city, "estado": state or "", "pais": country}]
+                                "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)), "nome_cidade": p["city"], "estado": p["state"] or "",
+                                "pais": p["country"]}]
         values["contatos"] = [{"nome": data.first_name(), "contato": data.phone(), "cargo": data.job_title() or "", "observacao": ""}] if data.rng.random() < 0.3 else []
         values["ativo"] = "1" if data.rng.random() < 0.95 else "0"
         return values
 
     def seed_venda(self, store: Store) -> dict[str, Any]:
-        data, clientes = store.data["vendas"], store.stores["clientes"]
-        rng = data.rng
-        deal = data.deal()
+        data, clientes, first = store.data["vendas"], store.stores["clientes"], FIRST_IDS["clientes"]
+        deal, span = data.deal(), max(clientes.next_number - first, 1)
         amount = deal["amount"] or "0.00"
-        cliente = None
-        for _ in range(5):  # ids are dense; a few tries find a live one without listing them all
-            cliente = clientes.get(FIRST_CLIENTE_ID + int(rng.random() * max(clientes.next_number - FIRST_CLIENTE_ID, 1)))
-            if cliente is not None:
-                break
-        situacao = data.pick(SITUACOES)
-        vendedor = data.pick(VENDEDORES)
-        loja = data.pick(LOJAS)
-        day = date.fromtimestamp(self.reference_ms / 1000 - rng.random() * 120 * 86400)
-        return {
-            "cliente_id": str(cliente["id"]) if cliente else "",
-            "nome_cliente": cliente["nome"] if cliente else "",
-            "vendedor_id": vendedor[0], "nome_vendedor": vendedor[1],
-            "data": day.isoformat(),
-            "situacao_id": situacao[0], "nome_situacao": situacao[1],
-            "loja_id": loja[0], "nome_loja": loja[1],
-            "valor_frete": "0.00",
-            "condicao_pagamento": "a_vista",
-            "observacoes": deal["name"],
-            "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
-                          "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
-            "valor_total": amount,
-        }
+        # ids are dense; a few tries find a live one without listing them all
+        cliente = next(filter(None, (clientes.get(first + int(data.rng.random() * span)) for _ in range(5))), None)
+        (situacao_id, situacao), (vendedor_id, vendedor), (loja_id, loja) = data.pick(SITUACOES), data.pick(VENDEDORES), data.pick(LOJAS)
+        day = date.fromtimestamp(self.reference_ms / 1000 - data.rng.random() * 120 * 86400)
+        return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "", "vendedor_id": vendedor_id,
+                "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id, "nome_situacao": situacao, "loja_id": loja_id, "nome_loja": loja,
+                "valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": deal["name"],
+                "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
+                              "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
+                "valor_total": amount}
 
     def insert(self, account: Store, kind: str, values: dict[str, Any], created_ms: int, modified_ms: int) -> Record:
+        """Store a new record: clientes without ``observacoes`` get an empty one, vendas their ``codigo``."""
         store = account.stores[kind]
         record_id = store.allocate_id()
-        if kind == "clientes":
-            return store.insert({"id": record_id, **values, "observacoes": values.get("observacoes", "")}, created_ms, modified_ms, record_id=record_id)
-        codigo = values.get("codigo") or str(account.next_codigo)
-        account.next_codigo += 1
-        return store.insert({"id": record_id, **values, "codigo": codigo}, created_ms, modified_ms, record_id=record_id)
+        if kind == "vendas":
+            serial = str(next(account.codigos))
+            values = {**values, "codigo": values.get("codigo") or serial}
+        return store.insert({"id": record_id, **values, "observacoes": values.get("observacoes", "")}, created_ms, modified_ms, record_id=record_id)
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
@@ -279,10 +298,7 @@ class GestaoClickSimulator(Simulator):
             return Response(status, dict(headers or {}), b"")
         if style == "message":
             return Response.json(status, {"message": message, **({"errors": dict(extra)} if extra else {})}, headers)
-        data: dict[str, Any] = {"mensagem": message}
-        if extra:
-            data["erros"] = dict(extra)
-        return Response.json(status, {"code": status, "status": "error", "data": data}, headers)
+        return Response.json(status, {"code": status, "status": "error", "data": {"mensagem": message, **({"erros": dict(extra)} if extra else {})}}, headers)
 
     def error_response(self, status: int, message: str) -> Response:
         return self._error(status, message)
@@ -329,48 +345,20 @@ class GestaoClickSimulator(Simulator):
     def _stamp(self, ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(self.config.account_timezone)).strftime("%Y-%m-%d %H:%M:%S")
 
-    def _render_cliente(self, row: Record) -> dict[str, Any]:
-        n = self._num
-        out: dict[str, Any] = {
-            "id": n(str(row["id"])),
-            "tipo_pessoa": row["tipo_pessoa"],
-            "nome": row.get("nome", ""),
-            "razao_social": row.get("razao_social", ""),
-            "cnpj": row.get("cnpj", ""),
-            "inscricao_estadual": row.get("inscricao_estadual", ""),
-            "inscricao_municipal": "",
-            "cpf": row.get("cpf", ""),
-            "rg": "",
-            "data_nascimento": row.get("data_nascimento", ""),
-            "telefone": row.get("telefone", ""),
-            "celular": row.get("celular", ""),
-            "fax": "",
-            "email": row.get("email", ""),
-            "ativo": n(row.get("ativo", "1")),
-            "usuario_id": n("12"),
-            "loja_id": n(LOJAS[0][0]),
-            "contatos": [{"contato": dict(c)} for c in row.get("contatos", [])],
-            "enderecos": [{"endereco": {k: (n(v) if k == "cidade_id" else v) for k, v in e.items()}} for e in row.get("enderecos", [])],
-        }
-        if self.config.clientes_observacoes:
-            out["observacoes"] = row.get("observacoes", "")
-        return out
-
-    def _render_venda(self, row: Record) -> dict[str, Any]:
-        n = self._num
-        out: dict[str, Any] = {"id": n(str(row["id"])), "codigo": n(row["codigo"])}
-        for key in ("cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao",
-                    "valor_total", "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes"):
-            value = row.get(key, "")
-            out[key] = n(value) if key in ("cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete", "loja_id") else value
-        out["produtos"] = [{"produto": {k: (n(v) if k != "nome_produto" else v) for k, v in p.items()}} for p in row.get("produtos", [])]
-        out["servicos"] = []
-        out["pagamentos"] = []
-        out["parcelas"] = [{"parcela": {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}}]
-        return out
-
     def _render(self, kind: str, row: Record) -> dict[str, Any]:
-        out = self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
+        """The record as the API shows it (:data:`SHOWN`, :data:`NESTED`), plus each collection's extras."""
+        n, constant = self._num, CONSTANT[kind]
+        out: dict[str, Any] = {"id": n(str(row["id"]))}
+        for key in SHOWN[kind]:
+            value = constant[key] if key in constant else row.get(key, "")
+            out[key] = n(value) if key in NUMERIC else value
+        for key, (wrapper, numeric) in NESTED[kind].items():
+            out[key] = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in row.get(key, [])]
+        if kind == "vendas":
+            parcela = {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}
+            out |= {"servicos": [], "pagamentos": [], "parcelas": [{"parcela": parcela}]}
+        elif self.config.clientes_observacoes:
+            out["observacoes"] = row.get("observacoes", "")
         if self.config.record_timestamps:
             out["cadastrado_em"], out["modificado_em"] = self._stamp(row.created), self._stamp(row.updated)
         return out
@@ -391,75 +379,43 @@ class GestaoClickSimulator(Simulator):
             raise ApiError(self._error(400, f"Parâmetro {name} deve ser maior que zero"))
         return value
 
-    def _matches(self, kind: str, row: Record, request: Request) -> bool:
-        q = request.query_value
-        if kind == "clientes":
-            tipo = q("tipo_pessoa")
-            if tipo and self.config.honour_tipo_pessoa_filter and row["tipo_pessoa"] != tipo.upper():
-                return False
-            if q("nome") and q("nome").casefold() not in str(row.get("nome", "")).casefold():
-                return False
-            if q("cpf_cnpj") and _digits(q("cpf_cnpj")) not in (_digits(row.get("cpf")), _digits(row.get("cnpj"))):
-                return False
-            if q("email") and q("email").strip().casefold() != str(row.get("email", "")).strip().casefold():
-                return False
-            if q("telefone") and _digits(q("telefone")) not in (_digits(row.get("telefone")), _digits(row.get("celular"))):
-                return False
-            if q("ativo") not in (None, "") and q("ativo") != row.get("ativo"):
-                return False
-            return True
-        if q("data_inicio") and row.get("data", "") < q("data_inicio"):
-            return False
-        if q("data_fim") and row.get("data", "") > q("data_fim"):
-            return False
-        for name in ("cliente_id", "codigo", "situacao_id", "loja_id"):
-            if q(name) not in (None, "") and str(row.get(name, "")) != q(name):
-                return False
-        return True
+    @staticmethod
+    def _sort_key(order: str) -> Callable[[Record], tuple[Any, Any]]:
+        """Numbers (ids, codigos, times) sort as numbers, the rest as case-folded text; ties by id."""
+        def key(row: Record) -> tuple[Any, Any]:
+            value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
+            numeric = order in ("id", "codigo", "cadastrado_em", "modificado_em") and str(value).isdigit()
+            return int(value) if numeric else str(value).casefold(), row.id
+
+        return key
 
     @api("GET", "/clientes", name="GET /clientes")
     @api("GET", "/vendas", name="GET /vendas")
     def _list(self, request: Request) -> Response:
-        kind = _kind(request)
-        cfg = self.config
-        pagina = self._int_param(request, "pagina", 1)
-        size = cfg.page_size
-        if cfg.limite_honoured and request.query_value("limite"):
+        kind, cfg, q = _kind(request), self.config, request.query_value
+        pagina, size = self._int_param(request, "pagina", 1), cfg.page_size
+        if cfg.limite_honoured and q("limite"):
             size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
                           lambda: ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}")))
-        rows = [row for row in request.account.stores[kind].select() if self._matches(kind, row, request)]
-        order = request.query_value("ordenacao")
-        descending = (request.query_value("direcao") or "asc").lower() == "desc"
-        if cfg.honour_sorting and order in SORTABLE[kind]:
-            key = {"cadastrado_em": "_created", "modificado_em": "_modified"}.get(order, order)
-            numeric = key in ("id", "_created", "_modified", "codigo")
-            def field(r: Record) -> Any:
-                return r.created if key == "_created" else r.updated if key == "_modified" else r.get(key, "")
-
-            rows.sort(key=lambda r: (int(field(r)) if numeric and str(field(r)).isdigit() else str(field(r)).casefold(), r.id), reverse=descending)
-        total = len(rows)
+        wanted = {name: value for name, value in ((name, q(name)) for name in FILTERS[kind]) if value}
+        if not cfg.honour_tipo_pessoa_filter:
+            wanted.pop("tipo_pessoa", None)
+        rows = [row for row in request.account.stores[kind].select() if all(FILTERS[kind][name](value, row) for name, value in wanted.items())]
+        if cfg.honour_sorting and q("ordenacao") in SORTABLE[kind]:
+            rows.sort(key=self._sort_key(q("ordenacao")), reverse=(q("direcao") or "asc").lower() == "desc")
+        total, chunk = len(rows), rows[(pagina - 1) * size : pagina * size]
         pages = max(1, math.ceil(total / size))
-        chunk = rows[(pagina - 1) * size : pagina * size]
+        previous, following = pagina - 1 if pagina > 1 else None, pagina + 1 if pagina < pages else None
         query = {k: v[-1] for k, v in request.query.items() if k != "pagina"}
 
         def url(page: int | None) -> str | None:
             return None if page is None else f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}"
 
-        next_page = pagina + 1 if pagina < pages else None
-        previous = pagina - 1 if pagina > 1 else None
-        n = self._num
-        meta: dict[str, Any] = {"total_registros": n(str(total))}
-        if cfg.meta_total_paginas:
-            meta["total_paginas"] = n(str(pages))
-        meta[cfg.meta_page_count_key] = n(str(len(chunk)))
-        meta.update({
-            "pagina_atual": n(str(pagina)),
-            "limite_por_pagina": n(str(size)),
-            "pagina_anterior": n(str(previous)) if previous else None,
-            "url_anterior": url(previous),
-            "proxima_pagina": n(str(next_page)) if next_page else None,
-            "proxima_url": url(next_page),
-        })
+        meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina, "limite_por_pagina": size,
+                "pagina_anterior": previous, "url_anterior": url(previous), "proxima_pagina": following, "proxima_url": url(following)}
+        if not cfg.meta_total_paginas:
+            del meta["total_paginas"]
+        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items()}
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
     @api("GET", "/situacoes_vendas")
@@ -486,107 +442,79 @@ class GestaoClickSimulator(Simulator):
 
     @api("POST", "/clientes", name="POST /clientes")
     @api("POST", "/vendas", name="POST /vendas")
-    def _create(self, request: Request) -> Response:
-        kind, body = _kind(request), self.body_object(request)
-        values = self._cliente_values(request.account, body, None) if kind == "clientes" else self._venda_values(request.account, body, None)
-        return self._ok(self._render(kind, self.write(request.account.stores[kind], None, values, self.clock.now_ms())), 200)
-
     @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
     @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
-    def _update(self, request: Request) -> Response:
-        kind, row, body = _kind(request), self._row(request), self.body_object(request)
-        values = self._cliente_values(request.account, body, row) if kind == "clientes" else self._venda_values(request.account, body, row)
-        self.write(request.account.stores[kind], row, values, self.clock.now_ms())
-        return self._ok(self._render(kind, row))
+    def _save(self, request: Request) -> Response:
+        """Create (POST) or change (PUT) one record; 422 with the messages per field."""
+        kind = _kind(request)
+        row = self._row(request) if "id" in request.params else None
+        validate = self._cliente_values if kind == "clientes" else self._venda_values
+        values = validate(request.account, self.body_object(request), row)
+        return self._ok(self._render(kind, self.write(request.account.stores[kind], row, values, self.clock.now_ms())))
 
     @staticmethod
-    def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
-        """``[{"endereco": {...}}]`` or plain ``[{...}]`` -> list of plain dicts."""
-        out = []
-        for item in items or []:
-            if isinstance(item, dict):
-                inner = item.get(wrapper, item)
-                if isinstance(inner, dict):
-                    out.append({k: "" if v is None else str(v) for k, v in inner.items()})
-        return out
+    def _merged(kind: str, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
+        """The current values with what ``body`` may set (:data:`WRITABLE`, :data:`NESTED`)."""
+        merged = dict(current.values if current else {})
+        for key in WRITABLE[kind]:
+            if key in body and (key != "codigo" or current is None):
+                merged[key] = "" if body[key] is None else str(body[key])
+        for key, (wrapper, _) in NESTED[kind].items():
+            if key in body:
+                merged[key] = _unwrap(body[key], wrapper)
+        return merged
 
     def _cliente_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        errors: dict[str, list[str]] = {}
-        merged = dict(current.values if current else {})
-        for key in ("tipo_pessoa", "nome", "razao_social", "cnpj", "cpf", "email", "telefone", "celular", "data_nascimento",
-                    "inscricao_estadual", "ativo", "observacoes"):
-            if key in body:
-                merged[key] = "" if body[key] is None else str(body[key])
-        if "enderecos" in body:
-            merged["enderecos"] = self._unwrap(body["enderecos"], "endereco")
-        if "contatos" in body:
-            merged["contatos"] = self._unwrap(body["contatos"], "contato")
+        merged, errors = self._merged("clientes", body, current), defaultdict(list)
         if not self.config.clientes_observacoes:
             merged["observacoes"] = ""
         merged["tipo_pessoa"] = str(merged.get("tipo_pessoa", "")).upper()
-        if merged["tipo_pessoa"] not in TIPOS_PESSOA:
-            errors.setdefault("tipo_pessoa", []).append("O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES.")
-        if not str(merged.get("nome", "")).strip():
-            errors.setdefault("nome", []).append("O campo nome é obrigatório.")
-        if current is None and str(body.get("ativo", "")) not in ("0", "1"):
-            errors.setdefault("ativo", []).append("O campo ativo é obrigatório (1 ou 0).")
         email = str(merged.get("email", "")).strip()
-        if email and not _EMAIL_RE.match(email):
-            errors.setdefault("email", []).append("O e-mail informado é inválido.")
-        if merged.get("cpf") and not is_valid_cpf(merged["cpf"]):
-            errors.setdefault("cpf", []).append("O CPF informado é inválido.")
-        if merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]):
-            errors.setdefault("cnpj", []).append("O CNPJ informado é inválido.")
-        if self.config.unique_documents:
-            for key in ("cpf", "cnpj"):
-                doc = _digits(merged.get(key))
-                if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
-                    errors.setdefault(key, []).append(f"Já existe um cliente cadastrado com este {key.upper()}.")
+        for field, wrong, message in (
+            ("tipo_pessoa", merged["tipo_pessoa"] not in TIPOS_PESSOA, "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
+            ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
+            ("ativo", current is None and str(body.get("ativo", "")) not in ("0", "1"), "O campo ativo é obrigatório (1 ou 0)."),
+            ("email", email and not _EMAIL_RE.match(email), "O e-mail informado é inválido."),
+            ("cpf", merged.get("cpf") and not is_valid_cpf(merged["cpf"]), "O CPF informado é inválido."),
+            ("cnpj", merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]), "O CNPJ informado é inválido."),
+        ):
+            if wrong:
+                errors[field].append(message)
+        for key in ("cpf", "cnpj") if self.config.unique_documents else ():
+            doc = _digits(merged.get(key))
+            if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
+                errors[key].append(f"Já existe um cliente cadastrado com este {key.upper()}.")
         return self._checked(merged, errors, enderecos=[], contatos=[])
 
     def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        cfg = self.config
-        errors: dict[str, list[str]] = {}
-        merged = dict(current.values if current else {})
-        for key in ("cliente_id", "vendedor_id", "data", "situacao_id", "nome_situacao", "valor_frete", "condicao_pagamento", "loja_id", "observacoes", "valor_total", "codigo"):
-            if key in body and (key != "codigo" or current is None):
-                merged[key] = "" if body[key] is None else str(body[key])
-        if "produtos" in body:
-            merged["produtos"] = self._unwrap(body["produtos"], "produto")
+        cfg, merged, errors = self.config, self._merged("vendas", body, current), defaultdict(list)
         if not _DATE_RE.match(str(merged.get("data", ""))):
-            errors.setdefault("data", []).append("O campo data é obrigatório (AAAA-MM-DD).")
+            errors["data"].append("O campo data é obrigatório (AAAA-MM-DD).")
         cliente_id = str(merged.get("cliente_id", ""))
-        if cliente_id:
-            cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
-            if cliente is None:
-                errors.setdefault("cliente_id", []).append("Cliente não encontrado.")
-            else:
-                merged["nome_cliente"] = cliente["nome"]
-        elif cfg.vendas_require_cliente:
-            errors.setdefault("cliente_id", []).append("O campo cliente_id é obrigatório.")
-        situacoes = dict(SITUACOES)
+        cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
+        if cliente is not None:
+            merged["nome_cliente"] = cliente["nome"]
+        elif cliente_id or cfg.vendas_require_cliente:
+            errors["cliente_id"].append("Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório.")
         if merged.get("situacao_id"):
-            if merged["situacao_id"] not in situacoes:
-                errors.setdefault("situacao_id", []).append("Situação não encontrada.")
+            if merged["situacao_id"] in dict(SITUACOES):
+                merged["nome_situacao"] = dict(SITUACOES)[merged["situacao_id"]]
             else:
-                merged["nome_situacao"] = situacoes[merged["situacao_id"]]
+                errors["situacao_id"].append("Situação não encontrada.")
         elif merged.get("nome_situacao"):
-            by_name = {name.casefold(): i for i, name in SITUACOES}
-            found = by_name.get(str(merged["nome_situacao"]).casefold())
+            found = {name.casefold(): i for i, name in SITUACOES}.get(str(merged["nome_situacao"]).casefold())
             if found is None:
-                errors.setdefault("nome_situacao", []).append("Situação não encontrada.")
+                errors["nome_situacao"].append("Situação não encontrada.")
             else:
                 merged["situacao_id"] = found
         else:
             merged["situacao_id"], merged["nome_situacao"] = SITUACOES[0]
-        vendedores = dict(VENDEDORES)
-        merged["vendedor_id"] = merged.get("vendedor_id") or VENDEDORES[0][0]
-        merged["nome_vendedor"] = vendedores.get(merged["vendedor_id"], "")
-        merged["loja_id"] = merged.get("loja_id") or LOJAS[0][0]
-        merged["nome_loja"] = dict(LOJAS).get(merged["loja_id"], "")
+        for key, name, options in (("vendedor_id", "nome_vendedor", VENDEDORES), ("loja_id", "nome_loja", LOJAS)):
+            merged[key] = merged.get(key) or options[0][0]
+            merged[name] = dict(options).get(merged[key], "")
         produtos = merged.get("produtos") or []
         if not produtos and cfg.vendas_require_produtos:
-            errors.setdefault("produtos", []).append("Informe ao menos um produto.")
+            errors["produtos"].append("Informe ao menos um produto.")
         total = Decimal(0)
         for position, produto in enumerate(produtos):
             try:
@@ -594,18 +522,15 @@ class GestaoClickSimulator(Simulator):
                 valor = Decimal(produto.get("valor_venda") or produto.get("valor_unitario") or "0")
                 desconto = Decimal(produto.get("valor_desconto") or "0")
             except InvalidOperation:
-                errors.setdefault(f"produtos.{position}", []).append("Valores do produto inválidos.")
+                errors[f"produtos.{position}"].append("Valores do produto inválidos.")
                 continue
-            line = (quantidade * valor - desconto).quantize(Decimal("0.01"))
+            line = (quantidade * valor - desconto).quantize(_CENT)
             produto["valor_total"] = format(line, "f")
             total += line
-        if produtos:
-            merged["valor_total"] = format(total.quantize(Decimal("0.01")), "f")
-        else:
-            try:
-                merged["valor_total"] = format(Decimal(merged.get("valor_total") or "0").quantize(Decimal("0.01")), "f")
-            except InvalidOperation:
-                errors.setdefault("valor_total", []).append("Valor total inválido.")
+        try:
+            merged["valor_total"] = _money(total if produtos else merged.get("valor_total") or "0")
+        except InvalidOperation:
+            errors["valor_total"].append("Valor total inválido.")
         return self._checked(merged, errors, valor_frete="0.00", condicao_pagamento="a_vista", observacoes="")
 
     def _checked(self, merged: dict[str, Any], errors: dict[str, list[str]], **defaults: Any) -> dict[str, Any]:
@@ -624,8 +549,8 @@ class GestaoClickSimulator(Simulator):
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store.name, record)
 
-    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return self.seed_venda(account) if entity == "deals" else self.seed_cliente(account, TIPOS[entity])
+    def new_values(self, account: Account, store: RecordStore | None, entity: str) -> dict[str, Any]:
+        return self.seed_venda(account) if entity == "deals" else self.seed_cliente(account, SOURCES[entity])
 
     def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
         rng = account.rng
@@ -651,7 +576,7 @@ class GestaoClickSimulator(Simulator):
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
-            counts = {entity: self.count(entity) for entity in ENTITIES}
+            counts = {entity: self.count(entity) for entity in SOURCES}
         cfg = self.config
         return {"records": counts, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
                 "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
