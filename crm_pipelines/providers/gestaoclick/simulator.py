@@ -26,11 +26,10 @@ Writes made by one request share one timestamp (the simulated now).
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -48,9 +47,10 @@ from crm_pipelines.simulator.store import Record, RecordStore
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
 DEFAULT_SECRET_TOKEN = "sim-gestaoclick-secret-token"
 FIRST_IDS = {"clientes": 1001, "vendas": 50001}
-#: The seeded data of each entity comes from its own generator: clientes PF, clientes PJ, vendas.
+#: Each entity's seeded records come from its own generator: clientes PF, clientes PJ, vendas.
 SOURCES = {"contacts": "PF", "companies": "PJ", "deals": "vendas"}
-TIPOS_PESSOA = ("PF", "PJ", "ES")
+#: The clientes each entity of the Python-side helpers covers (``ES``: estrangeiro).
+TIPOS = {"contacts": ("PF", "ES"), "companies": ("PJ",)}
 SITUACOES = (("3150", "Em aberto"), ("3151", "Em andamento"), ("3152", "Confirmado"), ("3153", "Concretizada"), ("3154", "Cancelada"))
 VENDEDORES = (("401", "Marcos Araújo"), ("402", "Conceição Nunes"), ("403", "Júlia Simões"))
 LOJAS = (("201", "Matriz São Paulo"), ("202", "Filial Niterói"))
@@ -58,15 +58,18 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CENT = Decimal("0.01")
 
-#: A record as the API shows it: ``id``, these fields (``CONSTANT`` ones are the same on every
-#: record), the nested arrays of :data:`NESTED`, then what :meth:`GestaoClickSimulator._render` adds.
+#: A record as the API shows it: ``id``, then these fields (the clientes' ``observacoes`` only with
+#: ``clientes_observacoes``; vendas add ``servicos``, ``pagamentos`` and ``parcelas``). A POST or PUT
+#: sets them (as strings; ``codigo`` on creation only) but for the ``CONSTANT`` ones, the same on
+#: every record, and the names ``LOOKED_UP`` from their ids.
 SHOWN = {
     "clientes": ("tipo_pessoa", "nome", "razao_social", "cnpj", "inscricao_estadual", "inscricao_municipal", "cpf", "rg", "data_nascimento",
-                 "telefone", "celular", "fax", "email", "ativo", "usuario_id", "loja_id"),
+                 "telefone", "celular", "fax", "email", "ativo", "usuario_id", "loja_id", "contatos", "enderecos", "observacoes"),
     "vendas": ("codigo", "cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao", "valor_total",
-               "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes"),
+               "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes", "produtos"),
 }
 CONSTANT = {"clientes": {"inscricao_municipal": "", "rg": "", "fax": "", "usuario_id": "12", "loja_id": LOJAS[0][0]}, "vendas": {}}
+LOOKED_UP = ("nome_cliente", "nome_vendedor", "nome_loja")
 #: Fields that are numbers: strings on the wire unless ``numbers_as_strings`` is off.
 NUMERIC = frozenset(("codigo", "ativo", "usuario_id", "loja_id", "cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete"))
 #: Nested arrays, each item in a wrapper object (``enderecos: [{"endereco": {...}}]``): field ->
@@ -75,14 +78,9 @@ NESTED: dict[str, dict[str, tuple[str, Callable[[str], bool]]]] = {
     "clientes": {"contatos": ("contato", lambda key: False), "enderecos": ("endereco", lambda key: key == "cidade_id")},
     "vendas": {"produtos": ("produto", lambda key: key != "nome_produto")},
 }
-#: The plain fields a POST or PUT may set (``codigo`` on creation only), kept as strings.
-WRITABLE = {
-    "clientes": ("tipo_pessoa", "nome", "razao_social", "cnpj", "cpf", "email", "telefone", "celular", "data_nascimento", "inscricao_estadual",
-                 "ativo", "observacoes"),
-    "vendas": ("cliente_id", "vendedor_id", "data", "situacao_id", "nome_situacao", "valor_frete", "condicao_pagamento", "loja_id", "observacoes",
-               "valor_total", "codigo"),
-}
+#: ``ordenacao`` values per collection; the first four of :data:`NUMERIC_ORDER` sort as numbers.
 SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
+NUMERIC_ORDER = ("id", "codigo", "cadastrado_em", "modificado_em")
 
 
 def _digits(value: Any) -> str:
@@ -93,18 +91,14 @@ def _equals(field: str) -> Callable[[str, Record], bool]:
     return lambda wanted, row: str(row.get(field, "")) == wanted
 
 
-def _digits_in(*fields: str) -> Callable[[str, Record], bool]:
-    return lambda wanted, row: _digits(wanted) in tuple(_digits(row.get(field)) for field in fields)
-
-
 #: The list filters: query parameter -> whether a record matches its (non-empty) value.
 FILTERS: dict[str, dict[str, Callable[[str, Record], bool]]] = {
     "clientes": {
         "tipo_pessoa": lambda wanted, row: row["tipo_pessoa"] == wanted.upper(),
         "nome": lambda wanted, row: wanted.casefold() in str(row.get("nome", "")).casefold(),
-        "cpf_cnpj": _digits_in("cpf", "cnpj"),
+        "cpf_cnpj": lambda wanted, row: _digits(wanted) in (_digits(row.get("cpf")), _digits(row.get("cnpj"))),
         "email": lambda wanted, row: wanted.strip().casefold() == str(row.get("email", "")).strip().casefold(),
-        "telefone": _digits_in("telefone", "celular"),
+        "telefone": lambda wanted, row: _digits(wanted) in (_digits(row.get("telefone")), _digits(row.get("celular"))),
         "ativo": lambda wanted, row: wanted == row.get("ativo"),
     },
     "vendas": {
@@ -185,8 +179,13 @@ def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
     return [{k: "" if v is None else str(v) for k, v in values.items()} for values in inner if isinstance(values, dict)]
 
 
-def _money(value: Any) -> str:
-    return format(Decimal(value).quantize(_CENT), "f")
+def _sort_key(order: str) -> Callable[[Record], tuple[Any, Any]]:
+    """Ids, codigos and times sort as numbers, the rest as case-folded text; ties by id."""
+    def key(row: Record) -> tuple[Any, Any]:
+        value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
+        return int(value) if order in NUMERIC_ORDER and str(value).isdigit() else str(value).casefold(), row.id
+
+    return key
 
 
 class Store(Account):
@@ -196,19 +195,15 @@ class Store(Account):
     def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg = sim.config
-        self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
-        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
-        self.limiters = (self.second, self.daily)
+        self.limiters = (SlidingWindowLimiter(cfg.per_second, 1.0), DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone)))
         self.data = {source: FakeData(f"{self.seed}-{source.lower()}") for source in SOURCES.values()}
         self.stores = {kind: RecordStore(kind, first_id=first) for kind, first in FIRST_IDS.items()}
-        self.codigos = itertools.count(1)
         end = sim.reference_ms
-        start = end - int(cfg.history_days * 86_400_000)
         for entity, source in SOURCES.items():
-            rng = self.data[source].rng
+            rng, store = self.data[source].rng, self.stores[sim.ENTITIES[entity]]
             for _ in range(self.count_of(sim, entity)):
-                created = seeded_time(rng, start, end)
-                sim.insert(self, sim.ENTITIES[entity], sim.new_values(self, None, entity), created, seeded_time(rng, created, end))
+                created = seeded_time(rng, end - int(cfg.history_days * 86_400_000), end)
+                store.touch(sim.write(store, None, sim.new_values(self, store, entity), created), seeded_time(rng, created, end))
 
 
 class GestaoClickSimulator(Simulator):
@@ -234,15 +229,27 @@ class GestaoClickSimulator(Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
-    def _stored(self, kind: str) -> dict[int, dict[str, Any]]:
-        return {r.id: r.values for r in self.account().stores[kind].select()}
+    clientes = property(lambda self: {r.id: r.values for r in self.account().stores["clientes"].select()}, doc="The default account's clientes as stored.")
+    vendas = property(lambda self: {r.id: r.values for r in self.account().stores["vendas"].select()}, doc="The default account's vendas as stored.")
 
-    clientes = property(lambda self: self._stored("clientes"), doc="The default account's clientes as stored (id -> values).")
-    vendas = property(lambda self: self._stored("vendas"), doc="The default account's vendas as stored (id -> values).")
-
-    def seed_cliente(self, store: Store, tipo: str) -> dict[str, Any]:
-        data = store.data[tipo]
-        if tipo == "PF":
+    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """A generated cliente (PF or PJ) or venda, drawn from the entity's own generator."""
+        data = account.data[SOURCES[entity]]
+        if entity == "deals":
+            clientes, first = account.stores["clientes"], FIRST_IDS["clientes"]
+            deal, span = data.deal(), max(clientes.next_number - first, 1)
+            amount = deal["amount"] or "0.00"
+            # ids are dense; a few tries find a live one without listing them all
+            cliente = next(filter(None, (clientes.get(first + int(data.rng.random() * span)) for _ in range(5))), None)
+            (situacao_id, situacao), (vendedor_id, vendedor), (loja_id, loja) = data.pick(SITUACOES), data.pick(VENDEDORES), data.pick(LOJAS)
+            day = date.fromtimestamp(self.reference_ms / 1000 - data.rng.random() * 120 * 86400)
+            return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "", "vendedor_id": vendedor_id,
+                    "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id, "nome_situacao": situacao, "loja_id": loja_id,
+                    "nome_loja": loja, "valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": deal["name"],
+                    "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
+                                  "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
+                    "valor_total": amount}
+        if entity == "contacts":
             p = data.person()
             born = f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else ""
             values = {"tipo_pessoa": "PF", "nome": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "cpf": p["document"] or "",
@@ -259,78 +266,63 @@ class GestaoClickSimulator(Simulator):
         values["ativo"] = "1" if data.rng.random() < 0.95 else "0"
         return values
 
-    def seed_venda(self, store: Store) -> dict[str, Any]:
-        data, clientes, first = store.data["vendas"], store.stores["clientes"], FIRST_IDS["clientes"]
-        deal, span = data.deal(), max(clientes.next_number - first, 1)
-        amount = deal["amount"] or "0.00"
-        # ids are dense; a few tries find a live one without listing them all
-        cliente = next(filter(None, (clientes.get(first + int(data.rng.random() * span)) for _ in range(5))), None)
-        (situacao_id, situacao), (vendedor_id, vendedor), (loja_id, loja) = data.pick(SITUACOES), data.pick(VENDEDORES), data.pick(LOJAS)
-        day = date.fromtimestamp(self.reference_ms / 1000 - data.rng.random() * 120 * 86400)
-        return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "", "vendedor_id": vendedor_id,
-                "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id, "nome_situacao": situacao, "loja_id": loja_id, "nome_loja": loja,
-                "valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": deal["name"],
-                "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
-                              "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
-                "valor_total": amount}
-
-    def insert(self, account: Store, kind: str, values: dict[str, Any], created_ms: int, modified_ms: int) -> Record:
-        """Store a new record: clientes without ``observacoes`` get an empty one, vendas their ``codigo``."""
-        store = account.stores[kind]
-        record_id = store.allocate_id()
-        if kind == "vendas":
-            serial = str(next(account.codigos))
-            values = {**values, "codigo": values.get("codigo") or serial}
-        return store.insert({"id": record_id, **values, "observacoes": values.get("observacoes", "")}, created_ms, modified_ms, record_id=record_id)
+    def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
+        if store.name == "vendas":
+            (situacao_id, situacao), amount = SITUACOES[account.rng.randrange(len(SITUACOES))], account.data["vendas"].amount()
+            produtos = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row["produtos"] else []
+            return {"situacao_id": situacao_id, "nome_situacao": situacao, "produtos": produtos, "valor_total": amount}
+        phone = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"].phone()
+        changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
+        if account.rng.random() < 0.5:
+            changes["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
+        return changes
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        """A new record gets its id, an empty ``observacoes`` if none and (vendas) the next ``codigo``."""
         if record is None:
-            return self.insert(self.owner_of(store), store.name, dict(values), stamp, stamp)
+            record_id = store.allocate_id()
+            serial = {"codigo": values.get("codigo") or str(record_id - FIRST_IDS["vendas"] + 1)} if store.name == "vendas" else {}
+            return store.insert({"id": record_id, **values, **serial, "observacoes": values.get("observacoes", "")}, stamp, record_id=record_id)
         store.update(record, values, stamp)
         return record
 
     def remove(self, store: RecordStore, record: Record) -> None:
         store.delete(record, self.stamp(), hard=True)
 
-    def _error(self, status: int, message: str, extra: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
-        style = self.config.error_style
-        if style == "empty":
+    def error_response(self, status: int, message: str, errors: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
+        """The error body of ``error_style``: the envelope, a bare ``message`` or nothing."""
+        if self.config.error_style == "empty":
             return Response(status, dict(headers or {}), b"")
-        if style == "message":
-            return Response.json(status, {"message": message, **({"errors": dict(extra)} if extra else {})}, headers)
-        return Response.json(status, {"code": status, "status": "error", "data": {"mensagem": message, **({"erros": dict(extra)} if extra else {})}}, headers)
-
-    def error_response(self, status: int, message: str) -> Response:
-        return self._error(status, message)
+        if self.config.error_style == "message":
+            return Response.json(status, {"message": message, **({"errors": dict(errors)} if errors else {})}, headers)
+        return Response.json(status, {"code": status, "status": "error", "data": {"mensagem": message, **({"erros": dict(errors)} if errors else {})}}, headers)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             return self._too_many("SECONDLY", 1.0)
-        return self._error(status, {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}.get(status, f"Erro {status}"))
+        return self.error_response(status, {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}.get(status, f"Erro {status}"))
 
     def _too_many(self, policy: str, retry_after: float) -> Response:
         message = "Limite diário de requisições excedido" if policy == "DAILY" else "Limite de requisições por segundo excedido"
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else None
-        return self._error(429, message, headers=headers)
+        return self.error_response(429, message, headers=headers)
 
     def credentials(self, request: Request) -> str | None:
         access, secret = (request.header("access-token") or "").strip(), (request.header("secret-access-token") or "").strip()
         return f"{access}:{secret}" if access else None
 
     def admit(self, request: Request) -> Response | None:
-        """3 requests per second and 30,000 per day, per access token."""
+        """3 requests per second and 30,000 per day, per access token; the day is checked first."""
         if not self.config.rate_limits_enabled:
             return None
-        account, key = request.account, request.token.partition(":")[0]
-        if account.daily.remaining(key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            return self._too_many("DAILY", account.daily.seconds_until_reset())
-        decision = account.second.try_acquire(key)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited("SECONDLY")
-            return self._too_many("SECONDLY", decision.retry_after_s)
-        account.daily.try_acquire(key)
-        return None
+        (second, daily), key = request.account.limiters, request.token.partition(":")[0]
+        decision = None if daily.remaining(key) == 0 else second.try_acquire(key)
+        if decision is not None and decision.allowed:
+            daily.try_acquire(key)
+            return None
+        policy = "DAILY" if decision is None else "SECONDLY"
+        self.stats_recorder.record_rate_limited(policy)
+        return self._too_many(policy, daily.seconds_until_reset() if decision is None else decision.retry_after_s)
 
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
@@ -342,80 +334,58 @@ class GestaoClickSimulator(Simulator):
         except ValueError:
             return value
 
-    def _stamp(self, ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(self.config.account_timezone)).strftime("%Y-%m-%d %H:%M:%S")
-
     def _render(self, kind: str, row: Record) -> dict[str, Any]:
-        """The record as the API shows it (:data:`SHOWN`, :data:`NESTED`), plus each collection's extras."""
-        n, constant = self._num, CONSTANT[kind]
+        """The record as the API shows it: :data:`SHOWN`, :data:`NUMERIC`, :data:`NESTED`."""
+        n, cfg, values = self._num, self.config, row.values | CONSTANT[kind]
         out: dict[str, Any] = {"id": n(str(row["id"]))}
         for key in SHOWN[kind]:
-            value = constant[key] if key in constant else row.get(key, "")
-            out[key] = n(value) if key in NUMERIC else value
-        for key, (wrapper, numeric) in NESTED[kind].items():
-            out[key] = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in row.get(key, [])]
+            wrapper, numeric = NESTED[kind].get(key, (None, None))
+            value = values.get(key, [] if wrapper else "")
+            out[key] = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in value] if wrapper else n(value) if key in NUMERIC else value
         if kind == "vendas":
             parcela = {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}
             out |= {"servicos": [], "pagamentos": [], "parcelas": [{"parcela": parcela}]}
-        elif self.config.clientes_observacoes:
-            out["observacoes"] = row.get("observacoes", "")
-        if self.config.record_timestamps:
-            out["cadastrado_em"], out["modificado_em"] = self._stamp(row.created), self._stamp(row.updated)
+        elif not cfg.clientes_observacoes:
+            del out["observacoes"]
+        if cfg.record_timestamps:  # YYYY-MM-DD HH:MM:SS in the account's time zone
+            stamps = (datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(cfg.account_timezone)).strftime("%Y-%m-%d %H:%M:%S") for ms in (row.created, row.updated))
+            out["cadastrado_em"], out["modificado_em"] = stamps
         return out
 
     @staticmethod
-    def _ok(payload: Any, status: int = 200) -> Response:
-        return Response.json(status, {"code": status, "status": "success", "data": payload})
+    def _ok(payload: Any) -> Response:
+        return Response.json(200, {"code": 200, "status": "success", "data": payload})
 
     def _int_param(self, request: Request, name: str, default: int) -> int:
         raw = request.query_value(name)
-        if raw in (None, ""):
-            return default
         try:
-            value = int(raw)
+            value = default if raw in (None, "") else int(raw)
         except ValueError:
-            raise ApiError(self._error(400, f"Parâmetro {name} inválido: {raw!r}")) from None
+            raise ApiError(self.error_response(400, f"Parâmetro {name} inválido: {raw!r}")) from None
         if value < 1:
-            raise ApiError(self._error(400, f"Parâmetro {name} deve ser maior que zero"))
+            raise ApiError(self.error_response(400, f"Parâmetro {name} deve ser maior que zero"))
         return value
-
-    @staticmethod
-    def _sort_key(order: str) -> Callable[[Record], tuple[Any, Any]]:
-        """Numbers (ids, codigos, times) sort as numbers, the rest as case-folded text; ties by id."""
-        def key(row: Record) -> tuple[Any, Any]:
-            value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
-            numeric = order in ("id", "codigo", "cadastrado_em", "modificado_em") and str(value).isdigit()
-            return int(value) if numeric else str(value).casefold(), row.id
-
-        return key
 
     @api("GET", "/clientes", name="GET /clientes")
     @api("GET", "/vendas", name="GET /vendas")
     def _list(self, request: Request) -> Response:
+        """One page (``pagina``, ``limite`` if honoured) of the records the filters keep, sorted by ``ordenacao``/``direcao``."""
         kind, cfg, q = _kind(request), self.config, request.query_value
         pagina, size = self._int_param(request, "pagina", 1), cfg.page_size
         if cfg.limite_honoured and q("limite"):
             size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
-                          lambda: ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}")))
-        wanted = {name: value for name, value in ((name, q(name)) for name in FILTERS[kind]) if value}
-        if not cfg.honour_tipo_pessoa_filter:
-            wanted.pop("tipo_pessoa", None)
+                          lambda: ApiError(self.error_response(400, f"O limite máximo por página é {cfg.limite_max}")))
+        wanted = {name: value for name in FILTERS[kind] if (value := q(name)) and (name != "tipo_pessoa" or cfg.honour_tipo_pessoa_filter)}
         rows = [row for row in request.account.stores[kind].select() if all(FILTERS[kind][name](value, row) for name, value in wanted.items())]
         if cfg.honour_sorting and q("ordenacao") in SORTABLE[kind]:
-            rows.sort(key=self._sort_key(q("ordenacao")), reverse=(q("direcao") or "asc").lower() == "desc")
-        total, chunk = len(rows), rows[(pagina - 1) * size : pagina * size]
-        pages = max(1, math.ceil(total / size))
+            rows.sort(key=_sort_key(q("ordenacao")), reverse=(q("direcao") or "asc").lower() == "desc")
+        total, chunk, pages = len(rows), rows[(pagina - 1) * size : pagina * size], max(1, math.ceil(len(rows) / size))
         previous, following = pagina - 1 if pagina > 1 else None, pagina + 1 if pagina < pages else None
         query = {k: v[-1] for k, v in request.query.items() if k != "pagina"}
-
-        def url(page: int | None) -> str | None:
-            return None if page is None else f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}"
-
+        back, forward = (None if page is None else f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}" for page in (previous, following))
         meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina, "limite_por_pagina": size,
-                "pagina_anterior": previous, "url_anterior": url(previous), "proxima_pagina": following, "proxima_url": url(following)}
-        if not cfg.meta_total_paginas:
-            del meta["total_paginas"]
-        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items()}
+                "pagina_anterior": previous, "url_anterior": back, "proxima_pagina": following, "proxima_url": forward}
+        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items() if key != "total_paginas" or cfg.meta_total_paginas}
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
     @api("GET", "/situacoes_vendas")
@@ -426,7 +396,7 @@ class GestaoClickSimulator(Simulator):
         raw = request.params["id"]
         row = request.account.stores[_kind(request)].get(int(raw)) if raw.isdigit() else None
         if row is None:
-            raise ApiError(self._error(404, "Registro não encontrado"))
+            raise ApiError(self.error_response(404, "Registro não encontrado"))
         return row
 
     @api("GET", "/clientes/{id}", name="GET /clientes/{id}")
@@ -445,126 +415,86 @@ class GestaoClickSimulator(Simulator):
     @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
     @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
     def _save(self, request: Request) -> Response:
-        """Create (POST) or change (PUT) one record; 422 with the messages per field."""
-        kind = _kind(request)
-        row = self._row(request) if "id" in request.params else None
-        validate = self._cliente_values if kind == "clientes" else self._venda_values
-        values = validate(request.account, self.body_object(request), row)
+        """Create (POST) or change (PUT) one record: what the body may set (:data:`SHOWN`) over the
+        current values; 422 with the messages per field."""
+        kind, row = _kind(request), self._row(request) if "id" in request.params else None
+        body, merged = self.body_object(request), dict(row.values if row else {})
+        for key in (k for k in SHOWN[kind] if k in body and k not in CONSTANT[kind] and k not in LOOKED_UP and (k != "codigo" or row is None)):
+            merged[key] = _unwrap(body[key], NESTED[kind][key][0]) if key in NESTED[kind] else "" if body[key] is None else str(body[key])
+        values = (self._cliente_values if kind == "clientes" else self._venda_values)(request.account, body, merged, row is None)
         return self._ok(self._render(kind, self.write(request.account.stores[kind], row, values, self.clock.now_ms())))
 
-    @staticmethod
-    def _merged(kind: str, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        """The current values with what ``body`` may set (:data:`WRITABLE`, :data:`NESTED`)."""
-        merged = dict(current.values if current else {})
-        for key in WRITABLE[kind]:
-            if key in body and (key != "codigo" or current is None):
-                merged[key] = "" if body[key] is None else str(body[key])
-        for key, (wrapper, _) in NESTED[kind].items():
-            if key in body:
-                merged[key] = _unwrap(body[key], wrapper)
-        return merged
-
-    def _cliente_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        merged, errors = self._merged("clientes", body, current), defaultdict(list)
-        if not self.config.clientes_observacoes:
+    def _cliente_values(self, account: Store, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
+        cfg, clientes = self.config, account.stores["clientes"]
+        if not cfg.clientes_observacoes:
             merged["observacoes"] = ""
-        merged["tipo_pessoa"] = str(merged.get("tipo_pessoa", "")).upper()
-        email = str(merged.get("email", "")).strip()
-        for field, wrong, message in (
-            ("tipo_pessoa", merged["tipo_pessoa"] not in TIPOS_PESSOA, "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
+        merged["tipo_pessoa"], email = str(merged.get("tipo_pessoa", "")).upper(), str(merged.get("email", "")).strip()
+        self._refuse((
+            ("tipo_pessoa", merged["tipo_pessoa"] not in ("PF", "PJ", "ES"), "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
             ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
-            ("ativo", current is None and str(body.get("ativo", "")) not in ("0", "1"), "O campo ativo é obrigatório (1 ou 0)."),
+            ("ativo", creating and str(body.get("ativo", "")) not in ("0", "1"), "O campo ativo é obrigatório (1 ou 0)."),
             ("email", email and not _EMAIL_RE.match(email), "O e-mail informado é inválido."),
             ("cpf", merged.get("cpf") and not is_valid_cpf(merged["cpf"]), "O CPF informado é inválido."),
             ("cnpj", merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]), "O CNPJ informado é inválido."),
-        ):
-            if wrong:
-                errors[field].append(message)
-        for key in ("cpf", "cnpj") if self.config.unique_documents else ():
-            doc = _digits(merged.get(key))
-            if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
-                errors[key].append(f"Já existe um cliente cadastrado com este {key.upper()}.")
-        return self._checked(merged, errors, enderecos=[], contatos=[])
+            *((key, cfg.unique_documents and (doc := _digits(merged.get(key))) and any(
+                _digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()), f"Já existe um cliente cadastrado com este {key.upper()}.")
+              for key in ("cpf", "cnpj")),
+        ))
+        return {"enderecos": [], "contatos": [], **merged}
 
-    def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        cfg, merged, errors = self.config, self._merged("vendas", body, current), defaultdict(list)
-        if not _DATE_RE.match(str(merged.get("data", ""))):
-            errors["data"].append("O campo data é obrigatório (AAAA-MM-DD).")
-        cliente_id = str(merged.get("cliente_id", ""))
+    def _venda_values(self, account: Store, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
+        """Checks, then the names of the cliente, situação, vendedor and loja, and the totals of the produtos."""
+        cfg, situacoes = self.config, dict(SITUACOES)
+        cliente_id, situacao_id, produtos = str(merged.get("cliente_id", "")), merged.get("situacao_id"), merged.get("produtos") or []
         cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
-        if cliente is not None:
-            merged["nome_cliente"] = cliente["nome"]
-        elif cliente_id or cfg.vendas_require_cliente:
-            errors["cliente_id"].append("Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório.")
-        if merged.get("situacao_id"):
-            if merged["situacao_id"] in dict(SITUACOES):
-                merged["nome_situacao"] = dict(SITUACOES)[merged["situacao_id"]]
-            else:
-                errors["situacao_id"].append("Situação não encontrada.")
-        elif merged.get("nome_situacao"):
-            found = {name.casefold(): i for i, name in SITUACOES}.get(str(merged["nome_situacao"]).casefold())
-            if found is None:
-                errors["nome_situacao"].append("Situação não encontrada.")
-            else:
-                merged["situacao_id"] = found
-        else:
-            merged["situacao_id"], merged["nome_situacao"] = SITUACOES[0]
-        for key, name, options in (("vendedor_id", "nome_vendedor", VENDEDORES), ("loja_id", "nome_loja", LOJAS)):
-            merged[key] = merged.get(key) or options[0][0]
-            merged[name] = dict(options).get(merged[key], "")
-        produtos = merged.get("produtos") or []
-        if not produtos and cfg.vendas_require_produtos:
-            errors["produtos"].append("Informe ao menos um produto.")
+        named = {name.casefold(): i for i, name in SITUACOES}.get(str(merged.get("nome_situacao") or "").casefold())
+        checks = [
+            ("data", not _DATE_RE.match(str(merged.get("data", ""))), "O campo data é obrigatório (AAAA-MM-DD)."),
+            ("cliente_id", cliente is None and (cliente_id or cfg.vendas_require_cliente), "Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório."),
+            ("situacao_id", situacao_id and situacao_id not in situacoes, "Situação não encontrada."),
+            ("nome_situacao", not situacao_id and merged.get("nome_situacao") and named is None, "Situação não encontrada."),
+            ("produtos", not produtos and cfg.vendas_require_produtos, "Informe ao menos um produto."),
+        ]
         total = Decimal(0)
         for position, produto in enumerate(produtos):
             try:
-                quantidade = Decimal(produto.get("quantidade") or "1")
-                valor = Decimal(produto.get("valor_venda") or produto.get("valor_unitario") or "0")
-                desconto = Decimal(produto.get("valor_desconto") or "0")
+                quantidade, valor, desconto = (Decimal(text) for text in (produto.get("quantidade") or "1",
+                                                                          produto.get("valor_venda") or produto.get("valor_unitario") or "0", produto.get("valor_desconto") or "0"))
             except InvalidOperation:
-                errors[f"produtos.{position}"].append("Valores do produto inválidos.")
+                checks.append((f"produtos.{position}", True, "Valores do produto inválidos."))
                 continue
             line = (quantidade * valor - desconto).quantize(_CENT)
-            produto["valor_total"] = format(line, "f")
-            total += line
+            produto["valor_total"], total = format(line, "f"), total + line
         try:
-            merged["valor_total"] = _money(total if produtos else merged.get("valor_total") or "0")
+            merged["valor_total"] = format(Decimal(total if produtos else merged.get("valor_total") or "0").quantize(_CENT), "f")
         except InvalidOperation:
-            errors["valor_total"].append("Valor total inválido.")
-        return self._checked(merged, errors, valor_frete="0.00", condicao_pagamento="a_vista", observacoes="")
+            checks.append(("valor_total", True, "Valor total inválido."))
+        self._refuse(checks)
+        if cliente is not None:
+            merged["nome_cliente"] = cliente["nome"]
+        if situacao_id or not named:
+            merged["situacao_id"], merged["nome_situacao"] = (situacao_id, situacoes[situacao_id]) if situacao_id else SITUACOES[0]
+        else:
+            merged["situacao_id"] = named
+        for key, name, options in (("vendedor_id", "nome_vendedor", VENDEDORES), ("loja_id", "nome_loja", LOJAS)):
+            merged[key] = merged.get(key) or options[0][0]
+            merged[name] = dict(options).get(merged[key], "")
+        return {"valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": "", **merged}
 
-    def _checked(self, merged: dict[str, Any], errors: dict[str, list[str]], **defaults: Any) -> dict[str, Any]:
-        """The values to store (``defaults`` for those unset), or 422 with the messages per field."""
+    def _refuse(self, checks: Iterable[tuple[str, Any, str]]) -> None:
+        """422 with the messages of the failed ``(field, failed, message)`` checks per field, if any."""
+        errors = defaultdict(list)
+        for field, failed, message in checks:
+            if failed:
+                errors[field].append(message)
         if errors:
-            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged |= {k: v for k, v in defaults.items() if k not in merged}
-        return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
+            raise ApiError(self.error_response(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
 
-    def entity_filter(self, entity: str) -> Any:
-        if entity == "deals":
-            return None
-        tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)
-        return lambda r: r["tipo_pessoa"] in tipos
+    def entity_filter(self, entity: str) -> Callable[[Record], bool] | None:
+        return None if entity not in TIPOS else lambda r: r["tipo_pessoa"] in TIPOS[entity]
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store.name, record)
-
-    def new_values(self, account: Account, store: RecordStore | None, entity: str) -> dict[str, Any]:
-        return self.seed_venda(account) if entity == "deals" else self.seed_cliente(account, SOURCES[entity])
-
-    def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
-        rng = account.rng
-        if store.name == "vendas":
-            situacao = SITUACOES[rng.randrange(len(SITUACOES))]
-            amount = account.data["vendas"].amount()
-            produtos = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row["produtos"] else []
-            return {"situacao_id": situacao[0], "nome_situacao": situacao[1], "produtos": produtos, "valor_total": amount}
-        data = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"]
-        phone = data.phone()
-        changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
-        if rng.random() < 0.5:
-            changes["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
-        return changes
 
     def set_fields(self, entity: str, record_id: str | int, *, account: str | None = None, **values: Any) -> dict[str, Any]:
         """Overwrite raw stored values of one record (no validation): to plant bad data."""
@@ -575,11 +505,10 @@ class GestaoClickSimulator(Simulator):
             return dict(row.values) | {"_created": row.created, "_modified": row.updated}
 
     def describe(self) -> dict[str, Any]:
-        with self.lock:
-            counts = {entity: self.count(entity) for entity in SOURCES}
         cfg = self.config
-        return {"records": counts, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
-                "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
+        with self.lock:
+            return {"records": {entity: self.count(entity) for entity in SOURCES}, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
+                    "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
 
     @classmethod
     def add_cli_arguments(cls, parser: Any) -> None:
