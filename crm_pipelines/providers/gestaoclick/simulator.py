@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -49,8 +48,6 @@ DEFAULT_SECRET_TOKEN = "sim-gestaoclick-secret-token"
 FIRST_IDS = {"clientes": 1001, "vendas": 50001}
 #: Each entity's seeded records come from its own generator: clientes PF, clientes PJ, vendas.
 SOURCES = {"contacts": "PF", "companies": "PJ", "deals": "vendas"}
-#: The clientes each entity of the Python-side helpers covers (``ES``: estrangeiro).
-TIPOS = {"contacts": ("PF", "ES"), "companies": ("PJ",)}
 SITUACOES = (("3150", "Em aberto"), ("3151", "Em andamento"), ("3152", "Confirmado"), ("3153", "Concretizada"), ("3154", "Cancelada"))
 VENDEDORES = (("401", "Marcos Araújo"), ("402", "Conceição Nunes"), ("403", "Júlia Simões"))
 LOJAS = (("201", "Matriz São Paulo"), ("202", "Filial Niterói"))
@@ -74,13 +71,12 @@ LOOKED_UP = ("nome_cliente", "nome_vendedor", "nome_loja")
 NUMERIC = frozenset(("codigo", "ativo", "usuario_id", "loja_id", "cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete"))
 #: Nested arrays, each item in a wrapper object (``enderecos: [{"endereco": {...}}]``): field ->
 #: (wrapper key, which keys of an item are numbers).
-NESTED: dict[str, dict[str, tuple[str, Callable[[str], bool]]]] = {
-    "clientes": {"contatos": ("contato", lambda key: False), "enderecos": ("endereco", lambda key: key == "cidade_id")},
-    "vendas": {"produtos": ("produto", lambda key: key != "nome_produto")},
+NESTED: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "contatos": ("contato", lambda key: False), "enderecos": ("endereco", lambda key: key == "cidade_id"),
+    "produtos": ("produto", lambda key: key != "nome_produto"),
 }
-#: ``ordenacao`` values per collection; the first four of :data:`NUMERIC_ORDER` sort as numbers.
+#: ``ordenacao`` values per collection.
 SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
-NUMERIC_ORDER = ("id", "codigo", "cadastrado_em", "modificado_em")
 
 
 def _digits(value: Any) -> str:
@@ -102,8 +98,7 @@ FILTERS: dict[str, dict[str, Callable[[str, Record], bool]]] = {
         "ativo": lambda wanted, row: wanted == row.get("ativo"),
     },
     "vendas": {
-        "data_inicio": lambda wanted, row: row.get("data", "") >= wanted,
-        "data_fim": lambda wanted, row: row.get("data", "") <= wanted,
+        "data_inicio": lambda wanted, row: row.get("data", "") >= wanted, "data_fim": lambda wanted, row: row.get("data", "") <= wanted,
         **{field: _equals(field) for field in ("cliente_id", "codigo", "situacao_id", "loja_id")},
     },
 }
@@ -168,9 +163,9 @@ class GestaoClickSimConfig(SimConfig):
             raise ValueError("credentials must be non-empty (access token, secret token) pairs")
 
 
-def _kind(request: Request) -> str:
-    """``clientes`` or ``vendas``: the collection a path names."""
-    return request.path.split("/")[1]
+def _both(method: str, suffix: str = "") -> Callable[[Callable], Callable]:
+    """Declare a handler of ``method`` on ``/clientes`` and ``/vendas`` (plus ``suffix``), each route under its own name."""
+    return lambda handler: api(method, f"/clientes{suffix}")(api(method, f"/vendas{suffix}")(handler))
 
 
 def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
@@ -179,13 +174,10 @@ def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
     return [{k: "" if v is None else str(v) for k, v in values.items()} for values in inner if isinstance(values, dict)]
 
 
-def _sort_key(order: str) -> Callable[[Record], tuple[Any, Any]]:
+def _sort_key(order: str, row: Record) -> tuple[Any, Any]:
     """Ids, codigos and times sort as numbers, the rest as case-folded text; ties by id."""
-    def key(row: Record) -> tuple[Any, Any]:
-        value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
-        return int(value) if order in NUMERIC_ORDER and str(value).isdigit() else str(value).casefold(), row.id
-
-    return key
+    value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
+    return int(value) if order in ("id", "codigo", "cadastrado_em", "modificado_em") and str(value).isdigit() else str(value).casefold(), row.id
 
 
 class Store(Account):
@@ -194,11 +186,10 @@ class Store(Account):
 
     def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
-        cfg = sim.config
+        cfg, end = sim.config, sim.reference_ms
         self.limiters = (SlidingWindowLimiter(cfg.per_second, 1.0), DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone)))
         self.data = {source: FakeData(f"{self.seed}-{source.lower()}") for source in SOURCES.values()}
         self.stores = {kind: RecordStore(kind, first_id=first) for kind, first in FIRST_IDS.items()}
-        end = sim.reference_ms
         for entity, source in SOURCES.items():
             rng, store = self.data[source].rng, self.stores[sim.ENTITIES[entity]]
             for _ in range(self.count_of(sim, entity)):
@@ -229,26 +220,25 @@ class GestaoClickSimulator(Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
-    clientes = property(lambda self: {r.id: r.values for r in self.account().stores["clientes"].select()}, doc="The default account's clientes as stored.")
-    vendas = property(lambda self: {r.id: r.values for r in self.account().stores["vendas"].select()}, doc="The default account's vendas as stored.")
+    clientes = property(lambda self: {r.id: r.values for r in self.account().stores["clientes"].select()}, doc="The default account's clientes.")
+    vendas = property(lambda self: {r.id: r.values for r in self.account().stores["vendas"].select()}, doc="The default account's vendas.")
 
     def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
         """A generated cliente (PF or PJ) or venda, drawn from the entity's own generator."""
         data = account.data[SOURCES[entity]]
         if entity == "deals":
-            clientes, first = account.stores["clientes"], FIRST_IDS["clientes"]
-            deal, span = data.deal(), max(clientes.next_number - first, 1)
-            amount = deal["amount"] or "0.00"
+            clientes, first, deal = account.stores["clientes"], FIRST_IDS["clientes"], data.deal()
+            span, amount = max(clientes.next_number - first, 1), deal["amount"] or "0.00"
             # ids are dense; a few tries find a live one without listing them all
             cliente = next(filter(None, (clientes.get(first + int(data.rng.random() * span)) for _ in range(5))), None)
             (situacao_id, situacao), (vendedor_id, vendedor), (loja_id, loja) = data.pick(SITUACOES), data.pick(VENDEDORES), data.pick(LOJAS)
             day = date.fromtimestamp(self.reference_ms / 1000 - data.rng.random() * 120 * 86400)
-            return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "", "vendedor_id": vendedor_id,
-                    "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id, "nome_situacao": situacao, "loja_id": loja_id,
-                    "nome_loja": loja, "valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": deal["name"],
-                    "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
-                                  "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
-                    "valor_total": amount}
+            produto = {"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
+                       "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}
+            return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "",
+                    "vendedor_id": vendedor_id, "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id,
+                    "nome_situacao": situacao, "loja_id": loja_id, "nome_loja": loja, "valor_frete": "0.00", "condicao_pagamento": "a_vista",
+                    "observacoes": deal["name"], "produtos": [produto], "valor_total": amount}
         if entity == "contacts":
             p = data.person()
             born = f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else ""
@@ -258,18 +248,21 @@ class GestaoClickSimulator(Simulator):
             p = data.organization()
             registration = str(data.below(10**8, 10**9)) if data.rng.random() < 0.5 else ""
             values = {"tipo_pessoa": "PJ", "nome": p["name"], "razao_social": p["name"], "cnpj": p["document"] or "",
-                      "email": f"contato@{p['domain']}" if p["domain"] else "", "telefone": p["phone"] or "", "celular": "", "inscricao_estadual": registration}
-        values["enderecos"] = [{"cep": f"{data.below(10000, 99999)}-{data.below(0, 1000):03d}", "logradouro": "Rua das Flores", "numero": str(data.below(1, 3000)),
-                                "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)), "nome_cidade": p["city"], "estado": p["state"] or "",
-                                "pais": p["country"]}]
-        values["contatos"] = [{"nome": data.first_name(), "contato": data.phone(), "cargo": data.job_title() or "", "observacao": ""}] if data.rng.random() < 0.3 else []
+                      "email": f"contato@{p['domain']}" if p["domain"] else "", "telefone": p["phone"] or "", "celular": "",
+                      "inscricao_estadual": registration}
+        values["enderecos"] = [{"cep": f"{data.below(10000, 99999)}-{data.below(0, 1000):03d}", "logradouro": "Rua das Flores",
+                                "numero": str(data.below(1, 3000)), "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)),
+                                "nome_cidade": p["city"], "estado": p["state"] or "", "pais": p["country"]}]
+        has_contato = data.rng.random() < 0.3
+        values["contatos"] = [{"nome": data.first_name(), "contato": data.phone(), "cargo": data.job_title() or "", "observacao": ""}] if has_contato else []
         values["ativo"] = "1" if data.rng.random() < 0.95 else "0"
         return values
 
     def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
         if store.name == "vendas":
             (situacao_id, situacao), amount = SITUACOES[account.rng.randrange(len(SITUACOES))], account.data["vendas"].amount()
-            produtos = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row["produtos"] else []
+            repriced = {"valor_venda": amount, "valor_total": amount, "quantidade": "1.00", "valor_desconto": "0.00"}
+            produtos = [row["produtos"][0] | repriced] if row["produtos"] else []
             return {"situacao_id": situacao_id, "nome_situacao": situacao, "produtos": produtos, "valor_total": amount}
         phone = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"].phone()
         changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
@@ -283,24 +276,25 @@ class GestaoClickSimulator(Simulator):
             record_id = store.allocate_id()
             serial = {"codigo": values.get("codigo") or str(record_id - FIRST_IDS["vendas"] + 1)} if store.name == "vendas" else {}
             return store.insert({"id": record_id, **values, **serial, "observacoes": values.get("observacoes", "")}, stamp, record_id=record_id)
-        store.update(record, values, stamp)
-        return record
+        return super().write(store, record, values, stamp)
 
     def remove(self, store: RecordStore, record: Record) -> None:
         store.delete(record, self.stamp(), hard=True)
 
-    def error_response(self, status: int, message: str, errors: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    def error_response(self, status: int, message: str, errors: Mapping[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
         """The error body of ``error_style``: the envelope, a bare ``message`` or nothing."""
         if self.config.error_style == "empty":
             return Response(status, dict(headers or {}), b"")
         if self.config.error_style == "message":
             return Response.json(status, {"message": message, **({"errors": dict(errors)} if errors else {})}, headers)
-        return Response.json(status, {"code": status, "status": "error", "data": {"mensagem": message, **({"erros": dict(errors)} if errors else {})}}, headers)
+        data = {"mensagem": message, **({"erros": dict(errors)} if errors else {})}
+        return Response.json(status, {"code": status, "status": "error", "data": data}, headers)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             return self._too_many("SECONDLY", 1.0)
-        return self.error_response(status, {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}.get(status, f"Erro {status}"))
+        messages = {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}
+        return self.error_response(status, messages.get(status, f"Erro {status}"))
 
     def _too_many(self, policy: str, retry_after: float) -> Response:
         message = "Limite diário de requisições excedido" if policy == "DAILY" else "Limite de requisições por segundo excedido"
@@ -339,17 +333,20 @@ class GestaoClickSimulator(Simulator):
         n, cfg, values = self._num, self.config, row.values | CONSTANT[kind]
         out: dict[str, Any] = {"id": n(str(row["id"]))}
         for key in SHOWN[kind]:
-            wrapper, numeric = NESTED[kind].get(key, (None, None))
+            wrapper, numeric = NESTED.get(key, (None, None))
             value = values.get(key, [] if wrapper else "")
-            out[key] = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in value] if wrapper else n(value) if key in NUMERIC else value
+            if wrapper:
+                value = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in value]
+            out[key] = n(value) if key in NUMERIC else value
         if kind == "vendas":
-            parcela = {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}
-            out |= {"servicos": [], "pagamentos": [], "parcelas": [{"parcela": parcela}]}
+            parcela = {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1")}
+            out |= {"servicos": [], "pagamentos": [], "parcelas": [{"parcela": parcela | {"situacao": "pendente"}}]}
         elif not cfg.clientes_observacoes:
             del out["observacoes"]
         if cfg.record_timestamps:  # YYYY-MM-DD HH:MM:SS in the account's time zone
-            stamps = (datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(cfg.account_timezone)).strftime("%Y-%m-%d %H:%M:%S") for ms in (row.created, row.updated))
-            out["cadastrado_em"], out["modificado_em"] = stamps
+            zone = ZoneInfo(cfg.account_timezone)
+            created, modified = (datetime.fromtimestamp(ms / 1000, tz=zone).strftime("%Y-%m-%d %H:%M:%S") for ms in (row.created, row.updated))
+            out |= {"cadastrado_em": created, "modificado_em": modified}
         return out
 
     @staticmethod
@@ -366,11 +363,10 @@ class GestaoClickSimulator(Simulator):
             raise ApiError(self.error_response(400, f"Parâmetro {name} deve ser maior que zero"))
         return value
 
-    @api("GET", "/clientes", name="GET /clientes")
-    @api("GET", "/vendas", name="GET /vendas")
+    @_both("GET")
     def _list(self, request: Request) -> Response:
-        """One page (``pagina``, ``limite`` if honoured) of the records the filters keep, sorted by ``ordenacao``/``direcao``."""
-        kind, cfg, q = _kind(request), self.config, request.query_value
+        """One page (``pagina``; ``limite`` if honoured) of the records the filters keep, sorted by ``ordenacao``/``direcao``."""
+        kind, cfg, q = request.path.split("/")[1], self.config, request.query_value
         pagina, size = self._int_param(request, "pagina", 1), cfg.page_size
         if cfg.limite_honoured and q("limite"):
             size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
@@ -378,57 +374,50 @@ class GestaoClickSimulator(Simulator):
         wanted = {name: value for name in FILTERS[kind] if (value := q(name)) and (name != "tipo_pessoa" or cfg.honour_tipo_pessoa_filter)}
         rows = [row for row in request.account.stores[kind].select() if all(FILTERS[kind][name](value, row) for name, value in wanted.items())]
         if cfg.honour_sorting and q("ordenacao") in SORTABLE[kind]:
-            rows.sort(key=_sort_key(q("ordenacao")), reverse=(q("direcao") or "asc").lower() == "desc")
+            rows.sort(key=lambda row: _sort_key(q("ordenacao"), row), reverse=(q("direcao") or "asc").lower() == "desc")
         total, chunk, pages = len(rows), rows[(pagina - 1) * size : pagina * size], max(1, math.ceil(len(rows) / size))
         previous, following = pagina - 1 if pagina > 1 else None, pagina + 1 if pagina < pages else None
         query = {k: v[-1] for k, v in request.query.items() if k != "pagina"}
-        back, forward = (None if page is None else f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}" for page in (previous, following))
-        meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina, "limite_por_pagina": size,
-                "pagina_anterior": previous, "url_anterior": back, "proxima_pagina": following, "proxima_url": forward}
-        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items() if key != "total_paginas" or cfg.meta_total_paginas}
+        back, forward = (f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}" if page else None for page in (previous, following))
+        meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina,
+                "limite_por_pagina": size, "pagina_anterior": previous, "url_anterior": back, "proxima_pagina": following, "proxima_url": forward}
+        if not cfg.meta_total_paginas:
+            del meta["total_paginas"]
+        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items()}
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
     @api("GET", "/situacoes_vendas")
     def _situacoes(self, request: Request) -> Response:
         return self._ok([{"id": self._num(i), "nome": name, "padrao": self._num("1" if i == SITUACOES[0][0] else "0")} for i, name in SITUACOES])
 
-    def _row(self, request: Request) -> Record:
-        raw = request.params["id"]
-        row = request.account.stores[_kind(request)].get(int(raw)) if raw.isdigit() else None
-        if row is None:
+    @_both("GET", "/{id}")
+    @_both("DELETE", "/{id}")
+    @_both("POST")
+    @_both("PUT", "/{id}")
+    def _record(self, request: Request) -> Response:
+        """Read, delete, create (POST) or change (PUT) one record. A write sets what the body may
+        (:data:`SHOWN`) over the current values, checked per collection; 422 with the messages per field."""
+        store, raw = request.account.stores[request.path.split("/")[1]], request.params.get("id")
+        kind, row = store.name, store.get(int(raw)) if raw and raw.isdigit() else None
+        if raw is not None and row is None:
             raise ApiError(self.error_response(404, "Registro não encontrado"))
-        return row
-
-    @api("GET", "/clientes/{id}", name="GET /clientes/{id}")
-    @api("GET", "/vendas/{id}", name="GET /vendas/{id}")
-    def _get(self, request: Request) -> Response:
-        return self._ok(self._render(_kind(request), self._row(request)))
-
-    @api("DELETE", "/clientes/{id}", name="DELETE /clientes/{id}")
-    @api("DELETE", "/vendas/{id}", name="DELETE /vendas/{id}")
-    def _delete(self, request: Request) -> Response:
-        self.remove(request.account.stores[_kind(request)], self._row(request))
-        return self._ok({"mensagem": "Registro excluído com sucesso"})
-
-    @api("POST", "/clientes", name="POST /clientes")
-    @api("POST", "/vendas", name="POST /vendas")
-    @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
-    @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
-    def _save(self, request: Request) -> Response:
-        """Create (POST) or change (PUT) one record: what the body may set (:data:`SHOWN`) over the
-        current values; 422 with the messages per field."""
-        kind, row = _kind(request), self._row(request) if "id" in request.params else None
+        if request.method == "GET":
+            return self._ok(self._render(kind, row))
+        if request.method == "DELETE":
+            self.remove(store, row)
+            return self._ok({"mensagem": "Registro excluído com sucesso"})
         body, merged = self.body_object(request), dict(row.values if row else {})
         for key in (k for k in SHOWN[kind] if k in body and k not in CONSTANT[kind] and k not in LOOKED_UP and (k != "codigo" or row is None)):
-            merged[key] = _unwrap(body[key], NESTED[kind][key][0]) if key in NESTED[kind] else "" if body[key] is None else str(body[key])
-        values = (self._cliente_values if kind == "clientes" else self._venda_values)(request.account, body, merged, row is None)
-        return self._ok(self._render(kind, self.write(request.account.stores[kind], row, values, self.clock.now_ms())))
+            merged[key] = _unwrap(body[key], NESTED[key][0]) if key in NESTED else "" if body[key] is None else str(body[key])
+        values = (self._cliente_values if kind == "clientes" else self._venda_values)(request.account.stores["clientes"], body, merged, row is None)
+        return self._ok(self._render(kind, self.write(store, row, values, self.stamp())))
 
-    def _cliente_values(self, account: Store, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
-        cfg, clientes = self.config, account.stores["clientes"]
-        if not cfg.clientes_observacoes:
+    def _cliente_values(self, clientes: RecordStore, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
+        if not self.config.clientes_observacoes:
             merged["observacoes"] = ""
         merged["tipo_pessoa"], email = str(merged.get("tipo_pessoa", "")).upper(), str(merged.get("email", "")).strip()
+        taken = {key: self.config.unique_documents and (doc := _digits(merged.get(key))) and any(
+            _digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()) for key in ("cpf", "cnpj")}
         self._refuse((
             ("tipo_pessoa", merged["tipo_pessoa"] not in ("PF", "PJ", "ES"), "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
             ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
@@ -436,21 +425,20 @@ class GestaoClickSimulator(Simulator):
             ("email", email and not _EMAIL_RE.match(email), "O e-mail informado é inválido."),
             ("cpf", merged.get("cpf") and not is_valid_cpf(merged["cpf"]), "O CPF informado é inválido."),
             ("cnpj", merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]), "O CNPJ informado é inválido."),
-            *((key, cfg.unique_documents and (doc := _digits(merged.get(key))) and any(
-                _digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()), f"Já existe um cliente cadastrado com este {key.upper()}.")
-              for key in ("cpf", "cnpj")),
+            *((key, taken[key], f"Já existe um cliente cadastrado com este {key.upper()}.") for key in ("cpf", "cnpj")),
         ))
         return {"enderecos": [], "contatos": [], **merged}
 
-    def _venda_values(self, account: Store, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
+    def _venda_values(self, clientes: RecordStore, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
         """Checks, then the names of the cliente, situação, vendedor and loja, and the totals of the produtos."""
         cfg, situacoes = self.config, dict(SITUACOES)
         cliente_id, situacao_id, produtos = str(merged.get("cliente_id", "")), merged.get("situacao_id"), merged.get("produtos") or []
-        cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
+        cliente = clientes.get(int(cliente_id)) if cliente_id.isdigit() else None
         named = {name.casefold(): i for i, name in SITUACOES}.get(str(merged.get("nome_situacao") or "").casefold())
         checks = [
             ("data", not _DATE_RE.match(str(merged.get("data", ""))), "O campo data é obrigatório (AAAA-MM-DD)."),
-            ("cliente_id", cliente is None and (cliente_id or cfg.vendas_require_cliente), "Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório."),
+            ("cliente_id", cliente is None and (cliente_id or cfg.vendas_require_cliente),
+             "Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório."),
             ("situacao_id", situacao_id and situacao_id not in situacoes, "Situação não encontrada."),
             ("nome_situacao", not situacao_id and merged.get("nome_situacao") and named is None, "Situação não encontrada."),
             ("produtos", not produtos and cfg.vendas_require_produtos, "Informe ao menos um produto."),
@@ -458,8 +446,8 @@ class GestaoClickSimulator(Simulator):
         total = Decimal(0)
         for position, produto in enumerate(produtos):
             try:
-                quantidade, valor, desconto = (Decimal(text) for text in (produto.get("quantidade") or "1",
-                                                                          produto.get("valor_venda") or produto.get("valor_unitario") or "0", produto.get("valor_desconto") or "0"))
+                valor = produto.get("valor_venda") or produto.get("valor_unitario") or "0"
+                quantidade, valor, desconto = (Decimal(text) for text in (produto.get("quantidade") or "1", valor, produto.get("valor_desconto") or "0"))
             except InvalidOperation:
                 checks.append((f"produtos.{position}", True, "Valores do produto inválidos."))
                 continue
@@ -470,28 +458,23 @@ class GestaoClickSimulator(Simulator):
         except InvalidOperation:
             checks.append(("valor_total", True, "Valor total inválido."))
         self._refuse(checks)
-        if cliente is not None:
-            merged["nome_cliente"] = cliente["nome"]
-        if situacao_id or not named:
-            merged["situacao_id"], merged["nome_situacao"] = (situacao_id, situacoes[situacao_id]) if situacao_id else SITUACOES[0]
-        else:
-            merged["situacao_id"] = named
-        for key, name, options in (("vendedor_id", "nome_vendedor", VENDEDORES), ("loja_id", "nome_loja", LOJAS)):
-            merged[key] = merged.get(key) or options[0][0]
-            merged[name] = dict(options).get(merged[key], "")
+        situacao = (situacao_id, situacoes[situacao_id]) if situacao_id else (named, merged["nome_situacao"]) if named else SITUACOES[0]
+        vendedor_id, loja_id = merged.get("vendedor_id") or VENDEDORES[0][0], merged.get("loja_id") or LOJAS[0][0]
+        merged |= {"nome_cliente": cliente["nome"]} if cliente else {}
+        merged |= {"situacao_id": situacao[0], "nome_situacao": situacao[1], "vendedor_id": vendedor_id,
+                   "nome_vendedor": dict(VENDEDORES).get(vendedor_id, ""), "loja_id": loja_id, "nome_loja": dict(LOJAS).get(loja_id, "")}
         return {"valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": "", **merged}
 
     def _refuse(self, checks: Iterable[tuple[str, Any, str]]) -> None:
         """422 with the messages of the failed ``(field, failed, message)`` checks per field, if any."""
-        errors = defaultdict(list)
-        for field, failed, message in checks:
-            if failed:
-                errors[field].append(message)
+        failed = [(field, message) for field, wrong, message in checks if wrong]
+        errors = {field: [message for name, message in failed if name == field] for field, _ in failed}
         if errors:
             raise ApiError(self.error_response(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
 
     def entity_filter(self, entity: str) -> Callable[[Record], bool] | None:
-        return None if entity not in TIPOS else lambda r: r["tipo_pessoa"] in TIPOS[entity]
+        tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)  # ES: estrangeiro
+        return None if entity == "deals" else lambda r: r["tipo_pessoa"] in tipos
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store.name, record)
@@ -501,14 +484,14 @@ class GestaoClickSimulator(Simulator):
         with self.lock:
             store = self.entity_store(entity, account)
             row = store.rows[int(record_id)]
-            store.update(row, values, self.clock.now_ms())
+            store.update(row, values, self.stamp())
             return dict(row.values) | {"_created": row.created, "_modified": row.updated}
 
     def describe(self) -> dict[str, Any]:
-        cfg = self.config
         with self.lock:
-            return {"records": {entity: self.count(entity) for entity in SOURCES}, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
-                    "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
+            counts = {entity: self.count(entity) for entity in SOURCES}
+        shown = ("rate_limits_enabled", "per_second", "daily_limit", "page_size", "limite_honoured")
+        return {"records": counts} | {key: getattr(self.config, key) for key in shown}
 
     @classmethod
     def add_cli_arguments(cls, parser: Any) -> None:
@@ -520,7 +503,6 @@ class GestaoClickSimulator(Simulator):
         tokens, secrets = args.token or [DEFAULT_ACCESS_TOKEN], args.secret or [DEFAULT_SECRET_TOKEN]
         if len(secrets) != len(tokens):
             raise SystemExit("give one --secret per --token")
-        args.token = None
         return config_from_arguments(cls.config_class, args, credentials=tuple(zip(tokens, secrets)))
 
 
