@@ -381,9 +381,7 @@ class GestaoClickSimulator(Simulator):
         back, forward = (f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}" if page else None for page in (previous, following))
         meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina,
                 "limite_por_pagina": size, "pagina_anterior": previous, "url_anterior": back, "proxima_pagina": following, "proxima_url": forward}
-        if not cfg.meta_total_paginas:
-            del meta["total_paginas"]
-        meta = {key: self._num(str(value)) if isinstance(value, int) else value for key, value in meta.items()}
+        meta = {k: self._num(str(v)) if isinstance(v, int) else v for k, v in meta.items() if k != "total_paginas" or cfg.meta_total_paginas}
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
     @api("GET", "/situacoes_vendas")
