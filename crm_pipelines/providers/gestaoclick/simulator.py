@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -45,25 +45,63 @@ from crm_pipelines.simulator.store import Record, RecordStore
 
 DEFAULT_ACCESS_TOKEN = "sim-gestaoclick-access-token"
 DEFAULT_SECRET_TOKEN = "sim-gestaoclick-secret-token"
-ENTITIES = ("contacts", "companies", "deals")
-TIPOS = {"contacts": "PF", "companies": "PJ"}
-TIPOS_PESSOA = ("PF", "PJ", "ES")
-DAY_MS = 86_400_000
-FIRST_CLIENTE_ID = 1001
-FIRST_VENDA_ID = 50001
-
-SITUACOES = (
-    ("3150", "Em aberto"),
-    ("3151", "Em andamento"),
-    ("3152", "Confirmado"),
-    ("3153", "Concretizada"),
-    ("3154", "Cancelada"),
-)
+FIRST_IDS = {"clientes": 1001, "vendas": 50001}
+#: Each entity's seeded records come from its own generator: clientes PF, clientes PJ, vendas.
+SOURCES = {"contacts": "PF", "companies": "PJ", "deals": "vendas"}
+SITUACOES = (("3150", "Em aberto"), ("3151", "Em andamento"), ("3152", "Confirmado"), ("3153", "Concretizada"), ("3154", "Cancelada"))
 VENDEDORES = (("401", "Marcos Araújo"), ("402", "Conceição Nunes"), ("403", "Júlia Simões"))
 LOJAS = (("201", "Matriz São Paulo"), ("202", "Filial Niterói"))
-SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CENT = Decimal("0.01")
+
+#: A record as the API shows it: ``id``, then these fields (the clientes' ``observacoes`` only with
+#: ``clientes_observacoes``; vendas add ``servicos``, ``pagamentos`` and ``parcelas``). A POST or PUT
+#: sets them (as strings; ``codigo`` on creation only) but for the ``CONSTANT`` ones, the same on
+#: every record, and the names ``LOOKED_UP`` from their ids.
+SHOWN = {
+    "clientes": ("tipo_pessoa", "nome", "razao_social", "cnpj", "inscricao_estadual", "inscricao_municipal", "cpf", "rg", "data_nascimento",
+                 "telefone", "celular", "fax", "email", "ativo", "usuario_id", "loja_id", "contatos", "enderecos", "observacoes"),
+    "vendas": ("codigo", "cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao", "valor_total",
+               "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes", "produtos"),
+}
+CONSTANT = {"clientes": {"inscricao_municipal": "", "rg": "", "fax": "", "usuario_id": "12", "loja_id": LOJAS[0][0]}, "vendas": {}}
+LOOKED_UP = ("nome_cliente", "nome_vendedor", "nome_loja")
+#: Fields that are numbers: strings on the wire unless ``numbers_as_strings`` is off.
+NUMERIC = frozenset(("codigo", "ativo", "usuario_id", "loja_id", "cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete"))
+#: Nested arrays, each item in a wrapper object (``enderecos: [{"endereco": {...}}]``): field ->
+#: (wrapper key, which keys of an item are numbers).
+NESTED: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "contatos": ("contato", lambda key: False), "enderecos": ("endereco", lambda key: key == "cidade_id"),
+    "produtos": ("produto", lambda key: key != "nome_produto"),
+}
+#: ``ordenacao`` values per collection.
+SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
+
+
+def _digits(value: Any) -> str:
+    return re.sub(r"\D", "", str(value or ""))
+
+
+def _equals(field: str) -> Callable[[str, Record], bool]:
+    return lambda wanted, row: str(row.get(field, "")) == wanted
+
+
+#: The list filters: query parameter -> whether a record matches its (non-empty) value.
+FILTERS: dict[str, dict[str, Callable[[str, Record], bool]]] = {
+    "clientes": {
+        "tipo_pessoa": lambda wanted, row: row["tipo_pessoa"] == wanted.upper(),
+        "nome": lambda wanted, row: wanted.casefold() in str(row.get("nome", "")).casefold(),
+        "cpf_cnpj": lambda wanted, row: _digits(wanted) in (_digits(row.get("cpf")), _digits(row.get("cnpj"))),
+        "email": lambda wanted, row: wanted.strip().casefold() == str(row.get("email", "")).strip().casefold(),
+        "telefone": lambda wanted, row: _digits(wanted) in (_digits(row.get("telefone")), _digits(row.get("celular"))),
+        "ativo": lambda wanted, row: wanted == row.get("ativo"),
+    },
+    "vendas": {
+        "data_inicio": lambda wanted, row: row.get("data", "") >= wanted, "data_fim": lambda wanted, row: row.get("data", "") <= wanted,
+        **{field: _equals(field) for field in ("cliente_id", "codigo", "situacao_id", "loja_id")},
+    },
+}
 
 
 @dataclass
@@ -125,13 +163,21 @@ class GestaoClickSimConfig(SimConfig):
             raise ValueError("credentials must be non-empty (access token, secret token) pairs")
 
 
-def _kind(request: Request) -> str:
-    """``clientes`` or ``vendas``: the collection a path names."""
-    return request.path.split("/")[1]
+def _both(method: str, suffix: str = "") -> Callable[[Callable], Callable]:
+    """Declare a handler of ``method`` on ``/clientes`` and ``/vendas`` (plus ``suffix``), each route under its own name."""
+    return lambda handler: api(method, f"/clientes{suffix}")(api(method, f"/vendas{suffix}")(handler))
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
+def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
+    """``[{"endereco": {...}}]`` or plain ``[{...}]`` -> list of plain dicts of strings."""
+    inner = (item.get(wrapper, item) for item in items or [] if isinstance(item, dict))
+    return [{k: "" if v is None else str(v) for k, v in values.items()} for values in inner if isinstance(values, dict)]
+
+
+def _sort_key(order: str, row: Record) -> tuple[Any, Any]:
+    """Ids, codigos and times sort as numbers, the rest as case-folded text; ties by id."""
+    value = row.created if order == "cadastrado_em" else row.updated if order == "modificado_em" else row.get(order, "")
+    return int(value) if order in ("id", "codigo", "cadastrado_em", "modificado_em") and str(value).isdigit() else str(value).casefold(), row.id
 
 
 class Store(Account):
@@ -140,25 +186,15 @@ class Store(Account):
 
     def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
-        cfg = sim.config
-        tz = ZoneInfo(cfg.account_timezone)
-        self.second = SlidingWindowLimiter(cfg.per_second, 1.0)
-        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=tz)
-        self.limiters = (self.second, self.daily)
-        self.data = {"PF": FakeData(f"{self.seed}-pf"), "PJ": FakeData(f"{self.seed}-pj"), "vendas": FakeData(f"{self.seed}-vendas")}
-        self.stores = {"clientes": RecordStore("clientes", first_id=FIRST_CLIENTE_ID), "vendas": RecordStore("vendas", first_id=FIRST_VENDA_ID)}
-        self.next_codigo = 1
-        end = int(sim.reference.timestamp() * 1000)
-        start = end - int(cfg.history_days * DAY_MS)
-        for tipo, entity in (("PF", "contacts"), ("PJ", "companies")):
-            rng = self.data[tipo].rng
+        cfg, end = sim.config, sim.reference_ms
+        self.limiters = (SlidingWindowLimiter(cfg.per_second, 1.0), DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone)))
+        self.data = {source: FakeData(f"{self.seed}-{source.lower()}") for source in SOURCES.values()}
+        self.stores = {kind: RecordStore(kind, first_id=first) for kind, first in FIRST_IDS.items()}
+        for entity, source in SOURCES.items():
+            rng, store = self.data[source].rng, self.stores[sim.ENTITIES[entity]]
             for _ in range(self.count_of(sim, entity)):
-                created = seeded_time(rng, start, end)
-                sim.insert(self, "clientes", sim.seed_cliente(self, tipo), created, seeded_time(rng, created, end))
-        rng = self.data["vendas"].rng
-        for _ in range(self.count_of(sim, "deals")):
-            created = seeded_time(rng, start, end)
-            sim.insert(self, "vendas", sim.seed_venda(self), created, seeded_time(rng, created, end))
+                created = seeded_time(rng, end - int(cfg.history_days * 86_400_000), end)
+                store.touch(sim.write(store, None, sim.new_values(self, store, entity), created), seeded_time(rng, created, end))
 
 
 class GestaoClickSimulator(Simulator):
@@ -184,137 +220,103 @@ class GestaoClickSimulator(Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec("default", tuple(f"{access}:{secret}" for access, secret in self.config.credentials))
 
-    @property
-    def clientes(self) -> dict[int, dict[str, Any]]:
-        """The default account's clientes as stored (id -> values)."""
-        return {r.id: r.values for r in self.account().stores["clientes"].select()}
+    clientes = property(lambda self: {r.id: r.values for r in self.account().stores["clientes"].select()}, doc="The default account's clientes.")
+    vendas = property(lambda self: {r.id: r.values for r in self.account().stores["vendas"].select()}, doc="The default account's vendas.")
 
-    @property
-    def vendas(self) -> dict[int, dict[str, Any]]:
-        return {r.id: r.values for r in self.account().stores["vendas"].select()}
-
-    def seed_cliente(self, store: Store, tipo: str) -> dict[str, Any]:
-        data = store.data[tipo]
-        if tipo == "PF":
+    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """A generated cliente (PF or PJ) or venda, drawn from the entity's own generator."""
+        data = account.data[SOURCES[entity]]
+        if entity == "deals":
+            clientes, first, deal = account.stores["clientes"], FIRST_IDS["clientes"], data.deal()
+            span, amount = max(clientes.next_number - first, 1), deal["amount"] or "0.00"
+            # ids are dense; a few tries find a live one without listing them all
+            cliente = next(filter(None, (clientes.get(first + int(data.rng.random() * span)) for _ in range(5))), None)
+            (situacao_id, situacao), (vendedor_id, vendedor), (loja_id, loja) = data.pick(SITUACOES), data.pick(VENDEDORES), data.pick(LOJAS)
+            day = date.fromtimestamp(self.reference_ms / 1000 - data.rng.random() * 120 * 86400)
+            produto = {"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
+                       "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}
+            return {"cliente_id": str(cliente["id"]) if cliente else "", "nome_cliente": cliente["nome"] if cliente else "",
+                    "vendedor_id": vendedor_id, "nome_vendedor": vendedor, "data": day.isoformat(), "situacao_id": situacao_id,
+                    "nome_situacao": situacao, "loja_id": loja_id, "nome_loja": loja, "valor_frete": "0.00", "condicao_pagamento": "a_vista",
+                    "observacoes": deal["name"], "produtos": [produto], "valor_total": amount}
+        if entity == "contacts":
             p = data.person()
-            city, state, country = p["city"], p["state"], p["country"]
-            values = {
-                "tipo_pessoa": "PF",
-                "nome": " ".join(x for x in (p["first_name"], p["last_name"]) if x),
-                "cpf": p["document"] or "",
-                "email": p["email"] or "",
-                "telefone": p["phone"] or "",
-                "celular": p["mobile"] or "",
-                "data_nascimento": f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else "",
-            }
+            born = f"{data.below(1950, 2005)}-{data.below(1, 13):02d}-{data.below(1, 29):02d}" if data.rng.random() < 0.5 else ""
+            values = {"tipo_pessoa": "PF", "nome": " ".join(x for x in (p["first_name"], p["last_name"]) if x), "cpf": p["document"] or "",
+                      "email": p["email"] or "", "telefone": p["phone"] or "", "celular": p["mobile"] or "", "data_nascimento": born}
         else:
-            o = data.organization()
-            city, state, country = o["city"], o["state"], o["country"]
-            values = {
-                "tipo_pessoa": "PJ",
-                "nome": o["name"],
-                "razao_social": o["name"],
-                "cnpj": o["document"] or "",
-                "email": f"contato@{o['domain']}" if o["domain"] else "",
-                "telefone": o["phone"] or "",
-                "celular": "",
-                "inscricao_estadual": str(data.below(10**8, 10**9)) if data.rng.random() < 0.5 else "",
-            }
-        values["enderecos"] = [{"cep": f"{data.below(10000, 99999)}-{data.below(0, 1000):03d}", "logradouro": "Rua das Flores", "numero": str(data.below(1, 3000)),
-                                "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)), "nome_cidade": city, "estado": state or "", "pais": country}]
-        values["contatos"] = [{"nome": data.first_name(), "contato": data.phone(), "cargo": data.job_title() or "", "observacao": ""}] if data.rng.random() < 0.3 else []
+            p = data.organization()
+            registration = str(data.below(10**8, 10**9)) if data.rng.random() < 0.5 else ""
+            values = {"tipo_pessoa": "PJ", "nome": p["name"], "razao_social": p["name"], "cnpj": p["document"] or "",
+                      "email": f"contato@{p['domain']}" if p["domain"] else "", "telefone": p["phone"] or "", "celular": "",
+                      "inscricao_estadual": registration}
+        values["enderecos"] = [{"cep": f"{data.below(10000, 99999)}-{data.below(0, 1000):03d}", "logradouro": "Rua das Flores",
+                                "numero": str(data.below(1, 3000)), "complemento": "", "bairro": "Centro", "cidade_id": str(data.below(1000, 6000)),
+                                "nome_cidade": p["city"], "estado": p["state"] or "", "pais": p["country"]}]
+        has_contato = data.rng.random() < 0.3
+        values["contatos"] = [{"nome": data.first_name(), "contato": data.phone(), "cargo": data.job_title() or "", "observacao": ""}] if has_contato else []
         values["ativo"] = "1" if data.rng.random() < 0.95 else "0"
         return values
 
-    def seed_venda(self, store: Store) -> dict[str, Any]:
-        data, clientes = store.data["vendas"], store.stores["clientes"]
-        rng = data.rng
-        deal = data.deal()
-        amount = deal["amount"] or "0.00"
-        cliente = None
-        for _ in range(5):  # ids are dense; a few tries find a live one without listing them all
-            cliente = clientes.get(FIRST_CLIENTE_ID + int(rng.random() * max(clientes.next_number - FIRST_CLIENTE_ID, 1)))
-            if cliente is not None:
-                break
-        situacao = data.pick(SITUACOES)
-        vendedor = data.pick(VENDEDORES)
-        loja = data.pick(LOJAS)
-        day = date.fromtimestamp(self.reference_ms / 1000 - rng.random() * 120 * 86400)
-        return {
-            "cliente_id": str(cliente["id"]) if cliente else "",
-            "nome_cliente": cliente["nome"] if cliente else "",
-            "vendedor_id": vendedor[0], "nome_vendedor": vendedor[1],
-            "data": day.isoformat(),
-            "situacao_id": situacao[0], "nome_situacao": situacao[1],
-            "loja_id": loja[0], "nome_loja": loja[1],
-            "valor_frete": "0.00",
-            "condicao_pagamento": "a_vista",
-            "observacoes": deal["name"],
-            "produtos": [{"produto_id": str(data.below(700, 800)), "nome_produto": deal["name"].split(" - ")[0], "quantidade": "1.00",
-                          "valor_venda": amount, "valor_desconto": "0.00", "valor_total": amount}],
-            "valor_total": amount,
-        }
-
-    def insert(self, account: Store, kind: str, values: dict[str, Any], created_ms: int, modified_ms: int) -> Record:
-        store = account.stores[kind]
-        record_id = store.allocate_id()
-        if kind == "clientes":
-            return store.insert({"id": record_id, **values, "observacoes": values.get("observacoes", "")}, created_ms, modified_ms, record_id=record_id)
-        codigo = values.get("codigo") or str(account.next_codigo)
-        account.next_codigo += 1
-        return store.insert({"id": record_id, **values, "codigo": codigo}, created_ms, modified_ms, record_id=record_id)
+    def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
+        if store.name == "vendas":
+            (situacao_id, situacao), amount = SITUACOES[account.rng.randrange(len(SITUACOES))], account.data["vendas"].amount()
+            repriced = {"valor_venda": amount, "valor_total": amount, "quantidade": "1.00", "valor_desconto": "0.00"}
+            produtos = [row["produtos"][0] | repriced] if row["produtos"] else []
+            return {"situacao_id": situacao_id, "nome_situacao": situacao, "produtos": produtos, "valor_total": amount}
+        phone = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"].phone()
+        changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
+        if account.rng.random() < 0.5:
+            changes["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
+        return changes
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
+        """A new record gets its id, an empty ``observacoes`` if none and (vendas) the next ``codigo``."""
         if record is None:
-            return self.insert(self.owner_of(store), store.name, dict(values), stamp, stamp)
-        store.update(record, values, stamp)
-        return record
+            record_id = store.allocate_id()
+            serial = {"codigo": values.get("codigo") or str(record_id - FIRST_IDS["vendas"] + 1)} if store.name == "vendas" else {}
+            return store.insert({"id": record_id, **values, **serial, "observacoes": values.get("observacoes", "")}, stamp, record_id=record_id)
+        return super().write(store, record, values, stamp)
 
     def remove(self, store: RecordStore, record: Record) -> None:
         store.delete(record, self.stamp(), hard=True)
 
-    def _error(self, status: int, message: str, extra: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
-        style = self.config.error_style
-        if style == "empty":
+    def error_response(self, status: int, message: str, errors: Mapping[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+        """The error body of ``error_style``: the envelope, a bare ``message`` or nothing."""
+        if self.config.error_style == "empty":
             return Response(status, dict(headers or {}), b"")
-        if style == "message":
-            return Response.json(status, {"message": message, **({"errors": dict(extra)} if extra else {})}, headers)
-        data: dict[str, Any] = {"mensagem": message}
-        if extra:
-            data["erros"] = dict(extra)
+        if self.config.error_style == "message":
+            return Response.json(status, {"message": message, **({"errors": dict(errors)} if errors else {})}, headers)
+        data = {"mensagem": message, **({"erros": dict(errors)} if errors else {})}
         return Response.json(status, {"code": status, "status": "error", "data": data}, headers)
-
-    def error_response(self, status: int, message: str) -> Response:
-        return self._error(status, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             return self._too_many("SECONDLY", 1.0)
-        return self._error(status, {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}.get(status, f"Erro {status}"))
+        messages = {502: "Bad Gateway", 503: "Serviço temporariamente indisponível", 504: "Gateway Timeout"}
+        return self.error_response(status, messages.get(status, f"Erro {status}"))
 
     def _too_many(self, policy: str, retry_after: float) -> Response:
         message = "Limite diário de requisições excedido" if policy == "DAILY" else "Limite de requisições por segundo excedido"
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else None
-        return self._error(429, message, headers=headers)
+        return self.error_response(429, message, headers=headers)
 
     def credentials(self, request: Request) -> str | None:
         access, secret = (request.header("access-token") or "").strip(), (request.header("secret-access-token") or "").strip()
         return f"{access}:{secret}" if access else None
 
     def admit(self, request: Request) -> Response | None:
-        """3 requests per second and 30,000 per day, per access token."""
+        """3 requests per second and 30,000 per day, per access token; the day is checked first."""
         if not self.config.rate_limits_enabled:
             return None
-        account, key = request.account, request.token.partition(":")[0]
-        if account.daily.remaining(key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            return self._too_many("DAILY", account.daily.seconds_until_reset())
-        decision = account.second.try_acquire(key)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited("SECONDLY")
-            return self._too_many("SECONDLY", decision.retry_after_s)
-        account.daily.try_acquire(key)
-        return None
+        (second, daily), key = request.account.limiters, request.token.partition(":")[0]
+        decision = None if daily.remaining(key) == 0 else second.try_acquire(key)
+        if decision is not None and decision.allowed:
+            daily.try_acquire(key)
+            return None
+        policy = "DAILY" if decision is None else "SECONDLY"
+        self.stats_recorder.record_rate_limited(policy)
+        return self._too_many(policy, daily.seconds_until_reset() if decision is None else decision.retry_after_s)
 
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
@@ -326,335 +328,168 @@ class GestaoClickSimulator(Simulator):
         except ValueError:
             return value
 
-    def _stamp(self, ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(self.config.account_timezone)).strftime("%Y-%m-%d %H:%M:%S")
-
-    def _render_cliente(self, row: Record) -> dict[str, Any]:
-        n = self._num
-        out: dict[str, Any] = {
-            "id": n(str(row["id"])),
-            "tipo_pessoa": row["tipo_pessoa"],
-            "nome": row.get("nome", ""),
-            "razao_social": row.get("razao_social", ""),
-            "cnpj": row.get("cnpj", ""),
-            "inscricao_estadual": row.get("inscricao_estadual", ""),
-            "inscricao_municipal": "",
-            "cpf": row.get("cpf", ""),
-            "rg": "",
-            "data_nascimento": row.get("data_nascimento", ""),
-            "telefone": row.get("telefone", ""),
-            "celular": row.get("celular", ""),
-            "fax": "",
-            "email": row.get("email", ""),
-            "ativo": n(row.get("ativo", "1")),
-            "usuario_id": n("12"),
-            "loja_id": n(LOJAS[0][0]),
-            "contatos": [{"contato": dict(c)} for c in row.get("contatos", [])],
-            "enderecos": [{"endereco": {k: (n(v) if k == "cidade_id" else v) for k, v in e.items()}} for e in row.get("enderecos", [])],
-        }
-        if self.config.clientes_observacoes:
-            out["observacoes"] = row.get("observacoes", "")
-        return out
-
-    def _render_venda(self, row: Record) -> dict[str, Any]:
-        n = self._num
-        out: dict[str, Any] = {"id": n(str(row["id"])), "codigo": n(row["codigo"])}
-        for key in ("cliente_id", "nome_cliente", "vendedor_id", "nome_vendedor", "data", "situacao_id", "nome_situacao",
-                    "valor_total", "valor_frete", "condicao_pagamento", "loja_id", "nome_loja", "observacoes"):
-            value = row.get(key, "")
-            out[key] = n(value) if key in ("cliente_id", "vendedor_id", "situacao_id", "valor_total", "valor_frete", "loja_id") else value
-        out["produtos"] = [{"produto": {k: (n(v) if k != "nome_produto" else v) for k, v in p.items()}} for p in row.get("produtos", [])]
-        out["servicos"] = []
-        out["pagamentos"] = []
-        out["parcelas"] = [{"parcela": {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1"), "situacao": "pendente"}}]
-        return out
-
     def _render(self, kind: str, row: Record) -> dict[str, Any]:
-        out = self._render_cliente(row) if kind == "clientes" else self._render_venda(row)
-        if self.config.record_timestamps:
-            out["cadastrado_em"], out["modificado_em"] = self._stamp(row.created), self._stamp(row.updated)
+        """The record as the API shows it: :data:`SHOWN`, :data:`NUMERIC`, :data:`NESTED`."""
+        n, cfg, values = self._num, self.config, row.values | CONSTANT[kind]
+        out: dict[str, Any] = {"id": n(str(row["id"]))}
+        for key in SHOWN[kind]:
+            wrapper, numeric = NESTED.get(key, (None, None))
+            value = values.get(key, [] if wrapper else "")
+            if wrapper:
+                value = [{wrapper: {k: n(v) if numeric(k) else v for k, v in item.items()}} for item in value]
+            out[key] = n(value) if key in NUMERIC else value
+        if kind == "vendas":
+            parcela = {"data_vencimento": row.get("data", ""), "valor": n(row.get("valor_total", "0.00")), "forma_pagamento_id": n("1")}
+            out |= {"servicos": [], "pagamentos": [], "parcelas": [{"parcela": parcela | {"situacao": "pendente"}}]}
+        elif not cfg.clientes_observacoes:
+            del out["observacoes"]
+        if cfg.record_timestamps:  # YYYY-MM-DD HH:MM:SS in the account's time zone
+            zone = ZoneInfo(cfg.account_timezone)
+            created, modified = (datetime.fromtimestamp(ms / 1000, tz=zone).strftime("%Y-%m-%d %H:%M:%S") for ms in (row.created, row.updated))
+            out |= {"cadastrado_em": created, "modificado_em": modified}
         return out
 
     @staticmethod
-    def _ok(payload: Any, status: int = 200) -> Response:
-        return Response.json(status, {"code": status, "status": "success", "data": payload})
+    def _ok(payload: Any) -> Response:
+        return Response.json(200, {"code": 200, "status": "success", "data": payload})
 
     def _int_param(self, request: Request, name: str, default: int) -> int:
         raw = request.query_value(name)
-        if raw in (None, ""):
-            return default
         try:
-            value = int(raw)
+            value = default if raw in (None, "") else int(raw)
         except ValueError:
-            raise ApiError(self._error(400, f"Parâmetro {name} inválido: {raw!r}")) from None
+            raise ApiError(self.error_response(400, f"Parâmetro {name} inválido: {raw!r}")) from None
         if value < 1:
-            raise ApiError(self._error(400, f"Parâmetro {name} deve ser maior que zero"))
+            raise ApiError(self.error_response(400, f"Parâmetro {name} deve ser maior que zero"))
         return value
 
-    def _matches(self, kind: str, row: Record, request: Request) -> bool:
-        q = request.query_value
-        if kind == "clientes":
-            tipo = q("tipo_pessoa")
-            if tipo and self.config.honour_tipo_pessoa_filter and row["tipo_pessoa"] != tipo.upper():
-                return False
-            if q("nome") and q("nome").casefold() not in str(row.get("nome", "")).casefold():
-                return False
-            if q("cpf_cnpj") and _digits(q("cpf_cnpj")) not in (_digits(row.get("cpf")), _digits(row.get("cnpj"))):
-                return False
-            if q("email") and q("email").strip().casefold() != str(row.get("email", "")).strip().casefold():
-                return False
-            if q("telefone") and _digits(q("telefone")) not in (_digits(row.get("telefone")), _digits(row.get("celular"))):
-                return False
-            if q("ativo") not in (None, "") and q("ativo") != row.get("ativo"):
-                return False
-            return True
-        if q("data_inicio") and row.get("data", "") < q("data_inicio"):
-            return False
-        if q("data_fim") and row.get("data", "") > q("data_fim"):
-            return False
-        for name in ("cliente_id", "codigo", "situacao_id", "loja_id"):
-            if q(name) not in (None, "") and str(row.get(name, "")) != q(name):
-                return False
-        return True
-
-    @api("GET", "/clientes", name="GET /clientes")
-    @api("GET", "/vendas", name="GET /vendas")
+    @_both("GET")
     def _list(self, request: Request) -> Response:
-        kind = _kind(request)
-        cfg = self.config
-        pagina = self._int_param(request, "pagina", 1)
-        size = cfg.page_size
-        if cfg.limite_honoured and request.query_value("limite"):
+        """One page (``pagina``; ``limite`` if honoured) of the records the filters keep, sorted by ``ordenacao``/``direcao``."""
+        kind, cfg, q = request.path.split("/")[1], self.config, request.query_value
+        pagina, size = self._int_param(request, "pagina", 1), cfg.page_size
+        if cfg.limite_honoured and q("limite"):
             size = capped(self._int_param(request, "limite", cfg.page_size), cfg.limite_max, cfg.limite_oversize,
-                          lambda: ApiError(self._error(400, f"O limite máximo por página é {cfg.limite_max}")))
-        rows = [row for row in request.account.stores[kind].select() if self._matches(kind, row, request)]
-        order = request.query_value("ordenacao")
-        descending = (request.query_value("direcao") or "asc").lower() == "desc"
-        if cfg.honour_sorting and order in SORTABLE[kind]:
-            key = {"cadastrado_em": "_created", "modificado_em": "_modified"}.get(order, order)
-            numeric = key in ("id", "_created", "_modified", "codigo")
-            def field(r: Record) -> Any:
-                return r.created if key == "_created" else r.updated if key == "_modified" else r.get(key, "")
-
-            rows.sort(key=lambda r: (int(field(r)) if numeric and str(field(r)).isdigit() else str(field(r)).casefold(), r.id), reverse=descending)
-        total = len(rows)
-        pages = max(1, math.ceil(total / size))
-        chunk = rows[(pagina - 1) * size : pagina * size]
+                          lambda: ApiError(self.error_response(400, f"O limite máximo por página é {cfg.limite_max}")))
+        wanted = {name: value for name in FILTERS[kind] if (value := q(name)) and (name != "tipo_pessoa" or cfg.honour_tipo_pessoa_filter)}
+        rows = [row for row in request.account.stores[kind].select() if all(FILTERS[kind][name](value, row) for name, value in wanted.items())]
+        if cfg.honour_sorting and q("ordenacao") in SORTABLE[kind]:
+            rows.sort(key=lambda row: _sort_key(q("ordenacao"), row), reverse=(q("direcao") or "asc").lower() == "desc")
+        total, chunk, pages = len(rows), rows[(pagina - 1) * size : pagina * size], max(1, math.ceil(len(rows) / size))
+        previous, following = pagina - 1 if pagina > 1 else None, pagina + 1 if pagina < pages else None
         query = {k: v[-1] for k, v in request.query.items() if k != "pagina"}
-
-        def url(page: int | None) -> str | None:
-            return None if page is None else f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}"
-
-        next_page = pagina + 1 if pagina < pages else None
-        previous = pagina - 1 if pagina > 1 else None
-        n = self._num
-        meta: dict[str, Any] = {"total_registros": n(str(total))}
-        if cfg.meta_total_paginas:
-            meta["total_paginas"] = n(str(pages))
-        meta[cfg.meta_page_count_key] = n(str(len(chunk)))
-        meta.update({
-            "pagina_atual": n(str(pagina)),
-            "limite_por_pagina": n(str(size)),
-            "pagina_anterior": n(str(previous)) if previous else None,
-            "url_anterior": url(previous),
-            "proxima_pagina": n(str(next_page)) if next_page else None,
-            "proxima_url": url(next_page),
-        })
+        back, forward = (f"{self.base_url}/{kind}?{urlencode({**query, 'pagina': page})}" if page else None for page in (previous, following))
+        meta = {"total_registros": total, "total_paginas": pages, cfg.meta_page_count_key: len(chunk), "pagina_atual": pagina,
+                "limite_por_pagina": size, "pagina_anterior": previous, "url_anterior": back, "proxima_pagina": following, "proxima_url": forward}
+        meta = {k: self._num(str(v)) if isinstance(v, int) else v for k, v in meta.items() if k != "total_paginas" or cfg.meta_total_paginas}
         return Response.json(200, {"code": 200, "status": "success", "meta": meta, "data": [self._render(kind, r) for r in chunk]})
 
     @api("GET", "/situacoes_vendas")
     def _situacoes(self, request: Request) -> Response:
         return self._ok([{"id": self._num(i), "nome": name, "padrao": self._num("1" if i == SITUACOES[0][0] else "0")} for i, name in SITUACOES])
 
-    def _row(self, request: Request) -> Record:
-        raw = request.params["id"]
-        row = request.account.stores[_kind(request)].get(int(raw)) if raw.isdigit() else None
-        if row is None:
-            raise ApiError(self._error(404, "Registro não encontrado"))
-        return row
+    @_both("GET", "/{id}")
+    @_both("DELETE", "/{id}")
+    @_both("POST")
+    @_both("PUT", "/{id}")
+    def _record(self, request: Request) -> Response:
+        """Read, delete, create (POST) or change (PUT) one record. A write sets what the body may
+        (:data:`SHOWN`) over the current values, checked per collection; 422 with the messages per field."""
+        store, raw = request.account.stores[request.path.split("/")[1]], request.params.get("id")
+        kind, row = store.name, store.get(int(raw)) if raw and raw.isdigit() else None
+        if raw is not None and row is None:
+            raise ApiError(self.error_response(404, "Registro não encontrado"))
+        if request.method == "GET":
+            return self._ok(self._render(kind, row))
+        if request.method == "DELETE":
+            self.remove(store, row)
+            return self._ok({"mensagem": "Registro excluído com sucesso"})
+        body, merged = self.body_object(request), dict(row.values if row else {})
+        for key in (k for k in SHOWN[kind] if k in body and k not in CONSTANT[kind] and k not in LOOKED_UP and (k != "codigo" or row is None)):
+            merged[key] = _unwrap(body[key], NESTED[key][0]) if key in NESTED else "" if body[key] is None else str(body[key])
+        values = (self._cliente_values if kind == "clientes" else self._venda_values)(request.account.stores["clientes"], body, merged, row is None)
+        return self._ok(self._render(kind, self.write(store, row, values, self.stamp())))
 
-    @api("GET", "/clientes/{id}", name="GET /clientes/{id}")
-    @api("GET", "/vendas/{id}", name="GET /vendas/{id}")
-    def _get(self, request: Request) -> Response:
-        return self._ok(self._render(_kind(request), self._row(request)))
-
-    @api("DELETE", "/clientes/{id}", name="DELETE /clientes/{id}")
-    @api("DELETE", "/vendas/{id}", name="DELETE /vendas/{id}")
-    def _delete(self, request: Request) -> Response:
-        self.remove(request.account.stores[_kind(request)], self._row(request))
-        return self._ok({"mensagem": "Registro excluído com sucesso"})
-
-    @api("POST", "/clientes", name="POST /clientes")
-    @api("POST", "/vendas", name="POST /vendas")
-    def _create(self, request: Request) -> Response:
-        kind, body = _kind(request), self.body_object(request)
-        values = self._cliente_values(request.account, body, None) if kind == "clientes" else self._venda_values(request.account, body, None)
-        return self._ok(self._render(kind, self.write(request.account.stores[kind], None, values, self.clock.now_ms())), 200)
-
-    @api("PUT", "/clientes/{id}", name="PUT /clientes/{id}")
-    @api("PUT", "/vendas/{id}", name="PUT /vendas/{id}")
-    def _update(self, request: Request) -> Response:
-        kind, row, body = _kind(request), self._row(request), self.body_object(request)
-        values = self._cliente_values(request.account, body, row) if kind == "clientes" else self._venda_values(request.account, body, row)
-        self.write(request.account.stores[kind], row, values, self.clock.now_ms())
-        return self._ok(self._render(kind, row))
-
-    @staticmethod
-    def _unwrap(items: Any, wrapper: str) -> list[dict[str, Any]]:
-        """``[{"endereco": {...}}]`` or plain ``[{...}]`` -> list of plain dicts."""
-        out = []
-        for item in items or []:
-            if isinstance(item, dict):
-                inner = item.get(wrapper, item)
-                if isinstance(inner, dict):
-                    out.append({k: "" if v is None else str(v) for k, v in inner.items()})
-        return out
-
-    def _cliente_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        errors: dict[str, list[str]] = {}
-        merged = dict(current.values if current else {})
-        for key in ("tipo_pessoa", "nome", "razao_social", "cnpj", "cpf", "email", "telefone", "celular", "data_nascimento",
-                    "inscricao_estadual", "ativo", "observacoes"):
-            if key in body:
-                merged[key] = "" if body[key] is None else str(body[key])
-        if "enderecos" in body:
-            merged["enderecos"] = self._unwrap(body["enderecos"], "endereco")
-        if "contatos" in body:
-            merged["contatos"] = self._unwrap(body["contatos"], "contato")
+    def _cliente_values(self, clientes: RecordStore, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
         if not self.config.clientes_observacoes:
             merged["observacoes"] = ""
-        merged["tipo_pessoa"] = str(merged.get("tipo_pessoa", "")).upper()
-        if merged["tipo_pessoa"] not in TIPOS_PESSOA:
-            errors.setdefault("tipo_pessoa", []).append("O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES.")
-        if not str(merged.get("nome", "")).strip():
-            errors.setdefault("nome", []).append("O campo nome é obrigatório.")
-        if current is None and str(body.get("ativo", "")) not in ("0", "1"):
-            errors.setdefault("ativo", []).append("O campo ativo é obrigatório (1 ou 0).")
-        email = str(merged.get("email", "")).strip()
-        if email and not _EMAIL_RE.match(email):
-            errors.setdefault("email", []).append("O e-mail informado é inválido.")
-        if merged.get("cpf") and not is_valid_cpf(merged["cpf"]):
-            errors.setdefault("cpf", []).append("O CPF informado é inválido.")
-        if merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]):
-            errors.setdefault("cnpj", []).append("O CNPJ informado é inválido.")
-        if self.config.unique_documents:
-            for key in ("cpf", "cnpj"):
-                doc = _digits(merged.get(key))
-                if doc and any(_digits(r.get(key)) == doc and r.id != merged.get("id") for r in account.stores["clientes"].select()):
-                    errors.setdefault(key, []).append(f"Já existe um cliente cadastrado com este {key.upper()}.")
-        return self._checked(merged, errors, enderecos=[], contatos=[])
+        merged["tipo_pessoa"], email = str(merged.get("tipo_pessoa", "")).upper(), str(merged.get("email", "")).strip()
+        taken = {key: self.config.unique_documents and (doc := _digits(merged.get(key))) and any(
+            _digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()) for key in ("cpf", "cnpj")}
+        self._refuse((
+            ("tipo_pessoa", merged["tipo_pessoa"] not in ("PF", "PJ", "ES"), "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
+            ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
+            ("ativo", creating and str(body.get("ativo", "")) not in ("0", "1"), "O campo ativo é obrigatório (1 ou 0)."),
+            ("email", email and not _EMAIL_RE.match(email), "O e-mail informado é inválido."),
+            ("cpf", merged.get("cpf") and not is_valid_cpf(merged["cpf"]), "O CPF informado é inválido."),
+            ("cnpj", merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]), "O CNPJ informado é inválido."),
+            *((key, taken[key], f"Já existe um cliente cadastrado com este {key.upper()}.") for key in ("cpf", "cnpj")),
+        ))
+        return {"enderecos": [], "contatos": [], **merged}
 
-    def _venda_values(self, account: Store, body: Mapping[str, Any], current: Record | None) -> dict[str, Any]:
-        cfg = self.config
-        errors: dict[str, list[str]] = {}
-        merged = dict(current.values if current else {})
-        for key in ("cliente_id", "vendedor_id", "data", "situacao_id", "nome_situacao", "valor_frete", "condicao_pagamento", "loja_id", "observacoes", "valor_total", "codigo"):
-            if key in body and (key != "codigo" or current is None):
-                merged[key] = "" if body[key] is None else str(body[key])
-        if "produtos" in body:
-            merged["produtos"] = self._unwrap(body["produtos"], "produto")
-        if not _DATE_RE.match(str(merged.get("data", ""))):
-            errors.setdefault("data", []).append("O campo data é obrigatório (AAAA-MM-DD).")
-        cliente_id = str(merged.get("cliente_id", ""))
-        if cliente_id:
-            cliente = account.stores["clientes"].get(int(cliente_id)) if cliente_id.isdigit() else None
-            if cliente is None:
-                errors.setdefault("cliente_id", []).append("Cliente não encontrado.")
-            else:
-                merged["nome_cliente"] = cliente["nome"]
-        elif cfg.vendas_require_cliente:
-            errors.setdefault("cliente_id", []).append("O campo cliente_id é obrigatório.")
-        situacoes = dict(SITUACOES)
-        if merged.get("situacao_id"):
-            if merged["situacao_id"] not in situacoes:
-                errors.setdefault("situacao_id", []).append("Situação não encontrada.")
-            else:
-                merged["nome_situacao"] = situacoes[merged["situacao_id"]]
-        elif merged.get("nome_situacao"):
-            by_name = {name.casefold(): i for i, name in SITUACOES}
-            found = by_name.get(str(merged["nome_situacao"]).casefold())
-            if found is None:
-                errors.setdefault("nome_situacao", []).append("Situação não encontrada.")
-            else:
-                merged["situacao_id"] = found
-        else:
-            merged["situacao_id"], merged["nome_situacao"] = SITUACOES[0]
-        vendedores = dict(VENDEDORES)
-        merged["vendedor_id"] = merged.get("vendedor_id") or VENDEDORES[0][0]
-        merged["nome_vendedor"] = vendedores.get(merged["vendedor_id"], "")
-        merged["loja_id"] = merged.get("loja_id") or LOJAS[0][0]
-        merged["nome_loja"] = dict(LOJAS).get(merged["loja_id"], "")
-        produtos = merged.get("produtos") or []
-        if not produtos and cfg.vendas_require_produtos:
-            errors.setdefault("produtos", []).append("Informe ao menos um produto.")
+    def _venda_values(self, clientes: RecordStore, body: Mapping[str, Any], merged: dict[str, Any], creating: bool) -> dict[str, Any]:
+        """Checks, then the names of the cliente, situação, vendedor and loja, and the totals of the produtos."""
+        cfg, situacoes = self.config, dict(SITUACOES)
+        cliente_id, situacao_id, produtos = str(merged.get("cliente_id", "")), merged.get("situacao_id"), merged.get("produtos") or []
+        cliente = clientes.get(int(cliente_id)) if cliente_id.isdigit() else None
+        named = {name.casefold(): i for i, name in SITUACOES}.get(str(merged.get("nome_situacao") or "").casefold())
+        checks = [
+            ("data", not _DATE_RE.match(str(merged.get("data", ""))), "O campo data é obrigatório (AAAA-MM-DD)."),
+            ("cliente_id", cliente is None and (cliente_id or cfg.vendas_require_cliente),
+             "Cliente não encontrado." if cliente_id else "O campo cliente_id é obrigatório."),
+            ("situacao_id", situacao_id and situacao_id not in situacoes, "Situação não encontrada."),
+            ("nome_situacao", not situacao_id and merged.get("nome_situacao") and named is None, "Situação não encontrada."),
+            ("produtos", not produtos and cfg.vendas_require_produtos, "Informe ao menos um produto."),
+        ]
         total = Decimal(0)
         for position, produto in enumerate(produtos):
             try:
-                quantidade = Decimal(produto.get("quantidade") or "1")
-                valor = Decimal(produto.get("valor_venda") or produto.get("valor_unitario") or "0")
-                desconto = Decimal(produto.get("valor_desconto") or "0")
+                valor = produto.get("valor_venda") or produto.get("valor_unitario") or "0"
+                quantidade, valor, desconto = (Decimal(text) for text in (produto.get("quantidade") or "1", valor, produto.get("valor_desconto") or "0"))
             except InvalidOperation:
-                errors.setdefault(f"produtos.{position}", []).append("Valores do produto inválidos.")
+                checks.append((f"produtos.{position}", True, "Valores do produto inválidos."))
                 continue
-            line = (quantidade * valor - desconto).quantize(Decimal("0.01"))
-            produto["valor_total"] = format(line, "f")
-            total += line
-        if produtos:
-            merged["valor_total"] = format(total.quantize(Decimal("0.01")), "f")
-        else:
-            try:
-                merged["valor_total"] = format(Decimal(merged.get("valor_total") or "0").quantize(Decimal("0.01")), "f")
-            except InvalidOperation:
-                errors.setdefault("valor_total", []).append("Valor total inválido.")
-        return self._checked(merged, errors, valor_frete="0.00", condicao_pagamento="a_vista", observacoes="")
+            line = (quantidade * valor - desconto).quantize(_CENT)
+            produto["valor_total"], total = format(line, "f"), total + line
+        try:
+            merged["valor_total"] = format(Decimal(total if produtos else merged.get("valor_total") or "0").quantize(_CENT), "f")
+        except InvalidOperation:
+            checks.append(("valor_total", True, "Valor total inválido."))
+        self._refuse(checks)
+        situacao = (situacao_id, situacoes[situacao_id]) if situacao_id else (named, merged["nome_situacao"]) if named else SITUACOES[0]
+        vendedor_id, loja_id = merged.get("vendedor_id") or VENDEDORES[0][0], merged.get("loja_id") or LOJAS[0][0]
+        merged |= {"nome_cliente": cliente["nome"]} if cliente else {}
+        merged |= {"situacao_id": situacao[0], "nome_situacao": situacao[1], "vendedor_id": vendedor_id,
+                   "nome_vendedor": dict(VENDEDORES).get(vendedor_id, ""), "loja_id": loja_id, "nome_loja": dict(LOJAS).get(loja_id, "")}
+        return {"valor_frete": "0.00", "condicao_pagamento": "a_vista", "observacoes": "", **merged}
 
-    def _checked(self, merged: dict[str, Any], errors: dict[str, list[str]], **defaults: Any) -> dict[str, Any]:
-        """The values to store (``defaults`` for those unset), or 422 with the messages per field."""
+    def _refuse(self, checks: Iterable[tuple[str, Any, str]]) -> None:
+        """422 with the messages of the failed ``(field, failed, message)`` checks per field, if any."""
+        failed = [(field, message) for field, wrong, message in checks if wrong]
+        errors = {field: [message for name, message in failed if name == field] for field, _ in failed}
         if errors:
-            raise ApiError(self._error(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
-        merged |= {k: v for k, v in defaults.items() if k not in merged}
-        return {k: v for k, v in merged.items() if k not in ("id", "_created", "_modified")}
+            raise ApiError(self.error_response(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
 
-    def entity_filter(self, entity: str) -> Any:
-        if entity == "deals":
-            return None
-        tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)
-        return lambda r: r["tipo_pessoa"] in tipos
+    def entity_filter(self, entity: str) -> Callable[[Record], bool] | None:
+        tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)  # ES: estrangeiro
+        return None if entity == "deals" else lambda r: r["tipo_pessoa"] in tipos
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store.name, record)
-
-    def new_values(self, account: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return self.seed_venda(account) if entity == "deals" else self.seed_cliente(account, TIPOS[entity])
-
-    def random_changes(self, account: Account, store: RecordStore, row: Record) -> dict[str, Any]:
-        rng = account.rng
-        if store.name == "vendas":
-            situacao = SITUACOES[rng.randrange(len(SITUACOES))]
-            amount = account.data["vendas"].amount()
-            produtos = [dict(row["produtos"][0], valor_venda=amount, valor_total=amount, quantidade="1.00", valor_desconto="0.00")] if row["produtos"] else []
-            return {"situacao_id": situacao[0], "nome_situacao": situacao[1], "produtos": produtos, "valor_total": amount}
-        data = account.data[row["tipo_pessoa"] if row["tipo_pessoa"] in account.data else "PF"]
-        phone = data.phone()
-        changes = {"telefone": phone if phone != row["telefone"] else "(11) 3333-0000"}
-        if rng.random() < 0.5:
-            changes["nome"] = f"{row['nome']} Júnior" if not row["nome"].endswith("Júnior") else row["nome"][: -len(" Júnior")]
-        return changes
 
     def set_fields(self, entity: str, record_id: str | int, *, account: str | None = None, **values: Any) -> dict[str, Any]:
         """Overwrite raw stored values of one record (no validation): to plant bad data."""
         with self.lock:
             store = self.entity_store(entity, account)
             row = store.rows[int(record_id)]
-            store.update(row, values, self.clock.now_ms())
+            store.update(row, values, self.stamp())
             return dict(row.values) | {"_created": row.created, "_modified": row.updated}
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
-            counts = {entity: self.count(entity) for entity in ENTITIES}
-        cfg = self.config
-        return {"records": counts, "rate_limits_enabled": cfg.rate_limits_enabled, "per_second": cfg.per_second,
-                "daily_limit": cfg.daily_limit, "page_size": cfg.page_size, "limite_honoured": cfg.limite_honoured}
+            counts = {entity: self.count(entity) for entity in SOURCES}
+        shown = ("rate_limits_enabled", "per_second", "daily_limit", "page_size", "limite_honoured")
+        return {"records": counts} | {key: getattr(self.config, key) for key in shown}
 
     @classmethod
     def add_cli_arguments(cls, parser: Any) -> None:
@@ -666,7 +501,6 @@ class GestaoClickSimulator(Simulator):
         tokens, secrets = args.token or [DEFAULT_ACCESS_TOKEN], args.secret or [DEFAULT_SECRET_TOKEN]
         if len(secrets) != len(tokens):
             raise SystemExit("give one --secret per --token")
-        args.token = None
         return config_from_arguments(cls.config_class, args, credentials=tuple(zip(tokens, secrets)))
 
 
