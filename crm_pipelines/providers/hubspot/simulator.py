@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from operator import itemgetter
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -54,16 +55,20 @@ BATCH_INPUT_MAX = 100
 SEARCH_QUERY_MAX_CHARS = 3000
 DAY_MS = 86_400_000
 
-LIFECYCLE_STAGES = (
-    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
-    "evangelist", "other",
-)
-DEAL_STAGES = (
-    "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-    "contractsent", "closedwon", "closedlost",
-)
-PIPELINES = ("default",)
-OWNER_IDS = ("90210001", "90210002", "90210003", "90210004", "90210005")
+LIFECYCLE_STAGES = tuple("subscriber lead marketingqualifiedlead salesqualifiedlead opportunity customer evangelist other".split())
+DEAL_STAGES = tuple("appointmentscheduled qualifiedtobuy presentationscheduled decisionmakerboughtin contractsent closedwon closedlost".split())
+OWNER_IDS = tuple(f"9021000{n}" for n in range(1, 6))
+
+#: Answers to injected faults: status -> (message, category).
+FAULT_ANSWERS = {
+    423: ("Too much data was synced too fast; wait at least 2 seconds before retrying.", "LOCKED"),
+    477: ("A migration of this account is in progress; retry later.", "MIGRATION_IN_PROGRESS"),
+    500: ("internal error", "INTERNAL_ERROR"),
+    502: ("Bad Gateway: the upstream service did not answer in time.", "BAD_GATEWAY"),
+    503: ("Service Unavailable: please retry later.", "SERVICE_UNAVAILABLE"),
+    504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
+}
+RATE_LIMIT_MESSAGES = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
 
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
@@ -116,11 +121,6 @@ CUSTOM_PROPERTIES: dict[str, dict[str, tuple[str, str, str, tuple[str, ...]]]] =
 }
 for _props in CUSTOM_PROPERTIES.values():
     _props[INTEGRATION_ID_PROPERTY] = ("string", "text", "CRM record id", ())
-
-
-def _custom_names(entity: str, *known: str) -> tuple[str, ...]:
-    """Custom properties of ``entity`` not already among ``known`` (stored after the built-in ones)."""
-    return tuple(name for name in CUSTOM_PROPERTIES[entity] if name not in known)
 
 
 def _default_id_properties() -> dict[str, tuple[str, ...]]:
@@ -214,11 +214,6 @@ class _Schema:
     enumerations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
-    def writable(self) -> frozenset[str]:
-        """The stored properties, as a set."""
-        return frozenset(self.stored)
-
-    @cached_property
     def synthesized(self) -> tuple[str, ...]:
         """Properties computed from the row itself (id and timestamps)."""
         return ("hs_object_id", "createdate", self.delta_property)
@@ -236,51 +231,34 @@ class _Schema:
         return "string"
 
 
+def _schema(entity: str, delta_property: str, stored: str, defaults: str, enumerations: Mapping[str, tuple[str, ...]], **facts: str) -> _Schema:
+    """One object type, declared with space-separated names: its built-in stored properties
+    (the portal's custom ones follow), default read properties and ``facts`` (fields of
+    :class:`_Schema`); the custom properties' options join ``enumerations``."""
+    custom = CUSTOM_PROPERTIES[entity]
+    names = tuple(dict.fromkeys((*stored.split(), INTEGRATION_ID_PROPERTY, *custom)))
+    options = enumerations | {name: spec[3] for name, spec in custom.items() if spec[3]}
+    typed = {key: (tuple if key in ("required_any", "required_all", "text_search") else frozenset)(value.split()) for key, value in facts.items()}
+    return _Schema(entity, delta_property, names, tuple(defaults.split()), enumerations=options, **typed)
+
+
 SCHEMAS: dict[str, _Schema] = {
-    "contacts": _Schema(
-        entity="contacts",
-        delta_property="lastmodifieddate",
-        stored=(
-            "email", "firstname", "lastname", "phone", "mobilephone", "company", "jobtitle", "lifecyclestage",
-            "hubspot_owner_id", "hs_additional_emails", "city", "state", "country", "cpf_cnpj",
-            INTEGRATION_ID_PROPERTY, *_custom_names("contacts", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
-        required_any=("email", "firstname", "lastname"),
-        numeric=frozenset({"hubspot_owner_id"}),
-        text_search=("firstname", "lastname", "email", "phone", "mobilephone", "company"),
-        enumerations={"lifecyclestage": LIFECYCLE_STAGES, "loyalty_tier": CUSTOM_PROPERTIES["contacts"]["loyalty_tier"][3]},
+    "contacts": _schema(
+        "contacts", "lastmodifieddate",
+        "email firstname lastname phone mobilephone company jobtitle lifecyclestage hubspot_owner_id hs_additional_emails city state country cpf_cnpj",
+        "createdate email firstname hs_object_id lastmodifieddate lastname", {"lifecyclestage": LIFECYCLE_STAGES},
+        required_any="email firstname lastname", numeric="hubspot_owner_id", text_search="firstname lastname email phone mobilephone company",
     ),
-    "companies": _Schema(
-        entity="companies",
-        delta_property="hs_lastmodifieddate",
-        stored=(
-            "name", "domain", "hs_additional_domains", "phone", "industry", "city", "state", "country",
-            "hubspot_owner_id", "cpf_cnpj", INTEGRATION_ID_PROPERTY, *_custom_names("companies", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
-        required_any=("name", "domain"),
-        enumerations={"account_tier": CUSTOM_PROPERTIES["companies"]["account_tier"][3]},
-        numeric=frozenset({"hubspot_owner_id"}),
-        text_search=("name", "domain", "phone"),
+    "companies": _schema(
+        "companies", "hs_lastmodifieddate", "name domain hs_additional_domains phone industry city state country hubspot_owner_id cpf_cnpj",
+        "createdate domain hs_lastmodifieddate hs_object_id name", {},
+        required_any="name domain", numeric="hubspot_owner_id", text_search="name domain phone",
     ),
-    "deals": _Schema(
-        entity="deals",
-        delta_property="hs_lastmodifieddate",
-        stored=(
-            "dealname", "amount", "dealstage", "pipeline", "closedate", "hubspot_owner_id", "deal_currency_code",
-            "hs_is_closed", "hs_is_closed_won", INTEGRATION_ID_PROPERTY, *_custom_names("deals", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=(
-            "amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
-            "pipeline",
-        ),
-        required_all=("dealname", "dealstage", "pipeline"),
-        read_only_stored=frozenset({"hs_is_closed", "hs_is_closed_won"}),
-        numeric=frozenset({"amount", "hubspot_owner_id"}),
-        stored_dates=frozenset({"closedate"}),
-        text_search=("dealname",),
-        enumerations={"dealstage": DEAL_STAGES, "pipeline": PIPELINES, "priority_level": CUSTOM_PROPERTIES["deals"]["priority_level"][3]},
+    "deals": _schema(
+        "deals", "hs_lastmodifieddate", "dealname amount dealstage pipeline closedate hubspot_owner_id deal_currency_code hs_is_closed hs_is_closed_won",
+        "amount closedate createdate dealname dealstage hs_lastmodifieddate hs_object_id pipeline", {"dealstage": DEAL_STAGES, "pipeline": ("default",)},
+        required_all="dealname dealstage pipeline", read_only_stored="hs_is_closed hs_is_closed_won", numeric="amount hubspot_owner_id",
+        stored_dates="closedate", text_search="dealname",
     ),
 }
 
@@ -346,8 +324,8 @@ def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) ->
     return None if archived else store.find_by(id_property, raw_id)
 
 
-def _error(status: int, message: str, category: str, **extra: Any) -> Response:
-    return Response.json(status, _error_body(message, category, **extra))
+def _error(status: int, message: str, category: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    return Response.json(status, _error_body(message, category, **extra), headers)
 
 
 def _validation_error(message: str, **extra: Any) -> ApiError:
@@ -396,44 +374,27 @@ class HubSpotSimulator(Simulator):
         return AccountSpec(str(self.config.webhook_portal_id), self.config.tokens)
 
     def generate(self, portal: Portal, entity: str) -> _Objects:
-        cfg = self.config
-        store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
+        store = _Objects(SCHEMAS[entity], portal.seed, self.config.id_properties.get(entity, ()))
         store.shuffle_rng = portal.shuffle_rng
-        data, build = store.data, self._seeders()[entity]
-        store.seed([Record(store.allocate_id(), *self.seeded_history(data.rng), _values(store, build(data, data.rng)))
+        store.seed([Record(store.allocate_id(), *self.seeded_history(store.data.rng), self.new_values(portal, store, entity))
                     for _ in range(portal.count_of(self, entity))])
         return store
 
-    def _seeders(self) -> dict[str, Any]:
-        return {"contacts": self._seed_contact, "companies": self._seed_company, "deals": self._seed_deal}
-
-    @staticmethod
-    def _seed_contact(data: FakeData, rng: random.Random) -> list[str | None]:
-        person = data.person()
-        return [
-            person["email"], person["first_name"], person["last_name"], person["phone"], person["mobile"],
-            person["company"], person["job_title"], data.pick(LIFECYCLE_STAGES),
-            data.pick(OWNER_IDS) if rng.random() < 0.8 else None, None,
-            person["city"], person["state"], person["country"], person["document"],
-        ]
-
-    @staticmethod
-    def _seed_company(data: FakeData, rng: random.Random) -> list[str | None]:
-        org = data.organization()
-        return [
-            org["name"], org["domain"], None, org["phone"], org["industry"], org["city"], org["state"],
-            org["country"], data.pick(OWNER_IDS) if rng.random() < 0.8 else None, org["document"],
-        ]
-
-    def _seed_deal(self, data: FakeData, rng: random.Random) -> list[str | None]:
-        deal = data.deal()
-        stage = data.pick(DEAL_STAGES)
-        close_ms = self.reference_ms + int((rng.random() - 0.5) * 120 * DAY_MS)
-        return [
-            deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms),
-            data.pick(OWNER_IDS) if rng.random() < 0.8 else None, deal["currency"],
-            *_closed_flags(stage),
-        ]
+    def new_values(self, portal: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """A generated record's values, drawn in the order of the schema's stored properties (unset ones left out)."""
+        data = store.data
+        if store.name == "contacts":
+            person = data.person()
+            values = [*itemgetter("email", "first_name", "last_name", "phone", "mobile", "company", "job_title")(person),
+                      data.pick(LIFECYCLE_STAGES), _owner(data), None, *itemgetter("city", "state", "country", "document")(person)]
+        elif store.name == "companies":
+            org = data.organization()
+            values = [*itemgetter("name", "domain")(org), None, *itemgetter("phone", "industry", "city", "state", "country")(org), _owner(data), org["document"]]
+        else:
+            deal, stage = data.deal(), data.pick(DEAL_STAGES)
+            close_ms = self.reference_ms + int((data.rng.random() - 0.5) * 120 * DAY_MS)
+            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"], *_closed_flags(stage)]
+        return {name: value for name, value in zip(store.schema.stored, values) if value is not None}
 
     def error_response(self, status: int, message: str, category: str) -> Response:
         return _error(status, message, category)
@@ -446,16 +407,8 @@ class HubSpotSimulator(Simulator):
             portal = self.authenticate(request)
             headers = self._usage_headers(portal, request.token, 0) if isinstance(portal, Portal) else {}
             return self._rate_limited("TEN_SECONDLY_ROLLING", headers, retry_after=self.config.burst_window_s)
-        messages = {
-            423: ("Too much data was synced too fast; wait at least 2 seconds before retrying.", "LOCKED"),
-            477: ("A migration of this account is in progress; retry later.", "MIGRATION_IN_PROGRESS"),
-            500: ("internal error", "INTERNAL_ERROR"),
-            502: ("Bad Gateway: the upstream service did not answer in time.", "BAD_GATEWAY"),
-            503: ("Service Unavailable: please retry later.", "SERVICE_UNAVAILABLE"),
-            504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
-        }
-        message, category = messages.get(status, (f"HTTP {status}", "UNKNOWN_ERROR"))
-        return _error(status, message, category) if status != 477 else Response.json(477, _error_body(message, category), {"Retry-After": "2"})
+        message, category = FAULT_ANSWERS.get(status, (f"HTTP {status}", "UNKNOWN_ERROR"))
+        return _error(status, message, category, headers={"Retry-After": "2"} if status == 477 else None)
 
     def admit(self, request: Request) -> Response | None:
         """Search has its own per-second limiter and sends no rate-limit headers; other calls count
@@ -496,9 +449,8 @@ class HubSpotSimulator(Simulator):
         return headers
 
     def _rate_limited(self, policy: str, headers: Mapping[str, str], retry_after: float) -> Response:
-        messages = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
         body = {
-            "status": "error", "message": messages.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
+            "status": "error", "message": RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.uuid4()), "policyName": policy, "requestId": str(uuid.uuid4()),
         }
         retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
@@ -512,20 +464,20 @@ class HubSpotSimulator(Simulator):
             return None, {}
         daily_key, counts_daily = self._daily_key(token), cfg.search_counts_toward_daily or not search
         if counts_daily and portal.daily.remaining(daily_key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            headers = {} if search else self._usage_headers(portal, token, None)
-            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
-        if search:
-            policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            policy, remaining, retry_after = "DAILY", None, portal.daily.seconds_until_reset()
         else:
-            policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited(policy)
-            headers = {} if search else self._usage_headers(portal, token, 0)
-            return self._rate_limited(policy, headers, decision.retry_after_s), headers
-        if counts_daily:
-            portal.daily.try_acquire(daily_key)
-        return None, {} if search else self._usage_headers(portal, token, decision.remaining)
+            if search:
+                policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            else:
+                policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
+            if decision.allowed:
+                if counts_daily:
+                    portal.daily.try_acquire(daily_key)
+                return None, {} if search else self._usage_headers(portal, token, decision.remaining)
+            remaining, retry_after = 0, decision.retry_after_s
+        self.stats_recorder.record_rate_limited(policy)
+        headers = {} if search else self._usage_headers(portal, token, remaining)
+        return self._rate_limited(policy, headers, retry_after), headers
 
     def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
         kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
@@ -644,7 +596,7 @@ class HubSpotSimulator(Simulator):
         for name, raw in (properties or {}).items():
             if name in schema.synthesized or name in schema.read_only_stored:
                 errors.append(_detail(f'"{name}" is a read only property; its value cannot be set.', "READ_ONLY_VALUE", name))
-            elif name not in schema.writable:
+            elif name not in schema.stored:
                 errors.append(_detail(f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST", name))
             elif raw is None:
                 out[name] = None
@@ -1213,9 +1165,6 @@ class HubSpotSimulator(Simulator):
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store, record, store.schema.all_properties)
 
-    def new_values(self, portal: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return _values(store, self._seeders()[store.name](store.data, store.data.rng))
-
     def records(self, entity: str, archived: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
         return super().records(entity, archived, account=account)
 
@@ -1246,12 +1195,7 @@ def _rendered_names(entity: str, properties: tuple[str, ...] | None) -> tuple[st
     """The known properties a read returns, in order: those asked for (or the defaults) and the synthesized ones."""
     schema = SCHEMAS[entity]
     names = set(schema.default_properties if properties is None else properties) | set(schema.synthesized)
-    return tuple(sorted(name for name in names if name in schema.writable or name in schema.synthesized))
-
-
-def _values(store: _Objects, generated: list[str | None]) -> dict[str, str]:
-    """Generated values (aligned with the schema) as a record's values, unset ones left out."""
-    return {name: value for name, value in zip(store.schema.stored, generated) if value is not None}
+    return tuple(sorted(name for name in names if name in schema.all_properties))
 
 
 def _detail(message: str, code: str, *names: str) -> dict[str, Any]:
@@ -1265,6 +1209,11 @@ def _as_date(text: str) -> str | None:
         return utc_iso_ms(int(parse_datetime(text).timestamp() * 1000))
     except ValueError:
         return None
+
+
+def _owner(data: FakeData) -> str | None:
+    """A seeded owner id for four records in five."""
+    return data.pick(OWNER_IDS) if data.rng.random() < 0.8 else None
 
 
 def _closed_flags(stage: str) -> tuple[str, str]:
