@@ -283,6 +283,10 @@ class _Objects(RecordStore):
             return utc_iso_ms(row.updated)
         return row.values.get(name)
 
+    def by_id(self, raw_id: str) -> Record | None:
+        """The row (live or archived) whose object id is ``raw_id``."""
+        return self.get(int(raw_id)) if raw_id.isdigit() else None
+
     def find_by(self, name: str, value: str) -> Record | None:
         """The live record whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
         if name == "hs_object_id":
@@ -319,9 +323,30 @@ def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
 def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) -> Record | None:
     """The row a by-id read names: by object id (live or archived as asked) or by a unique property."""
     if id_property == "hs_object_id":
-        row = store.get(int(raw_id)) if raw_id.isdigit() else None
+        row = store.by_id(raw_id)
         return row if row is not None and (row.deleted is not None) == archived else None
     return None if archived else store.find_by(id_property, raw_id)
+
+
+def _trace(trace_id: str | None) -> dict[str, list[str]] | None:
+    return None if trace_id is None else {"objectWriteTraceId": [trace_id]}
+
+
+def _validation_body(details: list[dict[str, Any]], trace_id: str | None) -> dict[str, Any]:
+    summary = [
+        {"isValid": False, "message": d["message"], "error": d.get("code", "INVALID"), "name": (d.get("context") or {}).get("propertyName", [""])[0]}
+        for d in details
+    ]
+    return _error_body("Property values were not valid: " + json.dumps(summary, ensure_ascii=False), "VALIDATION_ERROR", errors=details, context=_trace(trace_id))
+
+
+def _conflict_body(existing_id: int, trace_id: str | None) -> dict[str, Any]:
+    return _error_body(f"Contact already exists. Existing ID: {existing_id}", "CONFLICT", context=_trace(trace_id))
+
+
+def _not_found_error(entity: str, ids: list[str]) -> dict[str, Any]:
+    message = f"Could not get some {SINGULAR[entity]} objects, they may be deleted or not exist. Check that ids are valid."
+    return {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}
 
 
 def _error(status: int, message: str, category: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
@@ -541,42 +566,21 @@ class HubSpotSimulator(Simulator):
             obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
 
-    @staticmethod
-    def _shuffled(store: _Objects, items: list[Any]) -> list[Any]:
-        store.shuffle_rng.shuffle(items)
-        return items
+    def _batch_answer(self, status: int, store: _Objects, started: str, results: list[Any], errors: list[dict[str, Any]]) -> Response:
+        """A batch answer: ``status``, or 207 with the errors; results in seeded-random order."""
+        store.shuffle_rng.shuffle(results)
+        body = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": utc_iso_ms(self.clock.now_ms())}
+        return Response.json(207 if errors else status, body | ({"numErrors": len(errors), "errors": errors} if errors else {}))
 
-    def _batch_envelope(self, started: str, results: list[Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": started,
-            "completedAt": utc_iso_ms(self.clock.now_ms()),
-        }
-        if errors:
-            body["numErrors"] = len(errors)
-            body["errors"] = errors
-        return body
-
-    def _batch_inputs(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _batch(self, request: Request) -> tuple[_Objects, dict[str, Any], list[dict[str, Any]]]:
+        """The object type, body and ``inputs`` (at most ``batch_input_max`` objects) of a batch request."""
+        store, body = self._store(request), self.body_object(request)
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
             raise _validation_error("Invalid input JSON: 'inputs' must be an array of objects")
-        limit = self.config.batch_input_max
-        if len(inputs) > limit:
-            raise _validation_error(f"Batch input size {len(inputs)} is over the maximum of {limit} inputs")
-        return inputs
-
-    def _not_found_error(self, store: _Objects, ids: list[str]) -> dict[str, Any]:
-        return {
-            "status": "error",
-            "category": "OBJECT_NOT_FOUND",
-            "message": (
-                f"Could not get some {SINGULAR[store.schema.entity]} objects, they may be deleted or not exist. "
-                "Check that ids are valid."
-            ),
-            "context": {"ids": ids},
-        }
+        if len(inputs) > self.config.batch_input_max:
+            raise _validation_error(f"Batch input size {len(inputs)} is over the maximum of {self.config.batch_input_max} inputs")
+        return store, body, inputs
 
     def _id_property(self, store: _Objects, name: str | None) -> str:
         if name is None or name == "hs_object_id":
@@ -624,37 +628,10 @@ class HubSpotSimulator(Simulator):
         return out, errors
 
     @staticmethod
-    def _validation_body(details: list[dict[str, Any]], trace_id: str | None = None) -> dict[str, Any]:
-        summary = [
-            {"isValid": False, "message": d["message"], "error": d.get("code", "INVALID"), "name": (d.get("context") or {}).get("propertyName", [""])[0]}
-            for d in details
-        ]
-        return _error_body(
-            "Property values were not valid: " + json.dumps(summary, ensure_ascii=False),
-            "VALIDATION_ERROR",
-            errors=details,
-            context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
-        )
-
-    def _conflict(self, store: _Objects, values: Mapping[str, str | None], exclude_id: int | None = None) -> int | None:
+    def _conflict(store: _Objects, values: Mapping[str, str | None], exclude_id: int | None) -> int | None:
         """Id of another live contact already using ``values['email']``, if any."""
-        if store.schema.entity != "contacts":
-            return None
-        email = values.get("email")
-        if not email:
-            return None
-        existing = store.find_by("email", email)
-        if existing is not None and existing.id != exclude_id:
-            return existing.id
-        return None
-
-    @staticmethod
-    def _conflict_body(existing_id: int, trace_id: str | None = None) -> dict[str, Any]:
-        return _error_body(
-            f"Contact already exists. Existing ID: {existing_id}",
-            "CONFLICT",
-            context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
-        )
+        existing = store.find_by("email", values["email"]) if store.name == "contacts" and values.get("email") else None
+        return existing.id if existing is not None and existing.id != exclude_id else None
 
     @api("GET", "/crm/v3/properties/{obj}")
     def _properties(self, request: Request) -> Response:
@@ -679,29 +656,22 @@ class HubSpotSimulator(Simulator):
     @api("GET", "/crm/v3/objects/{obj}")
     def _list(self, request: Request) -> Response:
         store = self._store(request)
-        limit = _int_param(request.query_value("limit"), 10, "limit")
-        if limit < 1:
-            raise _validation_error("limit must be at least 1")
-        limit = capped(limit, LIST_LIMIT_MAX, self.config.list_limit_oversize, lambda: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
+        limit = _page_size(request.query_value("limit"), LIST_LIMIT_MAX, self.config.list_limit_oversize,
+                           lambda limit: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
-        archived = (request.query_value("archived") or "false").lower() == "true"
-        properties = (request.query_list("properties") or None)
-        page, next_id = store.page_after(after, limit, deleted=archived)
-        results = [self._render(store, row, properties) for row in page]
-        body: dict[str, Any] = {"results": results}
+        page, next_id = store.page_after(after, limit, deleted=_archived(request))
+        body: dict[str, Any] = {"results": [self._render(store, row, request.query_list("properties") or None) for row in page]}
         if next_id is not None:
             query = [("after", str(next_id)), ("limit", str(limit))]
             query += [(k, v) for k, values in request.query.items() if k not in ("after", "limit") for v in values]
-            link = f"{self.base_url}{request.path}?{urlencode(query)}"
-            body["paging"] = {"next": {"after": str(next_id), "link": link}}
+            body["paging"] = {"next": {"after": str(next_id), "link": f"{self.base_url}{request.path}?{urlencode(query)}"}}
         return Response.json(200, body)
 
     def _lookup(self, store: _Objects, request: Request) -> Record:
         raw_id = request.params["id"]
-        archived = (request.query_value("archived") or "false").lower() == "true"
-        id_property = self._id_property(store, request.query_value("idProperty"))
-        row = _find_row(store, id_property, raw_id, archived)
+        archived = _archived(request)
+        row = _find_row(store, self._id_property(store, request.query_value("idProperty")), raw_id, archived)
         if row is None:
             raise ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
         return row
@@ -709,49 +679,48 @@ class HubSpotSimulator(Simulator):
     @api("GET", "/crm/v3/objects/{obj}/{id}")
     def _get_one(self, request: Request) -> Response:
         store = self._store(request)
-        row = self._lookup(store, request)
-        return Response.json(200, self._render(store, row, (request.query_list("properties") or None)))
+        return Response.json(200, self._render(store, self._lookup(store, request), request.query_list("properties") or None))
 
     @api("POST", "/crm/v3/objects/{obj}", write=True)
     def _create_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self.body_object(request)
-        values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-        row = store.insert(dict(values), self.clock.now_ms())
-        return Response.json(201, self._written(store, row, None))
+        values = self._checked(store, self.body_object(request).get("properties"), creating=True)
+        return Response.json(201, self._written(store, store.insert(dict(values), self.clock.now_ms()), None))
 
     @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
+        store, body = self._store(request), self.body_object(request)
         row = self._lookup(store, request)
-        values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
-        store.update(row, values, self.clock.now_ms())
+        store.update(row, self._checked(store, body.get("properties"), creating=False, exclude_id=row.id), self.clock.now_ms())
         return Response.json(200, self._written(store, row, None))
 
     @api("DELETE", "/crm/v3/objects/{obj}/{id}", write=True)
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request)
-        raw_id = request.params["id"]
-        row = store.get(int(raw_id)) if raw_id.isdigit() else None
-        if row is not None:
-            store.delete(row, self.clock.now_ms())
+        return self._archive(self._store(request), [request.params["id"]])
+
+    @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
+    def _batch_archive(self, request: Request) -> Response:
+        store, _body, inputs = self._batch(request)
+        return self._archive(store, [item.get("id", "") for item in inputs])
+
+    def _archive(self, store: _Objects, raw_ids: Iterable[Any]) -> Response:
+        """Archive the live records among ``raw_ids``; unknown ids are ignored, as HubSpot does."""
+        now_ms = self.clock.now_ms()
+        for row in filter(None, map(store.by_id, map(str, raw_ids))):
+            store.delete(row, now_ms)
         return Response.empty(204)
 
     @api("POST", "/crm/v3/objects/{obj}/merge", write=True)
     def _merge_endpoint(self, request: Request) -> Response:
         """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
-        store = self._store(request)
-        body = self.body_object(request)
-        primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
-        row = self._merge_rows(request.account, store, primary, merged)
+        store, body = self._store(request), self.body_object(request)
+        row = self._merge_rows(request.account, store, str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", "")))
         return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
 
     def _merge_rows(self, portal: Account, store: _Objects, primary_id: str, merged_id: str) -> Record:
-        rows = [store.get(int(i)) if i.isdigit() else None for i in (primary_id, merged_id)]
-        if any(r is None or r.deleted is not None for r in rows) or primary_id == merged_id:
+        primary, merged = store.by_id(primary_id), store.by_id(merged_id)
+        if primary is None or merged is None or primary.deleted is not None or merged.deleted is not None or primary_id == merged_id:
             raise _validation_error(f"cannot merge {merged_id} into {primary_id}: both must be distinct live records")
-        primary, merged = rows
         fills = {name: merged[name] for name in store.schema.stored if primary[name] in (None, "") and merged[name] not in (None, "")}
         listener, store.on_change = store.on_change, None  # HubSpot sends one merge event, not the parts
         try:
@@ -765,102 +734,84 @@ class HubSpotSimulator(Simulator):
 
     @api("POST", "/crm/v3/objects/{obj}/batch/read")
     def _batch_read(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
-        inputs = self._batch_inputs(body)
-        archived = (request.query_value("archived") or "false").lower() == "true"
+        store, body, inputs = self._batch(request)
+        archived = _archived(request)
         id_property = self._id_property(store, body.get("idProperty"))
         properties = _property_list(body.get("properties"))
         started = utc_iso_ms(self.clock.now_ms())
-        results, missing, seen = [], [], set()
-        for item in inputs:
-            raw_id = str(item.get("id", ""))
+        found: dict[int, Record] = {}
+        missing = []
+        for raw_id in (str(item.get("id", "")) for item in inputs):
             row = _find_row(store, id_property, raw_id, archived)
             if row is None:
                 missing.append(raw_id)
-            elif row.id not in seen:
-                seen.add(row.id)
-                results.append(self._render(store, row, properties))
-        errors = [self._not_found_error(store, missing)] if missing else []
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
+            else:
+                found.setdefault(row.id, row)
+        results = [self._render(store, row, properties) for row in found.values()]
+        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] if missing else [])
 
-    def _checked_input(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None,
-                       trace_id: str | None, errors: list[dict[str, Any]]) -> dict[str, str | None] | None:
-        """Validate one batch input and check it against unique properties.
+    def _checked(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None = None,
+                 trace_id: str | None = None, errors: list[dict[str, Any]] | None = None) -> dict[str, str | None] | None:
+        """Validate one input and check it against unique properties.
 
-        Without a trace id (``trace_id`` None) the first bad input fails the whole batch (400, or
-        409 for a duplicate); with one, the error is added to ``errors`` and None is returned.
+        Without a trace id (``trace_id`` None) a bad input fails the whole request (400, or 409 for
+        a duplicate); with one, the error is added to ``errors`` and None is returned.
         """
         values, details = self._normalize_properties(store, properties, creating=creating)
-        if details:
-            if trace_id is None:
-                raise ApiError(Response.json(400, self._validation_body(details)))
-            errors.append(self._validation_body(details, trace_id))
-            return None
-        existing = self._conflict(store, values, exclude_id=exclude_id)
-        if existing is not None:
-            if trace_id is None:
-                raise ApiError(Response.json(409, self._conflict_body(existing)))
-            errors.append(self._conflict_body(existing, trace_id))
-            return None
-        return values
+        existing = None if details else self._conflict(store, values, exclude_id)
+        if not details and existing is None:
+            return values
+        status, body = (400, _validation_body(details, trace_id)) if details else (409, _conflict_body(existing, trace_id))
+        if trace_id is None:
+            raise ApiError(Response.json(status, body))
+        errors.append(body)
+        return None
 
     def _written(self, store: _Objects, row: Record, trace_id: str | None) -> dict[str, Any]:
-        """A batch result for a written row, carrying its trace id when the input had one."""
+        """A write's result for a row, carrying its trace id when the input had one."""
         result = self._render(store, row, list(store.schema.stored), only_set=True)
-        if trace_id is not None:
-            result["objectWriteTraceId"] = trace_id
-        return result
+        return result if trace_id is None else result | {"objectWriteTraceId": trace_id}
 
     @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
     def _batch_create(self, request: Request) -> Response:
         """Without trace ids the first bad input (or an e-mail twice) fails the whole batch and
         nothing is written; with them each input is written or answers its own error."""
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+        store, _body, inputs = self._batch(request)
+        traced = _traced(inputs)
         started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
         results, errors, validated, emails = [], [], [], set()
         for item in inputs:
             trace_id = str(item["objectWriteTraceId"]) if traced else None
-            values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
+            values = self._checked(store, item.get("properties"), creating=True, trace_id=trace_id, errors=errors)
             if traced and values is not None:
                 results.append(self._written(store, store.insert(dict(values), now_ms), trace_id))
             elif not traced:
-                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
+                email = (values.get("email") or "").lower() if store.name == "contacts" else ""
                 if email and email in emails:
                     raise _validation_error(f"Duplicate email in batch input: {values['email']}")
                 emails.add(email)
                 validated.append(values)
         results += [self._written(store, store.insert(dict(values), now_ms), None) for values in validated]
-        return Response.json(207 if errors else 201, self._batch_envelope(started, self._shuffled(store, results), errors))
+        return self._batch_answer(201, store, started, results, errors)
 
-    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True)
-    def _batch_update(self, request: Request) -> Response:
-        return self._batch_write(request, upsert=False)
-
-    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True)
-    def _batch_upsert(self, request: Request) -> Response:
-        return self._batch_write(request, upsert=True)
-
-    def _batch_write(self, request: Request, *, upsert: bool) -> Response:
+    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True, upsert=False)
+    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True, upsert=True)
+    def _batch_write(self, request: Request) -> Response:
         """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+        upsert = request.route.meta["upsert"]
+        store, _body, inputs = self._batch(request)
+        traced = _traced(inputs)
         ids = [str(item.get("id", "")) for item in inputs]
         keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
         duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
         if duplicates:
             raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
-        started = utc_iso_ms(self.clock.now_ms())
-        now_ms = self.clock.now_ms()
+        started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
         plans: list[tuple[Record | None, dict[str, str | None], str | None]] = []
         missing: list[str] = []
         errors: list[dict[str, Any]] = []
         for item, raw_id in zip(inputs, ids):
             id_property = self._id_property(store, item.get("idProperty"))
-            trace_id = str(item["objectWriteTraceId"]) if traced else None
             row = store.find_by(id_property, raw_id)
             if row is None and (not upsert or id_property == "hs_object_id"):
                 missing.append(raw_id)
@@ -868,32 +819,17 @@ class HubSpotSimulator(Simulator):
             properties = dict(item.get("properties") or {}) if upsert else item.get("properties")
             if row is None:
                 properties.setdefault(id_property, raw_id)
-            values = self._checked_input(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
+            trace_id = str(item["objectWriteTraceId"]) if traced else None
+            values = self._checked(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
             if values is not None:
                 plans.append((row, values, trace_id))
         results = []
         for row, values, trace_id in plans:
-            is_new = row is None
-            if row is None:
-                row = store.insert(dict(values), now_ms)
-            else:
-                store.update(row, values, now_ms)
-            results.append(self._written(store, row, trace_id) | ({"new": is_new} if upsert else {}))
-        if missing:
-            errors.insert(0, self._not_found_error(store, missing))
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
-
-    @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
-    def _batch_archive(self, request: Request) -> Response:
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        now_ms = self.clock.now_ms()
-        for item in inputs:
-            raw_id = str(item.get("id", ""))
-            row = store.get(int(raw_id)) if raw_id.isdigit() else None
+            written = store.insert(dict(values), now_ms) if row is None else row
             if row is not None:
-                store.delete(row, now_ms)
-        return Response.empty(204)
+                store.update(row, values, now_ms)
+            results.append(self._written(store, written, trace_id) | ({"new": row is None} if upsert else {}))
+        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] * bool(missing) + errors)
 
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
@@ -1236,6 +1172,23 @@ def _property_list(raw: Any) -> list[str] | None:
     if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
         raise _validation_error("Invalid input JSON: 'properties' must be an array of strings")
     return raw
+
+
+def _archived(request: Request) -> bool:
+    return (request.query_value("archived") or "false").lower() == "true"
+
+
+def _traced(inputs: list[dict[str, Any]]) -> bool:
+    """Whether every input of a batch carries an ``objectWriteTraceId`` (each then answers on its own)."""
+    return bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+
+
+def _page_size(raw: Any, maximum: int, oversize: str, refusal: Callable[[int], ApiError]) -> int:
+    """The ``limit`` of a page (10 by default, at least 1); above ``maximum`` clamped or refused."""
+    limit = _int_param(raw, 10, "limit")
+    if limit < 1:
+        raise _validation_error("limit must be at least 1")
+    return capped(limit, maximum, oversize, lambda: refusal(limit))
 
 
 def _int_param(raw: Any, default: int, name: str) -> int:
