@@ -75,7 +75,11 @@ AUTH_MESSAGE = (
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 
-_RANGE_OPERATORS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+#: Range operators as inclusive ``(low, high)`` bounds (``None``: open) of a filter's value.
+_RANGE_BOUNDS: dict[str, Callable[[Any], tuple[Any, Any]]] = {
+    "EQ": lambda f: (f.value, f.value), "GT": lambda f: (f.value + 1, None), "GTE": lambda f: (f.value, None),
+    "LT": lambda f: (None, f.value - 1), "LTE": lambda f: (None, f.value), "BETWEEN": lambda f: (f.value, f.high),
+}
 #: How each operator compares a record's value (``None`` when unset) with the filter; ``text`` gives the raw text.
 _OPERATORS: dict[str, Callable[[Any, Any, Callable[[], str]], bool]] = {
     "HAS_PROPERTY": lambda v, f, text: v is not None,
@@ -367,6 +371,10 @@ class _Filter:
     value: Any = None
     high: Any = None
     values: tuple[Any, ...] = ()
+
+    def delta_bounds(self, delta_property: str) -> tuple[Any, Any] | None:
+        """The bounds this filter puts on the delta property, if it is a range filter on it."""
+        return _RANGE_BOUNDS[self.operator](self) if self.prop == delta_property and self.operator in _RANGE_BOUNDS else None
 
 
 class HubSpotSimulator(Simulator):
@@ -833,18 +841,13 @@ class HubSpotSimulator(Simulator):
 
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
-        cfg = self.config
+        store, body, cfg = self._store(request), self.body_object(request), self.config
         groups = self._compile_groups(store, body.get("filterGroups") or [])
         query = body.get("query")
         if query is not None and (not isinstance(query, str) or len(query) > SEARCH_QUERY_MAX_CHARS):
             raise _validation_error(f"query must be a string of at most {SEARCH_QUERY_MAX_CHARS} characters")
         sort_prop, descending = self._parse_sort(store, body.get("sorts"))
-        limit = _int_param(body.get("limit"), 10, "limit")
-        if limit < 1:
-            raise _validation_error("limit must be at least 1")
-        limit = capped(limit, cfg.search_limit_max, cfg.search_limit_oversize, lambda: _validation_error(
+        limit = _page_size(body.get("limit"), cfg.search_limit_max, cfg.search_limit_oversize, lambda limit: _validation_error(
             f"Limit must be less than or equal to {cfg.search_limit_max}",
             errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}]))
         after = _int_param(body.get("after"), 0, "after")
@@ -856,23 +859,16 @@ class HubSpotSimulator(Simulator):
                 errors=[{"message": f"after {after} is not below the {cfg.search_total_cap} result limit", "code": "PAGING_LIMIT"}],
             )
         properties = _property_list(body.get("properties"))
-
         window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
         end = min(after + limit, cfg.search_total_cap)
         if window is not None:  # the delta-sync shape: answered from the index without a scan
             start, stop = window
-            total = max(0, stop - start)
-            page = [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]] if total else []
+            total, page = stop - start, [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]]
         else:
-            matches, ordered_by_delta = self._matching_rows(store, groups)
-            if query:
-                matches = [row for row in matches if self._matches_query(store, row, query)]
-            total = len(matches)
-            page = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)[after:end]
-        body_out: dict[str, Any] = {"total": total, "results": [self._render(store, row, properties) for row in page]}
-        if end < total and page:
-            body_out["paging"] = {"next": {"after": str(end)}}
-        return Response.json(200, body_out)
+            matches = [row for row in self._matching_rows(store, groups) if not query or self._matches_query(store, row, query)]
+            total, page = len(matches), self._sorted(store, matches, sort_prop, descending)[after:end]
+        answer = {"total": total, "results": [self._render(store, row, properties) for row in page]}
+        return Response.json(200, answer | ({"paging": {"next": {"after": str(end)}}} if end < total and page else {}))
 
     def _compile_groups(self, store: _Objects, raw_groups: Any) -> list[list[_Filter]]:
         cfg = self.config
@@ -880,16 +876,13 @@ class HubSpotSimulator(Simulator):
             raise _validation_error("Invalid input JSON: 'filterGroups' must be an array")
         if len(raw_groups) > cfg.search_max_groups:
             raise _validation_error(f"Too many filter groups: {len(raw_groups)}; the maximum is {cfg.search_max_groups}")
-        total = 0
-        groups: list[list[_Filter]] = []
+        total, groups = 0, []
         for raw_group in raw_groups:
             filters = raw_group.get("filters") if isinstance(raw_group, dict) else None
             if not isinstance(filters, list):
                 raise _validation_error("Invalid input JSON: each filter group needs a 'filters' array")
             if len(filters) > cfg.search_max_filters_per_group:
-                raise _validation_error(
-                    f"Too many filters in a group: {len(filters)}; the maximum is {cfg.search_max_filters_per_group}"
-                )
+                raise _validation_error(f"Too many filters in a group: {len(filters)}; the maximum is {cfg.search_max_filters_per_group}")
             total += len(filters)
             if total > cfg.search_max_filters_total:
                 raise _validation_error(f"Too many filters in total; the maximum is {cfg.search_max_filters_total}")
@@ -899,8 +892,7 @@ class HubSpotSimulator(Simulator):
     def _compile_filter(self, store: _Objects, raw: Any) -> _Filter:
         if not isinstance(raw, dict):
             raise _validation_error("Invalid input JSON: a filter must be an object")
-        prop = raw.get("propertyName")
-        operator = raw.get("operator", "EQ")
+        prop, operator = raw.get("propertyName"), raw.get("operator", "EQ")
         if operator not in _OPERATORS:
             raise _validation_error(f"Unknown filter operator: {operator}")
         if not isinstance(prop, str) or prop not in store.schema.all_properties:
@@ -908,44 +900,37 @@ class HubSpotSimulator(Simulator):
                 f'Property "{prop}" does not exist',
                 errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [str(prop)]}}],
             )
-        kind = store.schema.kind(prop)
-        compiled = _Filter(prop, operator, kind)
-        if operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
-            return compiled
+        compiled = _Filter(prop, operator, store.schema.kind(prop))
         if operator in ("IN", "NOT_IN"):
             values = raw.get("values")
             if not isinstance(values, list) or not values:
                 raise _validation_error(f"Operator {operator} needs a non-empty 'values' array")
-            compiled.values = tuple(self._filter_value(kind, v, prop) for v in values)
-            return compiled
-        if "value" not in raw or raw["value"] is None:
-            raise _validation_error(f"Operator {operator} on {prop} needs a 'value'")
-        if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
-            compiled.value = str(raw["value"]).casefold()
-            return compiled
-        compiled.value = self._filter_value(kind, raw["value"], prop)
-        if operator == "BETWEEN":
-            if raw.get("highValue") is None:
-                raise _validation_error(f"Operator BETWEEN on {prop} needs a 'highValue'")
-            compiled.high = self._filter_value(kind, raw["highValue"], prop)
+            compiled.values = tuple(self._filter_value(compiled.kind, value, prop) for value in values)
+        elif operator not in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+            if raw.get("value") is None:
+                raise _validation_error(f"Operator {operator} on {prop} needs a 'value'")
+            tokens = operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN")
+            compiled.value = str(raw["value"]).casefold() if tokens else self._filter_value(compiled.kind, raw["value"], prop)
+            if operator == "BETWEEN":
+                if raw.get("highValue") is None:
+                    raise _validation_error(f"Operator BETWEEN on {prop} needs a 'highValue'")
+                compiled.high = self._filter_value(compiled.kind, raw["highValue"], prop)
         return compiled
 
     def _filter_value(self, kind: str, raw: Any, prop: str) -> Any:
+        """A filter's value in comparable form (dates as epoch ms or, if accepted, ISO text)."""
         text = str(raw).strip()
         try:
-            if kind == "date":
-                if re.fullmatch(r"-?\d+", text):
-                    return int(text)
-                if not self.config.search_accept_iso_dates:
-                    raise ValueError("ISO dates disabled")
-                return int(parse_datetime(text).timestamp() * 1000)
-            if kind == "number":
-                return float(text)
+            if kind == "date" and re.fullmatch(r"-?\d+", text):
+                return int(text)
+            if kind == "date" and not self.config.search_accept_iso_dates:
+                raise ValueError("ISO dates disabled")
+            return _comparable(kind, text)
         except ValueError:
             raise _validation_error(f"{text} is not a valid {kind} value for property {prop}") from None
-        return text.casefold()
 
-    def _typed_value(self, store: _Objects, row: Record, prop: str, kind: str) -> Any:
+    @staticmethod
+    def _typed_value(store: _Objects, row: Record, prop: str, kind: str) -> Any:
         """The row's value of ``prop`` in comparable form, or ``None`` when unset/unparsable."""
         if prop == "createdate":
             return row.created
@@ -957,13 +942,9 @@ class HubSpotSimulator(Simulator):
         if raw is None or raw == "":
             return None
         try:
-            if kind == "date":
-                return int(parse_datetime(raw).timestamp() * 1000)
-            if kind == "number":
-                return float(raw)
+            return _comparable(kind, raw)
         except ValueError:
             return None
-        return raw.casefold()
 
     def _row_matches(self, store: _Objects, row: Record, filters: list[_Filter]) -> bool:
         for flt in filters:
@@ -977,58 +958,39 @@ class HubSpotSimulator(Simulator):
     def _delta_range(self, store: _Objects, filters: list[_Filter]) -> tuple[int, int] | None:
         """Inclusive ms bounds implied by the group's range filters on the delta property, never
         past what search can see yet (``search_visibility_delay_s``)."""
-        low, high, found = -(1 << 62), self._visible_until(), False
-        for flt in filters:
-            if flt.prop != store.schema.delta_property or flt.operator not in _RANGE_OPERATORS:
-                continue
-            found, value = True, flt.value
-            lower, upper = {"EQ": (value, value), "GT": (value + 1, None), "GTE": (value, None), "LT": (None, value - 1),
-                            "LTE": (None, value), "BETWEEN": (value, flt.high)}[flt.operator]
-            low, high = low if lower is None else max(low, lower), high if upper is None else min(high, upper)
-        return (low, high) if found else None
+        ranges = [bounds for flt in filters if (bounds := flt.delta_bounds(store.schema.delta_property)) is not None]
+        if not ranges:
+            return None
+        return max([-(1 << 62)] + [low for low, _ in ranges if low is not None]), min([self._visible_until()] + [high for _, high in ranges if high is not None])
 
     def _visible_until(self) -> int:
         """The last modification time search already sees."""
         delay_s = self.config.search_visibility_delay_s
         return self.clock.now_ms() - int(delay_s * 1000) if delay_s > 0 else 1 << 62
 
-    def _pure_delta_window(
-        self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
-    ) -> tuple[int, int] | None:
+    def _pure_delta_window(self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool) -> tuple[int, int] | None:
         """Index positions ``[start, stop)`` when the search is one group of range filters on the
         delta property sorted ascending by it; ``None`` for any other search."""
-        if len(groups) != 1 or sort_prop != store.schema.delta_property or descending:
+        delta = store.schema.delta_property
+        if len(groups) != 1 or sort_prop != delta or descending or not groups[0] or any(f.delta_bounds(delta) is None for f in groups[0]):
             return None
-        filters = groups[0]
-        if not filters or any(f.prop != store.schema.delta_property or f.operator not in _RANGE_OPERATORS for f in filters):
-            return None
-        low, high = self._delta_range(store, filters)
+        low, high = self._delta_range(store, groups[0])
         return (0, 0) if low > high else store.delta_bounds(max(low, 0), max(high, 0))
 
-    def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> tuple[list[Record], bool]:
-        """Live rows matching any group; also says whether they are in (delta, id) order."""
-        rows, visible_until = store.rows, self._visible_until()
-        if not groups:
-            return [row for row in map(rows.__getitem__, store.live_ids) if row.updated <= visible_until], False
-        found: dict[int, Record] = {}
-        single_indexed = False
-        for filters in groups:
+    def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> list[Record]:
+        """Live rows matching any group (every live row without groups) that search already sees."""
+        visible_until, found = self._visible_until(), {}
+        for filters in groups or [[]]:
             bounds = self._delta_range(store, filters)
-            if bounds is not None:
-                low, high = bounds
-                if low > high:
-                    continue
-                rest = [flt for flt in filters if not (flt.prop == store.schema.delta_property and flt.operator in _RANGE_OPERATORS)]
-                candidates = iter(store.between(max(low, 0), max(high, 0)))
-                single_indexed = len(groups) == 1
+            if bounds is None:
+                rest, candidates = filters, (row for row in store.select() if row.updated <= visible_until)
             else:
-                rest, candidates = filters, (rows[row_id] for row_id in store.live_ids)
-                if visible_until < 1 << 62:
-                    candidates = (row for row in candidates if row.updated <= visible_until)
+                rest = [flt for flt in filters if flt.delta_bounds(store.schema.delta_property) is None]
+                candidates = store.between(max(bounds[0], 0), max(bounds[1], 0)) if bounds[0] <= bounds[1] else []
             for row in candidates:
-                if row.id not in found and (not rest or self._row_matches(store, row, rest)):
+                if row.id not in found and self._row_matches(store, row, rest):
                     found[row.id] = row
-        return list(found.values()), single_indexed
+        return list(found.values())
 
     def _matches_query(self, store: _Objects, row: Record, query: str) -> bool:
         terms = [term for term in query.casefold().split() if term]
@@ -1049,11 +1011,9 @@ class HubSpotSimulator(Simulator):
             raise _validation_error("Only one sort rule is supported")
         rule = sorts[0]
         if isinstance(rule, str):
-            descending = rule.startswith("-")
-            prop = rule.lstrip("-")
+            prop, descending = rule.lstrip("-"), rule.startswith("-")
         elif isinstance(rule, dict):
-            prop = rule.get("propertyName")
-            direction = str(rule.get("direction", "ASCENDING")).upper()
+            prop, direction = rule.get("propertyName"), str(rule.get("direction", "ASCENDING")).upper()
             if direction not in ("ASCENDING", "DESCENDING"):
                 raise _validation_error(f"Unknown sort direction: {direction}")
             descending = direction == "DESCENDING"
@@ -1063,20 +1023,15 @@ class HubSpotSimulator(Simulator):
             raise _validation_error(f'Property "{prop}" does not exist', errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST"}])
         return prop, descending
 
-    def _sorted(self, store: _Objects, rows: list[Record], prop: str | None, descending: bool, ordered_by_delta: bool) -> list[Record]:
+    def _sorted(self, store: _Objects, rows: list[Record], prop: str | None, descending: bool) -> list[Record]:
         """Sort by ``prop`` (rows without a value last), ties by id ascending; default by id."""
-        if prop is None:
-            rows.sort(key=lambda row: row.id)
-            return rows
-        if prop == store.schema.delta_property and ordered_by_delta and not descending:
-            return rows
         rows.sort(key=lambda row: row.id)
+        if prop is None:
+            return rows
         kind = store.schema.kind(prop)
         keyed = [(self._typed_value(store, row, prop, kind), row) for row in rows]
-        with_value = [pair for pair in keyed if pair[0] is not None]
-        without = [row for value, row in keyed if value is None]
-        with_value.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ids stay ascending on ties
-        return [row for _value, row in with_value] + without
+        with_value = sorted((pair for pair in keyed if pair[0] is not None), key=lambda pair: pair[0], reverse=descending)  # stable on ties
+        return [row for _value, row in with_value] + [row for value, row in keyed if value is None]
 
     def random_changes(self, portal: Account, store: _Objects, row: Record) -> dict[str, str | None]:
         rng, data = portal.rng, store.data
@@ -1155,6 +1110,13 @@ def _owner(data: FakeData) -> str | None:
 def _closed_flags(stage: str) -> tuple[str, str]:
     """``hs_is_closed`` and ``hs_is_closed_won`` for a deal stage."""
     return ("true" if stage in ("closedwon", "closedlost") else "false", "true" if stage == "closedwon" else "false")
+
+
+def _comparable(kind: str, text: str) -> Any:
+    """A property value as search compares it: epoch ms for dates, floats for numbers, folded text."""
+    if kind == "date":
+        return int(parse_datetime(text).timestamp() * 1000)
+    return float(text) if kind == "number" else text.casefold()
 
 
 def _contains_token(value: str, token: str) -> bool:
