@@ -100,6 +100,15 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
 
 
+#: What test mutations change on each object type: property -> new value from (generator, RNG).
+RANDOM_CHANGES: dict[str, dict[str, Callable[[FakeData, random.Random], str | None]]] = {
+    "contacts": {"jobtitle": lambda data, rng: data.job_title() or "Consultor", "phone": lambda data, rng: data.phone(),
+                 "lifecyclestage": lambda data, rng: rng.choice(LIFECYCLE_STAGES), "city": lambda data, rng: data.location()[0]},
+    "companies": {"industry": lambda data, rng: data.industry(), "phone": lambda data, rng: data.phone(), "city": lambda data, rng: data.location()[0]},
+    "deals": {"amount": lambda data, rng: data.amount(), "dealstage": lambda data, rng: rng.choice(DEAL_STAGES)},
+}
+
+
 #: Custom unique-value property that integrations create in a portal to key their own records
 #: (crm_pipelines keys its creates with it, so a repeated upsert never creates a duplicate).
 INTEGRATION_ID_PROPERTY = "crm_record_id"
@@ -279,6 +288,7 @@ class _Objects(RecordStore):
         self.data = FakeData(f"{seed}-{schema.entity}")
 
     def value(self, row: Record, name: str) -> str | None:
+        """A property's value as the API shows it (id and timestamps synthesized)."""
         if name == "hs_object_id":
             return str(row.id)
         if name == "createdate":
@@ -471,14 +481,11 @@ class HubSpotSimulator(Simulator):
             return {}
         if remaining is None:
             remaining = portal.burst.remaining(token) if token is not None else 0
-        headers = {
-            "X-HubSpot-RateLimit-Max": str(cfg.burst_limit),
-            "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
-            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000)),
-        }
+        headers = {"X-HubSpot-RateLimit-Max": str(cfg.burst_limit), "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
+                   "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000))}
         if cfg.send_daily_headers and cfg.daily_limit is not None:
-            headers["X-HubSpot-RateLimit-Daily"] = str(cfg.daily_limit)
-            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, portal.daily.remaining(self._daily_key(token)) or 0))
+            daily_remaining = max(0, portal.daily.remaining(self._daily_key(token)) or 0)
+            headers |= {"X-HubSpot-RateLimit-Daily": str(cfg.daily_limit), "X-HubSpot-RateLimit-Daily-Remaining": str(daily_remaining)}
         return headers
 
     def _rate_limited(self, policy: str, headers: Mapping[str, str], retry_after: float) -> Response:
@@ -562,14 +569,10 @@ class HubSpotSimulator(Simulator):
     @staticmethod
     def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
-        created, updated = utc_iso_ms(row.created), utc_iso_ms(row.updated)
-        synthesized = {"hs_object_id": str(row.id), "createdate": created, store.schema.delta_property: updated}
-        props: dict[str, str | None] = {}
-        for name in _rendered_names(store.name, None if properties is None else tuple(properties)):
-            value = synthesized[name] if name in synthesized else row.values.get(name)
-            if value is not None or not only_set:
-                props[name] = value
-        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": created, "updatedAt": updated, "archived": row.deleted is not None}
+        props = {name: store.value(row, name) for name in _rendered_names(store.name, None if properties is None else tuple(properties))}
+        props = {name: value for name, value in props.items() if value is not None} if only_set else props
+        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": utc_iso_ms(row.created), "updatedAt": utc_iso_ms(row.updated),
+                               "archived": row.deleted is not None}
         if row.deleted is not None:
             obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
@@ -631,9 +634,7 @@ class HubSpotSimulator(Simulator):
             missing = [name for name in schema.required_all if not out.get(name)]
             if missing:
                 errors.append(_detail(f"Missing required properties: {', '.join(missing)}", "REQUIRED_PROPERTY", *missing))
-        if out.get("dealstage"):
-            out["hs_is_closed"], out["hs_is_closed_won"] = _closed_flags(out["dealstage"])
-        return out, errors
+        return _with_closed_flags(out), errors
 
     @staticmethod
     def _conflict(store: _Objects, values: Mapping[str, str | None], exclude_id: int | None) -> int | None:
@@ -1034,24 +1035,9 @@ class HubSpotSimulator(Simulator):
         return [row for _value, row in with_value] + [row for value, row in keyed if value is None]
 
     def random_changes(self, portal: Account, store: _Objects, row: Record) -> dict[str, str | None]:
-        rng, data = portal.rng, store.data
-        entity = store.schema.entity
-        if entity == "contacts":
-            options: dict[str, Any] = {
-                "jobtitle": lambda: data.job_title() or "Consultor",
-                "phone": data.phone,
-                "lifecyclestage": lambda: rng.choice(LIFECYCLE_STAGES),
-                "city": lambda: data.location()[0],
-            }
-        elif entity == "companies":
-            options = {"industry": data.industry, "phone": data.phone, "city": lambda: data.location()[0]}
-        else:
-            options = {"amount": data.amount, "dealstage": lambda: rng.choice(DEAL_STAGES)}
+        rng, options = portal.rng, RANDOM_CHANGES[store.name]
         chosen = rng.sample(sorted(options), rng.randint(1, min(2, len(options))))
-        changes = {name: options[name]() for name in chosen}
-        if "dealstage" in changes:
-            changes["hs_is_closed"], changes["hs_is_closed_won"] = _closed_flags(changes["dealstage"])
-        return changes
+        return _with_closed_flags({name: options[name](store.data, rng) for name in chosen})
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store, record, store.schema.all_properties)
@@ -1105,6 +1091,13 @@ def _as_date(text: str) -> str | None:
 def _owner(data: FakeData) -> str | None:
     """A seeded owner id for four records in five."""
     return data.pick(OWNER_IDS) if data.rng.random() < 0.8 else None
+
+
+def _with_closed_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the closed flags a deal stage among them implies."""
+    if values.get("dealstage"):
+        values["hs_is_closed"], values["hs_is_closed_won"] = _closed_flags(values["dealstage"])
+    return values
 
 
 def _closed_flags(stage: str) -> tuple[str, str]:
