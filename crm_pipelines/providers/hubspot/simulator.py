@@ -70,6 +70,9 @@ FAULT_ANSWERS = {
 }
 RATE_LIMIT_MESSAGES = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
 
+MISSING_SCOPES_MESSAGE = (
+    "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes."
+)
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
@@ -115,25 +118,22 @@ INTEGRATION_ID_PROPERTY = "crm_record_id"
 
 
 #: Custom properties configured in every simulated portal: name -> (type, fieldType, label, options).
+def _text(label: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return ("string", "text", label, ())
+
+
+def _select(label: str, *options: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return ("enumeration", "select", label, options)
+
+
 CUSTOM_PROPERTIES: dict[str, dict[str, tuple[str, str, str, tuple[str, ...]]]] = {
-    "contacts": {
-        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
-        "favorite_color": ("string", "text", "Favorite color", ()),
-        "loyalty_tier": ("enumeration", "select", "Loyalty tier", ("bronze", "silver", "gold")),
-        "lead_channel": ("string", "text", "Lead channel", ()),
-    },
-    "companies": {
-        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
-        "employee_band": ("string", "text", "Employee band", ()),
-        "account_tier": ("enumeration", "select", "Account tier", ("standard", "key")),
-    },
-    "deals": {
-        "deal_source": ("string", "text", "Deal source", ()),
-        "priority_level": ("enumeration", "select", "Priority level", ("low", "medium", "high")),
-    },
+    "contacts": {"cpf_cnpj": _text("CPF/CNPJ"), "favorite_color": _text("Favorite color"),
+                 "loyalty_tier": _select("Loyalty tier", "bronze", "silver", "gold"), "lead_channel": _text("Lead channel")},
+    "companies": {"cpf_cnpj": _text("CPF/CNPJ"), "employee_band": _text("Employee band"), "account_tier": _select("Account tier", "standard", "key")},
+    "deals": {"deal_source": _text("Deal source"), "priority_level": _select("Priority level", "low", "medium", "high")},
 }
 for _props in CUSTOM_PROPERTIES.values():
-    _props[INTEGRATION_ID_PROPERTY] = ("string", "text", "CRM record id", ())
+    _props[INTEGRATION_ID_PROPERTY] = _text("CRM record id")
 
 
 def _default_id_properties() -> dict[str, tuple[str, ...]]:
@@ -351,7 +351,8 @@ def _validation_body(details: list[dict[str, Any]], trace_id: str | None) -> dic
         {"isValid": False, "message": d["message"], "error": d.get("code", "INVALID"), "name": (d.get("context") or {}).get("propertyName", [""])[0]}
         for d in details
     ]
-    return _error_body("Property values were not valid: " + json.dumps(summary, ensure_ascii=False), "VALIDATION_ERROR", errors=details, context=_trace(trace_id))
+    message = "Property values were not valid: " + json.dumps(summary, ensure_ascii=False)
+    return _error_body(message, "VALIDATION_ERROR", errors=details, context=_trace(trace_id))
 
 
 def _conflict_body(existing_id: int, trace_id: str | None) -> dict[str, Any]:
@@ -432,7 +433,8 @@ class HubSpotSimulator(Simulator):
                       data.pick(LIFECYCLE_STAGES), _owner(data), None, *itemgetter("city", "state", "country", "document")(person)]
         elif store.name == "companies":
             org = data.organization()
-            values = [*itemgetter("name", "domain")(org), None, *itemgetter("phone", "industry", "city", "state", "country")(org), _owner(data), org["document"]]
+            values = [*itemgetter("name", "domain")(org), None, *itemgetter("phone", "industry", "city", "state", "country")(org), _owner(data),
+                      org["document"]]
         else:
             deal, stage = data.deal(), data.pick(DEAL_STAGES)
             close_ms = self.reference_ms + int((data.rng.random() - 0.5) * 120 * DAY_MS)
@@ -465,8 +467,7 @@ class HubSpotSimulator(Simulator):
         required = f"crm.objects.{entity}.{'write' if meta.get('write') else 'read'}"
         if granted is not None and entity in ENTITIES and required not in granted:
             raise ApiError(_error(
-                403, "This app hasn't been granted all required scopes to make this call. "
-                "Read more about required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                403, MISSING_SCOPES_MESSAGE, "MISSING_SCOPES",
                 errors=[{"message": "One or more of the following scopes are required.", "context": {"requiredGranularScopes": [required]}}],
                 links={"scopes": "https://developers.hubspot.com/scopes"},
             ))
@@ -526,21 +527,20 @@ class HubSpotSimulator(Simulator):
     def _event(self, portal: Account, entity: str, kind: str, row: Record, changes: Mapping[str, Any]) -> None:
         if self.webhooks is None:
             return
-        singular = SINGULAR[entity].lower()
         base = {
             "subscriptionId": 2000 + ENTITIES.index(entity), "portalId": int(portal.id) if portal.id.isdigit() else portal.id,
             "appId": self.config.webhook_app_id, "occurredAt": row.deleted if kind == "deletion" else row.updated,
-            "attemptNumber": 0, "objectId": row.id, "changeSource": "API", "subscriptionType": f"{singular}.{kind}",
+            "attemptNumber": 0, "objectId": row.id, "changeSource": "API", "subscriptionType": f"{SINGULAR[entity].lower()}.{kind}",
         }
         if kind == "merge":
-            merged = int(changes["mergedObjectId"])
-            self.emit(base | {"eventId": next(self.event_ids), "primaryObjectId": row.id, "mergedObjectIds": [merged], "newObjectId": row.id,
-                              "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])})
+            extras = [{"primaryObjectId": row.id, "mergedObjectIds": [int(changes["mergedObjectId"])], "newObjectId": row.id,
+                       "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])}]
         elif kind == "propertyChange":
-            for name, value in changes.items():
-                self.emit(base | {"eventId": next(self.event_ids), "propertyName": name, "propertyValue": "" if value is None else value})
+            extras = [{"propertyName": name, "propertyValue": "" if value is None else value} for name, value in changes.items()]
         else:
-            self.emit(base | {"eventId": next(self.event_ids), "changeFlag": {"creation": "CREATED", "deletion": "DELETED"}[kind]})
+            extras = [{"changeFlag": {"creation": "CREATED", "deletion": "DELETED"}[kind]}]
+        for extra in extras:
+            self.emit(base | {"eventId": next(self.event_ids)} | extra)
 
     def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
         return [(json_dumps(events), {})]
@@ -962,7 +962,8 @@ class HubSpotSimulator(Simulator):
         ranges = [bounds for flt in filters if (bounds := flt.delta_bounds(store.schema.delta_property)) is not None]
         if not ranges:
             return None
-        return max([-(1 << 62)] + [low for low, _ in ranges if low is not None]), min([self._visible_until()] + [high for _, high in ranges if high is not None])
+        low = max([-(1 << 62)] + [low for low, _ in ranges if low is not None])
+        return low, min([self._visible_until()] + [high for _, high in ranges if high is not None])
 
     def _visible_until(self) -> int:
         """The last modification time search already sees."""
