@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from operator import itemgetter
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -54,23 +55,34 @@ BATCH_INPUT_MAX = 100
 SEARCH_QUERY_MAX_CHARS = 3000
 DAY_MS = 86_400_000
 
-LIFECYCLE_STAGES = (
-    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
-    "evangelist", "other",
-)
-DEAL_STAGES = (
-    "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-    "contractsent", "closedwon", "closedlost",
-)
-PIPELINES = ("default",)
-OWNER_IDS = ("90210001", "90210002", "90210003", "90210004", "90210005")
+LIFECYCLE_STAGES = tuple("subscriber lead marketingqualifiedlead salesqualifiedlead opportunity customer evangelist other".split())
+DEAL_STAGES = tuple("appointmentscheduled qualifiedtobuy presentationscheduled decisionmakerboughtin contractsent closedwon closedlost".split())
+OWNER_IDS = tuple(f"9021000{n}" for n in range(1, 6))
 
+#: Answers to injected faults: status -> (message, category).
+FAULT_ANSWERS = {
+    423: ("Too much data was synced too fast; wait at least 2 seconds before retrying.", "LOCKED"),
+    477: ("A migration of this account is in progress; retry later.", "MIGRATION_IN_PROGRESS"),
+    500: ("internal error", "INTERNAL_ERROR"),
+    502: ("Bad Gateway: the upstream service did not answer in time.", "BAD_GATEWAY"),
+    503: ("Service Unavailable: please retry later.", "SERVICE_UNAVAILABLE"),
+    504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
+}
+RATE_LIMIT_MESSAGES = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
+
+MISSING_SCOPES_MESSAGE = (
+    "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes."
+)
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 
-_RANGE_OPERATORS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+#: Range operators as inclusive ``(low, high)`` bounds (``None``: open) of a filter's value.
+_RANGE_BOUNDS: dict[str, Callable[[Any], tuple[Any, Any]]] = {
+    "EQ": lambda f: (f.value, f.value), "GT": lambda f: (f.value + 1, None), "GTE": lambda f: (f.value, None),
+    "LT": lambda f: (None, f.value - 1), "LTE": lambda f: (None, f.value), "BETWEEN": lambda f: (f.value, f.high),
+}
 #: How each operator compares a record's value (``None`` when unset) with the filter; ``text`` gives the raw text.
 _OPERATORS: dict[str, Callable[[Any, Any, Callable[[], str]], bool]] = {
     "HAS_PROPERTY": lambda v, f, text: v is not None,
@@ -91,36 +103,37 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
 
 
+#: What test mutations change on each object type: property -> new value from (generator, RNG).
+RANDOM_CHANGES: dict[str, dict[str, Callable[[FakeData, random.Random], str | None]]] = {
+    "contacts": {"jobtitle": lambda data, rng: data.job_title() or "Consultor", "phone": lambda data, rng: data.phone(),
+                 "lifecyclestage": lambda data, rng: rng.choice(LIFECYCLE_STAGES), "city": lambda data, rng: data.location()[0]},
+    "companies": {"industry": lambda data, rng: data.industry(), "phone": lambda data, rng: data.phone(), "city": lambda data, rng: data.location()[0]},
+    "deals": {"amount": lambda data, rng: data.amount(), "dealstage": lambda data, rng: rng.choice(DEAL_STAGES)},
+}
+
+
 #: Custom unique-value property that integrations create in a portal to key their own records
 #: (crm_pipelines keys its creates with it, so a repeated upsert never creates a duplicate).
 INTEGRATION_ID_PROPERTY = "crm_record_id"
 
 
 #: Custom properties configured in every simulated portal: name -> (type, fieldType, label, options).
+def _text(label: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return ("string", "text", label, ())
+
+
+def _select(label: str, *options: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return ("enumeration", "select", label, options)
+
+
 CUSTOM_PROPERTIES: dict[str, dict[str, tuple[str, str, str, tuple[str, ...]]]] = {
-    "contacts": {
-        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
-        "favorite_color": ("string", "text", "Favorite color", ()),
-        "loyalty_tier": ("enumeration", "select", "Loyalty tier", ("bronze", "silver", "gold")),
-        "lead_channel": ("string", "text", "Lead channel", ()),
-    },
-    "companies": {
-        "cpf_cnpj": ("string", "text", "CPF/CNPJ", ()),
-        "employee_band": ("string", "text", "Employee band", ()),
-        "account_tier": ("enumeration", "select", "Account tier", ("standard", "key")),
-    },
-    "deals": {
-        "deal_source": ("string", "text", "Deal source", ()),
-        "priority_level": ("enumeration", "select", "Priority level", ("low", "medium", "high")),
-    },
+    "contacts": {"cpf_cnpj": _text("CPF/CNPJ"), "favorite_color": _text("Favorite color"),
+                 "loyalty_tier": _select("Loyalty tier", "bronze", "silver", "gold"), "lead_channel": _text("Lead channel")},
+    "companies": {"cpf_cnpj": _text("CPF/CNPJ"), "employee_band": _text("Employee band"), "account_tier": _select("Account tier", "standard", "key")},
+    "deals": {"deal_source": _text("Deal source"), "priority_level": _select("Priority level", "low", "medium", "high")},
 }
 for _props in CUSTOM_PROPERTIES.values():
-    _props[INTEGRATION_ID_PROPERTY] = ("string", "text", "CRM record id", ())
-
-
-def _custom_names(entity: str, *known: str) -> tuple[str, ...]:
-    """Custom properties of ``entity`` not already among ``known`` (stored after the built-in ones)."""
-    return tuple(name for name in CUSTOM_PROPERTIES[entity] if name not in known)
+    _props[INTEGRATION_ID_PROPERTY] = _text("CRM record id")
 
 
 def _default_id_properties() -> dict[str, tuple[str, ...]]:
@@ -214,11 +227,6 @@ class _Schema:
     enumerations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
-    def writable(self) -> frozenset[str]:
-        """The stored properties, as a set."""
-        return frozenset(self.stored)
-
-    @cached_property
     def synthesized(self) -> tuple[str, ...]:
         """Properties computed from the row itself (id and timestamps)."""
         return ("hs_object_id", "createdate", self.delta_property)
@@ -236,51 +244,34 @@ class _Schema:
         return "string"
 
 
+def _schema(entity: str, delta_property: str, stored: str, defaults: str, enumerations: Mapping[str, tuple[str, ...]], **facts: str) -> _Schema:
+    """One object type, declared with space-separated names: its built-in stored properties
+    (the portal's custom ones follow), default read properties and ``facts`` (fields of
+    :class:`_Schema`); the custom properties' options join ``enumerations``."""
+    custom = CUSTOM_PROPERTIES[entity]
+    names = tuple(dict.fromkeys((*stored.split(), INTEGRATION_ID_PROPERTY, *custom)))
+    options = enumerations | {name: spec[3] for name, spec in custom.items() if spec[3]}
+    typed = {key: (tuple if key in ("required_any", "required_all", "text_search") else frozenset)(value.split()) for key, value in facts.items()}
+    return _Schema(entity, delta_property, names, tuple(defaults.split()), enumerations=options, **typed)
+
+
 SCHEMAS: dict[str, _Schema] = {
-    "contacts": _Schema(
-        entity="contacts",
-        delta_property="lastmodifieddate",
-        stored=(
-            "email", "firstname", "lastname", "phone", "mobilephone", "company", "jobtitle", "lifecyclestage",
-            "hubspot_owner_id", "hs_additional_emails", "city", "state", "country", "cpf_cnpj",
-            INTEGRATION_ID_PROPERTY, *_custom_names("contacts", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
-        required_any=("email", "firstname", "lastname"),
-        numeric=frozenset({"hubspot_owner_id"}),
-        text_search=("firstname", "lastname", "email", "phone", "mobilephone", "company"),
-        enumerations={"lifecyclestage": LIFECYCLE_STAGES, "loyalty_tier": CUSTOM_PROPERTIES["contacts"]["loyalty_tier"][3]},
+    "contacts": _schema(
+        "contacts", "lastmodifieddate",
+        "email firstname lastname phone mobilephone company jobtitle lifecyclestage hubspot_owner_id hs_additional_emails city state country cpf_cnpj",
+        "createdate email firstname hs_object_id lastmodifieddate lastname", {"lifecyclestage": LIFECYCLE_STAGES},
+        required_any="email firstname lastname", numeric="hubspot_owner_id", text_search="firstname lastname email phone mobilephone company",
     ),
-    "companies": _Schema(
-        entity="companies",
-        delta_property="hs_lastmodifieddate",
-        stored=(
-            "name", "domain", "hs_additional_domains", "phone", "industry", "city", "state", "country",
-            "hubspot_owner_id", "cpf_cnpj", INTEGRATION_ID_PROPERTY, *_custom_names("companies", "cpf_cnpj", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
-        required_any=("name", "domain"),
-        enumerations={"account_tier": CUSTOM_PROPERTIES["companies"]["account_tier"][3]},
-        numeric=frozenset({"hubspot_owner_id"}),
-        text_search=("name", "domain", "phone"),
+    "companies": _schema(
+        "companies", "hs_lastmodifieddate", "name domain hs_additional_domains phone industry city state country hubspot_owner_id cpf_cnpj",
+        "createdate domain hs_lastmodifieddate hs_object_id name", {},
+        required_any="name domain", numeric="hubspot_owner_id", text_search="name domain phone",
     ),
-    "deals": _Schema(
-        entity="deals",
-        delta_property="hs_lastmodifieddate",
-        stored=(
-            "dealname", "amount", "dealstage", "pipeline", "closedate", "hubspot_owner_id", "deal_currency_code",
-            "hs_is_closed", "hs_is_closed_won", INTEGRATION_ID_PROPERTY, *_custom_names("deals", INTEGRATION_ID_PROPERTY),
-        ),
-        default_properties=(
-            "amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
-            "pipeline",
-        ),
-        required_all=("dealname", "dealstage", "pipeline"),
-        read_only_stored=frozenset({"hs_is_closed", "hs_is_closed_won"}),
-        numeric=frozenset({"amount", "hubspot_owner_id"}),
-        stored_dates=frozenset({"closedate"}),
-        text_search=("dealname",),
-        enumerations={"dealstage": DEAL_STAGES, "pipeline": PIPELINES, "priority_level": CUSTOM_PROPERTIES["deals"]["priority_level"][3]},
+    "deals": _schema(
+        "deals", "hs_lastmodifieddate", "dealname amount dealstage pipeline closedate hubspot_owner_id deal_currency_code hs_is_closed hs_is_closed_won",
+        "amount closedate createdate dealname dealstage hs_lastmodifieddate hs_object_id pipeline", {"dealstage": DEAL_STAGES, "pipeline": ("default",)},
+        required_all="dealname dealstage pipeline", read_only_stored="hs_is_closed hs_is_closed_won", numeric="amount hubspot_owner_id",
+        stored_dates="closedate", text_search="dealname",
     ),
 }
 
@@ -297,6 +288,7 @@ class _Objects(RecordStore):
         self.data = FakeData(f"{seed}-{schema.entity}")
 
     def value(self, row: Record, name: str) -> str | None:
+        """A property's value as the API shows it (id and timestamps synthesized)."""
         if name == "hs_object_id":
             return str(row.id)
         if name == "createdate":
@@ -304,6 +296,10 @@ class _Objects(RecordStore):
         if name == self.schema.delta_property:
             return utc_iso_ms(row.updated)
         return row.values.get(name)
+
+    def by_id(self, raw_id: str) -> Record | None:
+        """The row (live or archived) whose object id is ``raw_id``."""
+        return self.get(int(raw_id)) if raw_id.isdigit() else None
 
     def find_by(self, name: str, value: str) -> Record | None:
         """The live record whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
@@ -341,13 +337,35 @@ def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
 def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) -> Record | None:
     """The row a by-id read names: by object id (live or archived as asked) or by a unique property."""
     if id_property == "hs_object_id":
-        row = store.get(int(raw_id)) if raw_id.isdigit() else None
+        row = store.by_id(raw_id)
         return row if row is not None and (row.deleted is not None) == archived else None
     return None if archived else store.find_by(id_property, raw_id)
 
 
-def _error(status: int, message: str, category: str, **extra: Any) -> Response:
-    return Response.json(status, _error_body(message, category, **extra))
+def _trace(trace_id: str | None) -> dict[str, list[str]] | None:
+    return None if trace_id is None else {"objectWriteTraceId": [trace_id]}
+
+
+def _validation_body(details: list[dict[str, Any]], trace_id: str | None) -> dict[str, Any]:
+    summary = [
+        {"isValid": False, "message": d["message"], "error": d.get("code", "INVALID"), "name": (d.get("context") or {}).get("propertyName", [""])[0]}
+        for d in details
+    ]
+    message = "Property values were not valid: " + json.dumps(summary, ensure_ascii=False)
+    return _error_body(message, "VALIDATION_ERROR", errors=details, context=_trace(trace_id))
+
+
+def _conflict_body(existing_id: int, trace_id: str | None) -> dict[str, Any]:
+    return _error_body(f"Contact already exists. Existing ID: {existing_id}", "CONFLICT", context=_trace(trace_id))
+
+
+def _not_found_error(entity: str, ids: list[str]) -> dict[str, Any]:
+    message = f"Could not get some {SINGULAR[entity]} objects, they may be deleted or not exist. Check that ids are valid."
+    return {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}
+
+
+def _error(status: int, message: str, category: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    return Response.json(status, _error_body(message, category, **extra), headers)
 
 
 def _validation_error(message: str, **extra: Any) -> ApiError:
@@ -364,6 +382,10 @@ class _Filter:
     value: Any = None
     high: Any = None
     values: tuple[Any, ...] = ()
+
+    def delta_bounds(self, delta_property: str) -> tuple[Any, Any] | None:
+        """The bounds this filter puts on the delta property, if it is a range filter on it."""
+        return _RANGE_BOUNDS[self.operator](self) if self.prop == delta_property and self.operator in _RANGE_BOUNDS else None
 
 
 class HubSpotSimulator(Simulator):
@@ -396,44 +418,28 @@ class HubSpotSimulator(Simulator):
         return AccountSpec(str(self.config.webhook_portal_id), self.config.tokens)
 
     def generate(self, portal: Portal, entity: str) -> _Objects:
-        cfg = self.config
-        store = _Objects(SCHEMAS[entity], portal.seed, cfg.id_properties.get(entity, ()))
+        store = _Objects(SCHEMAS[entity], portal.seed, self.config.id_properties.get(entity, ()))
         store.shuffle_rng = portal.shuffle_rng
-        data, build = store.data, self._seeders()[entity]
-        store.seed([Record(store.allocate_id(), *self.seeded_history(data.rng), _values(store, build(data, data.rng)))
+        store.seed([Record(store.allocate_id(), *self.seeded_history(store.data.rng), self.new_values(portal, store, entity))
                     for _ in range(portal.count_of(self, entity))])
         return store
 
-    def _seeders(self) -> dict[str, Any]:
-        return {"contacts": self._seed_contact, "companies": self._seed_company, "deals": self._seed_deal}
-
-    @staticmethod
-    def _seed_contact(data: FakeData, rng: random.Random) -> list[str | None]:
-        person = data.person()
-        return [
-            person["email"], person["first_name"], person["last_name"], person["phone"], person["mobile"],
-            person["company"], person["job_title"], data.pick(LIFECYCLE_STAGES),
-            data.pick(OWNER_IDS) if rng.random() < 0.8 else None, None,
-            person["city"], person["state"], person["country"], person["document"],
-        ]
-
-    @staticmethod
-    def _seed_company(data: FakeData, rng: random.Random) -> list[str | None]:
-        org = data.organization()
-        return [
-            org["name"], org["domain"], None, org["phone"], org["industry"], org["city"], org["state"],
-            org["country"], data.pick(OWNER_IDS) if rng.random() < 0.8 else None, org["document"],
-        ]
-
-    def _seed_deal(self, data: FakeData, rng: random.Random) -> list[str | None]:
-        deal = data.deal()
-        stage = data.pick(DEAL_STAGES)
-        close_ms = self.reference_ms + int((rng.random() - 0.5) * 120 * DAY_MS)
-        return [
-            deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms),
-            data.pick(OWNER_IDS) if rng.random() < 0.8 else None, deal["currency"],
-            *_closed_flags(stage),
-        ]
+    def new_values(self, portal: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """A generated record's values, drawn in the order of the schema's stored properties (unset ones left out)."""
+        data = store.data
+        if store.name == "contacts":
+            person = data.person()
+            values = [*itemgetter("email", "first_name", "last_name", "phone", "mobile", "company", "job_title")(person),
+                      data.pick(LIFECYCLE_STAGES), _owner(data), None, *itemgetter("city", "state", "country", "document")(person)]
+        elif store.name == "companies":
+            org = data.organization()
+            values = [*itemgetter("name", "domain")(org), None, *itemgetter("phone", "industry", "city", "state", "country")(org), _owner(data),
+                      org["document"]]
+        else:
+            deal, stage = data.deal(), data.pick(DEAL_STAGES)
+            close_ms = self.reference_ms + int((data.rng.random() - 0.5) * 120 * DAY_MS)
+            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"], *_closed_flags(stage)]
+        return {name: value for name, value in zip(store.schema.stored, values) if value is not None}
 
     def error_response(self, status: int, message: str, category: str) -> Response:
         return _error(status, message, category)
@@ -446,16 +452,8 @@ class HubSpotSimulator(Simulator):
             portal = self.authenticate(request)
             headers = self._usage_headers(portal, request.token, 0) if isinstance(portal, Portal) else {}
             return self._rate_limited("TEN_SECONDLY_ROLLING", headers, retry_after=self.config.burst_window_s)
-        messages = {
-            423: ("Too much data was synced too fast; wait at least 2 seconds before retrying.", "LOCKED"),
-            477: ("A migration of this account is in progress; retry later.", "MIGRATION_IN_PROGRESS"),
-            500: ("internal error", "INTERNAL_ERROR"),
-            502: ("Bad Gateway: the upstream service did not answer in time.", "BAD_GATEWAY"),
-            503: ("Service Unavailable: please retry later.", "SERVICE_UNAVAILABLE"),
-            504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
-        }
-        message, category = messages.get(status, (f"HTTP {status}", "UNKNOWN_ERROR"))
-        return _error(status, message, category) if status != 477 else Response.json(477, _error_body(message, category), {"Retry-After": "2"})
+        message, category = FAULT_ANSWERS.get(status, (f"HTTP {status}", "UNKNOWN_ERROR"))
+        return _error(status, message, category, headers={"Retry-After": "2"} if status == 477 else None)
 
     def admit(self, request: Request) -> Response | None:
         """Search has its own per-second limiter and sends no rate-limit headers; other calls count
@@ -469,8 +467,7 @@ class HubSpotSimulator(Simulator):
         required = f"crm.objects.{entity}.{'write' if meta.get('write') else 'read'}"
         if granted is not None and entity in ENTITIES and required not in granted:
             raise ApiError(_error(
-                403, "This app hasn't been granted all required scopes to make this call. "
-                "Read more about required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                403, MISSING_SCOPES_MESSAGE, "MISSING_SCOPES",
                 errors=[{"message": "One or more of the following scopes are required.", "context": {"requiredGranularScopes": [required]}}],
                 links={"scopes": "https://developers.hubspot.com/scopes"},
             ))
@@ -485,20 +482,16 @@ class HubSpotSimulator(Simulator):
             return {}
         if remaining is None:
             remaining = portal.burst.remaining(token) if token is not None else 0
-        headers = {
-            "X-HubSpot-RateLimit-Max": str(cfg.burst_limit),
-            "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
-            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000)),
-        }
+        headers = {"X-HubSpot-RateLimit-Max": str(cfg.burst_limit), "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
+                   "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000))}
         if cfg.send_daily_headers and cfg.daily_limit is not None:
-            headers["X-HubSpot-RateLimit-Daily"] = str(cfg.daily_limit)
-            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, portal.daily.remaining(self._daily_key(token)) or 0))
+            daily_remaining = max(0, portal.daily.remaining(self._daily_key(token)) or 0)
+            headers |= {"X-HubSpot-RateLimit-Daily": str(cfg.daily_limit), "X-HubSpot-RateLimit-Daily-Remaining": str(daily_remaining)}
         return headers
 
     def _rate_limited(self, policy: str, headers: Mapping[str, str], retry_after: float) -> Response:
-        messages = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
         body = {
-            "status": "error", "message": messages.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
+            "status": "error", "message": RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.uuid4()), "policyName": policy, "requestId": str(uuid.uuid4()),
         }
         retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
@@ -512,20 +505,20 @@ class HubSpotSimulator(Simulator):
             return None, {}
         daily_key, counts_daily = self._daily_key(token), cfg.search_counts_toward_daily or not search
         if counts_daily and portal.daily.remaining(daily_key) == 0:
-            self.stats_recorder.record_rate_limited("DAILY")
-            headers = {} if search else self._usage_headers(portal, token, None)
-            return self._rate_limited("DAILY", headers, portal.daily.seconds_until_reset()), headers
-        if search:
-            policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            policy, remaining, retry_after = "DAILY", None, portal.daily.seconds_until_reset()
         else:
-            policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
-        if not decision.allowed:
-            self.stats_recorder.record_rate_limited(policy)
-            headers = {} if search else self._usage_headers(portal, token, 0)
-            return self._rate_limited(policy, headers, decision.retry_after_s), headers
-        if counts_daily:
-            portal.daily.try_acquire(daily_key)
-        return None, {} if search else self._usage_headers(portal, token, decision.remaining)
+            if search:
+                policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
+            else:
+                policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
+            if decision.allowed:
+                if counts_daily:
+                    portal.daily.try_acquire(daily_key)
+                return None, {} if search else self._usage_headers(portal, token, decision.remaining)
+            remaining, retry_after = 0, decision.retry_after_s
+        self.stats_recorder.record_rate_limited(policy)
+        headers = {} if search else self._usage_headers(portal, token, remaining)
+        return self._rate_limited(policy, headers, retry_after), headers
 
     def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
         kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
@@ -534,21 +527,20 @@ class HubSpotSimulator(Simulator):
     def _event(self, portal: Account, entity: str, kind: str, row: Record, changes: Mapping[str, Any]) -> None:
         if self.webhooks is None:
             return
-        singular = SINGULAR[entity].lower()
         base = {
             "subscriptionId": 2000 + ENTITIES.index(entity), "portalId": int(portal.id) if portal.id.isdigit() else portal.id,
             "appId": self.config.webhook_app_id, "occurredAt": row.deleted if kind == "deletion" else row.updated,
-            "attemptNumber": 0, "objectId": row.id, "changeSource": "API", "subscriptionType": f"{singular}.{kind}",
+            "attemptNumber": 0, "objectId": row.id, "changeSource": "API", "subscriptionType": f"{SINGULAR[entity].lower()}.{kind}",
         }
         if kind == "merge":
-            merged = int(changes["mergedObjectId"])
-            self.emit(base | {"eventId": next(self.event_ids), "primaryObjectId": row.id, "mergedObjectIds": [merged], "newObjectId": row.id,
-                              "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])})
+            extras = [{"primaryObjectId": row.id, "mergedObjectIds": [int(changes["mergedObjectId"])], "newObjectId": row.id,
+                       "numberOfPropertiesMoved": int(changes["numberOfPropertiesMoved"])}]
         elif kind == "propertyChange":
-            for name, value in changes.items():
-                self.emit(base | {"eventId": next(self.event_ids), "propertyName": name, "propertyValue": "" if value is None else value})
+            extras = [{"propertyName": name, "propertyValue": "" if value is None else value} for name, value in changes.items()]
         else:
-            self.emit(base | {"eventId": next(self.event_ids), "changeFlag": {"creation": "CREATED", "deletion": "DELETED"}[kind]})
+            extras = [{"changeFlag": {"creation": "CREATED", "deletion": "DELETED"}[kind]}]
+        for extra in extras:
+            self.emit(base | {"eventId": next(self.event_ids)} | extra)
 
     def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
         return [(json_dumps(events), {})]
@@ -577,54 +569,29 @@ class HubSpotSimulator(Simulator):
     @staticmethod
     def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
-        created, updated = utc_iso_ms(row.created), utc_iso_ms(row.updated)
-        synthesized = {"hs_object_id": str(row.id), "createdate": created, store.schema.delta_property: updated}
-        props: dict[str, str | None] = {}
-        for name in _rendered_names(store.name, None if properties is None else tuple(properties)):
-            value = synthesized[name] if name in synthesized else row.values.get(name)
-            if value is not None or not only_set:
-                props[name] = value
-        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": created, "updatedAt": updated, "archived": row.deleted is not None}
+        props = {name: store.value(row, name) for name in _rendered_names(store.name, None if properties is None else tuple(properties))}
+        props = {name: value for name, value in props.items() if value is not None} if only_set else props
+        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": utc_iso_ms(row.created), "updatedAt": utc_iso_ms(row.updated),
+                               "archived": row.deleted is not None}
         if row.deleted is not None:
             obj["archivedAt"] = utc_iso_ms(row.deleted)
         return obj
 
-    @staticmethod
-    def _shuffled(store: _Objects, items: list[Any]) -> list[Any]:
-        store.shuffle_rng.shuffle(items)
-        return items
+    def _batch_answer(self, status: int, store: _Objects, started: str, results: list[Any], errors: list[dict[str, Any]]) -> Response:
+        """A batch answer: ``status``, or 207 with the errors; results in seeded-random order."""
+        store.shuffle_rng.shuffle(results)
+        body = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": utc_iso_ms(self.clock.now_ms())}
+        return Response.json(207 if errors else status, body | ({"numErrors": len(errors), "errors": errors} if errors else {}))
 
-    def _batch_envelope(self, started: str, results: list[Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": started,
-            "completedAt": utc_iso_ms(self.clock.now_ms()),
-        }
-        if errors:
-            body["numErrors"] = len(errors)
-            body["errors"] = errors
-        return body
-
-    def _batch_inputs(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _batch(self, request: Request) -> tuple[_Objects, dict[str, Any], list[dict[str, Any]]]:
+        """The object type, body and ``inputs`` (at most ``batch_input_max`` objects) of a batch request."""
+        store, body = self._store(request), self.body_object(request)
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
             raise _validation_error("Invalid input JSON: 'inputs' must be an array of objects")
-        limit = self.config.batch_input_max
-        if len(inputs) > limit:
-            raise _validation_error(f"Batch input size {len(inputs)} is over the maximum of {limit} inputs")
-        return inputs
-
-    def _not_found_error(self, store: _Objects, ids: list[str]) -> dict[str, Any]:
-        return {
-            "status": "error",
-            "category": "OBJECT_NOT_FOUND",
-            "message": (
-                f"Could not get some {SINGULAR[store.schema.entity]} objects, they may be deleted or not exist. "
-                "Check that ids are valid."
-            ),
-            "context": {"ids": ids},
-        }
+        if len(inputs) > self.config.batch_input_max:
+            raise _validation_error(f"Batch input size {len(inputs)} is over the maximum of {self.config.batch_input_max} inputs")
+        return store, body, inputs
 
     def _id_property(self, store: _Objects, name: str | None) -> str:
         if name is None or name == "hs_object_id":
@@ -644,7 +611,7 @@ class HubSpotSimulator(Simulator):
         for name, raw in (properties or {}).items():
             if name in schema.synthesized or name in schema.read_only_stored:
                 errors.append(_detail(f'"{name}" is a read only property; its value cannot be set.', "READ_ONLY_VALUE", name))
-            elif name not in schema.writable:
+            elif name not in schema.stored:
                 errors.append(_detail(f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST", name))
             elif raw is None:
                 out[name] = None
@@ -667,42 +634,13 @@ class HubSpotSimulator(Simulator):
             missing = [name for name in schema.required_all if not out.get(name)]
             if missing:
                 errors.append(_detail(f"Missing required properties: {', '.join(missing)}", "REQUIRED_PROPERTY", *missing))
-        if out.get("dealstage"):
-            out["hs_is_closed"], out["hs_is_closed_won"] = _closed_flags(out["dealstage"])
-        return out, errors
+        return _with_closed_flags(out), errors
 
     @staticmethod
-    def _validation_body(details: list[dict[str, Any]], trace_id: str | None = None) -> dict[str, Any]:
-        summary = [
-            {"isValid": False, "message": d["message"], "error": d.get("code", "INVALID"), "name": (d.get("context") or {}).get("propertyName", [""])[0]}
-            for d in details
-        ]
-        return _error_body(
-            "Property values were not valid: " + json.dumps(summary, ensure_ascii=False),
-            "VALIDATION_ERROR",
-            errors=details,
-            context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
-        )
-
-    def _conflict(self, store: _Objects, values: Mapping[str, str | None], exclude_id: int | None = None) -> int | None:
+    def _conflict(store: _Objects, values: Mapping[str, str | None], exclude_id: int | None) -> int | None:
         """Id of another live contact already using ``values['email']``, if any."""
-        if store.schema.entity != "contacts":
-            return None
-        email = values.get("email")
-        if not email:
-            return None
-        existing = store.find_by("email", email)
-        if existing is not None and existing.id != exclude_id:
-            return existing.id
-        return None
-
-    @staticmethod
-    def _conflict_body(existing_id: int, trace_id: str | None = None) -> dict[str, Any]:
-        return _error_body(
-            f"Contact already exists. Existing ID: {existing_id}",
-            "CONFLICT",
-            context={"objectWriteTraceId": [trace_id]} if trace_id is not None else None,
-        )
+        existing = store.find_by("email", values["email"]) if store.name == "contacts" and values.get("email") else None
+        return existing.id if existing is not None and existing.id != exclude_id else None
 
     @api("GET", "/crm/v3/properties/{obj}")
     def _properties(self, request: Request) -> Response:
@@ -727,29 +665,22 @@ class HubSpotSimulator(Simulator):
     @api("GET", "/crm/v3/objects/{obj}")
     def _list(self, request: Request) -> Response:
         store = self._store(request)
-        limit = _int_param(request.query_value("limit"), 10, "limit")
-        if limit < 1:
-            raise _validation_error("limit must be at least 1")
-        limit = capped(limit, LIST_LIMIT_MAX, self.config.list_limit_oversize, lambda: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
+        limit = _page_size(request.query_value("limit"), LIST_LIMIT_MAX, self.config.list_limit_oversize,
+                           lambda limit: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
-        archived = (request.query_value("archived") or "false").lower() == "true"
-        properties = (request.query_list("properties") or None)
-        page, next_id = store.page_after(after, limit, deleted=archived)
-        results = [self._render(store, row, properties) for row in page]
-        body: dict[str, Any] = {"results": results}
+        page, next_id = store.page_after(after, limit, deleted=_archived(request))
+        body: dict[str, Any] = {"results": [self._render(store, row, request.query_list("properties") or None) for row in page]}
         if next_id is not None:
             query = [("after", str(next_id)), ("limit", str(limit))]
             query += [(k, v) for k, values in request.query.items() if k not in ("after", "limit") for v in values]
-            link = f"{self.base_url}{request.path}?{urlencode(query)}"
-            body["paging"] = {"next": {"after": str(next_id), "link": link}}
+            body["paging"] = {"next": {"after": str(next_id), "link": f"{self.base_url}{request.path}?{urlencode(query)}"}}
         return Response.json(200, body)
 
     def _lookup(self, store: _Objects, request: Request) -> Record:
         raw_id = request.params["id"]
-        archived = (request.query_value("archived") or "false").lower() == "true"
-        id_property = self._id_property(store, request.query_value("idProperty"))
-        row = _find_row(store, id_property, raw_id, archived)
+        archived = _archived(request)
+        row = _find_row(store, self._id_property(store, request.query_value("idProperty")), raw_id, archived)
         if row is None:
             raise ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
         return row
@@ -757,49 +688,48 @@ class HubSpotSimulator(Simulator):
     @api("GET", "/crm/v3/objects/{obj}/{id}")
     def _get_one(self, request: Request) -> Response:
         store = self._store(request)
-        row = self._lookup(store, request)
-        return Response.json(200, self._render(store, row, (request.query_list("properties") or None)))
+        return Response.json(200, self._render(store, self._lookup(store, request), request.query_list("properties") or None))
 
     @api("POST", "/crm/v3/objects/{obj}", write=True)
     def _create_one(self, request: Request) -> Response:
         store = self._store(request)
-        body = self.body_object(request)
-        values = self._checked_input(store, body.get("properties"), creating=True, exclude_id=None, trace_id=None, errors=[])
-        row = store.insert(dict(values), self.clock.now_ms())
-        return Response.json(201, self._written(store, row, None))
+        values = self._checked(store, self.body_object(request).get("properties"), creating=True)
+        return Response.json(201, self._written(store, store.insert(dict(values), self.clock.now_ms()), None))
 
     @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
+        store, body = self._store(request), self.body_object(request)
         row = self._lookup(store, request)
-        values = self._checked_input(store, body.get("properties"), creating=False, exclude_id=row.id, trace_id=None, errors=[])
-        store.update(row, values, self.clock.now_ms())
+        store.update(row, self._checked(store, body.get("properties"), creating=False, exclude_id=row.id), self.clock.now_ms())
         return Response.json(200, self._written(store, row, None))
 
     @api("DELETE", "/crm/v3/objects/{obj}/{id}", write=True)
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request)
-        raw_id = request.params["id"]
-        row = store.get(int(raw_id)) if raw_id.isdigit() else None
-        if row is not None:
-            store.delete(row, self.clock.now_ms())
+        return self._archive(self._store(request), [request.params["id"]])
+
+    @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
+    def _batch_archive(self, request: Request) -> Response:
+        store, _body, inputs = self._batch(request)
+        return self._archive(store, [item.get("id", "") for item in inputs])
+
+    def _archive(self, store: _Objects, raw_ids: Iterable[Any]) -> Response:
+        """Archive the live records among ``raw_ids``; unknown ids are ignored, as HubSpot does."""
+        now_ms = self.clock.now_ms()
+        for row in filter(None, map(store.by_id, map(str, raw_ids))):
+            store.delete(row, now_ms)
         return Response.empty(204)
 
     @api("POST", "/crm/v3/objects/{obj}/merge", write=True)
     def _merge_endpoint(self, request: Request) -> Response:
         """``POST .../merge`` with ``primaryObjectId`` and ``objectIdToMerge``: the primary survives."""
-        store = self._store(request)
-        body = self.body_object(request)
-        primary, merged = str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", ""))
-        row = self._merge_rows(request.account, store, primary, merged)
+        store, body = self._store(request), self.body_object(request)
+        row = self._merge_rows(request.account, store, str(body.get("primaryObjectId", "")), str(body.get("objectIdToMerge", "")))
         return Response.json(200, self._render(store, row, list(store.schema.stored), only_set=True))
 
     def _merge_rows(self, portal: Account, store: _Objects, primary_id: str, merged_id: str) -> Record:
-        rows = [store.get(int(i)) if i.isdigit() else None for i in (primary_id, merged_id)]
-        if any(r is None or r.deleted is not None for r in rows) or primary_id == merged_id:
+        primary, merged = store.by_id(primary_id), store.by_id(merged_id)
+        if primary is None or merged is None or primary.deleted is not None or merged.deleted is not None or primary_id == merged_id:
             raise _validation_error(f"cannot merge {merged_id} into {primary_id}: both must be distinct live records")
-        primary, merged = rows
         fills = {name: merged[name] for name in store.schema.stored if primary[name] in (None, "") and merged[name] not in (None, "")}
         listener, store.on_change = store.on_change, None  # HubSpot sends one merge event, not the parts
         try:
@@ -813,102 +743,84 @@ class HubSpotSimulator(Simulator):
 
     @api("POST", "/crm/v3/objects/{obj}/batch/read")
     def _batch_read(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
-        inputs = self._batch_inputs(body)
-        archived = (request.query_value("archived") or "false").lower() == "true"
+        store, body, inputs = self._batch(request)
+        archived = _archived(request)
         id_property = self._id_property(store, body.get("idProperty"))
         properties = _property_list(body.get("properties"))
         started = utc_iso_ms(self.clock.now_ms())
-        results, missing, seen = [], [], set()
-        for item in inputs:
-            raw_id = str(item.get("id", ""))
+        found: dict[int, Record] = {}
+        missing = []
+        for raw_id in (str(item.get("id", "")) for item in inputs):
             row = _find_row(store, id_property, raw_id, archived)
             if row is None:
                 missing.append(raw_id)
-            elif row.id not in seen:
-                seen.add(row.id)
-                results.append(self._render(store, row, properties))
-        errors = [self._not_found_error(store, missing)] if missing else []
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
+            else:
+                found.setdefault(row.id, row)
+        results = [self._render(store, row, properties) for row in found.values()]
+        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] if missing else [])
 
-    def _checked_input(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None,
-                       trace_id: str | None, errors: list[dict[str, Any]]) -> dict[str, str | None] | None:
-        """Validate one batch input and check it against unique properties.
+    def _checked(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None = None,
+                 trace_id: str | None = None, errors: list[dict[str, Any]] | None = None) -> dict[str, str | None] | None:
+        """Validate one input and check it against unique properties.
 
-        Without a trace id (``trace_id`` None) the first bad input fails the whole batch (400, or
-        409 for a duplicate); with one, the error is added to ``errors`` and None is returned.
+        Without a trace id (``trace_id`` None) a bad input fails the whole request (400, or 409 for
+        a duplicate); with one, the error is added to ``errors`` and None is returned.
         """
         values, details = self._normalize_properties(store, properties, creating=creating)
-        if details:
-            if trace_id is None:
-                raise ApiError(Response.json(400, self._validation_body(details)))
-            errors.append(self._validation_body(details, trace_id))
-            return None
-        existing = self._conflict(store, values, exclude_id=exclude_id)
-        if existing is not None:
-            if trace_id is None:
-                raise ApiError(Response.json(409, self._conflict_body(existing)))
-            errors.append(self._conflict_body(existing, trace_id))
-            return None
-        return values
+        existing = None if details else self._conflict(store, values, exclude_id)
+        if not details and existing is None:
+            return values
+        status, body = (400, _validation_body(details, trace_id)) if details else (409, _conflict_body(existing, trace_id))
+        if trace_id is None:
+            raise ApiError(Response.json(status, body))
+        errors.append(body)
+        return None
 
     def _written(self, store: _Objects, row: Record, trace_id: str | None) -> dict[str, Any]:
-        """A batch result for a written row, carrying its trace id when the input had one."""
+        """A write's result for a row, carrying its trace id when the input had one."""
         result = self._render(store, row, list(store.schema.stored), only_set=True)
-        if trace_id is not None:
-            result["objectWriteTraceId"] = trace_id
-        return result
+        return result if trace_id is None else result | {"objectWriteTraceId": trace_id}
 
     @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
     def _batch_create(self, request: Request) -> Response:
         """Without trace ids the first bad input (or an e-mail twice) fails the whole batch and
         nothing is written; with them each input is written or answers its own error."""
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+        store, _body, inputs = self._batch(request)
+        traced = _traced(inputs)
         started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
         results, errors, validated, emails = [], [], [], set()
         for item in inputs:
             trace_id = str(item["objectWriteTraceId"]) if traced else None
-            values = self._checked_input(store, item.get("properties"), creating=True, exclude_id=None, trace_id=trace_id, errors=errors)
+            values = self._checked(store, item.get("properties"), creating=True, trace_id=trace_id, errors=errors)
             if traced and values is not None:
                 results.append(self._written(store, store.insert(dict(values), now_ms), trace_id))
             elif not traced:
-                email = (values.get("email") or "").lower() if store.schema.entity == "contacts" else ""
+                email = (values.get("email") or "").lower() if store.name == "contacts" else ""
                 if email and email in emails:
                     raise _validation_error(f"Duplicate email in batch input: {values['email']}")
                 emails.add(email)
                 validated.append(values)
         results += [self._written(store, store.insert(dict(values), now_ms), None) for values in validated]
-        return Response.json(207 if errors else 201, self._batch_envelope(started, self._shuffled(store, results), errors))
+        return self._batch_answer(201, store, started, results, errors)
 
-    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True)
-    def _batch_update(self, request: Request) -> Response:
-        return self._batch_write(request, upsert=False)
-
-    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True)
-    def _batch_upsert(self, request: Request) -> Response:
-        return self._batch_write(request, upsert=True)
-
-    def _batch_write(self, request: Request, *, upsert: bool) -> Response:
+    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True, upsert=False)
+    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True, upsert=True)
+    def _batch_write(self, request: Request) -> Response:
         """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        traced = bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+        upsert = request.route.meta["upsert"]
+        store, _body, inputs = self._batch(request)
+        traced = _traced(inputs)
         ids = [str(item.get("id", "")) for item in inputs]
         keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
         duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
         if duplicates:
             raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
-        started = utc_iso_ms(self.clock.now_ms())
-        now_ms = self.clock.now_ms()
+        started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
         plans: list[tuple[Record | None, dict[str, str | None], str | None]] = []
         missing: list[str] = []
         errors: list[dict[str, Any]] = []
         for item, raw_id in zip(inputs, ids):
             id_property = self._id_property(store, item.get("idProperty"))
-            trace_id = str(item["objectWriteTraceId"]) if traced else None
             row = store.find_by(id_property, raw_id)
             if row is None and (not upsert or id_property == "hs_object_id"):
                 missing.append(raw_id)
@@ -916,47 +828,27 @@ class HubSpotSimulator(Simulator):
             properties = dict(item.get("properties") or {}) if upsert else item.get("properties")
             if row is None:
                 properties.setdefault(id_property, raw_id)
-            values = self._checked_input(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
+            trace_id = str(item["objectWriteTraceId"]) if traced else None
+            values = self._checked(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
             if values is not None:
                 plans.append((row, values, trace_id))
         results = []
         for row, values, trace_id in plans:
-            is_new = row is None
-            if row is None:
-                row = store.insert(dict(values), now_ms)
-            else:
-                store.update(row, values, now_ms)
-            results.append(self._written(store, row, trace_id) | ({"new": is_new} if upsert else {}))
-        if missing:
-            errors.insert(0, self._not_found_error(store, missing))
-        return Response.json(207 if errors else 200, self._batch_envelope(started, self._shuffled(store, results), errors))
-
-    @api("POST", "/crm/v3/objects/{obj}/batch/archive", write=True)
-    def _batch_archive(self, request: Request) -> Response:
-        store = self._store(request)
-        inputs = self._batch_inputs(self.body_object(request))
-        now_ms = self.clock.now_ms()
-        for item in inputs:
-            raw_id = str(item.get("id", ""))
-            row = store.get(int(raw_id)) if raw_id.isdigit() else None
+            written = store.insert(dict(values), now_ms) if row is None else row
             if row is not None:
-                store.delete(row, now_ms)
-        return Response.empty(204)
+                store.update(row, values, now_ms)
+            results.append(self._written(store, written, trace_id) | ({"new": row is None} if upsert else {}))
+        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] * bool(missing) + errors)
 
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
-        store = self._store(request)
-        body = self.body_object(request)
-        cfg = self.config
+        store, body, cfg = self._store(request), self.body_object(request), self.config
         groups = self._compile_groups(store, body.get("filterGroups") or [])
         query = body.get("query")
         if query is not None and (not isinstance(query, str) or len(query) > SEARCH_QUERY_MAX_CHARS):
             raise _validation_error(f"query must be a string of at most {SEARCH_QUERY_MAX_CHARS} characters")
         sort_prop, descending = self._parse_sort(store, body.get("sorts"))
-        limit = _int_param(body.get("limit"), 10, "limit")
-        if limit < 1:
-            raise _validation_error("limit must be at least 1")
-        limit = capped(limit, cfg.search_limit_max, cfg.search_limit_oversize, lambda: _validation_error(
+        limit = _page_size(body.get("limit"), cfg.search_limit_max, cfg.search_limit_oversize, lambda limit: _validation_error(
             f"Limit must be less than or equal to {cfg.search_limit_max}",
             errors=[{"message": f"limit {limit} is greater than {cfg.search_limit_max}", "code": "INVALID_LIMIT"}]))
         after = _int_param(body.get("after"), 0, "after")
@@ -968,23 +860,16 @@ class HubSpotSimulator(Simulator):
                 errors=[{"message": f"after {after} is not below the {cfg.search_total_cap} result limit", "code": "PAGING_LIMIT"}],
             )
         properties = _property_list(body.get("properties"))
-
         window = None if query else self._pure_delta_window(store, groups, sort_prop, descending)
         end = min(after + limit, cfg.search_total_cap)
         if window is not None:  # the delta-sync shape: answered from the index without a scan
             start, stop = window
-            total = max(0, stop - start)
-            page = [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]] if total else []
+            total, page = stop - start, [store.rows[row_id] for _, row_id in store.delta[start + after : min(start + end, stop)]]
         else:
-            matches, ordered_by_delta = self._matching_rows(store, groups)
-            if query:
-                matches = [row for row in matches if self._matches_query(store, row, query)]
-            total = len(matches)
-            page = self._sorted(store, matches, sort_prop, descending, ordered_by_delta)[after:end]
-        body_out: dict[str, Any] = {"total": total, "results": [self._render(store, row, properties) for row in page]}
-        if end < total and page:
-            body_out["paging"] = {"next": {"after": str(end)}}
-        return Response.json(200, body_out)
+            matches = [row for row in self._matching_rows(store, groups) if not query or self._matches_query(store, row, query)]
+            total, page = len(matches), self._sorted(store, matches, sort_prop, descending)[after:end]
+        answer = {"total": total, "results": [self._render(store, row, properties) for row in page]}
+        return Response.json(200, answer | ({"paging": {"next": {"after": str(end)}}} if end < total and page else {}))
 
     def _compile_groups(self, store: _Objects, raw_groups: Any) -> list[list[_Filter]]:
         cfg = self.config
@@ -992,16 +877,13 @@ class HubSpotSimulator(Simulator):
             raise _validation_error("Invalid input JSON: 'filterGroups' must be an array")
         if len(raw_groups) > cfg.search_max_groups:
             raise _validation_error(f"Too many filter groups: {len(raw_groups)}; the maximum is {cfg.search_max_groups}")
-        total = 0
-        groups: list[list[_Filter]] = []
+        total, groups = 0, []
         for raw_group in raw_groups:
             filters = raw_group.get("filters") if isinstance(raw_group, dict) else None
             if not isinstance(filters, list):
                 raise _validation_error("Invalid input JSON: each filter group needs a 'filters' array")
             if len(filters) > cfg.search_max_filters_per_group:
-                raise _validation_error(
-                    f"Too many filters in a group: {len(filters)}; the maximum is {cfg.search_max_filters_per_group}"
-                )
+                raise _validation_error(f"Too many filters in a group: {len(filters)}; the maximum is {cfg.search_max_filters_per_group}")
             total += len(filters)
             if total > cfg.search_max_filters_total:
                 raise _validation_error(f"Too many filters in total; the maximum is {cfg.search_max_filters_total}")
@@ -1011,8 +893,7 @@ class HubSpotSimulator(Simulator):
     def _compile_filter(self, store: _Objects, raw: Any) -> _Filter:
         if not isinstance(raw, dict):
             raise _validation_error("Invalid input JSON: a filter must be an object")
-        prop = raw.get("propertyName")
-        operator = raw.get("operator", "EQ")
+        prop, operator = raw.get("propertyName"), raw.get("operator", "EQ")
         if operator not in _OPERATORS:
             raise _validation_error(f"Unknown filter operator: {operator}")
         if not isinstance(prop, str) or prop not in store.schema.all_properties:
@@ -1020,44 +901,37 @@ class HubSpotSimulator(Simulator):
                 f'Property "{prop}" does not exist',
                 errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [str(prop)]}}],
             )
-        kind = store.schema.kind(prop)
-        compiled = _Filter(prop, operator, kind)
-        if operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
-            return compiled
+        compiled = _Filter(prop, operator, store.schema.kind(prop))
         if operator in ("IN", "NOT_IN"):
             values = raw.get("values")
             if not isinstance(values, list) or not values:
                 raise _validation_error(f"Operator {operator} needs a non-empty 'values' array")
-            compiled.values = tuple(self._filter_value(kind, v, prop) for v in values)
-            return compiled
-        if "value" not in raw or raw["value"] is None:
-            raise _validation_error(f"Operator {operator} on {prop} needs a 'value'")
-        if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
-            compiled.value = str(raw["value"]).casefold()
-            return compiled
-        compiled.value = self._filter_value(kind, raw["value"], prop)
-        if operator == "BETWEEN":
-            if raw.get("highValue") is None:
-                raise _validation_error(f"Operator BETWEEN on {prop} needs a 'highValue'")
-            compiled.high = self._filter_value(kind, raw["highValue"], prop)
+            compiled.values = tuple(self._filter_value(compiled.kind, value, prop) for value in values)
+        elif operator not in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+            if raw.get("value") is None:
+                raise _validation_error(f"Operator {operator} on {prop} needs a 'value'")
+            tokens = operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN")
+            compiled.value = str(raw["value"]).casefold() if tokens else self._filter_value(compiled.kind, raw["value"], prop)
+            if operator == "BETWEEN":
+                if raw.get("highValue") is None:
+                    raise _validation_error(f"Operator BETWEEN on {prop} needs a 'highValue'")
+                compiled.high = self._filter_value(compiled.kind, raw["highValue"], prop)
         return compiled
 
     def _filter_value(self, kind: str, raw: Any, prop: str) -> Any:
+        """A filter's value in comparable form (dates as epoch ms or, if accepted, ISO text)."""
         text = str(raw).strip()
         try:
-            if kind == "date":
-                if re.fullmatch(r"-?\d+", text):
-                    return int(text)
-                if not self.config.search_accept_iso_dates:
-                    raise ValueError("ISO dates disabled")
-                return int(parse_datetime(text).timestamp() * 1000)
-            if kind == "number":
-                return float(text)
+            if kind == "date" and re.fullmatch(r"-?\d+", text):
+                return int(text)
+            if kind == "date" and not self.config.search_accept_iso_dates:
+                raise ValueError("ISO dates disabled")
+            return _comparable(kind, text)
         except ValueError:
             raise _validation_error(f"{text} is not a valid {kind} value for property {prop}") from None
-        return text.casefold()
 
-    def _typed_value(self, store: _Objects, row: Record, prop: str, kind: str) -> Any:
+    @staticmethod
+    def _typed_value(store: _Objects, row: Record, prop: str, kind: str) -> Any:
         """The row's value of ``prop`` in comparable form, or ``None`` when unset/unparsable."""
         if prop == "createdate":
             return row.created
@@ -1069,13 +943,9 @@ class HubSpotSimulator(Simulator):
         if raw is None or raw == "":
             return None
         try:
-            if kind == "date":
-                return int(parse_datetime(raw).timestamp() * 1000)
-            if kind == "number":
-                return float(raw)
+            return _comparable(kind, raw)
         except ValueError:
             return None
-        return raw.casefold()
 
     def _row_matches(self, store: _Objects, row: Record, filters: list[_Filter]) -> bool:
         for flt in filters:
@@ -1089,58 +959,40 @@ class HubSpotSimulator(Simulator):
     def _delta_range(self, store: _Objects, filters: list[_Filter]) -> tuple[int, int] | None:
         """Inclusive ms bounds implied by the group's range filters on the delta property, never
         past what search can see yet (``search_visibility_delay_s``)."""
-        low, high, found = -(1 << 62), self._visible_until(), False
-        for flt in filters:
-            if flt.prop != store.schema.delta_property or flt.operator not in _RANGE_OPERATORS:
-                continue
-            found, value = True, flt.value
-            lower, upper = {"EQ": (value, value), "GT": (value + 1, None), "GTE": (value, None), "LT": (None, value - 1),
-                            "LTE": (None, value), "BETWEEN": (value, flt.high)}[flt.operator]
-            low, high = low if lower is None else max(low, lower), high if upper is None else min(high, upper)
-        return (low, high) if found else None
+        ranges = [bounds for flt in filters if (bounds := flt.delta_bounds(store.schema.delta_property)) is not None]
+        if not ranges:
+            return None
+        low = max([-(1 << 62)] + [low for low, _ in ranges if low is not None])
+        return low, min([self._visible_until()] + [high for _, high in ranges if high is not None])
 
     def _visible_until(self) -> int:
         """The last modification time search already sees."""
         delay_s = self.config.search_visibility_delay_s
         return self.clock.now_ms() - int(delay_s * 1000) if delay_s > 0 else 1 << 62
 
-    def _pure_delta_window(
-        self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool
-    ) -> tuple[int, int] | None:
+    def _pure_delta_window(self, store: _Objects, groups: list[list[_Filter]], sort_prop: str | None, descending: bool) -> tuple[int, int] | None:
         """Index positions ``[start, stop)`` when the search is one group of range filters on the
         delta property sorted ascending by it; ``None`` for any other search."""
-        if len(groups) != 1 or sort_prop != store.schema.delta_property or descending:
+        delta = store.schema.delta_property
+        if len(groups) != 1 or sort_prop != delta or descending or not groups[0] or any(f.delta_bounds(delta) is None for f in groups[0]):
             return None
-        filters = groups[0]
-        if not filters or any(f.prop != store.schema.delta_property or f.operator not in _RANGE_OPERATORS for f in filters):
-            return None
-        low, high = self._delta_range(store, filters)
+        low, high = self._delta_range(store, groups[0])
         return (0, 0) if low > high else store.delta_bounds(max(low, 0), max(high, 0))
 
-    def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> tuple[list[Record], bool]:
-        """Live rows matching any group; also says whether they are in (delta, id) order."""
-        rows, visible_until = store.rows, self._visible_until()
-        if not groups:
-            return [row for row in map(rows.__getitem__, store.live_ids) if row.updated <= visible_until], False
-        found: dict[int, Record] = {}
-        single_indexed = False
-        for filters in groups:
+    def _matching_rows(self, store: _Objects, groups: list[list[_Filter]]) -> list[Record]:
+        """Live rows matching any group (every live row without groups) that search already sees."""
+        visible_until, found = self._visible_until(), {}
+        for filters in groups or [[]]:
             bounds = self._delta_range(store, filters)
-            if bounds is not None:
-                low, high = bounds
-                if low > high:
-                    continue
-                rest = [flt for flt in filters if not (flt.prop == store.schema.delta_property and flt.operator in _RANGE_OPERATORS)]
-                candidates = iter(store.between(max(low, 0), max(high, 0)))
-                single_indexed = len(groups) == 1
+            if bounds is None:
+                rest, candidates = filters, (row for row in store.select() if row.updated <= visible_until)
             else:
-                rest, candidates = filters, (rows[row_id] for row_id in store.live_ids)
-                if visible_until < 1 << 62:
-                    candidates = (row for row in candidates if row.updated <= visible_until)
+                rest = [flt for flt in filters if flt.delta_bounds(store.schema.delta_property) is None]
+                candidates = store.between(max(bounds[0], 0), max(bounds[1], 0)) if bounds[0] <= bounds[1] else []
             for row in candidates:
-                if row.id not in found and (not rest or self._row_matches(store, row, rest)):
+                if row.id not in found and self._row_matches(store, row, rest):
                     found[row.id] = row
-        return list(found.values()), single_indexed
+        return list(found.values())
 
     def _matches_query(self, store: _Objects, row: Record, query: str) -> bool:
         terms = [term for term in query.casefold().split() if term]
@@ -1161,11 +1013,9 @@ class HubSpotSimulator(Simulator):
             raise _validation_error("Only one sort rule is supported")
         rule = sorts[0]
         if isinstance(rule, str):
-            descending = rule.startswith("-")
-            prop = rule.lstrip("-")
+            prop, descending = rule.lstrip("-"), rule.startswith("-")
         elif isinstance(rule, dict):
-            prop = rule.get("propertyName")
-            direction = str(rule.get("direction", "ASCENDING")).upper()
+            prop, direction = rule.get("propertyName"), str(rule.get("direction", "ASCENDING")).upper()
             if direction not in ("ASCENDING", "DESCENDING"):
                 raise _validation_error(f"Unknown sort direction: {direction}")
             descending = direction == "DESCENDING"
@@ -1175,46 +1025,23 @@ class HubSpotSimulator(Simulator):
             raise _validation_error(f'Property "{prop}" does not exist', errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST"}])
         return prop, descending
 
-    def _sorted(self, store: _Objects, rows: list[Record], prop: str | None, descending: bool, ordered_by_delta: bool) -> list[Record]:
+    def _sorted(self, store: _Objects, rows: list[Record], prop: str | None, descending: bool) -> list[Record]:
         """Sort by ``prop`` (rows without a value last), ties by id ascending; default by id."""
-        if prop is None:
-            rows.sort(key=lambda row: row.id)
-            return rows
-        if prop == store.schema.delta_property and ordered_by_delta and not descending:
-            return rows
         rows.sort(key=lambda row: row.id)
+        if prop is None:
+            return rows
         kind = store.schema.kind(prop)
         keyed = [(self._typed_value(store, row, prop, kind), row) for row in rows]
-        with_value = [pair for pair in keyed if pair[0] is not None]
-        without = [row for value, row in keyed if value is None]
-        with_value.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ids stay ascending on ties
-        return [row for _value, row in with_value] + without
+        with_value = sorted((pair for pair in keyed if pair[0] is not None), key=lambda pair: pair[0], reverse=descending)  # stable on ties
+        return [row for _value, row in with_value] + [row for value, row in keyed if value is None]
 
     def random_changes(self, portal: Account, store: _Objects, row: Record) -> dict[str, str | None]:
-        rng, data = portal.rng, store.data
-        entity = store.schema.entity
-        if entity == "contacts":
-            options: dict[str, Any] = {
-                "jobtitle": lambda: data.job_title() or "Consultor",
-                "phone": data.phone,
-                "lifecyclestage": lambda: rng.choice(LIFECYCLE_STAGES),
-                "city": lambda: data.location()[0],
-            }
-        elif entity == "companies":
-            options = {"industry": data.industry, "phone": data.phone, "city": lambda: data.location()[0]}
-        else:
-            options = {"amount": data.amount, "dealstage": lambda: rng.choice(DEAL_STAGES)}
+        rng, options = portal.rng, RANDOM_CHANGES[store.name]
         chosen = rng.sample(sorted(options), rng.randint(1, min(2, len(options))))
-        changes = {name: options[name]() for name in chosen}
-        if "dealstage" in changes:
-            changes["hs_is_closed"], changes["hs_is_closed_won"] = _closed_flags(changes["dealstage"])
-        return changes
+        return _with_closed_flags({name: options[name](store.data, rng) for name in chosen})
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store, record, store.schema.all_properties)
-
-    def new_values(self, portal: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return _values(store, self._seeders()[store.name](store.data, store.data.rng))
 
     def records(self, entity: str, archived: bool = False, *, account: str | None = None) -> dict[str, dict[str, Any]]:
         return super().records(entity, archived, account=account)
@@ -1246,12 +1073,7 @@ def _rendered_names(entity: str, properties: tuple[str, ...] | None) -> tuple[st
     """The known properties a read returns, in order: those asked for (or the defaults) and the synthesized ones."""
     schema = SCHEMAS[entity]
     names = set(schema.default_properties if properties is None else properties) | set(schema.synthesized)
-    return tuple(sorted(name for name in names if name in schema.writable or name in schema.synthesized))
-
-
-def _values(store: _Objects, generated: list[str | None]) -> dict[str, str]:
-    """Generated values (aligned with the schema) as a record's values, unset ones left out."""
-    return {name: value for name, value in zip(store.schema.stored, generated) if value is not None}
+    return tuple(sorted(name for name in names if name in schema.all_properties))
 
 
 def _detail(message: str, code: str, *names: str) -> dict[str, Any]:
@@ -1267,9 +1089,28 @@ def _as_date(text: str) -> str | None:
         return None
 
 
+def _owner(data: FakeData) -> str | None:
+    """A seeded owner id for four records in five."""
+    return data.pick(OWNER_IDS) if data.rng.random() < 0.8 else None
+
+
+def _with_closed_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the closed flags a deal stage among them implies."""
+    if values.get("dealstage"):
+        values["hs_is_closed"], values["hs_is_closed_won"] = _closed_flags(values["dealstage"])
+    return values
+
+
 def _closed_flags(stage: str) -> tuple[str, str]:
     """``hs_is_closed`` and ``hs_is_closed_won`` for a deal stage."""
     return ("true" if stage in ("closedwon", "closedlost") else "false", "true" if stage == "closedwon" else "false")
+
+
+def _comparable(kind: str, text: str) -> Any:
+    """A property value as search compares it: epoch ms for dates, floats for numbers, folded text."""
+    if kind == "date":
+        return int(parse_datetime(text).timestamp() * 1000)
+    return float(text) if kind == "number" else text.casefold()
 
 
 def _contains_token(value: str, token: str) -> bool:
@@ -1287,6 +1128,23 @@ def _property_list(raw: Any) -> list[str] | None:
     if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
         raise _validation_error("Invalid input JSON: 'properties' must be an array of strings")
     return raw
+
+
+def _archived(request: Request) -> bool:
+    return (request.query_value("archived") or "false").lower() == "true"
+
+
+def _traced(inputs: list[dict[str, Any]]) -> bool:
+    """Whether every input of a batch carries an ``objectWriteTraceId`` (each then answers on its own)."""
+    return bool(inputs) and all(item.get("objectWriteTraceId") is not None for item in inputs)
+
+
+def _page_size(raw: Any, maximum: int, oversize: str, refusal: Callable[[int], ApiError]) -> int:
+    """The ``limit`` of a page (10 by default, at least 1); above ``maximum`` clamped or refused."""
+    limit = _int_param(raw, 10, "limit")
+    if limit < 1:
+        raise _validation_error("limit must be at least 1")
+    return capped(limit, maximum, oversize, lambda: refusal(limit))
 
 
 def _int_param(raw: Any, default: int, name: str) -> int:
