@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -103,21 +104,9 @@ class BlingSimConfig(SimConfig):
             raise ValueError("per_second and page_max must be >= 1")
 
 
-@dataclass(frozen=True)
-class Resource:
-    """One record family of the API: its store (and first id), the fields list items summarise it
-    with, its words in 404s and validation errors, and its webhook resource with the event's fields."""
-
-    store: str
-    first_id: int
-    summary: tuple[str, ...]
-    not_found: str
-    namespace: str
-    refusal: str
-    event: str
-    event_fields: tuple[str, ...]
-
-
+#: One record family of the API: its store (and first id), the fields list items summarise it with, its
+#: words in 404s and validation errors, and its webhook resource with the event's fields.
+Resource = namedtuple("Resource", "store first_id summary not_found namespace refusal event event_fields")
 RESOURCES = {r.store: r for r in (
     Resource("contatos", 17_000_000_001, ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular"),
              "O contato não foi encontrado.", "CONTATO", "Não foi possível salvar o contato",
@@ -125,15 +114,20 @@ RESOURCES = {r.store: r for r in (
     Resource("pedidos", 21_000_000_001, ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja"),
              "O pedido de venda não foi encontrado.", "VENDAS", "Não foi possível salvar a venda", "order", ("id", "numero", "numeroLoja", "total")),
 )}
+#: What a 429 says for each limit's period.
+TOO_MANY = {"second": "Limite de requisições por segundo atingido, tente novamente mais tarde.",
+            "day": "Limite de requisições diárias atingido, tente novamente amanhã."}
 #: The order of list results for each ``list_order``.
 LIST_ORDERS = {"id": lambda r: r.id, "id_desc": lambda r: -r.id, "updated": lambda r: (-r.updated, -r.id)}
 #: What ``pesquisa`` searches in a contato (and the digits of its document).
 SEARCHED = ("nome", "fantasia", "email", "codigo", "numeroDocumento")
-#: Contato values a body may set: as text, as given (objects and lists), and the situações it may choose.
+#: Contato values a body may set: as text, and as given (objects and lists).
 TEXT_FIELDS = ("nome", "codigo", "numeroDocumento", "telefone", "celular", "fantasia", "tipo", "email", "ie", "rg")
 OBJECT_FIELDS = ("endereco", "pais", "tiposContato", "vendedor", "dadosAdicionais", "financeiro")
 #: The fields of a contato created through the API that it does not set start blank.
 BLANK_CONTATO = dict.fromkeys(("nome", "email", "numeroDocumento", "telefone", "celular", "fantasia", "codigo"), "")
+
+
 def _address(city: str | None, state: str | None) -> dict[str, Any]:
     geral = {"endereco": "", "cep": "", "bairro": "", "municipio": city or "", "uf": state or "", "numero": "", "complemento": ""}
     return {"geral": geral, "cobranca": dict(geral)}
@@ -167,12 +161,9 @@ def parse_local(text: str, *, end: bool) -> int:
     found = _DATE_RE.match(text.strip())
     if not found:
         raise ValueError(text)
-    y, m, d, hh, mm, ss = found.groups()
-    if hh is None:
-        moment = datetime(int(y), int(m), int(d), 23 if end else 0, 59 if end else 0, 59 if end else 0, tzinfo=LOCAL_TZ)
-    else:
-        moment = datetime(int(y), int(m), int(d), int(hh), int(mm), int(ss or 0), tzinfo=LOCAL_TZ)
-    return int(moment.timestamp())
+    y, m, d, *clock = found.groups()
+    hms = (23, 59, 59) if end and clock[0] is None else (int(part or 0) for part in clock)
+    return int(datetime(int(y), int(m), int(d), *hms, tzinfo=LOCAL_TZ).timestamp())
 
 
 def priced(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,8 +249,7 @@ class BlingSimulator(Simulator):
     def __init__(self, config: BlingSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(config, host=host, port=port)
         self._token_calls = SlidingWindowLimiter(self.config.token_calls_per_minute, 60.0)
-        self._token_serial = 0
-        self.token_refreshes = 0
+        self.token_refreshes = 0  #: also numbers the tokens issued
 
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(self.config.webhook_company_id, self.config.access_tokens, (self.config.refresh_token,))
@@ -320,12 +310,8 @@ class BlingSimulator(Simulator):
         return Response.json(status, error_body("SERVER_ERROR", "Erro interno", "Serviço temporariamente indisponível."))
 
     def _too_many(self, period: str) -> Response:
-        description = (
-            "Limite de requisições por segundo atingido, tente novamente mais tarde." if period == "second"
-            else "Limite de requisições diárias atingido, tente novamente amanhã."
-        )
         extra = {"limit": self.config.per_second if period == "second" else self.config.daily_limit, "period": period} if self.config.limit_period_in_body else {}
-        return Response.json(429, error_body("TOO_MANY_REQUESTS", "Limite de requisições atingido.", description, **extra))
+        return Response.json(429, error_body("TOO_MANY_REQUESTS", "Limite de requisições atingido.", TOO_MANY[period], **extra))
 
     def authenticate(self, request: Request) -> Company | Response | None:
         company = super().authenticate(request)
@@ -353,10 +339,10 @@ class BlingSimulator(Simulator):
             return self._too_many("second")
         header = request.header("Authorization") or ""
         try:
-            client_id, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":") if header.lower().startswith("basic ") else ("", "", "")
+            client = base64.b64decode(header[6:].strip()).decode() if header.lower().startswith("basic ") else ""
         except ValueError:
-            client_id, secret = "", ""
-        if client_id != self.config.client_id or secret != self.config.client_secret:
+            client = ""
+        if client.partition(":")[::2] != (self.config.client_id, self.config.client_secret):
             return Response.json(401, error_body("invalid_client", "invalid_client", "Client authentication failed"))
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "refresh_token":
@@ -365,14 +351,13 @@ class BlingSimulator(Simulator):
         company = next((c for c in self.accounts.values() if refresh in c.refresh), None)
         if company is None:
             return Response.json(400, error_body("invalid_grant", "invalid_grant", "Invalid refresh token"))
-        self._token_serial += 1
         self.token_refreshes += 1
-        access = f"sim-bling-access-{self._token_serial}-{uuid.uuid4().hex[:8]}"
+        access = f"sim-bling-access-{self.token_refreshes}-{uuid.uuid4().hex[:8]}"
         company.access[access] = self.clock.timestamp() + self.config.token_lifetime_s
         self.bind_token(access, company)
         if self.config.rotate_refresh_token:
             company.refresh.discard(refresh)
-            refresh = f"sim-bling-refresh-{self._token_serial}-{uuid.uuid4().hex[:8]}"
+            refresh = f"sim-bling-refresh-{self.token_refreshes}-{uuid.uuid4().hex[:8]}"
             company.refresh.add(refresh)
         return Response.json(200, {"access_token": access, "expires_in": int(self.config.token_lifetime_s), "token_type": "Bearer", "scope": "98309 5990556", "refresh_token": refresh})
 
@@ -389,8 +374,7 @@ class BlingSimulator(Simulator):
 
     def _page_params(self, request: Request) -> tuple[int, int]:
         try:
-            page = int(request.query_value("pagina", "1"))
-            limit = int(request.query_value("limite", "100"))
+            page, limit = int(request.query_value("pagina", "1")), int(request.query_value("limite", "100"))
         except ValueError:
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser números inteiros") from None
         if page < 1 or limit < 1:
