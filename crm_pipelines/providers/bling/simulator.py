@@ -111,7 +111,8 @@ RESOURCES = {r.store: r for r in (
     Resource("contatos", 17_000_000_001, ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular"),
              "O contato não foi encontrado.", "CONTATO", "Não foi possível salvar o contato",
              "contact", ("id", "nome", "codigo", "situacao", "numeroDocumento", "tipo")),
-    Resource("pedidos", 21_000_000_001, ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja"),
+    Resource("pedidos", 21_000_000_001,
+             ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja"),
              "O pedido de venda não foi encontrado.", "VENDAS", "Não foi possível salvar a venda", "order", ("id", "numero", "numeroLoja", "total")),
 )}
 #: What a 429 says for each limit's period.
@@ -196,9 +197,11 @@ class Company(Account):
         self.consumidor_final_id = cf = self.stores["contatos"].allocate_id()
         self.stores["contatos"].seed([Record(cf, start_s, start_s, {"id": cf, **CONSUMIDOR_FINAL})])
         data, self.bad_documents = FakeData(f"{self.seed}-bling"), self.count_of(sim, "invalid_documents")
-        contatos = [self._seeded_contato(sim, data, kind) for kind, entity in (("F", "contacts"), ("J", "companies")) for _ in range(self.count_of(sim, entity))]
+        contatos = [self._seeded_contato(sim, data, kind)
+                    for kind, entity in (("F", "contacts"), ("J", "companies")) for _ in range(self.count_of(sim, entity))]
         self.stores["contatos"].seed(contatos)
-        self.stores["pedidos"].seed([self._seeded_pedido(sim, data, n, [r.id for r in contatos]) for n in range(1, self.count_of(sim, "deals") + 1)])
+        contato_ids = [r.id for r in contatos]
+        self.stores["pedidos"].seed([self._seeded_pedido(sim, data, n, contato_ids) for n in range(1, self.count_of(sim, "deals") + 1)])
 
     def _seeded_contato(self, sim: BlingSimulator, data: FakeData, kind: str) -> Record:
         """A generated contato; the first ``invalid_documents`` with a document get wrong check digits."""
@@ -305,9 +308,8 @@ class BlingSimulator(Simulator):
         return Response.json(status, error_body(type_, message, description))
 
     def fault_response(self, status: int, request: Request) -> Response:
-        if status == 429:
-            return self._too_many("second")
-        return Response.json(status, error_body("SERVER_ERROR", "Erro interno", "Serviço temporariamente indisponível."))
+        return self._too_many("second") if status == 429 else Response.json(
+            status, error_body("SERVER_ERROR", "Erro interno", "Serviço temporariamente indisponível."))
 
     def _too_many(self, period: str) -> Response:
         extra = {"limit": self.config.per_second if period == "second" else self.config.daily_limit, "period": period} if self.config.limit_period_in_body else {}
@@ -486,7 +488,8 @@ class BlingSimulator(Simulator):
         """Every failed check of the body in one ``VALIDATION_ERROR`` envelope."""
         resource = RESOURCES[store]
         checks = self._contato_checks(body) if store == "contatos" else self._pedido_checks(company, body)
-        problems = [{"code": code, "msg": msg, "element": element, "namespace": resource.namespace, **dict(*extra)} for code, element, failed, msg, *extra in checks if failed]
+        problems = [{"code": code, "msg": msg, "element": element, "namespace": resource.namespace, **dict(*extra)}
+                    for code, element, failed, msg, *extra in checks if failed]
         if problems:
             raise _error(400, "VALIDATION_ERROR", resource.refusal, "Verifique os campos informados.", fields=problems)
 
