@@ -354,3 +354,8 @@ class FakeData:
         end_ms = int(end.timestamp() * 1000)
         ms = self.epoch_ms_between(start_ms, end_ms)
         return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+
+
+def only_digits(value: object) -> str:
+    """The digits of a CPF, CNPJ or phone number, formatted or bare (``None`` -> ``""``)."""
+    return re.sub(r"\D", "", str(value or ""))

@@ -26,7 +26,8 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Mapping
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
@@ -34,7 +35,7 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
-from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf
+from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf, only_digits
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -103,6 +104,42 @@ class BlingSimConfig(SimConfig):
             raise ValueError("per_second and page_max must be >= 1")
 
 
+#: One record family of the API: its store (and first id), the fields list items summarise it with, its
+#: words in 404s and validation errors, and its webhook resource with the event's fields.
+Resource = namedtuple("Resource", "store first_id summary not_found namespace refusal event event_fields")
+RESOURCES = {r.store: r for r in (
+    Resource("contatos", 17_000_000_001, ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular"),
+             "O contato não foi encontrado.", "CONTATO", "Não foi possível salvar o contato",
+             "contact", ("id", "nome", "codigo", "situacao", "numeroDocumento", "tipo")),
+    Resource("pedidos", 21_000_000_001,
+             ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja"),
+             "O pedido de venda não foi encontrado.", "VENDAS", "Não foi possível salvar a venda", "order", ("id", "numero", "numeroLoja", "total")),
+)}
+#: What a 429 says for each limit's period.
+TOO_MANY = {"second": "Limite de requisições por segundo atingido, tente novamente mais tarde.",
+            "day": "Limite de requisições diárias atingido, tente novamente amanhã."}
+#: The order of list results for each ``list_order``.
+LIST_ORDERS = {"id": lambda r: r.id, "id_desc": lambda r: -r.id, "updated": lambda r: (-r.updated, -r.id)}
+#: What ``pesquisa`` searches in a contato (and the digits of its document).
+SEARCHED = ("nome", "fantasia", "email", "codigo", "numeroDocumento")
+#: Contato values a body may set: as text, and as given (objects and lists).
+TEXT_FIELDS = ("nome", "codigo", "numeroDocumento", "telefone", "celular", "fantasia", "tipo", "email", "ie", "rg")
+OBJECT_FIELDS = ("endereco", "pais", "tiposContato", "vendedor", "dadosAdicionais", "financeiro")
+#: The fields of a contato created through the API that it does not set start blank.
+BLANK_CONTATO = dict.fromkeys(("nome", "email", "numeroDocumento", "telefone", "celular", "fantasia", "codigo"), "")
+
+
+def _address(city: str | None, state: str | None) -> dict[str, Any]:
+    geral = {"endereco": "", "cep": "", "bairro": "", "municipio": city or "", "uf": state or "", "numero": "", "complemento": ""}
+    return {"geral": geral, "cobranca": dict(geral)}
+
+
+#: The special contato every company has (``GET /contatos/consumidor-final``; never listed).
+CONSUMIDOR_FINAL = {"nome": "Consumidor Final", "codigo": "", "situacao": "A", "numeroDocumento": "", "tipo": "F", "email": "", "telefone": "",
+                    "celular": "", "fantasia": "", "endereco": _address(None, None), "pais": {"nome": "Brasil"}, "tiposContato": [],
+                    "pessoasContato": [], "vendedor": {"id": 0}}
+
+
 def error_body(type_: str, message: str, description: str = "", fields: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"type": type_, "message": message, "description": description}
     if fields is not None:
@@ -125,12 +162,21 @@ def parse_local(text: str, *, end: bool) -> int:
     found = _DATE_RE.match(text.strip())
     if not found:
         raise ValueError(text)
-    y, m, d, hh, mm, ss = found.groups()
-    if hh is None:
-        moment = datetime(int(y), int(m), int(d), 23 if end else 0, 59 if end else 0, 59 if end else 0, tzinfo=LOCAL_TZ)
-    else:
-        moment = datetime(int(y), int(m), int(d), int(hh), int(mm), int(ss or 0), tzinfo=LOCAL_TZ)
-    return int(moment.timestamp())
+    y, m, d, *clock = found.groups()
+    hms = (23, 59, 59) if end and clock[0] is None else (int(part or 0) for part in clock)
+    return int(datetime(int(y), int(m), int(d), *hms, tzinfo=LOCAL_TZ).timestamp())
+
+
+def priced(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A pedido body with its total: the sum of its itens (valor times quantidade)."""
+    return {**body, "total": sum(float(i.get("valor", 0)) * float(i.get("quantidade", 1)) for i in body.get("itens") or [])}
+
+
+def _valid_valor(item: Any) -> bool:
+    try:
+        return not float(item.get("valor", 0)) < 0
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 class Company(Account):
@@ -145,43 +191,40 @@ class Company(Account):
         self.limiters = (self.per_second, self.daily)
         self.access: dict[str, float] = dict.fromkeys(spec.tokens, float("inf"))
         self.refresh = set(spec.refresh_tokens)
-        self.stores = {"contatos": RecordStore("contatos", first_id=17_000_000_001, gaps=self.rng),
-                       "pedidos": RecordStore("pedidos", first_id=21_000_000_001, gaps=self.rng)}
+        self.stores = {name: RecordStore(name, first_id=r.first_id, gaps=self.rng) for name, r in RESOURCES.items()}
         self.extra = FakeData(f"{self.seed}-extra")
-        reference, start_s = sim.reference, int(sim.reference.timestamp()) - int(cfg.history_days * 86400)
-        data = FakeData(f"{self.seed}-bling")
-        rng, contatos = data.rng, self.stores["contatos"]
-        cf = contatos.allocate_id()
-        contatos.seed([Record(cf, start_s, start_s, {"id": cf, "nome": "Consumidor Final", "codigo": "", "situacao": "A", "numeroDocumento": "", "tipo": "F",
-                                                     "email": "", "telefone": "", "celular": "", "fantasia": "", "endereco": _address(None, None),
-                                                     "pais": {"nome": "Brasil"}, "tiposContato": [], "pessoasContato": [], "vendedor": {"id": 0}})])
-        self.consumidor_final_id = cf
-        bad, seeded = self.count_of(sim, "invalid_documents"), []
-        for kind, entity in (("F", "contacts"), ("J", "companies")):
-            for _ in range(self.count_of(sim, entity)):
-                created, updated = sim.seeded_history(rng)
-                body = sim._seed_contato(data, kind)
-                if bad > 0 and body["numeroDocumento"]:
-                    digits = re.sub(r"\D", "", body["numeroDocumento"])
-                    wrong = digits[:-1] + str((int(digits[-1]) + 1) % 10)
-                    body["numeroDocumento"] = format_cpf(wrong) if kind == "F" else format_cnpj(wrong)
-                    bad -= 1
-                body["id"] = contatos.allocate_id()
-                seeded.append(Record(body["id"], created, updated, body))
-        contatos.seed(seeded)
-        ids, seeded = [r.id for r in seeded], []
-        for n in range(self.count_of(sim, "deals")):
-            created, updated = sim.seeded_history(rng)
-            record_id = self.stores["pedidos"].allocate_id()
-            contato_id = ids[int(rng.random() * len(ids))] if ids else cf
-            deal = data.deal()
-            body = sim._pedido_body(record_id, n + 1, contato_id, {
-                "observacoes": deal["name"], "total": float(deal["amount"] or 0),
-                "dataPrevista": (reference - timedelta(days=int(rng.random() * 200) - 100)).astimezone(LOCAL_TZ).strftime("%Y-%m-%d"),
-                "situacao": {"id": data.pick(ORDER_SITUATIONS)[0]},
-            })
-            seeded.append(Record(record_id, created, updated, body))
-        self.stores["pedidos"].seed(seeded)
+        start_s = int(sim.reference.timestamp()) - int(cfg.history_days * 86400)
+        self.consumidor_final_id = cf = self.stores["contatos"].allocate_id()
+        self.stores["contatos"].seed([Record(cf, start_s, start_s, {"id": cf, **CONSUMIDOR_FINAL})])
+        data, self.bad_documents = FakeData(f"{self.seed}-bling"), self.count_of(sim, "invalid_documents")
+        contatos = [self._seeded_contato(sim, data, kind)
+                    for kind, entity in (("F", "contacts"), ("J", "companies")) for _ in range(self.count_of(sim, entity))]
+        self.stores["contatos"].seed(contatos)
+        contato_ids = [r.id for r in contatos]
+        self.stores["pedidos"].seed([self._seeded_pedido(sim, data, n, contato_ids) for n in range(1, self.count_of(sim, "deals") + 1)])
+
+    def _seeded_contato(self, sim: BlingSimulator, data: FakeData, kind: str) -> Record:
+        """A generated contato; the first ``invalid_documents`` with a document get wrong check digits."""
+        created, updated = sim.seeded_history(data.rng)
+        body = sim._seed_contato(data, kind)
+        if self.bad_documents > 0 and body["numeroDocumento"]:
+            digits = only_digits(body["numeroDocumento"])
+            wrong = digits[:-1] + str((int(digits[-1]) + 1) % 10)
+            body["numeroDocumento"] = format_cpf(wrong) if kind == "F" else format_cnpj(wrong)
+            self.bad_documents -= 1
+        body["id"] = self.stores["contatos"].allocate_id()
+        return Record(body["id"], created, updated, body)
+
+    def _seeded_pedido(self, sim: BlingSimulator, data: FakeData, numero: int, contato_ids: list[int]) -> Record:
+        created, updated = sim.seeded_history(data.rng)
+        record_id = self.stores["pedidos"].allocate_id()
+        contato_id = contato_ids[int(data.rng.random() * len(contato_ids))] if contato_ids else self.consumidor_final_id
+        deal = data.deal()
+        return Record(record_id, created, updated, sim._pedido_body(record_id, numero, {
+            "contato": {"id": contato_id}, "observacoes": deal["name"], "total": float(deal["amount"] or 0),
+            "dataPrevista": (sim.reference - timedelta(days=int(data.rng.random() * 200) - 100)).astimezone(LOCAL_TZ).strftime("%Y-%m-%d"),
+            "situacao": {"id": data.pick(ORDER_SITUATIONS)[0]},
+        }))
 
 
 class BlingSimulator(Simulator):
@@ -209,8 +252,7 @@ class BlingSimulator(Simulator):
     def __init__(self, config: BlingSimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(config, host=host, port=port)
         self._token_calls = SlidingWindowLimiter(self.config.token_calls_per_minute, 60.0)
-        self._token_serial = 0
-        self.token_refreshes = 0
+        self.token_refreshes = 0  #: also numbers the tokens issued
 
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(self.config.webhook_company_id, self.config.access_tokens, (self.config.refresh_token,))
@@ -229,37 +271,33 @@ class BlingSimulator(Simulator):
 
     @staticmethod
     def _seed_contato(data: FakeData, tipo: str) -> dict[str, Any]:
+        """A generated contato: a person for tipo F, else an organisation."""
         if tipo == "F":
             p = data.person()
-            nome = " ".join(x for x in (p["first_name"], p["last_name"]) if x)
-            city, state, country = p["city"], p["state"], p["country"]
-            doc, email, phone, mobile = p["document"] or "", p["email"] or "", p["phone"] or "", p["mobile"] or ""
-            fantasia = ""
+            nome, email, mobile, fantasia = " ".join(x for x in (p["first_name"], p["last_name"]) if x), p["email"] or "", p["mobile"] or "", ""
         else:
-            o = data.organization()
-            nome = o["name"]
-            city, state, country = o["city"], o["state"], o["country"]
-            doc, phone, mobile = o["document"] or "", o["phone"] or "", ""
-            email = f"contato@{o['domain']}" if o["domain"] else ""
+            p = data.organization()
+            nome, email, mobile = p["name"], f"contato@{p['domain']}" if p["domain"] else "", ""
             fantasia = nome.split(" ")[0]
         return {
-            "nome": nome, "codigo": "", "situacao": "A", "numeroDocumento": doc, "telefone": phone, "celular": mobile,
+            "nome": nome, "codigo": "", "situacao": "A", "numeroDocumento": p["document"] or "", "telefone": p["phone"] or "", "celular": mobile,
             "fantasia": fantasia, "tipo": tipo, "indicadorIe": 9, "ie": "", "rg": "", "orgaoEmissor": "", "email": email,
-            "endereco": _address(city, state), "vendedor": {"id": 0},
+            "endereco": _address(p["city"], p["state"]), "vendedor": {"id": 0},
             "dadosAdicionais": {"dataNascimento": "", "sexo": "", "naturalidade": ""},
             "financeiro": {"limiteCredito": 0, "condicaoPagamento": "", "categoria": {"id": 0}},
-            "pais": {"nome": "Brasil" if country == "Brazil" else (country or "")},
+            "pais": {"nome": "Brasil" if p["country"] == "Brazil" else (p["country"] or "")},
             "tiposContato": [{"id": 1, "descricao": "Cliente"}], "pessoasContato": [],
         }
 
     @staticmethod
-    def _pedido_body(record_id: int, numero: int, contato_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
+    def _pedido_body(record_id: int, numero: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A pedido as stored and shown, from the values a body (or the seeding) gives."""
         total = round(float(values.get("total") or 0), 2)
         return {
             "id": record_id, "numero": numero, "numeroLoja": values.get("numeroLoja") or "",
             "data": values.get("data") or values.get("dataPrevista") or "", "dataSaida": "", "dataPrevista": values.get("dataPrevista") or "",
             "totalProdutos": total, "total": total,
-            "contato": {"id": contato_id, "nome": "", "tipoPessoa": "F", "numeroDocumento": ""},
+            "contato": {"id": int(values["contato"]["id"]), "nome": "", "tipoPessoa": "F", "numeroDocumento": ""},
             "situacao": {"id": int((values.get("situacao") or {}).get("id") or 6), "valor": 0},
             "loja": {"id": int((values.get("loja") or {}).get("id") or 0)},
             "itens": values.get("itens") or [{"id": 1, "codigo": "", "unidade": "UN", "quantidade": 1, "desconto": 0, "valor": total, "descricao": values.get("observacoes") or "", "produto": {"id": 0}}],
@@ -270,17 +308,12 @@ class BlingSimulator(Simulator):
         return Response.json(status, error_body(type_, message, description))
 
     def fault_response(self, status: int, request: Request) -> Response:
-        if status == 429:
-            return self._too_many("second")
-        return Response.json(status, error_body("SERVER_ERROR", "Erro interno", "Serviço temporariamente indisponível."))
+        return self._too_many("second") if status == 429 else Response.json(
+            status, error_body("SERVER_ERROR", "Erro interno", "Serviço temporariamente indisponível."))
 
     def _too_many(self, period: str) -> Response:
-        description = (
-            "Limite de requisições por segundo atingido, tente novamente mais tarde." if period == "second"
-            else "Limite de requisições diárias atingido, tente novamente amanhã."
-        )
         extra = {"limit": self.config.per_second if period == "second" else self.config.daily_limit, "period": period} if self.config.limit_period_in_body else {}
-        return Response.json(429, error_body("TOO_MANY_REQUESTS", "Limite de requisições atingido.", description, **extra))
+        return Response.json(429, error_body("TOO_MANY_REQUESTS", "Limite de requisições atingido.", TOO_MANY[period], **extra))
 
     def authenticate(self, request: Request) -> Company | Response | None:
         company = super().authenticate(request)
@@ -308,10 +341,10 @@ class BlingSimulator(Simulator):
             return self._too_many("second")
         header = request.header("Authorization") or ""
         try:
-            client_id, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":") if header.lower().startswith("basic ") else ("", "", "")
+            client = base64.b64decode(header[6:].strip()).decode() if header.lower().startswith("basic ") else ""
         except ValueError:
-            client_id, secret = "", ""
-        if client_id != self.config.client_id or secret != self.config.client_secret:
+            client = ""
+        if client.partition(":")[::2] != (self.config.client_id, self.config.client_secret):
             return Response.json(401, error_body("invalid_client", "invalid_client", "Client authentication failed"))
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "refresh_token":
@@ -320,14 +353,13 @@ class BlingSimulator(Simulator):
         company = next((c for c in self.accounts.values() if refresh in c.refresh), None)
         if company is None:
             return Response.json(400, error_body("invalid_grant", "invalid_grant", "Invalid refresh token"))
-        self._token_serial += 1
         self.token_refreshes += 1
-        access = f"sim-bling-access-{self._token_serial}-{uuid.uuid4().hex[:8]}"
+        access = f"sim-bling-access-{self.token_refreshes}-{uuid.uuid4().hex[:8]}"
         company.access[access] = self.clock.timestamp() + self.config.token_lifetime_s
         self.bind_token(access, company)
         if self.config.rotate_refresh_token:
             company.refresh.discard(refresh)
-            refresh = f"sim-bling-refresh-{self._token_serial}-{uuid.uuid4().hex[:8]}"
+            refresh = f"sim-bling-refresh-{self.token_refreshes}-{uuid.uuid4().hex[:8]}"
             company.refresh.add(refresh)
         return Response.json(200, {"access_token": access, "expires_in": int(self.config.token_lifetime_s), "token_type": "Bearer", "scope": "98309 5990556", "refresh_token": refresh})
 
@@ -344,8 +376,7 @@ class BlingSimulator(Simulator):
 
     def _page_params(self, request: Request) -> tuple[int, int]:
         try:
-            page = int(request.query_value("pagina", "1"))
-            limit = int(request.query_value("limite", "100"))
+            page, limit = int(request.query_value("pagina", "1")), int(request.query_value("limite", "100"))
         except ValueError:
             raise _error(400, "VALIDATION_ERROR", "Parâmetros inválidos", "pagina e limite devem ser números inteiros") from None
         if page < 1 or limit < 1:
@@ -355,7 +386,8 @@ class BlingSimulator(Simulator):
             400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {maximum}",
             fields=[{"code": 1, "msg": f"limite deve ser no máximo {maximum}", "element": "limite", "namespace": "PAGINACAO"}]))
 
-    def _date_window(self, request: Request) -> tuple[int | None, int | None]:
+    def _date_window(self, request: Request) -> Callable[[Record], bool]:
+        """Whether a record's dataAlteracao lies in ``dataAlteracaoInicial``..``dataAlteracaoFinal`` (local time, inclusive)."""
         lo_text, hi_text = request.query_value("dataAlteracaoInicial"), request.query_value("dataAlteracaoFinal")
         try:
             lo = parse_local(lo_text, end=False) if lo_text else None
@@ -364,17 +396,27 @@ class BlingSimulator(Simulator):
             raise _error(400, "VALIDATION_ERROR", "Data inválida", f"Formato de data inválido: {exc}") from None
         if lo is not None and hi is not None and hi - lo > self.config.max_range_days * 86400:
             raise _error(400, "VALIDATION_ERROR", "Intervalo de datas inválido", "O intervalo entre as datas não pode ser maior que um ano")
-        return lo, hi
+        return lambda r: (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
 
-    def _ordered_page(self, records: list[Record], page: int, limit: int) -> list[Record]:
-        order = self.config.list_order
-        if order == "id":
-            records.sort(key=lambda r: r.id)
-        elif order == "id_desc":
-            records.sort(key=lambda r: -r.id)
-        else:
-            records.sort(key=lambda r: (-r.updated, -r.id))
-        return records[(page - 1) * limit : page * limit]
+    def _contatos_wanted(self, request: Request) -> Iterator[Callable[[Record], bool]]:
+        """The contato list filters: ``criterio`` (2: the excluded ones), ``tipoPessoa``, ``numeroDocumento``, ``pesquisa``, ``idsContatos[]``."""
+        excluded, cf = request.query_value("criterio", "1") == "2", request.account.consumidor_final_id
+        yield lambda r: (r["situacao"] == "E") == excluded and r.id != cf
+        if tipo := {"1": "F", "2": "J", "3": "E"}.get(request.query_value("tipoPessoa", "") or ""):
+            yield lambda r: r["tipo"] == tipo
+        if documento := only_digits(request.query_value("numeroDocumento")):
+            yield lambda r: only_digits(r["numeroDocumento"]) == documento
+        if pesquisa := (request.query_value("pesquisa", "") or "").strip().lower():
+            yield lambda r: any(pesquisa in str(r.get(k) or "").lower() for k in SEARCHED) or pesquisa in only_digits(r["numeroDocumento"])
+        if ids := {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}:
+            yield lambda r: r.id in ids
+
+    def _pedidos_wanted(self, request: Request) -> Iterator[Callable[[Record], bool]]:
+        """The pedido list filters: ``numerosLojas[]``, ``idContato``."""
+        if lojas := set(request.query.get("numerosLojas[]", [])):
+            yield lambda r: r["numeroLoja"] in lojas
+        if contato := request.query_value("idContato"):
+            yield lambda r: str(r["contato"]["id"]) == contato
 
     @api("GET", PREFIX + "/campos-customizados/modulos", name="list custom field modules")
     def _custom_modules(self, request: Request) -> Response:
@@ -389,49 +431,23 @@ class BlingSimulator(Simulator):
         return Response.json(200, {"data": [{"id": fid, "nome": name, "situacao": 1, "tipoCampo": {"id": 1, "nome": kind}, "modulo": {"id": module_id}}
                                             for fid, name, kind in found]})
 
-    @api("GET", PREFIX + "/contatos", name="list contatos")
-    def _list_contatos(self, request: Request) -> Response:
+    @api("GET", PREFIX + "/contatos", name="list contatos", store="contatos")
+    @api("GET", PREFIX + "/pedidos/vendas", name="list pedidos", store="pedidos")
+    def _list(self, request: Request) -> Response:
+        """One page (``pagina``/``limite``) of the records changed in the date window that pass the resource's filters."""
+        store = request.route.meta["store"]
         page, limit = self._page_params(request)
-        lo, hi = self._date_window(request)
-        criterio = request.query_value("criterio", "1")
-        tipo = {"1": "F", "2": "J", "3": "E"}.get(request.query_value("tipoPessoa", "") or "")
-        documento = re.sub(r"\D", "", request.query_value("numeroDocumento", "") or "")
-        pesquisa = (request.query_value("pesquisa", "") or "").strip().lower()
-        ids, cf = {int(v) for v in request.query.get("idsContatos[]", []) if v.isdigit()}, request.account.consumidor_final_id
-        out = [r for r in request.account.stores["contatos"].rows.values()
-               if (criterio == "2") == ((b := r.values)["situacao"] == "E") and r.id != cf and (not tipo or b["tipo"] == tipo)
-               and (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
-               and (not documento or re.sub(r"\D", "", b["numeroDocumento"]) == documento) and (not ids or r.id in ids)
-               and (not pesquisa or any(pesquisa in str(b.get(k) or "").lower() for k in ("nome", "fantasia", "email", "codigo", "numeroDocumento"))
-                    or pesquisa in re.sub(r"\D", "", b["numeroDocumento"]))]
-        keys = () if self.config.list_shape == "full" else ("id", "nome", "codigo", "situacao", "numeroDocumento", "telefone", "celular")
-        return Response.json(200, {"data": [{k: r.get(k) for k in keys} if keys else dict(r.values) for r in self._ordered_page(out, page, limit)]})
+        wanted = [self._date_window(request), *(self._contatos_wanted if store == "contatos" else self._pedidos_wanted)(request)]
+        found = sorted((r for r in request.account.stores[store].select() if all(keep(r) for keep in wanted)), key=LIST_ORDERS[self.config.list_order])
+        keys = () if self.config.list_shape == "full" else RESOURCES[store].summary
+        return Response.json(200, {"data": [{k: r[k] for k in keys} if keys else dict(r.values) for r in found[(page - 1) * limit : page * limit]]})
 
-    @api("GET", PREFIX + "/pedidos/vendas", name="list pedidos")
-    def _list_pedidos(self, request: Request) -> Response:
-        page, limit = self._page_params(request)
-        lo, hi = self._date_window(request)
-        lojas = set(request.query.get("numerosLojas[]", []))
-        contato = request.query_value("idContato")
-        out = [r for r in request.account.stores["pedidos"].select()
-               if (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi) and (not lojas or r["numeroLoja"] in lojas) and (not contato or str(r["contato"]["id"]) == contato)]
-        full = self.config.list_shape == "full"
-        keys = ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja")
-        return Response.json(200, {"data": [dict(r.values) if full else {k: r[k] for k in keys} for r in self._ordered_page(out, page, limit)]})
-
-    def _record(self, request: Request, store_name: str | None = None) -> Record:
-        store_name = store_name or request.route.meta["store"]
-        record = request.account.stores[store_name].get(int(request.params["id"]))
-        if record is None or record.deleted is not None:
-            which = "O contato não foi encontrado." if store_name == "contatos" else "O pedido de venda não foi encontrado."
-            raise _error(404, "RESOURCE_NOT_FOUND", "Recurso não encontrado", which)
+    def _record(self, request: Request) -> Record:
+        store = request.route.meta["store"]
+        record = request.account.stores[store].live(int(request.params["id"]))
+        if record is None:
+            raise _error(404, "RESOURCE_NOT_FOUND", "Recurso não encontrado", RESOURCES[store].not_found)
         return record
-
-    @api("POST", PREFIX + "/contatos", name="create contato")
-    def _create_contato(self, request: Request) -> Response:
-        body = self.body_object(request)
-        self._validate_contato(body)
-        return Response.json(201, {"data": {"id": self.insert_contato(body, account=request.account.id).id}})
 
     @api("GET", PREFIX + "/contatos/consumidor-final", name="consumidor final")
     def _consumidor_final(self, request: Request) -> Response:
@@ -442,13 +458,24 @@ class BlingSimulator(Simulator):
     def _get(self, request: Request) -> Response:
         return Response.json(200, {"data": dict(self._record(request).values)})
 
-    @api("PUT", PREFIX + "/contatos/{id:int}", name="update contato")
-    @api("PATCH", PREFIX + "/contatos/{id:int}", name="update contato (patch)")
-    def _update_contato(self, request: Request) -> Response:
-        record = self._record(request, "contatos")
-        merged = self._merge_contato(record.values, self.body_object(request))
-        self._validate_contato(merged)
-        self.write(request.account.stores["contatos"], record, merged, self.stamp())
+    @api("POST", PREFIX + "/contatos", name="create contato", store="contatos")
+    @api("POST", PREFIX + "/pedidos/vendas", name="create pedido", store="pedidos")
+    def _create(self, request: Request) -> Response:
+        store, body = request.account.stores[request.route.meta["store"]], self.body_object(request)
+        self._validate(store.name, request.account, body)
+        return Response.json(201, {"data": {"id": self.write(store, None, self._new_values(store, body), self.stamp()).id}})
+
+    @api("PUT", PREFIX + "/contatos/{id:int}", name="update contato", store="contatos")
+    @api("PATCH", PREFIX + "/contatos/{id:int}", name="update contato (patch)", store="contatos")
+    @api("PUT", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido", store="pedidos")
+    @api("PATCH", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido (patch)", store="pedidos")
+    def _update(self, request: Request) -> Response:
+        """Contatos take the fields a body may set; a pedido is rebuilt from its values and the body's."""
+        store, record = request.account.stores[request.route.meta["store"]], self._record(request)
+        contato = store.name == "contatos"
+        merged = self._merge_contato(record.values, self.body_object(request)) if contato else {**record.values, **self.body_object(request)}
+        self._validate(store.name, request.account, merged)
+        self.write(store, record, merged if contato else self._pedido_body(record.id, record["numero"], priced(merged)), self.stamp())
         return Response.empty(204) if request.method == "PUT" else Response.json(200, {"data": {"id": record.id}})
 
     @api("DELETE", PREFIX + "/contatos/{id:int}", name="delete contato", store="contatos")
@@ -457,48 +484,42 @@ class BlingSimulator(Simulator):
         self.remove(request.account.stores[request.route.meta["store"]], self._record(request))
         return Response.empty(204)
 
-    @api("POST", PREFIX + "/pedidos/vendas", name="create pedido")
-    def _create_pedido(self, request: Request) -> Response:
-        body = self.body_object(request)
-        self._validate_pedido(request.account, body)
-        return Response.json(201, {"data": {"id": self.insert_pedido(body, account=request.account.id).id}})
-
-    @api("PUT", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido")
-    @api("PATCH", PREFIX + "/pedidos/vendas/{id:int}", name="update pedido (patch)")
-    def _update_pedido(self, request: Request) -> Response:
-        record = self._record(request, "pedidos")
-        merged = {**record.values, **self.body_object(request)}
-        self._validate_pedido(request.account, merged)
-        body = self._pedido_body(record.id, record["numero"], int(merged["contato"]["id"]), self._pedido_values(merged))
-        self.write(request.account.stores["pedidos"], record, body, self.stamp())
-        return Response.empty(204) if request.method == "PUT" else Response.json(200, {"data": {"id": record.id}})
-
-    def _validate_contato(self, body: Mapping[str, Any]) -> None:
-        problems = []
-        tipo = body.get("tipo") or "F"
-        if not str(body.get("nome") or "").strip():
-            problems.append({"code": 1, "msg": "O campo nome é obrigatório", "element": "nome", "namespace": "CONTATO"})
-        if tipo not in ("F", "J", "E"):
-            problems.append({"code": 2, "msg": "Tipo de pessoa inválido", "element": "tipo", "namespace": "CONTATO"})
-        doc = re.sub(r"\D", "", str(body.get("numeroDocumento") or ""))
-        if doc and tipo == "F" and not is_valid_cpf(doc):
-            problems.append({"code": 3, "msg": f"O CPF {body.get('numeroDocumento')} é inválido", "element": "numeroDocumento", "namespace": "CONTATO"})
-        if doc and tipo == "J" and not is_valid_cnpj(doc):
-            problems.append({"code": 3, "msg": f"O CNPJ {body.get('numeroDocumento')} é inválido", "element": "numeroDocumento", "namespace": "CONTATO"})
-        email = str(body.get("email") or "")
-        if email and not _EMAIL_RE.match(email):
-            problems.append({"code": 4, "msg": f"O e-mail {email} é inválido", "element": "email", "namespace": "CONTATO"})
+    def _validate(self, store: str, company: Company, body: Mapping[str, Any]) -> None:
+        """Every failed check of the body in one ``VALIDATION_ERROR`` envelope."""
+        resource = RESOURCES[store]
+        checks = self._contato_checks(body) if store == "contatos" else self._pedido_checks(company, body)
+        problems = [{"code": code, "msg": msg, "element": element, "namespace": resource.namespace, **dict(*extra)}
+                    for code, element, failed, msg, *extra in checks if failed]
         if problems:
-            raise _error(400, "VALIDATION_ERROR", "Não foi possível salvar o contato", "Verifique os campos informados.", fields=problems)
+            raise _error(400, "VALIDATION_ERROR", resource.refusal, "Verifique os campos informados.", fields=problems)
 
-    def _merge_contato(self, base: dict[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _contato_checks(body: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """(code, element, failed, message) of each contato check."""
+        tipo, doc, email = body.get("tipo") or "F", only_digits(body.get("numeroDocumento")), str(body.get("email") or "")
+        yield 1, "nome", not str(body.get("nome") or "").strip(), "O campo nome é obrigatório"
+        yield 2, "tipo", tipo not in ("F", "J", "E"), "Tipo de pessoa inválido"
+        yield 3, "numeroDocumento", doc and tipo == "F" and not is_valid_cpf(doc), f"O CPF {body.get('numeroDocumento')} é inválido"
+        yield 3, "numeroDocumento", doc and tipo == "J" and not is_valid_cnpj(doc), f"O CNPJ {body.get('numeroDocumento')} é inválido"
+        yield 4, "email", email and not _EMAIL_RE.match(email), f"O e-mail {email} é inválido"
+
+    @staticmethod
+    def _pedido_checks(company: Company, body: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """(code, element, failed, message[, details]) of each pedido check; one per item with a bad valor."""
+        contato = (body.get("contato") or {}).get("id")
+        yield 10, "contato", not contato or int(contato) not in company.stores["contatos"].rows, "O contato do pedido é obrigatório"
+        itens = body.get("itens")
+        yield 11, "itens", not isinstance(itens, list) or not itens, "O pedido deve ter ao menos um item"
+        for index, item in enumerate(itens if isinstance(itens, list) else ()):
+            yield 12, "valor", not _valid_valor(item), "Valor do item inválido", {"collection": [
+                {"index": index, "code": 12, "msg": "O valor deve ser um número não negativo", "element": "valor", "namespace": "ITENS"}]}
+
+    @staticmethod
+    def _merge_contato(base: dict[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+        """``base`` with what the body sets; custom field values merge by field (known fields only, blanks dropped)."""
         merged = dict(base)
-        for key in ("nome", "codigo", "numeroDocumento", "telefone", "celular", "fantasia", "tipo", "email", "ie", "rg"):
-            if key in body:
-                merged[key] = "" if body[key] is None else str(body[key])
-        for key in ("endereco", "pais", "tiposContato", "vendedor", "dadosAdicionais", "financeiro"):
-            if key in body and body[key] is not None:
-                merged[key] = body[key]
+        merged.update({key: "" if body[key] is None else str(body[key]) for key in TEXT_FIELDS if key in body})
+        merged.update({key: body[key] for key in OBJECT_FIELDS if body.get(key) is not None})
         if body.get("situacao") in ("A", "I", "S"):
             merged["situacao"] = body["situacao"]
         if isinstance(body.get("camposCustomizados"), list):
@@ -510,30 +531,13 @@ class BlingSimulator(Simulator):
             merged["camposCustomizados"] = [{"idCampoCustomizado": fid, "valor": value} for fid, value in sorted(values.items()) if value not in (None, "")]
         return merged
 
-    def _validate_pedido(self, company: Company, body: Mapping[str, Any]) -> None:
-        problems = []
-        contato = (body.get("contato") or {}).get("id")
-        if not contato or int(contato) not in company.stores["contatos"].rows:
-            problems.append({"code": 10, "msg": "O contato do pedido é obrigatório", "element": "contato", "namespace": "VENDAS"})
-        itens = body.get("itens")
-        if not isinstance(itens, list) or not itens:
-            problems.append({"code": 11, "msg": "O pedido deve ter ao menos um item", "element": "itens", "namespace": "VENDAS"})
-        else:
-            for index, item in enumerate(itens):
-                try:
-                    if float(item.get("valor", 0)) < 0:
-                        raise ValueError
-                except (TypeError, ValueError, AttributeError):
-                    problems.append({"code": 12, "msg": "Valor do item inválido", "element": "valor", "namespace": "VENDAS",
-                                     "collection": [{"index": index, "code": 12, "msg": "O valor deve ser um número não negativo", "element": "valor", "namespace": "ITENS"}]})
-        if problems:
-            raise _error(400, "VALIDATION_ERROR", "Não foi possível salvar a venda", "Verifique os campos informados.", fields=problems)
-
-    def _pedido_values(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        values = dict(body)
-        itens = body.get("itens") or []
-        values["total"] = sum(float(i.get("valor", 0)) * float(i.get("quantidade", 1)) for i in itens)
-        return values
+    def _new_values(self, store: RecordStore, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A new contato (blank where the body says nothing) or pedido (numbered in sequence, priced from its itens)."""
+        record_id = store.allocate_id()
+        if store.name == "pedidos":
+            return self._pedido_body(record_id, store.count() + store.count(deleted=True) + 1, priced(body))
+        base = self._seed_contato(FakeData(f"blank-{record_id}"), body.get("tipo") or "F") | BLANK_CONTATO
+        return self._merge_contato(base, body) | {"id": record_id, "situacao": "A"}
 
     def write(self, store: RecordStore, record: Record | None, values: Mapping[str, Any], stamp: int) -> Record:
         if record is None:
@@ -549,20 +553,16 @@ class BlingSimulator(Simulator):
             record.values["situacao"] = "E"
             if self.config.delete_touches_modified:
                 store.touch(record, self.stamp())
-            self._emit(self.owner_of(store), "contact", "deleted", record)
+            self._emit(self.owner_of(store), store, "deleted", record)
 
     def on_change(self, company: Account, store: RecordStore, action: str, record: Record, previous: Mapping[str, Any]) -> None:
-        self._emit(company, "contact" if store.name == "contatos" else "order", {"create": "created", "update": "updated", "delete": "deleted"}[action], record)
+        self._emit(company, store, {"create": "created", "update": "updated", "delete": "deleted"}[action], record)
 
-    def _emit(self, company: Account, resource: str, action: str, record: Record) -> None:
-        if action == "deleted":
-            data: dict[str, Any] = {"id": record.id}
-        elif resource == "contact":
-            data = {k: record[k] for k in ("id", "nome", "codigo", "situacao", "numeroDocumento", "tipo")}
-        else:
-            data = {k: record[k] for k in ("id", "numero", "numeroLoja", "total")}
+    def _emit(self, company: Account, store: RecordStore, action: str, record: Record) -> None:
+        resource = RESOURCES[store.name]
+        data = {"id": record.id} if action == "deleted" else {k: record[k] for k in resource.event_fields}
         self.emit({"eventId": str(uuid.uuid4()), "date": datetime.fromtimestamp(self.clock.timestamp(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "version": "v1", "event": f"{resource}.{action}", "companyId": company.id, "data": data})
+                   "version": "v1", "event": f"{resource.event}.{action}", "companyId": company.id, "data": data})
 
     def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
         from crm_pipelines.webhooks.signatures import sign_bling
@@ -571,20 +571,23 @@ class BlingSimulator(Simulator):
 
     def insert_contato(self, body: Mapping[str, Any], *, updated: datetime | None = None, account: str | None = None) -> Record:
         """Create a contato directly (as a user of Bling's UI would)."""
-        with self.lock:
-            store = self.account(account).stores["contatos"]
-            record_id = store.allocate_id()
-            base = self._seed_contato(FakeData(f"blank-{record_id}"), body.get("tipo") or "F")
-            base.update({"nome": "", "email": "", "numeroDocumento": "", "telefone": "", "celular": "", "fantasia": "", "codigo": ""})
-            merged = self._merge_contato(base, body) | {"id": record_id, "situacao": "A"}
-            return self.write(store, None, merged, int(updated.timestamp()) if updated else self.stamp())
+        return self._insert("contatos", body, int(updated.timestamp()) if updated else None, account)
 
     def insert_pedido(self, body: Mapping[str, Any], *, account: str | None = None) -> Record:
+        return self._insert("pedidos", body, None, account)
+
+    def _insert(self, store_name: str, body: Mapping[str, Any], stamp: int | None, account: str | None) -> Record:
         with self.lock:
-            store = self.account(account).stores["pedidos"]
-            record_id = store.allocate_id()
-            numero = store.count() + store.count(deleted=True) + 1
-            return self.write(store, None, self._pedido_body(record_id, numero, int(body["contato"]["id"]), self._pedido_values(body)), self.stamp())
+            store = self.account(account).stores[store_name]
+            return self.write(store, None, self._new_values(store, body), self.stamp() if stamp is None else stamp)
+
+    def new_values(self, company: Account, store: RecordStore, entity: str) -> dict[str, Any]:
+        """A generated contato of the entity's tipo, or a pedido of Consumidor Final with one item."""
+        if entity != "deals":
+            return self._new_values(store, self._seed_contato(company.extra, "F" if entity == "contacts" else "J"))
+        deal = company.extra.deal()
+        return self._new_values(store, {"contato": {"id": company.consumidor_final_id}, "observacoes": deal["name"],
+                                        "itens": [{"descricao": deal["name"], "quantidade": 1, "valor": float(deal["amount"] or 0)}]})
 
     def _selected(self, entity: str, deleted: bool, account: str | None) -> tuple[RecordStore, list[Record]]:
         store = self.entity_store(entity, account)
@@ -603,18 +606,6 @@ class BlingSimulator(Simulator):
             return {"total": total, "totalProdutos": total}
         return {"telefone": f"(11) 9{company.rng.randrange(1000, 9999)}-{company.rng.randrange(1000, 9999)}"}
 
-    def create(self, entity: str, n: int = 1, *, account: str | None = None) -> list[str]:
-        company, out = self.account(account), []
-        for _ in range(n):
-            if entity == "deals":
-                deal = company.extra.deal()
-                rec = self.insert_pedido({"contato": {"id": company.consumidor_final_id}, "observacoes": deal["name"],
-                                          "itens": [{"descricao": deal["name"], "quantidade": 1, "valor": float(deal["amount"] or 0)}]}, account=account)
-            else:
-                rec = self.insert_contato(self._seed_contato(company.extra, "F" if entity == "contacts" else "J"), account=account)
-            out.append(str(rec.id))
-        return out
-
     def mutate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         op, entity = spec.get("op"), spec.get("entity", "contacts")
         if op == "create":
@@ -628,11 +619,6 @@ class BlingSimulator(Simulator):
             self.expire_access_tokens()
             return {"expired": True}
         raise ValueError("op must be create, modify, delete or expire_tokens")
-
-
-def _address(city: str | None, state: str | None) -> dict[str, Any]:
-    geral = {"endereco": "", "cep": "", "bairro": "", "municipio": city or "", "uf": state or "", "numero": "", "complemento": ""}
-    return {"geral": geral, "cobranca": dict(geral)}
 
 
 __all__ = ["BlingSimConfig", "BlingSimulator", "Company", "LOCAL_TZ", "error_body", "local_text", "parse_local"]
