@@ -61,9 +61,8 @@ from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from crm_pipelines.providers.salesforce.simulator_soql import BoolOp, Comparison, Not, Query, SoqlError, like_regex, parse, parse_datetime_literal
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
-from crm_pipelines.providers.salesforce.simulator_soql import Literal as SoqlLiteral
+from crm_pipelines.providers.salesforce.simulator_soql import Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
@@ -364,6 +363,12 @@ def _fail(status: int, code: str, message: str, fields: list[str] | None = None)
     return ApiError(_error(status, code, message, fields))
 
 
+def _no_such(text: str, column: int, problem: str, custom: str, named: str) -> str:
+    """Salesforce's message for a query naming an unknown object or field."""
+    return (f"\n{text}\n^\nERROR at Row:1:Column:{column}\n{problem} If you are attempting to use a custom {custom}, be sure to append the "
+            f"'__c' after the {named} name. Please reference your WSDL or the describe call for the appropriate names.")
+
+
 def _record_error(code: str, message: str, fields: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"statusCode": code, "message": message, "fields": fields or [], **extra}
 
@@ -653,17 +658,15 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "MALFORMED_QUERY", "A query string has to be specified")
         try:
             query = parse(text)
+            store = self._queried(request, query, text)
+            if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
+                raise SoqlError("line 1: no viable alternative at character '.' (fractional seconds)")
+            matches = predicate(store, query.where)
         except SoqlError as exc:
             raise _fail(400, exc.code, exc.message) from None
-        store = self._checked(request, query, text)
-        if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
-            raise _fail(400, "MALFORMED_QUERY", "line 1: no viable alternative at character '.' (fractional seconds)")
-        predicate = self._compile(store, query.where)
         horizon = self.clock.now_ms() - int(self.config.recycle_bin_days * DAY_MS)
-        rows = [rec for rec in store.rows.values() if (rec.deleted is None or (all_rows and rec.deleted >= horizon)) and predicate(rec)]
-        for name, descending, nulls_last in reversed(query.order or []):
-            rows.sort(key=self._sort_key(store, name, nulls_last != descending), reverse=descending)
-        return store, query, rows if query.limit is None else rows[: query.limit]
+        rows = [rec for rec in store.rows.values() if (rec.deleted is None or (all_rows and rec.deleted >= horizon)) and matches(rec)]
+        return store, query, ordered(store, query, rows)
 
     def _page(self, cursor: _Cursor, offset: int, version: str) -> Response:
         store = cursor.store
@@ -692,118 +695,19 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(cursor, offset, request.params["version"])
 
-    def _checked(self, request: Request, query: Query, text: str) -> _SObjects:
-        try:
-            store = self._store(request, query.sobject)
-        except ApiError:
-            raise _fail(
-                400, "INVALID_TYPE",
-                f"\n{text[:80]}\n^\nERROR at Row:1:Column:1\nsObject type '{query.sobject}' is not supported. If you are attempting "
-                "to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the "
-                "describe call for the appropriate names.",
-            ) from None
-        seen: set[str] = set()
-        for name in query.fields:
-            if name.lower() in seen:
-                raise _fail(400, "MALFORMED_QUERY", f"duplicate field selected: {name}")
-            seen.add(name.lower())
-        for name in query.referenced_fields():
-            if store.field(name) is None:
-                column = text.find(name) + 1
-                raise _fail(
-                    400, "INVALID_FIELD",
-                    f"\n{text[:120]}\n^\nERROR at Row:1:Column:{column}\nNo such column '{name}' on entity '{store.sobject}'. If you are "
-                    "attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference "
-                    "your WSDL or the describe call for the appropriate names.",
-                )
+    def _queried(self, request: Request, query: Query, text: str) -> _SObjects:
+        """The queried sObject, once every field the query names is one of its fields."""
+        store = self._sobjects(request.account, query.sobject)
+        if store is None:
+            raise SoqlError(_no_such(text[:80], 1, f"sObject type '{query.sobject}' is not supported.", "object", "entity"), "INVALID_TYPE")
+        selected = [name.lower() for name in query.fields]
+        twice = next((name for i, name in enumerate(query.fields) if name.lower() in selected[:i]), None)
+        if twice is not None:
+            raise SoqlError(f"duplicate field selected: {twice}")
+        unknown = next((name for name in query.referenced_fields() if store.field(name) is None), None)
+        if unknown is not None:
+            raise SoqlError(_no_such(text[:120], text.find(unknown) + 1, f"No such column '{unknown}' on entity '{store.sobject}'.", "field", "custom field"), "INVALID_FIELD")
         return store
-
-    def _sort_key(self, store: _SObjects, name: str, nulls_high: bool) -> Any:
-        f = store.fields[name.lower()]
-
-        def key(rec: Record) -> tuple:
-            value = store.get(rec, f.name)
-            if value is None:
-                return (1 if nulls_high else -1, "")
-            if f.kind in ("string", "email", "phone", "url", "picklist"):
-                value = str(value).lower()
-            elif f.kind in ("currency", "percent"):
-                value = float(value)
-            return (0, value)
-
-        return key
-
-    def _compile(self, store: _SObjects, node: Any) -> Any:
-        if node is None:
-            return lambda rec: True
-        if isinstance(node, BoolOp):
-            parts = [self._compile(store, item) for item in node.items]
-            if node.op == "AND":
-                return lambda rec: all(p(rec) for p in parts)
-            return lambda rec: any(p(rec) for p in parts)
-        if isinstance(node, Not):
-            inner = self._compile(store, node.item)
-            return lambda rec: not inner(rec)
-        assert isinstance(node, Comparison)
-        f = store.fields[node.field.lower()]
-        literals = node.value if isinstance(node.value, list) else [node.value]
-        wanted = [self._literal(f, lit) for lit in literals]
-        op = node.op
-        get = store.get
-        name = f.name
-        text_like = f.kind in ("string", "email", "phone", "url", "picklist", "reference", "id")
-        if op == "LIKE":
-            if not text_like:
-                raise _fail(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on {f.kind} field: LIKE")
-            pattern = like_regex(str(wanted[0]))
-            return lambda rec: (v := get(rec, name)) is not None and pattern.fullmatch(str(v)) is not None
-
-        def norm(value: Any) -> Any:
-            if value is None:
-                return None
-            if f.kind == "id":
-                return str(value)[:15]
-            if text_like:
-                return str(value).lower()
-            if f.kind in ("currency", "percent"):
-                return float(value)
-            return value
-
-        wanted_n = [norm(w) for w in wanted]
-        if op in ("IN", "NOT IN"):
-            pool = set(wanted_n)
-            if op == "IN":
-                return lambda rec: norm(get(rec, name)) in pool
-            return lambda rec: norm(get(rec, name)) not in pool
-        target = wanted_n[0]
-        if op == "=":
-            return lambda rec: norm(get(rec, name)) == target
-        if op == "!=":
-            return lambda rec: norm(get(rec, name)) != target
-        if target is None:
-            raise _fail(400, "MALFORMED_QUERY", f"invalid comparison with null on field '{f.name}'")
-        if f.kind == "id":
-            target = str(wanted[0])  # ids order as their full string
-        compare = {"<": lambda a: a < target, "<=": lambda a: a <= target, ">": lambda a: a > target, ">=": lambda a: a >= target}[op]
-        if f.kind == "id":
-            return lambda rec: compare(rec.id)
-        return lambda rec: (v := norm(get(rec, name))) is not None and compare(v)
-
-    @staticmethod
-    def _literal(f: _Field, lit: SoqlLiteral) -> Any:
-        if lit.kind == "null":
-            return None
-        expected = {
-            "datetime": "datetime", "date": "date", "boolean": "boolean", "currency": "number", "percent": "number",
-        }.get(f.kind, "string")
-        if lit.kind != expected:
-            quoted = "should not be enclosed in quotes" if lit.kind == "string" else "should be enclosed in quotes" if expected == "string" else ""
-            raise _fail(
-                400, "MALFORMED_QUERY",
-                f"value of filter criterion for field '{f.name}' must be of type {f.kind if f.kind != 'datetime' else 'dateTime'}"
-                + (f" and {quoted}" if quoted else ""),
-            )
-        return lit.value
 
     @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated", deleted=False)
     @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted", deleted=True)
@@ -1121,9 +1025,12 @@ class SalesforceSimulator(BulkJobs, Simulator):
         self._delete_rec(store, rec, self.stamp())
         return Response.empty(204)
 
+    @staticmethod
+    def _sobjects(org: Org, sobject: str) -> _SObjects | None:
+        return next((s for s in org.stores.values() if s.sobject.lower() == sobject.lower()), None)
+
     def _store(self, request: Request, sobject: str | None = None) -> _SObjects:
-        name = (sobject or request.params["sobject"]).lower()
-        store = next((s for s in request.account.stores.values() if s.sobject.lower() == name), None)
+        store = self._sobjects(request.account, sobject or request.params["sobject"])
         if store is None:
             raise _fail(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject or request.params['sobject']}' is not supported.")
         return store
