@@ -79,6 +79,7 @@ DAY_MS = 86_400_000
 SUPPORTED_VERSIONS = tuple(f"{v}.0" for v in range(50, 67))
 VERSION_LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
 COLLECTION_MAX = 200
+TOO_MANY_RECORDS = f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
 ENTITY_OF = {"Contact": "contacts", "Account": "companies", "Opportunity": "deals"}
 SOBJECT_OF = {v: k for k, v in ENTITY_OF.items()}
 KEY_PREFIX = {"Contact": "003", "Account": "001", "Opportunity": "006"}
@@ -345,7 +346,7 @@ class Org(Account):
         self.token_rng = random.Random(f"{self.seed}-tokens")
         self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
         self.bulk_allocations = BulkAllocations(sim)
-        self.limiters = (self.usage, self.bulk_allocations)
+        self.limiters = (self.usage, *self.bulk_allocations.limiters)
         schemas = _schemas(cfg)
         self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
         self.account_pool: list[str] = []
@@ -353,6 +354,11 @@ class Org(Account):
             sim.generate(self, self.stores[sobject], self.count_of(sim, entity))
             if sobject == "Account":
                 self.account_pool = list(self.stores["Account"].rows)
+
+
+    def next_job_id(self) -> str:
+        self.job_serial += 1
+        return id18("7505g" + base62(self.job_serial))
 
 
 def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
@@ -371,6 +377,35 @@ def _no_such(text: str, column: int, problem: str, custom: str, named: str) -> s
 
 def _record_error(code: str, message: str, fields: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"statusCode": code, "message": message, "fields": fields or [], **extra}
+
+
+def _deserialized(f: _Field, value: Any) -> Any:
+    """A JSON value for field ``f`` as the org stores it; a value of the wrong type fails the whole request."""
+    if f.kind == "boolean":
+        return bool(value)
+    number = f.kind in ("currency", "percent")
+    if number and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
+    if not number and f.kind != "date" and isinstance(value, (dict, list)):
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
+    try:
+        if number:
+            return format(float(value), ".2f") if f.kind == "currency" else str(float(value))
+        return date.fromisoformat(str(value)[:10]).isoformat() if f.kind == "date" else str(value)
+    except ValueError:
+        if number:
+            raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
+
+
+def _duplicates_detected(twin_id: str) -> dict[str, Any]:
+    """The per-record error of the standard Contact duplicate rule, naming the matching record."""
+    return _record_error("DUPLICATES_DETECTED", "Use one of these records?", [], duplicateResult={
+        "allowSave": False, "duplicateRule": "Standard_Contact_Duplicate_Rule", "duplicateRuleEntityType": "Contact",
+        "errorMessage": "You're creating a duplicate record. We recommend you use an existing record instead.",
+        "matchResults": [{"entityType": "Contact", "matchEngine": "ExactMatchEngine", "size": 1, "success": True,
+                          "matchRecords": [{"record": {"attributes": {"type": "Contact"}, "Id": twin_id}, "matchConfidence": 100.0}]}],
+    })
 
 
 class SalesforceSimulator(BulkJobs, Simulator):
@@ -512,11 +547,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     def add_bulk_usage(self, *, query_jobs: int = 0, storage_kb: int = 0, batches: int = 0, account: str | None = None) -> dict[str, dict[str, int]]:
         """Count Bulk API use by other users of the org (now); the org's bulk entries of ``/limits``."""
-        allocations = self.account(account).bulk_allocations
-        for limiter, units in ((allocations.query_jobs, query_jobs), (allocations.storage_kb, storage_kb), (allocations.batches, batches)):
-            if units > 0:
-                limiter.try_acquire(weight=units, force=True)
-        return allocations.limits()
+        return self.account(account).bulk_allocations.add(query_jobs, storage_kb, batches)
 
     @admin("GET", "api-usage")
     def _admin_api_usage(self, _request: Request) -> Response:
@@ -757,7 +788,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "JSON_PARSER_ERROR", "The request body must be an object with a 'records' array")
         records = body["records"]
         if len(records) > COLLECTION_MAX:
-            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+            raise _fail(400, "EXCEEDED_ID_LIMIT", TOO_MANY_RECORDS)
         if not records:
             raise _fail(400, "INVALID_FIELD", "No records to process")
         return records, bool(body.get("allOrNone", False))
@@ -771,30 +802,11 @@ class SalesforceSimulator(BulkJobs, Simulator):
             f = store.field(name)
             if f is None:
                 raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {store.sobject}")
-            if value is None:
-                out[f.name] = None
-                continue
-            if f.kind in ("currency", "percent"):
-                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
-                try:
-                    out[f.name] = format(float(value), ".2f") if f.kind == "currency" else str(float(value))
-                except ValueError:
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
-            elif f.kind == "date":
-                try:
-                    out[f.name] = date.fromisoformat(str(value)[:10]).isoformat()
-                except ValueError:
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
-            elif f.kind == "boolean":
-                out[f.name] = bool(value)
-            else:
-                if isinstance(value, (dict, list)):
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
-                out[f.name] = str(value)
+            out[f.name] = None if value is None else _deserialized(f, value)
         return out
 
-    def _record_problems(self, store: _SObjects, values: Mapping[str, Any], *, creating: bool, rec: Record | None = None) -> list[dict[str, Any]]:
+    def _record_problems(self, store: _SObjects, values: Mapping[str, Any], rec: Record | None = None) -> list[dict[str, Any]]:
+        """What is wrong with writing ``values`` to ``rec`` (``None``: a new record), as per-record errors."""
         problems = []
         locked = [n for n in values if n != "Id" and not store.fields[n.lower()].writable]
         if locked:
@@ -803,8 +815,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
                 f"Unable to create/update fields: {', '.join(locked)}. Please check the security settings of this field and verify "
                 "that it is read/write for your profile or permission set.", locked,
             ))
-        merged = dict(rec.values) if rec is not None else {}
-        merged.update({k: v for k, v in values.items() if k != "Id"})
+        merged = {**(rec.values if rec is not None else {}), **{k: v for k, v in values.items() if k != "Id"}}
         missing = [f.name for f in store.fields.values() if f.required and not merged.get(f.name)]
         if missing:
             problems.append(_record_error("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing))
@@ -814,28 +825,18 @@ class SalesforceSimulator(BulkJobs, Simulator):
                 continue
             if f.kind == "email" and not _EMAIL_RE.match(str(value)):
                 problems.append(_record_error("INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name]))
-            if f.length and f.kind not in ("picklist",) and len(str(value)) > f.length:
+            if f.length and f.kind != "picklist" and len(str(value)) > f.length:
                 problems.append(_record_error("STRING_TOO_LONG", f"{f.label}: data value too large: {str(value)[:40]} (max length={f.length})", [f.name]))
             if f.name == "StageName" and self.config.restricted_stage_picklist and value not in STAGES:
                 problems.append(_record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", f"Stage: bad value for restricted picklist field: {value}", [f.name]))
-        key = values.get(store.ext_field)
-        if key:
-            owner = store.owner(key)
-            if owner is not None and (rec is None or owner != rec.id):
-                problems.append(_record_error("DUPLICATE_VALUE", f"duplicate value found: {store.ext_field} duplicates value on record with id: {owner}", [store.ext_field]))
-        email = values.get("Email")
+        owner = store.owner(values[store.ext_field]) if values.get(store.ext_field) else None
+        if owner is not None and (rec is None or owner != rec.id):
+            problems.append(_record_error("DUPLICATE_VALUE", f"duplicate value found: {store.ext_field} duplicates value on record with id: {owner}", [store.ext_field]))
+        email = str(values.get("Email") or "").lower()
         if self.config.block_duplicate_emails and store.sobject == "Contact" and email:
-            twin = next((r for r in store.rows.values() if r.deleted is None and (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == str(email).lower()), None)
+            twin = next((r for r in store.select() if (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == email), None)
             if twin is not None:
-                problems.append(_record_error(
-                    "DUPLICATES_DETECTED", "Use one of these records?", [],
-                    duplicateResult={
-                        "allowSave": False, "duplicateRule": "Standard_Contact_Duplicate_Rule", "duplicateRuleEntityType": "Contact",
-                        "errorMessage": "You're creating a duplicate record. We recommend you use an existing record instead.",
-                        "matchResults": [{"entityType": "Contact", "matchEngine": "ExactMatchEngine", "size": 1, "success": True,
-                                          "matchRecords": [{"record": {"attributes": {"type": "Contact"}, "Id": twin.id}, "matchConfidence": 100.0}]}],
-                    },
-                ))
+                problems.append(_duplicates_detected(twin.id))
         return problems
 
     def write(self, store: RecordStore, rec: Record | None, values: Mapping[str, Any], now: int) -> Record:
@@ -847,50 +848,6 @@ class SalesforceSimulator(BulkJobs, Simulator):
         store.update(rec, values | {"LastModifiedDate": now}, now)
         return rec
 
-    def _run_batch(self, items: list[tuple[_SObjects | None, dict[str, Any], Record | None, list[dict[str, Any]], str]], all_or_none: bool) -> list[dict[str, Any]]:
-        """Apply validated items (store, values, existing record, problems, mode) and build results."""
-        now = self.stamp()
-        failed = any(problems for _, _, _, problems, _ in items)
-        results = []
-        for store, values, rec, problems, mode in items:
-            if problems:
-                results.append({"success": False, "errors": problems} | ({"id": rec.id} if rec is not None else {}))
-            elif all_or_none and failed:
-                results.append({"success": False, "errors": [_record_error(
-                    "ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header")]})
-            else:
-                assert store is not None
-                written = self.write(store, rec, values, now)
-                result = {"id": written.id, "success": True, "errors": []}
-                if mode == "upsert":
-                    result["created"] = rec is None
-                results.append(result)
-        return results
-
-    def _type_of(self, request: Request, raw: Any) -> _SObjects:
-        if not isinstance(raw, dict):
-            raise _fail(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
-        sobject = (raw.get("attributes") or {}).get("type") if isinstance(raw.get("attributes"), dict) else None
-        if not sobject:
-            raise _fail(400, "INVALID_TYPE", "Must send a concrete entity type.")
-        try:
-            return self._store(request, str(sobject))
-        except ApiError:
-            raise _fail(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.") from None
-
-    @api("POST", C + "/?", name="POST /composite/sobjects")
-    def _collection_create(self, request: Request) -> Response:
-        records, all_or_none = self._records_body(request)
-        items = []
-        for raw in records:
-            store = self._type_of(request, raw)
-            values = self._typed_values(store, raw)
-            if values.get("Id"):
-                items.append((store, values, None, [_record_error("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])], "create"))
-                continue
-            items.append((store, values, None, self._record_problems(store, values, creating=True), "create"))
-        return Response.json(200, self._run_batch(items, all_or_none))
-
     def _existing(self, store: _SObjects, record_id: Any) -> tuple[Record | None, list[dict[str, Any]]]:
         rid = str(record_id or "")
         rec = store.by_id(rid)
@@ -900,68 +857,90 @@ class SalesforceSimulator(BulkJobs, Simulator):
             return None, [_record_error("ENTITY_IS_DELETED", "entity is deleted", [])]
         return rec, []
 
-    @api("PATCH", C + "/?", name="PATCH /composite/sobjects")
-    def _collection_update(self, request: Request) -> Response:
+    def _target(self, store: _SObjects, operation: str, values: Mapping[str, Any], key: Any) -> tuple[Record | None, list[dict[str, Any]]]:
+        """The record an insert, update, upsert or delete of ``values`` goes to (``key``: its id, or
+        for an upsert its external id; ``None``: a new record) and what is wrong with the write."""
+        if operation in ("update", "delete", "hardDelete"):
+            rec, problems = self._existing(store, key)
+            if problems or operation != "update":
+                return rec, problems
+        else:
+            rec = store.rows.get(store.owner(key)) if operation == "upsert" else None
+        return rec, self._record_problems(store, values, rec)
+
+    def _type_of(self, request: Request, raw: Any) -> _SObjects:
+        if not isinstance(raw, dict):
+            raise _fail(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
+        sobject = (raw.get("attributes") or {}).get("type") if isinstance(raw.get("attributes"), dict) else None
+        if not sobject:
+            raise _fail(400, "INVALID_TYPE", "Must send a concrete entity type.")
+        store = self._sobjects(request.account, str(sobject))
+        if store is None:
+            raise _fail(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+        return store
+
+    @api("POST", C + "/?", name="POST /composite/sobjects", operation="insert")
+    @api("PATCH", C + "/?", name="PATCH /composite/sobjects", operation="update")
+    @api("PATCH", C + "/{sobject}/{ext}/?", name="PATCH /composite/sobjects/{SObject}/{ExtId}", operation="upsert")
+    def _collection_write(self, request: Request) -> Response:
+        """sObject Collections create, update (by Id) and upsert (by an external id): every record is
+        checked, then written, or with ``allOrNone`` none is once one fails; results in request order."""
+        operation, ext, expected = request.route.meta["operation"], "Id", None
+        if operation == "upsert":
+            expected, ext = self._store(request), request.params["ext"]
+            f = expected.field(ext)
+            if f is None or not (f.external_id or f.name == "Id"):
+                raise _fail(400, "INVALID_FIELD", f"Field name provided, {ext} is not an External ID or indexed field for {expected.sobject}")
+            ext = f.name
         records, all_or_none = self._records_body(request)
-        items = []
-        seen: set[str] = set()
+        items, seen = [], set()
         for raw in records:
             store = self._type_of(request, raw)
+            if expected is not None and store.sobject != expected.sobject:
+                raise _fail(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {expected.sobject}")
             values = self._typed_values(store, raw)
-            if not values.get("Id"):
-                items.append((store, values, None, [_record_error("MISSING_ARGUMENT", "Id not specified in an update call", [])], "update"))
-                continue
-            if values["Id"] in seen:
-                raise _fail(400, "INVALID_FIELD", f"Duplicate id in list: {values['Id']}")
-            seen.add(values["Id"])
-            rec, problems = self._existing(store, values["Id"])
-            problems = problems or self._record_problems(store, values, creating=False, rec=rec)
-            items.append((store, values, rec, problems, "update"))
-        results = self._run_batch(items, all_or_none)
-        for result, (_, values, _, problems, _) in zip(results, items):
-            if not result["success"] and "id" not in result and values.get("Id"):
-                result["id"] = values["Id"]
-        return Response.json(200, results)
+            key = values.get(ext)
+            if operation == "insert" and key:
+                rec, problems = None, [_record_error("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])]
+            elif operation != "insert" and not key:
+                rec, problems = None, [_record_error("MISSING_ARGUMENT", f"{ext} not specified" + (" in an update call" if operation == "update" else ""),
+                                                     [ext] if operation == "upsert" else [])]
+            else:
+                if operation == "update" and key in seen:
+                    raise _fail(400, "INVALID_FIELD", f"Duplicate id in list: {key}")
+                seen.add(key)
+                rec, problems = self._target(store, operation, values, key)
+            items.append((store, values, rec, problems))
+        return Response.json(200, self._run_batch(items, all_or_none, operation))
 
-    @api("PATCH", C + "/{sobject}/{ext}/?", name="PATCH /composite/sobjects/{SObject}/{ExtId}")
-    def _collection_upsert(self, request: Request) -> Response:
-        store = self._store(request)
-        ext = store.field(request.params["ext"])
-        if ext is None or not (ext.external_id or ext.name == "Id"):
-            raise _fail(400, "INVALID_FIELD", f"Field name provided, {request.params['ext']} is not an External ID or indexed field for {store.sobject}")
-        records, all_or_none = self._records_body(request)
-        items = []
-        for raw in records:
-            if self._type_of(request, raw).sobject != store.sobject:
-                raise _fail(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {store.sobject}")
-            values = self._typed_values(store, raw)
-            key = values.get(ext.name)
-            if not key:
-                items.append((store, values, None, [_record_error("MISSING_ARGUMENT", f"{ext.name} not specified", [ext.name])], "upsert"))
+    def _run_batch(self, items: list[tuple[_SObjects, dict[str, Any], Record | None, list[dict[str, Any]]]], all_or_none: bool, operation: str) -> list[dict[str, Any]]:
+        """Write the checked items (store, values, target record, problems); one result each."""
+        now = self.stamp()
+        failed = any(problems for _, _, _, problems in items)
+        results = []
+        for store, values, rec, problems in items:
+            if problems or (all_or_none and failed):
+                shown = rec.id if problems and rec is not None else values.get("Id") if operation == "update" else None
+                errors = problems or [_record_error("ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                                    "Record rolled back because not all records were valid and the request was using AllOrNone header")]
+                results.append({"success": False, "errors": errors} | ({"id": shown} if shown else {}))
                 continue
-            owner = store.owner(key)
-            rec = store.rows.get(owner) if owner else None
-            if rec is not None and rec.deleted is not None:
-                rec = None
-            items.append((store, values, rec, self._record_problems(store, values, creating=rec is None, rec=rec), "upsert"))
-        return Response.json(200, self._run_batch(items, all_or_none))
+            written = self.write(store, rec, values, now)
+            results.append({"id": written.id, "success": True, "errors": []} | ({"created": rec is None} if operation == "upsert" else {}))
+        return results
 
     @api("DELETE", C + "/?", name="DELETE /composite/sobjects")
     def _collection_delete(self, request: Request) -> Response:
         ids = request.query_list("ids")
         if len(ids) > COLLECTION_MAX:
-            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
-        now = self.stamp()
-        results = []
+            raise _fail(400, "EXCEEDED_ID_LIMIT", TOO_MANY_RECORDS)
+        now, results = self.stamp(), []
         for rid in ids:
             store = next((s for s in request.account.stores.values() if rid.startswith(KEY_PREFIX[s.sobject])), None)
             rec, problems = self._existing(store, rid) if store else (None, [_record_error("MALFORMED_ID", f"malformed id {rid}", [])])
-            if problems:
-                results.append({"id": rid, "success": False, "errors": problems})
-                continue
-            assert rec is not None and store is not None
-            self._delete_rec(store, rec, now)
-            results.append({"id": rec.id, "success": True, "errors": []})
+            if rec is not None:
+                self.remove(store, rec, now)
+            results.append({"id": rid if rec is None else rec.id, "success": not problems, "errors": problems})
         return Response.json(200, results)
 
     @api("GET", C + "/{sobject}/?", name="GET /composite/sobjects/{SObject}")
@@ -973,56 +952,47 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     @staticmethod
     def _known_fields(store: _SObjects, names: list[str]) -> list[str]:
-        for name in names:
-            if store.field(name) is None:
-                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
+        unknown = next((name for name in names if store.field(name) is None), None)
+        if unknown is not None:
+            raise _fail(400, "INVALID_FIELD", f"No such column '{unknown}' on entity '{store.sobject}'")
         return names
 
-    def _delete_rec(self, store: RecordStore, rec: Record, now: int) -> None:
-        store.touch(rec, max(now, rec.updated))
-        store.delete(rec, now)
+    def remove(self, store: RecordStore, record: Record, now: int | None = None) -> None:
+        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved."""
+        now = self.stamp() if now is None else now
+        store.touch(record, max(now, record.updated))
+        store.delete(record, now)
 
-    def remove(self, store: RecordStore, record: Record) -> None:
-        self._delete_rec(store, record, self.stamp())
+    def _addressed(self, request: Request) -> tuple[_SObjects, Record]:
+        """The sObject and live record the URL names (404 ``NOT_FOUND``; deleting one already deleted: ``ENTITY_IS_DELETED``)."""
+        store = self._store(request)
+        rec, problems = self._existing(store, request.params["id"])
+        if rec is None:
+            deleted = request.method == "DELETE" and problems[0]["statusCode"] == "ENTITY_IS_DELETED"
+            raise _fail(404, "ENTITY_IS_DELETED" if deleted else "NOT_FOUND", "The requested resource does not exist")
+        return store, rec
 
     @api("GET", S + "/{id}/?", name="GET /sobjects/{SObject}/{id}")
     def _get_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
+        store, rec = self._addressed(request)
         names = self._known_fields(store, request.query_list("fields") or [f.name for f in store.fields.values()])
         return Response.json(200, self._render(store, rec, names, request.params["version"]))
 
-    def _write_one(self, request: Request, store: _SObjects, rec: Record | None) -> Record:
-        """Create (``rec`` None) or update one record from the body; every problem answers 400."""
+    @api("POST", S + "/?", name="POST /sobjects/{SObject}")
+    @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
+    def _write_one(self, request: Request) -> Response:
+        """Create (``POST``) or update one record from the body; every problem answers 400."""
+        store, rec = self._addressed(request) if request.method == "PATCH" else (self._store(request), None)
         values = self._typed_values(store, self.body_object(request))
-        problems = self._record_problems(store, values, creating=rec is None, rec=rec)
+        problems = self._record_problems(store, values, rec)
         if problems:
             raise ApiError(Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems]))
-        return self.write(store, rec, values, self.stamp())
-
-    @api("POST", S + "/?", name="POST /sobjects/{SObject}")
-    def _create_one(self, request: Request) -> Response:
-        return Response.json(201, {"id": self._write_one(request, self._store(request), None).id, "success": True, "errors": []})
-
-    @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
-    def _update_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
-        self._write_one(request, store, rec)
-        return Response.empty(204)
+        written = self.write(store, rec, values, self.stamp())
+        return Response.json(201, {"id": written.id, "success": True, "errors": []}) if rec is None else Response.empty(204)
 
     @api("DELETE", S + "/{id}/?", name="DELETE /sobjects/{SObject}/{id}")
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            code = problems[0]["statusCode"] if problems else "NOT_FOUND"
-            raise _fail(404, "ENTITY_IS_DELETED" if code == "ENTITY_IS_DELETED" else "NOT_FOUND", "The requested resource does not exist")
-        self._delete_rec(store, rec, self.stamp())
+        self.remove(*self._addressed(request))
         return Response.empty(204)
 
     @staticmethod
