@@ -54,15 +54,14 @@ import hashlib
 import hmac
 import random
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
-from crm_pipelines.providers.salesforce.simulator_soql import Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
+from crm_pipelines.providers.salesforce.simulator_soql import NUMBER_KINDS, Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
@@ -81,7 +80,6 @@ VERSION_LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '2
 COLLECTION_MAX = 200
 TOO_MANY_RECORDS = f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
 ENTITY_OF = {"Contact": "contacts", "Account": "companies", "Opportunity": "deals"}
-SOBJECT_OF = {v: k for k, v in ENTITY_OF.items()}
 KEY_PREFIX = {"Contact": "003", "Account": "001", "Opportunity": "006"}
 
 STAGES = (
@@ -101,6 +99,9 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 CONCURRENT_MESSAGE = "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
 TOTAL_REQUESTS_MESSAGE = "TotalRequests Limit exceeded."
+#: Injected faults answered as Salesforce does (other 5xx: UNKNOWN_EXCEPTION).
+FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
+          503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}
 
 
 def id18(id15: str) -> str:
@@ -179,13 +180,9 @@ class SalesforceSimConfig(SimConfig):
     bulk_batch_records: int = 10_000
 
     def check(self) -> None:
-        if self.timestamp_resolution_ms < 1:
-            raise ValueError("timestamp_resolution_ms must be >= 1")
-        if self.daily_api_limit is not None and self.daily_api_limit < 1:
-            raise ValueError("daily_api_limit must be >= 1 or None")
-        for name in ("bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day", "bulk_batch_records"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        for name in ("timestamp_resolution_ms", "daily_api_limit", "bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day", "bulk_batch_records"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1" + (" or None" if name == "daily_api_limit" else ""))
 
 
 @dataclass(frozen=True)
@@ -209,31 +206,26 @@ SYSTEM_FIELDS = (
     _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp"),
     _Field("OwnerId", "reference", label="Owner ID"),
 )
+#: The configured CPF/CNPJ and external id fields (named by ``document_field`` and ``external_id_field``).
+DOCUMENT = _Field("{document_field}", "string", 18, label="CPF/CNPJ")
+EXTERNAL_ID = _Field("{external_id_field}", "string", 255, label="Crm Record Id", external_id=True)
 
-
-#: Custom fields configured in every simulated org (besides the CPF/CNPJ and external id fields).
-CUSTOM_FIELDS: dict[str, tuple[_Field, ...]] = {
-    "Contact": (
-        _Field("Favorite_Color__c", "string", 40, label="Favorite Color"),
-        _Field("Loyalty_Tier__c", "picklist", 255, label="Loyalty Tier"),
-        _Field("Lifecycle_Stage__c", "picklist", 255, label="Lifecycle Stage"),
-        _Field("Lead_Channel__c", "string", 40, label="Lead Channel"),
-    ),
+#: Each sObject's fields after the system fields, custom ones (``__c``) last; ``CurrencyIsoCode`` only with ``multi_currency``.
+SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
     "Account": (
+        _Field("Name", "string", 255, required=True, label="Account Name"),
+        _Field("Website", "url", 255, label="Website"),
+        _Field("Phone", "phone", 40, label="Account Phone"),
+        _Field("Industry", "picklist", 255, label="Industry"),
+        _Field("Type", "picklist", 255, label="Account Type"),
+        _Field("BillingCity", "string", 40, label="Billing City"),
+        _Field("BillingState", "string", 80, label="Billing State/Province"),
+        _Field("BillingCountry", "string", 80, label="Billing Country"),
+        DOCUMENT, EXTERNAL_ID,
         _Field("Employee_Band__c", "string", 40, label="Employee Band"),
         _Field("Account_Tier__c", "picklist", 255, label="Account Tier"),
     ),
-    "Opportunity": (
-        _Field("Deal_Source__c", "string", 80, label="Deal Source"),
-        _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
-    ),
-}
-
-
-def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
-    ext = _Field(cfg.external_id_field, "string", 255, label="Crm Record Id", external_id=True)
-    doc = _Field(cfg.document_field, "string", 18, label="CPF/CNPJ")
-    contact = [
+    "Contact": (
         _Field("FirstName", "string", 40, label="First Name"),
         _Field("LastName", "string", 80, required=True, label="Last Name"),
         _Field("Name", "string", 121, writable=False, label="Full Name"),
@@ -245,36 +237,33 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
         _Field("MailingCity", "string", 40, label="Mailing City"),
         _Field("MailingState", "string", 80, label="Mailing State/Province"),
         _Field("MailingCountry", "string", 80, label="Mailing Country"),
-        doc, ext, *CUSTOM_FIELDS["Contact"],
-    ]
-    account = [
-        _Field("Name", "string", 255, required=True, label="Account Name"),
-        _Field("Website", "url", 255, label="Website"),
-        _Field("Phone", "phone", 40, label="Account Phone"),
-        _Field("Industry", "picklist", 255, label="Industry"),
-        _Field("Type", "picklist", 255, label="Account Type"),
-        _Field("BillingCity", "string", 40, label="Billing City"),
-        _Field("BillingState", "string", 80, label="Billing State/Province"),
-        _Field("BillingCountry", "string", 80, label="Billing Country"),
-        doc, ext, *CUSTOM_FIELDS["Account"],
-    ]
-    opportunity = [
+        DOCUMENT, EXTERNAL_ID,
+        _Field("Favorite_Color__c", "string", 40, label="Favorite Color"),
+        _Field("Loyalty_Tier__c", "picklist", 255, label="Loyalty Tier"),
+        _Field("Lifecycle_Stage__c", "picklist", 255, label="Lifecycle Stage"),
+        _Field("Lead_Channel__c", "string", 40, label="Lead Channel"),
+    ),
+    "Opportunity": (
         _Field("Name", "string", 120, required=True, label="Name"),
         _Field("StageName", "picklist", 255, required=True, label="Stage"),
         _Field("CloseDate", "date", required=True, label="Close Date"),
         _Field("Amount", "currency", label="Amount"),
+        _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"),
         _Field("Probability", "percent", label="Probability (%)"),
         _Field("AccountId", "reference", label="Account ID"),
         _Field("IsClosed", "boolean", writable=False, label="Closed"),
         _Field("IsWon", "boolean", writable=False, label="Won"),
-        ext, *CUSTOM_FIELDS["Opportunity"],
-    ]
-    if cfg.multi_currency:
-        opportunity.insert(4, _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"))
-    out = {}
-    for sobject, fields in (("Contact", contact), ("Account", account), ("Opportunity", opportunity)):
-        out[sobject] = {f.name.lower(): f for f in (*SYSTEM_FIELDS, *fields)}
-    return out
+        EXTERNAL_ID,
+        _Field("Deal_Source__c", "string", 80, label="Deal Source"),
+        _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
+    ),
+}
+
+
+def _schema(cfg: SalesforceSimConfig, sobject: str) -> dict[str, _Field]:
+    """The org's fields of ``sobject`` by lower-case name, in describe order."""
+    fields = [replace(f, name=f.name.format_map(vars(cfg))) for f in (*SYSTEM_FIELDS, *SOBJECT_FIELDS[sobject])]
+    return {f.name.lower(): f for f in fields if cfg.multi_currency or f.name != "CurrencyIsoCode"}
 
 
 #: Fields computed from the record rather than stored (``Name`` only on Contact).
@@ -308,6 +297,14 @@ class _SObjects(RecordStore):
             return computed(rec)
         return rec.values.get(self.fields[key].name)
 
+    def render(self, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
+        """The record as JSON answers show it, with ``names`` (datetimes as Salesforce writes them, numbers as numbers)."""
+        out: dict[str, Any] = {"attributes": {"type": self.sobject, "url": f"/services/data/v{version}/sobjects/{self.sobject}/{rec.id}"}}
+        for f in (self.fields[name.lower()] for name in names):
+            value = self.get(rec, f.name)
+            out[f.name] = None if value is None else format_datetime(value) if f.kind == "datetime" else float(value) if f.kind in NUMBER_KINDS else value
+        return out
+
     def owner(self, external_id: Any) -> str | None:
         """The live record holding ``external_id``."""
         ids = self.find_all(self.ext_field, external_id)
@@ -321,12 +318,13 @@ class _SObjects(RecordStore):
 
 @dataclass
 class _Cursor:
+    """An open query's remaining rows, pages of ``batch`` from ``nextRecordsUrl``; ``token`` is the session's."""
+
     locator: str
     store: _SObjects
     fields: list[str]
     ids: list[str]
     batch: int
-    all_rows: bool
     last_used_ms: int
     token: str
 
@@ -337,36 +335,33 @@ class Org(Account):
 
     def __init__(self, sim: SalesforceSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec, host=f"{spec.id.lower()}.my.salesforce.com")
-        cfg = sim.config
         self.sessions: dict[str, int | None] = dict.fromkeys(spec.tokens)
         self.refresh_tokens = set(spec.refresh_tokens)
-        self.cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self.cursors: dict[str, _Cursor] = {}
         self.jobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  #: Bulk API 2.0 jobs: id -> (job, its data)
         self.job_serial = self.bulk_query_jobs = 0
         self.token_rng = random.Random(f"{self.seed}-tokens")
         self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
         self.bulk_allocations = BulkAllocations(sim)
         self.limiters = (self.usage, *self.bulk_allocations.limiters)
-        schemas = _schemas(cfg)
-        self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
-        self.account_pool: list[str] = []
-        for sobject, entity in (("Account", "companies"), ("Contact", "contacts"), ("Opportunity", "deals")):
-            sim.generate(self, self.stores[sobject], self.count_of(sim, entity))
+        self.stores = {s: _SObjects(s, _schema(sim.config, s), sim.config.external_id_field, self.seed) for s in SOBJECT_FIELDS}
+        self.account_pool: list[str] = []  #: the seeded Accounts, which seeded Contacts belong to
+        for sobject, store in self.stores.items():
+            sim.generate(self, store, self.count_of(sim, ENTITY_OF[sobject]))
             if sobject == "Account":
-                self.account_pool = list(self.stores["Account"].rows)
-
+                self.account_pool = list(store.rows)
 
     def next_job_id(self) -> str:
         self.job_serial += 1
         return id18("7505g" + base62(self.job_serial))
 
 
-def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
-    return Response.json(status, [{"message": message, "errorCode": code} | ({"fields": fields} if fields is not None else {})])
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response.json(status, [{"message": message, "errorCode": code}], headers)
 
 
-def _fail(status: int, code: str, message: str, fields: list[str] | None = None) -> ApiError:
-    return ApiError(_error(status, code, message, fields))
+def _fail(status: int, code: str, message: str) -> ApiError:
+    return ApiError(_error(status, code, message))
 
 
 def _no_such(text: str, column: int, problem: str, custom: str, named: str) -> str:
@@ -438,27 +433,25 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(ORG_ID, self.config.tokens, self.config.refresh_tokens)
 
-    def stamp(self) -> int:
-        """Now at the timestamp resolution (whole seconds by default)."""
-        return self._stamp(self.clock.now_ms())
-
-    def _stamp(self, ms: int) -> int:
+    def stamp(self, ms: int | None = None) -> int:
+        """``ms`` (default: now) at the timestamp resolution (whole seconds by default)."""
+        ms = self.clock.now_ms() if ms is None else ms
         return ms - ms % self.config.timestamp_resolution_ms
 
     def generate(self, org: Org, store: _SObjects, count: int) -> None:
-        rng, records = store.data.rng, []
+        records = []
         for _ in range(count):
-            created, updated = self.seeded_history(rng)
-            rec = Record(store.allocate_id(), self._stamp(created), 0, self._seed_values(org, store.sobject, store.data, rng))
-            rec.updated = rec.values["LastModifiedDate"] = max(self._stamp(updated), rec.created)
+            created, updated = self.seeded_history(store.data.rng)
+            rec = Record(store.allocate_id(), self.stamp(created), 0, self.new_values(org, store))
+            rec.updated = rec.values["LastModifiedDate"] = max(self.stamp(updated), rec.created)
             records.append(rec)
         store.seed(records)
 
-    def _seed_values(self, org: Org, sobject: str, data: FakeData, rng: random.Random) -> dict[str, Any]:
-        doc = self.config.document_field
-        if sobject == "Contact":
-            person = data.person()
-            pool = org.account_pool
+    def new_values(self, org: Account, store: RecordStore, entity: str | None = None) -> dict[str, Any]:
+        """A generated record of ``store``'s sObject (seeded Contacts belong to seeded Accounts)."""
+        data, rng, doc = store.data, store.data.rng, self.config.document_field
+        if store.sobject == "Contact":
+            person, pool = data.person(), org.account_pool
             account_id = pool[int(rng.random() * len(pool))] if pool and rng.random() < 0.7 else None
             return {
                 "FirstName": person["first_name"], "LastName": person["last_name"] or data.last_name(),
@@ -467,39 +460,32 @@ class SalesforceSimulator(BulkJobs, Simulator):
                 "MailingState": person["state"], "MailingCountry": person["country"], doc: person["document"],
                 "OwnerId": data.pick(OWNER_IDS),
             }
-        if sobject == "Account":
-            org = data.organization()
-            website = org["domain"]
+        if store.sobject == "Account":
+            company = data.organization()
+            website = company["domain"]
             if website:
                 style = rng.random()
                 website = f"https://www.{website}" if style < 0.4 else f"www.{website}" if style < 0.7 else f"http://{website}/" if style < 0.8 else website
             return {
-                "Name": org["name"], "Website": website, "Phone": org["phone"],
+                "Name": company["name"], "Website": website, "Phone": company["phone"],
                 "Industry": data.pick(INDUSTRIES) if rng.random() < 0.9 else None, "Type": data.pick(ACCOUNT_TYPES),
-                "BillingCity": org["city"], "BillingState": org["state"], "BillingCountry": org["country"],
-                doc: org["document"], "OwnerId": data.pick(OWNER_IDS),
+                "BillingCity": company["city"], "BillingState": company["state"], "BillingCountry": company["country"],
+                doc: company["document"], "OwnerId": data.pick(OWNER_IDS),
             }
         deal = data.deal()
         close = date.fromtimestamp(self.reference.timestamp()) + timedelta(days=int((rng.random() - 0.5) * 120))
-        values = {
+        return {
             "Name": deal["name"], "StageName": data.pick(STAGES), "CloseDate": close.isoformat(),
             "Amount": deal["amount"], "Probability": str(data.pick((10, 20, 50, 75, 90, 100))), "OwnerId": data.pick(OWNER_IDS),
-        }
-        if self.config.multi_currency:
-            values["CurrencyIsoCode"] = deal["currency"]
-        return values
+        } | ({"CurrencyIsoCode": deal["currency"]} if self.config.multi_currency else {})
 
     def error_response(self, status: int, code: str, message: str) -> Response:
         return _error(status, code, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Injected answers shaped like Salesforce's: 403 is the retryable concurrent-request limit."""
-        code, message = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
-                         503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}.get(
-            status, self.ANSWERS["internal_error"][1:] if status >= 500 else ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
-        response = _error(status, code, message)
-        response.headers.update(self._limit_headers(self._by_token.get(self.credentials(request)) or self.account()))
-        return response
+        code, message = FAULTS.get(status) or (self.ANSWERS["internal_error"][1:] if status >= 500 else ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
+        return _error(status, code, message, self._limit_headers(self._by_token.get(self.credentials(request)) or self.account()))
 
     def credentials(self, request: Request) -> str | None:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
@@ -522,18 +508,13 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     def admit(self, request: Request) -> Response | None:
         """One call against the org's rolling 24-hour allocation; ``Sforce-Limit-Info`` on the answer."""
-        org = request.account
-        if not org.usage.try_acquire().allowed:
-            self.stats_recorder.record_rate_limited("TotalRequests")
-            response = _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE)
-            response.headers.update(self._limit_headers(org))
-            return response
-        request.response_headers = self._limit_headers(org)
+        if self.over_limit("", ("TotalRequests", request.account.usage)):
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE, self._limit_headers(request.account))
+        request.response_headers = self._limit_headers(request.account)
         return None
 
     def _limit_headers(self, org: Org) -> dict[str, str]:
-        limit = self.config.daily_api_limit
-        return {"Sforce-Limit-Info": f"api-usage={org.usage.used()}/{limit if limit is not None else 5_000_000}"}
+        return {"Sforce-Limit-Info": f"api-usage={org.usage.used()}/{self.config.daily_api_limit or 5_000_000}"}
 
     def api_usage(self, *, account: str | None = None) -> dict[str, int | None]:
         """Calls counted in the last 24 simulated hours, and the allocation."""
@@ -593,95 +574,62 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     @api("POST", "/services/oauth2/token", auth=False)
     def _token(self, request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        cfg = self.config
-        if form.get("grant_type") != "refresh_token":
-            return Response.json(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
-        if form.get("client_id") != cfg.client_id:
-            return Response.json(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-        if form.get("client_secret") != cfg.client_secret:
-            return Response.json(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        """The refresh-token grant: a new session of the org holding the refresh token."""
+        form, cfg = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}, self.config
         org = next((o for o in self.accounts.values() if form.get("refresh_token") in o.refresh_tokens), None)
-        if org is None:
-            return Response.json(400, {"error": "invalid_grant", "error_description": "expired access/refresh token"})
-        issued = self.clock.now_ms()
-        token = f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
+        for wrong, error, description in ((form.get("grant_type") != "refresh_token", "unsupported_grant_type", "grant type not supported"),
+                                          (form.get("client_id") != cfg.client_id, "invalid_client_id", "client identifier invalid"),
+                                          (form.get("client_secret") != cfg.client_secret, "invalid_client", "invalid client credentials"),
+                                          (org is None, "invalid_grant", "expired access/refresh token")):
+            if wrong:
+                return Response.json(400, {"error": error, "error_description": description})
+        issued, token = self.clock.now_ms(), f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
         org.sessions[token] = issued
         self.bind_token(token, org)
-        instance = (cfg.instance_url if org.default else None) or self.base_url
         identity = f"{self.base_url}/id/{org.id}AAA/{USER_ID}AAA"
         signature = base64.b64encode(hmac.new(cfg.client_secret.encode(), f"{identity}{issued}".encode(), hashlib.sha256).digest()).decode()
         return Response.json(200, {
-            "access_token": token, "instance_url": instance, "id": identity, "token_type": "Bearer",
-            "issued_at": str(issued), "signature": signature, "scope": "api refresh_token",
+            "access_token": token, "instance_url": (cfg.instance_url if org.default else None) or self.base_url, "id": identity,
+            "token_type": "Bearer", "issued_at": str(issued), "signature": signature, "scope": "api refresh_token",
         })
 
     @api("GET", "/services/data/?", name="GET /services/data/", auth=False)
     def _versions(self, _request: Request) -> Response:
-        return Response.json(200, [
-            {"label": VERSION_LABELS.get(v, f"Release {v}"), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS
-        ])
+        return Response.json(200, [{"label": VERSION_LABELS.get(v, f"Release {v}"), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS])
 
     @api("GET", V + "/limits/?", name="GET /limits")
     def _limits(self, request: Request) -> Response:
-        usage = self.api_usage(account=request.account.id)
-        allowed = usage["max"] or 5_000_000
+        allowed = self.config.daily_api_limit or 5_000_000
         return Response.json(200, {
-            "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - int(usage["used"] or 0), 0)},
-            **request.account.bulk_allocations.limits(),
-            "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
+            "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - request.account.usage.used(), 0)},
+            **request.account.bulk_allocations.limits(), "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         })
 
-    def _value_out(self, store: _SObjects, rec: Record, f: _Field) -> Any:
-        value = store.get(rec, f.name)
-        if value is None:
-            return None
-        if f.kind == "datetime":
-            return format_datetime(value)
-        if f.kind in ("currency", "percent"):
-            return float(value)
-        return value
-
-    def _render(self, store: _SObjects, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"attributes": {"type": store.sobject, "url": f"/services/data/v{version}/sobjects/{store.sobject}/{rec.id}"}}
-        for name in names:
-            f = store.fields[name.lower()]
-            out[f.name] = self._value_out(store, rec, f)
-        return out
-
     def _batch_size(self, request: Request) -> int:
-        header = request.header("Sforce-Query-Options") or ""
-        match = re.search(r"batchSize\s*=\s*(\d+)", header)
-        if not match:
-            return 2000
-        size = int(match.group(1))
-        if 200 <= size <= 2000:
-            return size
-        if self.config.batch_size_out_of_range == "reject":
+        """The ``Sforce-Query-Options: batchSize`` hint (200..2,000; default 2,000), out-of-range clamped or refused."""
+        match = re.search(r"batchSize\s*=\s*(\d+)", request.header("Sforce-Query-Options") or "")
+        size = int(match.group(1)) if match else 2000
+        if not 200 <= size <= 2000 and self.config.batch_size_out_of_range == "reject":
             raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
         return min(max(size, 200), 2000)
 
     @api("GET", V + "/query/?", name="GET /query", all_rows=False)
     @api("GET", V + "/queryAll/?", name="GET /queryAll", all_rows=True)
     def _query(self, request: Request) -> Response:
-        all_rows = request.route.meta["all_rows"]
-        store, query, rows = self._select(request, request.query_value("q"), all_rows)
+        """The first page; more than a batch opens a cursor (the session's oldest dropped beyond ``max_open_cursors``)."""
+        store, query, rows = self._select(request, request.query_value("q"), request.route.meta["all_rows"])
         if query.count:
             return Response.json(200, {"totalSize": len(rows), "done": True, "records": []})
-        batch = self._batch_size(request)
-        version = request.params["version"]
         fields = [store.fields[n.lower()].name for n in query.fields]
-        if len(rows) <= batch:
-            return Response.json(200, {"totalSize": len(rows), "done": True, "records": [self._render(store, r, fields, version) for r in rows]})
-        locator = "01g5g" + "".join(request.account.token_rng.choice(_BASE62) for _ in range(10))
-        token = request.token
-        cursor = _Cursor(locator, store, fields, [r.id for r in rows], batch, all_rows, self.clock.now_ms(), token)
-        cursors = request.account.cursors
-        mine = [c for c in cursors.values() if c.token == token]
-        while len(mine) >= self.config.max_open_cursors:
-            cursors.pop(mine.pop(0).locator, None)
-        cursors[locator] = cursor
-        return self._page(cursor, 0, version)
+        cursor = _Cursor("", store, fields, [r.id for r in rows], self._batch_size(request), self.clock.now_ms(), request.token)
+        if len(rows) > cursor.batch:
+            cursor.locator = "01g5g" + "".join(request.account.token_rng.choice(_BASE62) for _ in range(10))
+            cursors = request.account.cursors
+            mine = [c for c in cursors.values() if c.token == request.token]
+            while len(mine) >= self.config.max_open_cursors:
+                cursors.pop(mine.pop(0).locator, None)
+            cursors[cursor.locator] = cursor
+        return self._page(cursor, 0, request.params["version"])
 
     def _select(self, request: Request, text: str | None, all_rows: bool) -> tuple[_SObjects, Query, list[Record]]:
         """The records a SOQL query selects, in order (``queryAll`` adds the recycle bin)."""
@@ -702,7 +650,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def _page(self, cursor: _Cursor, offset: int, version: str) -> Response:
         store = cursor.store
         ids = cursor.ids[offset : offset + cursor.batch]
-        records = [self._render(store, store.rows[i], cursor.fields, version) for i in ids if i in store.rows]
+        records = [store.render(store.rows[i], cursor.fields, version) for i in ids if i in store.rows]
         end = offset + len(ids)
         body: dict[str, Any] = {"totalSize": len(cursor.ids), "done": end >= len(cursor.ids), "records": records}
         if end < len(cursor.ids):
@@ -713,18 +661,16 @@ class SalesforceSimulator(BulkJobs, Simulator):
     @api("GET", V + "/query/{locator}-{offset}", name="GET /query/{locator}")
     @api("GET", V + "/queryAll/{locator}-{offset}", name="GET /query/{locator}")
     def _query_more(self, request: Request) -> Response:
-        cursors = request.account.cursors
-        if not request.params["locator"].startswith("01g") or not request.params["offset"].isdigit():
+        locator, offset = request.params["locator"], request.params["offset"]
+        if not locator.startswith("01g") or not offset.isdigit():
             return self.not_found_response(request)
-        cursor = cursors.get(request.params["locator"])
-        now = self.clock.now_ms()
-        if cursor is not None and now - cursor.last_used_ms > self.config.cursor_idle_timeout_s * 1000:
-            del cursors[cursor.locator]
+        cursor = request.account.cursors.get(locator)
+        if cursor is not None and self.clock.now_ms() - cursor.last_used_ms > self.config.cursor_idle_timeout_s * 1000:
+            del request.account.cursors[locator]
             cursor = None
-        offset = int(request.params["offset"])
-        if cursor is None or offset % cursor.batch or offset >= len(cursor.ids):
+        if cursor is None or int(offset) % cursor.batch or int(offset) >= len(cursor.ids):
             raise _fail(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return self._page(cursor, offset, request.params["version"])
+        return self._page(cursor, int(offset), request.params["version"])
 
     def _queried(self, request: Request, query: Query, text: str) -> _SObjects:
         """The queried sObject, once every field the query names is one of its fields."""
@@ -743,44 +689,32 @@ class SalesforceSimulator(BulkJobs, Simulator):
     @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated", deleted=False)
     @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted", deleted=True)
     def _replication(self, request: Request) -> Response:
+        """Ids changed (30 days back at most) or deleted (while in the recycle bin) from ``start`` to ``end``, to the whole minute."""
         store, deleted = self._store(request), request.route.meta["deleted"]
         try:
-            start = parse_datetime_literal(request.query_value("start") or "")
-            end = parse_datetime_literal(request.query_value("end") or "")
+            start, end = (parse_datetime_literal(request.query_value(name) or "") for name in ("start", "end"))
         except (ValueError, IndexError):
             raise _fail(400, "MALFORMED_QUERY", "start and end must be ISO-8601 datetimes, e.g. 2025-02-01T00:00:00+00:00") from None
-        now = self.clock.now_ms()
-        days = self.config.recycle_bin_days if deleted else 30
+        now, days = self.clock.now_ms(), self.config.recycle_bin_days if deleted else 30
         earliest = now - int(days * DAY_MS)
         if start < earliest:
             raise _fail(400, "INVALID_REPLICATION_DATE", f"startDate cannot be more than {int(days)} days ago")
         if end <= start:
             raise _fail(400, "INVALID_REPLICATION_DATE", "endDate must be after startDate")
         latest = min(end, now) - min(end, now) % 60_000
-        if deleted:
-            found = [r for r in store.rows.values() if r.deleted is not None and start <= r.deleted < latest]
-            body = {
-                "deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted)} for r in sorted(found, key=lambda r: (r.deleted, r.id))],
-                "earliestDateAvailable": format_datetime(earliest - earliest % 60_000),
-                "latestDateCovered": format_datetime(latest),
-            }
-        else:
-            found = [r for r in store.rows.values() if r.deleted is None and start <= r.updated < latest]
-            body = {"ids": [r.id for r in sorted(found, key=lambda r: (r.updated, r.id))], "latestDateCovered": format_datetime(latest)}
-        return Response.json(200, body)
+        if not deleted:
+            return Response.json(200, {"ids": [r.id for r in store.between(start, latest - 1)], "latestDateCovered": format_datetime(latest)})
+        found = sorted((r for r in store.select(deleted=True) if start <= r.deleted < latest), key=lambda r: (r.deleted, r.id))
+        return Response.json(200, {"deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted)} for r in found],
+                                   "earliestDateAvailable": format_datetime(earliest - earliest % 60_000), "latestDateCovered": format_datetime(latest)})
 
     @api("GET", S + "/describe/?", name="GET /sobjects/{SObject}/describe")
     def _describe(self, request: Request) -> Response:
         store = self._store(request)
-        return Response.json(200, {
-            "name": store.sobject, "keyPrefix": KEY_PREFIX[store.sobject], "queryable": True, "createable": True, "updateable": True,
-            "fields": [
-                {"name": f.name, "type": f.kind, "length": f.length or 0, "label": f.label or f.name, "nillable": not f.required,
-                 "createable": f.writable, "updateable": f.writable, "externalId": f.external_id, "unique": f.external_id,
-                 "custom": f.name.endswith("__c")}
-                for f in store.fields.values()
-            ],
-        })
+        return Response.json(200, {"name": store.sobject, "keyPrefix": KEY_PREFIX[store.sobject], "queryable": True, "createable": True, "updateable": True, "fields": [
+            {"name": f.name, "type": f.kind, "length": f.length or 0, "label": f.label or f.name, "nillable": not f.required, "createable": f.writable,
+             "updateable": f.writable, "externalId": f.external_id, "unique": f.external_id, "custom": f.name.endswith("__c")} for f in store.fields.values()
+        ]})
 
     def _records_body(self, request: Request) -> tuple[list[dict[str, Any]], bool]:
         body = request.json()
@@ -948,7 +882,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
         store = self._store(request)
         names = self._known_fields(store, request.query_list("fields"))
         recs = [store.rows.get(rid) for rid in request.query_list("ids")]
-        return Response.json(200, [None if rec is None or rec.deleted is not None else self._render(store, rec, ["Id", *names], request.params["version"]) for rec in recs])
+        return Response.json(200, [None if rec is None or rec.deleted is not None else store.render(rec, ["Id", *names], request.params["version"]) for rec in recs])
 
     @staticmethod
     def _known_fields(store: _SObjects, names: list[str]) -> list[str]:
@@ -976,7 +910,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def _get_one(self, request: Request) -> Response:
         store, rec = self._addressed(request)
         names = self._known_fields(store, request.query_list("fields") or [f.name for f in store.fields.values()])
-        return Response.json(200, self._render(store, rec, names, request.params["version"]))
+        return Response.json(200, store.render(rec, names, request.params["version"]))
 
     @api("POST", S + "/?", name="POST /sobjects/{SObject}")
     @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
@@ -1006,10 +940,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
         return store
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
-        return self._render(store, record, [f.name for f in store.fields.values()], "66.0")
-
-    def new_values(self, org: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return self._seed_values(org, store.sobject, store.data, store.data.rng)
+        return store.render(record, [f.name for f in store.fields.values()], "66.0")
 
     def random_changes(self, org: Account, store: RecordStore, record: Record) -> dict[str, Any]:
         data = store.data
