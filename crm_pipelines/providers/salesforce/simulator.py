@@ -106,11 +106,7 @@ FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LI
 
 def id18(id15: str) -> str:
     """The case-safe 18-character form of a 15-character Salesforce id."""
-    suffix = ""
-    for start in range(0, 15, 5):
-        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
-        suffix += _SUFFIX[bits]
-    return id15 + suffix
+    return id15 + "".join(_SUFFIX[sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")] for start in range(0, 15, 5))
 
 
 def format_datetime(ms: int | None) -> str | None:
@@ -119,11 +115,7 @@ def format_datetime(ms: int | None) -> str | None:
 
 
 def base62(n: int, width: int = 10) -> str:
-    digits = []
-    for _ in range(width):
-        n, rest = divmod(n, 62)
-        digits.append(_BASE62[rest])
-    return "".join(reversed(digits))
+    return "".join(_BASE62[n // 62**power % 62] for power in reversed(range(width)))
 
 
 @dataclass
@@ -744,11 +736,8 @@ class SalesforceSimulator(BulkJobs, Simulator):
         problems = []
         locked = [n for n in values if n != "Id" and not store.fields[n.lower()].writable]
         if locked:
-            problems.append(_record_error(
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                f"Unable to create/update fields: {', '.join(locked)}. Please check the security settings of this field and verify "
-                "that it is read/write for your profile or permission set.", locked,
-            ))
+            problems.append(_record_error("INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {', '.join(locked)}. Please check the security "
+                                          "settings of this field and verify that it is read/write for your profile or permission set.", locked))
         merged = {**(rec.values if rec is not None else {}), **{k: v for k, v in values.items() if k != "Id"}}
         missing = [f.name for f in store.fields.values() if f.required and not merged.get(f.name)]
         if missing:
