@@ -370,7 +370,7 @@ def _deserialized(f: _Field, value: Any) -> Any:
     """A JSON value for field ``f`` as the org stores it; a value of the wrong type fails the whole request."""
     if f.kind == "boolean":
         return bool(value)
-    number = f.kind in ("currency", "percent")
+    number = f.kind in NUMBER_KINDS
     if number and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
         raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
     if not number and f.kind != "date" and isinstance(value, (dict, list)):
