@@ -54,16 +54,14 @@ import hashlib
 import hmac
 import random
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from crm_pipelines.providers.salesforce.simulator_soql import BoolOp, Comparison, Not, Query, SoqlError, like_regex, parse, parse_datetime_literal
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
-from crm_pipelines.providers.salesforce.simulator_soql import Literal as SoqlLiteral
+from crm_pipelines.providers.salesforce.simulator_soql import NUMBER_KINDS, Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
@@ -80,8 +78,8 @@ DAY_MS = 86_400_000
 SUPPORTED_VERSIONS = tuple(f"{v}.0" for v in range(50, 67))
 VERSION_LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
 COLLECTION_MAX = 200
+TOO_MANY_RECORDS = f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
 ENTITY_OF = {"Contact": "contacts", "Account": "companies", "Opportunity": "deals"}
-SOBJECT_OF = {v: k for k, v in ENTITY_OF.items()}
 KEY_PREFIX = {"Contact": "003", "Account": "001", "Opportunity": "006"}
 
 STAGES = (
@@ -101,15 +99,14 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 CONCURRENT_MESSAGE = "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
 TOTAL_REQUESTS_MESSAGE = "TotalRequests Limit exceeded."
+#: Injected faults answered as Salesforce does (other 5xx: UNKNOWN_EXCEPTION).
+FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
+          503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}
 
 
 def id18(id15: str) -> str:
     """The case-safe 18-character form of a 15-character Salesforce id."""
-    suffix = ""
-    for start in range(0, 15, 5):
-        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
-        suffix += _SUFFIX[bits]
-    return id15 + suffix
+    return id15 + "".join(_SUFFIX[sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")] for start in range(0, 15, 5))
 
 
 def format_datetime(ms: int | None) -> str | None:
@@ -118,11 +115,7 @@ def format_datetime(ms: int | None) -> str | None:
 
 
 def base62(n: int, width: int = 10) -> str:
-    digits = []
-    for _ in range(width):
-        n, rest = divmod(n, 62)
-        digits.append(_BASE62[rest])
-    return "".join(reversed(digits))
+    return "".join(_BASE62[n // 62**power % 62] for power in reversed(range(width)))
 
 
 @dataclass
@@ -179,13 +172,9 @@ class SalesforceSimConfig(SimConfig):
     bulk_batch_records: int = 10_000
 
     def check(self) -> None:
-        if self.timestamp_resolution_ms < 1:
-            raise ValueError("timestamp_resolution_ms must be >= 1")
-        if self.daily_api_limit is not None and self.daily_api_limit < 1:
-            raise ValueError("daily_api_limit must be >= 1 or None")
-        for name in ("bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day", "bulk_batch_records"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        for name in ("timestamp_resolution_ms", "daily_api_limit", "bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day", "bulk_batch_records"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1" + (" or None" if name == "daily_api_limit" else ""))
 
 
 @dataclass(frozen=True)
@@ -209,31 +198,26 @@ SYSTEM_FIELDS = (
     _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp"),
     _Field("OwnerId", "reference", label="Owner ID"),
 )
+#: The configured CPF/CNPJ and external id fields (named by ``document_field`` and ``external_id_field``).
+DOCUMENT = _Field("{document_field}", "string", 18, label="CPF/CNPJ")
+EXTERNAL_ID = _Field("{external_id_field}", "string", 255, label="Crm Record Id", external_id=True)
 
-
-#: Custom fields configured in every simulated org (besides the CPF/CNPJ and external id fields).
-CUSTOM_FIELDS: dict[str, tuple[_Field, ...]] = {
-    "Contact": (
-        _Field("Favorite_Color__c", "string", 40, label="Favorite Color"),
-        _Field("Loyalty_Tier__c", "picklist", 255, label="Loyalty Tier"),
-        _Field("Lifecycle_Stage__c", "picklist", 255, label="Lifecycle Stage"),
-        _Field("Lead_Channel__c", "string", 40, label="Lead Channel"),
-    ),
+#: Each sObject's fields after the system fields, custom ones (``__c``) last; ``CurrencyIsoCode`` only with ``multi_currency``.
+SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
     "Account": (
+        _Field("Name", "string", 255, required=True, label="Account Name"),
+        _Field("Website", "url", 255, label="Website"),
+        _Field("Phone", "phone", 40, label="Account Phone"),
+        _Field("Industry", "picklist", 255, label="Industry"),
+        _Field("Type", "picklist", 255, label="Account Type"),
+        _Field("BillingCity", "string", 40, label="Billing City"),
+        _Field("BillingState", "string", 80, label="Billing State/Province"),
+        _Field("BillingCountry", "string", 80, label="Billing Country"),
+        DOCUMENT, EXTERNAL_ID,
         _Field("Employee_Band__c", "string", 40, label="Employee Band"),
         _Field("Account_Tier__c", "picklist", 255, label="Account Tier"),
     ),
-    "Opportunity": (
-        _Field("Deal_Source__c", "string", 80, label="Deal Source"),
-        _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
-    ),
-}
-
-
-def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
-    ext = _Field(cfg.external_id_field, "string", 255, label="Crm Record Id", external_id=True)
-    doc = _Field(cfg.document_field, "string", 18, label="CPF/CNPJ")
-    contact = [
+    "Contact": (
         _Field("FirstName", "string", 40, label="First Name"),
         _Field("LastName", "string", 80, required=True, label="Last Name"),
         _Field("Name", "string", 121, writable=False, label="Full Name"),
@@ -245,36 +229,33 @@ def _schemas(cfg: SalesforceSimConfig) -> dict[str, dict[str, _Field]]:
         _Field("MailingCity", "string", 40, label="Mailing City"),
         _Field("MailingState", "string", 80, label="Mailing State/Province"),
         _Field("MailingCountry", "string", 80, label="Mailing Country"),
-        doc, ext, *CUSTOM_FIELDS["Contact"],
-    ]
-    account = [
-        _Field("Name", "string", 255, required=True, label="Account Name"),
-        _Field("Website", "url", 255, label="Website"),
-        _Field("Phone", "phone", 40, label="Account Phone"),
-        _Field("Industry", "picklist", 255, label="Industry"),
-        _Field("Type", "picklist", 255, label="Account Type"),
-        _Field("BillingCity", "string", 40, label="Billing City"),
-        _Field("BillingState", "string", 80, label="Billing State/Province"),
-        _Field("BillingCountry", "string", 80, label="Billing Country"),
-        doc, ext, *CUSTOM_FIELDS["Account"],
-    ]
-    opportunity = [
+        DOCUMENT, EXTERNAL_ID,
+        _Field("Favorite_Color__c", "string", 40, label="Favorite Color"),
+        _Field("Loyalty_Tier__c", "picklist", 255, label="Loyalty Tier"),
+        _Field("Lifecycle_Stage__c", "picklist", 255, label="Lifecycle Stage"),
+        _Field("Lead_Channel__c", "string", 40, label="Lead Channel"),
+    ),
+    "Opportunity": (
         _Field("Name", "string", 120, required=True, label="Name"),
         _Field("StageName", "picklist", 255, required=True, label="Stage"),
         _Field("CloseDate", "date", required=True, label="Close Date"),
         _Field("Amount", "currency", label="Amount"),
+        _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"),
         _Field("Probability", "percent", label="Probability (%)"),
         _Field("AccountId", "reference", label="Account ID"),
         _Field("IsClosed", "boolean", writable=False, label="Closed"),
         _Field("IsWon", "boolean", writable=False, label="Won"),
-        ext, *CUSTOM_FIELDS["Opportunity"],
-    ]
-    if cfg.multi_currency:
-        opportunity.insert(4, _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"))
-    out = {}
-    for sobject, fields in (("Contact", contact), ("Account", account), ("Opportunity", opportunity)):
-        out[sobject] = {f.name.lower(): f for f in (*SYSTEM_FIELDS, *fields)}
-    return out
+        EXTERNAL_ID,
+        _Field("Deal_Source__c", "string", 80, label="Deal Source"),
+        _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
+    ),
+}
+
+
+def _schema(cfg: SalesforceSimConfig, sobject: str) -> dict[str, _Field]:
+    """The org's fields of ``sobject`` by lower-case name, in describe order."""
+    fields = [replace(f, name=f.name.format_map(vars(cfg))) for f in (*SYSTEM_FIELDS, *SOBJECT_FIELDS[sobject])]
+    return {f.name.lower(): f for f in fields if cfg.multi_currency or f.name != "CurrencyIsoCode"}
 
 
 #: Fields computed from the record rather than stored (``Name`` only on Contact).
@@ -308,6 +289,14 @@ class _SObjects(RecordStore):
             return computed(rec)
         return rec.values.get(self.fields[key].name)
 
+    def render(self, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
+        """The record as JSON answers show it, with ``names`` (datetimes as Salesforce writes them, numbers as numbers)."""
+        out: dict[str, Any] = {"attributes": {"type": self.sobject, "url": f"/services/data/v{version}/sobjects/{self.sobject}/{rec.id}"}}
+        for f in (self.fields[name.lower()] for name in names):
+            value = self.get(rec, f.name)
+            out[f.name] = None if value is None else format_datetime(value) if f.kind == "datetime" else float(value) if f.kind in NUMBER_KINDS else value
+        return out
+
     def owner(self, external_id: Any) -> str | None:
         """The live record holding ``external_id``."""
         ids = self.find_all(self.ext_field, external_id)
@@ -321,12 +310,13 @@ class _SObjects(RecordStore):
 
 @dataclass
 class _Cursor:
+    """An open query's remaining rows, pages of ``batch`` from ``nextRecordsUrl``; ``token`` is the session's."""
+
     locator: str
     store: _SObjects
     fields: list[str]
     ids: list[str]
     batch: int
-    all_rows: bool
     last_used_ms: int
     token: str
 
@@ -337,35 +327,72 @@ class Org(Account):
 
     def __init__(self, sim: SalesforceSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec, host=f"{spec.id.lower()}.my.salesforce.com")
-        cfg = sim.config
         self.sessions: dict[str, int | None] = dict.fromkeys(spec.tokens)
         self.refresh_tokens = set(spec.refresh_tokens)
-        self.cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self.cursors: dict[str, _Cursor] = {}
         self.jobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  #: Bulk API 2.0 jobs: id -> (job, its data)
         self.job_serial = self.bulk_query_jobs = 0
         self.token_rng = random.Random(f"{self.seed}-tokens")
         self.usage = SlidingWindowLimiter(lambda: sim.config.daily_api_limit, 86_400, clock=sim.clock.timestamp, bucket_s=60)
         self.bulk_allocations = BulkAllocations(sim)
-        self.limiters = (self.usage, self.bulk_allocations)
-        schemas = _schemas(cfg)
-        self.stores = {s: _SObjects(s, schemas[s], cfg.external_id_field, self.seed) for s in ("Account", "Contact", "Opportunity")}
-        self.account_pool: list[str] = []
-        for sobject, entity in (("Account", "companies"), ("Contact", "contacts"), ("Opportunity", "deals")):
-            sim.generate(self, self.stores[sobject], self.count_of(sim, entity))
+        self.limiters = (self.usage, *self.bulk_allocations.limiters)
+        self.stores = {s: _SObjects(s, _schema(sim.config, s), sim.config.external_id_field, self.seed) for s in SOBJECT_FIELDS}
+        self.account_pool: list[str] = []  #: the seeded Accounts, which seeded Contacts belong to
+        for sobject, store in self.stores.items():
+            sim.generate(self, store, self.count_of(sim, ENTITY_OF[sobject]))
             if sobject == "Account":
-                self.account_pool = list(self.stores["Account"].rows)
+                self.account_pool = list(store.rows)
+
+    def next_job_id(self) -> str:
+        self.job_serial += 1
+        return id18("7505g" + base62(self.job_serial))
 
 
-def _error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
-    return Response.json(status, [{"message": message, "errorCode": code} | ({"fields": fields} if fields is not None else {})])
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response.json(status, [{"message": message, "errorCode": code}], headers)
 
 
-def _fail(status: int, code: str, message: str, fields: list[str] | None = None) -> ApiError:
-    return ApiError(_error(status, code, message, fields))
+def _fail(status: int, code: str, message: str) -> ApiError:
+    return ApiError(_error(status, code, message))
+
+
+def _no_such(text: str, column: int, problem: str, custom: str, named: str) -> str:
+    """Salesforce's message for a query naming an unknown object or field."""
+    return (f"\n{text}\n^\nERROR at Row:1:Column:{column}\n{problem} If you are attempting to use a custom {custom}, be sure to append the "
+            f"'__c' after the {named} name. Please reference your WSDL or the describe call for the appropriate names.")
 
 
 def _record_error(code: str, message: str, fields: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"statusCode": code, "message": message, "fields": fields or [], **extra}
+
+
+def _deserialized(f: _Field, value: Any) -> Any:
+    """A JSON value for field ``f`` as the org stores it; a value of the wrong type fails the whole request."""
+    if f.kind == "boolean":
+        return bool(value)
+    number = f.kind in NUMBER_KINDS
+    if number and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
+    if not number and f.kind != "date" and isinstance(value, (dict, list)):
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
+    try:
+        if number:
+            return format(float(value), ".2f") if f.kind == "currency" else str(float(value))
+        return date.fromisoformat(str(value)[:10]).isoformat() if f.kind == "date" else str(value)
+    except ValueError:
+        if number:
+            raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
+        raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
+
+
+def _duplicates_detected(twin_id: str) -> dict[str, Any]:
+    """The per-record error of the standard Contact duplicate rule, naming the matching record."""
+    return _record_error("DUPLICATES_DETECTED", "Use one of these records?", [], duplicateResult={
+        "allowSave": False, "duplicateRule": "Standard_Contact_Duplicate_Rule", "duplicateRuleEntityType": "Contact",
+        "errorMessage": "You're creating a duplicate record. We recommend you use an existing record instead.",
+        "matchResults": [{"entityType": "Contact", "matchEngine": "ExactMatchEngine", "size": 1, "success": True,
+                          "matchRecords": [{"record": {"attributes": {"type": "Contact"}, "Id": twin_id}, "matchConfidence": 100.0}]}],
+    })
 
 
 class SalesforceSimulator(BulkJobs, Simulator):
@@ -398,27 +425,25 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def default_account_spec(self) -> AccountSpec:
         return AccountSpec(ORG_ID, self.config.tokens, self.config.refresh_tokens)
 
-    def stamp(self) -> int:
-        """Now at the timestamp resolution (whole seconds by default)."""
-        return self._stamp(self.clock.now_ms())
-
-    def _stamp(self, ms: int) -> int:
+    def stamp(self, ms: int | None = None) -> int:
+        """``ms`` (default: now) at the timestamp resolution (whole seconds by default)."""
+        ms = self.clock.now_ms() if ms is None else ms
         return ms - ms % self.config.timestamp_resolution_ms
 
     def generate(self, org: Org, store: _SObjects, count: int) -> None:
-        rng, records = store.data.rng, []
+        records = []
         for _ in range(count):
-            created, updated = self.seeded_history(rng)
-            rec = Record(store.allocate_id(), self._stamp(created), 0, self._seed_values(org, store.sobject, store.data, rng))
-            rec.updated = rec.values["LastModifiedDate"] = max(self._stamp(updated), rec.created)
+            created, updated = self.seeded_history(store.data.rng)
+            rec = Record(store.allocate_id(), self.stamp(created), 0, self.new_values(org, store))
+            rec.updated = rec.values["LastModifiedDate"] = max(self.stamp(updated), rec.created)
             records.append(rec)
         store.seed(records)
 
-    def _seed_values(self, org: Org, sobject: str, data: FakeData, rng: random.Random) -> dict[str, Any]:
-        doc = self.config.document_field
-        if sobject == "Contact":
-            person = data.person()
-            pool = org.account_pool
+    def new_values(self, org: Account, store: RecordStore, entity: str | None = None) -> dict[str, Any]:
+        """A generated record of ``store``'s sObject (seeded Contacts belong to seeded Accounts)."""
+        data, rng, doc = store.data, store.data.rng, self.config.document_field
+        if store.sobject == "Contact":
+            person, pool = data.person(), org.account_pool
             account_id = pool[int(rng.random() * len(pool))] if pool and rng.random() < 0.7 else None
             return {
                 "FirstName": person["first_name"], "LastName": person["last_name"] or data.last_name(),
@@ -427,39 +452,32 @@ class SalesforceSimulator(BulkJobs, Simulator):
                 "MailingState": person["state"], "MailingCountry": person["country"], doc: person["document"],
                 "OwnerId": data.pick(OWNER_IDS),
             }
-        if sobject == "Account":
-            org = data.organization()
-            website = org["domain"]
+        if store.sobject == "Account":
+            company = data.organization()
+            website = company["domain"]
             if website:
                 style = rng.random()
                 website = f"https://www.{website}" if style < 0.4 else f"www.{website}" if style < 0.7 else f"http://{website}/" if style < 0.8 else website
             return {
-                "Name": org["name"], "Website": website, "Phone": org["phone"],
+                "Name": company["name"], "Website": website, "Phone": company["phone"],
                 "Industry": data.pick(INDUSTRIES) if rng.random() < 0.9 else None, "Type": data.pick(ACCOUNT_TYPES),
-                "BillingCity": org["city"], "BillingState": org["state"], "BillingCountry": org["country"],
-                doc: org["document"], "OwnerId": data.pick(OWNER_IDS),
+                "BillingCity": company["city"], "BillingState": company["state"], "BillingCountry": company["country"],
+                doc: company["document"], "OwnerId": data.pick(OWNER_IDS),
             }
         deal = data.deal()
         close = date.fromtimestamp(self.reference.timestamp()) + timedelta(days=int((rng.random() - 0.5) * 120))
-        values = {
+        return {
             "Name": deal["name"], "StageName": data.pick(STAGES), "CloseDate": close.isoformat(),
             "Amount": deal["amount"], "Probability": str(data.pick((10, 20, 50, 75, 90, 100))), "OwnerId": data.pick(OWNER_IDS),
-        }
-        if self.config.multi_currency:
-            values["CurrencyIsoCode"] = deal["currency"]
-        return values
+        } | ({"CurrencyIsoCode": deal["currency"]} if self.config.multi_currency else {})
 
     def error_response(self, status: int, code: str, message: str) -> Response:
         return _error(status, code, message)
 
     def fault_response(self, status: int, request: Request) -> Response:
         """Injected answers shaped like Salesforce's: 403 is the retryable concurrent-request limit."""
-        code, message = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
-                         503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}.get(
-            status, self.ANSWERS["internal_error"][1:] if status >= 500 else ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
-        response = _error(status, code, message)
-        response.headers.update(self._limit_headers(self._by_token.get(self.credentials(request)) or self.account()))
-        return response
+        code, message = FAULTS.get(status) or (self.ANSWERS["internal_error"][1:] if status >= 500 else ("UNKNOWN_EXCEPTION", f"HTTP {status}"))
+        return _error(status, code, message, self._limit_headers(self._by_token.get(self.credentials(request)) or self.account()))
 
     def credentials(self, request: Request) -> str | None:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
@@ -482,18 +500,13 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     def admit(self, request: Request) -> Response | None:
         """One call against the org's rolling 24-hour allocation; ``Sforce-Limit-Info`` on the answer."""
-        org = request.account
-        if not org.usage.try_acquire().allowed:
-            self.stats_recorder.record_rate_limited("TotalRequests")
-            response = _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE)
-            response.headers.update(self._limit_headers(org))
-            return response
-        request.response_headers = self._limit_headers(org)
+        if self.over_limit("", ("TotalRequests", request.account.usage)):
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", TOTAL_REQUESTS_MESSAGE, self._limit_headers(request.account))
+        request.response_headers = self._limit_headers(request.account)
         return None
 
     def _limit_headers(self, org: Org) -> dict[str, str]:
-        limit = self.config.daily_api_limit
-        return {"Sforce-Limit-Info": f"api-usage={org.usage.used()}/{limit if limit is not None else 5_000_000}"}
+        return {"Sforce-Limit-Info": f"api-usage={org.usage.used()}/{self.config.daily_api_limit or 5_000_000}"}
 
     def api_usage(self, *, account: str | None = None) -> dict[str, int | None]:
         """Calls counted in the last 24 simulated hours, and the allocation."""
@@ -507,11 +520,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     def add_bulk_usage(self, *, query_jobs: int = 0, storage_kb: int = 0, batches: int = 0, account: str | None = None) -> dict[str, dict[str, int]]:
         """Count Bulk API use by other users of the org (now); the org's bulk entries of ``/limits``."""
-        allocations = self.account(account).bulk_allocations
-        for limiter, units in ((allocations.query_jobs, query_jobs), (allocations.storage_kb, storage_kb), (allocations.batches, batches)):
-            if units > 0:
-                limiter.try_acquire(weight=units, force=True)
-        return allocations.limits()
+        return self.account(account).bulk_allocations.add(query_jobs, storage_kb, batches)
 
     @admin("GET", "api-usage")
     def _admin_api_usage(self, _request: Request) -> Response:
@@ -557,95 +566,62 @@ class SalesforceSimulator(BulkJobs, Simulator):
 
     @api("POST", "/services/oauth2/token", auth=False)
     def _token(self, request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        cfg = self.config
-        if form.get("grant_type") != "refresh_token":
-            return Response.json(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
-        if form.get("client_id") != cfg.client_id:
-            return Response.json(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-        if form.get("client_secret") != cfg.client_secret:
-            return Response.json(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        """The refresh-token grant: a new session of the org holding the refresh token."""
+        form, cfg = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}, self.config
         org = next((o for o in self.accounts.values() if form.get("refresh_token") in o.refresh_tokens), None)
-        if org is None:
-            return Response.json(400, {"error": "invalid_grant", "error_description": "expired access/refresh token"})
-        issued = self.clock.now_ms()
-        token = f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
+        for wrong, error, description in ((form.get("grant_type") != "refresh_token", "unsupported_grant_type", "grant type not supported"),
+                                          (form.get("client_id") != cfg.client_id, "invalid_client_id", "client identifier invalid"),
+                                          (form.get("client_secret") != cfg.client_secret, "invalid_client", "invalid client credentials"),
+                                          (org is None, "invalid_grant", "expired access/refresh token")):
+            if wrong:
+                return Response.json(400, {"error": error, "error_description": description})
+        issued, token = self.clock.now_ms(), f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
         org.sessions[token] = issued
         self.bind_token(token, org)
-        instance = (cfg.instance_url if org.default else None) or self.base_url
         identity = f"{self.base_url}/id/{org.id}AAA/{USER_ID}AAA"
         signature = base64.b64encode(hmac.new(cfg.client_secret.encode(), f"{identity}{issued}".encode(), hashlib.sha256).digest()).decode()
         return Response.json(200, {
-            "access_token": token, "instance_url": instance, "id": identity, "token_type": "Bearer",
-            "issued_at": str(issued), "signature": signature, "scope": "api refresh_token",
+            "access_token": token, "instance_url": (cfg.instance_url if org.default else None) or self.base_url, "id": identity,
+            "token_type": "Bearer", "issued_at": str(issued), "signature": signature, "scope": "api refresh_token",
         })
 
     @api("GET", "/services/data/?", name="GET /services/data/", auth=False)
     def _versions(self, _request: Request) -> Response:
-        return Response.json(200, [
-            {"label": VERSION_LABELS.get(v, f"Release {v}"), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS
-        ])
+        return Response.json(200, [{"label": VERSION_LABELS.get(v, f"Release {v}"), "url": f"/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS])
 
     @api("GET", V + "/limits/?", name="GET /limits")
     def _limits(self, request: Request) -> Response:
-        usage = self.api_usage(account=request.account.id)
-        allowed = usage["max"] or 5_000_000
+        allowed = self.config.daily_api_limit or 5_000_000
         return Response.json(200, {
-            "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - int(usage["used"] or 0), 0)},
-            **request.account.bulk_allocations.limits(),
-            "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
+            "DailyApiRequests": {"Max": allowed, "Remaining": max(allowed - request.account.usage.used(), 0)},
+            **request.account.bulk_allocations.limits(), "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         })
 
-    def _value_out(self, store: _SObjects, rec: Record, f: _Field) -> Any:
-        value = store.get(rec, f.name)
-        if value is None:
-            return None
-        if f.kind == "datetime":
-            return format_datetime(value)
-        if f.kind in ("currency", "percent"):
-            return float(value)
-        return value
-
-    def _render(self, store: _SObjects, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"attributes": {"type": store.sobject, "url": f"/services/data/v{version}/sobjects/{store.sobject}/{rec.id}"}}
-        for name in names:
-            f = store.fields[name.lower()]
-            out[f.name] = self._value_out(store, rec, f)
-        return out
-
     def _batch_size(self, request: Request) -> int:
-        header = request.header("Sforce-Query-Options") or ""
-        match = re.search(r"batchSize\s*=\s*(\d+)", header)
-        if not match:
-            return 2000
-        size = int(match.group(1))
-        if 200 <= size <= 2000:
-            return size
-        if self.config.batch_size_out_of_range == "reject":
+        """The ``Sforce-Query-Options: batchSize`` hint (200..2,000; default 2,000), out-of-range clamped or refused."""
+        match = re.search(r"batchSize\s*=\s*(\d+)", request.header("Sforce-Query-Options") or "")
+        size = int(match.group(1)) if match else 2000
+        if not 200 <= size <= 2000 and self.config.batch_size_out_of_range == "reject":
             raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
         return min(max(size, 200), 2000)
 
     @api("GET", V + "/query/?", name="GET /query", all_rows=False)
     @api("GET", V + "/queryAll/?", name="GET /queryAll", all_rows=True)
     def _query(self, request: Request) -> Response:
-        all_rows = request.route.meta["all_rows"]
-        store, query, rows = self._select(request, request.query_value("q"), all_rows)
+        """The first page; more than a batch opens a cursor (the session's oldest dropped beyond ``max_open_cursors``)."""
+        store, query, rows = self._select(request, request.query_value("q"), request.route.meta["all_rows"])
         if query.count:
             return Response.json(200, {"totalSize": len(rows), "done": True, "records": []})
-        batch = self._batch_size(request)
-        version = request.params["version"]
         fields = [store.fields[n.lower()].name for n in query.fields]
-        if len(rows) <= batch:
-            return Response.json(200, {"totalSize": len(rows), "done": True, "records": [self._render(store, r, fields, version) for r in rows]})
-        locator = "01g5g" + "".join(request.account.token_rng.choice(_BASE62) for _ in range(10))
-        token = request.token
-        cursor = _Cursor(locator, store, fields, [r.id for r in rows], batch, all_rows, self.clock.now_ms(), token)
-        cursors = request.account.cursors
-        mine = [c for c in cursors.values() if c.token == token]
-        while len(mine) >= self.config.max_open_cursors:
-            cursors.pop(mine.pop(0).locator, None)
-        cursors[locator] = cursor
-        return self._page(cursor, 0, version)
+        cursor = _Cursor("", store, fields, [r.id for r in rows], self._batch_size(request), self.clock.now_ms(), request.token)
+        if len(rows) > cursor.batch:
+            cursor.locator = "01g5g" + "".join(request.account.token_rng.choice(_BASE62) for _ in range(10))
+            cursors = request.account.cursors
+            mine = [c for c in cursors.values() if c.token == request.token]
+            while len(mine) >= self.config.max_open_cursors:
+                cursors.pop(mine.pop(0).locator, None)
+            cursors[cursor.locator] = cursor
+        return self._page(cursor, 0, request.params["version"])
 
     def _select(self, request: Request, text: str | None, all_rows: bool) -> tuple[_SObjects, Query, list[Record]]:
         """The records a SOQL query selects, in order (``queryAll`` adds the recycle bin)."""
@@ -653,22 +629,20 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "MALFORMED_QUERY", "A query string has to be specified")
         try:
             query = parse(text)
+            store = self._queried(request, query, text)
+            if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
+                raise SoqlError("line 1: no viable alternative at character '.' (fractional seconds)")
+            matches = predicate(store, query.where)
         except SoqlError as exc:
             raise _fail(400, exc.code, exc.message) from None
-        store = self._checked(request, query, text)
-        if not self.config.accept_fractional_seconds and re.search(r"T\d{2}:\d{2}:\d{2}\.\d", text):
-            raise _fail(400, "MALFORMED_QUERY", "line 1: no viable alternative at character '.' (fractional seconds)")
-        predicate = self._compile(store, query.where)
         horizon = self.clock.now_ms() - int(self.config.recycle_bin_days * DAY_MS)
-        rows = [rec for rec in store.rows.values() if (rec.deleted is None or (all_rows and rec.deleted >= horizon)) and predicate(rec)]
-        for name, descending, nulls_last in reversed(query.order or []):
-            rows.sort(key=self._sort_key(store, name, nulls_last != descending), reverse=descending)
-        return store, query, rows if query.limit is None else rows[: query.limit]
+        rows = [rec for rec in store.rows.values() if (rec.deleted is None or (all_rows and rec.deleted >= horizon)) and matches(rec)]
+        return store, query, ordered(store, query, rows)
 
     def _page(self, cursor: _Cursor, offset: int, version: str) -> Response:
         store = cursor.store
         ids = cursor.ids[offset : offset + cursor.batch]
-        records = [self._render(store, store.rows[i], cursor.fields, version) for i in ids if i in store.rows]
+        records = [store.render(store.rows[i], cursor.fields, version) for i in ids if i in store.rows]
         end = offset + len(ids)
         body: dict[str, Any] = {"totalSize": len(cursor.ids), "done": end >= len(cursor.ids), "records": records}
         if end < len(cursor.ids):
@@ -679,173 +653,60 @@ class SalesforceSimulator(BulkJobs, Simulator):
     @api("GET", V + "/query/{locator}-{offset}", name="GET /query/{locator}")
     @api("GET", V + "/queryAll/{locator}-{offset}", name="GET /query/{locator}")
     def _query_more(self, request: Request) -> Response:
-        cursors = request.account.cursors
-        if not request.params["locator"].startswith("01g") or not request.params["offset"].isdigit():
+        locator, offset = request.params["locator"], request.params["offset"]
+        if not locator.startswith("01g") or not offset.isdigit():
             return self.not_found_response(request)
-        cursor = cursors.get(request.params["locator"])
-        now = self.clock.now_ms()
-        if cursor is not None and now - cursor.last_used_ms > self.config.cursor_idle_timeout_s * 1000:
-            del cursors[cursor.locator]
+        cursor = request.account.cursors.get(locator)
+        if cursor is not None and self.clock.now_ms() - cursor.last_used_ms > self.config.cursor_idle_timeout_s * 1000:
+            del request.account.cursors[locator]
             cursor = None
-        offset = int(request.params["offset"])
-        if cursor is None or offset % cursor.batch or offset >= len(cursor.ids):
+        if cursor is None or int(offset) % cursor.batch or int(offset) >= len(cursor.ids):
             raise _fail(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return self._page(cursor, offset, request.params["version"])
+        return self._page(cursor, int(offset), request.params["version"])
 
-    def _checked(self, request: Request, query: Query, text: str) -> _SObjects:
-        try:
-            store = self._store(request, query.sobject)
-        except ApiError:
-            raise _fail(
-                400, "INVALID_TYPE",
-                f"\n{text[:80]}\n^\nERROR at Row:1:Column:1\nsObject type '{query.sobject}' is not supported. If you are attempting "
-                "to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the "
-                "describe call for the appropriate names.",
-            ) from None
-        seen: set[str] = set()
-        for name in query.fields:
-            if name.lower() in seen:
-                raise _fail(400, "MALFORMED_QUERY", f"duplicate field selected: {name}")
-            seen.add(name.lower())
-        for name in query.referenced_fields():
-            if store.field(name) is None:
-                column = text.find(name) + 1
-                raise _fail(
-                    400, "INVALID_FIELD",
-                    f"\n{text[:120]}\n^\nERROR at Row:1:Column:{column}\nNo such column '{name}' on entity '{store.sobject}'. If you are "
-                    "attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference "
-                    "your WSDL or the describe call for the appropriate names.",
-                )
+    def _queried(self, request: Request, query: Query, text: str) -> _SObjects:
+        """The queried sObject, once every field the query names is one of its fields."""
+        store = self._sobjects(request.account, query.sobject)
+        if store is None:
+            raise SoqlError(_no_such(text[:80], 1, f"sObject type '{query.sobject}' is not supported.", "object", "entity"), "INVALID_TYPE")
+        selected = [name.lower() for name in query.fields]
+        twice = next((name for i, name in enumerate(query.fields) if name.lower() in selected[:i]), None)
+        if twice is not None:
+            raise SoqlError(f"duplicate field selected: {twice}")
+        unknown = next((name for name in query.referenced_fields() if store.field(name) is None), None)
+        if unknown is not None:
+            raise SoqlError(_no_such(text[:120], text.find(unknown) + 1, f"No such column '{unknown}' on entity '{store.sobject}'.", "field", "custom field"), "INVALID_FIELD")
         return store
-
-    def _sort_key(self, store: _SObjects, name: str, nulls_high: bool) -> Any:
-        f = store.fields[name.lower()]
-
-        def key(rec: Record) -> tuple:
-            value = store.get(rec, f.name)
-            if value is None:
-                return (1 if nulls_high else -1, "")
-            if f.kind in ("string", "email", "phone", "url", "picklist"):
-                value = str(value).lower()
-            elif f.kind in ("currency", "percent"):
-                value = float(value)
-            return (0, value)
-
-        return key
-
-    def _compile(self, store: _SObjects, node: Any) -> Any:
-        if node is None:
-            return lambda rec: True
-        if isinstance(node, BoolOp):
-            parts = [self._compile(store, item) for item in node.items]
-            if node.op == "AND":
-                return lambda rec: all(p(rec) for p in parts)
-            return lambda rec: any(p(rec) for p in parts)
-        if isinstance(node, Not):
-            inner = self._compile(store, node.item)
-            return lambda rec: not inner(rec)
-        assert isinstance(node, Comparison)
-        f = store.fields[node.field.lower()]
-        literals = node.value if isinstance(node.value, list) else [node.value]
-        wanted = [self._literal(f, lit) for lit in literals]
-        op = node.op
-        get = store.get
-        name = f.name
-        text_like = f.kind in ("string", "email", "phone", "url", "picklist", "reference", "id")
-        if op == "LIKE":
-            if not text_like:
-                raise _fail(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on {f.kind} field: LIKE")
-            pattern = like_regex(str(wanted[0]))
-            return lambda rec: (v := get(rec, name)) is not None and pattern.fullmatch(str(v)) is not None
-
-        def norm(value: Any) -> Any:
-            if value is None:
-                return None
-            if f.kind == "id":
-                return str(value)[:15]
-            if text_like:
-                return str(value).lower()
-            if f.kind in ("currency", "percent"):
-                return float(value)
-            return value
-
-        wanted_n = [norm(w) for w in wanted]
-        if op in ("IN", "NOT IN"):
-            pool = set(wanted_n)
-            if op == "IN":
-                return lambda rec: norm(get(rec, name)) in pool
-            return lambda rec: norm(get(rec, name)) not in pool
-        target = wanted_n[0]
-        if op == "=":
-            return lambda rec: norm(get(rec, name)) == target
-        if op == "!=":
-            return lambda rec: norm(get(rec, name)) != target
-        if target is None:
-            raise _fail(400, "MALFORMED_QUERY", f"invalid comparison with null on field '{f.name}'")
-        if f.kind == "id":
-            target = str(wanted[0])  # ids order as their full string
-        compare = {"<": lambda a: a < target, "<=": lambda a: a <= target, ">": lambda a: a > target, ">=": lambda a: a >= target}[op]
-        if f.kind == "id":
-            return lambda rec: compare(rec.id)
-        return lambda rec: (v := norm(get(rec, name))) is not None and compare(v)
-
-    @staticmethod
-    def _literal(f: _Field, lit: SoqlLiteral) -> Any:
-        if lit.kind == "null":
-            return None
-        expected = {
-            "datetime": "datetime", "date": "date", "boolean": "boolean", "currency": "number", "percent": "number",
-        }.get(f.kind, "string")
-        if lit.kind != expected:
-            quoted = "should not be enclosed in quotes" if lit.kind == "string" else "should be enclosed in quotes" if expected == "string" else ""
-            raise _fail(
-                400, "MALFORMED_QUERY",
-                f"value of filter criterion for field '{f.name}' must be of type {f.kind if f.kind != 'datetime' else 'dateTime'}"
-                + (f" and {quoted}" if quoted else ""),
-            )
-        return lit.value
 
     @api("GET", S + "/updated/?", name="GET /sobjects/{SObject}/updated", deleted=False)
     @api("GET", S + "/deleted/?", name="GET /sobjects/{SObject}/deleted", deleted=True)
     def _replication(self, request: Request) -> Response:
+        """Ids changed (30 days back at most) or deleted (while in the recycle bin) from ``start`` to ``end``, to the whole minute."""
         store, deleted = self._store(request), request.route.meta["deleted"]
         try:
-            start = parse_datetime_literal(request.query_value("start") or "")
-            end = parse_datetime_literal(request.query_value("end") or "")
+            start, end = (parse_datetime_literal(request.query_value(name) or "") for name in ("start", "end"))
         except (ValueError, IndexError):
             raise _fail(400, "MALFORMED_QUERY", "start and end must be ISO-8601 datetimes, e.g. 2025-02-01T00:00:00+00:00") from None
-        now = self.clock.now_ms()
-        days = self.config.recycle_bin_days if deleted else 30
+        now, days = self.clock.now_ms(), self.config.recycle_bin_days if deleted else 30
         earliest = now - int(days * DAY_MS)
         if start < earliest:
             raise _fail(400, "INVALID_REPLICATION_DATE", f"startDate cannot be more than {int(days)} days ago")
         if end <= start:
             raise _fail(400, "INVALID_REPLICATION_DATE", "endDate must be after startDate")
         latest = min(end, now) - min(end, now) % 60_000
-        if deleted:
-            found = [r for r in store.rows.values() if r.deleted is not None and start <= r.deleted < latest]
-            body = {
-                "deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted)} for r in sorted(found, key=lambda r: (r.deleted, r.id))],
-                "earliestDateAvailable": format_datetime(earliest - earliest % 60_000),
-                "latestDateCovered": format_datetime(latest),
-            }
-        else:
-            found = [r for r in store.rows.values() if r.deleted is None and start <= r.updated < latest]
-            body = {"ids": [r.id for r in sorted(found, key=lambda r: (r.updated, r.id))], "latestDateCovered": format_datetime(latest)}
-        return Response.json(200, body)
+        if not deleted:
+            return Response.json(200, {"ids": [r.id for r in store.between(start, latest - 1)], "latestDateCovered": format_datetime(latest)})
+        found = sorted((r for r in store.select(deleted=True) if start <= r.deleted < latest), key=lambda r: (r.deleted, r.id))
+        return Response.json(200, {"deletedRecords": [{"id": r.id, "deletedDate": format_datetime(r.deleted)} for r in found],
+                                   "earliestDateAvailable": format_datetime(earliest - earliest % 60_000), "latestDateCovered": format_datetime(latest)})
 
     @api("GET", S + "/describe/?", name="GET /sobjects/{SObject}/describe")
     def _describe(self, request: Request) -> Response:
         store = self._store(request)
-        return Response.json(200, {
-            "name": store.sobject, "keyPrefix": KEY_PREFIX[store.sobject], "queryable": True, "createable": True, "updateable": True,
-            "fields": [
-                {"name": f.name, "type": f.kind, "length": f.length or 0, "label": f.label or f.name, "nillable": not f.required,
-                 "createable": f.writable, "updateable": f.writable, "externalId": f.external_id, "unique": f.external_id,
-                 "custom": f.name.endswith("__c")}
-                for f in store.fields.values()
-            ],
-        })
+        return Response.json(200, {"name": store.sobject, "keyPrefix": KEY_PREFIX[store.sobject], "queryable": True, "createable": True, "updateable": True, "fields": [
+            {"name": f.name, "type": f.kind, "length": f.length or 0, "label": f.label or f.name, "nillable": not f.required, "createable": f.writable,
+             "updateable": f.writable, "externalId": f.external_id, "unique": f.external_id, "custom": f.name.endswith("__c")} for f in store.fields.values()
+        ]})
 
     def _records_body(self, request: Request) -> tuple[list[dict[str, Any]], bool]:
         body = request.json()
@@ -853,7 +714,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "JSON_PARSER_ERROR", "The request body must be an object with a 'records' array")
         records = body["records"]
         if len(records) > COLLECTION_MAX:
-            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
+            raise _fail(400, "EXCEEDED_ID_LIMIT", TOO_MANY_RECORDS)
         if not records:
             raise _fail(400, "INVALID_FIELD", "No records to process")
         return records, bool(body.get("allOrNone", False))
@@ -867,40 +728,17 @@ class SalesforceSimulator(BulkJobs, Simulator):
             f = store.field(name)
             if f is None:
                 raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {store.sobject}")
-            if value is None:
-                out[f.name] = None
-                continue
-            if f.kind in ("currency", "percent"):
-                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {type(value).__name__} value for {f.name}")
-                try:
-                    out[f.name] = format(float(value), ".2f") if f.kind == "currency" else str(float(value))
-                except ValueError:
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from VALUE_STRING value {value} for {f.name}") from None
-            elif f.kind == "date":
-                try:
-                    out[f.name] = date.fromisoformat(str(value)[:10]).isoformat()
-                except ValueError:
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date from VALUE_STRING value {value} or request may be missing a required field") from None
-            elif f.kind == "boolean":
-                out[f.name] = bool(value)
-            else:
-                if isinstance(value, (dict, list)):
-                    raise _fail(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of string from {type(value).__name__} for {f.name}")
-                out[f.name] = str(value)
+            out[f.name] = None if value is None else _deserialized(f, value)
         return out
 
-    def _record_problems(self, store: _SObjects, values: Mapping[str, Any], *, creating: bool, rec: Record | None = None) -> list[dict[str, Any]]:
+    def _record_problems(self, store: _SObjects, values: Mapping[str, Any], rec: Record | None = None) -> list[dict[str, Any]]:
+        """What is wrong with writing ``values`` to ``rec`` (``None``: a new record), as per-record errors."""
         problems = []
         locked = [n for n in values if n != "Id" and not store.fields[n.lower()].writable]
         if locked:
-            problems.append(_record_error(
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                f"Unable to create/update fields: {', '.join(locked)}. Please check the security settings of this field and verify "
-                "that it is read/write for your profile or permission set.", locked,
-            ))
-        merged = dict(rec.values) if rec is not None else {}
-        merged.update({k: v for k, v in values.items() if k != "Id"})
+            problems.append(_record_error("INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {', '.join(locked)}. Please check the security "
+                                          "settings of this field and verify that it is read/write for your profile or permission set.", locked))
+        merged = {**(rec.values if rec is not None else {}), **{k: v for k, v in values.items() if k != "Id"}}
         missing = [f.name for f in store.fields.values() if f.required and not merged.get(f.name)]
         if missing:
             problems.append(_record_error("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing))
@@ -910,28 +748,18 @@ class SalesforceSimulator(BulkJobs, Simulator):
                 continue
             if f.kind == "email" and not _EMAIL_RE.match(str(value)):
                 problems.append(_record_error("INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name]))
-            if f.length and f.kind not in ("picklist",) and len(str(value)) > f.length:
+            if f.length and f.kind != "picklist" and len(str(value)) > f.length:
                 problems.append(_record_error("STRING_TOO_LONG", f"{f.label}: data value too large: {str(value)[:40]} (max length={f.length})", [f.name]))
             if f.name == "StageName" and self.config.restricted_stage_picklist and value not in STAGES:
                 problems.append(_record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", f"Stage: bad value for restricted picklist field: {value}", [f.name]))
-        key = values.get(store.ext_field)
-        if key:
-            owner = store.owner(key)
-            if owner is not None and (rec is None or owner != rec.id):
-                problems.append(_record_error("DUPLICATE_VALUE", f"duplicate value found: {store.ext_field} duplicates value on record with id: {owner}", [store.ext_field]))
-        email = values.get("Email")
+        owner = store.owner(values[store.ext_field]) if values.get(store.ext_field) else None
+        if owner is not None and (rec is None or owner != rec.id):
+            problems.append(_record_error("DUPLICATE_VALUE", f"duplicate value found: {store.ext_field} duplicates value on record with id: {owner}", [store.ext_field]))
+        email = str(values.get("Email") or "").lower()
         if self.config.block_duplicate_emails and store.sobject == "Contact" and email:
-            twin = next((r for r in store.rows.values() if r.deleted is None and (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == str(email).lower()), None)
+            twin = next((r for r in store.select() if (rec is None or r.id != rec.id) and (r.values.get("Email") or "").lower() == email), None)
             if twin is not None:
-                problems.append(_record_error(
-                    "DUPLICATES_DETECTED", "Use one of these records?", [],
-                    duplicateResult={
-                        "allowSave": False, "duplicateRule": "Standard_Contact_Duplicate_Rule", "duplicateRuleEntityType": "Contact",
-                        "errorMessage": "You're creating a duplicate record. We recommend you use an existing record instead.",
-                        "matchResults": [{"entityType": "Contact", "matchEngine": "ExactMatchEngine", "size": 1, "success": True,
-                                          "matchRecords": [{"record": {"attributes": {"type": "Contact"}, "Id": twin.id}, "matchConfidence": 100.0}]}],
-                    },
-                ))
+                problems.append(_duplicates_detected(twin.id))
         return problems
 
     def write(self, store: RecordStore, rec: Record | None, values: Mapping[str, Any], now: int) -> Record:
@@ -943,50 +771,6 @@ class SalesforceSimulator(BulkJobs, Simulator):
         store.update(rec, values | {"LastModifiedDate": now}, now)
         return rec
 
-    def _run_batch(self, items: list[tuple[_SObjects | None, dict[str, Any], Record | None, list[dict[str, Any]], str]], all_or_none: bool) -> list[dict[str, Any]]:
-        """Apply validated items (store, values, existing record, problems, mode) and build results."""
-        now = self.stamp()
-        failed = any(problems for _, _, _, problems, _ in items)
-        results = []
-        for store, values, rec, problems, mode in items:
-            if problems:
-                results.append({"success": False, "errors": problems} | ({"id": rec.id} if rec is not None else {}))
-            elif all_or_none and failed:
-                results.append({"success": False, "errors": [_record_error(
-                    "ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header")]})
-            else:
-                assert store is not None
-                written = self.write(store, rec, values, now)
-                result = {"id": written.id, "success": True, "errors": []}
-                if mode == "upsert":
-                    result["created"] = rec is None
-                results.append(result)
-        return results
-
-    def _type_of(self, request: Request, raw: Any) -> _SObjects:
-        if not isinstance(raw, dict):
-            raise _fail(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
-        sobject = (raw.get("attributes") or {}).get("type") if isinstance(raw.get("attributes"), dict) else None
-        if not sobject:
-            raise _fail(400, "INVALID_TYPE", "Must send a concrete entity type.")
-        try:
-            return self._store(request, str(sobject))
-        except ApiError:
-            raise _fail(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.") from None
-
-    @api("POST", C + "/?", name="POST /composite/sobjects")
-    def _collection_create(self, request: Request) -> Response:
-        records, all_or_none = self._records_body(request)
-        items = []
-        for raw in records:
-            store = self._type_of(request, raw)
-            values = self._typed_values(store, raw)
-            if values.get("Id"):
-                items.append((store, values, None, [_record_error("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])], "create"))
-                continue
-            items.append((store, values, None, self._record_problems(store, values, creating=True), "create"))
-        return Response.json(200, self._run_batch(items, all_or_none))
-
     def _existing(self, store: _SObjects, record_id: Any) -> tuple[Record | None, list[dict[str, Any]]]:
         rid = str(record_id or "")
         rec = store.by_id(rid)
@@ -996,68 +780,90 @@ class SalesforceSimulator(BulkJobs, Simulator):
             return None, [_record_error("ENTITY_IS_DELETED", "entity is deleted", [])]
         return rec, []
 
-    @api("PATCH", C + "/?", name="PATCH /composite/sobjects")
-    def _collection_update(self, request: Request) -> Response:
+    def _target(self, store: _SObjects, operation: str, values: Mapping[str, Any], key: Any) -> tuple[Record | None, list[dict[str, Any]]]:
+        """The record an insert, update, upsert or delete of ``values`` goes to (``key``: its id, or
+        for an upsert its external id; ``None``: a new record) and what is wrong with the write."""
+        if operation in ("update", "delete", "hardDelete"):
+            rec, problems = self._existing(store, key)
+            if problems or operation != "update":
+                return rec, problems
+        else:
+            rec = store.rows.get(store.owner(key)) if operation == "upsert" else None
+        return rec, self._record_problems(store, values, rec)
+
+    def _type_of(self, request: Request, raw: Any) -> _SObjects:
+        if not isinstance(raw, dict):
+            raise _fail(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
+        sobject = (raw.get("attributes") or {}).get("type") if isinstance(raw.get("attributes"), dict) else None
+        if not sobject:
+            raise _fail(400, "INVALID_TYPE", "Must send a concrete entity type.")
+        store = self._sobjects(request.account, str(sobject))
+        if store is None:
+            raise _fail(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+        return store
+
+    @api("POST", C + "/?", name="POST /composite/sobjects", operation="insert")
+    @api("PATCH", C + "/?", name="PATCH /composite/sobjects", operation="update")
+    @api("PATCH", C + "/{sobject}/{ext}/?", name="PATCH /composite/sobjects/{SObject}/{ExtId}", operation="upsert")
+    def _collection_write(self, request: Request) -> Response:
+        """sObject Collections create, update (by Id) and upsert (by an external id): every record is
+        checked, then written, or with ``allOrNone`` none is once one fails; results in request order."""
+        operation, ext, expected = request.route.meta["operation"], "Id", None
+        if operation == "upsert":
+            expected, ext = self._store(request), request.params["ext"]
+            f = expected.field(ext)
+            if f is None or not (f.external_id or f.name == "Id"):
+                raise _fail(400, "INVALID_FIELD", f"Field name provided, {ext} is not an External ID or indexed field for {expected.sobject}")
+            ext = f.name
         records, all_or_none = self._records_body(request)
-        items = []
-        seen: set[str] = set()
+        items, seen = [], set()
         for raw in records:
             store = self._type_of(request, raw)
+            if expected is not None and store.sobject != expected.sobject:
+                raise _fail(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {expected.sobject}")
             values = self._typed_values(store, raw)
-            if not values.get("Id"):
-                items.append((store, values, None, [_record_error("MISSING_ARGUMENT", "Id not specified in an update call", [])], "update"))
-                continue
-            if values["Id"] in seen:
-                raise _fail(400, "INVALID_FIELD", f"Duplicate id in list: {values['Id']}")
-            seen.add(values["Id"])
-            rec, problems = self._existing(store, values["Id"])
-            problems = problems or self._record_problems(store, values, creating=False, rec=rec)
-            items.append((store, values, rec, problems, "update"))
-        results = self._run_batch(items, all_or_none)
-        for result, (_, values, _, problems, _) in zip(results, items):
-            if not result["success"] and "id" not in result and values.get("Id"):
-                result["id"] = values["Id"]
-        return Response.json(200, results)
+            key = values.get(ext)
+            if operation == "insert" and key:
+                rec, problems = None, [_record_error("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])]
+            elif operation != "insert" and not key:
+                rec, problems = None, [_record_error("MISSING_ARGUMENT", f"{ext} not specified" + (" in an update call" if operation == "update" else ""),
+                                                     [ext] if operation == "upsert" else [])]
+            else:
+                if operation == "update" and key in seen:
+                    raise _fail(400, "INVALID_FIELD", f"Duplicate id in list: {key}")
+                seen.add(key)
+                rec, problems = self._target(store, operation, values, key)
+            items.append((store, values, rec, problems))
+        return Response.json(200, self._run_batch(items, all_or_none, operation))
 
-    @api("PATCH", C + "/{sobject}/{ext}/?", name="PATCH /composite/sobjects/{SObject}/{ExtId}")
-    def _collection_upsert(self, request: Request) -> Response:
-        store = self._store(request)
-        ext = store.field(request.params["ext"])
-        if ext is None or not (ext.external_id or ext.name == "Id"):
-            raise _fail(400, "INVALID_FIELD", f"Field name provided, {request.params['ext']} is not an External ID or indexed field for {store.sobject}")
-        records, all_or_none = self._records_body(request)
-        items = []
-        for raw in records:
-            if self._type_of(request, raw).sobject != store.sobject:
-                raise _fail(400, "INVALID_TYPE", f"Record type doesn't match the URL: expected {store.sobject}")
-            values = self._typed_values(store, raw)
-            key = values.get(ext.name)
-            if not key:
-                items.append((store, values, None, [_record_error("MISSING_ARGUMENT", f"{ext.name} not specified", [ext.name])], "upsert"))
+    def _run_batch(self, items: list[tuple[_SObjects, dict[str, Any], Record | None, list[dict[str, Any]]]], all_or_none: bool, operation: str) -> list[dict[str, Any]]:
+        """Write the checked items (store, values, target record, problems); one result each."""
+        now = self.stamp()
+        failed = any(problems for _, _, _, problems in items)
+        results = []
+        for store, values, rec, problems in items:
+            if problems or (all_or_none and failed):
+                shown = rec.id if problems and rec is not None else values.get("Id") if operation == "update" else None
+                errors = problems or [_record_error("ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                                    "Record rolled back because not all records were valid and the request was using AllOrNone header")]
+                results.append({"success": False, "errors": errors} | ({"id": shown} if shown else {}))
                 continue
-            owner = store.owner(key)
-            rec = store.rows.get(owner) if owner else None
-            if rec is not None and rec.deleted is not None:
-                rec = None
-            items.append((store, values, rec, self._record_problems(store, values, creating=rec is None, rec=rec), "upsert"))
-        return Response.json(200, self._run_batch(items, all_or_none))
+            written = self.write(store, rec, values, now)
+            results.append({"id": written.id, "success": True, "errors": []} | ({"created": rec is None} if operation == "upsert" else {}))
+        return results
 
     @api("DELETE", C + "/?", name="DELETE /composite/sobjects")
     def _collection_delete(self, request: Request) -> Response:
         ids = request.query_list("ids")
         if len(ids) > COLLECTION_MAX:
-            raise _fail(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call")
-        now = self.stamp()
-        results = []
+            raise _fail(400, "EXCEEDED_ID_LIMIT", TOO_MANY_RECORDS)
+        now, results = self.stamp(), []
         for rid in ids:
             store = next((s for s in request.account.stores.values() if rid.startswith(KEY_PREFIX[s.sobject])), None)
             rec, problems = self._existing(store, rid) if store else (None, [_record_error("MALFORMED_ID", f"malformed id {rid}", [])])
-            if problems:
-                results.append({"id": rid, "success": False, "errors": problems})
-                continue
-            assert rec is not None and store is not None
-            self._delete_rec(store, rec, now)
-            results.append({"id": rec.id, "success": True, "errors": []})
+            if rec is not None:
+                self.remove(store, rec, now)
+            results.append({"id": rid if rec is None else rec.id, "success": not problems, "errors": problems})
         return Response.json(200, results)
 
     @api("GET", C + "/{sobject}/?", name="GET /composite/sobjects/{SObject}")
@@ -1065,74 +871,65 @@ class SalesforceSimulator(BulkJobs, Simulator):
         store = self._store(request)
         names = self._known_fields(store, request.query_list("fields"))
         recs = [store.rows.get(rid) for rid in request.query_list("ids")]
-        return Response.json(200, [None if rec is None or rec.deleted is not None else self._render(store, rec, ["Id", *names], request.params["version"]) for rec in recs])
+        return Response.json(200, [None if rec is None or rec.deleted is not None else store.render(rec, ["Id", *names], request.params["version"]) for rec in recs])
 
     @staticmethod
     def _known_fields(store: _SObjects, names: list[str]) -> list[str]:
-        for name in names:
-            if store.field(name) is None:
-                raise _fail(400, "INVALID_FIELD", f"No such column '{name}' on entity '{store.sobject}'")
+        unknown = next((name for name in names if store.field(name) is None), None)
+        if unknown is not None:
+            raise _fail(400, "INVALID_FIELD", f"No such column '{unknown}' on entity '{store.sobject}'")
         return names
 
-    def _delete_rec(self, store: RecordStore, rec: Record, now: int) -> None:
-        store.touch(rec, max(now, rec.updated))
-        store.delete(rec, now)
+    def remove(self, store: RecordStore, record: Record, now: int | None = None) -> None:
+        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved."""
+        now = self.stamp() if now is None else now
+        store.touch(record, max(now, record.updated))
+        store.delete(record, now)
 
-    def remove(self, store: RecordStore, record: Record) -> None:
-        self._delete_rec(store, record, self.stamp())
+    def _addressed(self, request: Request) -> tuple[_SObjects, Record]:
+        """The sObject and live record the URL names (404 ``NOT_FOUND``; deleting one already deleted: ``ENTITY_IS_DELETED``)."""
+        store = self._store(request)
+        rec, problems = self._existing(store, request.params["id"])
+        if rec is None:
+            deleted = request.method == "DELETE" and problems[0]["statusCode"] == "ENTITY_IS_DELETED"
+            raise _fail(404, "ENTITY_IS_DELETED" if deleted else "NOT_FOUND", "The requested resource does not exist")
+        return store, rec
 
     @api("GET", S + "/{id}/?", name="GET /sobjects/{SObject}/{id}")
     def _get_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
+        store, rec = self._addressed(request)
         names = self._known_fields(store, request.query_list("fields") or [f.name for f in store.fields.values()])
-        return Response.json(200, self._render(store, rec, names, request.params["version"]))
-
-    def _write_one(self, request: Request, store: _SObjects, rec: Record | None) -> Record:
-        """Create (``rec`` None) or update one record from the body; every problem answers 400."""
-        values = self._typed_values(store, self.body_object(request))
-        problems = self._record_problems(store, values, creating=rec is None, rec=rec)
-        if problems:
-            raise ApiError(Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems]))
-        return self.write(store, rec, values, self.stamp())
+        return Response.json(200, store.render(rec, names, request.params["version"]))
 
     @api("POST", S + "/?", name="POST /sobjects/{SObject}")
-    def _create_one(self, request: Request) -> Response:
-        return Response.json(201, {"id": self._write_one(request, self._store(request), None).id, "success": True, "errors": []})
-
     @api("PATCH", S + "/{id}/?", name="PATCH /sobjects/{SObject}/{id}")
-    def _update_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            raise _fail(404, "NOT_FOUND", "The requested resource does not exist")
-        self._write_one(request, store, rec)
-        return Response.empty(204)
+    def _write_one(self, request: Request) -> Response:
+        """Create (``POST``) or update one record from the body; every problem answers 400."""
+        store, rec = self._addressed(request) if request.method == "PATCH" else (self._store(request), None)
+        values = self._typed_values(store, self.body_object(request))
+        problems = self._record_problems(store, values, rec)
+        if problems:
+            raise ApiError(Response.json(400, [{"message": p["message"], "errorCode": p["statusCode"], "fields": p["fields"]} for p in problems]))
+        written = self.write(store, rec, values, self.stamp())
+        return Response.json(201, {"id": written.id, "success": True, "errors": []}) if rec is None else Response.empty(204)
 
     @api("DELETE", S + "/{id}/?", name="DELETE /sobjects/{SObject}/{id}")
     def _delete_one(self, request: Request) -> Response:
-        store = self._store(request)
-        rec, problems = self._existing(store, request.params["id"])
-        if rec is None:
-            code = problems[0]["statusCode"] if problems else "NOT_FOUND"
-            raise _fail(404, "ENTITY_IS_DELETED" if code == "ENTITY_IS_DELETED" else "NOT_FOUND", "The requested resource does not exist")
-        self._delete_rec(store, rec, self.stamp())
+        self.remove(*self._addressed(request))
         return Response.empty(204)
 
+    @staticmethod
+    def _sobjects(org: Org, sobject: str) -> _SObjects | None:
+        return next((s for s in org.stores.values() if s.sobject.lower() == sobject.lower()), None)
+
     def _store(self, request: Request, sobject: str | None = None) -> _SObjects:
-        name = (sobject or request.params["sobject"]).lower()
-        store = next((s for s in request.account.stores.values() if s.sobject.lower() == name), None)
+        store = self._sobjects(request.account, sobject or request.params["sobject"])
         if store is None:
             raise _fail(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject or request.params['sobject']}' is not supported.")
         return store
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
-        return self._render(store, record, [f.name for f in store.fields.values()], "66.0")
-
-    def new_values(self, org: Account, store: RecordStore, entity: str) -> dict[str, Any]:
-        return self._seed_values(org, store.sobject, store.data, store.data.rng)
+        return store.render(record, [f.name for f in store.fields.values()], "66.0")
 
     def random_changes(self, org: Account, store: RecordStore, record: Record) -> dict[str, Any]:
         data = store.data

@@ -36,8 +36,9 @@ import io
 import math
 from typing import Any
 
+from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
-from crm_pipelines.simulator.server import ApiError, Request, Response, api
+from crm_pipelines.simulator.server import ApiError, Request, Response, api, json_loads
 
 JOBS = "/services/data/v{version}/jobs/{kind:query|ingest}"
 OPERATIONS = {"query": ("query", "queryAll"), "ingest": ("insert", "update", "upsert", "delete", "hardDelete")}
@@ -49,11 +50,10 @@ class BulkAllocations:
     """One org's rolling 24-hour Bulk API allocations: query jobs, query result storage (KB), batches."""
 
     def __init__(self, sim: Any) -> None:
-        cfg, clock = sim.config, sim.clock.timestamp
-        self.config = cfg
-        self.query_jobs = SlidingWindowLimiter(lambda: cfg.bulk_query_jobs_per_day, DAY_S, clock=clock, bucket_s=60)
-        self.storage_kb = SlidingWindowLimiter(lambda: cfg.bulk_query_storage_kb_per_day, DAY_S, clock=clock, bucket_s=60)
-        self.batches = SlidingWindowLimiter(lambda: cfg.bulk_batches_per_day, DAY_S, clock=clock, bucket_s=60)
+        self.config = cfg = sim.config
+        self.query_jobs, self.storage_kb, self.batches = self.limiters = tuple(
+            SlidingWindowLimiter(lambda name=name: getattr(cfg, name), DAY_S, clock=sim.clock.timestamp, bucket_s=60)
+            for name in ("bulk_query_jobs_per_day", "bulk_query_storage_kb_per_day", "bulk_batches_per_day"))
 
     def limits(self) -> dict[str, dict[str, int]]:
         """The three entries of ``/limits`` (storage in whole MB, as Salesforce reports it)."""
@@ -73,10 +73,6 @@ class BulkAllocations:
             raise _bulk_error(400, "LIMIT_EXCEEDED", f"Max bulk v2 query jobs ({cfg.bulk_query_jobs_per_day}) per 24 hrs has been reached ({self.query_jobs.used() + 1})")
         self.storage_kb.try_acquire(weight=max(math.ceil(result_bytes / 1024), 1), force=True)
 
-    def start_ingest(self) -> None:
-        if self.batches.remaining() <= 0:
-            raise _bulk_error(400, "EXCEEDEDQUOTA", BATCHES_SPENT)
-
     def take_batches(self, rows: int) -> int:
         """Batches for ``rows`` rows, as many as are left: how many rows they cover."""
         size = self.config.bulk_batch_records
@@ -86,9 +82,12 @@ class BulkAllocations:
             self.batches.try_acquire(weight=granted, force=True)
         return rows if granted == wanted else granted * size
 
-    def reset(self) -> None:
-        for limiter in (self.query_jobs, self.storage_kb, self.batches):
-            limiter.reset()
+    def add(self, query_jobs: int, storage_kb: int, batches: int) -> dict[str, dict[str, int]]:
+        """Count use by other users of the org (now); the org's bulk entries of ``/limits``."""
+        for limiter, units in zip(self.limiters, (query_jobs, storage_kb, batches)):
+            if units > 0:
+                limiter.try_acquire(weight=units, force=True)
+        return self.limits()
 
 
 class BulkJobs:
@@ -101,7 +100,7 @@ class BulkJobs:
         if operation not in OPERATIONS[kind]:
             raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         now = self.clock.now_ms()
-        job = {"id": _job_id(org), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": _iso(now), "systemModstamp": _iso(now),
+        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": _iso(now), "systemModstamp": _iso(now),
                "state": "Open" if kind == "ingest" else "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
                "apiVersion": float(request.params["version"]), "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA")}
         internal: dict[str, Any] = {"kind": kind, "ready_ms": None, "processed": 0, "failed": 0, "data": [], "results": ([], [], [])}
@@ -114,13 +113,13 @@ class BulkJobs:
             job["object"] = store.sobject
             org.bulk_query_jobs += 1
         else:
-            org.bulk_allocations.start_ingest()
-            store = self._store(request, str(body.get("object") or ""))
-            ext = store.field(str(body.get("externalIdFieldName") or ""))
-            if operation == "upsert" and (ext is None or not (ext.external_id or ext.name == "Id")):
-                raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : External ID field {body.get('externalIdFieldName')} is not an external id of {store.sobject}")
-            job |= {"object": store.sobject, "externalIdFieldName": body.get("externalIdFieldName"),
-                    "contentUrl": f"services/data/v{request.params['version']}/jobs/ingest/{job['id']}/batches"}
+            if org.bulk_allocations.batches.remaining() <= 0:
+                raise _bulk_error(400, "EXCEEDEDQUOTA", BATCHES_SPENT)
+            store, ext = self._store(request, str(body.get("object") or "")), body.get("externalIdFieldName")
+            f = store.field(str(ext or ""))
+            if operation == "upsert" and (f is None or not (f.external_id or f.name == "Id")):
+                raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : External ID field {ext} is not an external id of {store.sobject}")
+            job |= {"object": store.sobject, "externalIdFieldName": ext, "contentUrl": f"services/data/v{request.params['version']}/jobs/ingest/{job['id']}/batches"}
         org.jobs[job["id"]] = (job, internal)
         return Response.json(200, job)
 
@@ -135,8 +134,7 @@ class BulkJobs:
 
     @api("DELETE", JOBS + "/{job}", name="DELETE /jobs/{kind}/{id}")
     def _bulk_delete(self, request: Request) -> Response:
-        job, _ = self._job(request)
-        del request.account.jobs[job["id"]]
+        del request.account.jobs[self._job(request)[0]["id"]]
         return Response.empty(204)
 
     @api("PATCH", JOBS + "/{job}", name="PATCH /jobs/{kind}/{id}")
@@ -165,11 +163,18 @@ class BulkJobs:
         internal["data"] += rows if not internal["data"] else rows[1:]
         return Response.empty(201)
 
-    @api("GET", "/services/data/v{version}/jobs/query/{job}/results", name="GET /jobs/query/{id}/results")
+    @api("GET", "/services/data/v{version}/jobs/query/{job}/results", name="GET /jobs/query/{id}/results", finished=("JobComplete",))
+    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords|unprocessedRecords}/?",
+         name="GET /jobs/ingest/{id}/results", finished=("JobComplete", "Failed", "Aborted"))
     def _bulk_results(self, request: Request) -> Response:
-        job, internal = self._job(request, "query")
-        if self._job_info(job, internal)["state"] != "JobComplete":
+        """A query job's CSV results, a page of ``maxRecords`` rows from ``locator`` (base64 of a row
+        number; ``null`` on the last page); an ingest job's successful, failed or unprocessed rows."""
+        job, internal = self._job(request, "ingest" if "which" in request.params else "query")
+        if self._job_info(job, internal)["state"] not in request.route.meta["finished"]:
             raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
+        if "which" in request.params:  # Salesforce documents ``unprocessedrecords``; simple-salesforce asks ``unprocessedRecords``
+            which = ("successfulresults", "failedresults", "unprocessedrecords").index(request.params["which"].lower())
+            return Response(200, {"Content-Type": "text/csv"}, _csv(internal["results"][which]))
         header, *rows = internal["rows"]
         locator = request.query_value("locator") or ""
         start = int(base64.b64decode(locator + "=" * (-len(locator) % 4)).decode() or 0) if locator else 0
@@ -177,16 +182,6 @@ class BulkJobs:
         page, end = rows[start : start + size], start + size
         locator = base64.b64encode(str(end).encode()).decode().rstrip("=") if end < len(rows) else "null"
         return Response(200, {"Content-Type": "text/csv", "Sforce-NumberOfRecords": str(len(page)), "Sforce-Locator": locator}, _csv([header, *page]))
-
-    @api("GET", "/services/data/v{version}/jobs/ingest/{job}/{which:successfulResults|failedResults|unprocessedrecords|unprocessedRecords}/?",
-         name="GET /jobs/ingest/{id}/results")
-    def _bulk_ingest_results(self, request: Request) -> Response:
-        job, internal = self._job(request, "ingest")
-        if self._job_info(job, internal)["state"] not in ("JobComplete", "Failed", "Aborted"):
-            raise _bulk_error(400, "INVALIDJOBSTATE", f"InvalidJobState : Job {job['id']} is not complete")
-        # Salesforce documents ``unprocessedrecords``; simple-salesforce asks ``unprocessedRecords``, which it also serves.
-        which = ("successfulresults", "failedresults", "unprocessedrecords").index(request.params["which"].lower())
-        return Response(200, {"Content-Type": "text/csv"}, _csv(internal["results"][which]))
 
     # ---- jobs --------------------------------------------------------------------------------
 
@@ -198,11 +193,11 @@ class BulkJobs:
 
     def _job_info(self, job: dict[str, Any], internal: dict[str, Any]) -> dict[str, Any]:
         """The job as ``GET`` shows it: ``InProgress`` until its processing time has passed."""
-        if job["state"] == "UploadComplete" and internal["ready_ms"] is not None:
-            job["state"] = "JobComplete" if self.clock.now_ms() >= internal["ready_ms"] else "UploadComplete"
-        state = "InProgress" if job["state"] == "UploadComplete" and internal["ready_ms"] is not None else job["state"]
-        info = job | {"state": state, "jobType": "V2Query" if internal["kind"] == "query" else "V2Ingest", "numberRecordsProcessed": internal["processed"],
-                      "retries": 0, "totalProcessingTime": 0}
+        processing = job["state"] == "UploadComplete" and internal["ready_ms"] is not None
+        if processing and self.clock.now_ms() >= internal["ready_ms"]:
+            job["state"], processing = "JobComplete", False
+        info = job | {"state": "InProgress" if processing else job["state"], "jobType": "V2Query" if internal["kind"] == "query" else "V2Ingest",
+                      "numberRecordsProcessed": internal["processed"], "retries": 0, "totalProcessingTime": 0}
         return info | ({"numberRecordsFailed": internal["failed"]} if internal["kind"] == "ingest" else {})
 
     def _ingest(self, request: Request, job: dict[str, Any], internal: dict[str, Any]) -> None:
@@ -221,30 +216,20 @@ class BulkJobs:
         now = self.stamp()
         for row in rows:
             values = {name: (None if cell == "#N/A" else cell) for name, cell in zip(header, row) if cell != ""}
-            rec_id, problems, rec, created = values.get("Id", ""), [], None, False
             try:
                 typed = self._typed_values(store, values)
-                if operation == "insert":
-                    problems = self._record_problems(store, typed, creating=True)
-                elif operation == "upsert":
-                    owner = store.owner(typed.get(job["externalIdFieldName"]))
-                    rec = store.rows.get(owner) if owner else None
-                    problems = self._record_problems(store, typed, creating=rec is None, rec=rec)
-                else:
-                    rec, problems = self._existing(store, rec_id)
-                    if rec is not None and operation == "update":
-                        problems = self._record_problems(store, typed, creating=False, rec=rec)
-            except ApiError as exc:
-                problems = [{"statusCode": e.get("errorCode"), "message": e.get("message"), "fields": []} for e in _errors(exc)]
+                rec, problems = self._target(store, operation, typed, typed.get(job["externalIdFieldName"]) if operation == "upsert" else values.get("Id", ""))
+            except ApiError as exc:  # a value its field cannot hold: the row fails as the request would
+                rec, problems = None, [{"statusCode": e.get("errorCode"), "message": e.get("message"), "fields": []} for e in json_loads(exc.response.body)]
             if problems:
-                failed.append([rec.id if rec else rec_id, "; ".join(f"{p['statusCode']}:{p['message']}:{','.join(p['fields'])} --" for p in problems), *row])
+                failed.append([rec.id if rec else values.get("Id", ""), "; ".join(f"{p['statusCode']}:{p['message']}:{','.join(p['fields'])} --" for p in problems), *row])
                 continue
-            if operation == "delete":
-                self._delete_rec(store, rec, now)
-            elif operation == "hardDelete":
+            created = rec is None
+            if operation == "hardDelete":
                 store.delete(rec, now, hard=True)
+            elif operation == "delete":
+                self.remove(store, rec, now)
             else:
-                created = rec is None
                 rec = self.write(store, rec, typed, now)
             done.append([rec.id, "true" if created else "false", *row])
         internal["results"] = (done, failed, [header, *unprocessed])
@@ -253,16 +238,7 @@ class BulkJobs:
             job.update(state="Failed", errorMessage=BATCHES_SPENT)
 
 
-def _job_id(org: Any) -> str:
-    from crm_pipelines.providers.salesforce.simulator import base62, id18
-
-    org.job_serial += 1
-    return id18("7505g" + base62(org.job_serial))
-
-
 def _iso(ms: int) -> str:
-    from crm_pipelines.simulator.clock import utc_iso_ms
-
     return utc_iso_ms(ms)[:-1] + "+0000"
 
 
@@ -271,23 +247,14 @@ def _cell(value: Any, kind: str) -> str:
     if value is None:
         return ""
     if kind == "datetime":
-        return _iso(value)[:-5] + "Z"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        return utc_iso_ms(value)
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _csv(rows: list[list[str]]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode()
-
-
-def _errors(exc: ApiError) -> list[dict[str, Any]]:
-    from crm_pipelines.simulator.server import json_loads
-
-    body = json_loads(exc.response.body) if exc.response.body else []
-    return body if isinstance(body, list) else [body]
 
 
 def _bulk_error(status: int, code: str, message: str) -> ApiError:

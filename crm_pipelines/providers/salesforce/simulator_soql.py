@@ -1,4 +1,5 @@
-"""The SOQL subset the Salesforce simulator understands, parsed into a small syntax tree.
+"""The SOQL subset the Salesforce simulator understands: parsed into a small syntax tree, then
+evaluated against one sObject's records.
 
     SELECT field, ... | COUNT()  FROM sobject
     [WHERE condition]            -- AND / OR / NOT, parentheses; =, !=, <>, <, <=, >, >=,
@@ -9,14 +10,19 @@
 
 Anything else is a :class:`SoqlError` with ``MALFORMED_QUERY`` and an "unexpected token" message
 as Salesforce gives. Field names are checked against the object by the simulator (``INVALID_FIELD``).
+A filter value must have its field's type; text compares case-insensitively, ids by their first 15
+characters, and ``LIKE`` works on text fields only (``INVALID_QUERY_FILTER_OPERATOR``).
 """
 
 from __future__ import annotations
 
+import operator
 import re
+from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "TRUE", "FALSE", "NULL", "COUNT"})
 
@@ -34,64 +40,39 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
+#: Field kinds sorted as text (case-insensitively); filters also compare references and ids as text.
+TEXT_KINDS = ("string", "email", "phone", "url", "picklist")
+FILTERED_AS_TEXT = (*TEXT_KINDS, "reference", "id")
+NUMBER_KINDS = ("currency", "percent")
+#: The literal a filter on a field of each kind needs (other kinds: a quoted string).
+LITERAL_OF_KIND = {"datetime": "datetime", "date": "date", "boolean": "boolean", "currency": "number", "percent": "number"}
+ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+Literal = namedtuple("Literal", "kind value")  # kind: string | number | boolean | null | date | datetime
+Comparison = namedtuple("Comparison", "field op value")  # op: = != < <= > >= IN | NOT IN (a list of literals) | LIKE
+BoolOp = namedtuple("BoolOp", "op items")  # op: AND | OR
+Not = namedtuple("Not", "item")
+
 
 class SoqlError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, message: str, code: str = "MALFORMED_QUERY") -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Literal:
-    kind: str  # string | number | boolean | null | date | datetime
-    value: Any
-
-
-@dataclass
-class Comparison:
-    field: str
-    op: str  # = != < <= > >= IN NOT IN LIKE
-    value: Literal | list[Literal]
-
-
-@dataclass
-class BoolOp:
-    op: str  # AND | OR
-    items: list[Any]
-
-
-@dataclass
-class Not:
-    item: Any
+        self.code, self.message = code, message
 
 
 @dataclass
 class Query:
-    sobject: str
+    sobject: str = ""
     fields: list[str] = field(default_factory=list)
     count: bool = False
     where: Any = None
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # (field, descending, nulls_last)
     limit: int | None = None
+    filtered: list[str] = field(default_factory=list)  #: the fields WHERE compares, as written
 
     def referenced_fields(self) -> list[str]:
-        names = list(self.fields) + [o[0] for o in self.order]
-        stack = [self.where] if self.where is not None else []
-        while stack:
-            node = stack.pop()
-            if isinstance(node, Comparison):
-                names.append(node.field)
-            elif isinstance(node, BoolOp):
-                stack.extend(node.items)
-            elif isinstance(node, Not):
-                stack.append(node.item)
-        return names
-
-
-def _unescape(raw: str) -> str:
-    body = raw[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
+        """Selected, then ordered by, then compared fields (the last written first)."""
+        return [*self.fields, *(name for name, _, _ in self.order), *reversed(self.filtered)]
 
 
 def parse_datetime_literal(text: str) -> int:
@@ -105,47 +86,40 @@ def parse_datetime_literal(text: str) -> int:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.tokens: list[tuple[str, str]] = []
-        position = 0
-        text = text.strip()
-        while position < len(text):
-            match = _TOKEN.match(text, position)
-            if match is None or match.end() == position:
-                break
-            kind = match.lastgroup or "bad"
-            value = match.group(kind)
-            if kind == "bad":
-                raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{value}'")
-            self.tokens.append((kind, value))
-            position = match.end()
+        self.tokens = [(match.lastgroup, match.group(match.lastgroup)) for match in _TOKEN.finditer(text.strip())]
+        bad = next((value for kind, value in self.tokens if kind == "bad"), None)
+        if bad is not None:
+            raise SoqlError(f"unexpected token: '{bad}'")
         self.pos = 0
+        self.query = Query()
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
-    def keyword(self, *words: str) -> str | None:
+    def accept(self, kind: str, *values: str) -> str | None:
+        """The next token (upper-cased) if it is a ``kind`` among ``values``, consumed; else ``None``."""
         token = self.peek()
-        if token and token[0] == "name" and token[1].upper() in words:
+        if token and token[0] == kind and token[1].upper() in values:
             self.pos += 1
             return token[1].upper()
         return None
 
-    def expect_keyword(self, word: str) -> None:
-        if self.keyword(word) is None:
-            self.fail(f"expecting '{word}'")
+    def expect(self, kind: str, value: str) -> None:
+        if self.accept(kind, value) is None:
+            self.fail(f"expecting '{value}'")
 
-    def punct(self, char: str) -> bool:
-        token = self.peek()
-        if token and token[0] == "punct" and token[1] == char:
-            self.pos += 1
-            return True
-        return False
-
-    def fail(self, expectation: str = "") -> None:
+    def fail(self, expectation: str = "") -> NoReturn:
         token = self.peek()
         if token is None:
-            raise SoqlError("MALFORMED_QUERY", f"unexpected end of query{': ' + expectation if expectation else ''}")
-        raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{token[1]}'")
+            raise SoqlError(f"unexpected end of query{': ' + expectation if expectation else ''}")
+        raise SoqlError(f"unexpected token: '{token[1]}'")
+
+    def listed(self, item: Callable[[], Any]) -> list[Any]:
+        """``item, item, ...``"""
+        items = [item()]
+        while self.accept("punct", ","):
+            items.append(item())
+        return items
 
     def name(self) -> str:
         token = self.peek()
@@ -155,59 +129,42 @@ class _Parser:
         return token[1]
 
     def literal(self) -> Literal:
-        token = self.peek()
-        if token is None:
-            self.fail("expecting a value")
-        kind, value = token
+        kind, value = self.peek() or self.fail("expecting a value")
         self.pos += 1
         if kind == "string":
-            return Literal("string", _unescape(value))
-        if kind == "number":
-            return Literal("number", float(value))
-        if kind == "date":
-            return Literal("date", value)
+            return Literal("string", re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), value[1:-1]))
+        if kind in ("number", "date"):
+            return Literal(kind, float(value) if kind == "number" else value)
         if kind == "datetime":
             try:
                 return Literal("datetime", parse_datetime_literal(value))
             except ValueError:
-                raise SoqlError("MALFORMED_QUERY", f"line 1:{self.pos} no viable alternative at character '{value}'") from None
-        if kind == "name" and value.upper() in ("TRUE", "FALSE"):
-            return Literal("boolean", value.upper() == "TRUE")
-        if kind == "name" and value.upper() == "NULL":
-            return Literal("null", None)
+                raise SoqlError(f"line 1:{self.pos} no viable alternative at character '{value}'") from None
+        word = value.upper() if kind == "name" else ""
+        if word in ("TRUE", "FALSE", "NULL"):
+            return Literal("null", None) if word == "NULL" else Literal("boolean", word == "TRUE")
         self.pos -= 1
         self.fail("expecting a value")
-        raise AssertionError
 
     def parse(self) -> Query:
-        self.expect_keyword("SELECT")
-        query = Query(sobject="")
-        if self.keyword("COUNT"):
-            if not (self.punct("(") and self.punct(")")):
+        query = self.query
+        self.expect("name", "SELECT")
+        if self.accept("name", "COUNT"):
+            if not (self.accept("punct", "(") and self.accept("punct", ")")):
                 self.fail()
             query.count = True
         else:
-            query.fields.append(self.name())
-            while self.punct(","):
-                query.fields.append(self.name())
-        self.expect_keyword("FROM")
+            query.fields = self.listed(self.name)
+        self.expect("name", "FROM")
         query.sobject = self.name()
-        if self.keyword("WHERE"):
+        if self.accept("name", "WHERE"):
             query.where = self.condition()
-        if self.keyword("ORDER"):
-            self.expect_keyword("BY")
-            while True:
-                name = self.name()
-                descending = self.keyword("ASC", "DESC") == "DESC"
-                nulls_last = descending
-                if self.keyword("NULLS"):
-                    nulls_last = (self.keyword("FIRST", "LAST") or self.fail("expecting FIRST or LAST")) == "LAST"
-                query.order.append((name, descending, nulls_last))
-                if not self.punct(","):
-                    break
-        if self.keyword("LIMIT"):
+        if self.accept("name", "ORDER"):
+            self.expect("name", "BY")
+            query.order = self.listed(self.ordering)
+        if self.accept("name", "LIMIT"):
             token = self.peek()
-            if not token or token[0] != "number" or "." in token[1] or token[1].startswith("-"):
+            if not token or token[0] != "number" or not token[1].isdigit():
                 self.fail("expecting a number")
             self.pos += 1
             query.limit = int(token[1])
@@ -215,69 +172,128 @@ class _Parser:
             self.fail()
         return query
 
+    def ordering(self) -> tuple[str, bool, bool]:
+        """``field [ASC|DESC] [NULLS FIRST|LAST]``: nulls come last when descending unless said."""
+        name = self.name()
+        descending = self.accept("name", "ASC", "DESC") == "DESC"
+        if self.accept("name", "NULLS"):
+            return name, descending, (self.accept("name", "FIRST", "LAST") or self.fail("expecting FIRST or LAST")) == "LAST"
+        return name, descending, descending
+
     def condition(self, op: str = "OR") -> Any:
         """``a OR b ...`` of conjunctions, or (``op="AND"``) ``a AND b ...`` of unary terms."""
         term = (lambda: self.condition("AND")) if op == "OR" else self.unary
         items = [term()]
-        while self.keyword(op):
+        while self.accept("name", op):
             items.append(term())
         return items[0] if len(items) == 1 else BoolOp(op, items)
 
     def unary(self) -> Any:
-        if self.keyword("NOT"):
+        if self.accept("name", "NOT"):
             return Not(self.unary())
-        if self.punct("("):
+        if self.accept("punct", "("):
             node = self.condition()
-            if not self.punct(")"):
-                self.fail("expecting ')'")
+            self.expect("punct", ")")
             return node
         return self.comparison()
 
     def comparison(self) -> Comparison:
         name = self.name()
-        token = self.peek()
-        if token and token[0] == "op":
-            self.pos += 1
-            op = "!=" if token[1] == "<>" else token[1]
-            return Comparison(name, op, self.literal())
-        negated = self.keyword("NOT") is not None
-        if self.keyword("IN"):
-            if not self.punct("("):
-                self.fail("expecting '('")
-            values = [self.literal()]
-            while self.punct(","):
-                values.append(self.literal())
-            if not self.punct(")"):
-                self.fail("expecting ')'")
+        self.query.filtered.append(name)
+        op = self.accept("op", "=", "!=", "<>", "<", "<=", ">", ">=")
+        if op:
+            return Comparison(name, "!=" if op == "<>" else op, self.literal())
+        negated = self.accept("name", "NOT") is not None
+        if self.accept("name", "IN"):
+            self.expect("punct", "(")
+            values = self.listed(self.literal)
+            self.expect("punct", ")")
             return Comparison(name, "NOT IN" if negated else "IN", values)
-        if not negated and self.keyword("LIKE"):
+        if not negated and self.accept("name", "LIKE"):
             value = self.literal()
             if value.kind != "string":
-                raise SoqlError("MALFORMED_QUERY", "LIKE needs a quoted string")
+                raise SoqlError("LIKE needs a quoted string")
             return Comparison(name, "LIKE", value)
         self.fail("expecting an operator")
-        raise AssertionError
 
 
 def parse(text: str) -> Query:
     if not text or not text.strip():
-        raise SoqlError("MALFORMED_QUERY", "empty query")
+        raise SoqlError("empty query")
     return _Parser(text).parse()
 
 
 def like_regex(pattern: str) -> re.Pattern[str]:
     """SOQL LIKE: ``%`` any run, ``_`` one character, case-insensitive, backslash escapes."""
-    out, escaped = [], False
-    for ch in pattern:
-        if escaped:
-            out.append(re.escape(ch))
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    parts = re.findall(r"\\(.)|(%)|(_)|([^\\])", pattern, re.DOTALL)
+    return re.compile("".join(".*" if run else "." if one else re.escape(escaped or plain) for escaped, run, one, plain in parts), re.IGNORECASE | re.DOTALL)
+
+
+def comparable(kind: str, value: Any) -> Any:
+    """A value as filters compare it: ids by their first 15 characters, text in lower case, numbers as floats."""
+    if value is None:
+        return None
+    if kind == "id":
+        return str(value)[:15]
+    if kind in FILTERED_AS_TEXT:
+        return str(value).lower()
+    return float(value) if kind in NUMBER_KINDS else value
+
+
+def _filter_value(f: Any, literal: Literal) -> Any:
+    """The value of ``literal``, which must be of the type of field ``f`` (or NULL)."""
+    expected = LITERAL_OF_KIND.get(f.kind, "string")
+    if literal.kind not in (expected, "null"):
+        quoted = "should not be enclosed in quotes" if literal.kind == "string" else "should be enclosed in quotes" if expected == "string" else ""
+        kind = "dateTime" if f.kind == "datetime" else f.kind
+        raise SoqlError(f"value of filter criterion for field '{f.name}' must be of type {kind}" + (f" and {quoted}" if quoted else ""))
+    return literal.value
+
+
+def predicate(store: Any, node: Any) -> Callable[[Any], bool]:
+    """The WHERE condition ``node`` (``None``: every record) as a test of records of ``store``
+    (which has ``fields`` by lower-case name and ``get(record, name)``)."""
+    if node is None:
+        return lambda rec: True
+    if isinstance(node, BoolOp):
+        parts, combine = [predicate(store, item) for item in node.items], all if node.op == "AND" else any
+        return lambda rec: combine(part(rec) for part in parts)
+    if isinstance(node, Not):
+        inner = predicate(store, node.item)
+        return lambda rec: not inner(rec)
+    f = store.fields[node.field.lower()]
+    wanted = [_filter_value(f, literal) for literal in (node.value if isinstance(node.value, list) else [node.value])]
+    if node.op == "LIKE":
+        if f.kind not in FILTERED_AS_TEXT:
+            raise SoqlError(f"invalid operator on {f.kind} field: LIKE", "INVALID_QUERY_FILTER_OPERATOR")
+        pattern = like_regex(str(wanted[0]))
+        return lambda rec: (v := store.get(rec, f.name)) is not None and pattern.fullmatch(str(v)) is not None
+
+    def value_of(rec: Any) -> Any:
+        return comparable(f.kind, store.get(rec, f.name))
+
+    targets = [comparable(f.kind, value) for value in wanted]
+    if node.op in ("IN", "NOT IN", "=", "!="):
+        pool, inside = set(targets), node.op in ("IN", "=")
+        return lambda rec: (value_of(rec) in pool) == inside
+    if targets[0] is None:
+        raise SoqlError(f"invalid comparison with null on field '{f.name}'")
+    compare, target = ORDERINGS[node.op], targets[0]
+    if f.kind == "id":
+        return lambda rec: compare(rec.id, str(wanted[0]))  # ids order as their full string
+    return lambda rec: (v := value_of(rec)) is not None and compare(v, target)
+
+
+def ordered(store: Any, query: Query, rows: list[Any]) -> list[Any]:
+    """``rows`` in the query's order (nulls first ascending unless said), cut at its LIMIT."""
+    for name, descending, nulls_last in reversed(query.order):
+        f, null_rank = store.fields[name.lower()], 1 if nulls_last != descending else -1  # the sort is reversed when descending
+
+        def key(rec: Any, f: Any = f, null_rank: int = null_rank) -> tuple[int, Any]:
+            value = store.get(rec, f.name)
+            if value is None:
+                return (null_rank, "")
+            return (0, str(value).lower() if f.kind in TEXT_KINDS else float(value) if f.kind in NUMBER_KINDS else value)
+
+        rows.sort(key=key, reverse=descending)
+    return rows if query.limit is None else rows[: query.limit]
