@@ -386,8 +386,8 @@ class BlingSimulator(Simulator):
             400, "VALIDATION_ERROR", "Parâmetros inválidos", f"O limite máximo por página é {maximum}",
             fields=[{"code": 1, "msg": f"limite deve ser no máximo {maximum}", "element": "limite", "namespace": "PAGINACAO"}]))
 
-    def _date_window(self, request: Request) -> Callable[[Record], bool]:
-        """Whether a record's dataAlteracao lies in ``dataAlteracaoInicial``..``dataAlteracaoFinal`` (local time, inclusive)."""
+    def _date_window(self, request: Request) -> Iterator[Callable[[Record], bool]]:
+        """Whether a record's dataAlteracao lies in ``dataAlteracaoInicial``..``dataAlteracaoFinal`` (local time, inclusive), if given."""
         lo_text, hi_text = request.query_value("dataAlteracaoInicial"), request.query_value("dataAlteracaoFinal")
         try:
             lo = parse_local(lo_text, end=False) if lo_text else None
@@ -396,12 +396,13 @@ class BlingSimulator(Simulator):
             raise _error(400, "VALIDATION_ERROR", "Data inválida", f"Formato de data inválido: {exc}") from None
         if lo is not None and hi is not None and hi - lo > self.config.max_range_days * 86400:
             raise _error(400, "VALIDATION_ERROR", "Intervalo de datas inválido", "O intervalo entre as datas não pode ser maior que um ano")
-        return lambda r: (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
+        if lo is not None or hi is not None:
+            yield lambda r: (lo is None or r.updated >= lo) and (hi is None or r.updated <= hi)
 
     def _contatos_wanted(self, request: Request) -> Iterator[Callable[[Record], bool]]:
         """The contato list filters: ``criterio`` (2: the excluded ones), ``tipoPessoa``, ``numeroDocumento``, ``pesquisa``, ``idsContatos[]``."""
         excluded, cf = request.query_value("criterio", "1") == "2", request.account.consumidor_final_id
-        yield lambda r: (r["situacao"] == "E") == excluded and r.id != cf
+        yield lambda r: (r.values["situacao"] == "E") == excluded and r.id != cf
         if tipo := {"1": "F", "2": "J", "3": "E"}.get(request.query_value("tipoPessoa", "") or ""):
             yield lambda r: r["tipo"] == tipo
         if documento := only_digits(request.query_value("numeroDocumento")):
@@ -437,8 +438,11 @@ class BlingSimulator(Simulator):
         """One page (``pagina``/``limite``) of the records changed in the date window that pass the resource's filters."""
         store = request.route.meta["store"]
         page, limit = self._page_params(request)
-        wanted = [self._date_window(request), *(self._contatos_wanted if store == "contatos" else self._pedidos_wanted)(request)]
-        found = sorted((r for r in request.account.stores[store].select() if all(keep(r) for keep in wanted)), key=LIST_ORDERS[self.config.list_order])
+        found = list(request.account.stores[store].select())
+        for keep in (*self._date_window(request), *(self._contatos_wanted if store == "contatos" else self._pedidos_wanted)(request)):
+            found = list(filter(keep, found))
+        if self.config.list_order != "id":  # the store lists in id order already
+            found.sort(key=LIST_ORDERS[self.config.list_order])
         keys = () if self.config.list_shape == "full" else RESOURCES[store].summary
         return Response.json(200, {"data": [{k: r[k] for k in keys} if keys else dict(r.values) for r in found[(page - 1) * limit : page * limit]]})
 

@@ -287,6 +287,8 @@ class Shop(Account):
         search = parse_search(query, SEARCH_FIELDS[kind])
         if kind == "events":
             return [e for e in self.events if search.matches(lambda name, e=e: _event_value(e, name))], search
+        if not search.groups:
+            return self.candidates(kind, search), search
         return [r for r in self.candidates(kind, search) if search.matches(lambda name, r=r: self.search_value(kind, r, name))], search
 
     def connection(self, warnings: list[dict[str, Any]], kind: str, info: Any, *, first=None, after=None, last=None, before=None, query=None, sortKey="ID",
@@ -298,7 +300,10 @@ class Shop(Account):
             warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
         key = _sort_key(sortKey, _event_number if kind == "events" else lambda r: r["id"])
         descending = bool(reverse) != (last is not None and first is None)
-        rows.sort(key=key, reverse=descending)
+        if kind == "events" or sortKey in SORT_VALUES:
+            rows.sort(key=key, reverse=descending)
+        elif descending:  # by id: the records come in id order
+            rows.reverse()
         cursor = after if first is not None else before
         if cursor:
             mark = _decode_cursor(cursor)
