@@ -287,15 +287,13 @@ class _Objects(RecordStore):
         self.schema = schema
         self.data = FakeData(f"{seed}-{schema.entity}")
 
+    def synthesized(self, row: Record) -> dict[str, str]:
+        """The properties computed from the row itself (:attr:`_Schema.synthesized`): its id and timestamps."""
+        return dict(zip(self.schema.synthesized, (str(row.id), utc_iso_ms(row.created), utc_iso_ms(row.updated))))
+
     def value(self, row: Record, name: str) -> str | None:
         """A property's value as the API shows it (id and timestamps synthesized)."""
-        if name == "hs_object_id":
-            return str(row.id)
-        if name == "createdate":
-            return utc_iso_ms(row.created)
-        if name == self.schema.delta_property:
-            return utc_iso_ms(row.updated)
-        return row.values.get(name)
+        return self.synthesized(row)[name] if name in self.schema.synthesized else row.values.get(name)
 
     def by_id(self, raw_id: str) -> Record | None:
         """The row (live or archived) whose object id is ``raw_id``."""
@@ -569,9 +567,10 @@ class HubSpotSimulator(Simulator):
     @staticmethod
     def _render(store: _Objects, row: Record, properties: Iterable[str] | None, *, only_set: bool = False) -> dict[str, Any]:
         """The API shape of a row. ``properties=None`` means the object's default set."""
-        props = {name: store.value(row, name) for name in _rendered_names(store.name, None if properties is None else tuple(properties))}
+        shown, values = store.synthesized(row), row.values
+        props = {name: shown[name] if name in shown else values.get(name) for name in _rendered_names(store.name, None if properties is None else tuple(properties))}
         props = {name: value for name, value in props.items() if value is not None} if only_set else props
-        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": utc_iso_ms(row.created), "updatedAt": utc_iso_ms(row.updated),
+        obj: dict[str, Any] = {"id": str(row.id), "properties": props, "createdAt": shown["createdate"], "updatedAt": shown[store.schema.delta_property],
                                "archived": row.deleted is not None}
         if row.deleted is not None:
             obj["archivedAt"] = utc_iso_ms(row.deleted)
