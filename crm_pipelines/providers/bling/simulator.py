@@ -118,8 +118,8 @@ RESOURCES = {r.store: r for r in (
 #: What a 429 says for each limit's period.
 TOO_MANY = {"second": "Limite de requisições por segundo atingido, tente novamente mais tarde.",
             "day": "Limite de requisições diárias atingido, tente novamente amanhã."}
-#: The order of list results for each ``list_order``.
-LIST_ORDERS = {"id": lambda r: r.id, "id_desc": lambda r: -r.id, "updated": lambda r: (-r.updated, -r.id)}
+#: The order of list results for each ``list_order`` (None: the store's own, by id).
+LIST_ORDERS = {"id": None, "id_desc": lambda r: -r.id, "updated": lambda r: (-r.updated, -r.id)}
 #: What ``pesquisa`` searches in a contato (and the digits of its document).
 SEARCHED = ("nome", "fantasia", "email", "codigo", "numeroDocumento")
 #: Contato values a body may set: as text, and as given (objects and lists).
@@ -441,8 +441,8 @@ class BlingSimulator(Simulator):
         found = list(request.account.stores[store].select())
         for keep in (*self._date_window(request), *(self._contatos_wanted if store == "contatos" else self._pedidos_wanted)(request)):
             found = list(filter(keep, found))
-        if self.config.list_order != "id":  # the store lists in id order already
-            found.sort(key=LIST_ORDERS[self.config.list_order])
+        if (order := LIST_ORDERS[self.config.list_order]) is not None:
+            found.sort(key=order)
         keys = () if self.config.list_shape == "full" else RESOURCES[store].summary
         return Response.json(200, {"data": [{k: r[k] for k in keys} if keys else dict(r.values) for r in found[(page - 1) * limit : page * limit]]})
 
