@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
-from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf
+from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf, only_digits
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -79,10 +79,6 @@ NESTED: dict[str, tuple[str, Callable[[str], bool]]] = {
 SORTABLE = {"clientes": ("id", "nome", "email", "cadastrado_em", "modificado_em"), "vendas": ("id", "codigo", "data", "valor_total", "modificado_em")}
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
-
-
 def _equals(field: str) -> Callable[[str, Record], bool]:
     return lambda wanted, row: str(row.get(field, "")) == wanted
 
@@ -92,9 +88,9 @@ FILTERS: dict[str, dict[str, Callable[[str, Record], bool]]] = {
     "clientes": {
         "tipo_pessoa": lambda wanted, row: row["tipo_pessoa"] == wanted.upper(),
         "nome": lambda wanted, row: wanted.casefold() in str(row.get("nome", "")).casefold(),
-        "cpf_cnpj": lambda wanted, row: _digits(wanted) in (_digits(row.get("cpf")), _digits(row.get("cnpj"))),
+        "cpf_cnpj": lambda wanted, row: only_digits(wanted) in (only_digits(row.get("cpf")), only_digits(row.get("cnpj"))),
         "email": lambda wanted, row: wanted.strip().casefold() == str(row.get("email", "")).strip().casefold(),
-        "telefone": lambda wanted, row: _digits(wanted) in (_digits(row.get("telefone")), _digits(row.get("celular"))),
+        "telefone": lambda wanted, row: only_digits(wanted) in (only_digits(row.get("telefone")), only_digits(row.get("celular"))),
         "ativo": lambda wanted, row: wanted == row.get("ativo"),
     },
     "vendas": {
@@ -414,8 +410,8 @@ class GestaoClickSimulator(Simulator):
         if not self.config.clientes_observacoes:
             merged["observacoes"] = ""
         merged["tipo_pessoa"], email = str(merged.get("tipo_pessoa", "")).upper(), str(merged.get("email", "")).strip()
-        taken = {key: self.config.unique_documents and (doc := _digits(merged.get(key))) and any(
-            _digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()) for key in ("cpf", "cnpj")}
+        taken = {key: self.config.unique_documents and (doc := only_digits(merged.get(key))) and any(
+            only_digits(r.get(key)) == doc and r.id != merged.get("id") for r in clientes.select()) for key in ("cpf", "cnpj")}
         self._refuse((
             ("tipo_pessoa", merged["tipo_pessoa"] not in ("PF", "PJ", "ES"), "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
             ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
