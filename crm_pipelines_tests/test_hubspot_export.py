@@ -284,3 +284,22 @@ def test_deals_are_exported_with_exact_amounts_and_dates(make_sim, store):
     assert remote["properties"]["closedate"].startswith("2026-12-31T15:00:00")
     [reject] = store.open_rejects("hubspot", "deals", "export")
     assert "dealstage" in reject["message"]
+
+
+def test_each_new_record_is_mapped_once_from_its_check_to_its_create(make_sim, store, monkeypatch):
+    import crm_pipelines.providers.hubspot.writer as writer_module
+
+    sim = make_sim()
+    add_local_contacts(store, 250)
+    built = collections.Counter()
+    to_properties = writer_module.to_properties
+
+    def counted(entity, fields, mapping=None):
+        built[entity] += 1
+        return to_properties(entity, fields, mapping)
+
+    monkeypatch.setattr(writer_module, "to_properties", counted)
+    result = export(sim, store)
+    assert (result.created, built["contacts"]) == (250, 250)
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 250

@@ -27,7 +27,7 @@ from crm_pipelines.providers.salesforce.bulk import Bulk2, BulkWriter
 from crm_pipelines.providers.salesforce.bulk_limits import OrgLimits
 from crm_pipelines.providers.salesforce.mapping import Mapping
 from crm_pipelines.sync.bulk import BulkChoice
-from crm_pipelines.sync.writes import BatchRejected, OutgoingRecord, WriteResult, idempotency_key
+from crm_pipelines.sync.writes import BatchRejected, MappedOnce, OutgoingRecord, WriteResult, idempotency_key
 
 
 def _formatted_document(digits: str) -> str:
@@ -48,14 +48,18 @@ class SalesforceWriter:
     def __init__(self, client: SalesforceClient, *, mapping: Mapping | None = None) -> None:
         self.client = client
         self.mapping = mapping or Mapping()
+        self._created = MappedOnce(self._sobject)
+
+    def _sobject(self, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.mapping.to_sobject(entity, fields)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
 
     def check(self, entity: str, fields: dict[str, Any]) -> str | None:
-        """Why a record cannot be sent as it is (checked before any call), or None."""
-        try:
-            self.mapping.to_sobject(entity, fields)
-        except (ValueError, TypeError) as exc:
-            return str(exc)
-        return None
+        """Why a record cannot be sent as it is (checked before any call), or None; the fields a
+        create sends are the ones built here."""
+        return self._created.check(entity, fields)
 
     # ------------------------------------------------------------------ look-ups
 
@@ -128,7 +132,7 @@ class SalesforceWriter:
     def create(self, entity: str, records: Sequence[OutgoingRecord]) -> WriteResult:
         sobject, ext = SOBJECTS[entity], self.mapping.external_id_field
         body = [
-            {"attributes": {"type": sobject}, **self.mapping.to_sobject(entity, r.fields), ext: idempotency_key(entity, r.local_id)}
+            {"attributes": {"type": sobject}, **self._created.take(entity, r.fields), ext: idempotency_key(entity, r.local_id)}
             for r in records
         ]
         results = self._write("PATCH", f"/{sobject}/{ext}", body)

@@ -221,3 +221,21 @@ def test_deals_are_exported_with_exact_amounts_and_close_dates(make_sim, store, 
     assert remote["CloseDate"] == "2026-12-31" and remote["IsWon"] is True and remote["CurrencyIsoCode"] == "BRL"
     [reject] = store.open_rejects(P, "deals", "export")
     assert reject["category"] == "REQUIRED_FIELD_MISSING" and "StageName" in reject["message"]
+
+
+def test_each_new_record_is_mapped_once_from_its_check_to_its_create(make_sim, store, sf_client, monkeypatch):
+    sim = make_sim()
+    add_local_contacts(store, 250)
+    built = collections.Counter()
+    to_sobject = Mapping.to_sobject
+
+    def counted(self, entity, fields, **kw):
+        built[entity] += 1
+        return to_sobject(self, entity, fields, **kw)
+
+    monkeypatch.setattr(Mapping, "to_sobject", counted)
+    result = export(sf_client(sim), store)
+    assert (result.created, built["contacts"]) == (250, 250)
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 250
+    assert sorted(o["LastName"] for o in remote.values())[:2] == ["Silva 0", "Silva 1"]
