@@ -163,3 +163,33 @@ def test_the_callers_error_still_waits_for_the_queued_writes():
             behind.save_exported(1)
             raise ValueError("provider down")
     assert store.calls == [("save", 1)]
+
+
+def test_write_behind_queues_at_most_its_backlog_and_then_the_caller_waits():
+    entered, gate = threading.Event(), threading.Event()
+
+    class GatedStore(RecordingStore):
+        def save_exported(self, batch):
+            entered.set()
+            gate.wait()
+            super().save_exported(batch)
+
+    store, returned = GatedStore(), []
+    behind = WriteBehind(store, backlog=2)
+    behind.save_exported(0)
+    entered.wait()  # the worker holds batch 0
+
+    def send_more():
+        for batch in range(1, 5):
+            behind.save_exported(batch)
+            returned.append(batch)
+
+    sender = threading.Thread(target=send_more)
+    sender.start()
+    sender.join(timeout=2)
+    # two more wait in the queue; the caller of the next waits for a place
+    assert sender.is_alive() and len(returned) <= 2
+    gate.set()
+    sender.join()
+    behind.close()
+    assert returned == [1, 2, 3, 4] and store.calls == [("save", b) for b in range(5)]

@@ -493,7 +493,8 @@ def _export_batch(writer, store, provider, entity, batch: Sequence[LocalChange],
     external = {c.local_id: c.external_id for c in batch if c.external_id}
     unlinked = [c for c in batch if not c.external_id]
     if unlinked:
-        matched = store.link_existing(provider, entity, writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked]))
+        found = writer.match(entity, [outgoing(c.local_id, c.fields) for c in unlinked])
+        matched = store.link_existing(provider, entity, found) if found else {}  # none found: no need to wait for the queued writes
         external.update(matched)
         result.linked += len(matched)
 

@@ -109,15 +109,19 @@ class WriteBehind:
     queued write is committed, so it sees them (``link_existing`` must see the links just saved).
     The first failed write stops the queue and is raised to the caller at its next call, or at
     :meth:`close`, which waits for the queue in every case: what was sent is recorded even when
-    the caller stops on an error of its own.
+    the caller stops on an error of its own. At most ``backlog`` writes wait in the queue: a
+    deferred call beyond them waits for a place, so the records sent but not yet recorded stay few
+    however much faster the provider answers than the database commits.
     """
 
     DEFERRED = frozenset({"save_exported", "drop_intents", "record_rejects", "resolve_rejects"})
     INDEPENDENT = frozenset({"write_intents", "load_changes", "intents"})
+    #: Queued writes at most (a batch queues two to four).
+    BACKLOG = 12
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, backlog: int = BACKLOG) -> None:
         self._store = store
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue = queue.Queue(maxsize=backlog)
         self._failure: BaseException | None = None
         self._worker = threading.Thread(target=in_context(self._run), name="write-behind", daemon=True)
         self._worker.start()
