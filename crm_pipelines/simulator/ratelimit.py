@@ -8,6 +8,12 @@
 * :class:`DailyCounter`: at most ``limit`` units per key per calendar day of the simulated clock,
   in a time zone; resets at that zone's midnight.
 * :class:`LeakyBucket`: points that drain and refill at a steady rate (Shopify's cost bucket).
+* :class:`Quota`: a daily budget over a burst window, as HubSpot, Pipedrive and GestaoClick count
+  API calls: :meth:`Quota.take` checks the day first (a call it cannot pay for is refused as
+  ``DAILY`` until the next local midnight), then the window; an admitted call is counted against
+  the day. Each refusal is recorded in the simulator's statistics under its policy name. The
+  provider keeps its own numbers, headers and 429 bodies; :func:`retry_after` is the
+  ``Retry-After`` they share.
 
 ``limit`` may be a callable read at every request (a live configuration), or ``None`` for no
 limit (usage is still counted). All are thread-safe.
@@ -22,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
 Limit = int | None | Callable[[], int | None]
 
@@ -46,10 +53,6 @@ class _Limited:
     @property
     def limit(self) -> int | None:
         return self._limit() if callable(self._limit) else self._limit
-
-    @limit.setter
-    def limit(self, value: Limit) -> None:
-        self._limit = value
 
 
 class SlidingWindowLimiter(_Limited):
@@ -106,14 +109,11 @@ class SlidingWindowLimiter(_Limited):
         limit = self.limit
         return max((limit or 0) - self.used(key), 0)
 
-    def reset(self, key: Hashable | None = None) -> None:
-        """Forget usage of ``key`` (or of every key)."""
+    def reset(self) -> None:
+        """Forget every key's usage."""
         with self._lock:
-            for table in (self._log, self._used):
-                if key is None:
-                    table.clear()
-                else:
-                    table.pop(key, None)
+            self._log.clear()
+            self._used.clear()
 
 
 class DailyCounter(_Limited):
@@ -128,10 +128,6 @@ class DailyCounter(_Limited):
         self._day: date | None = None
         self._counts: dict[Hashable, int] = {}
         self.total = 0  #: units counted since start, all days
-
-    @property
-    def enabled(self) -> bool:
-        return self.limit is not None
 
     def _roll(self) -> datetime:
         local_now = self._now().astimezone(self.tz)
@@ -170,12 +166,9 @@ class DailyCounter(_Limited):
             self._roll()
             return self._counts.get(key, 0)
 
-    def reset(self, key: Hashable | None = None) -> None:
+    def reset(self) -> None:
         with self._lock:
-            if key is None:
-                self._counts.clear()
-            else:
-                self._counts.pop(key, None)
+            self._counts.clear()
 
 
 class LeakyBucket:
@@ -209,9 +202,53 @@ class LeakyBucket:
             self._refill()
             return self._available
 
-    def seconds_until(self, points: float) -> float:
-        return max(0.0, math.ceil((points - self.available()) / self.rate * 1000) / 1000)
-
     def reset(self) -> None:
         with self._lock:
             self._available, self._at = self.size, time.monotonic()
+
+
+Window = tuple[str, SlidingWindowLimiter]  #: a window and the policy its refusals are named by
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The ``Retry-After`` header: whole seconds, at least one."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+class Quota:
+    """An account's burst window (``limit`` calls per ``window_s`` per key, its refusals named
+    ``policy``) under its daily budget (``daily_limit`` per key per day in ``tz``), in ``sim``."""
+
+    def __init__(self, sim: Any, policy: str, limit: Limit, window_s: float, daily_limit: Limit, tz: tzinfo) -> None:
+        self.sim = sim
+        self.burst, self.daily = SlidingWindowLimiter(limit, window_s), DailyCounter(daily_limit, sim.clock.now, tz=tz)
+        self.window: Window = (policy, self.burst)
+        self.limiters = (self.burst, self.daily)
+
+    def take(self, key: Hashable, daily_key: Hashable = "", *, cost: int = 1, weight: int = 1, daily: bool = True,
+             window: Window | None = None, before: tuple[Window, ...] = ()) -> tuple[str | None, LimitDecision]:
+        """Admit one call of ``key`` costing ``cost`` against the day of ``daily_key`` (unless not ``daily``)
+        and ``weight`` in ``window`` (the burst window by default). ``before``: windows that must have
+        room for one more call first, charged once the call is admitted. Returns the refusing policy
+        (``None`` when admitted) and the decision its headers describe (for ``DAILY``: the burst
+        window's remaining, retry at midnight)."""
+        limit = self.daily.limit
+        if daily and limit is not None and self.daily.used(daily_key) + cost > limit:
+            refusal = LimitDecision(False, None, self.burst.remaining(key), self.daily.seconds_until_reset(), self.burst.window_s)
+            return self._refused("DAILY"), refusal
+        for policy, earlier in before:
+            if earlier.remaining(key) < 1:
+                return self._refused(policy), earlier.try_acquire(key)
+        policy, limiter = window or self.window
+        decision = limiter.try_acquire(key, weight)
+        if not decision.allowed:
+            return self._refused(policy), decision
+        if daily:
+            self.daily.try_acquire(daily_key, cost)
+        for _, earlier in before:
+            earlier.try_acquire(key)
+        return None, decision
+
+    def _refused(self, policy: str) -> str:
+        self.sim.stats_recorder.record_rate_limited(policy)
+        return policy

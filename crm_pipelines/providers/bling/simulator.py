@@ -23,19 +23,19 @@ Each company (account) has its own OAuth tokens, records and limits; webhooks na
 
 from __future__ import annotations
 
-import base64
-import re
 import uuid
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.simulator import formats
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf, only_digits
+from crm_pipelines.simulator.oauth import refresh_grant
 from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -46,8 +46,6 @@ DEFAULT_CLIENT_SECRET = "sim-bling-secret"
 DEFAULT_REFRESH_TOKEN = "sim-bling-refresh-0"
 LOCAL_TZ = ZoneInfo("America/Sao_Paulo")
 ORDER_SITUATIONS = ((6, "Em aberto"), (9, "Atendido"), (12, "Cancelado"), (15, "Em andamento"))
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}))?)?$")
 
 
 #: Custom fields (campos customizados) configured in every simulated company: module -> (module id,
@@ -115,6 +113,10 @@ RESOURCES = {r.store: r for r in (
              ("id", "numero", "numeroLoja", "data", "dataSaida", "dataPrevista", "totalProdutos", "total", "contato", "situacao", "loja"),
              "O pedido de venda não foi encontrado.", "VENDAS", "Não foi possível salvar a venda", "order", ("id", "numero", "numeroLoja", "total")),
 )}
+#: The token endpoint's answer to each failed check of a refresh-token grant, in the order they are made.
+TOKEN_ERRORS = {"client": (401, "invalid_client", "Client authentication failed"),
+                "grant_type": (400, "unsupported_grant_type", "Only refresh_token is simulated"),
+                "refresh_token": (400, "invalid_grant", "Invalid refresh token")}
 #: What a 429 says for each limit's period.
 TOO_MANY = {"second": "Limite de requisições por segundo atingido, tente novamente mais tarde.",
             "day": "Limite de requisições diárias atingido, tente novamente amanhã."}
@@ -152,19 +154,9 @@ def _error(status: int, type_: str, message: str, description: str = "", **kw: A
     return ApiError(Response.json(status, error_body(type_, message, description, **kw)))
 
 
-def local_text(epoch_s: int) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in America/Sao_Paulo."""
-    return datetime.fromtimestamp(epoch_s, LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def parse_local(text: str, *, end: bool) -> int:
-    """A local date or date-time filter value as epoch seconds (a bare date covers its whole day)."""
-    found = _DATE_RE.match(text.strip())
-    if not found:
-        raise ValueError(text)
-    y, m, d, *clock = found.groups()
-    hms = (23, 59, 59) if end and clock[0] is None else (int(part or 0) for part in clock)
-    return int(datetime(int(y), int(m), int(d), *hms, tzinfo=LOCAL_TZ).timestamp())
+#: ``YYYY-MM-DD HH:MM:SS`` in America/Sao_Paulo; a local date or date-time filter value as epoch seconds.
+local_text = partial(formats.local_text, tz=LOCAL_TZ)
+parse_local = partial(formats.parse_local, tz=LOCAL_TZ)
 
 
 def priced(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -339,20 +331,11 @@ class BlingSimulator(Simulator):
     def _token(self, request: Request) -> Response:
         if not self._token_calls.try_acquire("token").allowed:
             return self._too_many("second")
-        header = request.header("Authorization") or ""
-        try:
-            client = base64.b64decode(header[6:].strip()).decode() if header.lower().startswith("basic ") else ""
-        except ValueError:
-            client = ""
-        if client.partition(":")[::2] != (self.config.client_id, self.config.client_secret):
-            return Response.json(401, error_body("invalid_client", "invalid_client", "Client authentication failed"))
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        if form.get("grant_type") != "refresh_token":
-            return Response.json(400, error_body("unsupported_grant_type", "unsupported_grant_type", "Only refresh_token is simulated"))
-        refresh = form.get("refresh_token")
-        company = next((c for c in self.accounts.values() if refresh in c.refresh), None)
-        if company is None:
-            return Response.json(400, error_body("invalid_grant", "invalid_grant", "Invalid refresh token"))
+        client = (self.config.client_id, self.config.client_secret)
+        failed, company, refresh = refresh_grant(self, request, lambda c: c.refresh, client, TOKEN_ERRORS, basic=True)
+        if failed is not None:
+            status, error, description = TOKEN_ERRORS[failed]
+            return Response.json(status, error_body(error, error, description))
         self.token_refreshes += 1
         access = f"sim-bling-access-{self.token_refreshes}-{uuid.uuid4().hex[:8]}"
         company.access[access] = self.clock.timestamp() + self.config.token_lifetime_s
@@ -505,7 +488,7 @@ class BlingSimulator(Simulator):
         yield 2, "tipo", tipo not in ("F", "J", "E"), "Tipo de pessoa inválido"
         yield 3, "numeroDocumento", doc and tipo == "F" and not is_valid_cpf(doc), f"O CPF {body.get('numeroDocumento')} é inválido"
         yield 3, "numeroDocumento", doc and tipo == "J" and not is_valid_cnpj(doc), f"O CNPJ {body.get('numeroDocumento')} é inválido"
-        yield 4, "email", email and not _EMAIL_RE.match(email), f"O e-mail {email} é inválido"
+        yield 4, "email", email and not formats.EMAIL_RE.match(email), f"O e-mail {email} é inválido"
 
     @staticmethod
     def _pedido_checks(company: Company, body: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:

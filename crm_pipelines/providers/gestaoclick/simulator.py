@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
@@ -39,7 +39,8 @@ from zoneinfo import ZoneInfo
 from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
 from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf, only_digits
-from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
+from crm_pipelines.simulator.formats import EMAIL_RE, local_text
+from crm_pipelines.simulator.ratelimit import Quota, retry_after as retry_after_header
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped
 from crm_pipelines.simulator.store import Record, RecordStore
 
@@ -51,7 +52,6 @@ SOURCES = {"contacts": "PF", "companies": "PJ", "deals": "vendas"}
 SITUACOES = (("3150", "Em aberto"), ("3151", "Em andamento"), ("3152", "Confirmado"), ("3153", "Concretizada"), ("3154", "Cancelada"))
 VENDEDORES = (("401", "Marcos Araújo"), ("402", "Conceição Nunes"), ("403", "Júlia Simões"))
 LOJAS = (("201", "Matriz São Paulo"), ("202", "Filial Niterói"))
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CENT = Decimal("0.01")
 
@@ -183,7 +183,8 @@ class Store(Account):
     def __init__(self, sim: GestaoClickSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg, end = sim.config, sim.reference_ms
-        self.limiters = (SlidingWindowLimiter(cfg.per_second, 1.0), DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone)))
+        self.quota = Quota(sim, "SECONDLY", cfg.per_second, 1.0, cfg.daily_limit, ZoneInfo(cfg.account_timezone))
+        self.limiters = self.quota.limiters
         self.data = {source: FakeData(f"{self.seed}-{source.lower()}") for source in SOURCES.values()}
         self.stores = {kind: RecordStore(kind, first_id=first) for kind, first in FIRST_IDS.items()}
         for entity, source in SOURCES.items():
@@ -294,7 +295,7 @@ class GestaoClickSimulator(Simulator):
 
     def _too_many(self, policy: str, retry_after: float) -> Response:
         message = "Limite diário de requisições excedido" if policy == "DAILY" else "Limite de requisições por segundo excedido"
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else None
+        headers = retry_after_header(retry_after) if self.config.retry_after_on_429 else None
         return self.error_response(429, message, headers=headers)
 
     def credentials(self, request: Request) -> str | None:
@@ -305,14 +306,9 @@ class GestaoClickSimulator(Simulator):
         """3 requests per second and 30,000 per day, per access token; the day is checked first."""
         if not self.config.rate_limits_enabled:
             return None
-        (second, daily), key = request.account.limiters, request.token.partition(":")[0]
-        decision = None if daily.remaining(key) == 0 else second.try_acquire(key)
-        if decision is not None and decision.allowed:
-            daily.try_acquire(key)
-            return None
-        policy = "DAILY" if decision is None else "SECONDLY"
-        self.stats_recorder.record_rate_limited(policy)
-        return self._too_many(policy, daily.seconds_until_reset() if decision is None else decision.retry_after_s)
+        key = request.token.partition(":")[0]
+        policy, decision = request.account.quota.take(key, key)
+        return None if policy is None else self._too_many(policy, decision.retry_after_s)
 
     def _num(self, value: Any) -> Any:
         """Numbers and flags as strings (observed), or as JSON numbers (switch)."""
@@ -340,8 +336,7 @@ class GestaoClickSimulator(Simulator):
         elif not cfg.clientes_observacoes:
             del out["observacoes"]
         if cfg.record_timestamps:  # YYYY-MM-DD HH:MM:SS in the account's time zone
-            zone = ZoneInfo(cfg.account_timezone)
-            created, modified = (datetime.fromtimestamp(ms / 1000, tz=zone).strftime("%Y-%m-%d %H:%M:%S") for ms in (row.created, row.updated))
+            created, modified = (local_text(ms / 1000, ZoneInfo(cfg.account_timezone)) for ms in (row.created, row.updated))
             out |= {"cadastrado_em": created, "modificado_em": modified}
         return out
 
@@ -416,7 +411,7 @@ class GestaoClickSimulator(Simulator):
             ("tipo_pessoa", merged["tipo_pessoa"] not in ("PF", "PJ", "ES"), "O campo tipo_pessoa é obrigatório e deve ser PF, PJ ou ES."),
             ("nome", not str(merged.get("nome", "")).strip(), "O campo nome é obrigatório."),
             ("ativo", creating and str(body.get("ativo", "")) not in ("0", "1"), "O campo ativo é obrigatório (1 ou 0)."),
-            ("email", email and not _EMAIL_RE.match(email), "O e-mail informado é inválido."),
+            ("email", email and not EMAIL_RE.match(email), "O e-mail informado é inválido."),
             ("cpf", merged.get("cpf") and not is_valid_cpf(merged["cpf"]), "O CPF informado é inválido."),
             ("cnpj", merged.get("cnpj") and not is_valid_cnpj(merged["cnpj"]), "O CNPJ informado é inválido."),
             *((key, taken[key], f"Já existe um cliente cadastrado com este {key.upper()}.") for key in ("cpf", "cnpj")),

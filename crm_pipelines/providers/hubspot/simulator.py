@@ -25,7 +25,6 @@ from __future__ import annotations
 import fnmatch
 import gc
 import json
-import math
 import random
 import re
 import time
@@ -41,7 +40,8 @@ from zoneinfo import ZoneInfo
 from crm_pipelines.simulator.clock import parse_datetime, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
-from crm_pipelines.simulator.ratelimit import DailyCounter, SlidingWindowLimiter
+from crm_pipelines.simulator.formats import EMAIL_RE
+from crm_pipelines.simulator.ratelimit import Quota, SlidingWindowLimiter, retry_after as retry_after_header
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, api, capped, json_dumps
 from crm_pipelines.simulator.store import Record, RecordStore
 
@@ -99,7 +99,6 @@ _OPERATORS: dict[str, Callable[[Any, Any, Callable[[], str]], bool]] = {
     "GTE": lambda v, f, text: v is not None and v >= f.value,
     "BETWEEN": lambda v, f, text: v is not None and f.value <= v <= f.high,
 }
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
 
 
@@ -312,10 +311,9 @@ class Portal(Account):
     def __init__(self, sim: HubSpotSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg = sim.config
-        self.burst = SlidingWindowLimiter(cfg.burst_limit, cfg.burst_window_s)
-        self.daily = DailyCounter(cfg.daily_limit, sim.clock.now, tz=ZoneInfo(cfg.account_timezone))
+        self.quota = Quota(sim, "TEN_SECONDLY_ROLLING", cfg.burst_limit, cfg.burst_window_s, cfg.daily_limit, ZoneInfo(cfg.account_timezone))
         self.search = SlidingWindowLimiter(max(1, cfg.search_rate_per_s), 1.0)
-        self.limiters = (self.burst, self.search, self.daily)
+        self.limiters = (*self.quota.limiters, self.search)
         self.shuffle_rng = random.Random(f"{self.seed}-shuffle")
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small acyclic objects: collection passes would only cost time
@@ -474,16 +472,14 @@ class HubSpotSimulator(Simulator):
     def _daily_key(self, token: str | None) -> str | None:
         return token if self.config.daily_limit_scope == "token" else "account"
 
-    def _usage_headers(self, portal: Portal, token: str | None, remaining: int | None) -> dict[str, str]:
+    def _usage_headers(self, portal: Portal, token: str | None, remaining: int) -> dict[str, str]:
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        if remaining is None:
-            remaining = portal.burst.remaining(token) if token is not None else 0
         headers = {"X-HubSpot-RateLimit-Max": str(cfg.burst_limit), "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
                    "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000))}
         if cfg.send_daily_headers and cfg.daily_limit is not None:
-            daily_remaining = max(0, portal.daily.remaining(self._daily_key(token)) or 0)
+            daily_remaining = max(0, portal.quota.daily.remaining(self._daily_key(token)) or 0)
             headers |= {"X-HubSpot-RateLimit-Daily": str(cfg.daily_limit), "X-HubSpot-RateLimit-Daily-Remaining": str(daily_remaining)}
         return headers
 
@@ -492,7 +488,7 @@ class HubSpotSimulator(Simulator):
             "status": "error", "message": RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."), "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.uuid4()), "policyName": policy, "requestId": str(uuid.uuid4()),
         }
-        retry = {"Retry-After": str(max(1, math.ceil(retry_after)))} if self.config.retry_after_on_429 else {}
+        retry = retry_after_header(retry_after) if self.config.retry_after_on_429 else {}
         return Response.json(429, body, {**headers, **retry})
 
     def _gate(self, portal: Portal, token: str | None, *, search: bool = False) -> tuple[Response | None, dict[str, str]]:
@@ -501,22 +497,11 @@ class HubSpotSimulator(Simulator):
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return None, {}
-        daily_key, counts_daily = self._daily_key(token), cfg.search_counts_toward_daily or not search
-        if counts_daily and portal.daily.remaining(daily_key) == 0:
-            policy, remaining, retry_after = "DAILY", None, portal.daily.seconds_until_reset()
-        else:
-            if search:
-                policy, decision = cfg.search_429_policy_name, portal.search.try_acquire(token if cfg.search_rate_scope == "token" else "account")
-            else:
-                policy, decision = "TEN_SECONDLY_ROLLING", portal.burst.try_acquire(token)
-            if decision.allowed:
-                if counts_daily:
-                    portal.daily.try_acquire(daily_key)
-                return None, {} if search else self._usage_headers(portal, token, decision.remaining)
-            remaining, retry_after = 0, decision.retry_after_s
-        self.stats_recorder.record_rate_limited(policy)
-        headers = {} if search else self._usage_headers(portal, token, remaining)
-        return self._rate_limited(policy, headers, retry_after), headers
+        key = token if cfg.search_rate_scope == "token" or not search else "account"
+        policy, decision = portal.quota.take(key, self._daily_key(token), daily=cfg.search_counts_toward_daily or not search,
+                                             window=(cfg.search_429_policy_name, portal.search) if search else None)
+        headers = {} if search else self._usage_headers(portal, token, decision.remaining)
+        return None if policy is None else self._rate_limited(policy, headers, decision.retry_after_s), headers
 
     def on_change(self, portal: Account, store: RecordStore, action: str, row: Record, previous: Mapping[str, Any]) -> None:
         kind = {"create": "creation", "update": "propertyChange", "delete": "deletion"}[action]
@@ -619,7 +604,7 @@ class HubSpotSimulator(Simulator):
             else:
                 value = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
                 options = schema.enumerations.get(name) if self.config.validate_enumerations else None
-                if name == "email" and value and not _EMAIL_RE.match(value):
+                if name == "email" and value and not EMAIL_RE.match(value):
                     errors.append(_detail(f"Email address {value} is invalid", "INVALID_EMAIL", name))
                 elif name in schema.stored_dates and value and (value := _as_date(value)) is None:
                     errors.append(_detail(f"{raw} is not a valid date", "INVALID_DATE", name))

@@ -41,9 +41,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-from crm_pipelines.simulator import (Account, AccountSpec, ApiError, DailyCounter, FakeData, LimitDecision, Record, RecordStore, Request, Response,
+from crm_pipelines.simulator import (Account, AccountSpec, ApiError, FakeData, LimitDecision, Record, RecordStore, Request, Response,
                                      SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
+from crm_pipelines.simulator.ratelimit import Quota, retry_after
 from crm_pipelines.simulator.server import capped, json_dumps, json_loads
 from crm_pipelines.webhooks.signatures import sign_pipedrive
 
@@ -195,10 +196,9 @@ class Company(Account):
     def __init__(self, sim: PipedriveSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg = sim.config
-        self.burst = SlidingWindowLimiter(cfg.effective_burst_limit, cfg.burst_window_s)
+        self.quota = Quota(sim, "BURST", cfg.effective_burst_limit, cfg.burst_window_s, lambda: sim.config.effective_daily_budget, ZoneInfo(cfg.company_timezone))
         self.search = SlidingWindowLimiter(cfg.search_burst_limit, cfg.burst_window_s)
-        self.budget = DailyCounter(lambda: sim.config.effective_daily_budget, sim.clock.now, tz=ZoneInfo(cfg.company_timezone))
-        self.limiters = (self.burst, self.search, self.budget)
+        self.limiters = (*self.quota.limiters, self.search)
         self.keys = {path: {name: field_key(path, name, self.seed) for name in names} for path, names in CUSTOM_FIELDS.items()}
         self.data = {path: FakeData(f"{self.seed}-{path}") for path in PATHS}
         self.stores = {path: RecordStore(path) for path in PATHS}
@@ -326,7 +326,7 @@ class PipedriveSimulator(Simulator):
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             window = self.config.burst_window_s
-            return self._too_many(self.authenticate(request), None, self.config.burst_429_error, LimitDecision(False, None, 0, window, window))
+            return self._too_many(self.authenticate(request), self.config.burst_429_error, LimitDecision(False, None, 0, window, window))
         return _error(status, FAULT_MESSAGES.get(status, f"HTTP {status}"))
 
     def credentials(self, request: Request) -> str | None:
@@ -344,7 +344,7 @@ class PipedriveSimulator(Simulator):
                    "x-ratelimit-reset": str(max(1, math.ceil(window.reset_s)))}
         budget = cfg.effective_daily_budget
         if cfg.send_daily_headers and budget is not None:
-            headers |= {"x-daily-ratelimit-token-limit": str(budget), "x-daily-ratelimit-token-remaining": str(max(0, budget - company.budget.used()))}
+            headers |= {"x-daily-ratelimit-token-limit": str(budget), "x-daily-ratelimit-token-remaining": str(max(0, budget - company.quota.daily.used()))}
         return headers
 
     def admit(self, request: Request) -> Response | None:
@@ -352,37 +352,29 @@ class PipedriveSimulator(Simulator):
         cfg, company, token, kind = self.config, request.account, request.token, request.route.meta["kind"]
         if not cfg.rate_limits_enabled:
             return None
-        cost, budget = cfg.token_costs.get(kind, 1), cfg.effective_daily_budget
-        if budget is not None and company.budget.used() + cost > budget:
-            until_midnight = LimitDecision(False, None, company.burst.remaining(token), company.budget.seconds_until_reset(), cfg.burst_window_s)
-            return self._too_many(company, "DAILY", cfg.daily_429_error, until_midnight)
-        if kind == "search" and company.search.remaining(token) < 1:
-            return self._too_many(company, "SEARCH", cfg.burst_429_error, company.search.try_acquire(token), cfg.search_burst_limit)
-        decision = company.burst.try_acquire(token, cost if cfg.burst_unit == "tokens" else 1)
-        if not decision.allowed:
-            return self._too_many(company, "BURST", cfg.burst_429_error, decision, cfg.effective_burst_limit)
-        company.budget.try_acquire("", cost)
+        cost, search = cfg.token_costs.get(kind, 1), (("SEARCH", company.search),) if kind == "search" else ()
+        policy, decision = company.quota.take(token, cost=cost, weight=cost if cfg.burst_unit == "tokens" else 1, before=search)
+        if policy is not None:
+            limit = {"BURST": cfg.effective_burst_limit, "SEARCH": cfg.search_burst_limit}.get(policy)
+            return self._too_many(company, cfg.daily_429_error if policy == "DAILY" else cfg.burst_429_error, decision, limit)
         request.response_headers = self._burst_headers(company, decision)
-        if kind == "search":
-            company.search.try_acquire(token)
+        if search:
             request.response_headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(company.search.remaining(token))})
         return None
 
-    def _too_many(self, company: Any, policy: str | None, message: str, refusal: LimitDecision, limit: int | None = None) -> Response:
-        """A 429 counted under ``policy``: the rate-limit headers of the ``refusal`` (``limit``: of the window that refused) and,
+    def _too_many(self, company: Any, message: str, refusal: LimitDecision, limit: int | None = None) -> Response:
+        """A 429: the rate-limit headers of the ``refusal`` (``limit``: of the window that refused) and,
         when switched on, ``Retry-After``."""
-        if policy is not None:
-            self.stats_recorder.record_rate_limited(policy)
         response = _error(429, message)
         if isinstance(company, Company):
             response.headers.update(self._burst_headers(company, refusal) | ({"x-ratelimit-limit": str(limit)} if limit else {}))
         if self.config.retry_after_on_429:
-            response.headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after_s)))
+            response.headers.update(retry_after(refusal.retry_after_s))
         return response
 
     def tokens_used(self, *, account: str | None = None) -> int:
         """Tokens charged since start (all days)."""
-        return self.account(account).budget.total
+        return self.account(account).quota.daily.total
 
     def _table(self, request: Request) -> RecordStore:
         return request.account.stores[request.params["path"]]

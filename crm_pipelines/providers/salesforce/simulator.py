@@ -58,13 +58,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs
 
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
 from crm_pipelines.providers.salesforce.simulator_soql import NUMBER_KINDS, Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
+from crm_pipelines.simulator.formats import EMAIL_RE
+from crm_pipelines.simulator.oauth import refresh_grant
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
 from crm_pipelines.simulator.server import Account, ApiError, Request, Response, Simulator, admin, admin_answer, api
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -94,11 +95,13 @@ INDUSTRIES = (
 ACCOUNT_TYPES = ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other")
 OWNER_IDS = ("0055g00000Own01AAA", "0055g00000Own02AAA", "0055g00000Own03AAA")
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 CONCURRENT_MESSAGE = "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
 TOTAL_REQUESTS_MESSAGE = "TotalRequests Limit exceeded."
+#: The token endpoint's error and description for each failed check of a refresh-token grant, in the order they are made.
+TOKEN_ERRORS = {"grant_type": ("unsupported_grant_type", "grant type not supported"), "client_id": ("invalid_client_id", "client identifier invalid"),
+                "client_secret": ("invalid_client", "invalid client credentials"), "refresh_token": ("invalid_grant", "expired access/refresh token")}
 #: Injected faults answered as Salesforce does (other 5xx: UNKNOWN_EXCEPTION).
 FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LIMIT_EXCEEDED", "Too many requests; retry later."),
           503: ("SERVER_UNAVAILABLE", "Server temporarily unavailable; please retry.")}
@@ -567,14 +570,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
     @api("POST", "/services/oauth2/token", auth=False)
     def _token(self, request: Request) -> Response:
         """The refresh-token grant: a new session of the org holding the refresh token."""
-        form, cfg = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}, self.config
-        org = next((o for o in self.accounts.values() if form.get("refresh_token") in o.refresh_tokens), None)
-        for wrong, error, description in ((form.get("grant_type") != "refresh_token", "unsupported_grant_type", "grant type not supported"),
-                                          (form.get("client_id") != cfg.client_id, "invalid_client_id", "client identifier invalid"),
-                                          (form.get("client_secret") != cfg.client_secret, "invalid_client", "invalid client credentials"),
-                                          (org is None, "invalid_grant", "expired access/refresh token")):
-            if wrong:
-                return Response.json(400, {"error": error, "error_description": description})
+        cfg = self.config
+        failed, org, _ = refresh_grant(self, request, lambda o: o.refresh_tokens, (cfg.client_id, cfg.client_secret), TOKEN_ERRORS)
+        if failed is not None:
+            return Response.json(400, dict(zip(("error", "error_description"), TOKEN_ERRORS[failed])))
         issued, token = self.clock.now_ms(), f"{org.id}!AQ" + "".join(org.token_rng.choice(_BASE62) for _ in range(96))
         org.sessions[token] = issued
         self.bind_token(token, org)
@@ -746,7 +745,7 @@ class SalesforceSimulator(BulkJobs, Simulator):
             f = store.fields[name.lower()]
             if value is None or name == "Id":
                 continue
-            if f.kind == "email" and not _EMAIL_RE.match(str(value)):
+            if f.kind == "email" and not EMAIL_RE.match(str(value)):
                 problems.append(_record_error("INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name]))
             if f.length and f.kind != "picklist" and len(str(value)) > f.length:
                 problems.append(_record_error("STRING_TOO_LONG", f"{f.label}: data value too large: {str(value)[:40]} (max length={f.length})", [f.name]))

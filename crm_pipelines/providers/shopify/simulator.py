@@ -62,6 +62,7 @@ from crm_pipelines.providers.shopify.sim_graphql import UserErrors, bad_request,
 from crm_pipelines.simulator.clock import utc_iso_s
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
+from crm_pipelines.simulator.formats import EMAIL_RE
 from crm_pipelines.simulator.ratelimit import LeakyBucket
 from crm_pipelines.simulator.server import Account, Request, Response, Simulator, api, json_dumps, json_loads
 from crm_pipelines.simulator.store import Record, RecordStore
@@ -77,7 +78,6 @@ B2B_DENIED = (
     "Access denied for {field} field. Required access: `read_companies` access scope. "
     "Also: The shop must have B2B features (Shopify Plus) enabled."
 )
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _VERSION_RE = re.compile(r"\d{4}-(01|04|07|10)|unstable")
 FINANCIAL = ("PAID", "PAID", "PAID", "PENDING", "AUTHORIZED", "PARTIALLY_PAID", "REFUNDED")
 FULFILLMENT = ("FULFILLED", "FULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")
@@ -355,7 +355,7 @@ class Shop(Account):
 
     def _customer_problems(self, values: Mapping[str, Any], exclude: int | None) -> list[tuple]:
         problems = []
-        for field, stored in (("email", lambda email: email if _EMAIL_RE.match(email) else None), ("phone", _normalize_phone)):
+        for field, stored in (("email", lambda email: email if EMAIL_RE.match(email) else None), ("phone", _normalize_phone)):
             given = values.get(field)
             if given is None or given == "":
                 continue
@@ -404,7 +404,7 @@ class Shop(Account):
                 problems.append((["order", "lineItems", str(index), "priceSet"], "Price is invalid", "INVALID"))
             if money.get("currencyCode") and money["currencyCode"] != currency:
                 problems.append((["order", "lineItems", str(index), "priceSet"], "Currency must match the order currency", "INVALID"))
-        if order.get("email") and not _EMAIL_RE.match(order["email"]):
+        if order.get("email") and not EMAIL_RE.match(order["email"]):
             problems.append((["order", "email"], "Email is invalid", "INVALID"))
         custom, custom_problems = sim_metafields.apply("orders", None, order.get("metafields"))
         if problems or custom_problems:
