@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -248,6 +248,15 @@ class Quota:
         for _, earlier in before:
             earlier.try_acquire(key)
         return None, decision
+
+    def headers(self, names: Sequence[str], remaining: int | None, third: int, daily_key: Hashable = "", *, daily: bool = True) -> dict[str, str]:
+        """The usage headers ``names`` declares: the burst window's limit, ``remaining`` and ``third`` value (its length, or
+        the time until it empties), then, with ``daily`` and a daily limit, the day's limit and what is left of it."""
+        values = [self.burst.limit, max(0, remaining or 0), third]
+        limit = self.daily.limit
+        if daily and limit is not None:
+            values += [limit, max(0, limit - self.daily.used(daily_key))]
+        return dict(zip(names, map(str, values)))
 
     def _refused(self, policy: str) -> str:
         self.sim.stats_recorder.record_rate_limited(policy)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import uuid
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 

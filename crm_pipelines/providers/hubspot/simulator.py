@@ -68,6 +68,9 @@ FAULT_ANSWERS = {
     503: ("Service Unavailable: please retry later.", "SERVICE_UNAVAILABLE"),
     504: ("Gateway Timeout: the request took too long.", "GATEWAY_TIMEOUT"),
 }
+#: The rate-limit headers of every answer but search's: the burst window's limit, remaining calls and length; the day's limit and remaining.
+USAGE_HEADERS = ("X-HubSpot-RateLimit-Max", "X-HubSpot-RateLimit-Remaining", "X-HubSpot-RateLimit-Interval-Milliseconds",
+                 "X-HubSpot-RateLimit-Daily", "X-HubSpot-RateLimit-Daily-Remaining")
 RATE_LIMIT_MESSAGES = {"DAILY": "You have reached your daily limit.", "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
 
 MISSING_SCOPES_MESSAGE = (
@@ -476,12 +479,7 @@ class HubSpotSimulator(Simulator):
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        headers = {"X-HubSpot-RateLimit-Max": str(cfg.burst_limit), "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
-                   "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(cfg.burst_window_s * 1000))}
-        if cfg.send_daily_headers and cfg.daily_limit is not None:
-            daily_remaining = max(0, portal.quota.daily.remaining(self._daily_key(token)) or 0)
-            headers |= {"X-HubSpot-RateLimit-Daily": str(cfg.daily_limit), "X-HubSpot-RateLimit-Daily-Remaining": str(daily_remaining)}
-        return headers
+        return portal.quota.headers(USAGE_HEADERS, remaining, int(cfg.burst_window_s * 1000), self._daily_key(token), daily=cfg.send_daily_headers)
 
     def _rate_limited(self, policy: str, headers: Mapping[str, str], retry_after: float) -> Response:
         body = {

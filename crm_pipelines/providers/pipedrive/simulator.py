@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 from crm_pipelines.simulator import (Account, AccountSpec, ApiError, FakeData, LimitDecision, Record, RecordStore, Request, Response,
                                      SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
+from crm_pipelines.simulator.formats import EMAIL_RE
 from crm_pipelines.simulator.ratelimit import Quota, retry_after
 from crm_pipelines.simulator.server import capped, json_dumps, json_loads
 from crm_pipelines.webhooks.signatures import sign_pipedrive
@@ -58,6 +59,9 @@ LIST_LIMIT_MAX = 500
 IDS_MAX = 100
 SEARCH_LIMIT_MAX = 500
 ERROR_INFO = "Please check developers.pipedrive.com"
+#: The rate-limit headers: the burst window's limit, remaining and seconds until it empties; the daily token budget and what is left.
+USAGE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+                 "x-daily-ratelimit-token-limit", "x-daily-ratelimit-token-remaining")
 FAULT_MESSAGES = {500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
 STAGES = {1: "Lead In", 2: "Contact Made", 3: "Qualified", 4: "Proposal Made", 5: "Negotiations Started", 6: "Closed"}
 PIPELINES = {1: "Pipeline"}
@@ -67,7 +71,6 @@ LIFECYCLE = ("lead", "prospect", "customer", "partner")
 SORT_KEYS: dict[str, Callable[[Record], tuple[Any, ...]]] = {"id": lambda rec: (rec.id,), "update_time": lambda rec: (rec.updated, rec.id),
                                                              "add_time": lambda rec: (rec.created, rec.id)}
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 #: Custom fields of each object type (keys are 40-character hashes); all are text (``varchar``) but those in CUSTOM_FIELD_TYPES.
 CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -196,7 +199,8 @@ class Company(Account):
     def __init__(self, sim: PipedriveSimulator, spec: AccountSpec) -> None:
         super().__init__(sim, spec)
         cfg = sim.config
-        self.quota = Quota(sim, "BURST", cfg.effective_burst_limit, cfg.burst_window_s, lambda: sim.config.effective_daily_budget, ZoneInfo(cfg.company_timezone))
+        self.quota = Quota(sim, "BURST", lambda: sim.config.effective_burst_limit, cfg.burst_window_s,
+                           lambda: sim.config.effective_daily_budget, ZoneInfo(cfg.company_timezone))
         self.search = SlidingWindowLimiter(cfg.search_burst_limit, cfg.burst_window_s)
         self.limiters = (*self.quota.limiters, self.search)
         self.keys = {path: {name: field_key(path, name, self.seed) for name in names} for path, names in CUSTOM_FIELDS.items()}
@@ -340,12 +344,7 @@ class PipedriveSimulator(Simulator):
         cfg = self.config
         if not cfg.rate_limits_enabled:
             return {}
-        headers = {"x-ratelimit-limit": str(cfg.effective_burst_limit), "x-ratelimit-remaining": str(max(0, window.remaining or 0)),
-                   "x-ratelimit-reset": str(max(1, math.ceil(window.reset_s)))}
-        budget = cfg.effective_daily_budget
-        if cfg.send_daily_headers and budget is not None:
-            headers |= {"x-daily-ratelimit-token-limit": str(budget), "x-daily-ratelimit-token-remaining": str(max(0, budget - company.quota.daily.used()))}
-        return headers
+        return company.quota.headers(USAGE_HEADERS, window.remaining, max(1, math.ceil(window.reset_s)), daily=cfg.send_daily_headers)
 
     def admit(self, request: Request) -> Response | None:
         """Daily budget, burst and search windows for one call; the rate-limit headers."""
@@ -491,7 +490,7 @@ class PipedriveSimulator(Simulator):
             valid = isinstance(values, list) and all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values)
             _require(valid, f"{name} must be an array of objects with a string value")
             for v in values if name == "emails" and self.config.validate_emails else ():
-                _require(_EMAIL.match(v["value"].strip()), f"Invalid email address: {v['value']}")
+                _require(EMAIL_RE.match(v["value"].strip()), f"Invalid email address: {v['value']}")
             changes[name] = [{"value": v["value"], "primary": bool(v.get("primary")), "label": v.get("label") or "work"} for v in values]
         if path == "persons":
             if "name" not in changes and ("first_name" in changes or "last_name" in changes):
