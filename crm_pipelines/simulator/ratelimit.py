@@ -39,7 +39,6 @@ class LimitDecision:
     ``retry_after_s`` until it would fit (0 when allowed); ``reset_s`` until the window is empty."""
 
     allowed: bool
-    limit: int | None
     remaining: int | None
     retry_after_s: float = 0.0
     reset_s: float = 0.0
@@ -92,13 +91,13 @@ class SlidingWindowLimiter(_Limited):
                     if freed >= used + weight - limit:
                         retry = stamp + self.window_s - now
                         break
-                return LimitDecision(False, limit, max(limit - int(used), 0), max(retry, 0.0), max(retry, 0.0))
+                return LimitDecision(False, max(limit - int(used), 0), max(retry, 0.0), max(retry, 0.0))
             if entries and entries[-1][0] == now:
                 entries[-1][1] += weight
             else:
                 entries.append([now, weight])
             used = self._used[key] = used + weight
-            return LimitDecision(True, limit, None if limit is None else limit - int(used), 0.0, max(entries[0][0] + self.window_s - now, 0.0))
+            return LimitDecision(True, None if limit is None else limit - int(used), 0.0, max(entries[0][0] + self.window_s - now, 0.0))
 
     def used(self, key: Hashable = "") -> int:
         with self._lock:
@@ -151,10 +150,10 @@ class DailyCounter(_Limited):
             self._roll()
             used = self._counts.get(key, 0)
             if limit is not None and used + cost > limit:
-                return LimitDecision(False, limit, max(limit - used, 0))
+                return LimitDecision(False, max(limit - used, 0))
             self._counts[key] = used + cost
             self.total += cost
-            return LimitDecision(True, limit, None if limit is None else limit - used - cost)
+            return LimitDecision(True, None if limit is None else limit - used - cost)
 
     def remaining(self, key: Hashable = "") -> int | None:
         """Units left today for ``key`` (``None`` when unlimited)."""
@@ -234,7 +233,7 @@ class Quota:
         window's remaining, retry at midnight)."""
         limit = self.daily.limit
         if daily and limit is not None and self.daily.used(daily_key) + cost > limit:
-            refusal = LimitDecision(False, None, self.burst.remaining(key), self.daily.seconds_until_reset(), self.burst.window_s)
+            refusal = LimitDecision(False, self.burst.remaining(key), self.daily.seconds_until_reset(), self.burst.window_s)
             return self._refused("DAILY"), refusal
         for policy, earlier in before:
             if earlier.remaining(key) < 1:

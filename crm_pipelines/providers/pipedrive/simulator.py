@@ -330,7 +330,7 @@ class PipedriveSimulator(Simulator):
     def fault_response(self, status: int, request: Request) -> Response:
         if status == 429:
             window = self.config.burst_window_s
-            return self._too_many(self.authenticate(request), self.config.burst_429_error, LimitDecision(False, None, 0, window, window))
+            return self._too_many(self.authenticate(request), self.config.burst_429_error, LimitDecision(False, 0, window, window))
         return _error(status, FAULT_MESSAGES.get(status, f"HTTP {status}"))
 
     def credentials(self, request: Request) -> str | None:
