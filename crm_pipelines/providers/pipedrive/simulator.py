@@ -354,8 +354,8 @@ class PipedriveSimulator(Simulator):
         cost, search = cfg.token_costs.get(kind, 1), (("SEARCH", company.search),) if kind == "search" else ()
         policy, decision = company.quota.take(token, cost=cost, weight=cost if cfg.burst_unit == "tokens" else 1, before=search)
         if policy is not None:
-            limit = {"BURST": cfg.effective_burst_limit, "SEARCH": cfg.search_burst_limit}.get(policy)
-            return self._too_many(company, cfg.daily_429_error if policy == "DAILY" else cfg.burst_429_error, decision, limit)
+            message = cfg.daily_429_error if policy == "DAILY" else cfg.burst_429_error
+            return self._too_many(company, message, decision, cfg.search_burst_limit if policy == "SEARCH" else None)
         request.response_headers = self._burst_headers(company, decision)
         if search:
             request.response_headers.update({"x-ratelimit-limit": str(cfg.search_burst_limit), "x-ratelimit-remaining": str(company.search.remaining(token))})
