@@ -1,9 +1,9 @@
 """The GraphQL side of the Shopify simulator: schema subset, search syntax, query cost.
 
-* :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
-  events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``), with the
-  metafields of :mod:`.sim_metafields`; ``CONNECTION X`` lines stand for the edge and connection
-  types of ``X``.
+* ``sim_graphql.graphql`` (beside this module) is the subset of the Admin API schema the sync uses
+  (customers, orders, companies, events, counts, ``nodes``, bulk operations, and the
+  create/update/delete mutations with ``userErrors``); ``sim_metafields.graphql`` adds the
+  metafields of :mod:`.sim_metafields`.
 * :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
   quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
   parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import operator
 import re
+from importlib import resources
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,142 +42,17 @@ from graphql import (
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
 
-SDL = """
-scalar DateTime
-scalar Decimal
-scalar UnsignedInt64
-
-interface Node { id: ID! }
-
-type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
-
-type MoneyV2 { amount: Decimal! currencyCode: String! }
-type MoneyBag { shopMoney: MoneyV2! presentmentMoney: MoneyV2! }
-
-type MailingAddress { id: ID! company: String address1: String city: String province: String country: String countryCodeV2: String zip: String phone: String firstName: String lastName: String }
-type CustomerEmailAddress { emailAddress: String }
-type CustomerPhoneNumber { phoneNumber: String! }
-
-enum CustomerState { DECLINED DISABLED ENABLED INVITED }
-
-type Customer implements Node {
-  id: ID! legacyResourceId: UnsignedInt64! firstName: String lastName: String displayName: String! email: String phone: String
-  defaultEmailAddress: CustomerEmailAddress defaultPhoneNumber: CustomerPhoneNumber state: CustomerState! tags: [String!]! note: String
-  numberOfOrders: UnsignedInt64! amountSpent: MoneyV2! defaultAddress: MailingAddress createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
-}
-CONNECTION Customer
-
-enum OrderDisplayFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
-enum OrderDisplayFulfillmentStatus { FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED REQUEST_DECLINED }
-
-type Order implements Node {
-  id: ID! legacyResourceId: UnsignedInt64! name: String! email: String note: String tags: [String!]! currencyCode: String! totalPriceSet: MoneyBag!
-  displayFinancialStatus: OrderDisplayFinancialStatus displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
-  createdAt: DateTime! updatedAt: DateTime! processedAt: DateTime! closedAt: DateTime cancelledAt: DateTime OWNER_FIELDS
-}
-CONNECTION Order
-
-type Company implements Node {
-  id: ID! name: String! externalId: String note: String customerSince: DateTime! createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
-}
-CONNECTION Company
-
-enum CountPrecision { AT_LEAST EXACT }
-type Count { count: Int! precision: CountPrecision! }
-
-enum EventSubjectType { COMPANY CUSTOMER ORDER PRODUCT UNKNOWN }
-interface Event { id: ID! action: String! createdAt: DateTime! message: String! }
-type BasicEvent implements Event & Node { id: ID! action: String! createdAt: DateTime! message: String! subjectId: ID! subjectType: EventSubjectType! }
-CONNECTION Event
-
-enum CustomerSortKeys { CREATED_AT ID NAME RELEVANCE UPDATED_AT }
-enum OrderSortKeys { CREATED_AT ID PROCESSED_AT RELEVANCE UPDATED_AT }
-enum CompanySortKeys { CREATED_AT ID NAME RELEVANCE SINCE_DATE UPDATED_AT }
-enum EventSortKeys { CREATED_AT ID RELEVANCE }
-
-type QueryRoot {
-  customers(first: Int, after: String, last: Int, before: String, query: String, sortKey: CustomerSortKeys = ID, reverse: Boolean = false): CustomerConnection!
-  orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys = PROCESSED_AT, reverse: Boolean = false): OrderConnection!
-  companies(first: Int, after: String, last: Int, before: String, query: String, sortKey: CompanySortKeys = ID, reverse: Boolean = false): CompanyConnection!
-  events(first: Int, after: String, last: Int, before: String, query: String, sortKey: EventSortKeys = ID, reverse: Boolean = false): EventConnection!
-  customersCount(query: String, limit: Int = 10000): Count ordersCount(query: String, limit: Int = 10000): Count companiesCount(query: String, limit: Int = 10000): Count
-  customer(id: ID!): Customer order(id: ID!): Order company(id: ID!): Company node(id: ID!): Node nodes(ids: [ID!]!): [Node]!
-  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
-  metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int, before: String, namespace: String, key: String, query: String): MetafieldDefinitionConnection!
-}
-
-enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
-enum BulkOperationType { MUTATION QUERY }
-enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
-type BulkOperation implements Node {
-  id: ID! status: BulkOperationStatus! errorCode: BulkOperationErrorCode createdAt: DateTime! completedAt: DateTime
-  objectCount: UnsignedInt64! rootObjectCount: UnsignedInt64! fileSize: UnsignedInt64 url: String partialDataUrl: String query: String! type: BulkOperationType!
-}
-type BulkOperationPayload { bulkOperation: BulkOperation userErrors: [UserError!]! }
-enum StagedUploadTargetGenerateUploadResource { BULK_MUTATION_VARIABLES FILE IMAGE }
-enum StagedUploadHttpMethodType { POST PUT }
-input StagedUploadInput { resource: StagedUploadTargetGenerateUploadResource! filename: String! mimeType: String! httpMethod: StagedUploadHttpMethodType fileSize: UnsignedInt64 }
-type StagedUploadParameter { name: String! value: String! }
-type StagedMediaUploadTarget { url: String resourceUrl: String parameters: [StagedUploadParameter!]! }
-type StagedUploadsCreatePayload { stagedTargets: [StagedMediaUploadTarget!] userErrors: [UserError!]! }
-
-type UserError { field: [String!] message: String! code: String }
-
-input MailingAddressInput { company: String address1: String city: String countryCode: String phone: String firstName: String lastName: String zip: String }
-input CustomerInput { id: ID email: String phone: String firstName: String lastName: String note: String tags: [String!] addresses: [MailingAddressInput!] metafields: [MetafieldInput!] }
-input CustomerDeleteInput { id: ID! }
-type CustomerCreatePayload { customer: Customer userErrors: [UserError!]! }
-type CustomerUpdatePayload { customer: Customer userErrors: [UserError!]! }
-type CustomerDeletePayload { deletedCustomerId: ID userErrors: [UserError!]! }
-
-enum OrderCreateFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
-input MoneyInput { amount: Decimal! currencyCode: String! }
-input MoneyBagInput { shopMoney: MoneyInput! presentmentMoney: MoneyInput }
-input OrderCreateLineItemInput { title: String quantity: Int! priceSet: MoneyBagInput }
-input OrderCreateOrderInput { name: String email: String note: String tags: [String!] currency: String financialStatus: OrderCreateFinancialStatus lineItems: [OrderCreateLineItemInput!] processedAt: DateTime closedAt: DateTime metafields: [MetafieldInput!] }
-input OrderCreateOptionsInput { sendReceipt: Boolean sendFulfillmentReceipt: Boolean }
-input OrderInput { id: ID! email: String note: String tags: [String!] }
-type OrderCreatePayload { order: Order userErrors: [UserError!]! }
-type OrderUpdatePayload { order: Order userErrors: [UserError!]! }
-type OrderDeletePayload { deletedId: ID userErrors: [UserError!]! }
-
-input CompanyInput { name: String externalId: String note: String customerSince: DateTime }
-input CompanyCreateInput { company: CompanyInput! }
-type CompanyCreatePayload { company: Company userErrors: [UserError!]! }
-type CompanyUpdatePayload { company: Company userErrors: [UserError!]! }
-type CompanyDeletePayload { deletedCompanyId: ID userErrors: [UserError!]! }
-
-type Mutation {
-  customerCreate(input: CustomerInput!): CustomerCreatePayload
-  customerUpdate(input: CustomerInput!): CustomerUpdatePayload
-  customerDelete(input: CustomerDeleteInput!): CustomerDeletePayload
-  orderCreate(order: OrderCreateOrderInput!, options: OrderCreateOptionsInput): OrderCreatePayload
-  orderUpdate(input: OrderInput!): OrderUpdatePayload
-  orderDelete(orderId: ID!): OrderDeletePayload
-  companyCreate(input: CompanyCreateInput!): CompanyCreatePayload
-  companyUpdate(companyId: ID!, input: CompanyInput!): CompanyUpdatePayload
-  companyDelete(id: ID!): CompanyDeletePayload
-  bulkOperationRunQuery(query: String!): BulkOperationPayload
-  bulkOperationRunMutation(mutation: String!, stagedUploadPath: String!, clientIdentifier: String): BulkOperationPayload
-  bulkOperationCancel(id: ID!): BulkOperationPayload
-  stagedUploadsCreate(input: [StagedUploadInput!]!): StagedUploadsCreatePayload
-}
-
-schema { query: QueryRoot mutation: Mutation }
-"""
-
 _SCHEMA: GraphQLSchema | None = None
 
 
 def schema() -> GraphQLSchema:
-    """The schema, built once per process."""
+    """The schema of ``sim_graphql.graphql`` and ``sim_metafields.graphql``, built once per process."""
     global _SCHEMA
     if _SCHEMA is None:
         from crm_pipelines.providers.shopify import sim_metafields
 
-        sdl = (SDL + sim_metafields.SDL).replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS)
-        _SCHEMA = build_schema(re.sub(r"^CONNECTION (\w+)$", r"type \1Edge { cursor: String! node: \1! }\ntype \1Connection { edges: [\1Edge!]! nodes: [\1!]! pageInfo: PageInfo! }",
-                                      sdl, flags=re.MULTILINE))
+        files = resources.files(__package__)
+        _SCHEMA = build_schema("".join(files.joinpath(name).read_text(encoding="utf-8") for name in ("sim_graphql.graphql", "sim_metafields.graphql")))
         sim_metafields.install(_SCHEMA)
     return _SCHEMA
 
