@@ -20,27 +20,29 @@ from __future__ import annotations
 
 import operator
 import re
-from importlib import resources
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any
 
 from graphql import (
     FieldNode,
     GraphQLError,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
-    OperationDefinitionNode,
+    OperationType,
     build_schema,
     get_named_type,
+    get_nullable_type,
+    get_operation_ast,
     is_leaf_type,
+    is_list_type,
     value_from_ast,
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
+
+from crm_pipelines.providers.shopify.api import MUTATION_COST
 
 _SCHEMA: GraphQLSchema | None = None
 
@@ -195,110 +197,85 @@ def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
 
 
 # Query cost
-MUTATION_COST = 10
 CONNECTION_BASE_COST = 2
-
-
-@dataclass
-class CostContext:
-    schema: GraphQLSchema
-    fragments: dict[str, FragmentDefinitionNode]
-    variables: Mapping[str, Any]
-
-
-def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name:
-        return next((o for o in operations if o.name and o.name.value == operation_name), None)
-    return operations[0] if len(operations) == 1 else None
 
 
 def query_cost(schema_: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None = None, data: Any = None, *, actual: bool = False) -> int:
     """Requested cost (``actual=False``, from arguments) or actual cost (from ``data``)."""
-    operation = _operation(document, operation_name)
+    operation = get_operation_ast(document, operation_name or None)
     if operation is None:
         return 0
-    context = CostContext(schema_, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}, variables or {})
-    if operation.operation.value == "mutation":
-        fields = _collect(context, operation.selection_set)
-        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(f)) is not None) for f in fields)
-    return _selection_cost(context, operation.selection_set, schema_.query_type, data if actual else None, actual)
+    cost = _Cost(schema_, document, variables or {}, actual)
+    if operation.operation == OperationType.MUTATION:
+        fields = cost.fields(operation.selection_set, schema_.mutation_type)
+        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(node)) is not None) for node, _ in fields)
+    return cost.selection(operation.selection_set, schema_.query_type, data if actual else None)
 
 
 def _key(node: FieldNode) -> str:
     return node.alias.value if node.alias else node.name.value
 
 
-def _collect(context: CostContext, selection_set: SelectionSetNode | None) -> list[FieldNode]:
-    """The fields of a selection, those of its inline fragments and fragment spreads included."""
-    fields: list[FieldNode] = []
-    for selection in selection_set.selections if selection_set is not None else ():
-        if isinstance(selection, FieldNode):
-            fields.append(selection)
-        else:
-            fragment = selection if isinstance(selection, InlineFragmentNode) else context.fragments.get(selection.name.value)
-            fields += _collect(context, fragment.selection_set) if fragment is not None else []
-    return fields
+class _Cost:
+    """Prices the selections of one document: before running (``actual`` False) each connection
+    counts ``first``/``last`` items; after, the data returned counts (null objects cost nothing)."""
 
+    def __init__(self, schema_: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any], actual: bool) -> None:
+        self.schema = schema_
+        self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        self.variables, self.actual = variables, actual
 
-def _field_type(context: CostContext, parent: Any, name: str) -> Any:
-    fields = getattr(parent, "fields", None)
-    if fields and name in fields:
-        return fields[name]
-    # Fields of fragments on implementations of an interface or union.
-    for type_ in context.schema.type_map.values():
-        if isinstance(type_, GraphQLObjectType) and name in type_.fields and (parent in getattr(type_, "interfaces", ()) or type_ is parent):
-            return type_.fields[name]
-    return None
+    def fields(self, selection_set: SelectionSetNode | None, parent: Any) -> list[tuple[FieldNode, Any]]:
+        """The fields of a selection with their definitions (None for ``__typename``), fragments included."""
+        fields = []
+        for selection in selection_set.selections if selection_set is not None else ():
+            if isinstance(selection, FieldNode):
+                fields.append((selection, getattr(parent, "fields", {}).get(selection.name.value)))
+                continue
+            fragment = selection if isinstance(selection, InlineFragmentNode) else self.fragments[selection.name.value]
+            condition = fragment.type_condition
+            fields += self.fields(fragment.selection_set, self.schema.type_map[condition.name.value] if condition else parent)
+        return fields
 
+    def selection(self, selection_set: SelectionSetNode | None, parent: Any, data: Any) -> int:
+        """Objects cost 1 plus their selection, connections 2 plus their items, lists their items, scalars nothing."""
+        total = 0
+        for node, definition in self.fields(selection_set, parent):
+            named = get_named_type(definition.type) if definition is not None else None
+            value = data.get(_key(node)) if isinstance(data, Mapping) else None
+            if named is None or is_leaf_type(named) or (self.actual and value is None):
+                continue
+            if named.name.endswith("Connection"):
+                size = self.argument(node, definition, "first") or self.argument(node, definition, "last") or 0
+                total += CONNECTION_BASE_COST + sum(self.items(*page, int(size)) for page in self.pages(node, named, value))
+            elif is_list_type(get_nullable_type(definition.type)):
+                total += self.items(node.selection_set, named, value, len(self.argument(node, definition, "ids") or ()) or 1)
+            else:
+                total += 1 + self.selection(node.selection_set, named, value)
+        return total
 
-def _argument(context: CostContext, node: FieldNode, definition: Any, name: str) -> Any:
-    for argument in node.arguments or ():
-        if argument.name.value == name:
-            arg_def = definition.args.get(name)
-            return value_from_ast(argument.value, arg_def.type, context.variables) if arg_def else None
-    return None
+    def pages(self, node: FieldNode, connection: Any, value: Any) -> list[tuple[SelectionSetNode | None, Any, Any]]:
+        """(selection, item type, items returned) of a connection's ``nodes`` and ``edges { node }``."""
+        pages = []
+        for child, definition in self.fields(node.selection_set, connection):
+            items = value.get(_key(child)) if self.actual else None
+            if child.name.value == "nodes":
+                pages.append((child.selection_set, get_named_type(definition.type), items))
+            elif child.name.value == "edges":
+                edge = get_named_type(definition.type)
+                inner = next((c for c, _ in self.fields(child.selection_set, edge) if c.name.value == "node"), None)
+                items = [e.get(_key(inner)) if inner is not None and isinstance(e, Mapping) else {} for e in items or ()]
+                pages.append((inner.selection_set if inner is not None else None, get_named_type(edge.fields["node"].type), items))
+        return pages
 
+    def items(self, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int) -> int:
+        """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
+        if self.actual:
+            return sum(1 + self.selection(selection, item_type, item) for item in items or () if item is not None)
+        return count * (1 + self.selection(selection, item_type, None))
 
-def _selection_cost(context: CostContext, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
-    total = 0
-    for node in _collect(context, selection_set):
-        definition = None if node.name.value.startswith("__") else _field_type(context, parent, node.name.value)
-        named = get_named_type(definition.type) if definition is not None else None
-        if named is None or is_leaf_type(named) or (actual and (not isinstance(data, Mapping) or data.get(_key(node)) is None)):
-            continue
-        value = data[_key(node)] if actual else None
-        if named.name.endswith("Connection"):
-            total += _connection_cost(context, node, definition, named, value, actual)
-        elif _is_list(definition.type):
-            total += _items_cost(context, node.selection_set, named, value, len(_argument(context, node, definition, "ids") or ()) or 1, actual)
-        else:
-            total += 1 + _selection_cost(context, node.selection_set, named, value, actual)
-    return total
-
-
-def _connection_cost(context: CostContext, node: FieldNode, definition: Any, connection: Any, value: Any, actual: bool) -> int:
-    size = _argument(context, node, definition, "first") or _argument(context, node, definition, "last") or 0
-    total = CONNECTION_BASE_COST
-    for child in _collect(context, node.selection_set):
-        name = child.name.value
-        if name not in ("nodes", "edges"):
-            continue
-        item_type, selection, items = get_named_type(connection.fields[name].type), child.selection_set, value.get(_key(child)) if actual else None
-        if name == "edges":
-            inner = next((c for c in _collect(context, selection) if c.name.value == "node"), None)
-            item_type, selection = get_named_type(item_type.fields["node"].type), inner.selection_set if inner is not None else None
-            items = [edge.get(_key(inner)) if inner is not None and isinstance(edge, Mapping) else {} for edge in items or ()]
-        total += _items_cost(context, selection, item_type, items, int(size), actual)
-    return total
-
-
-def _items_cost(context: CostContext, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int, actual: bool) -> int:
-    """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
-    if actual:
-        return sum(1 + _selection_cost(context, selection, item_type, item, True) for item in items or () if item is not None)
-    return count * (1 + _selection_cost(context, selection, item_type, None, False))
-
-
-def _is_list(type_: Any) -> bool:
-    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
+    def argument(self, node: FieldNode, definition: Any, name: str) -> Any:
+        argument = next((a for a in node.arguments or () if a.name.value == name), None)
+        if argument is None or name not in definition.args:
+            return None
+        return value_from_ast(argument.value, definition.args[name].type, self.variables)
