@@ -27,6 +27,7 @@ from typing import Any
 
 from graphql import GraphQLSchema
 
+from crm_pipelines.providers.shopify.api import PAGE_MAX
 from crm_pipelines.providers.shopify.sim_graphql import bad_request, connection, page_size
 
 #: Metafield definitions of every simulated shop, by owner type: (name, namespace, key, type).
@@ -44,7 +45,6 @@ DEFINITIONS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
 }
 OWNER_TYPES = {"customers": "CUSTOMER", "orders": "ORDER", "companies": "COMPANY"}
 OWNER_GIDS = {"Customer": "CUSTOMER", "Order": "ORDER", "Company": "COMPANY"}
-PAGE_MAX = 250
 
 APP_NAMESPACE = "$app"
 
