@@ -134,7 +134,7 @@ class Search:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
     def matches(self, values: Callable[[str], Any]) -> bool:
-        return not self.groups or any(all(_term_matches(t, values) for t in group) for group in self.groups)
+        return not self.groups or any(all(_term_matches(t, values) != t.negated for t in group) for group in self.groups)
 
 
 def _unquote(text: str) -> str:
@@ -176,10 +176,7 @@ COMPARE: dict[str, Callable[[Any, Any], bool]] = {"=": operator.eq, ">": operato
 
 
 def _term_matches(term: Term, values: Callable[[str], Any]) -> bool:
-    return _term_matches_plain(term, values) != term.negated
-
-
-def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
+    """Whether the record's value matches the term (its negation left to the caller)."""
     if term.field is None:
         needle = term.value.casefold()
         return any(needle in str(v).casefold() for v in values("") or () if v)
