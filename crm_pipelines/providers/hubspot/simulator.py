@@ -353,9 +353,10 @@ def _conflict_body(existing_id: int, trace_id: str | None) -> dict[str, Any]:
     return _error_body(f"Contact already exists. Existing ID: {existing_id}", "CONFLICT", context=_trace(trace_id))
 
 
-def _not_found_error(entity: str, ids: list[str]) -> dict[str, Any]:
+def _not_found_errors(entity: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The error a batch answers for the ids it found no record for (none when it found all)."""
     message = f"Could not get some {SINGULAR[entity]} objects, they may be deleted or not exist. Check that ids are valid."
-    return {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}
+    return [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}] if ids else []
 
 
 def _error(status: int, message: str, category: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
@@ -441,8 +442,8 @@ class HubSpotSimulator(Simulator):
         else:
             deal, stage = data.deal(), data.pick(DEAL_STAGES)
             close_ms = self.reference_ms + int((data.rng.random() - 0.5) * 120 * DAY_MS)
-            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"], *_closed_flags(stage)]
-        return {name: value for name, value in zip(store.schema.stored, values) if value is not None}
+            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"]]
+        return _with_closed_flags({name: value for name, value in zip(store.schema.stored, values) if value is not None})
 
     def error_response(self, status: int, message: str, category: str) -> Response:
         return _error(status, message, category)
@@ -761,7 +762,7 @@ class HubSpotSimulator(Simulator):
             else:
                 found.setdefault(row.id, row)
         results = [self._render(store, row, properties) for row in found.values()]
-        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] if missing else [])
+        return self._batch_answer(200, store, started, results, _not_found_errors(store.name, missing))
 
     def _checked(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None = None,
                  trace_id: str | None = None, errors: list[dict[str, Any]] | None = None) -> dict[str, str | None] | None:
@@ -823,8 +824,7 @@ class HubSpotSimulator(Simulator):
         for row, values, trace_id in plans:
             result = self._written(store, self.write(store, row, values, now_ms), trace_id)
             results.append(result | {"new": row is None} if mode == "upsert" else result)
-        not_found = [_not_found_error(store.name, missing)] if missing else []
-        return self._batch_answer(201 if mode == "create" else 200, store, started, results, not_found + errors)
+        return self._batch_answer(201 if mode == "create" else 200, store, started, results, _not_found_errors(store.name, missing) + errors)
 
     def _target(self, store: _Objects, item: dict[str, Any], *, upsert: bool) -> tuple[Record | None, Any] | None:
         """The row a batch update or upsert input names (``None`` for one an upsert creates) and the
@@ -897,10 +897,8 @@ class HubSpotSimulator(Simulator):
         if operator not in _OPERATORS:
             raise _validation_error(f"Unknown filter operator: {operator}")
         if not isinstance(prop, str) or prop not in store.schema.all_properties:
-            raise _validation_error(
-                f'Property "{prop}" does not exist',
-                errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [str(prop)]}}],
-            )
+            message = f'Property "{prop}" does not exist'
+            raise _validation_error(message, errors=[_detail(message, "PROPERTY_DOESNT_EXIST", str(prop))])
         compiled = _Filter(prop, operator, store.schema.kind(prop))
         if operator in ("IN", "NOT_IN"):
             values = raw.get("values")
@@ -1092,15 +1090,12 @@ def _owner(data: FakeData) -> str | None:
 
 
 def _with_closed_flags(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with the closed flags a deal stage among them implies."""
-    if values.get("dealstage"):
-        values["hs_is_closed"], values["hs_is_closed_won"] = _closed_flags(values["dealstage"])
+    """``values`` with the closed flags (``hs_is_closed``, ``hs_is_closed_won``) a deal stage among them implies."""
+    stage = values.get("dealstage")
+    if stage:
+        values["hs_is_closed"] = "true" if stage in ("closedwon", "closedlost") else "false"
+        values["hs_is_closed_won"] = "true" if stage == "closedwon" else "false"
     return values
-
-
-def _closed_flags(stage: str) -> tuple[str, str]:
-    """``hs_is_closed`` and ``hs_is_closed_won`` for a deal stage."""
-    return ("true" if stage in ("closedwon", "closedlost") else "false", "true" if stage == "closedwon" else "false")
 
 
 def _comparable(kind: str, text: str) -> Any:
