@@ -295,11 +295,13 @@ class _Objects(RecordStore):
         """The row (live or archived) whose object id is ``raw_id``."""
         return self.get(int(raw_id)) if raw_id.isdigit() else None
 
-    def find_by(self, name: str, value: str) -> Record | None:
-        """The live record whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
+    def find_by(self, name: str, value: str, archived: bool = False) -> Record | None:
+        """The record whose ``name`` equals ``value``: by object id (``hs_object_id``) the live or, if
+        asked, archived one; by an indexed property a live one."""
         if name == "hs_object_id":
-            return self.live(int(value)) if value.isdigit() else None
-        return self.find(name, value)
+            row = self.by_id(value)
+            return row if row is not None and (row.deleted is not None) == archived else None
+        return None if archived else self.find(name, value)
 
 
 class Portal(Account):
@@ -326,14 +328,6 @@ def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category}
     return body | {key: value for key, value in extra.items() if value is not None}
 
-
-
-def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) -> Record | None:
-    """The row a by-id read names: by object id (live or archived as asked) or by a unique property."""
-    if id_property == "hs_object_id":
-        row = store.by_id(raw_id)
-        return row if row is not None and (row.deleted is not None) == archived else None
-    return None if archived else store.find_by(id_property, raw_id)
 
 
 def _trace(trace_id: str | None) -> dict[str, list[str]] | None:
@@ -685,7 +679,7 @@ class HubSpotSimulator(Simulator):
     def _lookup(self, store: _Objects, request: Request) -> Record:
         raw_id = request.params["id"]
         archived = _archived(request)
-        row = _find_row(store, self._id_property(store, request.query_value("idProperty")), raw_id, archived)
+        row = store.find_by(self._id_property(store, request.query_value("idProperty")), raw_id, archived)
         if row is None:
             raise ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
         return row
@@ -756,7 +750,7 @@ class HubSpotSimulator(Simulator):
         found: dict[int, Record] = {}
         missing = []
         for raw_id in (str(item.get("id", "")) for item in inputs):
-            row = _find_row(store, id_property, raw_id, archived)
+            row = store.find_by(id_property, raw_id, archived)
             if row is None:
                 missing.append(raw_id)
             else:
