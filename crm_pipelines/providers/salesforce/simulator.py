@@ -61,8 +61,9 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
-from crm_pipelines.providers.salesforce.simulator_soql import NUMBER_KINDS, Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
-from crm_pipelines.simulator.clock import utc_iso_ms
+from crm_pipelines.providers.salesforce.simulator_soql import (
+    NUMBER_KINDS, Query, SoqlError, format_datetime, ordered, parse, parse_datetime_literal, predicate,
+)
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
@@ -107,11 +108,6 @@ FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LI
 def id18(id15: str) -> str:
     """The case-safe 18-character form of a 15-character Salesforce id."""
     return id15 + "".join(_SUFFIX[sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")] for start in range(0, 15, 5))
-
-
-def format_datetime(ms: int | None) -> str | None:
-    """``2025-02-01T09:30:11.000+0000`` as Salesforce writes datetimes in JSON."""
-    return None if ms is None else utc_iso_ms(ms)[:-1] + "+0000"
 
 
 def base62(n: int, width: int = 10) -> str:

@@ -36,6 +36,7 @@ import io
 import math
 from typing import Any
 
+from crm_pipelines.providers.salesforce.simulator_soql import format_datetime
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
 from crm_pipelines.simulator.server import ApiError, Request, Response, api, json_loads
@@ -100,7 +101,7 @@ class BulkJobs:
         if operation not in OPERATIONS[kind]:
             raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         now = self.clock.now_ms()
-        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": _iso(now), "systemModstamp": _iso(now),
+        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": format_datetime(now), "systemModstamp": format_datetime(now),
                "state": "Open" if kind == "ingest" else "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
                "apiVersion": float(request.params["version"]), "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA")}
         internal: dict[str, Any] = {"kind": kind, "ready_ms": None, "processed": 0, "failed": 0, "data": [], "results": ([], [], [])}
@@ -236,10 +237,6 @@ class BulkJobs:
         internal.update(processed=len(rows), failed=len(failed) - 1)
         if unprocessed:
             job.update(state="Failed", errorMessage=BATCHES_SPENT)
-
-
-def _iso(ms: int) -> str:
-    return utc_iso_ms(ms)[:-1] + "+0000"
 
 
 def _cell(value: Any, kind: str) -> str:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
+from crm_pipelines.simulator.clock import utc_iso_ms
+
 KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "TRUE", "FALSE", "NULL", "COUNT"})
 
 _TOKEN = re.compile(
@@ -75,6 +77,11 @@ class Query:
         return [*self.fields, *(name for name, _, _ in self.order), *reversed(self.filtered)]
 
 
+def format_datetime(ms: int | None) -> str | None:
+    """``2025-02-01T09:30:11.000+0000`` as Salesforce writes datetimes in JSON (and Bulk API job details)."""
+    return None if ms is None else utc_iso_ms(ms)[:-1] + "+0000"
+
+
 def parse_datetime_literal(text: str) -> int:
     """SOQL dateTime literal -> epoch milliseconds."""
     text = text.replace("Z", "+00:00")
@@ -96,13 +103,18 @@ class _Parser:
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
+    def take(self, kind: str, test: Callable[[str], bool]) -> str | None:
+        """The next token's text if it is a ``kind`` passing ``test``, consumed; else ``None``."""
+        token = self.peek()
+        if token and token[0] == kind and test(token[1]):
+            self.pos += 1
+            return token[1]
+        return None
+
     def accept(self, kind: str, *values: str) -> str | None:
         """The next token (upper-cased) if it is a ``kind`` among ``values``, consumed; else ``None``."""
-        token = self.peek()
-        if token and token[0] == kind and token[1].upper() in values:
-            self.pos += 1
-            return token[1].upper()
-        return None
+        text = self.take(kind, lambda text: text.upper() in values)
+        return text and text.upper()
 
     def expect(self, kind: str, value: str) -> None:
         if self.accept(kind, value) is None:
@@ -122,11 +134,7 @@ class _Parser:
         return items
 
     def name(self) -> str:
-        token = self.peek()
-        if not token or token[0] != "name" or token[1].upper() in KEYWORDS:
-            self.fail("expecting a field name")
-        self.pos += 1
-        return token[1]
+        return self.take("name", lambda text: text.upper() not in KEYWORDS) or self.fail("expecting a field name")
 
     def literal(self) -> Literal:
         kind, value = self.peek() or self.fail("expecting a value")
@@ -163,11 +171,7 @@ class _Parser:
             self.expect("name", "BY")
             query.order = self.listed(self.ordering)
         if self.accept("name", "LIMIT"):
-            token = self.peek()
-            if not token or token[0] != "number" or not token[1].isdigit():
-                self.fail("expecting a number")
-            self.pos += 1
-            query.limit = int(token[1])
+            query.limit = int(self.take("number", str.isdigit) or self.fail("expecting a number"))
         if self.peek() is not None:
             self.fail()
         return query
