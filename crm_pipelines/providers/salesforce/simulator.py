@@ -54,7 +54,7 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
@@ -173,6 +173,10 @@ class SalesforceSimConfig(SimConfig):
                 raise ValueError(f"{name} must be >= 1" + (" or None" if name == "daily_api_limit" else ""))
 
 
+def _full_name(rec: Record) -> str | None:
+    return " ".join(v for v in (rec["FirstName"], rec["LastName"]) if v) or None
+
+
 @dataclass(frozen=True)
 class _Field:
     name: str
@@ -182,16 +186,17 @@ class _Field:
     writable: bool = True
     label: str = ""
     external_id: bool = False
+    compute: Callable[[Record], Any] | None = None  #: for fields computed from the record rather than stored
 
 
 SYSTEM_FIELDS = (
-    _Field("Id", "id", writable=False, label="Record ID"),
-    _Field("IsDeleted", "boolean", writable=False, label="Deleted"),
-    _Field("CreatedDate", "datetime", writable=False, label="Created Date"),
-    _Field("CreatedById", "reference", writable=False, label="Created By ID"),
+    _Field("Id", "id", writable=False, label="Record ID", compute=lambda rec: rec.id),
+    _Field("IsDeleted", "boolean", writable=False, label="Deleted", compute=lambda rec: rec.deleted is not None),
+    _Field("CreatedDate", "datetime", writable=False, label="Created Date", compute=lambda rec: rec.created),
+    _Field("CreatedById", "reference", writable=False, label="Created By ID", compute=lambda rec: USER_ID + "AAA"),
     _Field("LastModifiedDate", "datetime", writable=False, label="Last Modified Date"),
-    _Field("LastModifiedById", "reference", writable=False, label="Last Modified By ID"),
-    _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp"),
+    _Field("LastModifiedById", "reference", writable=False, label="Last Modified By ID", compute=lambda rec: USER_ID + "AAA"),
+    _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp", compute=lambda rec: rec.updated),
     _Field("OwnerId", "reference", label="Owner ID"),
 )
 #: The configured CPF/CNPJ and external id fields (named by ``document_field`` and ``external_id_field``).
@@ -216,7 +221,7 @@ SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
     "Contact": (
         _Field("FirstName", "string", 40, label="First Name"),
         _Field("LastName", "string", 80, required=True, label="Last Name"),
-        _Field("Name", "string", 121, writable=False, label="Full Name"),
+        _Field("Name", "string", 121, writable=False, label="Full Name", compute=_full_name),
         _Field("Email", "email", 80, label="Email"),
         _Field("Phone", "phone", 40, label="Business Phone"),
         _Field("MobilePhone", "phone", 40, label="Mobile Phone"),
@@ -239,8 +244,8 @@ SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
         _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"),
         _Field("Probability", "percent", label="Probability (%)"),
         _Field("AccountId", "reference", label="Account ID"),
-        _Field("IsClosed", "boolean", writable=False, label="Closed"),
-        _Field("IsWon", "boolean", writable=False, label="Won"),
+        _Field("IsClosed", "boolean", writable=False, label="Closed", compute=lambda rec: (rec["StageName"] or "").startswith("Closed")),
+        _Field("IsWon", "boolean", writable=False, label="Won", compute=lambda rec: rec["StageName"] == "Closed Won"),
         EXTERNAL_ID,
         _Field("Deal_Source__c", "string", 80, label="Deal Source"),
         _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
@@ -254,13 +259,6 @@ def _schema(cfg: SalesforceSimConfig, sobject: str) -> dict[str, _Field]:
     return {f.name.lower(): f for f in fields if cfg.multi_currency or f.name != "CurrencyIsoCode"}
 
 
-#: Fields computed from the record rather than stored (``Name`` only on Contact).
-_COMPUTED: dict[str, Any] = {
-    "id": lambda rec: rec.id, "isdeleted": lambda rec: rec.deleted is not None, "createddate": lambda rec: rec.created,
-    "systemmodstamp": lambda rec: rec.updated, "createdbyid": lambda rec: USER_ID + "AAA", "lastmodifiedbyid": lambda rec: USER_ID + "AAA",
-    "name": lambda rec: " ".join(v for v in (rec["FirstName"], rec["LastName"]) if v) or None,
-    "isclosed": lambda rec: (rec["StageName"] or "").startswith("Closed"), "iswon": lambda rec: rec["StageName"] == "Closed Won",
-}
 V = "/services/data/v{version}"
 S = V + "/sobjects/{sobject}"
 C = V + "/composite/sobjects"
@@ -279,11 +277,8 @@ class _SObjects(RecordStore):
         return self.fields.get(name.lower())
 
     def get(self, rec: Record, name: str) -> Any:  # type: ignore[override]
-        key = name.lower()
-        computed = _COMPUTED.get(key)
-        if computed is not None and (key != "name" or self.sobject == "Contact"):
-            return computed(rec)
-        return rec.values.get(self.fields[key].name)
+        f = self.fields[name.lower()]
+        return rec.values.get(f.name) if f.compute is None else f.compute(rec)
 
     def render(self, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
         """The record as JSON answers show it, with ``names`` (datetimes as Salesforce writes them, numbers as numbers)."""

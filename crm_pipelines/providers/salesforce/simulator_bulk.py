@@ -101,7 +101,8 @@ class BulkJobs:
         if operation not in OPERATIONS[kind]:
             raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         now = self.clock.now_ms()
-        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": format_datetime(now), "systemModstamp": format_datetime(now),
+        created = format_datetime(now)
+        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": created, "systemModstamp": created,
                "state": "Open" if kind == "ingest" else "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
                "apiVersion": float(request.params["version"]), "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA")}
         internal: dict[str, Any] = {"kind": kind, "ready_ms": None, "processed": 0, "failed": 0, "data": [], "results": ([], [], [])}
