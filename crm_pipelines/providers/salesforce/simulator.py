@@ -60,6 +60,7 @@ from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
+from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, QUERY_BATCH_MIN, QUERY_BATCH_SIZE, SOBJECTS
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
 from crm_pipelines.providers.salesforce.simulator_soql import (
     NUMBER_KINDS, Query, SoqlError, format_datetime, ordered, parse, parse_datetime_literal, predicate,
@@ -78,9 +79,8 @@ USER_ID = "0055g00000SIMUSR"
 DAY_MS = 86_400_000
 SUPPORTED_VERSIONS = tuple(f"{v}.0" for v in range(50, 67))
 VERSION_LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
-COLLECTION_MAX = 200
 TOO_MANY_RECORDS = f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
-ENTITY_OF = {"Contact": "contacts", "Account": "companies", "Opportunity": "deals"}
+ENTITY_OF = {sobject: entity for entity, sobject in SOBJECTS.items()}
 KEY_PREFIX = {"Contact": "003", "Account": "001", "Opportunity": "006"}
 
 STAGES = (
@@ -591,10 +591,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def _batch_size(self, request: Request) -> int:
         """The ``Sforce-Query-Options: batchSize`` hint (200..2,000; default 2,000), out-of-range clamped or refused."""
         match = re.search(r"batchSize\s*=\s*(\d+)", request.header("Sforce-Query-Options") or "")
-        size = int(match.group(1)) if match else 2000
-        if not 200 <= size <= 2000 and self.config.batch_size_out_of_range == "reject":
-            raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
-        return min(max(size, 200), 2000)
+        size = int(match.group(1)) if match else QUERY_BATCH_SIZE
+        if not QUERY_BATCH_MIN <= size <= QUERY_BATCH_SIZE and self.config.batch_size_out_of_range == "reject":
+            raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between {QUERY_BATCH_MIN} and {QUERY_BATCH_SIZE}, got {size}")
+        return min(max(size, QUERY_BATCH_MIN), QUERY_BATCH_SIZE)
 
     @api("GET", V + "/query/?", name="GET /query", all_rows=False)
     @api("GET", V + "/queryAll/?", name="GET /queryAll", all_rows=True)
@@ -871,11 +871,12 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "INVALID_FIELD", f"No such column '{unknown}' on entity '{store.sobject}'")
         return names
 
-    def remove(self, store: RecordStore, record: Record, now: int | None = None) -> None:
-        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved."""
+    def remove(self, store: RecordStore, record: Record, now: int | None = None, *, hard: bool = False) -> None:
+        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved (``hard``: for good)."""
         now = self.stamp() if now is None else now
-        store.touch(record, max(now, record.updated))
-        store.delete(record, now)
+        if not hard:
+            store.touch(record, max(now, record.updated))
+        store.delete(record, now, hard=hard)
 
     def _addressed(self, request: Request) -> tuple[_SObjects, Record]:
         """The sObject and live record the URL names (404 ``NOT_FOUND``; deleting one already deleted: ``ENTITY_IS_DELETED``)."""

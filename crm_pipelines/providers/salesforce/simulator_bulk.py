@@ -227,10 +227,8 @@ class BulkJobs:
                 failed.append([rec.id if rec else values.get("Id", ""), "; ".join(f"{p['statusCode']}:{p['message']}:{','.join(p['fields'])} --" for p in problems), *row])
                 continue
             created = rec is None
-            if operation == "hardDelete":
-                store.delete(rec, now, hard=True)
-            elif operation == "delete":
-                self.remove(store, rec, now)
+            if operation in ("delete", "hardDelete"):
+                self.remove(store, rec, now, hard=operation == "hardDelete")
             else:
                 rec = self.write(store, rec, typed, now)
             done.append([rec.id, "true" if created else "false", *row])
