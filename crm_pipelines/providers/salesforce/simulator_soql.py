@@ -137,22 +137,21 @@ class _Parser:
         return self.take("name", lambda text: text.upper() not in KEYWORDS) or self.fail("expecting a field name")
 
     def literal(self) -> Literal:
+        word = self.accept("name", "TRUE", "FALSE", "NULL")
+        if word:
+            return Literal("null", None) if word == "NULL" else Literal("boolean", word == "TRUE")
         kind, value = self.peek() or self.fail("expecting a value")
+        if kind not in ("string", "number", "date", "datetime"):
+            self.fail("expecting a value")
         self.pos += 1
         if kind == "string":
             return Literal("string", re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), value[1:-1]))
-        if kind in ("number", "date"):
-            return Literal(kind, float(value) if kind == "number" else value)
         if kind == "datetime":
             try:
                 return Literal("datetime", parse_datetime_literal(value))
             except ValueError:
                 raise SoqlError(f"line 1:{self.pos} no viable alternative at character '{value}'") from None
-        word = value.upper() if kind == "name" else ""
-        if word in ("TRUE", "FALSE", "NULL"):
-            return Literal("null", None) if word == "NULL" else Literal("boolean", word == "TRUE")
-        self.pos -= 1
-        self.fail("expecting a value")
+        return Literal(kind, float(value) if kind == "number" else value)
 
     def parse(self) -> Query:
         query = self.query
