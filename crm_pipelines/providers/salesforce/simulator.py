@@ -188,6 +188,9 @@ class _Field:
     external_id: bool = False
     compute: Callable[[Record], Any] | None = None  #: for fields computed from the record rather than stored
 
+    def value(self, rec: Record) -> Any:
+        return rec.values.get(self.name) if self.compute is None else self.compute(rec)
+
 
 SYSTEM_FIELDS = (
     _Field("Id", "id", writable=False, label="Record ID", compute=lambda rec: rec.id),
@@ -276,15 +279,11 @@ class _SObjects(RecordStore):
     def field(self, name: str) -> _Field | None:
         return self.fields.get(name.lower())
 
-    def get(self, rec: Record, name: str) -> Any:  # type: ignore[override]
-        f = self.fields[name.lower()]
-        return rec.values.get(f.name) if f.compute is None else f.compute(rec)
-
     def render(self, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
         """The record as JSON answers show it, with ``names`` (datetimes as Salesforce writes them, numbers as numbers)."""
         out: dict[str, Any] = {"attributes": {"type": self.sobject, "url": f"/services/data/v{version}/sobjects/{self.sobject}/{rec.id}"}}
         for f in (self.fields[name.lower()] for name in names):
-            value = self.get(rec, f.name)
+            value = f.value(rec)
             out[f.name] = None if value is None else format_datetime(value) if f.kind == "datetime" else float(value) if f.kind in NUMBER_KINDS else value
         return out
 

@@ -109,7 +109,7 @@ class BulkJobs:
         if kind == "query":
             store, query, rows = self._select(request, body.get("query"), operation == "queryAll")
             fields = [store.fields[n.lower()] for n in query.fields]
-            internal["rows"] = [[f.name for f in fields]] + [[_cell(store.get(rec, f.name), f.kind) for f in fields] for rec in rows]
+            internal["rows"] = [[f.name for f in fields]] + [[_cell(f.value(rec), f.kind) for f in fields] for rec in rows]
             org.bulk_allocations.start_query(sum(len(",".join(row)) + 1 for row in internal["rows"]))
             internal.update(ready_ms=now + int(self.config.bulk_processing_s * 1000), processed=len(rows))
             job["object"] = store.sobject

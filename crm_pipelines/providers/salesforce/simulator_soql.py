@@ -255,7 +255,7 @@ def _filter_value(f: Any, literal: Literal) -> Any:
 
 def predicate(store: Any, node: Any) -> Callable[[Any], bool]:
     """The WHERE condition ``node`` (``None``: every record) as a test of records of ``store``
-    (which has ``fields`` by lower-case name and ``get(record, name)``)."""
+    (whose ``fields``, by lower-case name, have a ``name``, a ``kind`` and a ``value(record)``)."""
     if node is None:
         return lambda rec: True
     if isinstance(node, BoolOp):
@@ -270,10 +270,10 @@ def predicate(store: Any, node: Any) -> Callable[[Any], bool]:
         if f.kind not in FILTERED_AS_TEXT:
             raise SoqlError(f"invalid operator on {f.kind} field: LIKE", "INVALID_QUERY_FILTER_OPERATOR")
         pattern = like_regex(str(wanted[0]))
-        return lambda rec: (v := store.get(rec, f.name)) is not None and pattern.fullmatch(str(v)) is not None
+        return lambda rec: (v := f.value(rec)) is not None and pattern.fullmatch(str(v)) is not None
 
     def value_of(rec: Any) -> Any:
-        return comparable(f.kind, store.get(rec, f.name))
+        return comparable(f.kind, f.value(rec))
 
     targets = [comparable(f.kind, value) for value in wanted]
     if node.op in ("IN", "NOT IN", "=", "!="):
@@ -293,7 +293,7 @@ def ordered(store: Any, query: Query, rows: list[Any]) -> list[Any]:
         f, null_rank = store.fields[name.lower()], 1 if nulls_last != descending else -1  # the sort is reversed when descending
 
         def key(rec: Any, f: Any = f, null_rank: int = null_rank) -> tuple[int, Any]:
-            value = store.get(rec, f.name)
+            value = f.value(rec)
             if value is None:
                 return (null_rank, "")
             return (0, str(value).lower() if f.kind in TEXT_KINDS else float(value) if f.kind in NUMBER_KINDS else value)
