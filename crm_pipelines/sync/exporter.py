@@ -269,7 +269,7 @@ def send_changes(
         for index, next_batch in enumerate(loaded):
             if lease is not None:
                 lease.check()
-            behind.check()  # a failed write of the batches before stops the export before this one is sent
+            behind.check()  # a failed write of the batches before stops the export (the batches sent meanwhile keep their intents)
             batch = _settle_batch_intents(writer, behind, provider, entity, next_batch, result)
             _export_batch(writer, behind, provider, entity, batch, result, owner=owner, lease=lease)
             result.batches += 1

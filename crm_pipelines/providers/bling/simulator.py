@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, ClassVar, Literal
-from zoneinfo import ZoneInfo
 
+from crm_pipelines.providers.bling.api import ENTITY_SPECS, LOCAL_TZ
 from crm_pipelines.simulator import formats
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData, format_cnpj, format_cpf, is_valid_cnpj, is_valid_cpf, only_digits
@@ -44,7 +44,6 @@ PREFIX = "/Api/v3"
 DEFAULT_CLIENT_ID = "sim-bling-client"
 DEFAULT_CLIENT_SECRET = "sim-bling-secret"
 DEFAULT_REFRESH_TOKEN = "sim-bling-refresh-0"
-LOCAL_TZ = ZoneInfo("America/Sao_Paulo")
 ORDER_SITUATIONS = ((6, "Em aberto"), (9, "Atendido"), (12, "Cancelado"), (15, "Em andamento"))
 
 
@@ -571,7 +570,7 @@ class BlingSimulator(Simulator):
     def new_values(self, company: Account, store: RecordStore, entity: str) -> dict[str, Any]:
         """A generated contato of the entity's tipo, or a pedido of Consumidor Final with one item."""
         if entity != "deals":
-            return self._new_values(store, self._seed_contato(company.extra, "F" if entity == "contacts" else "J"))
+            return self._new_values(store, self._seed_contato(company.extra, ENTITY_SPECS[entity].tipo))
         deal = company.extra.deal()
         return self._new_values(store, {"contato": {"id": company.consumidor_final_id}, "observacoes": deal["name"],
                                         "itens": [{"descricao": deal["name"], "quantidade": 1, "valor": float(deal["amount"] or 0)}]})
@@ -580,7 +579,7 @@ class BlingSimulator(Simulator):
         store = self.entity_store(entity, account)
         if entity == "deals":
             return store, list(store.select(deleted))
-        tipo, cf = {"contacts": "F", "companies": "J"}[entity], self.account(account).consumidor_final_id
+        tipo, cf = ENTITY_SPECS[entity].tipo, self.account(account).consumidor_final_id
         return store, [r for r in store.select() if r["tipo"] == tipo and r.id != cf and (r["situacao"] == "E") == deleted]
 
     def updated_at(self, entity: str, record_id: str, *, account: str | None = None) -> int:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.providers.gestaoclick.api import RESOURCES
 from crm_pipelines.simulator.clock import seeded_time
 from crm_pipelines.simulator.config import AccountSpec, SimConfig, config_from_arguments
 from crm_pipelines.simulator.datagen import FakeData, is_valid_cnpj, is_valid_cpf, only_digits
@@ -211,7 +212,7 @@ class GestaoClickSimulator(Simulator):
     }
     account_class = Store
     config: GestaoClickSimConfig
-    ENTITIES = {"contacts": "clientes", "companies": "clientes", "deals": "vendas"}
+    ENTITIES = {entity: resource.path.strip("/") for entity, resource in RESOURCES.items()}
     CLI_DEFAULTS = {"contacts": 1000, "companies": 100, "deals": 200}
 
     def default_account_spec(self) -> AccountSpec:
@@ -462,8 +463,8 @@ class GestaoClickSimulator(Simulator):
             raise ApiError(self.error_response(422, "Erro de validação: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors))
 
     def entity_filter(self, entity: str) -> Callable[[Record], bool] | None:
-        tipos = ("PF", "ES") if entity == "contacts" else ("PJ",)  # ES: estrangeiro
-        return None if entity == "deals" else lambda r: r["tipo_pessoa"] in tipos
+        tipos = RESOURCES[entity].tipos  # ES: estrangeiro
+        return (lambda r: r["tipo_pessoa"] in tipos) if tipos else None
 
     def record_view(self, store: RecordStore, record: Record) -> dict[str, Any]:
         return self._render(store.name, record)

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.providers.hubspot.api import BATCH_MAX, LIST_PAGE_MAX, SEARCH_PAGE_MAX, SEARCH_TOTAL_CAP
 from crm_pipelines.simulator.clock import parse_datetime, utc_iso_ms
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
@@ -50,8 +51,6 @@ ENTITIES = ("contacts", "companies", "deals")
 OBJECT_TYPE_IDS = {"0-1": "contacts", "0-2": "companies", "0-3": "deals"}
 SINGULAR = {"contacts": "CONTACT", "companies": "COMPANY", "deals": "DEAL"}
 
-LIST_LIMIT_MAX = 100
-BATCH_INPUT_MAX = 100
 SEARCH_QUERY_MAX_CHARS = 3000
 DAY_MS = 86_400_000
 
@@ -86,22 +85,19 @@ _RANGE_BOUNDS: dict[str, Callable[[Any], tuple[Any, Any]]] = {
     "EQ": lambda f: (f.value, f.value), "GT": lambda f: (f.value + 1, None), "GTE": lambda f: (f.value, None),
     "LT": lambda f: (None, f.value - 1), "LTE": lambda f: (None, f.value), "BETWEEN": lambda f: (f.value, f.high),
 }
-#: How each operator compares a record's value (``None`` when unset) with the filter; ``text`` gives the raw text.
+#: How each operator compares a record's set value with the filter; ``text`` gives the raw text.
 _OPERATORS: dict[str, Callable[[Any, Any, Callable[[], str]], bool]] = {
-    "HAS_PROPERTY": lambda v, f, text: v is not None,
-    "NOT_HAS_PROPERTY": lambda v, f, text: v is None,
-    "NEQ": lambda v, f, text: v is None or v != f.value,
-    "NOT_IN": lambda v, f, text: v is None or v not in f.values,
-    "NOT_CONTAINS_TOKEN": lambda v, f, text: v is None or not _contains_token(text(), f.value),
-    "EQ": lambda v, f, text: v is not None and v == f.value,
-    "IN": lambda v, f, text: v is not None and v in f.values,
-    "CONTAINS_TOKEN": lambda v, f, text: v is not None and _contains_token(text(), f.value),
-    "LT": lambda v, f, text: v is not None and v < f.value,
-    "LTE": lambda v, f, text: v is not None and v <= f.value,
-    "GT": lambda v, f, text: v is not None and v > f.value,
-    "GTE": lambda v, f, text: v is not None and v >= f.value,
-    "BETWEEN": lambda v, f, text: v is not None and f.value <= v <= f.high,
+    "HAS_PROPERTY": lambda v, f, text: True, "NOT_HAS_PROPERTY": lambda v, f, text: False,
+    "EQ": lambda v, f, text: v == f.value, "NEQ": lambda v, f, text: v != f.value,
+    "IN": lambda v, f, text: v in f.values, "NOT_IN": lambda v, f, text: v not in f.values,
+    "CONTAINS_TOKEN": lambda v, f, text: _contains_token(text(), f.value),
+    "NOT_CONTAINS_TOKEN": lambda v, f, text: not _contains_token(text(), f.value),
+    "LT": lambda v, f, text: v < f.value, "LTE": lambda v, f, text: v <= f.value,
+    "GT": lambda v, f, text: v > f.value, "GTE": lambda v, f, text: v >= f.value,
+    "BETWEEN": lambda v, f, text: f.value <= v <= f.high,
 }
+#: The operators a record without the property matches.
+_MATCH_UNSET = frozenset(("NOT_HAS_PROPERTY", "NEQ", "NOT_IN", "NOT_CONTAINS_TOKEN"))
 _TOKEN_SPLIT = re.compile(r"[\s,;:()\[\]{}<>\"'|/\\]+")
 
 
@@ -188,9 +184,9 @@ class HubSpotSimConfig(SimConfig):
     search_rate_scope: Literal["account", "token"] = "token"
     search_429_policy_name: str = "SECONDLY"
     search_counts_toward_daily: bool = True
-    search_limit_max: int = 200
+    search_limit_max: int = SEARCH_PAGE_MAX
     search_limit_oversize: Literal["clamp", "reject"] = "reject"
-    search_total_cap: int = 10_000
+    search_total_cap: int = SEARCH_TOTAL_CAP
     search_max_groups: int = 5
     search_max_filters_per_group: int = 6
     search_max_filters_total: int = 18
@@ -198,7 +194,7 @@ class HubSpotSimConfig(SimConfig):
     search_visibility_delay_s: float = 0.0
 
     list_limit_oversize: Literal["clamp", "reject"] = "clamp"
-    batch_input_max: int = BATCH_INPUT_MAX
+    batch_input_max: int = BATCH_MAX
     validate_enumerations: bool = True
     id_properties: dict[str, tuple[str, ...]] = field(default_factory=_default_id_properties)
     token_scopes: dict[str, tuple[str, ...]] | None = None
@@ -301,11 +297,13 @@ class _Objects(RecordStore):
         """The row (live or archived) whose object id is ``raw_id``."""
         return self.get(int(raw_id)) if raw_id.isdigit() else None
 
-    def find_by(self, name: str, value: str) -> Record | None:
-        """The live record whose ``name`` equals ``value`` (``hs_object_id`` or an indexed property)."""
+    def find_by(self, name: str, value: str, archived: bool = False) -> Record | None:
+        """The record whose ``name`` equals ``value``: by object id (``hs_object_id``) the live or, if
+        asked, archived one; by an indexed property a live one."""
         if name == "hs_object_id":
-            return self.live(int(value)) if value.isdigit() else None
-        return self.find(name, value)
+            row = self.by_id(value)
+            return row if row is not None and (row.deleted is not None) == archived else None
+        return None if archived else self.find(name, value)
 
 
 class Portal(Account):
@@ -333,14 +331,6 @@ def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
 
 
 
-def _find_row(store: _Objects, id_property: str, raw_id: str, archived: bool) -> Record | None:
-    """The row a by-id read names: by object id (live or archived as asked) or by a unique property."""
-    if id_property == "hs_object_id":
-        row = store.by_id(raw_id)
-        return row if row is not None and (row.deleted is not None) == archived else None
-    return None if archived else store.find_by(id_property, raw_id)
-
-
 def _trace(trace_id: str | None) -> dict[str, list[str]] | None:
     return None if trace_id is None else {"objectWriteTraceId": [trace_id]}
 
@@ -358,9 +348,10 @@ def _conflict_body(existing_id: int, trace_id: str | None) -> dict[str, Any]:
     return _error_body(f"Contact already exists. Existing ID: {existing_id}", "CONFLICT", context=_trace(trace_id))
 
 
-def _not_found_error(entity: str, ids: list[str]) -> dict[str, Any]:
+def _not_found_errors(entity: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The error a batch answers for the ids it found no record for (none when it found all)."""
     message = f"Could not get some {SINGULAR[entity]} objects, they may be deleted or not exist. Check that ids are valid."
-    return {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}
+    return [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": ids}}] if ids else []
 
 
 def _error(status: int, message: str, category: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
@@ -385,6 +376,15 @@ class _Filter:
     def delta_bounds(self, delta_property: str) -> tuple[Any, Any] | None:
         """The bounds this filter puts on the delta property, if it is a range filter on it."""
         return _RANGE_BOUNDS[self.operator](self) if self.prop == delta_property and self.operator in _RANGE_BOUNDS else None
+
+    def matches(self, value: Any, text: Callable[[], str]) -> bool:
+        """Whether a record's comparable ``value`` (``None`` when unset) passes; ``text`` gives its raw text."""
+        if value is None:
+            return self.operator in _MATCH_UNSET
+        try:
+            return _OPERATORS[self.operator](value, self, text)
+        except TypeError:
+            return False
 
 
 class HubSpotSimulator(Simulator):
@@ -437,8 +437,8 @@ class HubSpotSimulator(Simulator):
         else:
             deal, stage = data.deal(), data.pick(DEAL_STAGES)
             close_ms = self.reference_ms + int((data.rng.random() - 0.5) * 120 * DAY_MS)
-            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"], *_closed_flags(stage)]
-        return {name: value for name, value in zip(store.schema.stored, values) if value is not None}
+            values = [deal["name"], deal["amount"], stage, "default", utc_iso_ms(close_ms), _owner(data), deal["currency"]]
+        return _with_closed_flags({name: value for name, value in zip(store.schema.stored, values) if value is not None})
 
     def error_response(self, status: int, message: str, category: str) -> Response:
         return _error(status, message, category)
@@ -647,8 +647,8 @@ class HubSpotSimulator(Simulator):
     @api("GET", "/crm/v3/objects/{obj}")
     def _list(self, request: Request) -> Response:
         store = self._store(request)
-        limit = _page_size(request.query_value("limit"), LIST_LIMIT_MAX, self.config.list_limit_oversize,
-                           lambda limit: _validation_error(f"limit must be less than or equal to {LIST_LIMIT_MAX}, got {limit}"))
+        limit = _page_size(request.query_value("limit"), LIST_PAGE_MAX, self.config.list_limit_oversize,
+                           lambda limit: _validation_error(f"limit must be less than or equal to {LIST_PAGE_MAX}, got {limit}"))
         after_text = request.query_value("after")
         after = _int_param(after_text, 0, "after") if after_text else 0
         page, next_id = store.page_after(after, limit, deleted=_archived(request))
@@ -662,7 +662,7 @@ class HubSpotSimulator(Simulator):
     def _lookup(self, store: _Objects, request: Request) -> Record:
         raw_id = request.params["id"]
         archived = _archived(request)
-        row = _find_row(store, self._id_property(store, request.query_value("idProperty")), raw_id, archived)
+        row = store.find_by(self._id_property(store, request.query_value("idProperty")), raw_id, archived)
         if row is None:
             raise ApiError(_error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND", context={"id": [raw_id]}))
         return row
@@ -676,14 +676,14 @@ class HubSpotSimulator(Simulator):
     def _create_one(self, request: Request) -> Response:
         store = self._store(request)
         values = self._checked(store, self.body_object(request).get("properties"), creating=True)
-        return Response.json(201, self._written(store, store.insert(dict(values), self.clock.now_ms()), None))
+        return Response.json(201, self._written(store, self.write(store, None, values, self.clock.now_ms()), None))
 
     @api("PATCH", "/crm/v3/objects/{obj}/{id}", write=True)
     def _update_one(self, request: Request) -> Response:
         store, body = self._store(request), self.body_object(request)
         row = self._lookup(store, request)
-        store.update(row, self._checked(store, body.get("properties"), creating=False, exclude_id=row.id), self.clock.now_ms())
-        return Response.json(200, self._written(store, row, None))
+        values = self._checked(store, body.get("properties"), creating=False, exclude_id=row.id)
+        return Response.json(200, self._written(store, self.write(store, row, values, self.clock.now_ms()), None))
 
     @api("DELETE", "/crm/v3/objects/{obj}/{id}", write=True)
     def _delete_one(self, request: Request) -> Response:
@@ -733,13 +733,13 @@ class HubSpotSimulator(Simulator):
         found: dict[int, Record] = {}
         missing = []
         for raw_id in (str(item.get("id", "")) for item in inputs):
-            row = _find_row(store, id_property, raw_id, archived)
+            row = store.find_by(id_property, raw_id, archived)
             if row is None:
                 missing.append(raw_id)
             else:
                 found.setdefault(row.id, row)
         results = [self._render(store, row, properties) for row in found.values()]
-        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] if missing else [])
+        return self._batch_answer(200, store, started, results, _not_found_errors(store.name, missing))
 
     def _checked(self, store: _Objects, properties: Mapping[str, Any] | None, *, creating: bool, exclude_id: int | None = None,
                  trace_id: str | None = None, errors: list[dict[str, Any]] | None = None) -> dict[str, str | None] | None:
@@ -763,64 +763,59 @@ class HubSpotSimulator(Simulator):
         result = self._render(store, row, list(store.schema.stored), only_set=True)
         return result if trace_id is None else result | {"objectWriteTraceId": trace_id}
 
-    @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True)
-    def _batch_create(self, request: Request) -> Response:
-        """Without trace ids the first bad input (or an e-mail twice) fails the whole batch and
-        nothing is written; with them each input is written or answers its own error."""
-        store, _body, inputs = self._batch(request)
-        traced = _traced(inputs)
-        started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
-        results, errors, validated, emails = [], [], [], set()
-        for item in inputs:
-            trace_id = str(item["objectWriteTraceId"]) if traced else None
-            values = self._checked(store, item.get("properties"), creating=True, trace_id=trace_id, errors=errors)
-            if traced and values is not None:
-                results.append(self._written(store, store.insert(dict(values), now_ms), trace_id))
-            elif not traced:
-                email = (values.get("email") or "").lower() if store.name == "contacts" else ""
-                if email and email in emails:
-                    raise _validation_error(f"Duplicate email in batch input: {values['email']}")
-                emails.add(email)
-                validated.append(values)
-        results += [self._written(store, store.insert(dict(values), now_ms), None) for values in validated]
-        return self._batch_answer(201, store, started, results, errors)
-
-    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True, upsert=False)
-    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True, upsert=True)
+    @api("POST", "/crm/v3/objects/{obj}/batch/create", write=True, mode="create")
+    @api("POST", "/crm/v3/objects/{obj}/batch/update", write=True, mode="update")
+    @api("POST", "/crm/v3/objects/{obj}/batch/upsert", write=True, mode="upsert")
     def _batch_write(self, request: Request) -> Response:
-        """Update records found by id or ``idProperty``; an upsert creates those not found (each result says ``new``)."""
-        upsert = request.route.meta["upsert"]
+        """Create records, or update those found by id or ``idProperty`` (an upsert creates those
+        not found; each result says ``new``).
+
+        Without trace ids the first bad input (or, for a create, an e-mail twice) fails the whole
+        batch and nothing is written; with them each input is written or answers its own error.
+        Traced creates are written one by one, so a later input conflicts with an earlier one.
+        """
+        mode = request.route.meta["mode"]
         store, _body, inputs = self._batch(request)
+        if mode != "create":
+            _refuse_duplicate_ids(inputs, upsert=mode == "upsert")
         traced = _traced(inputs)
-        ids = [str(item.get("id", "")) for item in inputs]
-        keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
-        duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
-        if duplicates:
-            raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
         started, now_ms = utc_iso_ms(self.clock.now_ms()), self.clock.now_ms()
-        plans: list[tuple[Record | None, dict[str, str | None], str | None]] = []
-        missing: list[str] = []
-        errors: list[dict[str, Any]] = []
-        for item, raw_id in zip(inputs, ids):
-            id_property = self._id_property(store, item.get("idProperty"))
-            row = store.find_by(id_property, raw_id)
-            if row is None and (not upsert or id_property == "hs_object_id"):
-                missing.append(raw_id)
+        plans, results, missing, errors, emails = [], [], [], [], set()
+        at_once = mode == "create" and traced  # then a later input conflicts with an earlier one
+        for item in inputs:
+            target = (None, item.get("properties")) if mode == "create" else self._target(store, item, upsert=mode == "upsert")
+            if target is None:
+                missing.append(str(item.get("id", "")))
                 continue
-            properties = dict(item.get("properties") or {}) if upsert else item.get("properties")
-            if row is None:
-                properties.setdefault(id_property, raw_id)
+            row, properties = target
             trace_id = str(item["objectWriteTraceId"]) if traced else None
             values = self._checked(store, properties, creating=row is None, exclude_id=row.id if row else None, trace_id=trace_id, errors=errors)
-            if values is not None:
+            if values is None:
+                continue
+            if mode == "create" and not traced:
+                _refuse_repeated_email(store, values, emails)
+            if at_once:
+                results.append(self._written(store, self.write(store, None, values, now_ms), trace_id))
+            else:
                 plans.append((row, values, trace_id))
-        results = []
         for row, values, trace_id in plans:
-            written = store.insert(dict(values), now_ms) if row is None else row
-            if row is not None:
-                store.update(row, values, now_ms)
-            results.append(self._written(store, written, trace_id) | ({"new": row is None} if upsert else {}))
-        return self._batch_answer(200, store, started, results, [_not_found_error(store.name, missing)] * bool(missing) + errors)
+            result = self._written(store, self.write(store, row, values, now_ms), trace_id)
+            results.append(result | {"new": row is None} if mode == "upsert" else result)
+        return self._batch_answer(201 if mode == "create" else 200, store, started, results, _not_found_errors(store.name, missing) + errors)
+
+    def _target(self, store: _Objects, item: dict[str, Any], *, upsert: bool) -> tuple[Record | None, Any] | None:
+        """The row a batch update or upsert input names (``None`` for one an upsert creates) and the
+        properties to write (those of a creation carry the ``idProperty`` value); ``None`` when the
+        input names no record and creates none."""
+        raw_id = str(item.get("id", ""))
+        id_property = self._id_property(store, item.get("idProperty"))
+        row = store.find_by(id_property, raw_id)
+        if row is None and (not upsert or id_property == "hs_object_id"):
+            return None
+        properties = dict(item.get("properties") or {}) if upsert else item.get("properties")
+        if row is None:
+            properties.setdefault(id_property, raw_id)
+        return row, properties
 
     @api("POST", "/crm/v3/objects/{obj}/search", search=True)
     def _search(self, request: Request) -> Response:
@@ -879,10 +874,8 @@ class HubSpotSimulator(Simulator):
         if operator not in _OPERATORS:
             raise _validation_error(f"Unknown filter operator: {operator}")
         if not isinstance(prop, str) or prop not in store.schema.all_properties:
-            raise _validation_error(
-                f'Property "{prop}" does not exist',
-                errors=[{"message": f'Property "{prop}" does not exist', "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [str(prop)]}}],
-            )
+            message = f'Property "{prop}" does not exist'
+            raise _validation_error(message, errors=[_detail(message, "PROPERTY_DOESNT_EXIST", str(prop))])
         compiled = _Filter(prop, operator, store.schema.kind(prop))
         if operator in ("IN", "NOT_IN"):
             values = raw.get("values")
@@ -931,10 +924,7 @@ class HubSpotSimulator(Simulator):
 
     def _row_matches(self, store: _Objects, row: Record, filters: list[_Filter]) -> bool:
         for flt in filters:
-            try:
-                if not _OPERATORS[flt.operator](self._typed_value(store, row, flt.prop, flt.kind), flt, lambda: str(store.value(row, flt.prop) or "")):
-                    return False
-            except TypeError:
+            if not flt.matches(self._typed_value(store, row, flt.prop, flt.kind), lambda: str(store.value(row, flt.prop) or "")):
                 return False
         return True
 
@@ -1077,15 +1067,12 @@ def _owner(data: FakeData) -> str | None:
 
 
 def _with_closed_flags(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with the closed flags a deal stage among them implies."""
-    if values.get("dealstage"):
-        values["hs_is_closed"], values["hs_is_closed_won"] = _closed_flags(values["dealstage"])
+    """``values`` with the closed flags (``hs_is_closed``, ``hs_is_closed_won``) a deal stage among them implies."""
+    stage = values.get("dealstage")
+    if stage:
+        values["hs_is_closed"] = "true" if stage in ("closedwon", "closedlost") else "false"
+        values["hs_is_closed_won"] = "true" if stage == "closedwon" else "false"
     return values
-
-
-def _closed_flags(stage: str) -> tuple[str, str]:
-    """``hs_is_closed`` and ``hs_is_closed_won`` for a deal stage."""
-    return ("true" if stage in ("closedwon", "closedlost") else "false", "true" if stage == "closedwon" else "false")
 
 
 def _comparable(kind: str, text: str) -> Any:
@@ -1114,6 +1101,23 @@ def _property_list(raw: Any) -> list[str] | None:
 
 def _archived(request: Request) -> bool:
     return (request.query_value("archived") or "false").lower() == "true"
+
+
+def _refuse_duplicate_ids(inputs: list[dict[str, Any]], *, upsert: bool) -> None:
+    """A batch update may name a record once; an upsert a value of each ``idProperty`` (in any case) once."""
+    ids = [str(item.get("id", "")) for item in inputs]
+    keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
+    duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
+
+
+def _refuse_repeated_email(store: _Objects, values: Mapping[str, str | None], emails: set[str]) -> None:
+    """An untraced batch create refuses an e-mail address (in any case) its inputs repeat."""
+    email = (values.get("email") or "").lower() if store.name == "contacts" else ""
+    if email and email in emails:
+        raise _validation_error(f"Duplicate email in batch input: {values['email']}")
+    emails.add(email)
 
 
 def _traced(inputs: list[dict[str, Any]]) -> bool:

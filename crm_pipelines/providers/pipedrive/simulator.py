@@ -41,6 +41,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+from crm_pipelines.providers.pipedrive.api import ENTITY_SPECS, IDS_FILTER_MAX, LIST_PAGE_MAX, PLANS, TOKEN_COSTS
 from crm_pipelines.simulator import (Account, AccountSpec, ApiError, FakeData, LimitDecision, Record, RecordStore, Request, Response,
                                      SimConfig, Simulator, SlidingWindowLimiter, api)
 from crm_pipelines.simulator.clock import utc_iso_s
@@ -50,13 +51,10 @@ from crm_pipelines.simulator.server import capped, json_dumps, json_loads
 from crm_pipelines.webhooks.signatures import sign_pipedrive
 
 DEFAULT_TOKEN = "sim-pipedrive-token"
-PATHS = {"persons": "person", "organizations": "organization", "deals": "deal"}
-ENTITY_OF = {"contacts": "persons", "companies": "organizations", "deals": "deals", **{p: p for p in PATHS}, **{s: p for p, s in PATHS.items()}}
-FIELDS_PATHS = {f"{singular}Fields": path for path, singular in PATHS.items()}
-PLANS: dict[str, tuple[int, int]] = {"lite": (20, 1), "growth": (40, 2), "premium": (100, 5), "ultimate": (120, 7)}
-DEFAULT_COSTS: dict[str, int] = {"get": 1, "list": 10, "write": 5, "delete": 3, "search": 40, "fields": 20}
-LIST_LIMIT_MAX = 500
-IDS_MAX = 100
+#: Each object type's path and its singular name (in webhooks and search results); the names the helpers accept.
+PATHS = {spec.path: spec.item for spec in ENTITY_SPECS.values()}
+ENTITY_OF = {name: spec.path for name, spec in ENTITY_SPECS.items()} | {p: p for p in PATHS} | {s: p for p, s in PATHS.items()}
+FIELDS_PATHS = {spec.fields_path: spec.path for spec in ENTITY_SPECS.values()}
 SEARCH_LIMIT_MAX = 500
 ERROR_INFO = "Please check developers.pipedrive.com"
 #: The rate-limit headers: the burst window's limit, remaining and seconds until it empties; the daily token budget and what is left.
@@ -156,7 +154,7 @@ class PipedriveSimConfig(SimConfig):
     search_burst_limit: int = 10
     daily_token_budget: int | None = None
     company_timezone: str = "UTC"
-    token_costs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    token_costs: dict[str, int] = field(default_factory=lambda: dict(TOKEN_COSTS))
     send_daily_headers: bool = True
     retry_after_on_429: bool = False
     burst_429_error: str = "Request over limit"
@@ -407,7 +405,7 @@ class PipedriveSimulator(Simulator):
     @api("GET", OBJECTS, name="GET /api/v2/{entity}", kind="list")
     def _list(self, request: Request) -> Response:
         table = self._table(request)
-        limit = self._limit_param(request, LIST_LIMIT_MAX)
+        limit = self._limit_param(request, LIST_PAGE_MAX)
         since, until = self._timestamp_param(request, "updated_since"), self._timestamp_param(request, "updated_until")
         sort_by, direction = request.query_value("sort_by") or "id", request.query_value("sort_direction") or "asc"
         _require(sort_by in SORT_KEYS, f"sort_by must be one of id, update_time, add_time, got {sort_by!r}")
@@ -417,7 +415,7 @@ class PipedriveSimulator(Simulator):
         unknown = set(statuses) - {"open", "won", "lost", "deleted"}
         _require(not unknown, f"status must be open, won, lost or deleted, got {sorted(unknown)}")
         ids = request.query_list("ids")
-        _require(len(ids) <= IDS_MAX, f"ids must not contain more than {IDS_MAX} values")
+        _require(len(ids) <= IDS_FILTER_MAX, f"ids must not contain more than {IDS_FILTER_MAX} values")
         _require(all(i.isdigit() for i in ids), "ids must be integers")
         custom = request.query_list("custom_fields") or None
         _require(custom is None or len(custom) <= 15, "custom_fields must not contain more than 15 keys")
@@ -484,7 +482,7 @@ class PipedriveSimulator(Simulator):
             known = set(company.keys[path].values())
             bad = set(custom) - known
             _require(not bad, f"Custom field(s) not found: {', '.join(sorted(bad))}")
-            changes["custom_fields"] = dict(old.get("custom_fields") or dict.fromkeys(known)) | custom
+            changes["custom_fields"] = dict(old.get("custom_fields") or dict.fromkeys(company.keys[path].values())) | custom
         for name in [key for key in ("emails", "phones") if key in changes]:
             values = changes[name] or []
             valid = isinstance(values, list) and all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in values)

@@ -54,14 +54,16 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 
+from crm_pipelines.providers.salesforce.api import COLLECTION_MAX, QUERY_BATCH_MIN, QUERY_BATCH_SIZE, SOBJECTS
 from crm_pipelines.providers.salesforce.simulator_bulk import BulkAllocations, BulkJobs
-from crm_pipelines.providers.salesforce.simulator_soql import NUMBER_KINDS, Query, SoqlError, ordered, parse, parse_datetime_literal, predicate
-from crm_pipelines.simulator.clock import utc_iso_ms
+from crm_pipelines.providers.salesforce.simulator_soql import (
+    NUMBER_KINDS, Query, SoqlError, format_datetime, ordered, parse, parse_datetime_literal, predicate,
+)
 from crm_pipelines.simulator.config import AccountSpec, SimConfig
 from crm_pipelines.simulator.datagen import FakeData
 from crm_pipelines.simulator.formats import EMAIL_RE
@@ -78,9 +80,8 @@ USER_ID = "0055g00000SIMUSR"
 DAY_MS = 86_400_000
 SUPPORTED_VERSIONS = tuple(f"{v}.0" for v in range(50, 67))
 VERSION_LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
-COLLECTION_MAX = 200
 TOO_MANY_RECORDS = f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this call"
-ENTITY_OF = {"Contact": "contacts", "Account": "companies", "Opportunity": "deals"}
+ENTITY_OF = {sobject: entity for entity, sobject in SOBJECTS.items()}
 KEY_PREFIX = {"Contact": "003", "Account": "001", "Opportunity": "006"}
 
 STAGES = (
@@ -110,11 +111,6 @@ FAULTS = {403: ("REQUEST_LIMIT_EXCEEDED", CONCURRENT_MESSAGE), 429: ("REQUEST_LI
 def id18(id15: str) -> str:
     """The case-safe 18-character form of a 15-character Salesforce id."""
     return id15 + "".join(_SUFFIX[sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")] for start in range(0, 15, 5))
-
-
-def format_datetime(ms: int | None) -> str | None:
-    """``2025-02-01T09:30:11.000+0000`` as Salesforce writes datetimes in JSON."""
-    return None if ms is None else utc_iso_ms(ms)[:-1] + "+0000"
 
 
 def base62(n: int, width: int = 10) -> str:
@@ -180,6 +176,10 @@ class SalesforceSimConfig(SimConfig):
                 raise ValueError(f"{name} must be >= 1" + (" or None" if name == "daily_api_limit" else ""))
 
 
+def _full_name(rec: Record) -> str | None:
+    return " ".join(v for v in (rec["FirstName"], rec["LastName"]) if v) or None
+
+
 @dataclass(frozen=True)
 class _Field:
     name: str
@@ -189,16 +189,20 @@ class _Field:
     writable: bool = True
     label: str = ""
     external_id: bool = False
+    compute: Callable[[Record], Any] | None = None  #: for fields computed from the record rather than stored
+
+    def value(self, rec: Record) -> Any:
+        return rec.values.get(self.name) if self.compute is None else self.compute(rec)
 
 
 SYSTEM_FIELDS = (
-    _Field("Id", "id", writable=False, label="Record ID"),
-    _Field("IsDeleted", "boolean", writable=False, label="Deleted"),
-    _Field("CreatedDate", "datetime", writable=False, label="Created Date"),
-    _Field("CreatedById", "reference", writable=False, label="Created By ID"),
+    _Field("Id", "id", writable=False, label="Record ID", compute=lambda rec: rec.id),
+    _Field("IsDeleted", "boolean", writable=False, label="Deleted", compute=lambda rec: rec.deleted is not None),
+    _Field("CreatedDate", "datetime", writable=False, label="Created Date", compute=lambda rec: rec.created),
+    _Field("CreatedById", "reference", writable=False, label="Created By ID", compute=lambda rec: USER_ID + "AAA"),
     _Field("LastModifiedDate", "datetime", writable=False, label="Last Modified Date"),
-    _Field("LastModifiedById", "reference", writable=False, label="Last Modified By ID"),
-    _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp"),
+    _Field("LastModifiedById", "reference", writable=False, label="Last Modified By ID", compute=lambda rec: USER_ID + "AAA"),
+    _Field("SystemModstamp", "datetime", writable=False, label="System Modstamp", compute=lambda rec: rec.updated),
     _Field("OwnerId", "reference", label="Owner ID"),
 )
 #: The configured CPF/CNPJ and external id fields (named by ``document_field`` and ``external_id_field``).
@@ -223,7 +227,7 @@ SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
     "Contact": (
         _Field("FirstName", "string", 40, label="First Name"),
         _Field("LastName", "string", 80, required=True, label="Last Name"),
-        _Field("Name", "string", 121, writable=False, label="Full Name"),
+        _Field("Name", "string", 121, writable=False, label="Full Name", compute=_full_name),
         _Field("Email", "email", 80, label="Email"),
         _Field("Phone", "phone", 40, label="Business Phone"),
         _Field("MobilePhone", "phone", 40, label="Mobile Phone"),
@@ -246,8 +250,8 @@ SOBJECT_FIELDS: dict[str, tuple[_Field, ...]] = {
         _Field("CurrencyIsoCode", "picklist", 3, label="Opportunity Currency"),
         _Field("Probability", "percent", label="Probability (%)"),
         _Field("AccountId", "reference", label="Account ID"),
-        _Field("IsClosed", "boolean", writable=False, label="Closed"),
-        _Field("IsWon", "boolean", writable=False, label="Won"),
+        _Field("IsClosed", "boolean", writable=False, label="Closed", compute=lambda rec: (rec["StageName"] or "").startswith("Closed")),
+        _Field("IsWon", "boolean", writable=False, label="Won", compute=lambda rec: rec["StageName"] == "Closed Won"),
         EXTERNAL_ID,
         _Field("Deal_Source__c", "string", 80, label="Deal Source"),
         _Field("Priority_Level__c", "picklist", 255, label="Priority Level"),
@@ -261,13 +265,6 @@ def _schema(cfg: SalesforceSimConfig, sobject: str) -> dict[str, _Field]:
     return {f.name.lower(): f for f in fields if cfg.multi_currency or f.name != "CurrencyIsoCode"}
 
 
-#: Fields computed from the record rather than stored (``Name`` only on Contact).
-_COMPUTED: dict[str, Any] = {
-    "id": lambda rec: rec.id, "isdeleted": lambda rec: rec.deleted is not None, "createddate": lambda rec: rec.created,
-    "systemmodstamp": lambda rec: rec.updated, "createdbyid": lambda rec: USER_ID + "AAA", "lastmodifiedbyid": lambda rec: USER_ID + "AAA",
-    "name": lambda rec: " ".join(v for v in (rec["FirstName"], rec["LastName"]) if v) or None,
-    "isclosed": lambda rec: (rec["StageName"] or "").startswith("Closed"), "iswon": lambda rec: rec["StageName"] == "Closed Won",
-}
 V = "/services/data/v{version}"
 S = V + "/sobjects/{sobject}"
 C = V + "/composite/sobjects"
@@ -285,18 +282,11 @@ class _SObjects(RecordStore):
     def field(self, name: str) -> _Field | None:
         return self.fields.get(name.lower())
 
-    def get(self, rec: Record, name: str) -> Any:  # type: ignore[override]
-        key = name.lower()
-        computed = _COMPUTED.get(key)
-        if computed is not None and (key != "name" or self.sobject == "Contact"):
-            return computed(rec)
-        return rec.values.get(self.fields[key].name)
-
     def render(self, rec: Record, names: Iterable[str], version: str) -> dict[str, Any]:
         """The record as JSON answers show it, with ``names`` (datetimes as Salesforce writes them, numbers as numbers)."""
         out: dict[str, Any] = {"attributes": {"type": self.sobject, "url": f"/services/data/v{version}/sobjects/{self.sobject}/{rec.id}"}}
         for f in (self.fields[name.lower()] for name in names):
-            value = self.get(rec, f.name)
+            value = f.value(rec)
             out[f.name] = None if value is None else format_datetime(value) if f.kind == "datetime" else float(value) if f.kind in NUMBER_KINDS else value
         return out
 
@@ -599,10 +589,10 @@ class SalesforceSimulator(BulkJobs, Simulator):
     def _batch_size(self, request: Request) -> int:
         """The ``Sforce-Query-Options: batchSize`` hint (200..2,000; default 2,000), out-of-range clamped or refused."""
         match = re.search(r"batchSize\s*=\s*(\d+)", request.header("Sforce-Query-Options") or "")
-        size = int(match.group(1)) if match else 2000
-        if not 200 <= size <= 2000 and self.config.batch_size_out_of_range == "reject":
-            raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between 200 and 2000, got {size}")
-        return min(max(size, 200), 2000)
+        size = int(match.group(1)) if match else QUERY_BATCH_SIZE
+        if not QUERY_BATCH_MIN <= size <= QUERY_BATCH_SIZE and self.config.batch_size_out_of_range == "reject":
+            raise _fail(400, "INVALID_BATCH_SIZE", f"batchSize must be between {QUERY_BATCH_MIN} and {QUERY_BATCH_SIZE}, got {size}")
+        return min(max(size, QUERY_BATCH_MIN), QUERY_BATCH_SIZE)
 
     @api("GET", V + "/query/?", name="GET /query", all_rows=False)
     @api("GET", V + "/queryAll/?", name="GET /queryAll", all_rows=True)
@@ -879,11 +869,12 @@ class SalesforceSimulator(BulkJobs, Simulator):
             raise _fail(400, "INVALID_FIELD", f"No such column '{unknown}' on entity '{store.sobject}'")
         return names
 
-    def remove(self, store: RecordStore, record: Record, now: int | None = None) -> None:
-        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved."""
+    def remove(self, store: RecordStore, record: Record, now: int | None = None, *, hard: bool = False) -> None:
+        """Delete as Salesforce does: to the recycle bin, ``SystemModstamp`` moved (``hard``: for good)."""
         now = self.stamp() if now is None else now
-        store.touch(record, max(now, record.updated))
-        store.delete(record, now)
+        if not hard:
+            store.touch(record, max(now, record.updated))
+        store.delete(record, now, hard=hard)
 
     def _addressed(self, request: Request) -> tuple[_SObjects, Record]:
         """The sObject and live record the URL names (404 ``NOT_FOUND``; deleting one already deleted: ``ENTITY_IS_DELETED``)."""

@@ -36,6 +36,7 @@ import io
 import math
 from typing import Any
 
+from crm_pipelines.providers.salesforce.simulator_soql import format_datetime
 from crm_pipelines.simulator.clock import utc_iso_ms
 from crm_pipelines.simulator.ratelimit import SlidingWindowLimiter
 from crm_pipelines.simulator.server import ApiError, Request, Response, api, json_loads
@@ -100,14 +101,15 @@ class BulkJobs:
         if operation not in OPERATIONS[kind]:
             raise _bulk_error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         now = self.clock.now_ms()
-        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": _iso(now), "systemModstamp": _iso(now),
+        created = format_datetime(now)
+        job = {"id": org.next_job_id(), "operation": operation, "createdById": "0055g00000SIMUSRAAA", "createdDate": created, "systemModstamp": created,
                "state": "Open" if kind == "ingest" else "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
                "apiVersion": float(request.params["version"]), "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA")}
         internal: dict[str, Any] = {"kind": kind, "ready_ms": None, "processed": 0, "failed": 0, "data": [], "results": ([], [], [])}
         if kind == "query":
             store, query, rows = self._select(request, body.get("query"), operation == "queryAll")
             fields = [store.fields[n.lower()] for n in query.fields]
-            internal["rows"] = [[f.name for f in fields]] + [[_cell(store.get(rec, f.name), f.kind) for f in fields] for rec in rows]
+            internal["rows"] = [[f.name for f in fields]] + [[_cell(f.value(rec), f.kind) for f in fields] for rec in rows]
             org.bulk_allocations.start_query(sum(len(",".join(row)) + 1 for row in internal["rows"]))
             internal.update(ready_ms=now + int(self.config.bulk_processing_s * 1000), processed=len(rows))
             job["object"] = store.sobject
@@ -225,10 +227,8 @@ class BulkJobs:
                 failed.append([rec.id if rec else values.get("Id", ""), "; ".join(f"{p['statusCode']}:{p['message']}:{','.join(p['fields'])} --" for p in problems), *row])
                 continue
             created = rec is None
-            if operation == "hardDelete":
-                store.delete(rec, now, hard=True)
-            elif operation == "delete":
-                self.remove(store, rec, now)
+            if operation in ("delete", "hardDelete"):
+                self.remove(store, rec, now, hard=operation == "hardDelete")
             else:
                 rec = self.write(store, rec, typed, now)
             done.append([rec.id, "true" if created else "false", *row])
@@ -236,10 +236,6 @@ class BulkJobs:
         internal.update(processed=len(rows), failed=len(failed) - 1)
         if unprocessed:
             job.update(state="Failed", errorMessage=BATCHES_SPENT)
-
-
-def _iso(ms: int) -> str:
-    return utc_iso_ms(ms)[:-1] + "+0000"
 
 
 def _cell(value: Any, kind: str) -> str:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
+from crm_pipelines.simulator.clock import utc_iso_ms
+
 KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "TRUE", "FALSE", "NULL", "COUNT"})
 
 _TOKEN = re.compile(
@@ -75,6 +77,11 @@ class Query:
         return [*self.fields, *(name for name, _, _ in self.order), *reversed(self.filtered)]
 
 
+def format_datetime(ms: int | None) -> str | None:
+    """``2025-02-01T09:30:11.000+0000`` as Salesforce writes datetimes in JSON (and Bulk API job details)."""
+    return None if ms is None else utc_iso_ms(ms)[:-1] + "+0000"
+
+
 def parse_datetime_literal(text: str) -> int:
     """SOQL dateTime literal -> epoch milliseconds."""
     text = text.replace("Z", "+00:00")
@@ -96,13 +103,18 @@ class _Parser:
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
+    def take(self, kind: str, test: Callable[[str], bool]) -> str | None:
+        """The next token's text if it is a ``kind`` passing ``test``, consumed; else ``None``."""
+        token = self.peek()
+        if token and token[0] == kind and test(token[1]):
+            self.pos += 1
+            return token[1]
+        return None
+
     def accept(self, kind: str, *values: str) -> str | None:
         """The next token (upper-cased) if it is a ``kind`` among ``values``, consumed; else ``None``."""
-        token = self.peek()
-        if token and token[0] == kind and token[1].upper() in values:
-            self.pos += 1
-            return token[1].upper()
-        return None
+        text = self.take(kind, lambda text: text.upper() in values)
+        return text and text.upper()
 
     def expect(self, kind: str, value: str) -> None:
         if self.accept(kind, value) is None:
@@ -122,29 +134,24 @@ class _Parser:
         return items
 
     def name(self) -> str:
-        token = self.peek()
-        if not token or token[0] != "name" or token[1].upper() in KEYWORDS:
-            self.fail("expecting a field name")
-        self.pos += 1
-        return token[1]
+        return self.take("name", lambda text: text.upper() not in KEYWORDS) or self.fail("expecting a field name")
 
     def literal(self) -> Literal:
+        word = self.accept("name", "TRUE", "FALSE", "NULL")
+        if word:
+            return Literal("null", None) if word == "NULL" else Literal("boolean", word == "TRUE")
         kind, value = self.peek() or self.fail("expecting a value")
+        if kind not in ("string", "number", "date", "datetime"):
+            self.fail("expecting a value")
         self.pos += 1
         if kind == "string":
             return Literal("string", re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), value[1:-1]))
-        if kind in ("number", "date"):
-            return Literal(kind, float(value) if kind == "number" else value)
         if kind == "datetime":
             try:
                 return Literal("datetime", parse_datetime_literal(value))
             except ValueError:
                 raise SoqlError(f"line 1:{self.pos} no viable alternative at character '{value}'") from None
-        word = value.upper() if kind == "name" else ""
-        if word in ("TRUE", "FALSE", "NULL"):
-            return Literal("null", None) if word == "NULL" else Literal("boolean", word == "TRUE")
-        self.pos -= 1
-        self.fail("expecting a value")
+        return Literal(kind, float(value) if kind == "number" else value)
 
     def parse(self) -> Query:
         query = self.query
@@ -163,11 +170,7 @@ class _Parser:
             self.expect("name", "BY")
             query.order = self.listed(self.ordering)
         if self.accept("name", "LIMIT"):
-            token = self.peek()
-            if not token or token[0] != "number" or not token[1].isdigit():
-                self.fail("expecting a number")
-            self.pos += 1
-            query.limit = int(token[1])
+            query.limit = int(self.take("number", str.isdigit) or self.fail("expecting a number"))
         if self.peek() is not None:
             self.fail()
         return query
@@ -252,7 +255,7 @@ def _filter_value(f: Any, literal: Literal) -> Any:
 
 def predicate(store: Any, node: Any) -> Callable[[Any], bool]:
     """The WHERE condition ``node`` (``None``: every record) as a test of records of ``store``
-    (which has ``fields`` by lower-case name and ``get(record, name)``)."""
+    (whose ``fields``, by lower-case name, have a ``name``, a ``kind`` and a ``value(record)``)."""
     if node is None:
         return lambda rec: True
     if isinstance(node, BoolOp):
@@ -267,10 +270,10 @@ def predicate(store: Any, node: Any) -> Callable[[Any], bool]:
         if f.kind not in FILTERED_AS_TEXT:
             raise SoqlError(f"invalid operator on {f.kind} field: LIKE", "INVALID_QUERY_FILTER_OPERATOR")
         pattern = like_regex(str(wanted[0]))
-        return lambda rec: (v := store.get(rec, f.name)) is not None and pattern.fullmatch(str(v)) is not None
+        return lambda rec: (v := f.value(rec)) is not None and pattern.fullmatch(str(v)) is not None
 
     def value_of(rec: Any) -> Any:
-        return comparable(f.kind, store.get(rec, f.name))
+        return comparable(f.kind, f.value(rec))
 
     targets = [comparable(f.kind, value) for value in wanted]
     if node.op in ("IN", "NOT IN", "=", "!="):
@@ -290,7 +293,7 @@ def ordered(store: Any, query: Query, rows: list[Any]) -> list[Any]:
         f, null_rank = store.fields[name.lower()], 1 if nulls_last != descending else -1  # the sort is reversed when descending
 
         def key(rec: Any, f: Any = f, null_rank: int = null_rank) -> tuple[int, Any]:
-            value = store.get(rec, f.name)
+            value = f.value(rec)
             if value is None:
                 return (null_rank, "")
             return (0, str(value).lower() if f.kind in TEXT_KINDS else float(value) if f.kind in NUMBER_KINDS else value)

@@ -68,15 +68,14 @@ class BulkOperations:
             result = execute(schema(), document, root_value=_Root(shop, bulk=True))
             if result.errors or not result.data or len(result.data) != 1:
                 raise _problems([str(e) for e in result.errors or ["A bulk query must select exactly one top-level connection."]])
-            connection = next(iter(result.data.values()))
-            roots = [e["node"] for e in connection.get("edges", [])] if "edges" in connection else connection.get("nodes", [])
+            roots = _connection_nodes(next(iter(result.data.values())))
             op.root_count = len(roots)
             for node in roots:
                 _flatten(node, None, op.lines)
         else:
-            variables = [json.loads(line) for line in shop.staged.get(staged_path or "", b"").decode().splitlines() if line.strip()]
             if staged_path not in shop.staged:
                 raise _problems(["The staged upload path was not found."])
+            variables = [json.loads(line) for line in shop.staged[staged_path].decode().splitlines() if line.strip()]
             for number, values in enumerate(variables):
                 result = execute(schema(), document, root_value=_Root(shop), variable_values=values)
                 line = {"data": result.data, "__lineNumber": number} | ({"errors": [e.formatted for e in result.errors]} if result.errors else {})
@@ -163,12 +162,17 @@ def _flatten(node: dict[str, Any], parent: str | None, lines: list[str]) -> None
     own, children = {}, []
     for key, value in node.items():
         if isinstance(value, dict) and ("edges" in value or "nodes" in value):
-            children += [e["node"] for e in value.get("edges", [])] if "edges" in value else value.get("nodes", [])
+            children += _connection_nodes(value)
         else:
             own[key] = value
     lines.append(json.dumps(own | ({"__parentId": parent} if parent else {}), ensure_ascii=False))
     for child in children:
         _flatten(child, node.get("id"), lines)
+
+
+def _connection_nodes(connection: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of a connection in the data (its ``edges``' nodes, or its ``nodes``)."""
+    return [edge["node"] for edge in connection["edges"]] if "edges" in connection else connection.get("nodes", [])
 
 
 def _problems(messages: list[Any]) -> UserErrors:

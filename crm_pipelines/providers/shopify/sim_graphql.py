@@ -1,9 +1,9 @@
 """The GraphQL side of the Shopify simulator: schema subset, search syntax, query cost.
 
-* :data:`SDL` is the subset of the Admin API schema the sync uses (customers, orders, companies,
-  events, counts, ``nodes``, and the create/update/delete mutations with ``userErrors``), with the
-  metafields of :mod:`.sim_metafields`; ``CONNECTION X`` lines stand for the edge and connection
-  types of ``X``.
+* ``sim_graphql.graphql`` (beside this module) is the subset of the Admin API schema the sync uses
+  (customers, orders, companies, events, counts, ``nodes``, bulk operations, and the
+  create/update/delete mutations with ``userErrors``); ``sim_metafields.graphql`` adds the
+  metafields of :mod:`.sim_metafields`.
 * :func:`parse_search` reads Shopify's search syntax (``field:value``, comparators ``> >= < <=``,
   quoted values, ``AND`` / ``OR`` / ``NOT`` / ``-field:``; AND binds tighter than OR; no
   parentheses) into a predicate over a record's search fields. Unknown fields are ignored and
@@ -23,160 +23,38 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any
 
 from graphql import (
     FieldNode,
     GraphQLError,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
-    OperationDefinitionNode,
+    OperationType,
     build_schema,
     get_named_type,
+    get_nullable_type,
+    get_operation_ast,
     is_leaf_type,
+    is_list_type,
     value_from_ast,
 )
 from graphql.language import DocumentNode, FragmentDefinitionNode, SelectionSetNode
 
-SDL = """
-scalar DateTime
-scalar Decimal
-scalar UnsignedInt64
-
-interface Node { id: ID! }
-
-type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
-
-type MoneyV2 { amount: Decimal! currencyCode: String! }
-type MoneyBag { shopMoney: MoneyV2! presentmentMoney: MoneyV2! }
-
-type MailingAddress { id: ID! company: String address1: String city: String province: String country: String countryCodeV2: String zip: String phone: String firstName: String lastName: String }
-type CustomerEmailAddress { emailAddress: String }
-type CustomerPhoneNumber { phoneNumber: String! }
-
-enum CustomerState { DECLINED DISABLED ENABLED INVITED }
-
-type Customer implements Node {
-  id: ID! legacyResourceId: UnsignedInt64! firstName: String lastName: String displayName: String! email: String phone: String
-  defaultEmailAddress: CustomerEmailAddress defaultPhoneNumber: CustomerPhoneNumber state: CustomerState! tags: [String!]! note: String
-  numberOfOrders: UnsignedInt64! amountSpent: MoneyV2! defaultAddress: MailingAddress createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
-}
-CONNECTION Customer
-
-enum OrderDisplayFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
-enum OrderDisplayFulfillmentStatus { FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT RESTOCKED SCHEDULED UNFULFILLED REQUEST_DECLINED }
-
-type Order implements Node {
-  id: ID! legacyResourceId: UnsignedInt64! name: String! email: String note: String tags: [String!]! currencyCode: String! totalPriceSet: MoneyBag!
-  displayFinancialStatus: OrderDisplayFinancialStatus displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
-  createdAt: DateTime! updatedAt: DateTime! processedAt: DateTime! closedAt: DateTime cancelledAt: DateTime OWNER_FIELDS
-}
-CONNECTION Order
-
-type Company implements Node {
-  id: ID! name: String! externalId: String note: String customerSince: DateTime! createdAt: DateTime! updatedAt: DateTime! OWNER_FIELDS
-}
-CONNECTION Company
-
-enum CountPrecision { AT_LEAST EXACT }
-type Count { count: Int! precision: CountPrecision! }
-
-enum EventSubjectType { COMPANY CUSTOMER ORDER PRODUCT UNKNOWN }
-interface Event { id: ID! action: String! createdAt: DateTime! message: String! }
-type BasicEvent implements Event & Node { id: ID! action: String! createdAt: DateTime! message: String! subjectId: ID! subjectType: EventSubjectType! }
-CONNECTION Event
-
-enum CustomerSortKeys { CREATED_AT ID NAME RELEVANCE UPDATED_AT }
-enum OrderSortKeys { CREATED_AT ID PROCESSED_AT RELEVANCE UPDATED_AT }
-enum CompanySortKeys { CREATED_AT ID NAME RELEVANCE SINCE_DATE UPDATED_AT }
-enum EventSortKeys { CREATED_AT ID RELEVANCE }
-
-type QueryRoot {
-  customers(first: Int, after: String, last: Int, before: String, query: String, sortKey: CustomerSortKeys = ID, reverse: Boolean = false): CustomerConnection!
-  orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys = PROCESSED_AT, reverse: Boolean = false): OrderConnection!
-  companies(first: Int, after: String, last: Int, before: String, query: String, sortKey: CompanySortKeys = ID, reverse: Boolean = false): CompanyConnection!
-  events(first: Int, after: String, last: Int, before: String, query: String, sortKey: EventSortKeys = ID, reverse: Boolean = false): EventConnection!
-  customersCount(query: String, limit: Int = 10000): Count ordersCount(query: String, limit: Int = 10000): Count companiesCount(query: String, limit: Int = 10000): Count
-  customer(id: ID!): Customer order(id: ID!): Order company(id: ID!): Company node(id: ID!): Node nodes(ids: [ID!]!): [Node]!
-  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
-  metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int, before: String, namespace: String, key: String, query: String): MetafieldDefinitionConnection!
-}
-
-enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
-enum BulkOperationType { MUTATION QUERY }
-enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
-type BulkOperation implements Node {
-  id: ID! status: BulkOperationStatus! errorCode: BulkOperationErrorCode createdAt: DateTime! completedAt: DateTime
-  objectCount: UnsignedInt64! rootObjectCount: UnsignedInt64! fileSize: UnsignedInt64 url: String partialDataUrl: String query: String! type: BulkOperationType!
-}
-type BulkOperationPayload { bulkOperation: BulkOperation userErrors: [UserError!]! }
-enum StagedUploadTargetGenerateUploadResource { BULK_MUTATION_VARIABLES FILE IMAGE }
-enum StagedUploadHttpMethodType { POST PUT }
-input StagedUploadInput { resource: StagedUploadTargetGenerateUploadResource! filename: String! mimeType: String! httpMethod: StagedUploadHttpMethodType fileSize: UnsignedInt64 }
-type StagedUploadParameter { name: String! value: String! }
-type StagedMediaUploadTarget { url: String resourceUrl: String parameters: [StagedUploadParameter!]! }
-type StagedUploadsCreatePayload { stagedTargets: [StagedMediaUploadTarget!] userErrors: [UserError!]! }
-
-type UserError { field: [String!] message: String! code: String }
-
-input MailingAddressInput { company: String address1: String city: String countryCode: String phone: String firstName: String lastName: String zip: String }
-input CustomerInput { id: ID email: String phone: String firstName: String lastName: String note: String tags: [String!] addresses: [MailingAddressInput!] metafields: [MetafieldInput!] }
-input CustomerDeleteInput { id: ID! }
-type CustomerCreatePayload { customer: Customer userErrors: [UserError!]! }
-type CustomerUpdatePayload { customer: Customer userErrors: [UserError!]! }
-type CustomerDeletePayload { deletedCustomerId: ID userErrors: [UserError!]! }
-
-enum OrderCreateFinancialStatus { AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED }
-input MoneyInput { amount: Decimal! currencyCode: String! }
-input MoneyBagInput { shopMoney: MoneyInput! presentmentMoney: MoneyInput }
-input OrderCreateLineItemInput { title: String quantity: Int! priceSet: MoneyBagInput }
-input OrderCreateOrderInput { name: String email: String note: String tags: [String!] currency: String financialStatus: OrderCreateFinancialStatus lineItems: [OrderCreateLineItemInput!] processedAt: DateTime closedAt: DateTime metafields: [MetafieldInput!] }
-input OrderCreateOptionsInput { sendReceipt: Boolean sendFulfillmentReceipt: Boolean }
-input OrderInput { id: ID! email: String note: String tags: [String!] }
-type OrderCreatePayload { order: Order userErrors: [UserError!]! }
-type OrderUpdatePayload { order: Order userErrors: [UserError!]! }
-type OrderDeletePayload { deletedId: ID userErrors: [UserError!]! }
-
-input CompanyInput { name: String externalId: String note: String customerSince: DateTime }
-input CompanyCreateInput { company: CompanyInput! }
-type CompanyCreatePayload { company: Company userErrors: [UserError!]! }
-type CompanyUpdatePayload { company: Company userErrors: [UserError!]! }
-type CompanyDeletePayload { deletedCompanyId: ID userErrors: [UserError!]! }
-
-type Mutation {
-  customerCreate(input: CustomerInput!): CustomerCreatePayload
-  customerUpdate(input: CustomerInput!): CustomerUpdatePayload
-  customerDelete(input: CustomerDeleteInput!): CustomerDeletePayload
-  orderCreate(order: OrderCreateOrderInput!, options: OrderCreateOptionsInput): OrderCreatePayload
-  orderUpdate(input: OrderInput!): OrderUpdatePayload
-  orderDelete(orderId: ID!): OrderDeletePayload
-  companyCreate(input: CompanyCreateInput!): CompanyCreatePayload
-  companyUpdate(companyId: ID!, input: CompanyInput!): CompanyUpdatePayload
-  companyDelete(id: ID!): CompanyDeletePayload
-  bulkOperationRunQuery(query: String!): BulkOperationPayload
-  bulkOperationRunMutation(mutation: String!, stagedUploadPath: String!, clientIdentifier: String): BulkOperationPayload
-  bulkOperationCancel(id: ID!): BulkOperationPayload
-  stagedUploadsCreate(input: [StagedUploadInput!]!): StagedUploadsCreatePayload
-}
-
-schema { query: QueryRoot mutation: Mutation }
-"""
+from crm_pipelines.providers.shopify.api import MUTATION_COST
 
 _SCHEMA: GraphQLSchema | None = None
 
 
 def schema() -> GraphQLSchema:
-    """The schema, built once per process."""
+    """The schema of ``sim_graphql.graphql`` and ``sim_metafields.graphql``, built once per process."""
     global _SCHEMA
     if _SCHEMA is None:
         from crm_pipelines.providers.shopify import sim_metafields
 
-        sdl = (SDL + sim_metafields.SDL).replace("OWNER_FIELDS", sim_metafields.OWNER_FIELDS)
-        _SCHEMA = build_schema(re.sub(r"^CONNECTION (\w+)$", r"type \1Edge { cursor: String! node: \1! }\ntype \1Connection { edges: [\1Edge!]! nodes: [\1!]! pageInfo: PageInfo! }",
-                                      sdl, flags=re.MULTILINE))
+        files = resources.files(__package__)
+        _SCHEMA = build_schema("".join(files.joinpath(name).read_text(encoding="utf-8") for name in ("sim_graphql.graphql", "sim_metafields.graphql")))
         sim_metafields.install(_SCHEMA)
     return _SCHEMA
 
@@ -256,7 +134,7 @@ class Search:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
     def matches(self, values: Callable[[str], Any]) -> bool:
-        return not self.groups or any(all(_term_matches(t, values) for t in group) for group in self.groups)
+        return not self.groups or any(all(_term_matches(t, values) != t.negated for t in group) for group in self.groups)
 
 
 def _unquote(text: str) -> str:
@@ -298,10 +176,7 @@ COMPARE: dict[str, Callable[[Any, Any], bool]] = {"=": operator.eq, ">": operato
 
 
 def _term_matches(term: Term, values: Callable[[str], Any]) -> bool:
-    return _term_matches_plain(term, values) != term.negated
-
-
-def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
+    """Whether the record's value matches the term (its negation left to the caller)."""
     if term.field is None:
         needle = term.value.casefold()
         return any(needle in str(v).casefold() for v in values("") or () if v)
@@ -319,110 +194,85 @@ def _term_matches_plain(term: Term, values: Callable[[str], Any]) -> bool:
 
 
 # Query cost
-MUTATION_COST = 10
 CONNECTION_BASE_COST = 2
-
-
-@dataclass
-class CostContext:
-    schema: GraphQLSchema
-    fragments: dict[str, FragmentDefinitionNode]
-    variables: Mapping[str, Any]
-
-
-def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name:
-        return next((o for o in operations if o.name and o.name.value == operation_name), None)
-    return operations[0] if len(operations) == 1 else None
 
 
 def query_cost(schema_: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None = None, data: Any = None, *, actual: bool = False) -> int:
     """Requested cost (``actual=False``, from arguments) or actual cost (from ``data``)."""
-    operation = _operation(document, operation_name)
+    operation = get_operation_ast(document, operation_name or None)
     if operation is None:
         return 0
-    context = CostContext(schema_, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}, variables or {})
-    if operation.operation.value == "mutation":
-        fields = _collect(context, operation.selection_set)
-        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(f)) is not None) for f in fields)
-    return _selection_cost(context, operation.selection_set, schema_.query_type, data if actual else None, actual)
+    cost = _Cost(schema_, document, variables or {}, actual)
+    if operation.operation == OperationType.MUTATION:
+        fields = cost.fields(operation.selection_set, schema_.mutation_type)
+        return MUTATION_COST * sum(not actual or (isinstance(data, Mapping) and data.get(_key(node)) is not None) for node, _ in fields)
+    return cost.selection(operation.selection_set, schema_.query_type, data if actual else None)
 
 
 def _key(node: FieldNode) -> str:
     return node.alias.value if node.alias else node.name.value
 
 
-def _collect(context: CostContext, selection_set: SelectionSetNode | None) -> list[FieldNode]:
-    """The fields of a selection, those of its inline fragments and fragment spreads included."""
-    fields: list[FieldNode] = []
-    for selection in selection_set.selections if selection_set is not None else ():
-        if isinstance(selection, FieldNode):
-            fields.append(selection)
-        else:
-            fragment = selection if isinstance(selection, InlineFragmentNode) else context.fragments.get(selection.name.value)
-            fields += _collect(context, fragment.selection_set) if fragment is not None else []
-    return fields
+class _Cost:
+    """Prices the selections of one document: before running (``actual`` False) each connection
+    counts ``first``/``last`` items; after, the data returned counts (null objects cost nothing)."""
 
+    def __init__(self, schema_: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any], actual: bool) -> None:
+        self.schema = schema_
+        self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        self.variables, self.actual = variables, actual
 
-def _field_type(context: CostContext, parent: Any, name: str) -> Any:
-    fields = getattr(parent, "fields", None)
-    if fields and name in fields:
-        return fields[name]
-    # Fields of fragments on implementations of an interface or union.
-    for type_ in context.schema.type_map.values():
-        if isinstance(type_, GraphQLObjectType) and name in type_.fields and (parent in getattr(type_, "interfaces", ()) or type_ is parent):
-            return type_.fields[name]
-    return None
+    def fields(self, selection_set: SelectionSetNode | None, parent: Any) -> list[tuple[FieldNode, Any]]:
+        """The fields of a selection with their definitions (None for ``__typename``), fragments included."""
+        fields = []
+        for selection in selection_set.selections if selection_set is not None else ():
+            if isinstance(selection, FieldNode):
+                fields.append((selection, getattr(parent, "fields", {}).get(selection.name.value)))
+                continue
+            fragment = selection if isinstance(selection, InlineFragmentNode) else self.fragments[selection.name.value]
+            condition = fragment.type_condition
+            fields += self.fields(fragment.selection_set, self.schema.type_map[condition.name.value] if condition else parent)
+        return fields
 
+    def selection(self, selection_set: SelectionSetNode | None, parent: Any, data: Any) -> int:
+        """Objects cost 1 plus their selection, connections 2 plus their items, lists their items, scalars nothing."""
+        total = 0
+        for node, definition in self.fields(selection_set, parent):
+            named = get_named_type(definition.type) if definition is not None else None
+            value = data.get(_key(node)) if isinstance(data, Mapping) else None
+            if named is None or is_leaf_type(named) or (self.actual and value is None):
+                continue
+            if named.name.endswith("Connection"):
+                size = self.argument(node, definition, "first") or self.argument(node, definition, "last") or 0
+                total += CONNECTION_BASE_COST + sum(self.items(*page, int(size)) for page in self.pages(node, named, value))
+            elif is_list_type(get_nullable_type(definition.type)):
+                total += self.items(node.selection_set, named, value, len(self.argument(node, definition, "ids") or ()) or 1)
+            else:
+                total += 1 + self.selection(node.selection_set, named, value)
+        return total
 
-def _argument(context: CostContext, node: FieldNode, definition: Any, name: str) -> Any:
-    for argument in node.arguments or ():
-        if argument.name.value == name:
-            arg_def = definition.args.get(name)
-            return value_from_ast(argument.value, arg_def.type, context.variables) if arg_def else None
-    return None
+    def pages(self, node: FieldNode, connection: Any, value: Any) -> list[tuple[SelectionSetNode | None, Any, Any]]:
+        """(selection, item type, items returned) of a connection's ``nodes`` and ``edges { node }``."""
+        pages = []
+        for child, definition in self.fields(node.selection_set, connection):
+            items = value.get(_key(child)) if self.actual else None
+            if child.name.value == "nodes":
+                pages.append((child.selection_set, get_named_type(definition.type), items))
+            elif child.name.value == "edges":
+                edge = get_named_type(definition.type)
+                inner = next((c for c, _ in self.fields(child.selection_set, edge) if c.name.value == "node"), None)
+                items = [e.get(_key(inner)) if inner is not None and isinstance(e, Mapping) else {} for e in items or ()]
+                pages.append((inner.selection_set if inner is not None else None, get_named_type(edge.fields["node"].type), items))
+        return pages
 
+    def items(self, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int) -> int:
+        """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
+        if self.actual:
+            return sum(1 + self.selection(selection, item_type, item) for item in items or () if item is not None)
+        return count * (1 + self.selection(selection, item_type, None))
 
-def _selection_cost(context: CostContext, selection_set: SelectionSetNode | None, parent: Any, data: Any, actual: bool) -> int:
-    total = 0
-    for node in _collect(context, selection_set):
-        definition = None if node.name.value.startswith("__") else _field_type(context, parent, node.name.value)
-        named = get_named_type(definition.type) if definition is not None else None
-        if named is None or is_leaf_type(named) or (actual and (not isinstance(data, Mapping) or data.get(_key(node)) is None)):
-            continue
-        value = data[_key(node)] if actual else None
-        if named.name.endswith("Connection"):
-            total += _connection_cost(context, node, definition, named, value, actual)
-        elif _is_list(definition.type):
-            total += _items_cost(context, node.selection_set, named, value, len(_argument(context, node, definition, "ids") or ()) or 1, actual)
-        else:
-            total += 1 + _selection_cost(context, node.selection_set, named, value, actual)
-    return total
-
-
-def _connection_cost(context: CostContext, node: FieldNode, definition: Any, connection: Any, value: Any, actual: bool) -> int:
-    size = _argument(context, node, definition, "first") or _argument(context, node, definition, "last") or 0
-    total = CONNECTION_BASE_COST
-    for child in _collect(context, node.selection_set):
-        name = child.name.value
-        if name not in ("nodes", "edges"):
-            continue
-        item_type, selection, items = get_named_type(connection.fields[name].type), child.selection_set, value.get(_key(child)) if actual else None
-        if name == "edges":
-            inner = next((c for c in _collect(context, selection) if c.name.value == "node"), None)
-            item_type, selection = get_named_type(item_type.fields["node"].type), inner.selection_set if inner is not None else None
-            items = [edge.get(_key(inner)) if inner is not None and isinstance(edge, Mapping) else {} for edge in items or ()]
-        total += _items_cost(context, selection, item_type, items, int(size), actual)
-    return total
-
-
-def _items_cost(context: CostContext, selection: SelectionSetNode | None, item_type: Any, items: Any, count: int, actual: bool) -> int:
-    """Each item costs 1 and its selection: the items returned (nulls cost nothing), or ``count`` of them before running."""
-    if actual:
-        return sum(1 + _selection_cost(context, selection, item_type, item, True) for item in items or () if item is not None)
-    return count * (1 + _selection_cost(context, selection, item_type, None, False))
-
-
-def _is_list(type_: Any) -> bool:
-    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
+    def argument(self, node: FieldNode, definition: Any, name: str) -> Any:
+        argument = next((a for a in node.arguments or () if a.name.value == name), None)
+        if argument is None or name not in definition.args:
+            return None
+        return value_from_ast(argument.value, definition.args[name].type, self.variables)

@@ -12,6 +12,9 @@
   definition's). The value is checked against its type; a problem is a ``userError`` at
   ``["metafields", "<index>", "value"|"type"]`` and nothing is written. A metafield given again
   replaces its value; the others are kept.
+
+The metafield types, and the ``metafield``/``metafields`` fields they add to the owner types, are
+in ``sim_metafields.graphql`` beside this module.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from graphql import GraphQLSchema
 
+from crm_pipelines.providers.shopify.api import PAGE_MAX
 from crm_pipelines.providers.shopify.sim_graphql import bad_request, connection, page_size
 
 #: Metafield definitions of every simulated shop, by owner type: (name, namespace, key, type).
@@ -41,20 +45,7 @@ DEFINITIONS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
 }
 OWNER_TYPES = {"customers": "CUSTOMER", "orders": "ORDER", "companies": "COMPANY"}
 OWNER_GIDS = {"Customer": "CUSTOMER", "Order": "ORDER", "Company": "COMPANY"}
-PAGE_MAX = 250
 
-SDL = """
-enum MetafieldOwnerType { COMPANY CUSTOMER ORDER }
-type Metafield implements Node { id: ID! namespace: String! key: String! value: String! type: String! ownerType: MetafieldOwnerType! }
-CONNECTION Metafield
-type MetafieldDefinitionType { name: String! category: String }
-type MetafieldDefinition implements Node { id: ID! name: String! namespace: String! key: String! description: String type: MetafieldDefinitionType! ownerType: MetafieldOwnerType! }
-CONNECTION MetafieldDefinition
-input MetafieldInput { id: ID namespace: String key: String value: String type: String }
-"""
-#: The fields each metafield owner type gains (added to Customer, Order and Company).
-OWNER_FIELDS = ("metafield(namespace: String, key: String!): Metafield "
-                "metafields(first: Int, after: String, last: Int, before: String, namespace: String, keys: [String!], reverse: Boolean = false): MetafieldConnection!")
 APP_NAMESPACE = "$app"
 
 
@@ -165,4 +156,4 @@ def install(schema: GraphQLSchema) -> None:
         fields["metafields"].resolve = _owner_metafields
 
 
-__all__ = ["DEFINITIONS", "OWNER_FIELDS", "SDL", "apply", "definitions", "install", "render"]
+__all__ = ["DEFINITIONS", "apply", "definitions", "install", "render"]

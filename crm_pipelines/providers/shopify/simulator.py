@@ -48,15 +48,16 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from operator import itemgetter
 from http import HTTPStatus
 from typing import Any, ClassVar, Literal
 
 from graphql import GraphQLError, execute, parse, validate
 
 from crm_pipelines.providers.shopify import sim_metafields
+from crm_pipelines.providers.shopify.api import API_VERSION, MAX_QUERY_COST, PAGE_MAX
 from crm_pipelines.providers.shopify.sim_bulk import BulkOperations
 from crm_pipelines.providers.shopify.sim_graphql import UserErrors, bad_request, connection, mutation, page_size, parse_search, query_cost, schema
 from crm_pipelines.simulator.clock import utc_iso_s
@@ -70,8 +71,6 @@ from crm_pipelines.simulator.store import Record, RecordStore
 DEFAULT_TOKEN = "shpat_sim_shopify_token"
 DEFAULT_SHOP = "loja-simulada"
 ALIASES = {"contacts": "customers", "deals": "orders", "customers": "customers", "orders": "orders", "companies": "companies"}
-PAGE_MAX = 250
-MAX_QUERY_COST = 1000
 AUTH_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 THROTTLE_DOC = "https://shopify.dev/api/usage/rate-limits"
 B2B_DENIED = (
@@ -170,9 +169,9 @@ class ShopifySimConfig(SimConfig):
             raise ValueError("at least one token is required")
 
 
-def _rest_time(seconds: float | None) -> str | None:
+def _rest_time(seconds: float) -> str:
     """REST timestamps carry an offset (the shop's; UTC here)."""
-    return None if seconds is None else datetime.fromtimestamp(int(seconds), tz=timezone.utc).isoformat()
+    return _iso(seconds).replace("Z", "+00:00")
 
 
 def _normalize_phone(raw: str | None) -> str | None:
@@ -298,11 +297,12 @@ class Shop(Account):
         rows, search = self.matching(kind, query)
         if search.warnings:
             warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
-        key = _sort_key(sortKey, _event_number if kind == "events" else lambda r: r["id"])
+        ident, value = _event_number if kind == "events" else itemgetter("id"), SORT_VALUES.get(sortKey)
+        key = (lambda r: (value(r), ident(r))) if value else (lambda r: (ident(r), ident(r)))
         descending = bool(reverse) != (last is not None and first is None)
-        if kind == "events" or sortKey in SORT_VALUES:
+        if value:
             rows.sort(key=key, reverse=descending)
-        elif descending:  # by id: the records come in id order
+        elif descending:  # by id: rows and events come in id order
             rows.reverse()
         cursor = after if first is not None else before
         if cursor:
@@ -473,10 +473,6 @@ class ShopifySimulator(BulkOperations, Simulator):
         """The default shop's cost bucket."""
         return self.account().bucket
 
-    @property
-    def cost_totals(self) -> dict[str, int]:
-        return self.account().cost_totals
-
     def stamp(self) -> int:
         return int(self.clock.timestamp())
 
@@ -576,9 +572,9 @@ class ShopifySimulator(BulkOperations, Simulator):
 
     def delivery_bodies(self, events: list[dict[str, Any]]) -> list[tuple[bytes, dict[str, str]]]:
         return [(json_dumps(event["body"]), {
-            "X-Shopify-Topic": event["topic"], "X-Shopify-Shop-Domain": event["shop"], "X-Shopify-API-Version": "2026-10",
+            "X-Shopify-Topic": event["topic"], "X-Shopify-Shop-Domain": event["shop"], "X-Shopify-API-Version": API_VERSION,
             "X-Shopify-Webhook-Id": event.setdefault("webhook_id", str(uuid.uuid4())), "X-Shopify-Event-Id": event["event_id"],
-            "X-Shopify-Triggered-At": datetime.fromtimestamp(event["at"], tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+            "X-Shopify-Triggered-At": _iso(event["at"]),
         }) for event in events]
 
     def sign_delivery(self, body: bytes, url: str) -> dict[str, str]:
@@ -690,11 +686,6 @@ def _event_number(event: dict[str, Any]) -> int:
 def _event_value(event: dict[str, Any], name: str) -> Any:
     special = {"id": _event_number(event), "comments": "true", "": [event["message"]]}
     return special[name] if name in special else event[EVENT_SEARCH[name]]
-
-
-def _sort_key(sort_key: str, ident: Callable[[Any], int]) -> Callable[[Any], tuple]:
-    value = SORT_VALUES.get(sort_key, ident)
-    return lambda row: (value(row), ident(row))
 
 
 def _encode_cursor(key: tuple) -> str:

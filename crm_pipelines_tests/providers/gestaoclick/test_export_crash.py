@@ -37,12 +37,12 @@ def test_crash_between_write_and_save_does_not_duplicate(make_empty_sim, store, 
     monkeypatch.setattr(LocalStore, "save_exported", crash_on_second_batch)
     with pytest.raises(RuntimeError):
         export(sim, store)
-    assert sim.count("contacts") == 150 + 200  # the second batch reached GestaoClick, unsaved
-    assert len(store.pending_intents("gestaoclick", "contacts")) == 100
+    sent = sim.count("contacts") - 150  # the second batch reached GestaoClick unsaved (the third may have too)
+    assert sent >= 200 and len(store.pending_intents("gestaoclick", "contacts")) == sent - 100
     monkeypatch.setattr(LocalStore, "save_exported", original)
 
     result = export(sim, store)
-    assert result.recovered == 100 and result.created == 30
+    assert result.recovered == sent - 100 and result.created == 230 - sent
     remote, links = assert_exactly_once(sim, store)
     assert sim.count("contacts") == 150 + 230 and len(links) == 230
     assert store.pending_intents("gestaoclick", "contacts") == {}

@@ -119,9 +119,11 @@ def test_crash_between_write_and_save_does_not_duplicate(make_sim, sqlite_store,
     with pytest.raises(KeyboardInterrupt):
         export(sim, sqlite_store)
     monkeypatch.setattr(LocalStore, "save_exported", original)
-    assert sim.count("persons") == 300 and len(sqlite_store.pending_intents("pipedrive", "contacts")) == 100
+    # Two batches were saved; the third reached Pipedrive (the fourth may have too, sent before the failed save was seen).
+    sent = sim.count("persons")
+    assert sent >= 300 and len(sqlite_store.pending_intents("pipedrive", "contacts")) == sent - 200
     result = export(sim, sqlite_store)
-    assert result.recovered == 100 and result.created == 50
+    assert result.recovered == sent - 200 and result.created == 350 - sent
     remote, links = assert_exactly_once(sim, sqlite_store)
     assert len(remote) == len(links) == 350
     assert sqlite_store.pending_intents("pipedrive", "contacts") == {}

@@ -124,6 +124,7 @@ def test_create_update_delete_and_validation_errors(sim, http):
     created = api.post("/api/v2/persons", json={"name": "Ana Souza", "emails": [{"value": "ana@x.com.br", "primary": True}], "custom_fields": {keys["crm_record_id"]: "contacts:1"}}).json()["data"]
     assert (created["first_name"], created["last_name"]) == ("Ana", "Souza")
     assert created["custom_fields"][keys["crm_record_id"]] == "contacts:1"
+    assert list(created["custom_fields"]) == list(keys.values())  # the company's field order, whatever the hash seed
     patched = api.patch(f"/api/v2/persons/{created['id']}", json={"first_name": "Ána"}).json()["data"]
     assert patched["name"] == "Ána Souza"
     missing_name = api.post("/api/v2/persons", json={"emails": []})
