@@ -51,12 +51,8 @@ ADMIN_PREFIX = "/_simulator/"
 _NO_BODY = (204, 304)
 
 
-def json_dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def json_loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
+json_dumps: Callable[[Any], bytes] = orjson.dumps
+json_loads: Callable[[bytes | str], Any] = orjson.loads
 
 
 class InvalidJSONBody(ValueError):
@@ -86,8 +82,7 @@ class Request:
         self.response_headers: dict[str, str] = {}
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        value = self.headers.get(name)
-        return default if value is None else value
+        return self.headers.get(name, default)
 
     @property
     def host(self) -> str:
@@ -144,19 +139,19 @@ class Route:
 def api(method: str, path: str, *, name: str | None = None, auth: bool = True, **meta: Any) -> Callable:
     """Declare a simulator method as the handler of ``method path`` (a template ending in ``/?``
     also matches with a trailing slash). Stack several to serve several routes."""
-
-    def mark(handler: Callable) -> Callable:
-        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), path, name, True, auth, meta))
-        return handler
-
-    return mark
+    return _declare(method.upper(), path, name, True, auth, meta)
 
 
 def admin(method: str, path: str) -> Callable:
     """Declare an admin route (under ``/_simulator/``; no faults, no token)."""
+    return _declare(method.upper(), ADMIN_PREFIX + path, f"admin {path}", False, False, {})
+
+
+def _declare(*route: Any) -> Callable:
+    """A decorator noting ``route`` (the fields of :class:`Route` but the handler) on the handler."""
 
     def mark(handler: Callable) -> Callable:
-        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), ADMIN_PREFIX + path, f"admin {path}", False, False, {}))
+        handler.__dict__.setdefault("_routes", []).insert(0, route)
         return handler
 
     return mark
@@ -630,11 +625,8 @@ class Simulator:
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
         """Start the server and yield its base URL; stop on exit."""
-        self.start()
-        try:
+        with self:
             yield self.base_url
-        finally:
-            self.stop()
 
     @property
     def faults(self) -> FaultConfig:
