@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
@@ -88,12 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
 
     simulator = simulator_class.from_cli_args(args)
     simulator.start()
