@@ -270,7 +270,6 @@ class Simulator:
         self.event_ids = itertools.count(1)  #: serial numbers of webhook events
         self._injector = FaultInjector(cfg.faults)
         self._late_pending: list[tuple[Route, Request]] = []  # requests held back by a ``late`` fault
-        self._late_tasks: set[asyncio.Task] = set()
         self._stats = RequestStats()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -734,14 +733,7 @@ class Simulator:
         entry = (route, request)
         with self.lock:
             self._late_pending.append(entry)
-
-        async def later() -> None:
-            await asyncio.sleep(delay_s)
-            self._land(entry)
-
-        task = asyncio.get_running_loop().create_task(later())
-        self._late_tasks.add(task)
-        task.add_done_callback(self._late_tasks.discard)
+        asyncio.get_running_loop().call_later(delay_s, self._land, entry)
 
     def _land(self, entry: tuple[Route, Request]) -> bool:
         with self.lock:
