@@ -111,7 +111,8 @@ def _scalar(hint: Any) -> Any:
     return hint if hint in (int, float, str, bool, datetime) else None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[SimConfig], defaults: Mapping[str, Any], aliases: Mapping[str, str]) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[SimConfig], defaults: Mapping[str, Any],
+                         aliases: Mapping[str, str]) -> None:
     """One option per scalar field of ``config_class`` (see the module docstring)."""
     hints = typing.get_type_hints(config_class)
     names: dict[str, list[str]] = {}

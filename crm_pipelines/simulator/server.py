@@ -278,7 +278,8 @@ class Simulator:
         self._by_token: dict[Any, Account] = {}
         self.webhooks = WebhookEmitter(cfg.webhook_url, sign=self.sign_delivery, build_body=self.delivery_bodies, on_retry=self.on_retry,
                                        batch_max=getattr(cfg, "webhook_batch_max", 1), max_attempts=cfg.webhook_max_attempts,
-                                       retry_base_s=cfg.webhook_retry_base_s, retry_max_s=max(30.0, cfg.webhook_retry_base_s * 50)) if cfg.webhook_url else None
+                                       retry_base_s=cfg.webhook_retry_base_s,
+                                       retry_max_s=max(30.0, cfg.webhook_retry_base_s * 50)) if cfg.webhook_url else None
         self._routes = [Route(method, path, getattr(self, handler.__name__), name or f"{method} {path}", is_api, auth, meta)
                         for handler in self._declared() for method, path, name, is_api, auth, meta in handler._routes]
         compiled = [(route, *_compile(route.path)) for route in sorted(self._routes, key=lambda r: not r.api)]  # API routes first
@@ -510,7 +511,8 @@ class Simulator:
         """Create ``n`` generated records stamped with the simulated now; returns their keys."""
         with self.lock:
             store = self.entity_store(entity, account)
-            return [self.record_key(store, self.write(store, None, self.new_values(self.account(account), store, entity), self.stamp())) for _ in range(n)]
+            new = (self.write(store, None, self.new_values(self.account(account), store, entity), self.stamp()) for _ in range(n))
+            return [self.record_key(store, record) for record in new]
 
     def modify(self, entity: str, n: int | None = None, ids: Iterable[Any] | None = None, *, same_timestamp: bool | None = None,
                changes: Mapping[str, Any] | None = None, at: datetime | None = None, account: str | None = None) -> list[str]:
@@ -784,7 +786,8 @@ class Simulator:
     @admin("GET", "health")
     def _admin_health(self, _request: Request) -> Response:
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
-        return Response.json(200, {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()} | self.describe())
+        facts = {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()}
+        return Response.json(200, facts | self.describe())
 
     @admin("GET", "stats")
     def _admin_stats(self, _request: Request) -> Response:
