@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from crm_pipelines.simulator.server import FaultConfig, SimulatorBase
 
@@ -30,6 +29,10 @@ SIMULATORS: dict[str, str] = {
 }
 
 PROG = "python -m crm_pipelines.simulator"
+
+#: The fault-injection options every simulator takes -> the :class:`FaultConfig` field each sets.
+FAULT_OPTIONS = {"--fault-seed": "seed", "--fault-429": "rate_429", "--fault-5xx": "rate_5xx", "--fault-reset": "rate_reset",
+                 "--fault-truncated": "rate_truncated", "--fault-slow": "rate_slow", "--slow-seconds": "slow_seconds"}
 
 
 def load_simulator_class(provider: str) -> type[SimulatorBase]:
@@ -48,25 +51,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--token", action="append", help="accepted access token (repeatable)")
     faults = parser.add_argument_group("fault injection (probabilities per API request)")
-    faults.add_argument("--fault-seed", type=int, default=0)
-    faults.add_argument("--fault-429", type=float, default=0.0)
-    faults.add_argument("--fault-5xx", type=float, default=0.0)
-    faults.add_argument("--fault-reset", type=float, default=0.0)
-    faults.add_argument("--fault-truncated", type=float, default=0.0)
-    faults.add_argument("--fault-slow", type=float, default=0.0)
-    faults.add_argument("--slow-seconds", type=float, default=1.0)
+    for option, name in FAULT_OPTIONS.items():
+        default = getattr(FaultConfig, name)
+        faults.add_argument(option, type=type(default), default=default)
 
 
 def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
-    config = FaultConfig(
-        seed=args.fault_seed,
-        rate_429=args.fault_429,
-        rate_5xx=args.fault_5xx,
-        rate_reset=args.fault_reset,
-        rate_truncated=args.fault_truncated,
-        rate_slow=args.fault_slow,
-        slow_seconds=args.slow_seconds,
-    )
+    config = FaultConfig(**{name: getattr(args, option[2:].replace("-", "_")) for option, name in FAULT_OPTIONS.items()})
     config.validate()
     return config
 
@@ -96,12 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
 
     simulator = simulator_class.from_cli_args(args)
     simulator.start()

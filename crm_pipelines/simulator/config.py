@@ -111,12 +111,13 @@ def _scalar(hint: Any) -> Any:
     return hint if hint in (int, float, str, bool, datetime) else None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[SimConfig], defaults: Mapping[str, Any], aliases: Mapping[str, str]) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[SimConfig], defaults: Mapping[str, Any],
+                         aliases: Mapping[str, str]) -> None:
     """One option per scalar field of ``config_class`` (see the module docstring)."""
     hints = typing.get_type_hints(config_class)
-    names = {alias_target: [] for alias_target in aliases.values()}
+    names: dict[str, list[str]] = {}
     for alias, target in aliases.items():
-        names[target].append(alias)
+        names.setdefault(target, []).append(alias)
     for f in dataclasses.fields(config_class):
         kind = _scalar(hints[f.name])
         if kind is None or f.name in ("seed", "faults", "accounts"):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
 from operator import mul
 from typing import TypeVar
 
@@ -124,20 +123,20 @@ def _mod11_digit(digits: Sequence[int], weights: Sequence[int]) -> int:
     return 0 if remainder < 2 else 11 - remainder
 
 
+def _check_digits(base: str, first_weights: Sequence[int], second_weights: Sequence[int]) -> str:
+    digits = list(map(int, base))
+    first = _mod11_digit(digits, first_weights)
+    return f"{first}{_mod11_digit([*digits, first], second_weights)}"
+
+
 def cpf_check_digits(base9: str) -> str:
     """The two check digits of a CPF whose first nine digits are ``base9``."""
-    digits = list(map(int, base9))
-    first = _mod11_digit(digits, _CPF_WEIGHTS_1)
-    digits.append(first)
-    return f"{first}{_mod11_digit(digits, _CPF_WEIGHTS_2)}"
+    return _check_digits(base9, _CPF_WEIGHTS_1, _CPF_WEIGHTS_2)
 
 
 def cnpj_check_digits(base12: str) -> str:
     """The two check digits of a CNPJ whose first twelve digits are ``base12``."""
-    digits = list(map(int, base12))
-    first = _mod11_digit(digits, _CNPJ_WEIGHTS_1)
-    digits.append(first)
-    return f"{first}{_mod11_digit(digits, _CNPJ_WEIGHTS_2)}"
+    return _check_digits(base12, _CNPJ_WEIGHTS_1, _CNPJ_WEIGHTS_2)
 
 
 def is_valid_cpf(value: str) -> bool:
@@ -197,13 +196,6 @@ class FakeData:
         """A last name, often accented."""
         return self.pick(LAST_NAMES)
 
-    def email(self, first: str | None, last: str | None, domain: str | None = None) -> str:
-        """An email derived from the names (ASCII-folded) with a generator-unique numeric suffix."""
-        self._email_serial += 1
-        parts = [slugify(p, ".") for p in (first, last) if p]
-        local = ".".join(p for p in parts if p) or "contato"
-        return f"{local}{self._email_serial}@{domain or self.pick(FREE_MAIL_DOMAINS)}"
-
     def phone(self) -> str:
         """A phone number in one of several real-world Brazilian/international notations."""
         area = self.pick((11, 21, 31, 41, 48, 51, 61, 71, 81, 85, 19, 27))
@@ -235,10 +227,7 @@ class FakeData:
             base = f"{(self._cpf_serial * _CPF_MULTIPLIER + self._cpf_offset) % 10**9:09d}"
             if len(set(base)) > 1:
                 break
-        digits = base + cpf_check_digits(base)
-        if formatted is None:
-            formatted = self._random() < 0.6
-        return format_cpf(digits) if formatted else digits
+        return self._shown(base + cpf_check_digits(base), formatted, format_cpf)
 
     def cnpj(self, formatted: bool | None = None) -> str:
         """A unique, check-digit-valid head-office CNPJ; formatted ``12.345.678/0001-95`` or bare."""
@@ -247,10 +236,11 @@ class FakeData:
             base = f"{(self._cnpj_serial * _CNPJ_MULTIPLIER + self._cnpj_offset) % 10**8:08d}0001"
             if len(set(base[:8])) > 1:
                 break
-        digits = base + cnpj_check_digits(base)
-        if formatted is None:
-            formatted = self._random() < 0.6
-        return format_cnpj(digits) if formatted else digits
+        return self._shown(base + cnpj_check_digits(base), formatted, format_cnpj)
+
+    def _shown(self, digits: str, formatted: bool | None, style: Callable[[str], str]) -> str:
+        """``digits`` written with ``style`` or bare (``formatted``; 60% formatted when ``None``)."""
+        return style(digits) if (self._random() < 0.6 if formatted is None else formatted) else digits
 
     def person(self) -> dict[str, str | None]:
         """A person: first_name, last_name, email, phone, mobile, job_title, company, city, state,
@@ -341,19 +331,6 @@ class FakeData:
             "amount": self.amount() if self._random() < 0.9 else None,
             "currency": self.pick(("BRL", "BRL", "BRL", "USD", "EUR")),
         }
-
-    def epoch_ms_between(self, start_ms: int, end_ms: int) -> int:
-        """A uniformly random epoch-milliseconds value in ``[start_ms, end_ms]``."""
-        if end_ms <= start_ms:
-            return start_ms
-        return start_ms + int(self._random() * (end_ms - start_ms + 1))
-
-    def datetime_between(self, start: datetime, end: datetime) -> datetime:
-        """A random aware UTC datetime between ``start`` and ``end``."""
-        start_ms = int(start.timestamp() * 1000)
-        end_ms = int(end.timestamp() * 1000)
-        ms = self.epoch_ms_between(start_ms, end_ms)
-        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
 
 
 def only_digits(value: object) -> str:

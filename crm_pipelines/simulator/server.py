@@ -51,12 +51,8 @@ ADMIN_PREFIX = "/_simulator/"
 _NO_BODY = (204, 304)
 
 
-def json_dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def json_loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
+json_dumps: Callable[[Any], bytes] = orjson.dumps
+json_loads: Callable[[bytes | str], Any] = orjson.loads
 
 
 class InvalidJSONBody(ValueError):
@@ -86,8 +82,7 @@ class Request:
         self.response_headers: dict[str, str] = {}
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        value = self.headers.get(name)
-        return default if value is None else value
+        return self.headers.get(name, default)
 
     @property
     def host(self) -> str:
@@ -144,19 +139,19 @@ class Route:
 def api(method: str, path: str, *, name: str | None = None, auth: bool = True, **meta: Any) -> Callable:
     """Declare a simulator method as the handler of ``method path`` (a template ending in ``/?``
     also matches with a trailing slash). Stack several to serve several routes."""
-
-    def mark(handler: Callable) -> Callable:
-        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), path, name, True, auth, meta))
-        return handler
-
-    return mark
+    return _declare(method.upper(), path, name, True, auth, meta)
 
 
 def admin(method: str, path: str) -> Callable:
     """Declare an admin route (under ``/_simulator/``; no faults, no token)."""
+    return _declare(method.upper(), ADMIN_PREFIX + path, f"admin {path}", False, False, {})
+
+
+def _declare(*route: Any) -> Callable:
+    """A decorator noting ``route`` (the fields of :class:`Route` but the handler) on the handler."""
 
     def mark(handler: Callable) -> Callable:
-        handler.__dict__.setdefault("_routes", []).insert(0, (method.upper(), ADMIN_PREFIX + path, f"admin {path}", False, False, {}))
+        handler.__dict__.setdefault("_routes", []).insert(0, route)
         return handler
 
     return mark
@@ -275,7 +270,6 @@ class Simulator:
         self.event_ids = itertools.count(1)  #: serial numbers of webhook events
         self._injector = FaultInjector(cfg.faults)
         self._late_pending: list[tuple[Route, Request]] = []  # requests held back by a ``late`` fault
-        self._late_tasks: set[asyncio.Task] = set()
         self._stats = RequestStats()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -284,7 +278,8 @@ class Simulator:
         self._by_token: dict[Any, Account] = {}
         self.webhooks = WebhookEmitter(cfg.webhook_url, sign=self.sign_delivery, build_body=self.delivery_bodies, on_retry=self.on_retry,
                                        batch_max=getattr(cfg, "webhook_batch_max", 1), max_attempts=cfg.webhook_max_attempts,
-                                       retry_base_s=cfg.webhook_retry_base_s, retry_max_s=max(30.0, cfg.webhook_retry_base_s * 50)) if cfg.webhook_url else None
+                                       retry_base_s=cfg.webhook_retry_base_s,
+                                       retry_max_s=max(30.0, cfg.webhook_retry_base_s * 50)) if cfg.webhook_url else None
         self._routes = [Route(method, path, getattr(self, handler.__name__), name or f"{method} {path}", is_api, auth, meta)
                         for handler in self._declared() for method, path, name, is_api, auth, meta in handler._routes]
         compiled = [(route, *_compile(route.path)) for route in sorted(self._routes, key=lambda r: not r.api)]  # API routes first
@@ -516,7 +511,8 @@ class Simulator:
         """Create ``n`` generated records stamped with the simulated now; returns their keys."""
         with self.lock:
             store = self.entity_store(entity, account)
-            return [self.record_key(store, self.write(store, None, self.new_values(self.account(account), store, entity), self.stamp())) for _ in range(n)]
+            new = (self.write(store, None, self.new_values(self.account(account), store, entity), self.stamp()) for _ in range(n))
+            return [self.record_key(store, record) for record in new]
 
     def modify(self, entity: str, n: int | None = None, ids: Iterable[Any] | None = None, *, same_timestamp: bool | None = None,
                changes: Mapping[str, Any] | None = None, at: datetime | None = None, account: str | None = None) -> list[str]:
@@ -630,11 +626,8 @@ class Simulator:
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
         """Start the server and yield its base URL; stop on exit."""
-        self.start()
-        try:
+        with self:
             yield self.base_url
-        finally:
-            self.stop()
 
     @property
     def faults(self) -> FaultConfig:
@@ -742,14 +735,7 @@ class Simulator:
         entry = (route, request)
         with self.lock:
             self._late_pending.append(entry)
-
-        async def later() -> None:
-            await asyncio.sleep(delay_s)
-            self._land(entry)
-
-        task = asyncio.get_running_loop().create_task(later())
-        self._late_tasks.add(task)
-        task.add_done_callback(self._late_tasks.discard)
+        asyncio.get_running_loop().call_later(delay_s, self._land, entry)
 
     def _land(self, entry: tuple[Route, Request]) -> bool:
         with self.lock:
@@ -800,7 +786,8 @@ class Simulator:
     @admin("GET", "health")
     def _admin_health(self, _request: Request) -> Response:
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
-        return Response.json(200, {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()} | self.describe())
+        facts = {"status": "ok", "provider": self.provider, "uptime_s": round(uptime, 3), "clock": self.clock.describe()}
+        return Response.json(200, facts | self.describe())
 
     @admin("GET", "stats")
     def _admin_stats(self, _request: Request) -> Response:

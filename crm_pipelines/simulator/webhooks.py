@@ -41,20 +41,9 @@ class WebhookStats(LockedCounters):
 class WebhookEmitter:
     """Queue, batch, sign, send and retry webhook deliveries."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        sign: Signer,
-        build_body: Callable[[list[dict[str, Any]]], list[tuple[bytes, dict[str, str]]]],
-        on_retry: Callable[[list[dict[str, Any]], int], None] | None = None,
-        batch_max: int = 100,
-        flush_interval_s: float = 0.1,
-        max_attempts: int = 10,
-        retry_base_s: float = 0.5,
-        retry_max_s: float = 30.0,
-        timeout_s: float = 5.0,
-    ) -> None:
+    def __init__(self, url: str, *, sign: Signer, build_body: Callable[[list[dict[str, Any]]], list[tuple[bytes, dict[str, str]]]],
+                 on_retry: Callable[[list[dict[str, Any]], int], None] | None = None, batch_max: int = 100, flush_interval_s: float = 0.1,
+                 max_attempts: int = 10, retry_base_s: float = 0.5, retry_max_s: float = 30.0, timeout_s: float = 5.0) -> None:
         self.url = url
         self._sign = sign
         self._build_body = build_body
@@ -118,24 +107,23 @@ class WebhookEmitter:
                     self._cond.notify_all()
 
     def _deliver(self, events: list[dict[str, Any]]) -> None:
-        for body_events in _chunks(events, self.batch_max):
-            for attempt in range(self.max_attempts):
-                if attempt and self._on_retry:
-                    self._on_retry(body_events, attempt)
-                ok = True
-                for body, headers in self._build_body(body_events):
-                    ok = self._post(body, headers) and ok
-                self.stats.add(attempts=1)
-                if ok:
-                    self.stats.add(deliveries=1, events_delivered=len(body_events))
-                    break
-                self.stats.add(failed_attempts=1)
-                if self._stop:
-                    break
-                time.sleep(min(self.retry_base_s * 2**attempt, self.retry_max_s))
-            else:
-                self.stats.add(dropped_events=len(body_events))
-                log.warning("webhook delivery of %d events to %s given up after %d attempts", len(body_events), self.url, self.max_attempts)
+        """Send one batch (at most ``batch_max`` events), retried with a growing delay."""
+        for attempt in range(self.max_attempts):
+            if attempt and self._on_retry:
+                self._on_retry(events, attempt)
+            ok = True
+            for body, headers in self._build_body(events):
+                ok = self._post(body, headers) and ok
+            self.stats.add(attempts=1)
+            if ok:
+                self.stats.add(deliveries=1, events_delivered=len(events))
+                return
+            self.stats.add(failed_attempts=1)
+            if self._stop:
+                return
+            time.sleep(min(self.retry_base_s * 2**attempt, self.retry_max_s))
+        self.stats.add(dropped_events=len(events))
+        log.warning("webhook delivery of %d events to %s given up after %d attempts", len(events), self.url, self.max_attempts)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> bool:
         try:
@@ -144,7 +132,3 @@ class WebhookEmitter:
             return False
         return 200 <= response.status_code < 300
 
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
