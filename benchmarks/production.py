@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             backfilling = [r for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])) if r.tags.get("dagster/backfill")]
             if len(backfilling) == 2 and big.stats["total_requests"] >= 5:
                 break
+            finished = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") and r.status == dg.DagsterRunStatus.SUCCESS]
+            if len(finished) == 2:
+                raise SystemExit(f"the two backfills ended before the webhook runs could overlap them: --backfill-contacts {args.backfill_contacts} "
+                                 f"is too few at {BACKFILL_BURST} requests per 10 s (the default 8000 keeps them running for minutes)")
             if time.monotonic() > deadline:
                 seen = [(r.run_id[:8], r.status.value, r.tags.get("dagster/partition")) for r in instance.get_runs() if r.tags.get("dagster/backfill")]
                 alive = [p.poll() is None for p in deployment.processes]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+
 def _basic(header: str) -> tuple[str, str]:
     try:
         given = base64.b64decode(header[6:].strip()).decode() if header.lower().startswith("basic ") else ""
