@@ -298,6 +298,7 @@ class Shop(Account):
         if search.warnings:
             warnings.append({"path": [info.field_name], "query": query, "warnings": search.warnings})
         ident, value = _event_number if kind == "events" else itemgetter("id"), SORT_VALUES.get(sortKey)
+        # A cursor holds (sort value, id); sorted by id, the sort value is the id itself.
         key = (lambda r: (value(r), ident(r))) if value else (lambda r: (ident(r), ident(r)))
         descending = bool(reverse) != (last is not None and first is None)
         if value:
