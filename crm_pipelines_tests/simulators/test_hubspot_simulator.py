@@ -690,6 +690,19 @@ def test_batch_upsert_reports_new(hubspot: HubSpotSimulator, api: httpx.Client) 
     assert records[by_email["brand.new@exemplo.com.br"]["id"]]["properties"]["firstname"] == "Zoë"
 
 
+def test_batch_update_and_upsert_refuse_an_id_named_twice_and_write_nothing(hubspot: HubSpotSimulator, api: httpx.Client) -> None:
+    before = hubspot.records("contacts")
+    upsert = [{"id": email, "idProperty": "email", "properties": {"jobtitle": "Diretora"}} for email in ("Ana@X.com", "ana@x.com", "bia@x.com")]
+    refused = api.post("/crm/v3/objects/contacts/batch/upsert", json={"inputs": upsert})
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "Duplicate IDs found in batch input: ['ana@x.com']. IDs must be unique"  # in any case
+    some_id = sorted(before, key=int)[0]
+    update = [{"id": some_id, "properties": {"jobtitle": "Diretora"}}] * 2 + [{"id": "424242", "properties": {}}]
+    refused = api.post("/crm/v3/objects/contacts/batch/update", json={"inputs": update})
+    assert refused.status_code == 400 and f"['{some_id}']" in refused.json()["message"]
+    assert hubspot.records("contacts") == before
+
+
 def test_batch_read_update_archive(hubspot: HubSpotSimulator, api: httpx.Client) -> None:
     ids = sorted(hubspot.records("deals"), key=int)[:3]
     read = api.post("/crm/v3/objects/deals/batch/read", json={"inputs": [{"id": i} for i in ids] + [{"id": "424242"}], "properties": ["dealname"]})

@@ -29,6 +29,7 @@ import random
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -1107,7 +1108,7 @@ def _refuse_duplicate_ids(inputs: list[dict[str, Any]], *, upsert: bool) -> None
     """A batch update may name a record once; an upsert a value of each ``idProperty`` (in any case) once."""
     ids = [str(item.get("id", "")) for item in inputs]
     keys = [(str(item.get("idProperty") or "hs_object_id"), raw.lower()) if upsert else raw for item, raw in zip(inputs, ids)]
-    duplicates = sorted({key[1] if upsert else key for key in keys if keys.count(key) > 1})
+    duplicates = sorted({key[1] if upsert else key for key, times in Counter(keys).items() if times > 1})
     if duplicates:
         raise _validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
 
