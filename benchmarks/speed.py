@@ -112,8 +112,9 @@ def full_window(reason: str = "benchmark: full"):
 # ------------------------------------------------------------------------------ import
 
 
-def our_import(base_url: str, url: str) -> Run:
+def our_import(base_url: str, url: str, measured: contextlib.AbstractContextManager | None = None) -> Run:
     """The real path: HubSpot reader (list) + ``run_import`` (read ahead, ``apply_remote``).
+    ``measured`` is entered around the import alone (a profiler started and stopped there).
 
     Each run starts with no phone parsed, as a run in its own process does: the E.164 cache would
     otherwise keep every phone of the rounds before (the same simulator records) and time only
@@ -129,9 +130,10 @@ def our_import(base_url: str, url: str) -> Run:
     forget_parsed_phones()
     try:
         with HubSpotClient(access_token=TOKEN, base_url=base_url, burst_limit=1_000_000, search_per_second=1_000_000) as client:
-            watch = _Stopwatch()
-            result = run_import(HubSpotChangeReader(client, strategy="list"), store, "hubspot", "contacts", full_window(), stats=client.stats)
-            run = watch.stop(result.fetched)
+            with measured or contextlib.nullcontext():
+                watch = _Stopwatch()
+                result = run_import(HubSpotChangeReader(client, strategy="list"), store, "hubspot", "contacts", full_window(), stats=client.stats)
+                run = watch.stop(result.fetched)
         assert result.outcome.created == result.fetched, result.summary()
         return run
     finally:
