@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -170,3 +172,26 @@ def test_a_callback_url_receives_the_finished_job(store):
     finally:
         server.shutdown()
     assert [(r["id"], r["state"], r["percent"]) for r in received] == [(job.id, "succeeded", 100.0)]
+
+
+def test_a_termination_the_code_server_does_not_take_leaves_the_job_asking_to_cancel(store, caplog):
+    """On a busy machine Dagster gives up on the code server after 60 s and raises: the caller of a
+    cancel still gets the job, marked as asking to cancel, and the log names the run."""
+    from dagster._core.errors import DagsterUserCodeUnreachableError
+
+    from crm_pipelines.jobs.launcher import DagsterLauncher
+    from crm_pipelines.jobs.service import JobService
+
+    class BusyCodeServer:
+        def cancel_run(self, run_id: str) -> bool:
+            raise DagsterUserCodeUnreachableError("User code server request timed out due to taking longer than 60 seconds to complete.")
+
+    service = JobService(store, None, DagsterLauncher(SimpleNamespace(run_coordinator=BusyCodeServer())))
+    try:
+        job = service.jobs.create("sync", "hubspot", store.scope("hubspot"), run_id="run-7", state="running")
+        with caplog.at_level(logging.WARNING, logger="crm_pipelines.jobs.launcher"):
+            cancelled = service.cancel(job.id)
+    finally:
+        service.close()
+    assert cancelled.cancel_requested and cancelled.state == "running"
+    assert "run-7" in caplog.text and "did not take its termination" in caplog.text

@@ -8,12 +8,15 @@ The run goes through the instance's run coordinator: queued for the daemon in pr
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from crm_pipelines.jobs.model import Job
+
+log = logging.getLogger(__name__)
 
 LOCATION_NAME = "crm_pipelines"
 DEFINITIONS_MODULE = "crm_pipelines.definitions"
@@ -88,8 +91,20 @@ class DagsterLauncher:
         return run.run_id
 
     def cancel(self, run_id: str) -> bool:
-        """Ask the run to stop (a queued run leaves the queue; a started one is terminated)."""
-        return bool(self.instance.run_coordinator.cancel_run(run_id))
+        """Ask the run to stop (a queued run leaves the queue; a started one is terminated).
+
+        A code server that does not answer the termination within Dagster's 60 s (a busy machine)
+        is logged, not raised: the run is already marked CANCELING, as the UI shows it, and the job
+        keeps its cancel request, so the caller gets the job as it stands instead of an error.
+        Returns whether the termination was delivered.
+        """
+        from dagster._core.errors import DagsterUserCodeUnreachableError
+
+        try:
+            return bool(self.instance.run_coordinator.cancel_run(run_id))
+        except DagsterUserCodeUnreachableError as exc:
+            log.warning("run %s: the code server did not take its termination (%s); the run stops at its next batch", run_id, exc)
+            return False
 
     def close(self) -> None:
         with self._lock:
