@@ -61,7 +61,7 @@ def sampled():
         say(b"disable\\n")
 
 run = our_import({base_url!r}, {db_url!r}, measured=sampled())
-print(run.records, run.cpu_s, os.getloadavg()[0])
+print(run.records, run.cpu_s, run.load)
 """
 
 
@@ -69,7 +69,6 @@ print(run.records, run.cpu_s, os.getloadavg()[0])
 class Split:
     """One import's CPU seconds per 1,000 records, as measured by the process and per part as sampled."""
 
-    records: int
     cpu_per_1000: float
     parts: dict[str, float]
     load: float
@@ -113,11 +112,11 @@ def sampled_import(base_url: str, db_url: str, frequency: int) -> Split:
         records, cpu_s, load = done.stdout.split()[-3:]
         counts = samples_by_part(data)
     n = int(records)
-    return Split(n, float(cpu_s) / n * 1000, {part: counts.get(part, 0) / frequency / n * 1000 for part in PARTS}, float(load))
+    return Split(float(cpu_s) / n * 1000, {part: counts.get(part, 0) / frequency / n * 1000 for part in PARTS}, float(load))
 
 
 def median_split(runs: list[Split]) -> Split:
-    return Split(runs[0].records, statistics.median(r.cpu_per_1000 for r in runs),
+    return Split(statistics.median(r.cpu_per_1000 for r in runs),
                  {part: statistics.median(r.parts[part] for r in runs) for part in PARTS}, max(r.load for r in runs))
 
 

@@ -103,7 +103,7 @@ class DagsterLauncher:
         try:
             return bool(self.instance.run_coordinator.cancel_run(run_id))
         except DagsterUserCodeUnreachableError as exc:
-            log.warning("run %s: the code server did not take its termination (%s); the run stops at its next batch", run_id, exc)
+            log.warning("run %s: the code server did not take its termination (%s); the run stays CANCELING until it does", run_id, exc)
             return False
 
     def close(self) -> None:
