@@ -24,7 +24,7 @@ from crm_pipelines.dagster_defs.imports import (
     import_once,
 )
 from crm_pipelines.dagster_defs.integrations import DB_RESOURCE_KEY
-from crm_pipelines.dagster_defs.job_records import step_progress
+from crm_pipelines.dagster_defs.job_records import interrupt_if_cancelled, step_progress
 from crm_pipelines.dagster_defs.partitions import integration_partitions_name, window_key
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.sync.batch import due_integrations, sync_integrations
@@ -100,6 +100,7 @@ def build_incremental_job(plugin: ProviderPlugin) -> dg.JobDefinition:
                 context.log_event(_check_event(plugin, entity, partition, SYNC_CHECK, False, message, {"error": message}))
             if done.failed:
                 failures.append(f"{done.integration.label}: {next(iter(done.errors.values()))}")
+            interrupt_if_cancelled(context)  # a cancelled tick starts no further integration
         # One passing evaluation per check the tick did not fail (not one per integration).
         for entity in plugin.entities:
             for name in (ERROR_RATE_CHECK, SYNC_CHECK):

@@ -45,7 +45,7 @@ def step_progress(context: Any, db: Any, *, kind: str, integration: Integration 
     jobs = JobStore(db.store().engine)
     job = jobs.for_run(context.run.run_id, dict(context.run.tags), kind=kind, provider=provider, integration=integration,
                        entity=entity if len(entities) == 1 else None, params=params)
-    return JobProgress(jobs, job, entities)
+    return JobProgress(jobs, job, entities, interrupt=lambda: interrupt_if_cancelled(context))
 
 
 def finish_if_done(progress: JobProgress) -> None:
@@ -107,6 +107,18 @@ def stop_when_cancelled(context: Any) -> Iterator[None]:
         raise
 
 
+def interrupt_if_cancelled(context: Any) -> None:
+    """Stop the step here, between two pages, when its run is being cancelled.
+
+    Dagster delivers a termination through the run's code server; a server too busy to take it
+    leaves the run CANCELING while the step reads on to the end. Reading the run's status at each
+    progress write (every few seconds) stops the step anyway, at a page boundary."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        context.log.info("the run is being cancelled: stopping between two pages")
+        raise RunCancelled("the run was cancelled")
+
+
 #: Providers whose full read (HubSpot's list endpoint) reports no total, while one call gives it:
 #: a full read asks for it so the job shows a percent. Salesforce's query and the search paths
 #: report their total with the first page (``ReadProgress.expected``); the others are estimated
@@ -134,4 +146,4 @@ def page_reporter(progress: JobProgress, reader: Any, store: Any, integration: I
     return report
 
 
-__all__ = ["JOB_ID_TAG", "finish_if_done", "job_errors", "job_failure", "job_kind", "page_reporter", "run_entities", "step_progress", "stop_when_cancelled"]
+__all__ = ["JOB_ID_TAG", "finish_if_done", "interrupt_if_cancelled", "job_errors", "job_failure", "job_kind", "page_reporter", "run_entities", "step_progress", "stop_when_cancelled"]

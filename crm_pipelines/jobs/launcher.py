@@ -95,7 +95,8 @@ class DagsterLauncher:
 
         A code server that does not answer the termination within Dagster's 60 s (a busy machine)
         is logged, not raised: the run is already marked CANCELING, as the UI shows it, and the job
-        keeps its cancel request, so the caller gets the job as it stands instead of an error.
+        keeps its cancel request, so the caller gets the job as it stands instead of an error. The
+        run's steps read that status between pages and stop by themselves.
         Returns whether the termination was delivered.
         """
         from dagster._core.errors import DagsterUserCodeUnreachableError
@@ -103,7 +104,7 @@ class DagsterLauncher:
         try:
             return bool(self.instance.run_coordinator.cancel_run(run_id))
         except DagsterUserCodeUnreachableError as exc:
-            log.warning("run %s: the code server did not take its termination (%s); the run stays CANCELING until it does", run_id, exc)
+            log.warning("run %s: the code server did not take its termination (%s); its steps stop at their next progress write", run_id, exc)
             return False
 
     def close(self) -> None:

@@ -23,8 +23,9 @@ class JobProgress:
     """Progress of one job, shared by the steps of its run through the row's ``entities``."""
 
     def __init__(self, jobs: JobStore, job: Job, entities: Sequence[str], *, every_s: float = PROGRESS_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, interrupt: Callable[[], None] | None = None) -> None:
         self.jobs = jobs
+        self.interrupt = interrupt
         self.job = job
         self.every_s = every_s
         self.clock = clock
@@ -37,7 +38,10 @@ class JobProgress:
 
     def page(self, entity: str, processed: int, total: int | None = None, *, estimate: bool = False,
              created: int = 0, updated: int = 0, rejected: int = 0) -> None:
-        """What a step has done so far on ``entity``; written when the last write is ``every_s`` old."""
+        """What a step has done so far on ``entity``; written when the last write is ``every_s`` old.
+
+        A step calls this between two pages (or batches), where stopping leaves nothing half-done:
+        after each write, ``interrupt`` may raise to stop the step (its run is being cancelled)."""
         state = self.entities.setdefault(entity, {"processed": 0, "total": None, "estimate": False, "done": False})
         state["processed"] = processed
         if total is not None:
@@ -45,6 +49,8 @@ class JobProgress:
         self._step_counts(created, updated, rejected)
         if self.clock() - self._last_write >= self.every_s:
             self.flush()
+            if self.interrupt is not None:
+                self.interrupt()
 
     def entity_done(self, entity: str, processed: int, *, created: int = 0, updated: int = 0, rejected: int = 0) -> None:
         """A step finished ``entity``: its share is whole, its counts final (written now)."""

@@ -87,6 +87,7 @@ def sync_integrations(
 
     Entities of one integration go in order (one account's budget); integrations go
     ``max_workers`` at a time. An error stops that integration's remaining entities, not the others.
+    Closing the iterator early leaves the integrations not yet started alone.
     """
     logger = logger or log
 
@@ -107,10 +108,15 @@ def sync_integrations(
 
     if not integrations:
         return
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(integrations))), thread_name_prefix="integration") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(integrations))), thread_name_prefix="integration")
+    try:
         futures = {pool.submit(in_context(run), integration): integration for integration in integrations}
         for future in as_completed(futures):
             yield future.result()
+    finally:
+        # A caller that stops early (its run was cancelled) waits for the integrations in flight,
+        # and the others never start.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["IntegrationRun", "due_integrations", "last_runs", "sync_integrations"]

@@ -189,7 +189,11 @@ def run_import(
     progress: Callable[[int], None] | None = None,
     logger: logging.Logger | Any = None,
 ) -> ImportResult:
-    """Read the window's changes page by page and upsert them; then advance the sync state."""
+    """Read the window's changes page by page and upsert them; then advance the sync state.
+
+    ``progress`` hears the count read after each page is applied (its rejects recorded, its
+    checkpoint saved). It may raise to stop the read there, as a cancelled run does: the window is
+    not marked synced, and a full read goes on from its checkpoint next time."""
     logger = logger or log
     started = time.monotonic()
     provider = store.scope(provider)
@@ -227,8 +231,6 @@ def run_import(
                     seen.update(e.external_id for e in page.errors)
                 result.fetched += len(page.records) + len(page.errors)
                 result.outcome.add(store.apply_remote(provider, entity, page.records))
-                if progress is not None:
-                    progress(result.fetched)
                 if page.errors:
                     result.failed += len(page.errors)
                     store.record_rejects(provider, entity, "import", page.errors)
@@ -245,6 +247,8 @@ def run_import(
                 read_records += len(page.records) + len(page.errors)
                 if window.is_full and page.resume is not None:
                     checkpoints.save(Checkpoint(page.resume, window.upper, read_records))
+                if progress is not None:  # last: the page is applied, its rejects and checkpoint kept
+                    progress(result.fetched)
         result.strategy = getattr(getattr(reader, "progress", None), "strategy", "") or ""
         result.bulk = _bulk_figures(reader)
         if snapshot:
