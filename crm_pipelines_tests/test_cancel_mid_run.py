@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import dagster as dg
+import pytest
 from sqlalchemy import func, insert, select
 
 from crm_pipelines.dagster_defs.database import LocalDatabaseResource
@@ -161,3 +162,29 @@ def test_integrations_not_started_stay_unstarted_when_the_caller_stops():
     runs.close()
     assert first.integration.key == "loja_0"
     assert started[0] == "loja_0" and len(started) <= 2  # the one in flight when the caller stopped, at most
+
+
+def test_a_run_storage_that_does_not_answer_leaves_the_step_working():
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from crm_pipelines.dagster_defs.job_records import RunCancelled, interrupt_if_cancelled
+
+    warnings: list[str] = []
+    answers: list = [OperationalError("SELECT", {}, Exception("server closed the connection")),
+                     SimpleNamespace(status=dg.DagsterRunStatus.STARTED), SimpleNamespace(status=dg.DagsterRunStatus.CANCELING)]
+
+    def get_run_by_id(run_id):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    context = SimpleNamespace(instance=SimpleNamespace(get_run_by_id=get_run_by_id), run=SimpleNamespace(run_id="r1"),
+                              log=SimpleNamespace(warning=warnings.append, info=lambda message: None))
+    interrupt_if_cancelled(context)  # unreadable: goes on
+    interrupt_if_cancelled(context)  # started: goes on
+    with pytest.raises(RunCancelled):
+        interrupt_if_cancelled(context)
+    assert warnings == ["could not read the run's status (OperationalError); going on"]
