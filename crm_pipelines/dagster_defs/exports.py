@@ -75,7 +75,7 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
                 plan = plan_export(writer, store, integration, entity, only_new=config.only_new, dry_run=True, logger=context.log)
             else:
                 with run_lease(context, store, integration, entity):
-                    plan = plan_export(writer, store, integration, entity, only_new=config.only_new, logger=context.log)
+                    plan = plan_export(writer, store, integration, entity, only_new=config.only_new, logger=context.log, interrupt=job.interrupt)
         job.page(entity, 0, len(plan.items))
         job.flush()
         if config.dry_run:
@@ -117,7 +117,8 @@ def build_export_asset(plugin: ProviderPlugin, entity: str) -> dg.AssetsDefiniti
             items = list(store.export_items(integration, entity, ids=[i[0] for i in items]))
             key = context.get_mapping_key() or ""
             result = send_changes(writer, store, integration, entity, items, stats=stats, batch_size=batch_size, logger=context.log, label=f" [{key}]",
-                                  bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done), lease=lease)
+                                  bulk=key.startswith("bulk_slice"), slot=key, progress=lambda done, total: job.page(entity, done), interrupt=job.interrupt,
+                                  lease=lease)
         return _as_dict(result)
 
     def export_job(context, db, integration, config: ExportConfig | None = None):

@@ -75,6 +75,7 @@ def import_once(context, store: LocalStore, plugin: ProviderPlugin, integration:
             sweep_archived=_should_sweep(config.sweep_archived, store, integration, entity, window),
             run_id=context.run.run_id,
             progress=job and page_reporter(job, reader, store, integration, entity, window.is_full),
+            interrupt=job and job.interrupt,
             logger=logger,
         )
     if job is not None:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: Records from which a full sync, backfill or export goes through the bulk API (IntegrationSettings.bulk_threshold).
 DEFAULT_BULK_THRESHOLD = 10_000
 KEY = "bulk_jobs"
+#: Seconds between two calls of :attr:`BulkProgress.interrupt` while a job is polled.
+INTERRUPT_EVERY_S = 2.0
 
 
 class BulkJobMemory:
@@ -78,11 +80,13 @@ class BulkJobMemory:
 
 @dataclass
 class BulkContext:
-    """What the caller allows: the bulk path (``eligible``) above ``threshold`` records; where jobs are remembered."""
+    """What the caller allows: the bulk path (``eligible``) above ``threshold`` records; where jobs
+    are remembered; what may stop the wait for a job (``interrupt``, see :class:`BulkProgress`)."""
 
     memory: BulkJobMemory | None = None
     eligible: bool = False
     threshold: int | None = DEFAULT_BULK_THRESHOLD
+    interrupt: Callable[[], None] | None = None
 
     def wants(self, count: Callable[[], int], *, forced: bool = False) -> bool:
         """Whether to take the bulk path: forced, or eligible and ``count()`` above the threshold."""
@@ -114,6 +118,10 @@ class BulkProgress:
     fallback: str = ""
     started: float = field(default_factory=time.monotonic)
     logger: Any = None
+    #: Called as the job is polled (every ``INTERRUPT_EVERY_S`` at most); may raise to stop the
+    #: wait, as a cancelled run does. The job is remembered by then: the next run takes it up.
+    interrupt: Callable[[], None] | None = None
+    _interrupt_due: float = field(default=0.0, init=False, repr=False)
 
     def fall_back(self, reason: str) -> None:
         """The regular path is taken instead of a job (``reason``): logged, and kept for the metadata."""
@@ -127,6 +135,9 @@ class BulkProgress:
         if changed:
             (self.logger or log).info("bulk job %s: %s, %d records processed%s (%.0fs)", self.job_id, state, processed,
                                       f", {failed} failed" if failed else "", time.monotonic() - self.started)
+        if self.interrupt is not None and time.monotonic() >= self._interrupt_due:
+            self._interrupt_due = time.monotonic() + INTERRUPT_EVERY_S
+            self.interrupt()
 
     def metadata(self) -> dict[str, Any]:
         fallback = {"bulk_fallback": self.fallback} if self.fallback else {}

@@ -199,7 +199,8 @@ def settle_intents(writer: Writer, store: LocalStore, provider: Target, entity: 
 
 
 def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str, *, only_new: bool = False, dry_run: bool = False,
-                ids: Sequence[int] | None = None, retry_rejected: bool = False, logger: Any = None) -> ExportPlan:
+                ids: Sequence[int] | None = None, retry_rejected: bool = False, logger: Any = None,
+                interrupt: Callable[[], None] | None = None) -> ExportPlan:
     """Settle creates left in flight by an export that is gone, then list the records to send (ids only; ``ids`` limits them).
 
     Call it holding the lease: every intent in the outbox then belongs to an export that no longer runs.
@@ -208,7 +209,7 @@ def plan_export(writer: Writer, store: LocalStore, provider: Target, entity: str
     provider = store.scope(provider)
     if not dry_run and hasattr(writer, "settle_bulk"):
         for memory in BulkJobMemory(store, provider, entity, "export").family():
-            writer.settle_bulk(memory, BulkProgress(logger=logger))
+            writer.settle_bulk(memory, BulkProgress(logger=logger, interrupt=interrupt))
     settled = Settled() if dry_run else _recover_intents(writer, store, provider, entity, logger)
     # Only ids and hashes are kept (memory stays small for millions of rows); fields are re-read per batch.
     items = [item for item in store.export_items(provider, entity, only_new=only_new, ids=ids, retry_rejected=retry_rejected)
@@ -229,6 +230,7 @@ def send_changes(
     logger: Any = None,
     label: str = "",
     progress: Callable[[int, int], None] | None = None,
+    interrupt: Callable[[], None] | None = None,
     bulk: bool | None = None,
     slot: str = "",
     lease: ExportLease | None = None,
@@ -241,13 +243,16 @@ def send_changes(
 
     ``bulk`` takes the writer's bulk path (None: when there are more items than the integration's
     ``bulk_threshold``); ``slot`` tells parallel slices of one export apart (each remembers its job).
+    ``progress`` hears each batch once its answers are queued for the database, and may raise to
+    stop the export there (a cancelled run); ``interrupt`` may do the same while a bulk job is
+    awaited (the job is remembered: the next export collects its results).
     """
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
     if bulk is None:
         bulk = bulk_chosen(writer, provider, len(items))
-    bulk_writes, bulk_progress = None, BulkProgress(logger=logger)
+    bulk_writes, bulk_progress = None, BulkProgress(logger=logger, interrupt=interrupt)
     if bulk and hasattr(writer, "bulk_allowance"):
         # The provider's daily bulk allocations are checked first: the regular path when the jobs do not fit.
         choice = writer.bulk_allowance(entity, len(items))
@@ -355,6 +360,7 @@ def export_entity(
     ids: Sequence[int] | None = None,
     retry_rejected: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    interrupt: Callable[[], None] | None = None,
     logger: logging.Logger | Any = None,
     lease: ExportLease | None = None,
 ) -> ExportResult:
@@ -362,12 +368,14 @@ def export_entity(
     logger = logger or log
     provider = store.scope(provider)
     started = time.monotonic()
-    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, retry_rejected=retry_rejected, logger=logger)
+    plan = plan_export(writer, store, provider, entity, only_new=only_new, dry_run=dry_run, ids=ids, retry_rejected=retry_rejected, logger=logger,
+                       interrupt=interrupt)
     logger.info("%s/%s: %d records to export%s", provider, entity, len(plan.items), " (dry run)" if dry_run else "")
     if dry_run:
         result = dry_run_result(provider, entity, plan)
     else:
-        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, progress=progress, logger=logger, lease=lease)
+        result = send_changes(writer, store, provider, entity, plan.items, stats=stats, batch_size=batch_size, progress=progress, interrupt=interrupt,
+                              logger=logger, lease=lease)
     result.recovered += plan.recovered
     result.waiting += plan.waiting
     result.unchanged = plan.unchanged

@@ -187,13 +187,15 @@ def run_import(
     sweep_archived: bool = False,
     run_id: str | None = None,
     progress: Callable[[int], None] | None = None,
+    interrupt: Callable[[], None] | None = None,
     logger: logging.Logger | Any = None,
 ) -> ImportResult:
     """Read the window's changes page by page and upsert them; then advance the sync state.
 
     ``progress`` hears the count read after each page is applied (its rejects recorded, its
     checkpoint saved). It may raise to stop the read there, as a cancelled run does: the window is
-    not marked synced, and a full read goes on from its checkpoint next time."""
+    not marked synced, and a full read goes on from its checkpoint next time. ``interrupt`` may do
+    the same while a provider bulk job is awaited (the next run takes the job up again)."""
     logger = logger or log
     started = time.monotonic()
     provider = store.scope(provider)
@@ -217,7 +219,8 @@ def run_import(
     # A resumed scan is not one complete snapshot: the next complete scan settles deletions.
     snapshot = bool(getattr(reader, "complete_snapshot", False)) and resumed is None
     if hasattr(reader, "prepare_bulk"):
-        reader.prepare_bulk(BulkContext(jobs, eligible=window.is_full or window.backfill, threshold=provider.settings.bulk_threshold))
+        reader.prepare_bulk(BulkContext(jobs, eligible=window.is_full or window.backfill, threshold=provider.settings.bulk_threshold,
+                                        interrupt=interrupt))
     seen: set[str] = set()
     read_records = resumed.records if resumed else 0
     try:

@@ -125,8 +125,8 @@ class SalesforceChangeReader:
 
     def _bulk_read(self, entity: str, soql: str, key: str, until: datetime | None, first: dict[str, Any]) -> Iterator[Page] | None:
         """The query job's pages, or None when the org's daily bulk allocations leave the regular path (said why)."""
-        self.bulk_progress = BulkProgress(logger=self.log)
-        memory = self.bulk_context.memory if self.bulk_context is not None else None
+        context = self.bulk_context or BulkContext()
+        self.bulk_progress, memory = BulkProgress(logger=self.log, interrupt=context.interrupt), context.memory
         if memory is None or not memory.read(key):  # a new job: the day's allocations are checked first
             choice = OrgLimits.read(self.client).for_query(int(first["totalSize"]) if first else None, SOBJECTS[entity])
             if not choice.bulk:

@@ -172,8 +172,8 @@ class ShopifyChangeReader:
 
     def _bulk_read(self, entity: str, since: str | None, search: str | None, until: datetime | None) -> Iterator[Page]:
         self.progress.strategy = "bulk"
-        self.bulk_progress = BulkProgress(logger=self.log)
-        memory = self.bulk_context.memory if self.bulk_context is not None else None
+        context = self.bulk_context or BulkContext()
+        self.bulk_progress, memory = BulkProgress(logger=self.log, interrupt=context.interrupt), context.memory
         self.read_until, pages = bulk_pages(ShopifyBulkQuery(self.client), entity, bulk_query_text(entity, search, self.mapping), memory, self.bulk_progress,
                                             self._tick, key=bulk_query_text(entity, since, self.mapping), until=until, mapping=self.mapping)
         self.log.info("%s: reading through bulk operation %s", entity, self.bulk_progress.job_id)

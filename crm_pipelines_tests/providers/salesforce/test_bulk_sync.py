@@ -223,3 +223,45 @@ def test_a_run_failing_after_its_job_started_leaves_it_for_the_next_run_unless_i
     again = read(sf_client(sim), store, strategy="bulk")
     assert again.metadata()["bulk_resumed"] == kept and again.outcome.created == 500
     assert sim.account().bulk_query_jobs == (1 if kept else 2)  # taken up again, or a new one when the results expired
+
+
+# ---------------------------------------------------------------------------------------- cancelled while a job runs
+
+
+class Cancelled(BaseException):
+    """What a step's interrupt raises when its run is cancelled (Dagster's interrupt is a BaseException too)."""
+
+
+def cancel() -> None:
+    raise Cancelled
+
+
+def test_a_cancelled_read_stops_waiting_for_its_query_job_and_the_next_run_takes_it_up(make_sim, store, sf_client):
+    sim = make_sim(contacts=500, bulk_processing_s=3600)  # an hour of simulated time before the job completes
+    client = sf_client(sim)
+    with pytest.raises(Cancelled):
+        run_import(SalesforceChangeReader(client, strategy="bulk"), store, P, "contacts", full(), stats=client.stats, interrupt=cancel)
+    assert BulkJobMemory(store, P, "contacts", "import").get() is not None
+    assert store.sync_state(P, "contacts").synced_through is None and store.linked_records(P, "contacts") == {}
+    sim.clock.advance(3600)
+    again = read(sf_client(sim), store, strategy="bulk")
+    assert again.metadata()["bulk_resumed"] and again.outcome.created == 500
+    assert sim.account().bulk_query_jobs == 1  # taken up, not started again
+    assert_reconciled(sim, store)
+
+
+def test_a_cancelled_export_stops_waiting_for_its_ingest_job_and_the_next_export_collects_it(make_sim, store, sf_client):
+    from .test_export import add_local_contacts, assert_exactly_once, export
+
+    sim = make_sim(contacts=0, companies=0, deals=0, bulk_processing_s=3600)
+    bulk_threshold(store, 100)
+    add_local_contacts(store, 300)
+    with pytest.raises(Cancelled):
+        export(sf_client(sim), store, interrupt=cancel)
+    assert any(m.get() is not None for m in BulkJobMemory(store, P, "contacts", "export").family())  # remembered
+    jobs = len(sim.account().jobs)
+    sim.clock.advance(3600)
+    again = export(sf_client(sim), store)
+    assert again.created == 0 and len(sim.account().jobs) == jobs  # the job's results were collected; nothing sent again
+    remote, links = assert_exactly_once(sim, store)
+    assert len(remote) == len(links) == 300
