@@ -1,7 +1,8 @@
 """An application drives the jobs API against a real Dagster instance whose launcher really
 launches runs (``DefaultRunLauncher``, a code server for the definitions, a process per run):
 start a sync and poll it to 100 %, cancel another one mid-way (its run ends CANCELED and no batch
-is left half-written), and read the provider's 401 message on a job with a bad token."""
+is left half-written), stop a third whose run is only marked CANCELING (a code server too busy to
+take the termination), and read the provider's 401 message on a job with a bad token."""
 
 from __future__ import annotations
 
@@ -116,12 +117,22 @@ def test_an_application_starts_watches_and_cancels_jobs(tmp_path, monkeypatch):
             assert 0 < rows < 4000 and rows == links  # whole batches only: every row written has its link
             assert store.sync_state(big_integration, "contacts").synced_through is None  # not marked synced
 
+            # A code server too busy to take the termination: the run is only marked CANCELING, as
+            # Dagster marks it before asking that server, and its step stops by itself.
+            unheard = client.post("/api/jobs", json={"provider": "hubspot", "store": "loja_big", "entity": "contacts"}, headers=AUTH).json()
+            running = _poll(client, unheard["id"], lambda j: j["processed"] > 0 or j["state"] not in ("queued", "running"))[-1]
+            assert running["state"] == "running", running
+            instance.report_run_canceling(instance.get_run_by_id(running["run_id"]))
+            stopped = _poll(client, unheard["id"], lambda j: j["state"] in ("succeeded", "failed", "cancelled"))[-1]
+            assert stopped["state"] == "cancelled", stopped
+            assert instance.get_run_by_id(stopped["run_id"]).status == dg.DagsterRunStatus.CANCELED
+
             failed = _poll(client, bad["id"], lambda j: j["state"] in ("succeeded", "failed", "cancelled"))[-1]
             assert failed["state"] == "failed"
             assert "401" in failed["error"] and "not-the-token" not in failed["error"]
 
             listed = client.get("/api/jobs?provider=hubspot", headers=AUTH).json()["jobs"]
-            assert {j["id"] for j in listed} == {first.json()["id"], cancel_me["id"], bad["id"]}
+            assert {j["id"] for j in listed} == {first.json()["id"], cancel_me["id"], bad["id"], unheard["id"]}
     finally:
         instance.dispose()
         store.dispose()
