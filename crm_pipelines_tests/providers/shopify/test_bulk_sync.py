@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 
 import httpx
+import pytest
 
 from crm_pipelines.providers.shopify.bulk import assemble, bulk_query_text
 from crm_pipelines.providers.shopify.reader import ShopifyChangeReader
@@ -87,6 +88,28 @@ def test_a_running_operation_is_found_again_and_another_ones_is_waited_for(start
     ops = sim.account().bulk_ops
     assert len(ops) == 3 and ops[other].status == "COMPLETED" and again.metadata()["bulk_job_id"] not in (ours, other)
     assert again.outcome.unchanged == 400
+    assert_reconciled(sim, store)
+
+
+class Cancelled(BaseException):
+    """What a step's interrupt raises when its run is cancelled."""
+
+
+def cancel() -> None:
+    raise Cancelled
+
+
+def test_a_cancelled_read_stops_waiting_for_its_operation_and_the_next_run_takes_it_up(start_shopify_sim, client_for, store):
+    sim = start_shopify_sim(seed=4, customers=400, orders=0, companies=0, bulk_processing_s=3600, **FAST)
+    client = client_for(sim)
+    with pytest.raises(Cancelled):
+        run_import(ShopifyChangeReader(client, strategy="bulk"), store, P, "contacts", full(), stats=client.stats, interrupt=cancel)
+    assert BulkJobMemory(store, P, "contacts", "import").get() is not None
+    assert store.linked_records(P, "contacts") == {}
+    sim.clock.advance(3600)
+    again = read(client_for(sim), store, strategy="bulk")
+    assert again.metadata()["bulk_resumed"] and again.outcome.created == 400
+    assert len(sim.account().bulk_ops) == 1  # taken up, not started again
     assert_reconciled(sim, store)
 
 
