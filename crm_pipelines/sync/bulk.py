@@ -118,8 +118,9 @@ class BulkProgress:
     fallback: str = ""
     started: float = field(default_factory=time.monotonic)
     logger: Any = None
-    #: Called as the job is polled (every ``INTERRUPT_EVERY_S`` at most); may raise to stop the
-    #: wait, as a cancelled run does. The job is remembered by then: the next run takes it up.
+    #: Called as a job is polled (every ``INTERRUPT_EVERY_S`` at most); may raise to stop the
+    #: wait, as a cancelled run does. A job of ours is remembered by then, and the next run takes
+    #: it up; Shopify also polls another app's operation before starting its own.
     interrupt: Callable[[], None] | None = None
     _interrupt_due: float = field(default=0.0, init=False, repr=False)
 
