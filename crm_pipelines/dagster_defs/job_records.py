@@ -120,7 +120,7 @@ def interrupt_if_cancelled(context: Any) -> None:
         context.log.warning(f"could not read the run's status ({type(exc).__name__}); going on")
         return
     if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
-        context.log.info("the run is being cancelled: stopping between two pages")
+        context.log.info("the run is being cancelled: this step stops here, its work so far kept")
         raise RunCancelled("the run was cancelled")
 
 
