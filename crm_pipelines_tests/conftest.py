@@ -16,6 +16,14 @@ from crm_pipelines.storage.store import LocalStore
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def own_default_database(tmp_path, monkeypatch):
+    """What falls back on the default database (``$CRM_DATABASE_URL``, else a file in the working
+    directory) gets a file of the test's own: tests never share one, nor write into the checkout."""
+    if not os.environ.get("CRM_DATABASE_URL"):
+        monkeypatch.setenv("CRM_DATABASE_URL", f"sqlite:///{tmp_path / 'default.db'}")
+
+
 def pytest_addoption(parser):
     parser.addoption("--with-slow", action="store_true", help="also run the slow kill, scale and end-to-end cases (CI runs them with -m slow)")
 

@@ -13,6 +13,7 @@ import dagster as dg
 
 from crm_pipelines.core.errors import ConfigurationError
 from crm_pipelines.integrations.model import Integration
+from crm_pipelines.integrations.registry import bind_database
 from crm_pipelines.providers.registry import ProviderPlugin
 from crm_pipelines.storage.store import LocalStore
 
@@ -36,7 +37,9 @@ def integration_for(store: LocalStore, plugin: ProviderPlugin, key: str) -> Inte
 def client_resource(context: Any, store: LocalStore, plugin: ProviderPlugin, integration: Integration) -> Any:
     """What opens readers and writers for ``integration`` (``ConfigurationError`` when its connection is unusable)."""
     if integration.from_env:
-        return getattr(context.resources, plugin.resource_key)
+        resource = getattr(context.resources, plugin.resource_key)
+        bind_database(resource, store.engine)
+        return resource
     return store.integrations.resource(integration)
 
 

@@ -316,10 +316,19 @@ class IntegrationRegistry:
         # Its secrets are masked in every error text and log line, whatever a provider echoes back.
         register(*(str(values[name]) for name in found.secret_fields() if values.get(name)))
         try:
-            return model(**values)
+            resource = model(**values)
         except Exception as exc:  # pydantic names the field, never its value
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in getattr(exc, "errors", lambda: [])()) or type(exc).__name__
             raise ConfigurationError(f"{integration.label}: invalid connection ({problems})") from None
+        bind_database(resource, self.engine)
+        return resource
+
+
+def bind_database(resource: Any, engine: Any) -> None:
+    """What a resource keeps in the local database (Bling's rotated refresh tokens) goes to ``engine``'s."""
+    bind = getattr(resource, "bind_database", None)
+    if bind is not None:
+        bind(engine)
 
 
 def _env_template(found: ProviderPlugin) -> dict[str, Any]:
@@ -350,4 +359,4 @@ def providers_with_integrations(registry: IntegrationRegistry) -> Iterable[str]:
     return [p for p in PROVIDERS if p in names]
 
 
-__all__ = ["IntegrationRegistry", "env_configured", "providers_with_integrations"]
+__all__ = ["IntegrationRegistry", "bind_database", "env_configured", "providers_with_integrations"]

@@ -4,8 +4,9 @@ Bling answers each refresh with a new refresh token and invalidates the old one.
 only knew the configured ``BLING_REFRESH_TOKEN`` would fail with ``invalid_grant`` as soon as any
 other process (an earlier Dagster run, the CLI) had refreshed. The newest token is saved here
 right after each refresh and read before the next one, encrypted with the deployment's key
-(:mod:`crm_pipelines.integrations.secrets`), in the project's database (``$CRM_DATABASE_URL``, or
-the default SQLite file).
+(:mod:`crm_pipelines.integrations.secrets`), in the database of the store the integration belongs
+to (:meth:`TokenStore.for_engine`); a client built without one uses ``$CRM_DATABASE_URL``, or the
+default SQLite file.
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ _LOCK = threading.Lock()
 class TokenStore:
     """load/save of one account's refresh token; database problems are logged, never raised."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, engine: object | None = None) -> None:
         self.url = url
+        self._given = engine
         self._box = None
 
     @classmethod
     def from_env(cls) -> TokenStore:
         return cls(database_url())
+
+    @classmethod
+    def for_engine(cls, engine) -> TokenStore:
+        """The tokens of the database ``engine`` opens (a store's, already migrated)."""
+        return cls(engine.url.render_as_string(hide_password=False), engine)
 
     def _secrets(self):
         from crm_pipelines.integrations.secrets import SecretBox
@@ -46,6 +53,8 @@ class TokenStore:
     def _engine(self):
         from crm_pipelines.storage.store import LocalStore
 
+        if self._given is not None:
+            return self._given
         with _LOCK:
             engine = _ENGINES.get(self.url)
             if engine is None:

@@ -203,9 +203,14 @@ def simulated_client_time(sims: list, timeout_s: float = CLIENT_TIMEOUT_S) -> It
         exporter.AMBIGUOUS_SETTLE_S, exporter.LATE_CREATE_PATIENCE_S = settle, patience
 
 
+#: The deployment key of the tests' databases: Bling keeps its rotated refresh token in the store's
+#: database, encrypted, and a PostgreSQL database has no key file beside it.
+TEST_SECRET_KEY = "Xr5mXGCrzkyTFyj4ozF16qK0-9_hJRTDwLrwFMpQ5nY="
+
+
 @contextlib.contextmanager
 def provider_env(provider: str, sim) -> Iterator[dict[str, str]]:
-    env = plugin(provider).simulator_env(sim)
+    env = plugin(provider).simulator_env(sim) | {"CRM_SECRET_KEY": os.environ.get("CRM_SECRET_KEY") or TEST_SECRET_KEY}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

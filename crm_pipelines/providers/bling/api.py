@@ -156,9 +156,10 @@ class BlingAuth:
     _REGISTRY_LOCK = threading.Lock()
 
     def __init__(self, *, base_url: str, client_id: str, client_secret: str, refresh_token: str, access_token: str | None = None,
-                 transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, account: str = "") -> None:
+                 transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, account: str = "", tokens: Any = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.account = account
+        self.tokens = tokens  #: where rotated refresh tokens are kept (a TokenStore; None: the environment's database)
         self._client_id = client_id
         self._client_secret = client_secret
         self._state = _TokenState(access_token or None, refresh_token, expires_at=float("inf") if access_token else 0.0)
@@ -172,8 +173,9 @@ class BlingAuth:
 
     @classmethod
     def shared(cls, *, base_url: str, client_id: str, client_secret: str, refresh_token: str, access_token: str | None = None,
-               transport: httpx.BaseTransport | None = None, account: str = "") -> BlingAuth:
-        """One token holder per app and authorized account (an app serves many companies, each its own tokens)."""
+               transport: httpx.BaseTransport | None = None, account: str = "", tokens: Any = None) -> BlingAuth:
+        """One token holder per app and authorized account (an app serves many companies, each its own
+        tokens); ``tokens`` is where its rotated refresh tokens are kept (the last one given wins)."""
         if not (client_id and client_secret and refresh_token):
             raise ConfigurationError("Bling needs BLING_CLIENT_ID, BLING_CLIENT_SECRET and BLING_REFRESH_TOKEN (OAuth app credentials and a refresh token)")
         key = (base_url.rstrip("/"), client_id, account)
@@ -182,6 +184,8 @@ class BlingAuth:
             if auth is None or auth._client_secret != client_secret:
                 auth = cls._REGISTRY[key] = cls(base_url=base_url, client_id=client_id, client_secret=client_secret,
                                                  refresh_token=refresh_token, access_token=access_token, transport=transport, account=account)
+            if tokens is not None:
+                auth.tokens = tokens
             return auth
 
     @property
@@ -215,7 +219,7 @@ class BlingAuth:
     def _refresh_locked(self) -> None:
         from crm_pipelines.storage.tokens import TokenStore
 
-        store = TokenStore.from_env()
+        store = self.tokens or TokenStore.from_env()
         store.require_key()  # never spend the refresh token on a rotation that could not be kept
         stored = store.load(self.account_key)
         # The newest token another process saved, then the one this process knows; neither is
@@ -306,9 +310,10 @@ class BlingClient:
         stats: CallStats | None = None,
         transport: httpx.BaseTransport | None = None,
         account: str = "",
+        tokens: Any = None,
     ) -> None:
         self.auth = BlingAuth.shared(base_url=base_url, client_id=client_id, client_secret=client_secret,
-                                     refresh_token=refresh_token, access_token=access_token, transport=transport, account=account)
+                                     refresh_token=refresh_token, access_token=access_token, transport=transport, account=account, tokens=tokens)
         self.per_second = per_second
         limiter = shared_limiter((PROVIDER, self.auth.account_key, "per-second"), per_second, 1.0, name="bling per-second")
         self.api = ApiClient(

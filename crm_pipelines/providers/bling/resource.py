@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from crm_pipelines.core.http import CallStats
 from crm_pipelines.providers.bling.api import BASE_URL, PER_SECOND, BlingClient
@@ -29,8 +29,15 @@ class BlingResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=30.0, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=8, description="Attempts per request on 429, 5xx and network errors.")
     account: str = Field(default="", description="The authorized Bling company this connection belongs to: its rotated tokens are kept apart from other companies' of the same app.")
+    _database: Any = PrivateAttr(default=None)
+
+    def bind_database(self, engine: Any) -> None:
+        """Keep the rotated refresh tokens in the database of ``engine`` (the integration's store)."""
+        self._database = engine
 
     def client(self, stats: CallStats | None = None) -> BlingClient:
+        from crm_pipelines.storage.tokens import TokenStore
+
         return BlingClient(
             client_id=self.client_id,
             client_secret=self.client_secret,
@@ -42,6 +49,7 @@ class BlingResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             stats=stats,
             account=self.account,
+            tokens=TokenStore.for_engine(self._database) if self._database is not None else None,
         )
 
     @contextmanager

@@ -55,3 +55,23 @@ def test_on_postgres_the_token_is_kept_with_a_key_and_never_spent_without_one(st
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(oauth_tokens)).scalar() == 1
     engine.dispose()
+
+
+def test_a_stores_integration_keeps_its_rotated_token_in_that_stores_database(start_bling_sim, tmp_path, monkeypatch):
+    from crm_pipelines.storage.store import LocalStore
+    from crm_pipelines.sync.runner import import_now
+
+    sim = start_bling_sim(contacts=4, companies=6, deals=0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRM_DATABASE_URL", raising=False)  # the environment's database would be ./crm_pipelines.db
+    monkeypatch.setenv("CRM_SECRET_KEY", "Xr5mXGCrzkyTFyj4ozF16qK0-9_hJRTDwLrwFMpQ5nY=")
+    store = LocalStore.open(f"sqlite:///{tmp_path / 'lojas.db'}")
+    store.integrations.add_store("loja_a")
+    store.integrations.add("bling", store="loja_a", connection={"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
+                                                               "refresh_token": DEFAULT_REFRESH_TOKEN, "base_url": sim.base_url + "/Api/v3"})
+    import_now(store.integrations.get("bling", "loja_a"), "companies", store)
+    assert DEFAULT_REFRESH_TOKEN not in sim.current_refresh_tokens  # rotated
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(oauth_tokens)).scalar() == 1
+    assert not (tmp_path / "crm_pipelines.db").exists()
+    store.dispose()
