@@ -30,6 +30,7 @@ from crm_pipelines.storage.schema import contacts, export_intents, external_link
 from crm_pipelines.storage.store import LocalStore
 from crm_pipelines.sync.batch import sync_integrations
 from crm_pipelines.sync.importer import ImportResult
+from crm_pipelines_tests.faults.harness import TEST_SECRET_KEY
 from crm_pipelines_tests.helpers.dagster import DEFAULT, instance_with_integrations
 
 TOKEN = "cancel-mid-run-token"
@@ -131,7 +132,7 @@ def test_an_export_stops_between_batches_and_the_next_run_sends_the_rest_once(db
 
 
 def test_a_cancelled_tick_starts_no_further_integration(sqlite_url, monkeypatch):
-    monkeypatch.setenv("CRM_SECRET_KEY", "Xr5mXGCrzkyTFyj4ozF16qK0-9_hJRTDwLrwFMpQ5nY=")
+    monkeypatch.setenv("CRM_SECRET_KEY", TEST_SECRET_KEY)
     store = LocalStore.open(sqlite_url)
     keys = [f"loja_{n}" for n in range(6)]
     config = HubSpotSimConfig(seed=33, contacts=150, companies=0, deals=0, tokens=(TOKEN,), faults=SLOW)

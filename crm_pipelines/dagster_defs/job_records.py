@@ -101,10 +101,15 @@ def stop_when_cancelled(context: Any) -> Iterator[None]:
     try:
         yield
     except DagsterExecutionInterruptedError:
-        run = context.instance.get_run_by_id(context.run.run_id)
-        if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        if run_is_cancelled(context):
             raise RunCancelled("the run was cancelled") from None
         raise
+
+
+def run_is_cancelled(context: Any) -> bool:
+    """Whether the step's run is being cancelled (CANCELING) or was (CANCELED)."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 
 def interrupt_if_cancelled(context: Any) -> None:
@@ -115,11 +120,11 @@ def interrupt_if_cancelled(context: Any) -> None:
     progress write (every few seconds) stops the step anyway, at a page boundary. A run storage
     that does not answer leaves the step working: the next write asks again."""
     try:
-        run = context.instance.get_run_by_id(context.run.run_id)
+        cancelled = run_is_cancelled(context)
     except Exception as exc:  # noqa: BLE001 - a missed check must not fail a sync
         context.log.warning(f"could not read the run's status ({type(exc).__name__}); going on")
         return
-    if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+    if cancelled:
         context.log.info("the run is being cancelled: this step stops here, its work so far kept")
         raise RunCancelled("the run was cancelled")
 

@@ -9,6 +9,7 @@ from crm_pipelines.cli import main
 from crm_pipelines.providers.bling.api import BlingAuth
 from crm_pipelines.providers.bling.simulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN
 from crm_pipelines.storage.schema import oauth_tokens
+from crm_pipelines_tests.faults.harness import TEST_SECRET_KEY
 
 
 def test_two_syncs_in_a_row_on_the_default_database_keep_the_rotated_token(start_bling_sim, tmp_path, monkeypatch, capsys):
@@ -47,7 +48,7 @@ def test_on_postgres_the_token_is_kept_with_a_key_and_never_spent_without_one(st
     assert "CRM_SECRET_KEY" in err and len(err.strip().splitlines()) == 1
     assert DEFAULT_REFRESH_TOKEN in sim.current_refresh_tokens  # not spent on a rotation nobody could keep
 
-    monkeypatch.setenv("CRM_SECRET_KEY", "Xr5mXGCrzkyTFyj4ozF16qK0-9_hJRTDwLrwFMpQ5nY=")
+    monkeypatch.setenv("CRM_SECRET_KEY", TEST_SECRET_KEY)
     for _ in range(2):
         BlingAuth._REGISTRY.clear()
         assert main(["sync", "bling", "companies"]) == 0, capsys.readouterr().err
@@ -64,7 +65,7 @@ def test_a_stores_integration_keeps_its_rotated_token_in_that_stores_database(st
     sim = start_bling_sim(contacts=4, companies=6, deals=0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CRM_DATABASE_URL", raising=False)  # the environment's database would be ./crm_pipelines.db
-    monkeypatch.setenv("CRM_SECRET_KEY", "Xr5mXGCrzkyTFyj4ozF16qK0-9_hJRTDwLrwFMpQ5nY=")
+    monkeypatch.setenv("CRM_SECRET_KEY", TEST_SECRET_KEY)
     store = LocalStore.open(f"sqlite:///{tmp_path / 'lojas.db'}")
     store.integrations.add_store("loja_a")
     store.integrations.add("bling", store="loja_a", connection={"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
