@@ -70,6 +70,7 @@ def test_changes_are_applied_as_they_arrive(serve, start_hubspot_sim, sqlite_url
     created = sim.create("contacts", 5)
     _wait(lambda: set(created) <= set(store.linked_records("hubspot", "contacts")))
     _wait(lambda: _unprocessed(store) == 0)
+    _wait(lambda: observed)  # the applier reports its observation after marking the events processed
     assert observed and observed[0].asset_key.path == ["hubspot", "contacts"] and observed[0].partition == "default"
     store.dispose()
 
